@@ -1,1 +1,60 @@
+//! hypha-engine: an OurDB-style store done right.
+//!
+//! Dense u32 **ids** map through a **lookup table** to a **location** (data
+//! file, offset) of the newest record of that id; records live in
+//! **append-only data files** (`0.db`, `1.db`, …) with a CRC and a pointer to
+//! the previous version of the same id, so history is a walk back.
+//! On top of that sits a **key API** ([`Db::put`], [`Db::get`], …): a key
+//! index on disk maps binary keys to ids. Every mutation gets a [`Seq`];
+//! [`Db::read_from`] ships the log and [`Db::apply`] replays it on a replica.
+//!
+//! Durability is chosen per database ([`Fsync`]); concurrent writers share one
+//! fdatasync (group commit). After a crash, [`Db::open`] replays the records
+//! written since the last checkpoint, truncates a torn tail (keeping its bytes
+//! aside), and rebuilds what the tables lack. The on-disk format is specified
+//! in `FORMAT.md`.
+//!
+//! Without the default `std` feature only the encoding core builds
+//! (`#![no_std]` + `alloc`): records, locations, tables, hashes.
 #![cfg_attr(not(feature = "std"), no_std)]
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used)]
+
+extern crate alloc;
+
+pub mod error;
+pub mod hash;
+pub mod limits;
+pub mod location;
+pub mod record;
+pub mod tables;
+
+#[cfg(feature = "std")]
+mod db;
+#[cfg(feature = "std")]
+mod files;
+#[cfg(feature = "std")]
+pub mod io;
+#[cfg(feature = "std")]
+mod keyindex;
+#[cfg(feature = "std")]
+mod lookup;
+#[cfg(feature = "std")]
+mod recovery;
+#[cfg(feature = "std")]
+mod state;
+
+pub use error::CodecError;
+pub use location::Location;
+pub use record::{Record, RecordKind, Seq};
+
+#[cfg(feature = "std")]
+pub use db::{Db, Fsync, Ids, LogIter, Options, ScanPage, Stats, Version, SCAN_IDS_PER_CALL_MAX};
+#[cfg(feature = "std")]
+pub use recovery::Recovery;
+#[cfg(feature = "std")]
+pub use files::WRITE_BUFFER_BYTES;
+#[cfg(feature = "std")]
+pub use crate::state::{CHECKPOINT_BYTES_MAX, CHECKPOINT_IDS_MAX};
+#[cfg(feature = "std")]
+pub use error::Error;

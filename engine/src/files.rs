@@ -1,0 +1,217 @@
+//! The append-only data files and the write buffer in front of the newest.
+//!
+//! Every data file is mapped read-only once, `file_size` bytes long (an
+//! address-space reservation; only bytes below the written length are ever
+//! read). Appends go to `buf`, which holds the bytes that follow the newest
+//! file's written length; it is written with one `pwrite` when full, on sync,
+//! at a checkpoint and on close. Readers read the buffer for locations past
+//! the written length, so a record is readable as soon as it is appended.
+
+use crate::error::{Error, IoContext, Result};
+use crate::io::FileIo;
+use crate::limits::{FILE_HEADER_BYTES, FILE_NUMBER_MAX};
+use crate::location::Location;
+use crate::record::{self, Decoded, Seq};
+use crate::tables::FileHeader;
+use memmap2::{Mmap, MmapOptions};
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Bytes the write buffer collects before it is written out.
+pub const WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+/// The path of data file `n`.
+pub fn data_path(dir: &Path, n: u16) -> PathBuf {
+    dir.join(format!("{n}.db"))
+}
+
+/// fsyncs a directory so a created or renamed entry survives power loss.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).ctx(|| format!("fsync directory {}", dir.display()))
+}
+
+pub struct DataFile {
+    pub file: Arc<File>,
+    map: Mmap,
+    /// Bytes written to the file (header included).
+    pub len: u32,
+    pub header: FileHeader,
+    pub path: PathBuf,
+}
+
+impl DataFile {
+    /// Opens an existing data file of `len` bytes.
+    pub fn open(path: PathBuf, file_size: u32) -> Result<DataFile> {
+        let file = OpenOptions::new().read(true).write(true).open(&path).ctx(|| format!("open {}", path.display()))?;
+        let len = file.metadata().ctx(|| format!("stat {}", path.display()))?.len();
+        let len = u32::try_from(len).map_err(|_| Error::BadOptions {
+            detail: format!("{} is {len} bytes, beyond the 4 GiB a data file may hold", path.display()),
+        })?;
+        let map = map_file(&file, file_size.max(len), &path)?;
+        let header = match FileHeader::decode(&map[..(len as usize).min(FILE_HEADER_BYTES)]) {
+            Ok(Some(h)) => h,
+            Ok(None) => FileHeader { file_no: u16::MAX, first_seq: 0 },
+            Err(cause) => return Err(Error::Corrupted { file: path, offset: 0, cause }),
+        };
+        Ok(DataFile { file: Arc::new(file), map, len, header, path })
+    }
+
+    /// Creates data file `n` with its header, fsyncs it and the directory.
+    pub fn create(dir: &Path, n: u16, first_seq: Seq, file_size: u32, io: &dyn FileIo) -> Result<DataFile> {
+        let path = data_path(dir, n);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .ctx(|| format!("create {}", path.display()))?;
+        let header = FileHeader { file_no: n, first_seq };
+        io.write_at(&file, &header.encode(), 0).ctx(|| format!("write header of {}", path.display()))?;
+        io.sync_data(&file).ctx(|| format!("fsync {}", path.display()))?;
+        sync_dir(dir)?;
+        let map = map_file(&file, file_size, &path)?;
+        Ok(DataFile { file: Arc::new(file), map, len: FILE_HEADER_BYTES as u32, header, path })
+    }
+
+    /// The written bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map[..self.len as usize]
+    }
+}
+
+fn map_file(file: &File, len: u32, path: &Path) -> Result<Mmap> {
+    // SAFETY: the database directory is locked (LOCK) against other hypha
+    // processes, and the engine only reads bytes below the length it wrote
+    // itself, so the mapped bytes never change under a reader and no page past
+    // the end of the file is touched. Truncation happens only at open, before
+    // any reader exists, and re-creates the mapping.
+    unsafe { MmapOptions::new().len(len as usize).map(file) }.ctx(|| format!("mmap {}", path.display()))
+}
+
+/// The sequence of data files plus the write buffer.
+pub struct Log {
+    pub dir: PathBuf,
+    pub file_size: u32,
+    pub files: Vec<DataFile>,
+    pub buf: Vec<u8>,
+    pub io: Arc<dyn FileIo>,
+}
+
+impl Log {
+    fn last(&self) -> &DataFile {
+        self.files.last().expect("the log always has a data file")
+    }
+
+    /// Number of the newest data file.
+    pub fn last_no(&self) -> u16 {
+        (self.files.len() - 1) as u16
+    }
+
+    /// Where the next record goes (if it fits the newest file).
+    pub fn end(&self) -> Location {
+        Location { file: self.last_no(), offset: self.last().len + self.buf.len() as u32 }
+    }
+
+    /// Readable end of file `n`: written bytes plus, for the newest, the buffer.
+    pub fn readable_end(&self, n: u16) -> u32 {
+        let f = &self.files[n as usize];
+        if n == self.last_no() {
+            f.len + self.buf.len() as u32
+        } else {
+            f.len
+        }
+    }
+
+    /// The readable bytes of file `loc.file` from `loc.offset` on (up to the
+    /// end of the written part, or of the buffer).
+    pub fn tail(&self, loc: Location) -> &[u8] {
+        let Some(f) = self.files.get(loc.file as usize) else { return &[] };
+        let off = loc.offset as usize;
+        if off < f.len as usize {
+            &f.bytes()[off..]
+        } else if loc.file == self.last_no() && off - (f.len as usize) < self.buf.len() {
+            &self.buf[off - f.len as usize..]
+        } else {
+            &[]
+        }
+    }
+
+    /// Decodes and checks the record at `loc`.
+    pub fn record(&self, loc: Location) -> Result<Decoded<'_>> {
+        let bytes = self.tail(loc);
+        match record::decode(bytes) {
+            Ok(Some(d)) => Ok(d),
+            Ok(None) => Err(self.corrupted(loc, crate::CodecError::BadField { what: "record runs past the end of its file" })),
+            Err(cause) => Err(self.corrupted(loc, cause)),
+        }
+    }
+
+    /// Decodes the header and key at `loc` without the CRC check (probing the
+    /// key index compares keys this way; the record returned is checked).
+    pub fn header_and_key(&self, loc: Location) -> Option<(record::Header, &[u8])> {
+        let bytes = self.tail(loc);
+        let h = record::decode_header(bytes).ok()??;
+        let key = bytes.get(crate::limits::RECORD_HEADER_BYTES..crate::limits::RECORD_HEADER_BYTES + h.key_len as usize)?;
+        Some((h, key))
+    }
+
+    pub fn corrupted(&self, loc: Location, cause: crate::CodecError) -> Error {
+        let file = self.files.get(loc.file as usize).map(|f| f.path.clone()).unwrap_or_else(|| data_path(&self.dir, loc.file));
+        Error::Corrupted { file, offset: loc.offset as u64, cause }
+    }
+
+    /// Makes room for a record of `len` bytes, rolling over to a new file if
+    /// the newest is full; returns where the record goes.
+    pub fn reserve(&mut self, len: usize, next_seq: Seq, single_file: bool) -> Result<Location> {
+        let room = self.file_size as usize - FILE_HEADER_BYTES;
+        if len > room {
+            return Err(Error::RecordTooLarge { len, room });
+        }
+        let end = self.end();
+        if end.offset as usize + len <= self.file_size as usize {
+            return Ok(end);
+        }
+        if single_file {
+            return Err(Error::Full {
+                reason: format!(
+                    "keysize < 6 addresses only data file 0 and it holds {} of file_size {} bytes; \
+                     use keysize 6 for more than one data file",
+                    end.offset, self.file_size
+                ),
+            });
+        }
+        if self.last_no() == FILE_NUMBER_MAX {
+            return Err(Error::Full { reason: format!("all {} data files are used", FILE_NUMBER_MAX as u32 + 1) });
+        }
+        self.flush()?;
+        let n = self.last_no() + 1;
+        let f = DataFile::create(&self.dir, n, next_seq, self.file_size, &*self.io)?;
+        log::info!("data file {} full; continuing in {}", n - 1, f.path.display());
+        self.files.push(f);
+        Ok(self.end())
+    }
+
+    /// Writes the buffer to the newest file. On error the buffer is kept, so
+    /// readers still see the records, and the caller stops accepting writes.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let last = self.files.last_mut().expect("the log always has a data file");
+        self.io
+            .write_at(&last.file, &self.buf, last.len as u64)
+            .ctx(|| format!("write {} bytes to {} at {}", self.buf.len(), last.path.display(), last.len))?;
+        last.len += self.buf.len() as u32;
+        self.buf.clear();
+        if self.buf.capacity() > 2 * WRITE_BUFFER_BYTES {
+            self.buf.shrink_to(WRITE_BUFFER_BYTES);
+        }
+        Ok(())
+    }
+
+    /// Handles of the files from `from` to the newest, for fsync.
+    pub fn files_from(&self, from: u16) -> Vec<Arc<File>> {
+        self.files[from as usize..].iter().map(|f| f.file.clone()).collect()
+    }
+}

@@ -1,0 +1,176 @@
+//! The key index `keys.idx`: an open-addressing hash table on disk, memory
+//! mapped, from key hash to id. Slots hold (hash, id); the key itself lives in
+//! the id's records, so a probe confirms a hash match by reading the key.
+//!
+//! Slots are written in place and never cleared (deleted keys keep their id),
+//! so a slot lost or left stale by a crash is harmless: a stale slot fails the
+//! key comparison, and replay re-inserts the keys written since the last
+//! checkpoint. The table doubles into a new file renamed over the old one.
+
+use crate::error::{Error, IoContext, Result};
+use crate::files::sync_dir;
+use crate::io::FileIo;
+use crate::limits::{INDEX_LOAD_PERCENT_MAX, INDEX_SLOTS_MIN, SLOT_BYTES, TABLE_HEADER_BYTES};
+use crate::lookup::map_mut;
+use crate::tables::{decode_slot, encode_slot, TableHeader, INDEX_MAGIC};
+use memmap2::MmapMut;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+pub struct KeyIndex {
+    dir: PathBuf,
+    file: File,
+    map: MmapMut,
+    pub slots: u64,
+    pub used: u64,
+    pub seed: u64,
+}
+
+impl KeyIndex {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("keys.idx")
+    }
+
+    /// Creates an empty index with `slots` slots (replacing any file there).
+    pub fn create(dir: &Path, seed: u64, slots: u64, io: &dyn FileIo) -> Result<KeyIndex> {
+        let (file, map) = Self::create_file(&Self::path(dir), seed, slots, io)?;
+        sync_dir(dir)?;
+        Ok(KeyIndex { dir: dir.to_path_buf(), file, map, slots, used: 0, seed })
+    }
+
+    fn create_file(path: &Path, seed: u64, slots: u64, io: &dyn FileIo) -> Result<(File, MmapMut)> {
+        assert!(slots.is_power_of_two());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .ctx(|| format!("create {}", path.display()))?;
+        file.set_len(TABLE_HEADER_BYTES as u64 + slots * SLOT_BYTES as u64)
+            .ctx(|| format!("size {}", path.display()))?;
+        let header = TableHeader { width: SLOT_BYTES as u8, seed }.encode(&INDEX_MAGIC);
+        io.write_at(&file, &header, 0).ctx(|| format!("write {}", path.display()))?;
+        let map = map_mut(&file, path)?;
+        Ok((file, map))
+    }
+
+    /// Opens the index; an error means it must be rebuilt from the log. The
+    /// slot count comes from the file (it may have grown after the last
+    /// checkpoint) and the used count is recounted, since a crash can leave
+    /// slots the checkpoint did not count.
+    pub fn open(dir: &Path, seed: u64) -> Result<KeyIndex> {
+        let path = Self::path(dir);
+        let file = OpenOptions::new().read(true).write(true).open(&path).ctx(|| format!("open {}", path.display()))?;
+        let len = file.metadata().ctx(|| format!("stat {}", path.display()))?.len();
+        let map = map_mut(&file, &path)?;
+        let header = TableHeader::decode(&map, &INDEX_MAGIC, "key index header")
+            .map_err(|cause| Error::Corrupted { file: path.clone(), offset: 0, cause })?;
+        let slots = len.saturating_sub(TABLE_HEADER_BYTES as u64) / SLOT_BYTES as u64;
+        let expected = TABLE_HEADER_BYTES as u64 + slots * SLOT_BYTES as u64;
+        if header.seed != seed
+            || header.width as usize != SLOT_BYTES
+            || len != expected
+            || !slots.is_power_of_two()
+            || slots < INDEX_SLOTS_MIN
+        {
+            return Err(Error::Corrupted {
+                file: path,
+                offset: 0,
+                cause: crate::CodecError::BadField { what: "key index size or seed (differs from meta)" },
+            });
+        }
+        let mut index = KeyIndex { dir: dir.to_path_buf(), file, map, slots, used: 0, seed };
+        index.used = (0..slots).filter(|&i| index.slot(i).0 != 0).count() as u64;
+        Ok(index)
+    }
+
+    fn slot(&self, i: u64) -> (u64, u32) {
+        let at = TABLE_HEADER_BYTES + i as usize * SLOT_BYTES;
+        decode_slot(&self.map[at..at + SLOT_BYTES])
+    }
+
+    /// Finds the id whose key `is_key` accepts among the slots with `hash`.
+    pub fn find(&self, hash: u64, mut is_key: impl FnMut(u32) -> bool) -> Option<u32> {
+        let mask = self.slots - 1;
+        let mut i = hash & mask;
+        for _ in 0..self.slots {
+            let (h, id) = self.slot(i);
+            if h == 0 {
+                return None;
+            }
+            if h == hash && is_key(id) {
+                return Some(id);
+            }
+            i = (i + 1) & mask;
+        }
+        None
+    }
+
+    /// Inserts (hash, id); the caller checked the key is not present.
+    pub fn insert(&mut self, hash: u64, id: u32, io: &dyn FileIo) -> Result<()> {
+        if (self.used + 1) * 100 > self.slots * INDEX_LOAD_PERCENT_MAX {
+            self.grow(io)?;
+        }
+        loop {
+            let mask = self.slots - 1;
+            let mut i = hash & mask;
+            for _ in 0..self.slots {
+                if self.slot(i).0 == 0 {
+                    let at = TABLE_HEADER_BYTES + i as usize * SLOT_BYTES;
+                    self.map[at..at + SLOT_BYTES].copy_from_slice(&encode_slot(hash, id));
+                    self.used += 1;
+                    return Ok(());
+                }
+                i = (i + 1) & mask;
+            }
+            // Only reachable if `used` undercounts; growing recounts it.
+            self.grow(io)?;
+        }
+    }
+
+    /// Doubles the table into `keys.idx.new`, fsyncs it and renames it over
+    /// the old one. Stale slots are copied too (they are harmless).
+    fn grow(&mut self, io: &dyn FileIo) -> Result<()> {
+        let slots = (self.slots * 2).max(INDEX_SLOTS_MIN);
+        let tmp = self.dir.join("keys.idx.new");
+        let (file, mut map) = Self::create_file(&tmp, self.seed, slots, io)?;
+        let mask = slots - 1;
+        let mut used = 0;
+        for s in 0..self.slots {
+            let (h, id) = self.slot(s);
+            if h == 0 {
+                continue;
+            }
+            let mut i = h & mask;
+            loop {
+                let at = TABLE_HEADER_BYTES + i as usize * SLOT_BYTES;
+                if decode_slot(&map[at..at + SLOT_BYTES]).0 == 0 {
+                    map[at..at + SLOT_BYTES].copy_from_slice(&encode_slot(h, id));
+                    break;
+                }
+                i = (i + 1) & mask;
+            }
+            used += 1;
+        }
+        io.sync_data(&file).ctx(|| format!("fsync {}", tmp.display()))?;
+        let path = Self::path(&self.dir);
+        std::fs::rename(&tmp, &path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
+        sync_dir(&self.dir)?;
+        log::debug!("key index grew to {slots} slots ({used} used)");
+        self.file = file;
+        self.map = map;
+        self.slots = slots;
+        self.used = used;
+        Ok(())
+    }
+
+    /// Makes every slot written so far durable.
+    pub fn sync(&self, io: &dyn FileIo) -> Result<()> {
+        io.sync_data(&self.file).ctx(|| format!("fsync {}", Self::path(&self.dir).display()))
+    }
+
+    pub fn file_bytes(&self) -> u64 {
+        TABLE_HEADER_BYTES as u64 + self.slots * SLOT_BYTES as u64
+    }
+}

@@ -1,0 +1,53 @@
+//! Every limit and fixed size of the engine, in one place.
+//!
+//! Sizes of on-disk structures are part of the format (see `FORMAT.md`); the
+//! others are defaults or tuning bounds. Relations between them are checked at
+//! compile time below.
+
+/// Bytes of the header at the start of every data file (`N.db`).
+pub const FILE_HEADER_BYTES: usize = 32;
+/// Bytes of the fixed header in front of every data record.
+pub const RECORD_HEADER_BYTES: usize = 40;
+/// Bytes of the header at the start of `lookup.tbl` and `keys.idx`.
+pub const TABLE_HEADER_BYTES: usize = 32;
+/// Bytes of the checkpoint file `meta`.
+pub const META_BYTES: usize = 96;
+/// Bytes of one key-index slot: hash u64 + id u32.
+pub const SLOT_BYTES: usize = 12;
+
+/// Longest key the key API accepts.
+pub const KEY_BYTES_MAX: usize = 4096;
+/// Default for `Options::value_bytes_max`.
+pub const VALUE_BYTES_MAX_DEFAULT: usize = 16 << 20;
+/// Largest value limit a database can be configured with; the record length
+/// fields are u32, and a record must fit in one data file.
+pub const VALUE_BYTES_LIMIT: usize = 1 << 30;
+
+/// Default size at which a data file rolls over to the next (`file_size`).
+pub const FILE_SIZE_DEFAULT: u32 = 256 << 20;
+/// Smallest `file_size` accepted.
+pub const FILE_SIZE_MIN: u32 = 16 << 10;
+/// Highest data-file number (the lookup entry stores it in a u16).
+pub const FILE_NUMBER_MAX: u16 = u16::MAX;
+
+/// Lookup-entry widths OurDB defines ("keysize"): 2, 3, 4 bytes address one
+/// data file by offset; 6 bytes address file number (u16) and offset (u32).
+pub const KEYSIZES: [u8; 4] = [2, 3, 4, 6];
+/// Default keysize: many files, 4 GiB each.
+pub const KEYSIZE_DEFAULT: u8 = 6;
+
+/// Deepest history walk one call returns.
+pub const HISTORY_DEPTH_MAX: usize = 4096;
+
+/// Fewest slots the key index starts with (a power of two).
+pub const INDEX_SLOTS_MIN: u64 = 1 << 12;
+/// The key index doubles before more than this percentage of slots is used.
+pub const INDEX_LOAD_PERCENT_MAX: u64 = 70;
+
+const _: () = assert!(FILE_HEADER_BYTES + RECORD_HEADER_BYTES + KEY_BYTES_MAX <= FILE_SIZE_MIN as usize);
+const _: () = assert!(FILE_HEADER_BYTES < FILE_SIZE_MIN as usize);
+const _: () = assert!(VALUE_BYTES_MAX_DEFAULT <= VALUE_BYTES_LIMIT);
+const _: () = assert!(VALUE_BYTES_LIMIT + KEY_BYTES_MAX + RECORD_HEADER_BYTES < u32::MAX as usize);
+const _: () = assert!(INDEX_SLOTS_MIN.is_power_of_two());
+const _: () = assert!(INDEX_LOAD_PERCENT_MAX < 100);
+const _: () = assert!(KEY_BYTES_MAX <= u16::MAX as usize);

@@ -1,0 +1,163 @@
+//! The lookup table `lookup.tbl`: id → location of the id's newest record.
+//!
+//! Invariant: the file only ever references records that are durable in the
+//! data files. Changes since the last checkpoint live in `overlay` (bounded by
+//! `CHECKPOINT_IDS_MAX`) and reach the file only at a checkpoint, after the
+//! data files were fsynced. So after a crash the file is the table as of some
+//! point between the last checkpoint and the durable end of the log, and
+//! replaying the log from the checkpoint makes it exact.
+
+use crate::error::{Error, IoContext, Result};
+use crate::io::FileIo;
+use crate::limits::TABLE_HEADER_BYTES;
+use crate::location::{decode_entry, encode_entry, Location};
+use crate::tables::{TableHeader, LOOKUP_MAGIC};
+use memmap2::MmapMut;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::path::{Path, PathBuf};
+
+/// Ids the table file grows by at least (so growth is rare).
+const GROW_IDS_MIN: u64 = 1 << 14;
+
+/// Hasher for dense u32 ids: one multiply (Fibonacci hashing).
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.0 = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+pub type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+
+pub struct Lookup {
+    path: PathBuf,
+    file: File,
+    map: MmapMut,
+    keysize: u8,
+    /// Ids the file has entries for (id 0 included, never used).
+    capacity: u64,
+    overlay: IdMap<Location>,
+}
+
+impl Lookup {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("lookup.tbl")
+    }
+
+    /// Creates an empty table (replacing any file there).
+    pub fn create(dir: &Path, keysize: u8, io: &dyn FileIo) -> Result<Lookup> {
+        let path = Self::path(dir);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .ctx(|| format!("create {}", path.display()))?;
+        let header = TableHeader { width: keysize, seed: 0 }.encode(&LOOKUP_MAGIC);
+        io.write_at(&file, &header, 0).ctx(|| format!("write {}", path.display()))?;
+        io.sync_data(&file).ctx(|| format!("fsync {}", path.display()))?;
+        Self::open_file(path, file, keysize)
+    }
+
+    /// Opens the table; an error means it must be rebuilt from the log.
+    pub fn open(dir: &Path, keysize: u8) -> Result<Lookup> {
+        let path = Self::path(dir);
+        let file = OpenOptions::new().read(true).write(true).open(&path).ctx(|| format!("open {}", path.display()))?;
+        Self::open_file(path, file, keysize)
+    }
+
+    fn open_file(path: PathBuf, file: File, keysize: u8) -> Result<Lookup> {
+        let len = file.metadata().ctx(|| format!("stat {}", path.display()))?.len();
+        let map = map_mut(&file, &path)?;
+        let header = TableHeader::decode(&map, &LOOKUP_MAGIC, "lookup table header")
+            .map_err(|cause| Error::Corrupted { file: path.clone(), offset: 0, cause })?;
+        if header.width != keysize {
+            return Err(Error::BadOptions {
+                detail: format!("{} has keysize {}, the database {keysize}", path.display(), header.width),
+            });
+        }
+        let capacity = (len - TABLE_HEADER_BYTES as u64) / keysize as u64;
+        Ok(Lookup { path, file, map, keysize, capacity, overlay: IdMap::default() })
+    }
+
+    /// The newest record of `id`, or `Location::NONE`.
+    pub fn get(&self, id: u32) -> Result<Location> {
+        if let Some(&loc) = self.overlay.get(&id) {
+            return Ok(loc);
+        }
+        if id as u64 >= self.capacity {
+            return Ok(Location::NONE);
+        }
+        let at = TABLE_HEADER_BYTES + id as usize * self.keysize as usize;
+        decode_entry(&self.map[at..at + self.keysize as usize])
+            .map_err(|cause| Error::Corrupted { file: self.path.clone(), offset: at as u64, cause })
+    }
+
+    /// Checks that `loc` fits this table's entries.
+    pub fn check_fits(&self, loc: Location) -> Result<()> {
+        let mut entry = [0u8; 6];
+        encode_entry(loc, &mut entry[..self.keysize as usize]).map_err(|e| Error::Full { reason: e.to_string() })
+    }
+
+    pub fn set(&mut self, id: u32, loc: Location) {
+        self.overlay.insert(id, loc);
+    }
+
+    pub fn dirty(&self) -> usize {
+        self.overlay.len()
+    }
+
+    /// Writes the overlay into the file and fsyncs it. Call only when every
+    /// record the overlay references is durable.
+    pub fn persist(&mut self, io: &dyn FileIo) -> Result<()> {
+        if self.overlay.is_empty() {
+            return Ok(());
+        }
+        let max_id = self.overlay.keys().copied().max().unwrap_or(0) as u64;
+        if max_id >= self.capacity {
+            let capacity = (max_id + 1).max(self.capacity * 2).max(GROW_IDS_MIN).min(u32::MAX as u64 + 1);
+            let len = TABLE_HEADER_BYTES as u64 + capacity * self.keysize as u64;
+            self.file.set_len(len).ctx(|| format!("grow {} to {len} bytes", self.path.display()))?;
+            self.map = map_mut(&self.file, &self.path)?;
+            self.capacity = capacity;
+        }
+        let ks = self.keysize as usize;
+        for (&id, &loc) in &self.overlay {
+            let at = TABLE_HEADER_BYTES + id as usize * ks;
+            encode_entry(loc, &mut self.map[at..at + ks]).map_err(|e| Error::Full { reason: e.to_string() })?;
+        }
+        io.sync_data(&self.file).ctx(|| format!("fsync {}", self.path.display()))?;
+        self.overlay.clear();
+        Ok(())
+    }
+
+    /// Ids the table can hold without growing (an upper bound for scans).
+    pub fn id_bound(&self) -> u64 {
+        let overlay_max = self.overlay.keys().copied().max().map_or(0, |m| m as u64 + 1);
+        self.capacity.max(overlay_max)
+    }
+
+    pub fn file_bytes(&self) -> u64 {
+        TABLE_HEADER_BYTES as u64 + self.capacity * self.keysize as u64
+    }
+}
+
+pub fn map_mut(file: &File, path: &Path) -> Result<MmapMut> {
+    // SAFETY: the directory is locked against other hypha processes; this
+    // process changes the file only through this mapping and set_len, after
+    // which it maps again before touching the new bytes.
+    unsafe { MmapMut::map_mut(file) }.ctx(|| format!("mmap {}", path.display()))
+}

@@ -1,0 +1,194 @@
+//! The state behind the database lock: data files, tables, counters. Every
+//! method here runs under `Db`'s `RwLock` (reads shared, writes exclusive).
+
+use crate::error::{Error, IoContext, Result};
+use crate::files::{sync_dir, Log, WRITE_BUFFER_BYTES};
+use crate::hash::key_hash;
+use crate::io::FileIo;
+use crate::keyindex::KeyIndex;
+use crate::limits::RECORD_HEADER_BYTES;
+use crate::location::Location;
+use crate::lookup::Lookup;
+use crate::record::{self, Header, RecordKind, RecordRef, Seq};
+use crate::tables::Meta;
+use std::fs::OpenOptions;
+use std::path::Path;
+
+/// A checkpoint is taken when this many ids changed since the last one; it
+/// bounds the overlay's memory and the replay after a crash.
+pub const CHECKPOINT_IDS_MAX: usize = 1 << 16;
+/// A checkpoint is taken when this many bytes were appended since the last
+/// one; recovery replays at most about this much.
+pub const CHECKPOINT_BYTES_MAX: u64 = 64 << 20;
+
+pub struct Core {
+    pub log: Log,
+    pub lookup: Lookup,
+    pub keys: KeyIndex,
+    /// Fixed fields (keysize, file_size, history, seed) and the counters as
+    /// of the last checkpoint.
+    pub meta: Meta,
+    pub seq: Seq,
+    pub next_id: u32,
+    pub live: u64,
+    pub digest: u64,
+    pub ckpt_bytes: u64,
+}
+
+/// One mutation to append.
+pub struct Write<'a> {
+    pub id: u32,
+    pub key: &'a [u8],
+    pub kind: RecordKind,
+    pub value: &'a [u8],
+    /// `Some` when a replica applies a record with its original seq.
+    pub seq: Option<Seq>,
+}
+
+impl Core {
+    /// The id holding `key` and the location of its newest record.
+    pub fn find_key(&self, key: &[u8]) -> Result<Option<(u32, Location)>> {
+        let hash = key_hash(key, self.keys.seed);
+        let mut error = None;
+        let found = self.keys.find(hash, |id| match self.lookup.get(id) {
+            Ok(loc) if !loc.is_none() => {
+                matches!(self.log.header_and_key(loc), Some((h, k)) if h.id == id && k == key)
+            }
+            Ok(_) => false,
+            Err(e) => {
+                error = Some(e);
+                false
+            }
+        });
+        if let Some(e) = error {
+            return Err(e);
+        }
+        match found {
+            Some(id) => Ok(Some((id, self.lookup.get(id)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Assigns a fresh id to `key` and records it in the key index.
+    pub fn new_key_id(&mut self, key: &[u8], ids_max: u32) -> Result<u32> {
+        let id = self.next_id;
+        if id == 0 || id > ids_max {
+            return Err(Error::Full { reason: format!("all ids up to {ids_max} (ids_max) are assigned") });
+        }
+        let io = self.log.io.clone();
+        self.keys.insert(key_hash(key, self.keys.seed), id, &*io)?;
+        Ok(id)
+    }
+
+    /// The header of the newest record of `id`, if any.
+    pub fn current(&self, id: u32) -> Result<Option<(Location, Header, &[u8])>> {
+        let loc = self.lookup.get(id)?;
+        if loc.is_none() {
+            return Ok(None);
+        }
+        let (h, key) = self
+            .log
+            .header_and_key(loc)
+            .ok_or_else(|| self.log.corrupted(loc, crate::CodecError::BadField { what: "record header" }))?;
+        if h.id != id {
+            return Err(self.log.corrupted(loc, crate::CodecError::BadField { what: "record id (lookup disagrees)" }));
+        }
+        Ok(Some((loc, h, key)))
+    }
+
+    /// Appends a record, updates the tables and counters, and takes a
+    /// checkpoint when one is due. Returns the seq and the log position just
+    /// past the record (what a durable write must sync up to).
+    pub fn append(&mut self, w: Write<'_>) -> Result<(Seq, Location)> {
+        let prev = self.lookup.get(w.id)?;
+        let old = match prev.is_none() {
+            true => None,
+            false => Some(self.current(w.id)?.map(|(_, h, _)| h).expect("lookup entry is not none")),
+        };
+        let seq = w.seq.unwrap_or(self.seq + 1);
+        assert!(seq > self.seq, "seq {seq} after {}", self.seq);
+        let len = RECORD_HEADER_BYTES + w.key.len() + w.value.len();
+        let loc = self.log.reserve(len, seq, self.meta.keysize < 6)?;
+        self.lookup.check_fits(loc)?;
+        let start = self.log.buf.len();
+        let r = RecordRef { seq, id: w.id, kind: w.kind, key: w.key, value: w.value };
+        record::encode(&mut self.log.buf, &r, prev);
+        let new = record::decode_header(&self.log.buf[start..]).ok().flatten().expect("record just encoded");
+        self.lookup.set(w.id, loc);
+        self.account(old.as_ref(), &new);
+        self.seq = seq;
+        self.next_id = self.next_id.max(w.id.saturating_add(1));
+        self.ckpt_bytes += len as u64;
+        let end = Location { file: loc.file, offset: loc.offset + len as u32 };
+        if self.log.buf.len() >= WRITE_BUFFER_BYTES {
+            self.log.flush()?;
+        }
+        if self.lookup.dirty() >= CHECKPOINT_IDS_MAX || self.ckpt_bytes >= CHECKPOINT_BYTES_MAX {
+            self.checkpoint()?;
+        }
+        Ok((seq, end))
+    }
+
+    /// Updates live count and digest for a record replacing `old`.
+    pub fn account(&mut self, old: Option<&Header>, new: &Header) {
+        if let Some(o) = old.filter(|o| o.kind == RecordKind::Put) {
+            self.digest = self.digest.wrapping_sub(o.pair_hash);
+            self.live -= 1;
+        }
+        if new.kind == RecordKind::Put {
+            self.digest = self.digest.wrapping_add(new.pair_hash);
+            self.live += 1;
+        }
+    }
+
+    /// Makes the tables durable up to the end of the log: writes the buffer,
+    /// fsyncs the data files written since the last checkpoint, writes the
+    /// lookup overlay, fsyncs the key index, and replaces `meta`.
+    pub fn checkpoint(&mut self) -> Result<Location> {
+        let io = self.log.io.clone();
+        self.log.flush()?;
+        for f in self.log.files_from(self.meta.ckpt.file) {
+            io.sync_data(&f).ctx(|| format!("fsync data file in {}", self.log.dir.display()))?;
+        }
+        self.lookup.persist(&*io)?;
+        self.keys.sync(&*io)?;
+        let end = self.log.end();
+        let meta = Meta {
+            ckpt: end,
+            seq: self.seq,
+            next_id: self.next_id,
+            live: self.live,
+            digest: self.digest,
+            index_used: self.keys.used,
+            index_slots: self.keys.slots,
+            ..self.meta
+        };
+        write_meta(&self.log.dir, &meta, &*io)?;
+        self.meta = meta;
+        self.ckpt_bytes = 0;
+        log::debug!("checkpoint at file {} offset {} (seq {})", end.file, end.offset, self.seq);
+        Ok(end)
+    }
+
+    /// Bytes of all data files, tables and buffer.
+    pub fn disk_bytes(&self) -> u64 {
+        let data: u64 = self.log.files.iter().map(|f| f.len as u64).sum();
+        data + self.log.buf.len() as u64 + self.lookup.file_bytes() + self.keys.file_bytes()
+    }
+}
+
+/// Replaces `dir/meta` atomically: write `meta.tmp`, fsync, rename, fsync dir.
+pub fn write_meta(dir: &Path, meta: &Meta, io: &dyn FileIo) -> Result<()> {
+    let tmp = dir.join("meta.tmp");
+    let path = dir.join("meta");
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .ctx(|| format!("create {}", tmp.display()))?;
+    io.write_at(&f, &meta.encode(), 0).ctx(|| format!("write {}", tmp.display()))?;
+    io.sync_data(&f).ctx(|| format!("fsync {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
+    sync_dir(dir)
+}

@@ -1,0 +1,312 @@
+//! Fixed headers: data-file header, table header (lookup table, key index),
+//! key-index slots and the checkpoint (`meta`). See `FORMAT.md`.
+
+use crate::error::CodecError;
+use crate::limits::{FILE_HEADER_BYTES, META_BYTES, SLOT_BYTES, TABLE_HEADER_BYTES};
+use crate::location::{check_keysize, Location};
+use crate::record::Seq;
+
+/// Version of every structure in this module and of the record format.
+pub const FORMAT_VERSION: u16 = 1;
+/// Magic of a data file.
+pub const DATA_MAGIC: [u8; 8] = *b"HYPHADB\0";
+/// Magic of the lookup table.
+pub const LOOKUP_MAGIC: [u8; 8] = *b"HYPHALK\0";
+/// Magic of the key index.
+pub const INDEX_MAGIC: [u8; 8] = *b"HYPHAIX\0";
+/// Magic of the checkpoint.
+pub const META_MAGIC: [u8; 8] = *b"HYPHAMT\0";
+
+fn crc(bytes: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(bytes);
+    h.finalize()
+}
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+fn check_crc(b: &[u8], at: usize) -> Result<(), CodecError> {
+    let expected = u32_at(b, at);
+    let actual = crc(&b[..at]);
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(CodecError::BadCrc { expected, actual })
+    }
+}
+fn check_magic_version(b: &[u8], magic: &[u8; 8], what: &'static str) -> Result<(), CodecError> {
+    if &b[0..8] != magic {
+        return Err(CodecError::BadMagic { what });
+    }
+    match u16_at(b, 8) {
+        FORMAT_VERSION => Ok(()),
+        found => Err(CodecError::BadVersion { what, found }),
+    }
+}
+
+// Data-file header:
+//   0 magic[8] | 8 version u16 | 10 file_no u16 | 12 reserved u32
+//  16 first_seq u64 | 24 reserved u32 | 28 crc32 of 0..28
+const FH_FILE_NO: usize = 10;
+const FH_FIRST_SEQ: usize = 16;
+const FH_CRC: usize = 28;
+const _: () = assert!(FH_CRC + 4 == FILE_HEADER_BYTES);
+
+/// Header of data file `N.db`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileHeader {
+    /// The file's number (its name).
+    pub file_no: u16,
+    /// No record in this file has a seq below this.
+    pub first_seq: Seq,
+}
+
+impl FileHeader {
+    /// Encodes the header.
+    pub fn encode(&self) -> [u8; FILE_HEADER_BYTES] {
+        let mut b = [0u8; FILE_HEADER_BYTES];
+        b[0..8].copy_from_slice(&DATA_MAGIC);
+        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[FH_FILE_NO..FH_FILE_NO + 2].copy_from_slice(&self.file_no.to_le_bytes());
+        b[FH_FIRST_SEQ..FH_FIRST_SEQ + 8].copy_from_slice(&self.first_seq.to_le_bytes());
+        let c = crc(&b[..FH_CRC]);
+        b[FH_CRC..].copy_from_slice(&c.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a header; `Ok(None)` if `b` is too short.
+    pub fn decode(b: &[u8]) -> Result<Option<FileHeader>, CodecError> {
+        if b.len() < FILE_HEADER_BYTES {
+            return Ok(None);
+        }
+        check_magic_version(b, &DATA_MAGIC, "data file header")?;
+        check_crc(b, FH_CRC)?;
+        Ok(Some(FileHeader { file_no: u16_at(b, FH_FILE_NO), first_seq: u64_at(b, FH_FIRST_SEQ) }))
+    }
+}
+
+// Table header (lookup.tbl and keys.idx):
+//   0 magic[8] | 8 version u16 | 10 width u8 | 11 reserved u8 | 12 reserved u32
+//  16 seed u64 | 24 reserved u32 | 28 crc32 of 0..28
+const TH_WIDTH: usize = 10;
+const TH_SEED: usize = 16;
+const TH_CRC: usize = 28;
+const _: () = assert!(TH_CRC + 4 == TABLE_HEADER_BYTES);
+
+/// Header of the lookup table (width = keysize, seed = 0) or of the key index
+/// (width = `SLOT_BYTES`, seed = the database's hash seed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableHeader {
+    /// Bytes per entry.
+    pub width: u8,
+    /// Hash seed of the key index; 0 in the lookup table.
+    pub seed: u64,
+}
+
+impl TableHeader {
+    /// Encodes the header with `magic` (`LOOKUP_MAGIC` or `INDEX_MAGIC`).
+    pub fn encode(&self, magic: &[u8; 8]) -> [u8; TABLE_HEADER_BYTES] {
+        let mut b = [0u8; TABLE_HEADER_BYTES];
+        b[0..8].copy_from_slice(magic);
+        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[TH_WIDTH] = self.width;
+        b[TH_SEED..TH_SEED + 8].copy_from_slice(&self.seed.to_le_bytes());
+        let c = crc(&b[..TH_CRC]);
+        b[TH_CRC..].copy_from_slice(&c.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a header.
+    pub fn decode(b: &[u8], magic: &[u8; 8], what: &'static str) -> Result<TableHeader, CodecError> {
+        if b.len() < TABLE_HEADER_BYTES {
+            return Err(CodecError::TooLong { what, len: b.len() as u64, max: TABLE_HEADER_BYTES as u64 });
+        }
+        check_magic_version(b, magic, what)?;
+        check_crc(b, TH_CRC)?;
+        Ok(TableHeader { width: b[TH_WIDTH], seed: u64_at(b, TH_SEED) })
+    }
+}
+
+/// Encodes a key-index slot: key hash (0 = empty) and id.
+pub fn encode_slot(hash: u64, id: u32) -> [u8; SLOT_BYTES] {
+    let mut b = [0u8; SLOT_BYTES];
+    b[0..8].copy_from_slice(&hash.to_le_bytes());
+    b[8..12].copy_from_slice(&id.to_le_bytes());
+    b
+}
+
+/// Decodes a key-index slot: (hash, id); hash 0 is an empty slot.
+pub fn decode_slot(b: &[u8]) -> (u64, u32) {
+    (u64_at(b, 0), u32_at(b, 8))
+}
+
+// Checkpoint (meta):
+//   0 magic[8] | 8 version u16 | 10 keysize u8 | 11 flags u8 (bit 0: incremental)
+//  12 file_size u32 | 16 history_id u64 | 24 hash_seed u64
+//  32 ckpt_file u16 | 34 reserved u16 | 36 ckpt_offset u32 | 40 seq u64
+//  48 next_id u32 | 52 reserved u32 | 56 live u64 | 64 digest u64
+//  72 index_used u64 | 80 index_slots u64 | 88 reserved u32 | 92 crc32 of 0..92
+const M_KEYSIZE: usize = 10;
+const M_FLAGS: usize = 11;
+const M_FILE_SIZE: usize = 12;
+const M_HISTORY: usize = 16;
+const M_SEED: usize = 24;
+const M_CKPT_FILE: usize = 32;
+const M_CKPT_OFFSET: usize = 36;
+const M_SEQ: usize = 40;
+const M_NEXT_ID: usize = 48;
+const M_LIVE: usize = 56;
+const M_DIGEST: usize = 64;
+const M_INDEX_USED: usize = 72;
+const M_INDEX_SLOTS: usize = 80;
+const M_CRC: usize = 92;
+const _: () = assert!(M_CRC + 4 == META_BYTES);
+
+/// The checkpoint: everything before `ckpt` is reflected in the lookup table
+/// and key index on disk, and the counters are as of `ckpt`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// Lookup entry width.
+    pub keysize: u8,
+    /// Ids assigned by the engine from 1 upward.
+    pub incremental: bool,
+    /// Data-file rollover size.
+    pub file_size: u32,
+    /// Random id of this database's history (replication compares it).
+    pub history_id: u64,
+    /// Seed of the key-index hash.
+    pub hash_seed: u64,
+    /// Log position up to which the tables are complete.
+    pub ckpt: Location,
+    /// Highest seq at `ckpt`.
+    pub seq: Seq,
+    /// Next id incremental mode assigns.
+    pub next_id: u32,
+    /// Live entries.
+    pub live: u64,
+    /// Content digest.
+    pub digest: u64,
+    /// Used key-index slots.
+    pub index_used: u64,
+    /// Key-index slot count.
+    pub index_slots: u64,
+}
+
+impl Meta {
+    /// Encodes the checkpoint.
+    pub fn encode(&self) -> [u8; META_BYTES] {
+        let mut b = [0u8; META_BYTES];
+        b[0..8].copy_from_slice(&META_MAGIC);
+        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[M_KEYSIZE] = self.keysize;
+        b[M_FLAGS] = self.incremental as u8;
+        b[M_FILE_SIZE..M_FILE_SIZE + 4].copy_from_slice(&self.file_size.to_le_bytes());
+        b[M_HISTORY..M_HISTORY + 8].copy_from_slice(&self.history_id.to_le_bytes());
+        b[M_SEED..M_SEED + 8].copy_from_slice(&self.hash_seed.to_le_bytes());
+        b[M_CKPT_FILE..M_CKPT_FILE + 2].copy_from_slice(&self.ckpt.file.to_le_bytes());
+        b[M_CKPT_OFFSET..M_CKPT_OFFSET + 4].copy_from_slice(&self.ckpt.offset.to_le_bytes());
+        b[M_SEQ..M_SEQ + 8].copy_from_slice(&self.seq.to_le_bytes());
+        b[M_NEXT_ID..M_NEXT_ID + 4].copy_from_slice(&self.next_id.to_le_bytes());
+        b[M_LIVE..M_LIVE + 8].copy_from_slice(&self.live.to_le_bytes());
+        b[M_DIGEST..M_DIGEST + 8].copy_from_slice(&self.digest.to_le_bytes());
+        b[M_INDEX_USED..M_INDEX_USED + 8].copy_from_slice(&self.index_used.to_le_bytes());
+        b[M_INDEX_SLOTS..M_INDEX_SLOTS + 8].copy_from_slice(&self.index_slots.to_le_bytes());
+        let c = crc(&b[..M_CRC]);
+        b[M_CRC..].copy_from_slice(&c.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a checkpoint.
+    pub fn decode(b: &[u8]) -> Result<Meta, CodecError> {
+        if b.len() != META_BYTES {
+            return Err(CodecError::TooLong { what: "meta", len: b.len() as u64, max: META_BYTES as u64 });
+        }
+        check_magic_version(b, &META_MAGIC, "meta")?;
+        check_crc(b, M_CRC)?;
+        let keysize = b[M_KEYSIZE];
+        check_keysize(keysize)?;
+        if b[M_FLAGS] > 1 {
+            return Err(CodecError::BadField { what: "meta flags" });
+        }
+        let slots = u64_at(b, M_INDEX_SLOTS);
+        if !slots.is_power_of_two() {
+            return Err(CodecError::BadField { what: "meta index_slots (not a power of two)" });
+        }
+        Ok(Meta {
+            keysize,
+            incremental: b[M_FLAGS] == 1,
+            file_size: u32_at(b, M_FILE_SIZE),
+            history_id: u64_at(b, M_HISTORY),
+            hash_seed: u64_at(b, M_SEED),
+            ckpt: Location { file: u16_at(b, M_CKPT_FILE), offset: u32_at(b, M_CKPT_OFFSET) },
+            seq: u64_at(b, M_SEQ),
+            next_id: u32_at(b, M_NEXT_ID),
+            live: u64_at(b, M_LIVE),
+            digest: u64_at(b, M_DIGEST),
+            index_used: u64_at(b, M_INDEX_USED),
+            index_slots: slots,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> Meta {
+        Meta {
+            keysize: 6,
+            incremental: true,
+            file_size: 1 << 20,
+            history_id: 0x1122_3344_5566_7788,
+            hash_seed: 9,
+            ckpt: Location { file: 2, offset: 64 },
+            seq: 100,
+            next_id: 51,
+            live: 40,
+            digest: 0xdead_beef,
+            index_used: 50,
+            index_slots: 4096,
+        }
+    }
+
+    #[test]
+    fn golden_bytes_pin_the_file_header() {
+        let b = FileHeader { file_no: 3, first_seq: 0x0102 }.encode();
+        assert_eq!(&b[..16], b"HYPHADB\0\x01\x00\x03\x00\x00\x00\x00\x00");
+        assert_eq!(&b[16..28], &[2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(FileHeader::decode(&b).unwrap().unwrap().first_seq, 0x0102);
+        assert_eq!(FileHeader::decode(&b[..31]).unwrap(), None);
+    }
+
+    #[test]
+    fn meta_round_trips_and_every_flip_is_caught() {
+        let m = meta();
+        let b = m.encode();
+        assert_eq!(&b[..8], b"HYPHAMT\0");
+        assert_eq!(Meta::decode(&b).unwrap(), m);
+        for bit in 0..META_BYTES * 8 {
+            let mut c = b;
+            c[bit / 8] ^= 1 << (bit % 8);
+            assert!(Meta::decode(&c).is_err(), "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn table_header_and_slot_round_trip() {
+        let h = TableHeader { width: 6, seed: 77 };
+        let b = h.encode(&LOOKUP_MAGIC);
+        assert_eq!(TableHeader::decode(&b, &LOOKUP_MAGIC, "lookup").unwrap(), h);
+        assert!(TableHeader::decode(&b, &INDEX_MAGIC, "index").is_err());
+        assert_eq!(encode_slot(0x0807060504030201, 0x0d0c0b0a), [1, 2, 3, 4, 5, 6, 7, 8, 0xa, 0xb, 0xc, 0xd]);
+        assert_eq!(decode_slot(&encode_slot(5, 6)), (5, 6));
+    }
+}
