@@ -1,13 +1,16 @@
 //! The database: the public API over [`Core`], the lock around it, group
 //! commit, and the background flusher of `Fsync::EveryMs`.
 
-use crate::state::{Core, Write};
 use crate::error::{Error, Result};
 use crate::io::{FileIo, RealIo};
-use crate::limits::{FILE_SIZE_DEFAULT, FILE_SIZE_MIN, HISTORY_DEPTH_MAX, KEYSIZE_DEFAULT, KEY_BYTES_MAX, VALUE_BYTES_LIMIT, VALUE_BYTES_MAX_DEFAULT};
+use crate::limits::{
+    FILE_SIZE_DEFAULT, FILE_SIZE_MIN, HISTORY_DEPTH_MAX, KEYSIZE_DEFAULT, KEY_BYTES_MAX,
+    VALUE_BYTES_LIMIT, VALUE_BYTES_MAX_DEFAULT,
+};
 use crate::location::{check_keysize, offset_limit, Location};
 use crate::record::{Record, RecordKind, Seq};
 use crate::recovery::{open_core, Recovery};
+use crate::state::{Core, Write};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,7 +79,10 @@ impl Options {
             return bad(e.to_string());
         }
         if self.file_size < FILE_SIZE_MIN {
-            return bad(format!("file_size {} is below {FILE_SIZE_MIN} (FILE_SIZE_MIN)", self.file_size));
+            return bad(format!(
+                "file_size {} is below {FILE_SIZE_MIN} (FILE_SIZE_MIN)",
+                self.file_size
+            ));
         }
         if let Some(limit) = offset_limit(self.keysize) {
             if self.file_size as u64 > limit {
@@ -87,7 +93,10 @@ impl Options {
             }
         }
         if self.value_bytes_max > VALUE_BYTES_LIMIT {
-            return bad(format!("value_bytes_max {} exceeds {VALUE_BYTES_LIMIT} (VALUE_BYTES_LIMIT)", self.value_bytes_max));
+            return bad(format!(
+                "value_bytes_max {} exceeds {VALUE_BYTES_LIMIT} (VALUE_BYTES_LIMIT)",
+                self.value_bytes_max
+            ));
         }
         if self.ids_max == 0 || self.ids_max == u32::MAX {
             return bad(format!("ids_max must be between 1 and {}", u32::MAX - 1));
@@ -268,14 +277,20 @@ impl Db {
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
         opts.check()?;
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).map_err(|source| Error::Io { context: format!("create {}", dir.display()), source })?;
+        fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            context: format!("create {}", dir.display()),
+            source,
+        })?;
         let lock_path = dir.join("LOCK");
         let lock_file = File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|source| Error::Io { context: format!("open {}", lock_path.display()), source })?;
+            .map_err(|source| Error::Io {
+                context: format!("open {}", lock_path.display()),
+                source,
+            })?;
         if lock_file.try_lock().is_err() {
             return Err(Error::Locked { dir });
         }
@@ -285,7 +300,10 @@ impl Db {
             dir,
             opts: opts.clone(),
             core: RwLock::new(core),
-            commit: Mutex::new(CommitState { synced, leader: false }),
+            commit: Mutex::new(CommitState {
+                synced,
+                leader: false,
+            }),
             committed: Condvar::new(),
             read_only: AtomicBool::new(false),
             failure: Mutex::new(None),
@@ -295,7 +313,12 @@ impl Db {
             Fsync::EveryMs(ms) => Some(spawn_flusher(Arc::downgrade(&inner), ms)),
             _ => None,
         };
-        Ok(Db { inner, flusher, recovery, crashed: false })
+        Ok(Db {
+            inner,
+            flusher,
+            recovery,
+            crashed: false,
+        })
     }
 
     /// What `open` found: records replayed, bytes of a torn tail cut.
@@ -317,7 +340,10 @@ impl Db {
 
     fn check_value(&self, value: &[u8]) -> Result<()> {
         if value.len() > self.inner.opts.value_bytes_max {
-            return Err(Error::ValueTooLong { len: value.len(), max: self.inner.opts.value_bytes_max });
+            return Err(Error::ValueTooLong {
+                len: value.len(),
+                max: self.inner.opts.value_bytes_max,
+            });
         }
         Ok(())
     }
@@ -332,7 +358,13 @@ impl Db {
                 Some((id, _)) => id,
                 None => core.new_key_id(key, ids_max)?,
             };
-            core.append(Write { id, key, kind: RecordKind::Put, value, seq: None })
+            core.append(Write {
+                id,
+                key,
+                kind: RecordKind::Put,
+                value,
+                seq: None,
+            })
         })?;
         self.inner.durable(end)?;
         Ok(seq)
@@ -347,7 +379,9 @@ impl Db {
     pub fn get_versioned(&self, key: &[u8]) -> Result<Option<(Seq, Vec<u8>)>> {
         Self::check_key(key)?;
         let core = self.inner.read();
-        let Some((_, loc)) = core.find_key(key)? else { return Ok(None) };
+        let Some((_, loc)) = core.find_key(key)? else {
+            return Ok(None);
+        };
         let r = core.log.record(loc)?;
         Ok(match r.header.kind {
             RecordKind::Put => Some((r.header.seq, r.value.to_vec())),
@@ -359,7 +393,9 @@ impl Db {
     pub fn contains(&self, key: &[u8]) -> Result<bool> {
         Self::check_key(key)?;
         let core = self.inner.read();
-        let Some((id, _)) = core.find_key(key)? else { return Ok(false) };
+        let Some((id, _)) = core.find_key(key)? else {
+            return Ok(false);
+        };
         Ok(matches!(core.current(id)?, Some((_, h, _)) if h.kind == RecordKind::Put))
     }
 
@@ -368,11 +404,20 @@ impl Db {
     pub fn delete(&self, key: &[u8]) -> Result<Option<Seq>> {
         Self::check_key(key)?;
         let done = self.inner.mutate(|core| {
-            let Some((id, _)) = core.find_key(key)? else { return Ok(None) };
+            let Some((id, _)) = core.find_key(key)? else {
+                return Ok(None);
+            };
             if !matches!(core.current(id)?, Some((_, h, _)) if h.kind == RecordKind::Put) {
                 return Ok(None);
             }
-            core.append(Write { id, key, kind: RecordKind::Delete, value: &[], seq: None }).map(Some)
+            core.append(Write {
+                id,
+                key,
+                kind: RecordKind::Delete,
+                value: &[],
+                seq: None,
+            })
+            .map(Some)
         })?;
         match done {
             Some((seq, end)) => {
@@ -478,7 +523,10 @@ impl Db {
         Self::check_key(&r.key)?;
         self.check_value(&r.value)?;
         if r.id == 0 || r.id > self.inner.opts.ids_max {
-            return Err(Error::IdOutOfRange { id: r.id, max: self.inner.opts.ids_max });
+            return Err(Error::IdOutOfRange {
+                id: r.id,
+                max: self.inner.opts.ids_max,
+            });
         }
         let done = self.inner.mutate(|core| {
             if r.seq <= core.seq {
@@ -488,7 +536,10 @@ impl Db {
                 match core.find_key(&r.key)? {
                     Some((id, _)) if id != r.id => {
                         return Err(Error::Diverged {
-                            detail: format!("seq {}: key is id {id} here, id {} in the record", r.seq, r.id),
+                            detail: format!(
+                                "seq {}: key is id {id} here, id {} in the record",
+                                r.seq, r.id
+                            ),
                         })
                     }
                     Some(_) => {}
@@ -496,7 +547,10 @@ impl Db {
                         if let Some((_, _, k)) = core.current(r.id)? {
                             if k != r.key.as_slice() {
                                 return Err(Error::Diverged {
-                                    detail: format!("seq {}: id {} holds another key here", r.seq, r.id),
+                                    detail: format!(
+                                        "seq {}: id {} holds another key here",
+                                        r.seq, r.id
+                                    ),
                                 });
                             }
                         }
@@ -507,10 +561,18 @@ impl Db {
                 }
             } else if let Some((_, _, k)) = core.current(r.id)? {
                 if !k.is_empty() {
-                    return Err(Error::Diverged { detail: format!("seq {}: id {} holds a key here", r.seq, r.id) });
+                    return Err(Error::Diverged {
+                        detail: format!("seq {}: id {} holds a key here", r.seq, r.id),
+                    });
                 }
             }
-            let w = Write { id: r.id, key: &r.key, kind: r.kind, value: &r.value, seq: Some(r.seq) };
+            let w = Write {
+                id: r.id,
+                key: &r.key,
+                kind: r.kind,
+                value: &r.value,
+                seq: Some(r.seq),
+            };
             core.append(w).map(Some)
         })?;
         match done {
@@ -573,7 +635,9 @@ fn spawn_flusher(inner: std::sync::Weak<Inner>, ms: u32) -> (mpsc::Sender<()>, J
     let handle = std::thread::Builder::new()
         .name("hypha-flush".into())
         .spawn(move || {
-            while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_millis(ms as u64)) {
+            while let Err(mpsc::RecvTimeoutError::Timeout) =
+                rx.recv_timeout(Duration::from_millis(ms as u64))
+            {
                 let Some(inner) = inner.upgrade() else { return };
                 if inner.writable().is_ok() {
                     let _ = inner.sync();
@@ -589,14 +653,24 @@ fn walk_history(core: &Core, id: u32, mut loc: Location, depth: usize) -> Result
     while !loc.is_none() && out.len() < depth.min(HISTORY_DEPTH_MAX) {
         let r = core.log.record(loc)?;
         if r.header.id != id {
-            return Err(core.log.corrupted(loc, crate::CodecError::BadField { what: "history chain (id differs)" }));
+            return Err(core.log.corrupted(
+                loc,
+                crate::CodecError::BadField {
+                    what: "history chain (id differs)",
+                },
+            ));
         }
         out.push(Version {
             seq: r.header.seq,
             value: (r.header.kind == RecordKind::Put).then(|| r.value.to_vec()),
         });
         if !r.header.prev.is_none() && r.header.prev >= loc {
-            return Err(core.log.corrupted(loc, crate::CodecError::BadField { what: "history chain (not backwards)" }));
+            return Err(core.log.corrupted(
+                loc,
+                crate::CodecError::BadField {
+                    what: "history chain (not backwards)",
+                },
+            ));
         }
         loc = r.header.prev;
     }
@@ -629,12 +703,18 @@ impl Ids<'_> {
             let id = match (core.meta.incremental, id) {
                 (true, None) => {
                     if core.next_id > ids_max {
-                        return Err(Error::IdOutOfRange { id: core.next_id, max: ids_max });
+                        return Err(Error::IdOutOfRange {
+                            id: core.next_id,
+                            max: ids_max,
+                        });
                     }
                     core.next_id
                 }
                 (true, Some(id)) if id >= core.next_id => {
-                    return Err(Error::IdNotAssigned { id, next: core.next_id })
+                    return Err(Error::IdNotAssigned {
+                        id,
+                        next: core.next_id,
+                    })
                 }
                 (false, None) => return Err(Error::NotIncremental),
                 (_, Some(id)) => id,
@@ -644,7 +724,13 @@ impl Ids<'_> {
                     return Err(Error::IdHasKey { id });
                 }
             }
-            let (_, end) = core.append(Write { id, key: &[], kind: RecordKind::Put, value: data, seq: None })?;
+            let (_, end) = core.append(Write {
+                id,
+                key: &[],
+                kind: RecordKind::Put,
+                value: data,
+                seq: None,
+            })?;
             Ok((id, end))
         })?;
         self.db.inner.durable(end)?;
@@ -675,12 +761,21 @@ impl Ids<'_> {
     pub fn delete(&self, id: u32) -> Result<Option<Seq>> {
         self.check_id(id)?;
         let done = self.db.inner.mutate(|core| {
-            let Some((_, h, key)) = core.current(id)? else { return Ok(None) };
+            let Some((_, h, key)) = core.current(id)? else {
+                return Ok(None);
+            };
             if h.kind != RecordKind::Put {
                 return Ok(None);
             }
             let key = key.to_vec();
-            core.append(Write { id, key: &key, kind: RecordKind::Delete, value: &[], seq: None }).map(Some)
+            core.append(Write {
+                id,
+                key: &key,
+                kind: RecordKind::Delete,
+                value: &[],
+                seq: None,
+            })
+            .map(Some)
         })?;
         match done {
             Some((seq, end)) => {
@@ -701,9 +796,10 @@ impl Ids<'_> {
     }
 }
 
-/// Iterator over records in log (= seq) order; see [`Db::read_from`].
+/// Iterator over records in log (= seq) order; see [`Db::read_from`]. It
+/// does not keep the database open: once the `Db` is closed it ends.
 pub struct LogIter {
-    inner: Arc<Inner>,
+    inner: std::sync::Weak<Inner>,
     pos: Location,
     after: Seq,
     live_only: bool,
@@ -717,9 +813,17 @@ impl LogIter {
             // record past `after` (or everything after it does).
             let files = &core.log.files;
             let n = files.partition_point(|f| f.header.first_seq <= after.saturating_add(1));
-            Location { file: n.saturating_sub(1) as u16, offset: crate::limits::FILE_HEADER_BYTES as u32 }
+            Location {
+                file: n.saturating_sub(1) as u16,
+                offset: crate::limits::FILE_HEADER_BYTES as u32,
+            }
         };
-        LogIter { inner, pos, after, live_only }
+        LogIter {
+            inner: Arc::downgrade(&inner),
+            pos,
+            after,
+            live_only,
+        }
     }
 
     /// The seq of the last record returned (or the starting point).
@@ -732,7 +836,8 @@ impl Iterator for LogIter {
     type Item = Result<Record>;
 
     fn next(&mut self) -> Option<Result<Record>> {
-        let core = self.inner.read();
+        let inner = self.inner.upgrade()?;
+        let core = inner.read();
         loop {
             let last = core.log.last_no();
             if self.pos.file > last {
@@ -742,7 +847,10 @@ impl Iterator for LogIter {
                 if self.pos.file == last {
                     return None;
                 }
-                self.pos = Location { file: self.pos.file + 1, offset: crate::limits::FILE_HEADER_BYTES as u32 };
+                self.pos = Location {
+                    file: self.pos.file + 1,
+                    offset: crate::limits::FILE_HEADER_BYTES as u32,
+                };
                 continue;
             }
             let at = self.pos;

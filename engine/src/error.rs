@@ -59,16 +59,32 @@ impl fmt::Display for CodecError {
         match *self {
             CodecError::BadMagic { what } => write!(f, "bad magic number in {what}"),
             CodecError::BadCrc { expected, actual } => {
-                write!(f, "CRC mismatch: stored {expected:#010x}, computed {actual:#010x}")
+                write!(
+                    f,
+                    "CRC mismatch: stored {expected:#010x}, computed {actual:#010x}"
+                )
             }
-            CodecError::BadKind(k) => write!(f, "record kind {k} is neither put (1) nor delete (2)"),
-            CodecError::TooLong { what, len, max } => write!(f, "{what} length {len} exceeds {max}"),
+            CodecError::BadKind(k) => {
+                write!(f, "record kind {k} is neither put (1) nor delete (2)")
+            }
+            CodecError::TooLong { what, len, max } => {
+                write!(f, "{what} length {len} exceeds {max}")
+            }
             CodecError::BadField { what } => write!(f, "invalid {what}"),
             CodecError::BadVersion { what, found } => {
-                write!(f, "{what} has format version {found}, which this build does not read")
+                write!(
+                    f,
+                    "{what} has format version {found}, which this build does not read"
+                )
             }
-            CodecError::BadKeysize(k) => write!(f, "keysize {k} is not one of 2, 3, 4, 6 (KEYSIZES)"),
-            CodecError::LocationDoesNotFit { keysize, file, offset } => write!(
+            CodecError::BadKeysize(k) => {
+                write!(f, "keysize {k} is not one of 2, 3, 4, 6 (KEYSIZES)")
+            }
+            CodecError::LocationDoesNotFit {
+                keysize,
+                file,
+                offset,
+            } => write!(
                 f,
                 "location file {file} offset {offset} does not fit a {keysize}-byte lookup entry; \
                  keysize 2/3/4 address only file 0 below 64 KiB/16 MiB/4 GiB: use keysize 6"
@@ -249,7 +265,10 @@ mod std_error {
 
     impl<T> IoContext<T> for io::Result<T> {
         fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
-            self.map_err(|source| Error::Io { context: what(), source })
+            self.map_err(|source| Error::Io {
+                context: what(),
+                source,
+            })
         }
     }
 }

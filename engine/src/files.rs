@@ -28,7 +28,9 @@ pub fn data_path(dir: &Path, n: u16) -> PathBuf {
 
 /// fsyncs a directory so a created or renamed entry survives power loss.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).ctx(|| format!("fsync directory {}", dir.display()))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx(|| format!("fsync directory {}", dir.display()))
 }
 
 pub struct DataFile {
@@ -43,22 +45,48 @@ pub struct DataFile {
 impl DataFile {
     /// Opens an existing data file of `len` bytes.
     pub fn open(path: PathBuf, file_size: u32) -> Result<DataFile> {
-        let file = OpenOptions::new().read(true).write(true).open(&path).ctx(|| format!("open {}", path.display()))?;
-        let len = file.metadata().ctx(|| format!("stat {}", path.display()))?.len();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .ctx(|| format!("open {}", path.display()))?;
+        let len = file
+            .metadata()
+            .ctx(|| format!("stat {}", path.display()))?
+            .len();
         let len = u32::try_from(len).map_err(|_| Error::BadOptions {
-            detail: format!("{} is {len} bytes, beyond the 4 GiB a data file may hold", path.display()),
+            detail: format!(
+                "{} is {len} bytes, beyond the 4 GiB a data file may hold",
+                path.display()
+            ),
         })?;
         let map = map_file(&file, file_size.max(len), &path)?;
+        // A torn or garbled header (a crash while the file was created) is
+        // marked with an impossible number; recovery decides what it means.
         let header = match FileHeader::decode(&map[..(len as usize).min(FILE_HEADER_BYTES)]) {
             Ok(Some(h)) => h,
-            Ok(None) => FileHeader { file_no: u16::MAX, first_seq: 0 },
-            Err(cause) => return Err(Error::Corrupted { file: path, offset: 0, cause }),
+            Ok(None) | Err(_) => FileHeader {
+                file_no: u16::MAX,
+                first_seq: 0,
+            },
         };
-        Ok(DataFile { file: Arc::new(file), map, len, header, path })
+        Ok(DataFile {
+            file: Arc::new(file),
+            map,
+            len,
+            header,
+            path,
+        })
     }
 
     /// Creates data file `n` with its header, fsyncs it and the directory.
-    pub fn create(dir: &Path, n: u16, first_seq: Seq, file_size: u32, io: &dyn FileIo) -> Result<DataFile> {
+    pub fn create(
+        dir: &Path,
+        n: u16,
+        first_seq: Seq,
+        file_size: u32,
+        io: &dyn FileIo,
+    ) -> Result<DataFile> {
         let path = data_path(dir, n);
         let file = OpenOptions::new()
             .read(true)
@@ -66,12 +94,23 @@ impl DataFile {
             .create_new(true)
             .open(&path)
             .ctx(|| format!("create {}", path.display()))?;
-        let header = FileHeader { file_no: n, first_seq };
-        io.write_at(&file, &header.encode(), 0).ctx(|| format!("write header of {}", path.display()))?;
-        io.sync_data(&file).ctx(|| format!("fsync {}", path.display()))?;
+        let header = FileHeader {
+            file_no: n,
+            first_seq,
+        };
+        io.write_at(&file, &header.encode(), 0)
+            .ctx(|| format!("write header of {}", path.display()))?;
+        io.sync_data(&file)
+            .ctx(|| format!("fsync {}", path.display()))?;
         sync_dir(dir)?;
         let map = map_file(&file, file_size, &path)?;
-        Ok(DataFile { file: Arc::new(file), map, len: FILE_HEADER_BYTES as u32, header, path })
+        Ok(DataFile {
+            file: Arc::new(file),
+            map,
+            len: FILE_HEADER_BYTES as u32,
+            header,
+            path,
+        })
     }
 
     /// The written bytes.
@@ -86,7 +125,8 @@ fn map_file(file: &File, len: u32, path: &Path) -> Result<Mmap> {
     // itself, so the mapped bytes never change under a reader and no page past
     // the end of the file is touched. Truncation happens only at open, before
     // any reader exists, and re-creates the mapping.
-    unsafe { MmapOptions::new().len(len as usize).map(file) }.ctx(|| format!("mmap {}", path.display()))
+    unsafe { MmapOptions::new().len(len as usize).map(file) }
+        .ctx(|| format!("mmap {}", path.display()))
 }
 
 /// The sequence of data files plus the write buffer.
@@ -110,7 +150,10 @@ impl Log {
 
     /// Where the next record goes (if it fits the newest file).
     pub fn end(&self) -> Location {
-        Location { file: self.last_no(), offset: self.last().len + self.buf.len() as u32 }
+        Location {
+            file: self.last_no(),
+            offset: self.last().len + self.buf.len() as u32,
+        }
     }
 
     /// Readable end of file `n`: written bytes plus, for the newest, the buffer.
@@ -126,7 +169,9 @@ impl Log {
     /// The readable bytes of file `loc.file` from `loc.offset` on (up to the
     /// end of the written part, or of the buffer).
     pub fn tail(&self, loc: Location) -> &[u8] {
-        let Some(f) = self.files.get(loc.file as usize) else { return &[] };
+        let Some(f) = self.files.get(loc.file as usize) else {
+            return &[];
+        };
         let off = loc.offset as usize;
         if off < f.len as usize {
             &f.bytes()[off..]
@@ -142,7 +187,12 @@ impl Log {
         let bytes = self.tail(loc);
         match record::decode(bytes) {
             Ok(Some(d)) => Ok(d),
-            Ok(None) => Err(self.corrupted(loc, crate::CodecError::BadField { what: "record runs past the end of its file" })),
+            Ok(None) => Err(self.corrupted(
+                loc,
+                crate::CodecError::BadField {
+                    what: "record runs past the end of its file",
+                },
+            )),
             Err(cause) => Err(self.corrupted(loc, cause)),
         }
     }
@@ -152,13 +202,24 @@ impl Log {
     pub fn header_and_key(&self, loc: Location) -> Option<(record::Header, &[u8])> {
         let bytes = self.tail(loc);
         let h = record::decode_header(bytes).ok()??;
-        let key = bytes.get(crate::limits::RECORD_HEADER_BYTES..crate::limits::RECORD_HEADER_BYTES + h.key_len as usize)?;
+        let key = bytes.get(
+            crate::limits::RECORD_HEADER_BYTES
+                ..crate::limits::RECORD_HEADER_BYTES + h.key_len as usize,
+        )?;
         Some((h, key))
     }
 
     pub fn corrupted(&self, loc: Location, cause: crate::CodecError) -> Error {
-        let file = self.files.get(loc.file as usize).map(|f| f.path.clone()).unwrap_or_else(|| data_path(&self.dir, loc.file));
-        Error::Corrupted { file, offset: loc.offset as u64, cause }
+        let file = self
+            .files
+            .get(loc.file as usize)
+            .map(|f| f.path.clone())
+            .unwrap_or_else(|| data_path(&self.dir, loc.file));
+        Error::Corrupted {
+            file,
+            offset: loc.offset as u64,
+            cause,
+        }
     }
 
     /// Makes room for a record of `len` bytes, rolling over to a new file if
@@ -182,12 +243,18 @@ impl Log {
             });
         }
         if self.last_no() == FILE_NUMBER_MAX {
-            return Err(Error::Full { reason: format!("all {} data files are used", FILE_NUMBER_MAX as u32 + 1) });
+            return Err(Error::Full {
+                reason: format!("all {} data files are used", FILE_NUMBER_MAX as u32 + 1),
+            });
         }
         self.flush()?;
         let n = self.last_no() + 1;
         let f = DataFile::create(&self.dir, n, next_seq, self.file_size, &*self.io)?;
-        log::info!("data file {} full; continuing in {}", n - 1, f.path.display());
+        log::info!(
+            "data file {} full; continuing in {}",
+            n - 1,
+            f.path.display()
+        );
         self.files.push(f);
         Ok(self.end())
     }
@@ -198,10 +265,20 @@ impl Log {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let last = self.files.last_mut().expect("the log always has a data file");
+        let last = self
+            .files
+            .last_mut()
+            .expect("the log always has a data file");
         self.io
             .write_at(&last.file, &self.buf, last.len as u64)
-            .ctx(|| format!("write {} bytes to {} at {}", self.buf.len(), last.path.display(), last.len))?;
+            .ctx(|| {
+                format!(
+                    "write {} bytes to {} at {}",
+                    self.buf.len(),
+                    last.path.display(),
+                    last.len
+                )
+            })?;
         last.len += self.buf.len() as u32;
         self.buf.clear();
         if self.buf.capacity() > 2 * WRITE_BUFFER_BYTES {
@@ -212,6 +289,9 @@ impl Log {
 
     /// Handles of the files from `from` to the newest, for fsync.
     pub fn files_from(&self, from: u16) -> Vec<Arc<File>> {
-        self.files[from as usize..].iter().map(|f| f.file.clone()).collect()
+        self.files[from as usize..]
+            .iter()
+            .map(|f| f.file.clone())
+            .collect()
     }
 }

@@ -37,7 +37,10 @@ pub fn hash64(data: &[u8], seed: u64) -> u64 {
     let rest = chunks.remainder();
     let mut tail = [0u8; 16];
     tail[..rest.len()].copy_from_slice(rest);
-    h = mum(read8(&tail[0..8]) ^ P1 ^ rest.len() as u64, read8(&tail[8..16]) ^ h ^ P3);
+    h = mum(
+        read8(&tail[0..8]) ^ P1 ^ rest.len() as u64,
+        read8(&tail[8..16]) ^ h ^ P3,
+    );
     mum(h ^ P0, h.rotate_left(29) ^ P2)
 }
 
@@ -80,7 +83,10 @@ mod tests {
         let data = [0xA5u8; 64];
         let mut seen = alloc::collections::BTreeSet::new();
         for len in 0..=64 {
-            assert!(seen.insert(hash64(&data[..len], 7)), "collision at len {len}");
+            assert!(
+                seen.insert(hash64(&data[..len], 7)),
+                "collision at len {len}"
+            );
         }
         for bit in 0..(32 * 8) {
             let mut d = [0u8; 32];
@@ -92,7 +98,10 @@ mod tests {
     #[test]
     fn key_hash_is_never_zero_and_pairs_separate_domains() {
         assert_ne!(key_hash(b"", 0), 0);
-        assert_ne!(pair_hash(b"", 5, b"v"), pair_hash(&5u32.to_le_bytes(), 0, b"v"));
+        assert_ne!(
+            pair_hash(b"", 5, b"v"),
+            pair_hash(&5u32.to_le_bytes(), 0, b"v")
+        );
         assert_ne!(pair_hash(b"a", 0, b"bc"), pair_hash(b"ab", 0, b"c"));
     }
 }

@@ -47,7 +47,13 @@ pub struct FaultyIo {
 impl FaultyIo {
     /// A layer that fails the `write`th write and the `sync`th fsync (0: never).
     pub fn new(write: u64, sync: u64, errno: i32) -> FaultyIo {
-        FaultyIo { fail_write_at: write, fail_sync_at: sync, errno, writes: AtomicU64::new(0), syncs: AtomicU64::new(0) }
+        FaultyIo {
+            fail_write_at: write,
+            fail_sync_at: sync,
+            errno,
+            writes: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+        }
     }
 
     /// fdatasync calls so far.

@@ -35,7 +35,14 @@ impl KeyIndex {
     pub fn create(dir: &Path, seed: u64, slots: u64, io: &dyn FileIo) -> Result<KeyIndex> {
         let (file, map) = Self::create_file(&Self::path(dir), seed, slots, io)?;
         sync_dir(dir)?;
-        Ok(KeyIndex { dir: dir.to_path_buf(), file, map, slots, used: 0, seed })
+        Ok(KeyIndex {
+            dir: dir.to_path_buf(),
+            file,
+            map,
+            slots,
+            used: 0,
+            seed,
+        })
     }
 
     fn create_file(path: &Path, seed: u64, slots: u64, io: &dyn FileIo) -> Result<(File, MmapMut)> {
@@ -49,8 +56,13 @@ impl KeyIndex {
             .ctx(|| format!("create {}", path.display()))?;
         file.set_len(TABLE_HEADER_BYTES as u64 + slots * SLOT_BYTES as u64)
             .ctx(|| format!("size {}", path.display()))?;
-        let header = TableHeader { width: SLOT_BYTES as u8, seed }.encode(&INDEX_MAGIC);
-        io.write_at(&file, &header, 0).ctx(|| format!("write {}", path.display()))?;
+        let header = TableHeader {
+            width: SLOT_BYTES as u8,
+            seed,
+        }
+        .encode(&INDEX_MAGIC);
+        io.write_at(&file, &header, 0)
+            .ctx(|| format!("write {}", path.display()))?;
         let map = map_mut(&file, path)?;
         Ok((file, map))
     }
@@ -61,11 +73,24 @@ impl KeyIndex {
     /// slots the checkpoint did not count.
     pub fn open(dir: &Path, seed: u64) -> Result<KeyIndex> {
         let path = Self::path(dir);
-        let file = OpenOptions::new().read(true).write(true).open(&path).ctx(|| format!("open {}", path.display()))?;
-        let len = file.metadata().ctx(|| format!("stat {}", path.display()))?.len();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .ctx(|| format!("open {}", path.display()))?;
+        let len = file
+            .metadata()
+            .ctx(|| format!("stat {}", path.display()))?
+            .len();
         let map = map_mut(&file, &path)?;
-        let header = TableHeader::decode(&map, &INDEX_MAGIC, "key index header")
-            .map_err(|cause| Error::Corrupted { file: path.clone(), offset: 0, cause })?;
+        let header =
+            TableHeader::decode(&map, &INDEX_MAGIC, "key index header").map_err(|cause| {
+                Error::Corrupted {
+                    file: path.clone(),
+                    offset: 0,
+                    cause,
+                }
+            })?;
         let slots = len.saturating_sub(TABLE_HEADER_BYTES as u64) / SLOT_BYTES as u64;
         let expected = TABLE_HEADER_BYTES as u64 + slots * SLOT_BYTES as u64;
         if header.seed != seed
@@ -77,10 +102,19 @@ impl KeyIndex {
             return Err(Error::Corrupted {
                 file: path,
                 offset: 0,
-                cause: crate::CodecError::BadField { what: "key index size or seed (differs from meta)" },
+                cause: crate::CodecError::BadField {
+                    what: "key index size or seed (differs from meta)",
+                },
             });
         }
-        let mut index = KeyIndex { dir: dir.to_path_buf(), file, map, slots, used: 0, seed };
+        let mut index = KeyIndex {
+            dir: dir.to_path_buf(),
+            file,
+            map,
+            slots,
+            used: 0,
+            seed,
+        };
         index.used = (0..slots).filter(|&i| index.slot(i).0 != 0).count() as u64;
         Ok(index)
     }
@@ -153,9 +187,11 @@ impl KeyIndex {
             }
             used += 1;
         }
-        io.sync_data(&file).ctx(|| format!("fsync {}", tmp.display()))?;
+        io.sync_data(&file)
+            .ctx(|| format!("fsync {}", tmp.display()))?;
         let path = Self::path(&self.dir);
-        std::fs::rename(&tmp, &path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
+        std::fs::rename(&tmp, &path)
+            .ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
         sync_dir(&self.dir)?;
         log::debug!("key index grew to {slots} slots ({used} used)");
         self.file = file;
@@ -167,7 +203,8 @@ impl KeyIndex {
 
     /// Makes every slot written so far durable.
     pub fn sync(&self, io: &dyn FileIo) -> Result<()> {
-        io.sync_data(&self.file).ctx(|| format!("fsync {}", Self::path(&self.dir).display()))
+        io.sync_data(&self.file)
+            .ctx(|| format!("fsync {}", Self::path(&self.dir).display()))
     }
 
     pub fn file_bytes(&self) -> u64 {

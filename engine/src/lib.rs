@@ -18,7 +18,7 @@
 //! (`#![no_std]` + `alloc`): records, locations, tables, hashes.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
-#![deny(clippy::unwrap_used)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 extern crate alloc;
 
@@ -49,12 +49,12 @@ pub use location::Location;
 pub use record::{Record, RecordKind, Seq};
 
 #[cfg(feature = "std")]
+pub use crate::state::{CHECKPOINT_BYTES_MAX, CHECKPOINT_IDS_MAX};
+#[cfg(feature = "std")]
 pub use db::{Db, Fsync, Ids, LogIter, Options, ScanPage, Stats, Version, SCAN_IDS_PER_CALL_MAX};
 #[cfg(feature = "std")]
-pub use recovery::Recovery;
+pub use error::Error;
 #[cfg(feature = "std")]
 pub use files::WRITE_BUFFER_BYTES;
 #[cfg(feature = "std")]
-pub use crate::state::{CHECKPOINT_BYTES_MAX, CHECKPOINT_IDS_MAX};
-#[cfg(feature = "std")]
-pub use error::Error;
+pub use recovery::Recovery;

@@ -44,7 +44,8 @@ pub const INDEX_SLOTS_MIN: u64 = 1 << 12;
 /// The key index doubles before more than this percentage of slots is used.
 pub const INDEX_LOAD_PERCENT_MAX: u64 = 70;
 
-const _: () = assert!(FILE_HEADER_BYTES + RECORD_HEADER_BYTES + KEY_BYTES_MAX <= FILE_SIZE_MIN as usize);
+const _: () =
+    assert!(FILE_HEADER_BYTES + RECORD_HEADER_BYTES + KEY_BYTES_MAX <= FILE_SIZE_MIN as usize);
 const _: () = assert!(FILE_HEADER_BYTES < FILE_SIZE_MIN as usize);
 const _: () = assert!(VALUE_BYTES_MAX_DEFAULT <= VALUE_BYTES_LIMIT);
 const _: () = assert!(VALUE_BYTES_LIMIT + KEY_BYTES_MAX + RECORD_HEADER_BYTES < u32::MAX as usize);

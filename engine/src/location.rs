@@ -39,7 +39,10 @@ impl Location {
 
     /// Inverse of [`Location::pack`].
     pub fn unpack(v: u64) -> Location {
-        Location { file: (v >> 32) as u16, offset: v as u32 }
+        Location {
+            file: (v >> 32) as u16,
+            offset: v as u32,
+        }
     }
 }
 
@@ -69,11 +72,19 @@ pub fn encode_entry(loc: Location, out: &mut [u8]) -> Result<(), CodecError> {
     check_keysize(keysize)?;
     if keysize < 6 {
         if loc.file != 0 {
-            return Err(CodecError::LocationDoesNotFit { keysize, file: loc.file, offset: loc.offset });
+            return Err(CodecError::LocationDoesNotFit {
+                keysize,
+                file: loc.file,
+                offset: loc.offset,
+            });
         }
         if let Some(limit) = offset_limit(keysize) {
             if loc.offset as u64 >= limit {
-                return Err(CodecError::LocationDoesNotFit { keysize, file: loc.file, offset: loc.offset });
+                return Err(CodecError::LocationDoesNotFit {
+                    keysize,
+                    file: loc.file,
+                    offset: loc.offset,
+                });
             }
         }
         out.copy_from_slice(&loc.offset.to_le_bytes()[..keysize as usize]);
@@ -91,7 +102,10 @@ pub fn decode_entry(entry: &[u8]) -> Result<Location, CodecError> {
     let loc = if keysize < 6 {
         let mut w = [0u8; 4];
         w[..entry.len()].copy_from_slice(entry);
-        Location { file: 0, offset: u32::from_le_bytes(w) }
+        Location {
+            file: 0,
+            offset: u32::from_le_bytes(w),
+        }
     } else {
         Location {
             file: u16::from_le_bytes([entry[0], entry[1]]),
@@ -99,7 +113,9 @@ pub fn decode_entry(entry: &[u8]) -> Result<Location, CodecError> {
         }
     };
     if !loc.is_none() && (loc.offset as usize) < FILE_HEADER_BYTES {
-        return Err(CodecError::BadField { what: "lookup entry points into a file header" });
+        return Err(CodecError::BadField {
+            what: "lookup entry points into a file header",
+        });
     }
     Ok(loc)
 }
@@ -110,18 +126,42 @@ mod tests {
 
     #[test]
     fn golden_bytes_pin_each_keysize() {
-        let loc = Location { file: 0, offset: 0x0102 };
+        let loc = Location {
+            file: 0,
+            offset: 0x0102,
+        };
         let mut e2 = [0u8; 2];
         encode_entry(loc, &mut e2).unwrap();
         assert_eq!(e2, [0x02, 0x01]);
         let mut e3 = [0u8; 3];
-        encode_entry(Location { file: 0, offset: 0x030201 }, &mut e3).unwrap();
+        encode_entry(
+            Location {
+                file: 0,
+                offset: 0x030201,
+            },
+            &mut e3,
+        )
+        .unwrap();
         assert_eq!(e3, [1, 2, 3]);
         let mut e4 = [0u8; 4];
-        encode_entry(Location { file: 0, offset: 0x04030201 }, &mut e4).unwrap();
+        encode_entry(
+            Location {
+                file: 0,
+                offset: 0x04030201,
+            },
+            &mut e4,
+        )
+        .unwrap();
         assert_eq!(e4, [1, 2, 3, 4]);
         let mut e6 = [0u8; 6];
-        encode_entry(Location { file: 0x0a0b, offset: 0x04030201 }, &mut e6).unwrap();
+        encode_entry(
+            Location {
+                file: 0x0a0b,
+                offset: 0x04030201,
+            },
+            &mut e6,
+        )
+        .unwrap();
         assert_eq!(e6, [0x0b, 0x0a, 1, 2, 3, 4]);
         for e in [&e2[..], &e3[..], &e4[..], &e6[..]] {
             let back = decode_entry(e).unwrap();
@@ -134,20 +174,53 @@ mod tests {
     #[test]
     fn locations_that_do_not_fit_are_errors() {
         let mut e2 = [0u8; 2];
-        assert!(encode_entry(Location { file: 0, offset: 0x1_0000 }, &mut e2).is_err());
-        assert!(encode_entry(Location { file: 1, offset: 64 }, &mut e2).is_err());
+        assert!(encode_entry(
+            Location {
+                file: 0,
+                offset: 0x1_0000
+            },
+            &mut e2
+        )
+        .is_err());
+        assert!(encode_entry(
+            Location {
+                file: 1,
+                offset: 64
+            },
+            &mut e2
+        )
+        .is_err());
         let mut e4 = [0u8; 4];
-        assert!(encode_entry(Location { file: 1, offset: 64 }, &mut e4).is_err());
+        assert!(encode_entry(
+            Location {
+                file: 1,
+                offset: 64
+            },
+            &mut e4
+        )
+        .is_err());
         let mut e5 = [0u8; 5];
-        assert!(matches!(encode_entry(Location::NONE, &mut e5), Err(CodecError::BadKeysize(5))));
-        assert!(decode_entry(&[5, 0]).is_err(), "offset inside the file header");
+        assert!(matches!(
+            encode_entry(Location::NONE, &mut e5),
+            Err(CodecError::BadKeysize(5))
+        ));
+        assert!(
+            decode_entry(&[5, 0]).is_err(),
+            "offset inside the file header"
+        );
         assert_eq!(decode_entry(&[0, 0, 0, 0, 0, 0]).unwrap(), Location::NONE);
     }
 
     #[test]
     fn pack_orders_like_the_log() {
-        let a = Location { file: 1, offset: u32::MAX };
-        let b = Location { file: 2, offset: 32 };
+        let a = Location {
+            file: 1,
+            offset: u32::MAX,
+        };
+        let b = Location {
+            file: 2,
+            offset: 32,
+        };
         assert!(a.pack() < b.pack());
         assert_eq!(Location::unpack(b.pack()), b);
     }

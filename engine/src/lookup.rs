@@ -66,31 +66,61 @@ impl Lookup {
             .truncate(true)
             .open(&path)
             .ctx(|| format!("create {}", path.display()))?;
-        let header = TableHeader { width: keysize, seed: 0 }.encode(&LOOKUP_MAGIC);
-        io.write_at(&file, &header, 0).ctx(|| format!("write {}", path.display()))?;
-        io.sync_data(&file).ctx(|| format!("fsync {}", path.display()))?;
+        let header = TableHeader {
+            width: keysize,
+            seed: 0,
+        }
+        .encode(&LOOKUP_MAGIC);
+        io.write_at(&file, &header, 0)
+            .ctx(|| format!("write {}", path.display()))?;
+        io.sync_data(&file)
+            .ctx(|| format!("fsync {}", path.display()))?;
         Self::open_file(path, file, keysize)
     }
 
     /// Opens the table; an error means it must be rebuilt from the log.
     pub fn open(dir: &Path, keysize: u8) -> Result<Lookup> {
         let path = Self::path(dir);
-        let file = OpenOptions::new().read(true).write(true).open(&path).ctx(|| format!("open {}", path.display()))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .ctx(|| format!("open {}", path.display()))?;
         Self::open_file(path, file, keysize)
     }
 
     fn open_file(path: PathBuf, file: File, keysize: u8) -> Result<Lookup> {
-        let len = file.metadata().ctx(|| format!("stat {}", path.display()))?.len();
+        let len = file
+            .metadata()
+            .ctx(|| format!("stat {}", path.display()))?
+            .len();
         let map = map_mut(&file, &path)?;
-        let header = TableHeader::decode(&map, &LOOKUP_MAGIC, "lookup table header")
-            .map_err(|cause| Error::Corrupted { file: path.clone(), offset: 0, cause })?;
+        let header =
+            TableHeader::decode(&map, &LOOKUP_MAGIC, "lookup table header").map_err(|cause| {
+                Error::Corrupted {
+                    file: path.clone(),
+                    offset: 0,
+                    cause,
+                }
+            })?;
         if header.width != keysize {
             return Err(Error::BadOptions {
-                detail: format!("{} has keysize {}, the database {keysize}", path.display(), header.width),
+                detail: format!(
+                    "{} has keysize {}, the database {keysize}",
+                    path.display(),
+                    header.width
+                ),
             });
         }
         let capacity = (len - TABLE_HEADER_BYTES as u64) / keysize as u64;
-        Ok(Lookup { path, file, map, keysize, capacity, overlay: IdMap::default() })
+        Ok(Lookup {
+            path,
+            file,
+            map,
+            keysize,
+            capacity,
+            overlay: IdMap::default(),
+        })
     }
 
     /// The newest record of `id`, or `Location::NONE`.
@@ -102,14 +132,19 @@ impl Lookup {
             return Ok(Location::NONE);
         }
         let at = TABLE_HEADER_BYTES + id as usize * self.keysize as usize;
-        decode_entry(&self.map[at..at + self.keysize as usize])
-            .map_err(|cause| Error::Corrupted { file: self.path.clone(), offset: at as u64, cause })
+        decode_entry(&self.map[at..at + self.keysize as usize]).map_err(|cause| Error::Corrupted {
+            file: self.path.clone(),
+            offset: at as u64,
+            cause,
+        })
     }
 
     /// Checks that `loc` fits this table's entries.
     pub fn check_fits(&self, loc: Location) -> Result<()> {
         let mut entry = [0u8; 6];
-        encode_entry(loc, &mut entry[..self.keysize as usize]).map_err(|e| Error::Full { reason: e.to_string() })
+        encode_entry(loc, &mut entry[..self.keysize as usize]).map_err(|e| Error::Full {
+            reason: e.to_string(),
+        })
     }
 
     pub fn set(&mut self, id: u32, loc: Location) {
@@ -128,25 +163,38 @@ impl Lookup {
         }
         let max_id = self.overlay.keys().copied().max().unwrap_or(0) as u64;
         if max_id >= self.capacity {
-            let capacity = (max_id + 1).max(self.capacity * 2).max(GROW_IDS_MIN).min(u32::MAX as u64 + 1);
+            let capacity = (max_id + 1)
+                .max(self.capacity * 2)
+                .max(GROW_IDS_MIN)
+                .min(u32::MAX as u64 + 1);
             let len = TABLE_HEADER_BYTES as u64 + capacity * self.keysize as u64;
-            self.file.set_len(len).ctx(|| format!("grow {} to {len} bytes", self.path.display()))?;
+            self.file
+                .set_len(len)
+                .ctx(|| format!("grow {} to {len} bytes", self.path.display()))?;
             self.map = map_mut(&self.file, &self.path)?;
             self.capacity = capacity;
         }
         let ks = self.keysize as usize;
         for (&id, &loc) in &self.overlay {
             let at = TABLE_HEADER_BYTES + id as usize * ks;
-            encode_entry(loc, &mut self.map[at..at + ks]).map_err(|e| Error::Full { reason: e.to_string() })?;
+            encode_entry(loc, &mut self.map[at..at + ks]).map_err(|e| Error::Full {
+                reason: e.to_string(),
+            })?;
         }
-        io.sync_data(&self.file).ctx(|| format!("fsync {}", self.path.display()))?;
+        io.sync_data(&self.file)
+            .ctx(|| format!("fsync {}", self.path.display()))?;
         self.overlay.clear();
         Ok(())
     }
 
     /// Ids the table can hold without growing (an upper bound for scans).
     pub fn id_bound(&self) -> u64 {
-        let overlay_max = self.overlay.keys().copied().max().map_or(0, |m| m as u64 + 1);
+        let overlay_max = self
+            .overlay
+            .keys()
+            .copied()
+            .max()
+            .map_or(0, |m| m as u64 + 1);
         self.capacity.max(overlay_max)
     }
 

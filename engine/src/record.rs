@@ -101,7 +101,11 @@ pub struct Record {
 /// lengths against the database's options first and return an error.
 pub fn encode(out: &mut Vec<u8>, r: &RecordRef<'_>, prev: Location) {
     assert!(r.key.len() <= KEY_BYTES_MAX, "key of {} bytes", r.key.len());
-    assert!(r.value.len() <= VALUE_BYTES_LIMIT, "value of {} bytes", r.value.len());
+    assert!(
+        r.value.len() <= VALUE_BYTES_LIMIT,
+        "value of {} bytes",
+        r.value.len()
+    );
     let start = out.len();
     let mut h = [0u8; RECORD_HEADER_BYTES];
     h[MAGIC..KIND].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
@@ -126,7 +130,10 @@ pub fn encode(out: &mut Vec<u8>, r: &RecordRef<'_>, prev: Location) {
     out.extend_from_slice(&h);
     out.extend_from_slice(r.key);
     out.extend_from_slice(r.value);
-    debug_assert_eq!(out.len() - start, RECORD_HEADER_BYTES + r.key.len() + r.value.len());
+    debug_assert_eq!(
+        out.len() - start,
+        RECORD_HEADER_BYTES + r.key.len() + r.value.len()
+    );
 }
 
 /// A record to encode, borrowing its key and value.
@@ -175,7 +182,11 @@ pub fn decode_header(bytes: &[u8]) -> Result<Option<Header>, CodecError> {
     let key_len = u16_at(bytes, KEY_LEN);
     let value_len = u32_at(bytes, VALUE_LEN);
     if key_len as usize > KEY_BYTES_MAX {
-        return Err(CodecError::TooLong { what: "key", len: key_len as u64, max: KEY_BYTES_MAX as u64 });
+        return Err(CodecError::TooLong {
+            what: "key",
+            len: key_len as u64,
+            max: KEY_BYTES_MAX as u64,
+        });
     }
     if value_len as usize > VALUE_BYTES_LIMIT {
         return Err(CodecError::TooLong {
@@ -185,7 +196,9 @@ pub fn decode_header(bytes: &[u8]) -> Result<Option<Header>, CodecError> {
         });
     }
     if bytes[RESERVED] != 0 || (kind == RecordKind::Delete && value_len != 0) {
-        return Err(CodecError::BadField { what: "record reserved byte or delete length" });
+        return Err(CodecError::BadField {
+            what: "record reserved byte or delete length",
+        });
     }
     Ok(Some(Header {
         crc: u32_at(bytes, CRC),
@@ -193,7 +206,10 @@ pub fn decode_header(bytes: &[u8]) -> Result<Option<Header>, CodecError> {
         key_len,
         value_len,
         id: u32_at(bytes, ID),
-        prev: Location { file: u16_at(bytes, PREV_FILE), offset: u32_at(bytes, PREV_OFFSET) },
+        prev: Location {
+            file: u16_at(bytes, PREV_FILE),
+            offset: u32_at(bytes, PREV_OFFSET),
+        },
         seq: u64_at(bytes, SEQ),
         pair_hash: u64_at(bytes, PAIR_HASH),
     }))
@@ -228,7 +244,9 @@ impl Decoded<'_> {
 /// Returns `Ok(None)` when `bytes` ends before the record does (a torn tail
 /// or a record still being written).
 pub fn decode(bytes: &[u8]) -> Result<Option<Decoded<'_>>, CodecError> {
-    let Some(header) = decode_header(bytes)? else { return Ok(None) };
+    let Some(header) = decode_header(bytes)? else {
+        return Ok(None);
+    };
     let len = header.record_len();
     if bytes.len() < len {
         return Ok(None);
@@ -237,13 +255,18 @@ pub fn decode(bytes: &[u8]) -> Result<Option<Decoded<'_>>, CodecError> {
     crc.update(&bytes[MAGIC..len]);
     let actual = crc.finalize();
     if actual != header.crc {
-        return Err(CodecError::BadCrc { expected: header.crc, actual });
+        return Err(CodecError::BadCrc {
+            expected: header.crc,
+            actual,
+        });
     }
     let key_end = RECORD_HEADER_BYTES + header.key_len as usize;
     let key = &bytes[RECORD_HEADER_BYTES..key_end];
     let value = &bytes[key_end..len];
     if header.kind == RecordKind::Put && pair_hash(key, header.id, value) != header.pair_hash {
-        return Err(CodecError::BadField { what: "record pair_hash" });
+        return Err(CodecError::BadField {
+            what: "record pair_hash",
+        });
     }
     Ok(Some(Decoded { header, key, value }))
 }
@@ -251,12 +274,24 @@ pub fn decode(bytes: &[u8]) -> Result<Option<Decoded<'_>>, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::vec;
 
     fn sample() -> Vec<u8> {
         let mut out = Vec::new();
-        let r = RecordRef { seq: 7, id: 3, kind: RecordKind::Put, key: b"k", value: b"val" };
-        encode(&mut out, &r, Location { file: 1, offset: 0x20 });
+        let r = RecordRef {
+            seq: 7,
+            id: 3,
+            kind: RecordKind::Put,
+            key: b"k",
+            value: b"val",
+        };
+        encode(
+            &mut out,
+            &r,
+            Location {
+                file: 1,
+                offset: 0x20,
+            },
+        );
         out
     }
 
@@ -283,7 +318,13 @@ mod tests {
         assert_eq!(d.key, b"k");
         assert_eq!(d.value, b"val");
         assert_eq!(d.header.seq, 7);
-        assert_eq!(d.header.prev, Location { file: 1, offset: 0x20 });
+        assert_eq!(
+            d.header.prev,
+            Location {
+                file: 1,
+                offset: 0x20
+            }
+        );
         assert_eq!(d.to_record().kind, RecordKind::Put);
     }
 
@@ -307,11 +348,20 @@ mod tests {
     fn bad_lengths_are_errors_not_allocations() {
         let mut b = sample();
         b[8..10].copy_from_slice(&u16::MAX.to_le_bytes());
-        assert!(matches!(decode(&b), Err(CodecError::TooLong { what: "key", .. })));
+        assert!(matches!(
+            decode(&b),
+            Err(CodecError::TooLong { what: "key", .. })
+        ));
         let mut b = sample();
         b[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(decode(&b), Err(CodecError::TooLong { what: "value", .. })));
-        assert!(matches!(decode(&vec![0u8; 64]), Err(CodecError::BadMagic { .. })));
+        assert!(matches!(
+            decode(&b),
+            Err(CodecError::TooLong { what: "value", .. })
+        ));
+        assert!(matches!(
+            decode(&[0u8; 64]),
+            Err(CodecError::BadMagic { .. })
+        ));
         let mut b = sample();
         b[6] = 9;
         assert!(matches!(decode(&b), Err(CodecError::BadKind(9))));

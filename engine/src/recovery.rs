@@ -8,7 +8,6 @@
 //! a power cut) and the file is truncated, so no byte is destroyed and no
 //! corrupt value is ever served.
 
-use crate::state::{write_meta, Core};
 use crate::db::Options;
 use crate::error::{Error, IoContext, Result};
 use crate::files::{data_path, sync_dir, DataFile, Log};
@@ -18,6 +17,7 @@ use crate::limits::{FILE_HEADER_BYTES, INDEX_SLOTS_MIN, META_BYTES};
 use crate::location::Location;
 use crate::lookup::Lookup;
 use crate::record;
+use crate::state::{write_meta, Core};
 use crate::tables::Meta;
 use std::fs;
 use std::io::Read;
@@ -47,7 +47,12 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
             cause,
         })?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::Io { context: format!("read {}", meta_path.display()), source: e }),
+        Err(e) => {
+            return Err(Error::Io {
+                context: format!("read {}", meta_path.display()),
+                source: e,
+            })
+        }
     };
     let mut report = Recovery::default();
     let mut meta = match stored {
@@ -69,7 +74,13 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
     };
     if numbers.is_empty() {
         let f = DataFile::create(dir, 0, 1, meta.file_size, &*io)?;
-        let log = Log { dir: dir.to_path_buf(), file_size: meta.file_size, files: vec![f], buf: Vec::new(), io };
+        let log = Log {
+            dir: dir.to_path_buf(),
+            file_size: meta.file_size,
+            files: vec![f],
+            buf: Vec::new(),
+            io,
+        };
         let lookup = Lookup::create(dir, meta.keysize, &*log.io)?;
         let keys = KeyIndex::create(dir, meta.hash_seed, INDEX_SLOTS_MIN, &*log.io)?;
         meta.ckpt = log.end();
@@ -82,15 +93,31 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
     for &n in &numbers {
         files.push(DataFile::open(data_path(dir, n), meta.file_size)?);
     }
-    let mut log = Log { dir: dir.to_path_buf(), file_size: meta.file_size, files, buf: Vec::new(), io };
+    let mut log = Log {
+        dir: dir.to_path_buf(),
+        file_size: meta.file_size,
+        files,
+        buf: Vec::new(),
+        io,
+    };
     let tables = if report.rebuilt {
         None
     } else {
-        match (Lookup::open(dir, meta.keysize), KeyIndex::open(dir, meta.hash_seed)) {
+        match (
+            Lookup::open(dir, meta.keysize),
+            KeyIndex::open(dir, meta.hash_seed),
+        ) {
             (Ok(l), Ok(k)) => Some((l, k)),
             (l, k) => {
-                let why = l.err().or(k.err()).map(|e| e.to_string()).unwrap_or_default();
-                log::warn!("rebuilding lookup table and key index of {} from the log: {why}", dir.display());
+                let why = l
+                    .err()
+                    .or(k.err())
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                log::warn!(
+                    "rebuilding lookup table and key index of {} from the log: {why}",
+                    dir.display()
+                );
                 None
             }
         }
@@ -99,12 +126,22 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
         Some(t) => t,
         None => {
             report.rebuilt = true;
-            meta = Meta { history_id: meta.history_id, hash_seed: meta.hash_seed, ..fresh_meta(opts) };
-            (Lookup::create(dir, meta.keysize, &*log.io)?, KeyIndex::create(dir, meta.hash_seed, INDEX_SLOTS_MIN, &*log.io)?)
+            meta = Meta {
+                history_id: meta.history_id,
+                hash_seed: meta.hash_seed,
+                ..fresh_meta(opts)
+            };
+            (
+                Lookup::create(dir, meta.keysize, &*log.io)?,
+                KeyIndex::create(dir, meta.hash_seed, INDEX_SLOTS_MIN, &*log.io)?,
+            )
         }
     };
     if report.rebuilt {
-        meta.ckpt = Location { file: 0, offset: FILE_HEADER_BYTES as u32 };
+        meta.ckpt = Location {
+            file: 0,
+            offset: FILE_HEADER_BYTES as u32,
+        };
     }
     check_headers(&mut log, &meta, &mut report)?;
     let mut core = core_from(log, lookup, keys, meta);
@@ -167,7 +204,12 @@ fn check_options(m: &Meta, opts: &Options, dir: &Path) -> Result<()> {
         });
     }
     if m.file_size != opts.file_size {
-        log::info!("{}: using its file_size {} (asked {})", dir.display(), m.file_size, opts.file_size);
+        log::info!(
+            "{}: using its file_size {} (asked {})",
+            dir.display(),
+            m.file_size,
+            opts.file_size
+        );
     }
     Ok(())
 }
@@ -178,7 +220,9 @@ fn data_file_numbers(dir: &Path) -> Result<Vec<u16>> {
     for entry in fs::read_dir(dir).ctx(|| format!("list {}", dir.display()))? {
         let entry = entry.ctx(|| format!("list {}", dir.display()))?;
         let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".db")) else { continue };
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".db")) else {
+            continue;
+        };
         if let Ok(n) = stem.parse::<u16>() {
             if n.to_string() == stem {
                 numbers.push(n);
@@ -189,7 +233,10 @@ fn data_file_numbers(dir: &Path) -> Result<Vec<u16>> {
     for (i, &n) in numbers.iter().enumerate() {
         if n as usize != i {
             return Err(Error::BadOptions {
-                detail: format!("{} lacks data file {i}.db (found {n}.db): restore it", dir.display()),
+                detail: format!(
+                    "{} lacks data file {i}.db (found {n}.db): restore it",
+                    dir.display()
+                ),
             });
         }
     }
@@ -209,12 +256,21 @@ fn check_headers(log: &mut Log, meta: &Meta, report: &mut Recovery) -> Result<()
             return Err(Error::Corrupted {
                 file: f.path.clone(),
                 offset: 0,
-                cause: crate::CodecError::BadField { what: "data file header (number or length)" },
+                cause: crate::CodecError::BadField {
+                    what: "data file header (number or length)",
+                },
             });
         }
     }
     if log.files[last].header.file_no != last as u16 {
-        cut_tail(log, Location { file: last as u16, offset: 0 }, report)?;
+        cut_tail(
+            log,
+            Location {
+                file: last as u16,
+                offset: 0,
+            },
+            report,
+        )?;
         let f = log.files.pop().expect("checked above");
         fs::remove_file(&f.path).ctx(|| format!("remove {}", f.path.display()))?;
         sync_dir(&log.dir)?;
@@ -226,25 +282,34 @@ fn check_headers(log: &mut Log, meta: &Meta, report: &mut Recovery) -> Result<()
 fn replay(core: &mut Core, report: &mut Recovery) -> Result<()> {
     let mut pos = core.meta.ckpt;
     if pos.is_none() || pos.offset < FILE_HEADER_BYTES as u32 {
-        pos = Location { file: 0, offset: FILE_HEADER_BYTES as u32 };
+        pos = Location {
+            file: 0,
+            offset: FILE_HEADER_BYTES as u32,
+        };
     }
-    loop {
-        let Some(file) = core.log.files.get(pos.file as usize) else { break };
+    while let Some(file) = core.log.files.get(pos.file as usize) {
         let len = file.len;
         if pos.offset > len {
             return Err(Error::Corrupted {
                 file: file.path.clone(),
                 offset: len as u64,
-                cause: crate::CodecError::BadField { what: "file shorter than the checkpoint says" },
+                cause: crate::CodecError::BadField {
+                    what: "file shorter than the checkpoint says",
+                },
             });
         }
         while pos.offset < len {
-            let decoded = record::decode(&core.log.files[pos.file as usize].bytes()[pos.offset as usize..]);
+            let decoded =
+                record::decode(&core.log.files[pos.file as usize].bytes()[pos.offset as usize..]);
             let (header, key) = match decoded {
                 Ok(Some(d)) => (d.header, d.key.to_vec()),
                 Ok(None) | Err(_) => {
                     if let Err(e) = &decoded {
-                        log::warn!("bad record in file {} at offset {}: {e}", pos.file, pos.offset);
+                        log::warn!(
+                            "bad record in file {} at offset {}: {e}",
+                            pos.file,
+                            pos.offset
+                        );
                     }
                     cut_tail(&mut core.log, pos, report)?;
                     return Ok(());
@@ -257,7 +322,10 @@ fn replay(core: &mut Core, report: &mut Recovery) -> Result<()> {
         if pos.file as usize + 1 >= core.log.files.len() {
             break;
         }
-        pos = Location { file: pos.file + 1, offset: FILE_HEADER_BYTES as u32 };
+        pos = Location {
+            file: pos.file + 1,
+            offset: FILE_HEADER_BYTES as u32,
+        };
     }
     Ok(())
 }
@@ -266,10 +334,14 @@ fn replay_one(core: &mut Core, h: &record::Header, key: &[u8], loc: Location) ->
     let old = if h.prev.is_none() {
         None
     } else {
-        let (old, _) = core
-            .log
-            .header_and_key(h.prev)
-            .ok_or_else(|| core.log.corrupted(h.prev, crate::CodecError::BadField { what: "previous version" }))?;
+        let (old, _) = core.log.header_and_key(h.prev).ok_or_else(|| {
+            core.log.corrupted(
+                h.prev,
+                crate::CodecError::BadField {
+                    what: "previous version",
+                },
+            )
+        })?;
         Some(old)
     };
     core.lookup.set(h.id, loc);
@@ -294,7 +366,11 @@ fn cut_tail(log: &mut Log, at: Location, report: &mut Recovery) -> Result<()> {
     let mut cut = 0u64;
     for n in (at.file as usize..log.files.len()).rev() {
         let f = &log.files[n];
-        let from = if n == at.file as usize { at.offset as usize } else { 0 };
+        let from = if n == at.file as usize {
+            at.offset as usize
+        } else {
+            0
+        };
         let tail = &f.bytes()[from..];
         cut += tail.len() as u64;
         if tail.iter().any(|&b| b != 0) {
@@ -315,8 +391,12 @@ fn cut_tail(log: &mut Log, at: Location, report: &mut Recovery) -> Result<()> {
     }
     let f = &log.files[at.file as usize];
     if at.offset < f.len {
-        f.file.set_len(at.offset as u64).ctx(|| format!("truncate {}", f.path.display()))?;
-        f.file.sync_all().ctx(|| format!("fsync {}", f.path.display()))?;
+        f.file
+            .set_len(at.offset as u64)
+            .ctx(|| format!("truncate {}", f.path.display()))?;
+        f.file
+            .sync_all()
+            .ctx(|| format!("fsync {}", f.path.display()))?;
     }
     sync_dir(&dir)?;
     let reopened = DataFile::open(f.path.clone(), log.file_size)?;
@@ -329,10 +409,15 @@ fn cut_tail(log: &mut Log, at: Location, report: &mut Recovery) -> Result<()> {
 /// 64 random bits from the OS, or from time and pid if it has none.
 pub fn random_u64() -> u64 {
     let mut b = [0u8; 8];
-    if fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_ok() {
+    if fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+    {
         return u64::from_le_bytes(b);
     }
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     crate::hash::hash64(&t.to_le_bytes(), std::process::id() as u64)
 }
 

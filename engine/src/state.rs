@@ -73,7 +73,9 @@ impl Core {
     pub fn new_key_id(&mut self, key: &[u8], ids_max: u32) -> Result<u32> {
         let id = self.next_id;
         if id == 0 || id > ids_max {
-            return Err(Error::Full { reason: format!("all ids up to {ids_max} (ids_max) are assigned") });
+            return Err(Error::Full {
+                reason: format!("all ids up to {ids_max} (ids_max) are assigned"),
+            });
         }
         let io = self.log.io.clone();
         self.keys.insert(key_hash(key, self.keys.seed), id, &*io)?;
@@ -86,12 +88,21 @@ impl Core {
         if loc.is_none() {
             return Ok(None);
         }
-        let (h, key) = self
-            .log
-            .header_and_key(loc)
-            .ok_or_else(|| self.log.corrupted(loc, crate::CodecError::BadField { what: "record header" }))?;
+        let (h, key) = self.log.header_and_key(loc).ok_or_else(|| {
+            self.log.corrupted(
+                loc,
+                crate::CodecError::BadField {
+                    what: "record header",
+                },
+            )
+        })?;
         if h.id != id {
-            return Err(self.log.corrupted(loc, crate::CodecError::BadField { what: "record id (lookup disagrees)" }));
+            return Err(self.log.corrupted(
+                loc,
+                crate::CodecError::BadField {
+                    what: "record id (lookup disagrees)",
+                },
+            ));
         }
         Ok(Some((loc, h, key)))
     }
@@ -103,7 +114,11 @@ impl Core {
         let prev = self.lookup.get(w.id)?;
         let old = match prev.is_none() {
             true => None,
-            false => Some(self.current(w.id)?.map(|(_, h, _)| h).expect("lookup entry is not none")),
+            false => Some(
+                self.current(w.id)?
+                    .map(|(_, h, _)| h)
+                    .expect("lookup entry is not none"),
+            ),
         };
         let seq = w.seq.unwrap_or(self.seq + 1);
         assert!(seq > self.seq, "seq {seq} after {}", self.seq);
@@ -111,15 +126,27 @@ impl Core {
         let loc = self.log.reserve(len, seq, self.meta.keysize < 6)?;
         self.lookup.check_fits(loc)?;
         let start = self.log.buf.len();
-        let r = RecordRef { seq, id: w.id, kind: w.kind, key: w.key, value: w.value };
+        let r = RecordRef {
+            seq,
+            id: w.id,
+            kind: w.kind,
+            key: w.key,
+            value: w.value,
+        };
         record::encode(&mut self.log.buf, &r, prev);
-        let new = record::decode_header(&self.log.buf[start..]).ok().flatten().expect("record just encoded");
+        let new = record::decode_header(&self.log.buf[start..])
+            .ok()
+            .flatten()
+            .expect("record just encoded");
         self.lookup.set(w.id, loc);
         self.account(old.as_ref(), &new);
         self.seq = seq;
         self.next_id = self.next_id.max(w.id.saturating_add(1));
         self.ckpt_bytes += len as u64;
-        let end = Location { file: loc.file, offset: loc.offset + len as u32 };
+        let end = Location {
+            file: loc.file,
+            offset: loc.offset + len as u32,
+        };
         if self.log.buf.len() >= WRITE_BUFFER_BYTES {
             self.log.flush()?;
         }
@@ -148,7 +175,8 @@ impl Core {
         let io = self.log.io.clone();
         self.log.flush()?;
         for f in self.log.files_from(self.meta.ckpt.file) {
-            io.sync_data(&f).ctx(|| format!("fsync data file in {}", self.log.dir.display()))?;
+            io.sync_data(&f)
+                .ctx(|| format!("fsync data file in {}", self.log.dir.display()))?;
         }
         self.lookup.persist(&*io)?;
         self.keys.sync(&*io)?;
@@ -166,7 +194,12 @@ impl Core {
         write_meta(&self.log.dir, &meta, &*io)?;
         self.meta = meta;
         self.ckpt_bytes = 0;
-        log::debug!("checkpoint at file {} offset {} (seq {})", end.file, end.offset, self.seq);
+        log::debug!(
+            "checkpoint at file {} offset {} (seq {})",
+            end.file,
+            end.offset,
+            self.seq
+        );
         Ok(end)
     }
 
@@ -187,8 +220,11 @@ pub fn write_meta(dir: &Path, meta: &Meta, io: &dyn FileIo) -> Result<()> {
         .truncate(true)
         .open(&tmp)
         .ctx(|| format!("create {}", tmp.display()))?;
-    io.write_at(&f, &meta.encode(), 0).ctx(|| format!("write {}", tmp.display()))?;
-    io.sync_data(&f).ctx(|| format!("fsync {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
+    io.write_at(&f, &meta.encode(), 0)
+        .ctx(|| format!("write {}", tmp.display()))?;
+    io.sync_data(&f)
+        .ctx(|| format!("fsync {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path)
+        .ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
     sync_dir(dir)
 }

@@ -89,7 +89,10 @@ impl FileHeader {
         }
         check_magic_version(b, &DATA_MAGIC, "data file header")?;
         check_crc(b, FH_CRC)?;
-        Ok(Some(FileHeader { file_no: u16_at(b, FH_FILE_NO), first_seq: u64_at(b, FH_FIRST_SEQ) }))
+        Ok(Some(FileHeader {
+            file_no: u16_at(b, FH_FILE_NO),
+            first_seq: u64_at(b, FH_FIRST_SEQ),
+        }))
     }
 }
 
@@ -125,13 +128,24 @@ impl TableHeader {
     }
 
     /// Decodes and checks a header.
-    pub fn decode(b: &[u8], magic: &[u8; 8], what: &'static str) -> Result<TableHeader, CodecError> {
+    pub fn decode(
+        b: &[u8],
+        magic: &[u8; 8],
+        what: &'static str,
+    ) -> Result<TableHeader, CodecError> {
         if b.len() < TABLE_HEADER_BYTES {
-            return Err(CodecError::TooLong { what, len: b.len() as u64, max: TABLE_HEADER_BYTES as u64 });
+            return Err(CodecError::TooLong {
+                what,
+                len: b.len() as u64,
+                max: TABLE_HEADER_BYTES as u64,
+            });
         }
         check_magic_version(b, magic, what)?;
         check_crc(b, TH_CRC)?;
-        Ok(TableHeader { width: b[TH_WIDTH], seed: u64_at(b, TH_SEED) })
+        Ok(TableHeader {
+            width: b[TH_WIDTH],
+            seed: u64_at(b, TH_SEED),
+        })
     }
 }
 
@@ -227,7 +241,11 @@ impl Meta {
     /// Decodes and checks a checkpoint.
     pub fn decode(b: &[u8]) -> Result<Meta, CodecError> {
         if b.len() != META_BYTES {
-            return Err(CodecError::TooLong { what: "meta", len: b.len() as u64, max: META_BYTES as u64 });
+            return Err(CodecError::TooLong {
+                what: "meta",
+                len: b.len() as u64,
+                max: META_BYTES as u64,
+            });
         }
         check_magic_version(b, &META_MAGIC, "meta")?;
         check_crc(b, M_CRC)?;
@@ -238,7 +256,9 @@ impl Meta {
         }
         let slots = u64_at(b, M_INDEX_SLOTS);
         if !slots.is_power_of_two() {
-            return Err(CodecError::BadField { what: "meta index_slots (not a power of two)" });
+            return Err(CodecError::BadField {
+                what: "meta index_slots (not a power of two)",
+            });
         }
         Ok(Meta {
             keysize,
@@ -246,7 +266,10 @@ impl Meta {
             file_size: u32_at(b, M_FILE_SIZE),
             history_id: u64_at(b, M_HISTORY),
             hash_seed: u64_at(b, M_SEED),
-            ckpt: Location { file: u16_at(b, M_CKPT_FILE), offset: u32_at(b, M_CKPT_OFFSET) },
+            ckpt: Location {
+                file: u16_at(b, M_CKPT_FILE),
+                offset: u32_at(b, M_CKPT_OFFSET),
+            },
             seq: u64_at(b, M_SEQ),
             next_id: u32_at(b, M_NEXT_ID),
             live: u64_at(b, M_LIVE),
@@ -268,7 +291,10 @@ mod tests {
             file_size: 1 << 20,
             history_id: 0x1122_3344_5566_7788,
             hash_seed: 9,
-            ckpt: Location { file: 2, offset: 64 },
+            ckpt: Location {
+                file: 2,
+                offset: 64,
+            },
             seq: 100,
             next_id: 51,
             live: 40,
@@ -280,7 +306,11 @@ mod tests {
 
     #[test]
     fn golden_bytes_pin_the_file_header() {
-        let b = FileHeader { file_no: 3, first_seq: 0x0102 }.encode();
+        let b = FileHeader {
+            file_no: 3,
+            first_seq: 0x0102,
+        }
+        .encode();
         assert_eq!(&b[..16], b"HYPHADB\0\x01\x00\x03\x00\x00\x00\x00\x00");
         assert_eq!(&b[16..28], &[2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(FileHeader::decode(&b).unwrap().unwrap().first_seq, 0x0102);
@@ -306,7 +336,10 @@ mod tests {
         let b = h.encode(&LOOKUP_MAGIC);
         assert_eq!(TableHeader::decode(&b, &LOOKUP_MAGIC, "lookup").unwrap(), h);
         assert!(TableHeader::decode(&b, &INDEX_MAGIC, "index").is_err());
-        assert_eq!(encode_slot(0x0807060504030201, 0x0d0c0b0a), [1, 2, 3, 4, 5, 6, 7, 8, 0xa, 0xb, 0xc, 0xd]);
+        assert_eq!(
+            encode_slot(0x0807060504030201, 0x0d0c0b0a),
+            [1, 2, 3, 4, 5, 6, 7, 8, 0xa, 0xb, 0xc, 0xd]
+        );
         assert_eq!(decode_slot(&encode_slot(5, 6)), (5, 6));
     }
 }

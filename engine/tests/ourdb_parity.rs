@@ -7,7 +7,12 @@ use common::TempDir;
 use hypha_engine::{Db, Error, Fsync, Options};
 
 fn opts(keysize: u8, file_size: u32) -> Options {
-    Options { keysize, file_size, fsync: Fsync::Never, ..Options::default() }
+    Options {
+        keysize,
+        file_size,
+        fsync: Fsync::Never,
+        ..Options::default()
+    }
 }
 
 #[test]
@@ -18,7 +23,10 @@ fn incremental_ids_start_at_one_and_survive_reopen() -> Result<(), Error> {
     assert_eq!(db.ids().set(None, b"a")?, 1);
     assert_eq!(db.ids().set(None, b"b")?, 2);
     assert_eq!(db.ids().next_id()?, 3);
-    assert!(matches!(db.ids().set(Some(7), b"x"), Err(Error::IdNotAssigned { id: 7, next: 3 })));
+    assert!(matches!(
+        db.ids().set(Some(7), b"x"),
+        Err(Error::IdNotAssigned { id: 7, next: 3 })
+    ));
     assert_eq!(db.ids().set(Some(1), b"a2")?, 1);
     db.close()?;
     let db = Db::open(dir.path(), opts(6, 1 << 20))?;
@@ -39,12 +47,20 @@ fn history_is_newest_first_and_limited_by_depth() -> Result<(), Error> {
         }
         let h = db.ids().history(id, 3)?;
         let values: Vec<_> = h.iter().map(|v| v.value.clone().unwrap()).collect();
-        assert_eq!(values, [b"v4".to_vec(), b"v3".to_vec(), b"v2".to_vec()], "keysize {keysize}");
+        assert_eq!(
+            values,
+            [b"v4".to_vec(), b"v3".to_vec(), b"v2".to_vec()],
+            "keysize {keysize}"
+        );
         assert!(h[0].seq > h[1].seq && h[1].seq > h[2].seq);
         assert_eq!(db.ids().history(id, 100)?.len(), 5);
         db.close()?;
         let db = Db::open(dir.path(), opts(keysize, 1 << 16))?;
-        assert_eq!(db.ids().history(id, 100)?.len(), 5, "history after reopen, keysize {keysize}");
+        assert_eq!(
+            db.ids().history(id, 100)?.len(),
+            5,
+            "history after reopen, keysize {keysize}"
+        );
     }
     Ok(())
 }
@@ -71,7 +87,9 @@ fn data_files_roll_over_with_keysize_6() -> Result<(), Error> {
     let dir = TempDir::new("parity-rollover");
     let db = Db::open(dir.path(), opts(6, 16 << 10))?;
     let value = vec![7u8; 1000];
-    let ids: Vec<u32> = (0..100).map(|_| db.ids().set(None, &value)).collect::<Result<_, _>>()?;
+    let ids: Vec<u32> = (0..100)
+        .map(|_| db.ids().set(None, &value))
+        .collect::<Result<_, _>>()?;
     assert!(db.stats().files >= 6, "{} files", db.stats().files);
     assert!(dir.path().join("5.db").exists());
     db.close()?;
@@ -95,10 +113,20 @@ fn small_keysizes_report_full_instead_of_rolling_over() -> Result<(), Error> {
                 Err(e) => break e,
             }
         };
-        assert!(matches!(err, Error::Full { .. }), "keysize {keysize}: {err}");
-        assert!(err.to_string().contains("keysize 6"), "the error says what to do: {err}");
+        assert!(
+            matches!(err, Error::Full { .. }),
+            "keysize {keysize}: {err}"
+        );
+        assert!(
+            err.to_string().contains("keysize 6"),
+            "the error says what to do: {err}"
+        );
         assert!(stored >= 15, "keysize {keysize} stored {stored}");
-        assert_eq!(db.ids().get(1)?.as_deref(), Some(&value[..]), "data before the error stays");
+        assert_eq!(
+            db.ids().get(1)?.as_deref(),
+            Some(&value[..]),
+            "data before the error stays"
+        );
     }
     Ok(())
 }
@@ -107,20 +135,41 @@ fn small_keysizes_report_full_instead_of_rolling_over() -> Result<(), Error> {
 fn keysize_and_file_size_that_cannot_work_are_refused() {
     let dir = TempDir::new("parity-badopts");
     for (keysize, file_size) in [(5u8, 1u32 << 20), (2, 1 << 20), (3, 1 << 25), (6, 100)] {
-        let err = Db::open(dir.path(), opts(keysize, file_size)).err().expect("must fail");
-        assert!(matches!(err, Error::BadOptions { .. }), "{keysize}/{file_size}: {err}");
+        let err = Db::open(dir.path(), opts(keysize, file_size))
+            .err()
+            .expect("must fail");
+        assert!(
+            matches!(err, Error::BadOptions { .. }),
+            "{keysize}/{file_size}: {err}"
+        );
     }
 }
 
 #[test]
 fn caller_chosen_ids_and_id_range() -> Result<(), Error> {
     let dir = TempDir::new("parity-chosen");
-    let o = Options { incremental: false, ids_max: 1000, ..opts(6, 1 << 20) };
+    let o = Options {
+        incremental: false,
+        ids_max: 1000,
+        ..opts(6, 1 << 20)
+    };
     let db = Db::open(dir.path(), o.clone())?;
-    assert!(matches!(db.ids().set(None, b"x"), Err(Error::NotIncremental)));
+    assert!(matches!(
+        db.ids().set(None, b"x"),
+        Err(Error::NotIncremental)
+    ));
     assert_eq!(db.ids().set(Some(500), b"five hundred")?, 500);
-    assert!(matches!(db.ids().set(Some(1001), b"x"), Err(Error::IdOutOfRange { id: 1001, max: 1000 })));
-    assert!(matches!(db.ids().set(Some(0), b"x"), Err(Error::IdOutOfRange { .. })));
+    assert!(matches!(
+        db.ids().set(Some(1001), b"x"),
+        Err(Error::IdOutOfRange {
+            id: 1001,
+            max: 1000
+        })
+    ));
+    assert!(matches!(
+        db.ids().set(Some(0), b"x"),
+        Err(Error::IdOutOfRange { .. })
+    ));
     db.close()?;
     let db = Db::open(dir.path(), o)?;
     assert_eq!(db.ids().get(500)?.as_deref(), Some(&b"five hundred"[..]));

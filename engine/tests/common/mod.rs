@@ -37,9 +37,14 @@ impl Rng {
     /// A seed from the environment (HYPHA_SEED) or the clock, printed so a
     /// failure can be replayed.
     pub fn from_env(test: &str) -> Rng {
-        let seed = std::env::var("HYPHA_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-        });
+        let seed = std::env::var("HYPHA_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
         eprintln!("{test}: HYPHA_SEED={seed}");
         Rng::new(seed)
     }

@@ -1,0 +1,122 @@
+//! Disk errors: a failed write or fsync is never acknowledged, and the engine
+//! goes read-only with an error that says why; reads keep working; what was
+//! acknowledged before survives.
+
+mod common;
+use common::TempDir;
+use hypha_engine::io::FaultyIo;
+use hypha_engine::{Db, Error, Fsync, Options};
+use std::sync::Arc;
+
+const EIO: i32 = 5;
+const ENOSPC: i32 = 28;
+
+fn fails_then_read_only(io: FaultyIo, fsync: Fsync, tag: &str) -> Result<(), Error> {
+    let dir = TempDir::new(tag);
+    let io = Arc::new(io);
+    let opts = Options {
+        fsync,
+        io: io.clone(),
+        file_size: 1 << 16,
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), opts)?;
+    let mut acked = Vec::new();
+    let failure = loop {
+        let i = acked.len();
+        let k = format!("k{i}");
+        let r = db
+            .put(k.as_bytes(), &[i as u8; 500])
+            .and_then(|_| match fsync {
+                Fsync::Never => db.sync(),
+                _ => Ok(()),
+            });
+        match r {
+            Ok(_) => acked.push(k),
+            Err(e) => break e,
+        }
+        assert!(acked.len() < 10_000, "the fault never fired");
+    };
+    assert!(
+        matches!(failure, Error::Io { .. } | Error::ReadOnly { .. }),
+        "{failure}"
+    );
+    let again = db.put(b"after", b"x").unwrap_err();
+    assert!(matches!(again, Error::ReadOnly { .. }), "{again}");
+    assert!(again.to_string().contains("read-only"), "{again}");
+    for (i, k) in acked.iter().enumerate() {
+        assert_eq!(
+            db.get(k.as_bytes())?,
+            Some(vec![i as u8; 500]),
+            "reads still work"
+        );
+    }
+    drop(db);
+    let db = Db::open(
+        dir.path(),
+        Options {
+            file_size: 1 << 16,
+            ..Options::default()
+        },
+    )?;
+    for (i, k) in acked.iter().enumerate() {
+        assert_eq!(
+            db.get(k.as_bytes())?,
+            Some(vec![i as u8; 500]),
+            "acknowledged {k} survives"
+        );
+    }
+    assert_eq!(db.get(b"after")?, None);
+    Ok(())
+}
+
+#[test]
+fn a_failed_fsync_makes_the_engine_read_only() -> Result<(), Error> {
+    // Opening a new database takes a few syncs; fail one well after that.
+    fails_then_read_only(FaultyIo::new(0, 40, EIO), Fsync::Always, "fault-sync")
+}
+
+#[test]
+fn a_failed_write_makes_the_engine_read_only() -> Result<(), Error> {
+    fails_then_read_only(FaultyIo::new(30, 0, ENOSPC), Fsync::Always, "fault-write")
+}
+
+#[test]
+fn a_failed_sync_is_reported_by_sync_under_fsync_never() -> Result<(), Error> {
+    fails_then_read_only(FaultyIo::new(0, 25, EIO), Fsync::Never, "fault-never")
+}
+
+#[test]
+fn concurrent_durable_writers_share_fsyncs() -> Result<(), Error> {
+    let dir = TempDir::new("group-commit");
+    let io = Arc::new(FaultyIo::new(0, 0, EIO));
+    let db = Arc::new(Db::open(
+        dir.path(),
+        Options {
+            io: io.clone(),
+            ..Options::default()
+        },
+    )?);
+    let before = io.syncs();
+    let threads: Vec<_> = (0..32)
+        .map(|t| {
+            let db = db.clone();
+            std::thread::spawn(move || -> Result<(), Error> {
+                for i in 0..20 {
+                    db.put(format!("t{t}-{i}").as_bytes(), b"durable")?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("writer panicked")?;
+    }
+    let syncs = io.syncs() - before;
+    assert_eq!(db.len(), 640);
+    assert!(
+        syncs < 640,
+        "{syncs} fdatasyncs for 640 durable writes: no group commit"
+    );
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! Recovery: bounded by what was written since the checkpoint, torn tails
+//! cut and kept aside, corrupt records reported with file and offset and
+//! never returned.
+
+mod common;
+use common::TempDir;
+use hypha_engine::{Db, Error, Fsync, Options, CHECKPOINT_IDS_MAX};
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+
+fn never() -> Options {
+    Options {
+        fsync: Fsync::Never,
+        ..Options::default()
+    }
+}
+
+#[test]
+fn replay_after_a_crash_is_bounded_by_the_checkpoint() -> Result<(), Error> {
+    let dir = TempDir::new("rec-bounded");
+    let db = Db::open(dir.path(), never())?;
+    let n = 3 * CHECKPOINT_IDS_MAX as u32 + 100;
+    for i in 0..n {
+        db.put(&i.to_be_bytes(), b"value")?;
+    }
+    db.sync()?;
+    db.crash();
+    let db = Db::open(dir.path(), never())?;
+    let replayed = db.recovery().replayed;
+    assert!(
+        replayed <= CHECKPOINT_IDS_MAX as u64,
+        "replayed {replayed} of {n}"
+    );
+    assert_eq!(db.len(), n as u64);
+    assert_eq!(
+        db.get(&(n - 1).to_be_bytes())?.as_deref(),
+        Some(&b"value"[..])
+    );
+    db.close()?;
+    assert_eq!(
+        Db::open(dir.path(), never())?.recovery().replayed,
+        0,
+        "a clean close replays nothing"
+    );
+    Ok(())
+}
+
+/// Offset of the record holding `needle` in a data file.
+fn find(bytes: &[u8], needle: &[u8]) -> usize {
+    bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("value in file")
+}
+
+#[test]
+fn a_corrupt_record_is_reported_with_file_and_offset_and_never_returned() -> Result<(), Error> {
+    let dir = TempDir::new("rec-corrupt");
+    let db = Db::open(dir.path(), never())?;
+    db.put(b"a", b"first-value")?;
+    db.put(b"b", b"second-value")?;
+    db.put(b"c", b"third-value")?;
+    db.close()?;
+    let path = dir.path().join("0.db");
+    let at = find(&std::fs::read(&path).expect("read"), b"second-value");
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.write_at(b"X", at as u64))
+        .expect("flip");
+    let db = Db::open(dir.path(), never())?;
+    let err = db.get(b"b").unwrap_err();
+    match &err {
+        Error::Corrupted { file, offset, .. } => {
+            assert_eq!(file, &path);
+            assert!(*offset < at as u64 && *offset > 0);
+        }
+        other => panic!("expected Corrupted, got {other}"),
+    }
+    assert!(err.to_string().contains("0.db"), "{err}");
+    assert_eq!(db.get(b"a")?.as_deref(), Some(&b"first-value"[..]));
+    assert_eq!(db.get(b"c")?.as_deref(), Some(&b"third-value"[..]));
+    Ok(())
+}
+
+#[test]
+fn a_corrupt_record_after_the_checkpoint_cuts_the_log_there_and_keeps_the_bytes(
+) -> Result<(), Error> {
+    let dir = TempDir::new("rec-torn");
+    let db = Db::open(dir.path(), never())?;
+    db.put(b"a", b"first-value")?;
+    db.put(b"b", b"second-value")?;
+    db.put(b"c", b"third-value")?;
+    db.sync()?;
+    db.crash();
+    let path = dir.path().join("0.db");
+    let at = find(&std::fs::read(&path).expect("read"), b"second-value");
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.write_at(b"X", at as u64))
+        .expect("flip");
+    let db = Db::open(dir.path(), never())?;
+    assert!(db.recovery().truncated_bytes > 0);
+    assert_eq!(db.get(b"a")?.as_deref(), Some(&b"first-value"[..]));
+    assert_eq!(db.get(b"b")?, None, "the corrupt value is not served");
+    let kept: Vec<_> = std::fs::read_dir(dir.path().join("torn"))
+        .expect("torn dir")
+        .collect();
+    assert_eq!(kept.len(), 1, "the cut bytes are kept");
+    db.put(b"d", b"writes continue")?;
+    Ok(())
+}
+
+#[test]
+fn every_cut_inside_the_last_two_records_recovers_a_prefix() -> Result<(), Error> {
+    let dir = TempDir::new("rec-cuts");
+    let db = Db::open(dir.path(), never())?;
+    for i in 0..10u8 {
+        db.put(&[i], &[i; 40])?;
+    }
+    db.sync()?;
+    db.crash();
+    let path = dir.path().join("0.db");
+    let full = std::fs::read(&path).expect("read");
+    let record = 40 + 1 + 40;
+    for cut in full.len() - 2 * record..full.len() {
+        let copy = TempDir::new("rec-cut-copy");
+        for entry in std::fs::read_dir(dir.path()).expect("ls") {
+            let entry = entry.expect("entry");
+            if entry.file_type().expect("type").is_file() {
+                std::fs::copy(entry.path(), copy.path().join(entry.file_name())).expect("copy");
+            }
+        }
+        std::fs::write(copy.path().join("0.db"), &full[..cut]).expect("cut");
+        let db = Db::open(copy.path(), never())?;
+        let expect = if cut < full.len() - record { 8 } else { 9 };
+        assert_eq!(db.len(), expect, "cut at {cut}");
+        for i in 0..expect as u8 {
+            assert_eq!(db.get(&[i])?, Some(vec![i; 40]), "cut at {cut}");
+        }
+    }
+    Ok(())
+}
