@@ -1,0 +1,216 @@
+//! Every limit of the wire protocol, and the compile-time proofs that they fit
+//! together.
+//!
+//! Names carry the unit and put the qualifier last (`KEY_BYTES_MAX`). A
+//! `*_WORST` constant is the largest encoding a sender can produce while
+//! keeping to the limits; the `const _: () = assert!(..)` lines below prove
+//! that every worst case fits the frame or datagram that carries it, so a
+//! message that passes [`Message::validate`](crate::Message::validate) can
+//! always be sent. `net/WIRE.md` lists the same values; changing any of them
+//! is a protocol change (see the version rule there).
+
+/// Longest key, in bytes.
+pub const KEY_BYTES_MAX: usize = 4096;
+
+/// Longest value, in bytes (16 MiB).
+pub const VALUE_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Longest cluster name in [`Hello`](crate::Hello) and
+/// [`Heartbeat`](crate::Heartbeat), in bytes of UTF-8.
+pub const CLUSTER_NAME_BYTES_MAX: usize = 64;
+
+/// Longest human-readable string in [`Refuse`](crate::Refuse) and
+/// [`Message::Error`](crate::Message::Error), in bytes of UTF-8.
+pub const MESSAGE_STRING_BYTES_MAX: usize = 1024;
+
+/// Longest `host:port` in [`WorkerInfo::addr`](crate::WorkerInfo::addr), in
+/// bytes: any `[IPv6%zone]:port` literal fits, and host names up to 249 bytes.
+pub const ADDR_BYTES_MAX: usize = 256;
+
+/// Target size of a batch of records or versions, in key + value bytes.
+///
+/// A batch ([`Message::Records`](crate::Message::Records),
+/// [`Message::SnapshotChunk`](crate::Message::SnapshotChunk),
+/// [`Message::Versions`](crate::Message::Versions)) may cross this target only
+/// with its last entry: the entries before the last hold at most
+/// `BATCH_BYTES_MAX` bytes. So a sender fills a batch while it is at or under
+/// the target, and a single record of the largest size still travels alone.
+pub const BATCH_BYTES_MAX: usize = 1024 * 1024;
+
+/// Most records in one [`Message::Records`](crate::Message::Records) or
+/// [`Message::SnapshotChunk`](crate::Message::SnapshotChunk).
+pub const BATCH_RECORDS_MAX: usize = 8192;
+
+/// Largest `limit` of a [`Message::Scan`](crate::Message::Scan), and most keys
+/// in one [`Message::ScanPage`](crate::Message::ScanPage).
+pub const SCAN_LIMIT_MAX: usize = 1000;
+
+/// Largest `depth` of a [`Message::History`](crate::Message::History), and
+/// most versions in one [`Message::Versions`](crate::Message::Versions).
+pub const HISTORY_DEPTH_MAX: usize = 256;
+
+/// Most workers in one [`Message::WorkerList`](crate::Message::WorkerList).
+pub const WORKERS_MAX: usize = 256;
+
+/// Largest [`Heartbeat::load`](crate::Heartbeat::load): load is in per-mille.
+pub const LOAD_PERMILLE_MAX: u16 = 1000;
+
+/// Largest TCP frame, header included (32 MiB). Roughly twice the largest
+/// message below, so the spare room is headroom, not a tight fit.
+pub const FRAME_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// Largest frame payload (the postcard bytes of one message).
+pub const FRAME_PAYLOAD_BYTES_MAX: usize = FRAME_BYTES_MAX - crate::FRAME_HEADER_BYTES;
+
+/// MTU of the Mycelium TUN device that carries heartbeats.
+pub const OVERLAY_MTU_BYTES: usize = 1400;
+
+/// Size of an IPv6 header without extension headers.
+pub const IPV6_HEADER_BYTES: usize = 40;
+
+/// Size of a UDP header.
+pub const UDP_HEADER_BYTES: usize = 8;
+
+/// Largest heartbeat datagram: what one UDP datagram carries through the
+/// overlay without fragmentation (1400 - 40 - 8 = 1352).
+pub const HEARTBEAT_BYTES_MAX: usize = OVERLAY_MTU_BYTES - IPV6_HEADER_BYTES - UDP_HEADER_BYTES;
+
+/// Bytes of a postcard varint holding `value` (LEB128: 7 bits per byte).
+pub const fn varint_bytes(value: u64) -> usize {
+    let mut bytes = 1;
+    let mut rest = value >> 7;
+    while rest != 0 {
+        bytes += 1;
+        rest >>= 7;
+    }
+    bytes
+}
+
+/// Largest varint of a `u16` (3 bytes).
+pub const VARINT_U16_BYTES_MAX: usize = varint_bytes(u16::MAX as u64);
+/// Largest varint of a `u32` (5 bytes).
+pub const VARINT_U32_BYTES_MAX: usize = varint_bytes(u32::MAX as u64);
+/// Largest varint of a `u64` (10 bytes).
+pub const VARINT_U64_BYTES_MAX: usize = varint_bytes(u64::MAX);
+
+/// Bytes of a length prefix plus the bytes it counts, for at most `max` bytes.
+const fn sized_bytes_max(max: usize) -> usize {
+    varint_bytes(max as u64) + max
+}
+
+/// Largest message tag: tags stay below 128, so they take one byte.
+const TAG_BYTES_MAX: usize = 1;
+
+/// Largest encoding of a [`WireRecord`](crate::WireRecord) apart from its key
+/// and value bytes: seq, id, kind and the two length prefixes.
+pub const WIRE_RECORD_OVERHEAD_BYTES_MAX: usize = VARINT_U64_BYTES_MAX
+    + VARINT_U32_BYTES_MAX
+    + 1
+    + varint_bytes(KEY_BYTES_MAX as u64)
+    + varint_bytes(VALUE_BYTES_MAX as u64);
+
+/// Largest record list a batch can carry under the [`BATCH_BYTES_MAX`] rule:
+/// full overhead on every record, the target filled, then one largest record.
+pub const BATCH_RECORDS_BYTES_WORST: usize = varint_bytes(BATCH_RECORDS_MAX as u64)
+    + BATCH_RECORDS_MAX * WIRE_RECORD_OVERHEAD_BYTES_MAX
+    + BATCH_BYTES_MAX
+    + KEY_BYTES_MAX
+    + VALUE_BYTES_MAX;
+
+/// Largest [`Message::Records`](crate::Message::Records) payload.
+pub const RECORDS_MESSAGE_BYTES_WORST: usize =
+    TAG_BYTES_MAX + VARINT_U64_BYTES_MAX + BATCH_RECORDS_BYTES_WORST;
+
+/// Largest [`Message::Put`](crate::Message::Put) payload.
+pub const PUT_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
+    + VARINT_U64_BYTES_MAX
+    + sized_bytes_max(KEY_BYTES_MAX)
+    + sized_bytes_max(VALUE_BYTES_MAX);
+
+/// Largest [`Message::Value`](crate::Message::Value) payload.
+pub const VALUE_MESSAGE_BYTES_WORST: usize =
+    TAG_BYTES_MAX + 3 * VARINT_U64_BYTES_MAX + 1 + sized_bytes_max(VALUE_BYTES_MAX);
+
+/// Largest [`Message::Versions`](crate::Message::Versions) payload.
+pub const VERSIONS_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
+    + 2 * VARINT_U64_BYTES_MAX
+    + varint_bytes(HISTORY_DEPTH_MAX as u64)
+    + HISTORY_DEPTH_MAX * (VARINT_U64_BYTES_MAX + 1 + varint_bytes(VALUE_BYTES_MAX as u64))
+    + BATCH_BYTES_MAX
+    + VALUE_BYTES_MAX;
+
+/// Largest [`Message::ScanPage`](crate::Message::ScanPage) payload.
+pub const SCAN_PAGE_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
+    + 2 * VARINT_U64_BYTES_MAX
+    + varint_bytes(SCAN_LIMIT_MAX as u64)
+    + SCAN_LIMIT_MAX * sized_bytes_max(KEY_BYTES_MAX)
+    + 1
+    + VARINT_U64_BYTES_MAX;
+
+/// Largest [`Message::WorkerList`](crate::Message::WorkerList) payload.
+pub const WORKER_LIST_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
+    + VARINT_U64_BYTES_MAX
+    + varint_bytes(WORKERS_MAX as u64)
+    + WORKERS_MAX * (2 * VARINT_U64_BYTES_MAX + sized_bytes_max(ADDR_BYTES_MAX) + 1);
+
+/// Bytes of the CRC in front of a heartbeat's postcard payload.
+pub const HEARTBEAT_CRC_BYTES: usize = 4;
+
+/// Largest heartbeat datagram: CRC, magic, version, cluster, node id, role,
+/// applied seq, commit seq, load, serve port. A test encodes a heartbeat with
+/// every field at its largest and checks it is exactly this long.
+pub const HEARTBEAT_BYTES_WORST: usize = HEARTBEAT_CRC_BYTES
+    + VARINT_U32_BYTES_MAX
+    + VARINT_U16_BYTES_MAX
+    + sized_bytes_max(CLUSTER_NAME_BYTES_MAX)
+    + VARINT_U64_BYTES_MAX
+    + 1
+    + 2 * VARINT_U64_BYTES_MAX
+    + varint_bytes(LOAD_PERMILLE_MAX as u64)
+    + VARINT_U16_BYTES_MAX;
+
+// Every message a sender may build fits a frame.
+const _: () = assert!(RECORDS_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
+const _: () = assert!(PUT_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
+const _: () = assert!(VALUE_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
+const _: () = assert!(VERSIONS_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
+const _: () = assert!(SCAN_PAGE_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
+const _: () = assert!(WORKER_LIST_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
+// The frame length field is a u32.
+const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
+// A batch target smaller than one record would still work (the one-record
+// exception), but then every large record travels alone: keep it generous.
+const _: () = assert!(BATCH_BYTES_MAX >= KEY_BYTES_MAX + 64 * 1024);
+const _: () = assert!(VALUE_BYTES_MAX >= BATCH_BYTES_MAX);
+// A scan page holds at least one key; a history at least one version.
+const _: () = assert!(SCAN_LIMIT_MAX >= 1 && HISTORY_DEPTH_MAX >= 1);
+// The heartbeat fits one datagram, CRC included, with room to append fields.
+const _: () = assert!(HEARTBEAT_BYTES_WORST <= HEARTBEAT_BYTES_MAX);
+const _: () = assert!(HEARTBEAT_BYTES_MAX == 1352);
+// A Refuse message can always quote the cluster name it refused.
+const _: () = assert!(CLUSTER_NAME_BYTES_MAX <= MESSAGE_STRING_BYTES_MAX);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_bytes_matches_leb128_boundaries() {
+        assert_eq!(varint_bytes(0), 1);
+        assert_eq!(varint_bytes(127), 1);
+        assert_eq!(varint_bytes(128), 2);
+        assert_eq!(varint_bytes(16_383), 2);
+        assert_eq!(varint_bytes(16_384), 3);
+        assert_eq!(VARINT_U16_BYTES_MAX, 3);
+        assert_eq!(VARINT_U32_BYTES_MAX, 5);
+        assert_eq!(VARINT_U64_BYTES_MAX, 10);
+    }
+
+    #[test]
+    fn varint_bytes_matches_postcard() {
+        for value in [0, 1, 127, 128, 300, 16_384, u32::MAX as u64, u64::MAX] {
+            let encoded = postcard::to_allocvec(&value).unwrap_or_default();
+            assert_eq!(encoded.len(), varint_bytes(value), "value {value}");
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! [`Message`]: everything that travels in a TCP frame.
+//!
+//! postcard encodes an enum as its variant index (a varint) followed by the
+//! variant's fields in declaration order, with no names and no lengths. So
+//! the order of variants and fields *is* the format: variants are only ever
+//! appended, and the tag of each variant is pinned in `net/WIRE.md` and in
+//! [`Message::tag`], which a test checks against the encoder.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+use crate::handshake::{Hello, Refuse, Role, Welcome};
+
+/// Number of message tags this version knows: tags are `0..MESSAGE_TAG_COUNT`.
+/// A payload starting with a larger tag is [`DecodeError::UnknownMessage`](crate::DecodeError::UnknownMessage).
+pub const MESSAGE_TAG_COUNT: u32 = 27;
+
+/// One protocol message. The tag of each variant is in its doc, after "Tag".
+///
+/// Requests carry a `req_id` chosen by the requester; the response to a
+/// request carries the same `req_id`, so many requests can be in flight on one
+/// connection and answered out of order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Tag 0. Opens every connection. Frozen: see [`Hello`].
+    Hello(Hello),
+    /// Tag 1. Accepts a `Hello`.
+    Welcome(Welcome),
+    /// Tag 2. Refuses a `Hello`; the sender closes after it.
+    Refuse(Refuse),
+
+    /// Tag 3. Read the newest version of `key`. Answer: `Value`.
+    Get {
+        /// Request id, echoed by the response.
+        req_id: u64,
+        /// The key, at most `KEY_BYTES_MAX` bytes.
+        #[serde(with = "crate::bytes::vec")]
+        key: Vec<u8>,
+        /// A worker waits briefly until it has applied at least this seq
+        /// (read-your-writes); 0 = no wait.
+        min_seq: u64,
+    },
+    /// Tag 4. Write `value` under `key` (master only). Answer: `Written`.
+    Put {
+        /// Request id.
+        req_id: u64,
+        /// The key, at most `KEY_BYTES_MAX` bytes.
+        #[serde(with = "crate::bytes::vec")]
+        key: Vec<u8>,
+        /// The value, at most `VALUE_BYTES_MAX` bytes.
+        #[serde(with = "crate::bytes::vec")]
+        value: Vec<u8>,
+    },
+    /// Tag 5. Delete `key` (master only). Answer: `Deleted`.
+    Delete {
+        /// Request id.
+        req_id: u64,
+        /// The key, at most `KEY_BYTES_MAX` bytes.
+        #[serde(with = "crate::bytes::vec")]
+        key: Vec<u8>,
+    },
+    /// Tag 6. The last `depth` versions of `key`, newest first. Answer: `Versions`.
+    History {
+        /// Request id.
+        req_id: u64,
+        /// The key, at most `KEY_BYTES_MAX` bytes.
+        #[serde(with = "crate::bytes::vec")]
+        key: Vec<u8>,
+        /// Most versions wanted, at most `HISTORY_DEPTH_MAX`.
+        depth: u32,
+        /// As in `Get`.
+        min_seq: u64,
+    },
+    /// Tag 7. A page of keys starting with `prefix`. Answer: `ScanPage`.
+    Scan {
+        /// Request id.
+        req_id: u64,
+        /// 0 for the first page, else a `next_cursor` from the page before.
+        cursor: u64,
+        /// Key prefix, at most `KEY_BYTES_MAX` bytes; empty = all keys.
+        #[serde(with = "crate::bytes::vec")]
+        prefix: Vec<u8>,
+        /// Most keys wanted, at most `SCAN_LIMIT_MAX`.
+        limit: u32,
+        /// As in `Get`.
+        min_seq: u64,
+    },
+    /// Tag 8. The digest of the whole store. Answer: `DigestIs`.
+    Digest {
+        /// Request id.
+        req_id: u64,
+    },
+    /// Tag 9. The node's status. Answer: `StatusIs`.
+    Status {
+        /// Request id.
+        req_id: u64,
+    },
+    /// Tag 10. Which workers the master has connected. Answer: `WorkerList`.
+    Workers {
+        /// Request id.
+        req_id: u64,
+    },
+
+    /// Tag 11. Answers `Get`.
+    Value {
+        /// Request id of the `Get`.
+        req_id: u64,
+        /// Highest seq the answering node had applied when it read.
+        applied_seq: u64,
+        /// `(seq of that version, value)`, or `None` if the key is absent.
+        #[serde(with = "crate::bytes::option_seq")]
+        value: Option<(u64, Vec<u8>)>,
+    },
+    /// Tag 12. Answers `Put`.
+    Written {
+        /// Request id of the `Put`.
+        req_id: u64,
+        /// Seq the write got.
+        seq: u64,
+    },
+    /// Tag 13. Answers `Delete`.
+    Deleted {
+        /// Request id of the `Delete`.
+        req_id: u64,
+        /// Seq the delete got; `None` if the key was absent (nothing written).
+        seq: Option<u64>,
+    },
+    /// Tag 14. Answers `History`, newest first.
+    Versions {
+        /// Request id of the `History`.
+        req_id: u64,
+        /// Highest seq the answering node had applied when it read.
+        applied_seq: u64,
+        /// At most `HISTORY_DEPTH_MAX` versions, under the `BATCH_BYTES_MAX` rule.
+        versions: Vec<Version>,
+    },
+    /// Tag 15. Answers `Scan`.
+    ScanPage {
+        /// Request id of the `Scan`.
+        req_id: u64,
+        /// Highest seq the answering node had applied when it read.
+        applied_seq: u64,
+        /// At most `SCAN_LIMIT_MAX` keys.
+        #[serde(with = "crate::bytes::list")]
+        keys: Vec<Vec<u8>>,
+        /// Cursor for the next page; `None` = this was the last page.
+        next_cursor: Option<u64>,
+    },
+    /// Tag 16. Answers `Digest`.
+    DigestIs {
+        /// Request id of the `Digest`.
+        req_id: u64,
+        /// Digest of every live key and value at `seq`.
+        digest: u64,
+        /// Seq the digest was taken at.
+        seq: u64,
+        /// Number of live keys at `seq`.
+        len: u64,
+    },
+    /// Tag 17. Answers `Status`.
+    StatusIs {
+        /// Request id of the `Status`.
+        req_id: u64,
+        /// The node's status.
+        status: NodeStatus,
+    },
+    /// Tag 18. Answers `Workers`.
+    WorkerList {
+        /// Request id of the `Workers`.
+        req_id: u64,
+        /// At most `WORKERS_MAX` workers.
+        workers: Vec<WorkerInfo>,
+    },
+    /// Tag 19. Answers any request that failed.
+    Error {
+        /// Request id of the failed request.
+        req_id: u64,
+        /// What failed, for the requester's logic.
+        code: ErrorCode,
+        /// What failed, for a human; at most `MESSAGE_STRING_BYTES_MAX` bytes.
+        message: String,
+    },
+
+    /// Tag 20. Master to worker: consecutive records of the write log.
+    /// Pipelined: the master sends more before the `Ack` of earlier ones.
+    Records {
+        /// Seq of the first record; equals `records[0].seq` if any.
+        first_seq: u64,
+        /// Records in strictly increasing seq order, at most
+        /// `BATCH_RECORDS_MAX`, under the `BATCH_BYTES_MAX` rule.
+        records: Vec<WireRecord>,
+    },
+    /// Tag 21. Worker to master: everything up to `applied_seq` is applied
+    /// (and durable on the worker).
+    Ack {
+        /// Highest seq applied.
+        applied_seq: u64,
+    },
+    /// Tag 22. Master to worker: a full copy of the store follows, replacing
+    /// whatever the worker holds.
+    SnapshotBegin {
+        /// History the snapshot belongs to; the worker adopts it.
+        history_id: u64,
+        /// The snapshot holds every write up to and including this seq.
+        upto_seq: u64,
+        /// Number of records the chunks will carry.
+        records_total: u64,
+        /// Key + value bytes the chunks will carry.
+        bytes_total: u64,
+    },
+    /// Tag 23. Master to worker: part of a snapshot.
+    SnapshotChunk {
+        /// At most `BATCH_RECORDS_MAX` records, under the `BATCH_BYTES_MAX` rule.
+        records: Vec<WireRecord>,
+    },
+    /// Tag 24. Master to worker: the snapshot is complete; `Records` from
+    /// `upto_seq + 1` follow.
+    SnapshotEnd {
+        /// Same as in `SnapshotBegin`.
+        upto_seq: u64,
+    },
+    /// Tag 25. Liveness probe on an idle connection; answered by `Pong`.
+    Ping {
+        /// Echoed by the `Pong`.
+        nonce: u64,
+    },
+    /// Tag 26. Answers `Ping`.
+    Pong {
+        /// The `Ping`'s nonce.
+        nonce: u64,
+    },
+}
+
+/// Whether a [`WireRecord`] writes or deletes its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RecordKind {
+    /// Sets the key to the value. Tag 0.
+    Put,
+    /// Deletes the key; the value is empty. Tag 1.
+    Delete,
+}
+
+/// One write of the log, as replicated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireRecord {
+    /// Position in the master's write log.
+    pub seq: u64,
+    /// The key's id in the master's lookup table.
+    pub id: u32,
+    /// Put or delete.
+    pub kind: RecordKind,
+    /// The key, at most `KEY_BYTES_MAX` bytes.
+    #[serde(with = "crate::bytes::vec")]
+    pub key: Vec<u8>,
+    /// The value, at most `VALUE_BYTES_MAX` bytes; empty for a delete.
+    #[serde(with = "crate::bytes::vec")]
+    pub value: Vec<u8>,
+}
+
+/// One version of a key, in [`Message::Versions`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// Seq of the write.
+    pub seq: u64,
+    /// The value written, or `None` for a delete.
+    #[serde(with = "crate::bytes::option")]
+    pub value: Option<Vec<u8>>,
+}
+
+/// A node's status, in [`Message::StatusIs`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node's role.
+    pub role: Role,
+    /// The node's id.
+    pub node_id: u64,
+    /// The history the node holds; 0 = none.
+    pub history_id: u64,
+    /// Highest seq applied.
+    pub applied_seq: u64,
+    /// Highest seq known committed.
+    pub commit_seq: u64,
+    /// Number of live keys.
+    pub keys: u64,
+    /// Bytes the store takes on disk.
+    pub disk_bytes: u64,
+}
+
+/// A worker known to the master, in [`Message::WorkerList`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// The worker's node id.
+    pub node_id: u64,
+    /// `host:port` where the worker serves requests; at most `ADDR_BYTES_MAX` bytes.
+    pub addr: String,
+    /// Highest seq the worker has acknowledged.
+    pub applied_seq: u64,
+    /// Whether the master currently hears the worker's heartbeats.
+    pub healthy: bool,
+}
+
+/// Why a request failed, in [`Message::Error`]. Variants are append-only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The key does not exist. Tag 0.
+    NotFound,
+    /// The key or value is over its limit. Tag 1.
+    TooLarge,
+    /// The request makes no sense (e.g. a `Put` sent to a worker). Tag 2.
+    BadRequest,
+    /// The node cannot serve now (starting, catching up). Tag 3.
+    Unavailable,
+    /// `min_seq` was not reached in time, or a peer did not answer. Tag 4.
+    Timeout,
+    /// The node takes no writes (disk full, read-only mode). Tag 5.
+    ReadOnly,
+    /// Writes go to the master; this node is not it. Tag 6.
+    NotMaster,
+    /// A bug or I/O failure on the node. Tag 7.
+    Internal,
+    /// The write is durable on the master but fewer workers confirmed it
+    /// than the request wanted. Tag 8.
+    SyncFailed {
+        /// Workers that confirmed.
+        confirmed: u32,
+        /// Workers wanted.
+        wanted: u32,
+    },
+}
+
+impl Message {
+    /// The message's tag: its postcard variant index, the first byte of its
+    /// payload. Pinned; see `net/WIRE.md`.
+    pub fn tag(&self) -> u32 {
+        match self {
+            Self::Hello(_) => 0,
+            Self::Welcome(_) => 1,
+            Self::Refuse(_) => 2,
+            Self::Get { .. } => 3,
+            Self::Put { .. } => 4,
+            Self::Delete { .. } => 5,
+            Self::History { .. } => 6,
+            Self::Scan { .. } => 7,
+            Self::Digest { .. } => 8,
+            Self::Status { .. } => 9,
+            Self::Workers { .. } => 10,
+            Self::Value { .. } => 11,
+            Self::Written { .. } => 12,
+            Self::Deleted { .. } => 13,
+            Self::Versions { .. } => 14,
+            Self::ScanPage { .. } => 15,
+            Self::DigestIs { .. } => 16,
+            Self::StatusIs { .. } => 17,
+            Self::WorkerList { .. } => 18,
+            Self::Error { .. } => 19,
+            Self::Records { .. } => 20,
+            Self::Ack { .. } => 21,
+            Self::SnapshotBegin { .. } => 22,
+            Self::SnapshotChunk { .. } => 23,
+            Self::SnapshotEnd { .. } => 24,
+            Self::Ping { .. } => 25,
+            Self::Pong { .. } => 26,
+        }
+    }
+
+    /// The variant's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Hello(_) => "Hello",
+            Self::Welcome(_) => "Welcome",
+            Self::Refuse(_) => "Refuse",
+            Self::Get { .. } => "Get",
+            Self::Put { .. } => "Put",
+            Self::Delete { .. } => "Delete",
+            Self::History { .. } => "History",
+            Self::Scan { .. } => "Scan",
+            Self::Digest { .. } => "Digest",
+            Self::Status { .. } => "Status",
+            Self::Workers { .. } => "Workers",
+            Self::Value { .. } => "Value",
+            Self::Written { .. } => "Written",
+            Self::Deleted { .. } => "Deleted",
+            Self::Versions { .. } => "Versions",
+            Self::ScanPage { .. } => "ScanPage",
+            Self::DigestIs { .. } => "DigestIs",
+            Self::StatusIs { .. } => "StatusIs",
+            Self::WorkerList { .. } => "WorkerList",
+            Self::Error { .. } => "Error",
+            Self::Records { .. } => "Records",
+            Self::Ack { .. } => "Ack",
+            Self::SnapshotBegin { .. } => "SnapshotBegin",
+            Self::SnapshotChunk { .. } => "SnapshotChunk",
+            Self::SnapshotEnd { .. } => "SnapshotEnd",
+            Self::Ping { .. } => "Ping",
+            Self::Pong { .. } => "Pong",
+        }
+    }
+
+    /// The request id of a request or response; `None` for handshake,
+    /// replication and ping messages.
+    pub fn req_id(&self) -> Option<u64> {
+        match self {
+            Self::Get { req_id, .. }
+            | Self::Put { req_id, .. }
+            | Self::Delete { req_id, .. }
+            | Self::History { req_id, .. }
+            | Self::Scan { req_id, .. }
+            | Self::Digest { req_id }
+            | Self::Status { req_id }
+            | Self::Workers { req_id }
+            | Self::Value { req_id, .. }
+            | Self::Written { req_id, .. }
+            | Self::Deleted { req_id, .. }
+            | Self::Versions { req_id, .. }
+            | Self::ScanPage { req_id, .. }
+            | Self::DigestIs { req_id, .. }
+            | Self::StatusIs { req_id, .. }
+            | Self::WorkerList { req_id, .. }
+            | Self::Error { req_id, .. } => Some(*req_id),
+            Self::Hello(_)
+            | Self::Welcome(_)
+            | Self::Refuse(_)
+            | Self::Records { .. }
+            | Self::Ack { .. }
+            | Self::SnapshotBegin { .. }
+            | Self::SnapshotChunk { .. }
+            | Self::SnapshotEnd { .. }
+            | Self::Ping { .. }
+            | Self::Pong { .. } => None,
+        }
+    }
+
+    /// An `Error` response whose message is cut to `MESSAGE_STRING_BYTES_MAX`
+    /// bytes on a character boundary, so it always passes validation.
+    pub fn error(req_id: u64, code: ErrorCode, message: &str) -> Self {
+        let message = crate::handshake::truncate_str(message, crate::MESSAGE_STRING_BYTES_MAX);
+        Self::Error {
+            req_id,
+            code,
+            message: String::from(message),
+        }
+    }
+}
+
+// Tags fit one varint byte; WIRE.md and the worst-case sizes rely on it.
+const _: () = assert!(MESSAGE_TAG_COUNT <= 128);

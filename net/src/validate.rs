@@ -1,0 +1,358 @@
+//! [`Message::validate`]: the limits and rules postcard cannot express.
+//!
+//! postcard checks shapes (tags, varints, UTF-8, lengths present in the
+//! input); this module checks sizes against [`limits`](crate::limits) and a
+//! few protocol rules. [`decode_frame`](crate::decode_frame) runs it on every
+//! message it returns and [`encode_frame`](crate::encode_frame) on every
+//! message it sends, so both ends enforce the same rules.
+
+use crate::error::DecodeError;
+use crate::handshake::HELLO_MAGIC;
+use crate::limits::{
+    ADDR_BYTES_MAX, BATCH_BYTES_MAX, BATCH_RECORDS_MAX, HISTORY_DEPTH_MAX, KEY_BYTES_MAX,
+    MESSAGE_STRING_BYTES_MAX, SCAN_LIMIT_MAX, VALUE_BYTES_MAX, WORKERS_MAX,
+};
+use crate::message::{Message, RecordKind, Version, WireRecord, WorkerInfo};
+
+/// Field names used in the errors of one record batch.
+struct BatchNames {
+    records: &'static str,
+    key: &'static str,
+    value: &'static str,
+    bytes: &'static str,
+}
+
+const RECORDS_NAMES: BatchNames = BatchNames {
+    records: "Records.records",
+    key: "Records.records[].key",
+    value: "Records.records[].value",
+    bytes: "Records.records key+value bytes before the last record",
+};
+
+const SNAPSHOT_NAMES: BatchNames = BatchNames {
+    records: "SnapshotChunk.records",
+    key: "SnapshotChunk.records[].key",
+    value: "SnapshotChunk.records[].value",
+    bytes: "SnapshotChunk.records key+value bytes before the last record",
+};
+
+impl Message {
+    /// Checks every limit and rule of `net/WIRE.md` that the type system does
+    /// not: key, value, string and list lengths, the batch byte rule, the
+    /// `Hello` magic, record order and delete records without values.
+    ///
+    /// Decoding runs this on every message, so a message from a peer that
+    /// breaks a limit is a [`DecodeError`], never a value.
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        match self {
+            Self::Hello(hello) => {
+                if hello.magic != HELLO_MAGIC {
+                    return Err(DecodeError::BadMagic { found: hello.magic });
+                }
+                Ok(())
+            }
+            Self::Refuse(refuse) => check_message_string("Refuse.message", &refuse.message),
+            Self::Get { key, .. } => check_key("Get.key", key),
+            Self::Put { key, value, .. } => {
+                check_key("Put.key", key)?;
+                check_value("Put.value", value)
+            }
+            Self::Delete { key, .. } => check_key("Delete.key", key),
+            Self::History { key, depth, .. } => {
+                check_key("History.key", key)?;
+                check_len(
+                    "History.depth",
+                    "HISTORY_DEPTH_MAX",
+                    usize_from(*depth),
+                    HISTORY_DEPTH_MAX,
+                )
+            }
+            Self::Scan { prefix, limit, .. } => {
+                check_key("Scan.prefix", prefix)?;
+                check_len(
+                    "Scan.limit",
+                    "SCAN_LIMIT_MAX",
+                    usize_from(*limit),
+                    SCAN_LIMIT_MAX,
+                )
+            }
+            Self::Value { value, .. } => match value {
+                Some((_, bytes)) => check_value("Value.value", bytes),
+                None => Ok(()),
+            },
+            Self::Versions { versions, .. } => check_versions(versions),
+            Self::ScanPage { keys, .. } => {
+                check_len(
+                    "ScanPage.keys",
+                    "SCAN_LIMIT_MAX",
+                    keys.len(),
+                    SCAN_LIMIT_MAX,
+                )?;
+                keys.iter()
+                    .try_for_each(|key| check_key("ScanPage.keys[]", key))
+            }
+            Self::WorkerList { workers, .. } => check_workers(workers),
+            Self::Error { message, .. } => check_message_string("Error.message", message),
+            Self::Records { first_seq, records } => {
+                check_batch(records, &RECORDS_NAMES)?;
+                check_record_order(*first_seq, records)
+            }
+            Self::SnapshotChunk { records } => check_batch(records, &SNAPSHOT_NAMES),
+            Self::Welcome(_)
+            | Self::Digest { .. }
+            | Self::Status { .. }
+            | Self::Workers { .. }
+            | Self::Written { .. }
+            | Self::Deleted { .. }
+            | Self::DigestIs { .. }
+            | Self::StatusIs { .. }
+            | Self::Ack { .. }
+            | Self::SnapshotBegin { .. }
+            | Self::SnapshotEnd { .. }
+            | Self::Ping { .. }
+            | Self::Pong { .. } => Ok(()),
+        }
+    }
+}
+
+/// `u32` to `usize` without a cast that could truncate on 16-bit targets.
+fn usize_from(value: u32) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
+fn check_len(
+    what: &'static str,
+    limit: &'static str,
+    len: usize,
+    max: usize,
+) -> Result<(), DecodeError> {
+    if len > max {
+        return Err(DecodeError::LimitExceeded {
+            what,
+            limit,
+            len,
+            max,
+        });
+    }
+    Ok(())
+}
+
+fn check_key(what: &'static str, key: &[u8]) -> Result<(), DecodeError> {
+    check_len(what, "KEY_BYTES_MAX", key.len(), KEY_BYTES_MAX)
+}
+
+fn check_value(what: &'static str, value: &[u8]) -> Result<(), DecodeError> {
+    check_len(what, "VALUE_BYTES_MAX", value.len(), VALUE_BYTES_MAX)
+}
+
+fn check_message_string(what: &'static str, text: &str) -> Result<(), DecodeError> {
+    check_len(
+        what,
+        "MESSAGE_STRING_BYTES_MAX",
+        text.len(),
+        MESSAGE_STRING_BYTES_MAX,
+    )
+}
+
+/// The `BATCH_BYTES_MAX` rule: the entries before the last hold at most
+/// `BATCH_BYTES_MAX` bytes, so only the last entry may cross the target.
+fn check_batch_bytes(
+    what: &'static str,
+    sizes: impl Iterator<Item = usize>,
+) -> Result<(), DecodeError> {
+    let mut before_last: usize = 0;
+    let mut last: usize = 0;
+    for size in sizes {
+        before_last = before_last.saturating_add(last);
+        last = size;
+    }
+    check_len(what, "BATCH_BYTES_MAX", before_last, BATCH_BYTES_MAX)
+}
+
+fn check_batch(records: &[WireRecord], names: &BatchNames) -> Result<(), DecodeError> {
+    check_len(
+        names.records,
+        "BATCH_RECORDS_MAX",
+        records.len(),
+        BATCH_RECORDS_MAX,
+    )?;
+    for record in records {
+        check_key(names.key, &record.key)?;
+        check_value(names.value, &record.value)?;
+        if record.kind == RecordKind::Delete && !record.value.is_empty() {
+            return Err(DecodeError::Invalid("a Delete record carries a value"));
+        }
+    }
+    let sizes = records
+        .iter()
+        .map(|record| record.key.len().saturating_add(record.value.len()));
+    check_batch_bytes(names.bytes, sizes)
+}
+
+fn check_record_order(first_seq: u64, records: &[WireRecord]) -> Result<(), DecodeError> {
+    if let Some(first) = records.first() {
+        if first.seq != first_seq {
+            return Err(DecodeError::Invalid(
+                "Records.first_seq differs from the seq of the first record",
+            ));
+        }
+    }
+    let increasing = records
+        .iter()
+        .zip(records.iter().skip(1))
+        .all(|(before, after)| before.seq < after.seq);
+    if !increasing {
+        return Err(DecodeError::Invalid(
+            "Records.records seqs are not strictly increasing",
+        ));
+    }
+    Ok(())
+}
+
+fn check_versions(versions: &[Version]) -> Result<(), DecodeError> {
+    check_len(
+        "Versions.versions",
+        "HISTORY_DEPTH_MAX",
+        versions.len(),
+        HISTORY_DEPTH_MAX,
+    )?;
+    for version in versions {
+        if let Some(value) = &version.value {
+            check_value("Versions.versions[].value", value)?;
+        }
+    }
+    let sizes = versions
+        .iter()
+        .map(|version| version.value.as_ref().map_or(0, |value| value.len()));
+    check_batch_bytes(
+        "Versions.versions value bytes before the last version",
+        sizes,
+    )
+}
+
+fn check_workers(workers: &[WorkerInfo]) -> Result<(), DecodeError> {
+    check_len(
+        "WorkerList.workers",
+        "WORKERS_MAX",
+        workers.len(),
+        WORKERS_MAX,
+    )?;
+    workers.iter().try_for_each(|worker| {
+        check_len(
+            "WorkerList.workers[].addr",
+            "ADDR_BYTES_MAX",
+            worker.addr.len(),
+            ADDR_BYTES_MAX,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    fn record(seq: u64, value_len: usize) -> WireRecord {
+        WireRecord {
+            seq,
+            id: 1,
+            kind: RecordKind::Put,
+            key: vec![b'k'],
+            value: vec![0; value_len],
+        }
+    }
+
+    #[test]
+    fn batch_may_cross_the_target_only_with_its_last_record() {
+        // Target reached exactly, then one largest record: allowed.
+        let mut records = vec![record(1, BATCH_BYTES_MAX - 1), record(2, VALUE_BYTES_MAX)];
+        let message = Message::Records {
+            first_seq: 1,
+            records: records.clone(),
+        };
+        assert_eq!(message.validate(), Ok(()));
+
+        // One byte more before the last record: rejected.
+        records.insert(0, record(0, 0));
+        let message = Message::Records {
+            first_seq: 0,
+            records,
+        };
+        assert!(matches!(
+            message.validate(),
+            Err(DecodeError::LimitExceeded {
+                limit: "BATCH_BYTES_MAX",
+                len,
+                ..
+            }) if len == BATCH_BYTES_MAX + 1
+        ));
+    }
+
+    #[test]
+    fn records_must_start_at_first_seq_and_increase() {
+        let message = Message::Records {
+            first_seq: 5,
+            records: vec![record(6, 1)],
+        };
+        assert!(matches!(message.validate(), Err(DecodeError::Invalid(_))));
+        let message = Message::Records {
+            first_seq: 5,
+            records: vec![record(5, 1), record(5, 1)],
+        };
+        assert!(matches!(message.validate(), Err(DecodeError::Invalid(_))));
+        let message = Message::Records {
+            first_seq: 5,
+            records: Vec::new(),
+        };
+        assert_eq!(message.validate(), Ok(()));
+    }
+
+    #[test]
+    fn snapshot_chunks_need_no_seq_order() {
+        let message = Message::SnapshotChunk {
+            records: vec![record(9, 1), record(3, 1)],
+        };
+        assert_eq!(message.validate(), Ok(()));
+    }
+
+    #[test]
+    fn delete_records_carry_no_value() {
+        let mut delete = record(1, 1);
+        delete.kind = RecordKind::Delete;
+        let message = Message::SnapshotChunk {
+            records: vec![delete],
+        };
+        assert!(matches!(message.validate(), Err(DecodeError::Invalid(_))));
+    }
+
+    #[test]
+    fn versions_follow_the_batch_rule() {
+        let versions = vec![
+            Version {
+                seq: 3,
+                value: Some(vec![0; BATCH_BYTES_MAX]),
+            },
+            Version {
+                seq: 2,
+                value: Some(vec![0; 1]),
+            },
+            Version {
+                seq: 1,
+                value: None,
+            },
+        ];
+        let message = Message::Versions {
+            req_id: 1,
+            applied_seq: 3,
+            versions,
+        };
+        assert!(matches!(
+            message.validate(),
+            Err(DecodeError::LimitExceeded {
+                limit: "BATCH_BYTES_MAX",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,197 @@
+//! Shared fixtures: one sample of every message, and raw frame builders that
+//! skip validation so tests can put invalid messages on the wire.
+#![allow(dead_code)]
+
+use hypha_net::{
+    ErrorCode, Hello, Message, NodeStatus, Purpose, RecordKind, Refuse, RefuseReason, Role,
+    Version, Welcome, WireRecord, WorkerInfo, FRAME_HEADER_BYTES, HELLO_MAGIC, PROTOCOL_VERSION,
+};
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+pub fn cluster(name: &str) -> heapless::String<64> {
+    heapless::String::try_from(name).expect("test cluster name fits")
+}
+
+pub fn hello() -> Hello {
+    Hello {
+        magic: HELLO_MAGIC,
+        version: PROTOCOL_VERSION,
+        cluster: cluster("lab"),
+        role: Role::Worker,
+        node_id: 7,
+        history_id: 0,
+        applied_seq: 300,
+        purpose: Purpose::Replicate,
+    }
+}
+
+pub fn record(seq: u64, key: &[u8], value: &[u8]) -> WireRecord {
+    WireRecord {
+        seq,
+        id: 1,
+        kind: RecordKind::Put,
+        key: key.to_vec(),
+        value: value.to_vec(),
+    }
+}
+
+/// One message per variant, in tag order: `every_message()[t].tag() == t`.
+pub fn every_message() -> Vec<Message> {
+    vec![
+        Message::Hello(hello()),
+        Message::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            role: Role::Master,
+            node_id: 1,
+            history_id: 0xdead_beef_cafe,
+            commit_seq: 1 << 40,
+        }),
+        Message::Refuse(Refuse::new(
+            RefuseReason::HistoryMismatch { ours: 42 },
+            "history 42 is not yours",
+        )),
+        Message::Get {
+            req_id: 1,
+            key: b"user/1".to_vec(),
+            min_seq: 10,
+        },
+        Message::Put {
+            req_id: 2,
+            key: b"user/1".to_vec(),
+            value: vec![0xab; 300],
+        },
+        Message::Delete {
+            req_id: 3,
+            key: b"user/1".to_vec(),
+        },
+        Message::History {
+            req_id: 4,
+            key: b"k".to_vec(),
+            depth: 16,
+            min_seq: 0,
+        },
+        Message::Scan {
+            req_id: 5,
+            cursor: 99,
+            prefix: b"user/".to_vec(),
+            limit: 100,
+            min_seq: 5,
+        },
+        Message::Digest { req_id: 6 },
+        Message::Status { req_id: 7 },
+        Message::Workers { req_id: 8 },
+        Message::Value {
+            req_id: 1,
+            applied_seq: 12,
+            value: Some((11, b"hello".to_vec())),
+        },
+        Message::Written { req_id: 2, seq: 13 },
+        Message::Deleted {
+            req_id: 3,
+            seq: None,
+        },
+        Message::Versions {
+            req_id: 4,
+            applied_seq: 20,
+            versions: vec![
+                Version {
+                    seq: 20,
+                    value: None,
+                },
+                Version {
+                    seq: 3,
+                    value: Some(b"old".to_vec()),
+                },
+            ],
+        },
+        Message::ScanPage {
+            req_id: 5,
+            applied_seq: 20,
+            keys: vec![b"user/1".to_vec(), b"user/2".to_vec(), Vec::new()],
+            next_cursor: Some(3),
+        },
+        Message::DigestIs {
+            req_id: 6,
+            digest: u64::MAX,
+            seq: 20,
+            len: 2,
+        },
+        Message::StatusIs {
+            req_id: 7,
+            status: NodeStatus {
+                role: Role::Edge,
+                node_id: 9,
+                history_id: 5,
+                applied_seq: 20,
+                commit_seq: 19,
+                keys: 2,
+                disk_bytes: 1 << 30,
+            },
+        },
+        Message::WorkerList {
+            req_id: 8,
+            workers: vec![WorkerInfo {
+                node_id: 2,
+                addr: "[4a1:2b3::1]:7401".to_string(),
+                applied_seq: 19,
+                healthy: true,
+            }],
+        },
+        Message::error(
+            9,
+            ErrorCode::SyncFailed {
+                confirmed: 1,
+                wanted: 2,
+            },
+            "1 of 2 workers confirmed",
+        ),
+        Message::Records {
+            first_seq: 21,
+            records: vec![
+                record(21, b"a", b"1"),
+                WireRecord {
+                    seq: 22,
+                    id: 2,
+                    kind: RecordKind::Delete,
+                    key: b"b".to_vec(),
+                    value: Vec::new(),
+                },
+            ],
+        },
+        Message::Ack { applied_seq: 22 },
+        Message::SnapshotBegin {
+            history_id: 5,
+            upto_seq: 22,
+            records_total: 1,
+            bytes_total: 2,
+        },
+        Message::SnapshotChunk {
+            records: vec![record(21, b"a", b"1")],
+        },
+        Message::SnapshotEnd { upto_seq: 22 },
+        Message::Ping { nonce: 77 },
+        Message::Pong { nonce: 77 },
+    ]
+}
+
+/// A frame around `payload` with a correct length and CRC.
+pub fn frame_of_payload(payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + payload.len());
+    let len = u32::try_from(payload.len()).expect("test payload fits u32");
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// The frame of `message` without validation: how a broken peer sends it.
+pub fn unchecked_frame(message: &Message) -> Vec<u8> {
+    let payload = postcard::to_allocvec(message).expect("postcard serializes any Message");
+    frame_of_payload(&payload)
+}
+
+/// Hex of `bytes`, lower case, no separators.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}

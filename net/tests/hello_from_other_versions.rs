@@ -1,0 +1,86 @@
+//! A `Hello` from another protocol version is always recognisable as one, so
+//! the node can answer `Refuse { VersionMismatch }` instead of just closing.
+mod common;
+
+use common::{frame_of_payload, hello, unchecked_frame, TestResult};
+use hypha_net::{
+    check_hello, decode_frame, DecodeError, Decoded, Message, RefuseReason, HELLO_MAGIC,
+    PROTOCOL_VERSION,
+};
+
+#[test]
+fn a_newer_hello_with_appended_fields_is_unsupported_version() -> TestResult {
+    let mut newer = hello();
+    newer.version = PROTOCOL_VERSION + 1;
+    let frame = unchecked_frame(&Message::Hello(newer));
+    let mut payload = frame[8..].to_vec();
+    payload.extend_from_slice(&[5, 1, 2, 3, 4, 5]); // a field v2 might add
+    assert_eq!(
+        decode_frame(&frame_of_payload(&payload)),
+        Err(DecodeError::UnsupportedVersion {
+            ours: PROTOCOL_VERSION,
+            theirs: PROTOCOL_VERSION + 1
+        })
+    );
+    Ok(())
+}
+
+#[test]
+fn an_older_hello_with_fewer_fields_is_unsupported_version() {
+    // Tag 0, magic, version 0, and nothing else.
+    let mut payload = vec![0];
+    payload.extend(postcard::to_allocvec(&HELLO_MAGIC).unwrap_or_default());
+    payload.push(0);
+    assert_eq!(
+        decode_frame(&frame_of_payload(&payload)),
+        Err(DecodeError::UnsupportedVersion {
+            ours: PROTOCOL_VERSION,
+            theirs: 0
+        })
+    );
+}
+
+#[test]
+fn a_same_shaped_hello_of_another_version_decodes_and_is_refused() -> TestResult {
+    let mut other = hello();
+    other.version = PROTOCOL_VERSION + 1;
+    let Decoded::Frame { message, .. } = decode_frame(&unchecked_frame(&Message::Hello(other)))?
+    else {
+        return Err("whole frame reported as partial".into());
+    };
+    let Message::Hello(received) = message else {
+        return Err("not a Hello".into());
+    };
+    assert_eq!(
+        check_hello(&received, "lab"),
+        Err(RefuseReason::VersionMismatch {
+            ours: PROTOCOL_VERSION
+        })
+    );
+    Ok(())
+}
+
+#[test]
+fn a_broken_hello_of_our_version_stays_malformed() {
+    let mut payload = vec![0];
+    payload.extend(postcard::to_allocvec(&HELLO_MAGIC).unwrap_or_default());
+    payload.push(1);
+    assert_eq!(
+        decode_frame(&frame_of_payload(&payload)),
+        Err(DecodeError::Malformed(
+            postcard::Error::DeserializeUnexpectedEnd
+        ))
+    );
+}
+
+#[test]
+fn a_non_hypha_first_frame_is_bad_magic_even_if_it_does_not_parse() {
+    // Tag 0 and a magic of "HTTP", then junk.
+    let mut payload = vec![0];
+    payload.extend(postcard::to_allocvec(&0x4854_5450u32).unwrap_or_default());
+    payload.extend_from_slice(b"\xff\xff\xff\xff");
+    assert_eq!(
+        decode_frame(&frame_of_payload(&payload)),
+        Err(DecodeError::BadMagic { found: 0x4854_5450 })
+    );
+}
