@@ -1,1 +1,9 @@
-//! placeholder
+//! hypha-server: the HTTP/1.1 edge, the master and worker roles, and the
+//! pieces the single `hypha` binary is made of.
+
+pub mod cli;
+pub mod http;
+pub mod master;
+pub mod requests;
+pub mod wire;
+pub mod worker;

@@ -1,0 +1,178 @@
+//! The seam between the HTTP layer and the cluster: everything a route needs
+//! from storage goes through [`Backend`].
+//!
+//! The edge plugs in the real master/worker backend; tests use
+//! [`MemBackend`](super::mem::MemBackend). Keys and values are raw bytes end to
+//! end: the HTTP layer never assumes UTF-8.
+
+use core::fmt;
+use core::future::Future;
+
+/// How fresh a read must be. Chosen per request with `?consistency=`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// The read sees every write this edge acknowledged before it (`ryw`, the default).
+    #[default]
+    ReadYourWrites,
+    /// The read sees every write acknowledged anywhere before it (`linearizable`).
+    Linearizable,
+    /// Any replica's current state, however stale (`any`).
+    Any,
+}
+
+impl Consistency {
+    /// Parses the `consistency` query value: `ryw`, `linearizable` or `any`.
+    pub fn from_query(value: &[u8]) -> Option<Self> {
+        match value {
+            b"ryw" => Some(Consistency::ReadYourWrites),
+            b"linearizable" => Some(Consistency::Linearizable),
+            b"any" => Some(Consistency::Any),
+            _ => None,
+        }
+    }
+}
+
+/// The live version of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The stored bytes.
+    pub value: Vec<u8>,
+    /// Sequence number of the write that stored this version.
+    pub seq: u64,
+}
+
+/// One version in a key's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// Sequence number of the write (or delete) that made this version.
+    pub seq: u64,
+    /// The value; `None` when this version is a delete.
+    pub value: Option<Vec<u8>>,
+}
+
+/// One page of a key scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanPage {
+    /// Live keys in ascending byte order.
+    pub keys: Vec<Vec<u8>>,
+    /// Cursor for the next page; `None` when the scan is complete.
+    pub next_cursor: Option<u64>,
+}
+
+/// Why a backend call failed. Each variant maps to one HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// No master or worker can serve the request now (503).
+    Unavailable(String),
+    /// A key or value is over a storage limit (413).
+    TooLarge(String),
+    /// The request is invalid for storage, e.g. an empty or oversized key (400).
+    BadRequest(String),
+    /// The cluster did not answer in time (504).
+    Timeout(String),
+    /// The store refuses writes, e.g. the disk is full or this node is a worker (503).
+    ReadOnly(String),
+    /// Fewer workers than required confirmed a write (503).
+    SyncFailed {
+        /// Workers that confirmed.
+        confirmed: u32,
+        /// Workers that had to confirm.
+        wanted: u32,
+    },
+    /// A bug or an unexpected storage failure (500).
+    Internal(String),
+}
+
+impl BackendError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            BackendError::Unavailable(_)
+            | BackendError::ReadOnly(_)
+            | BackendError::SyncFailed { .. } => 503,
+            BackendError::TooLarge(_) => 413,
+            BackendError::BadRequest(_) => 400,
+            BackendError::Timeout(_) => 504,
+            BackendError::Internal(_) => 500,
+        }
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendError::Unavailable(why) => {
+                write!(f, "storage is unavailable: {why}; retry later")
+            }
+            BackendError::TooLarge(why) | BackendError::BadRequest(why) => f.write_str(why),
+            BackendError::Timeout(why) => write!(f, "storage timed out: {why}; retry later"),
+            BackendError::ReadOnly(why) => write!(f, "storage is read-only: {why}"),
+            BackendError::SyncFailed { confirmed, wanted } => write!(
+                f,
+                "only {confirmed} of {wanted} workers confirmed the write; \
+                 it may not be replicated, retry it"
+            ),
+            BackendError::Internal(why) => write!(f, "internal error: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for BackendError {}
+
+/// Storage as the HTTP routes see it. Every method is one request's worth of work;
+/// implementations must not block the executor (run blocking I/O with
+/// `smol::unblock`).
+pub trait Backend: Send + Sync + 'static {
+    /// Stores `value` under `key`; returns the write's sequence number.
+    fn put(
+        &self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> impl Future<Output = Result<u64, BackendError>> + Send;
+
+    /// Deletes `key`; returns the delete's sequence number, or `None` if the key was absent.
+    fn delete(
+        &self,
+        key: Vec<u8>,
+    ) -> impl Future<Output = Result<Option<u64>, BackendError>> + Send;
+
+    /// Reads the live version of `key`, or `None` if absent.
+    fn get(
+        &self,
+        key: Vec<u8>,
+        c: Consistency,
+    ) -> impl Future<Output = Result<Option<Entry>, BackendError>> + Send;
+
+    /// Up to `depth` versions of `key`, newest first; deletes included.
+    fn history(
+        &self,
+        key: Vec<u8>,
+        depth: u32,
+        c: Consistency,
+    ) -> impl Future<Output = Result<Vec<Version>, BackendError>> + Send;
+
+    /// Up to `limit` live keys starting with `prefix`, in byte order, from `cursor`
+    /// (0 starts a scan; later values come from [`ScanPage::next_cursor`]).
+    fn scan(
+        &self,
+        cursor: u64,
+        prefix: Vec<u8>,
+        limit: u32,
+        c: Consistency,
+    ) -> impl Future<Output = Result<ScanPage, BackendError>> + Send;
+
+    /// The whole `/digest` document:
+    /// `{"master":{"addr","digest","seq"},"workers":[...]}`.
+    fn digest(&self) -> impl Future<Output = Result<serde_json::Value, BackendError>> + Send;
+
+    /// The `/status` document.
+    fn status(&self) -> impl Future<Output = serde_json::Value> + Send;
+
+    /// Appends backend gauges (lag, engine sizes) to `out` in Prometheus text format.
+    fn metrics(&self, out: &mut String);
+
+    /// The largest value `put` accepts, in bytes. The HTTP layer refuses larger
+    /// bodies with 413 before reading them.
+    fn value_bytes_max(&self) -> usize;
+}

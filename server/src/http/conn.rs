@@ -1,0 +1,536 @@
+//! Connections on smol: the accept loop, one task per connection, timeouts,
+//! the connection cap and graceful shutdown.
+//!
+//! A connection is a loop of: wait for a head (idle timeout between requests,
+//! head timeout once a request has started), admit it, send `100 Continue` if
+//! asked, read the body (body timeout per read), answer. Pipelined requests
+//! are answered in order because one task serves one connection sequentially.
+//! Anything a client does wrong ends its own task only.
+
+use std::future::Future;
+use std::io;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smol::channel::{Receiver, Sender};
+use smol::future::FutureExt as _;
+use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use smol::net::{TcpListener, TcpStream};
+use smol::{Executor, Timer};
+
+use crate::http::backend::Backend;
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::error::HttpError;
+use crate::http::metrics::RouteId;
+use crate::http::request::{parse_head, BodyFraming, Head, Method, Status};
+use crate::http::response::{Response, CONTINUE_100};
+use crate::http::router::Router;
+
+/// Default time a client has to send a complete head, from accept (first
+/// request) or from its first byte (later requests). Stops slowloris.
+pub const HEAD_TIMEOUT_MS: u64 = 10_000;
+/// Default time a keep-alive connection may sit between requests.
+pub const IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Default time one body read or response write may make no progress.
+pub const BODY_TIMEOUT_MS: u64 = 30_000;
+/// Default cap on open connections; beyond it new ones get 503 and are closed.
+pub const CONNECTIONS_MAX: usize = 1024;
+
+/// Bytes asked of the socket per read while reading heads and chunked bodies.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// Most bytes read into a `Content-Length` body per read.
+const BODY_READ_CHUNK_BYTES: usize = 256 * 1024;
+/// How long a closing connection keeps reading (and dropping) what the client
+/// still sends, so the kernel does not reset the connection before the client
+/// reads our last response.
+const LINGER_TIMEOUT_MS: u64 = 1_000;
+/// Most bytes dropped while lingering.
+const LINGER_BYTES_MAX: usize = 1024 * 1024;
+/// Most refusals (503 over the cap) being written at once; beyond it excess
+/// connections are closed without an answer.
+const REFUSALS_INFLIGHT_MAX: usize = 64;
+/// Time to write a refusal.
+const REFUSAL_TIMEOUT_MS: u64 = 1_000;
+/// Pause after a failed accept (e.g. out of file descriptors).
+const ACCEPT_RETRY_MS: u64 = 50;
+
+const _: () = assert!(HEAD_TIMEOUT_MS <= IDLE_TIMEOUT_MS);
+const _: () = assert!(LINGER_TIMEOUT_MS < HEAD_TIMEOUT_MS);
+const _: () = assert!(READ_CHUNK_BYTES <= BODY_READ_CHUNK_BYTES);
+
+/// Settings of one HTTP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// See [`HEAD_TIMEOUT_MS`].
+    pub head_timeout_ms: u64,
+    /// See [`IDLE_TIMEOUT_MS`].
+    pub idle_timeout_ms: u64,
+    /// See [`BODY_TIMEOUT_MS`]; also bounds each response write.
+    pub body_timeout_ms: u64,
+    /// See [`CONNECTIONS_MAX`].
+    pub connections_max: usize,
+    /// When set, writes need `Authorization: Bearer <token>` (401 otherwise).
+    pub token: Option<String>,
+    /// With `token`, reads need it too; `/ping` stays open.
+    pub token_for_reads: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            head_timeout_ms: HEAD_TIMEOUT_MS,
+            idle_timeout_ms: IDLE_TIMEOUT_MS,
+            body_timeout_ms: BODY_TIMEOUT_MS,
+            connections_max: CONNECTIONS_MAX,
+            token: None,
+            token_for_reads: false,
+        }
+    }
+}
+
+struct Shared<B> {
+    router: Router<B>,
+    config: HttpConfig,
+    /// Closed (never sent on) when shutdown begins.
+    stop: Receiver<()>,
+    /// Refusals being written now, against [`REFUSALS_INFLIGHT_MAX`].
+    refusing: AtomicUsize,
+}
+
+/// Serves HTTP on `listener` until `shutdown` completes, then stops accepting,
+/// lets in-flight requests finish (idle connections close at once, busy ones
+/// after their current response) and returns.
+///
+/// Connection tasks run on an executor owned by this future, so whoever polls
+/// it (e.g. `smol::block_on(serve(..))`) drives every connection; backend
+/// futures must not block.
+pub async fn serve<B: Backend>(
+    listener: TcpListener,
+    backend: Arc<B>,
+    config: HttpConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let (stop_sender, stop) = smol::channel::bounded::<()>(1);
+    // Every task holds a clone of `done`; `finished` yields once all are dropped.
+    let (done, finished) = smol::channel::bounded::<()>(1);
+    let shared = Shared {
+        router: Router::new(backend, &config),
+        config,
+        stop,
+        refusing: AtomicUsize::new(0),
+    };
+    let executor = Executor::new();
+    let (tasks, shared) = (&executor, &shared);
+    executor
+        .run(async move {
+            accept_loop(tasks, shared, &listener, &done)
+                .or(shutdown)
+                .await;
+            log::info!("http: shutting down; waiting for open connections to finish");
+            drop((listener, stop_sender, done));
+            let _ = finished.recv().await;
+        })
+        .await;
+}
+
+async fn accept_loop<'a, B: Backend>(
+    tasks: &Executor<'a>,
+    shared: &'a Shared<B>,
+    listener: &TcpListener,
+    done: &Sender<()>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                log::warn!("http: accept failed: {error}; retrying");
+                Timer::after(Duration::from_millis(ACCEPT_RETRY_MS)).await;
+                continue;
+            }
+        };
+        let done = done.clone();
+        let metrics = shared.router.metrics();
+        // Only this loop increments, so checking then incrementing cannot overshoot.
+        if metrics.connections_open.load(Ordering::Relaxed) >= shared.config.connections_max {
+            metrics.record_refused();
+            let refusing = Decrement::new(&shared.refusing);
+            if refusing.before < REFUSALS_INFLIGHT_MAX {
+                tasks
+                    .spawn(async move { refuse(shared, stream, refusing, done).await })
+                    .detach();
+            }
+            continue;
+        }
+        let open = Decrement::new(&metrics.connections_open);
+        tasks
+            .spawn(async move {
+                let _held = (open, done);
+                let mut connection = Connection {
+                    shared,
+                    stream,
+                    buf: Vec::new(),
+                };
+                if let Err(error) = connection.run().await {
+                    log::debug!("http: connection from {peer} ended: {error}");
+                }
+            })
+            .detach();
+    }
+}
+
+/// Increments a counter now and decrements it when dropped (also on panic).
+struct Decrement<'a> {
+    counter: &'a AtomicUsize,
+    before: usize,
+}
+
+impl<'a> Decrement<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        Decrement {
+            counter,
+            before: counter.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn refuse<B>(
+    shared: &Shared<B>,
+    mut stream: TcpStream,
+    _refusing: Decrement<'_>,
+    _done: Sender<()>,
+) {
+    let max = shared.config.connections_max;
+    let message = format!("the server has {max} connections open (connections_max); retry later");
+    let response = Response::error(503, message)
+        .header("Retry-After", "1")
+        .closing();
+    let mut bytes = response.encode_head(false);
+    bytes.extend_from_slice(&response.body);
+    let stall = Duration::from_millis(REFUSAL_TIMEOUT_MS);
+    if write_all(&mut stream, &bytes, stall).await.is_ok() {
+        linger_close(&mut stream).await;
+    }
+}
+
+/// How a read ended.
+enum Read {
+    Data,
+    Eof,
+    TimedOut,
+    Stopped,
+}
+
+/// How reading a body ended.
+enum Body {
+    Complete(Vec<u8>),
+    TooLarge,
+    Malformed(HttpError),
+    TimedOut,
+    Eof,
+}
+
+struct Connection<'s, B> {
+    shared: &'s Shared<B>,
+    stream: TcpStream,
+    /// Received bytes not used yet: part of a head, or pipelined requests.
+    buf: Vec<u8>,
+}
+
+impl<B: Backend> Connection<'_, B> {
+    async fn run(&mut self) -> io::Result<()> {
+        let _ = self.stream.set_nodelay(true);
+        let mut first = true;
+        while let Some(head) = self.read_head(first).await? {
+            first = false;
+            if !self.exchange(head).await? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next head, or `None` when the connection is done (EOF, timeout,
+    /// shutdown while idle, or a malformed head that was answered).
+    async fn read_head(&mut self, first: bool) -> io::Result<Option<Head>> {
+        let config = &self.shared.config;
+        let now = Instant::now();
+        let head_timeout = Duration::from_millis(config.head_timeout_ms);
+        let mut head_deadline = (first || !self.buf.is_empty()).then(|| now + head_timeout);
+        let idle_deadline = now + Duration::from_millis(config.idle_timeout_ms);
+        loop {
+            match parse_head(&self.buf) {
+                Ok(Status::Complete(head)) => {
+                    self.buf.drain(..head.len);
+                    return Ok(Some(head));
+                }
+                Ok(Status::Partial) => {}
+                Err(error) => {
+                    let response = Response::error(error.status(), error.to_string()).closing();
+                    self.respond(RouteId::Invalid, now, response, false, false)
+                        .await?;
+                    return Ok(None);
+                }
+            }
+            // No byte of a request yet: shutdown may close the connection.
+            let idle = self.buf.is_empty();
+            match self
+                .read_more(head_deadline.unwrap_or(idle_deadline), idle)
+                .await?
+            {
+                Read::Data => {
+                    head_deadline.get_or_insert_with(|| Instant::now() + head_timeout);
+                }
+                Read::Eof | Read::Stopped => return Ok(None),
+                Read::TimedOut if idle => return Ok(None),
+                Read::TimedOut => {
+                    let ms = config.head_timeout_ms;
+                    let message =
+                        format!("the request head did not arrive within {ms} ms (head_timeout_ms)");
+                    self.respond(
+                        RouteId::Invalid,
+                        now,
+                        Response::error(408, message).closing(),
+                        false,
+                        false,
+                    )
+                    .await?;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Serves one request; true when the connection stays open.
+    async fn exchange(&mut self, head: Head) -> io::Result<bool> {
+        let started = Instant::now();
+        let Some((route_id, response)) = self.serve(&head).await? else {
+            return Ok(false);
+        };
+        let close = response.close || !head.keep_alive || self.shared.stop.is_closed();
+        let response = if close { response.closing() } else { response };
+        let head_only = head.method == Method::Head;
+        let http10_keep_alive = head.minor_version == 0;
+        self.respond(route_id, started, response, head_only, http10_keep_alive)
+            .await?;
+        Ok(!close)
+    }
+
+    /// The response to `head`, or `None` if the client left mid-body.
+    async fn serve(&mut self, head: &Head) -> io::Result<Option<(RouteId, Response)>> {
+        let router = &self.shared.router;
+        let admitted = match router.admit(head) {
+            Ok(admitted) => admitted,
+            // The body stays unread, so the connection cannot carry another request.
+            Err((route_id, response)) if head.has_body() => {
+                return Ok(Some((route_id, response.closing())))
+            }
+            Err(refusal) => return Ok(Some(refusal)),
+        };
+        // RFC 9110 10.1.1: no need for 100 once body bytes have arrived.
+        if head.expect_continue && head.has_body() && self.buf.is_empty() {
+            let stall = Duration::from_millis(self.shared.config.body_timeout_ms);
+            write_all(&mut self.stream, CONTINUE_100, stall).await?;
+        }
+        let route_id = admitted.route_id;
+        let ms = self.shared.config.body_timeout_ms;
+        let response = match self.read_body(head.body, admitted.body_bytes_max).await? {
+            Body::Complete(body) => router.handle(head, admitted, body).await,
+            Body::TooLarge => router.body_too_large(&admitted, None),
+            Body::Malformed(error) => Response::error(error.status(), error.to_string()).closing(),
+            Body::TimedOut => {
+                let message = format!("the body stalled for {ms} ms (body_timeout_ms)");
+                Response::error(408, message).closing()
+            }
+            Body::Eof => return Ok(None),
+        };
+        Ok(Some((route_id, response)))
+    }
+
+    async fn read_body(&mut self, framing: BodyFraming, body_bytes_max: usize) -> io::Result<Body> {
+        match framing {
+            BodyFraming::Empty => Ok(Body::Complete(Vec::new())),
+            // `admit` refused lengths over the limit, which fits in memory.
+            BodyFraming::Length(len) => match usize::try_from(len) {
+                Ok(len) if len <= body_bytes_max => self.read_length(len).await,
+                _ => Ok(Body::TooLarge),
+            },
+            BodyFraming::Chunked => self.read_chunked(body_bytes_max).await,
+        }
+    }
+
+    async fn read_length(&mut self, len: usize) -> io::Result<Body> {
+        let mut body: Vec<u8> = self.buf.drain(..len.min(self.buf.len())).collect();
+        let stall = Duration::from_millis(self.shared.config.body_timeout_ms);
+        while body.len() < len {
+            let start = body.len();
+            body.resize(start + (len - start).min(BODY_READ_CHUNK_BYTES), 0);
+            match read_by(&mut self.stream, &mut body[start..], Instant::now() + stall).await? {
+                None => return Ok(Body::TimedOut),
+                Some(0) => return Ok(Body::Eof),
+                Some(got) => body.truncate(start + got),
+            }
+        }
+        Ok(Body::Complete(body))
+    }
+
+    async fn read_chunked(&mut self, body_bytes_max: usize) -> io::Result<Body> {
+        let mut decoder = ChunkedDecoder::new(body_bytes_max);
+        let mut body = Vec::new();
+        let stall = Duration::from_millis(self.shared.config.body_timeout_ms);
+        loop {
+            match decoder.decode(&self.buf, &mut body) {
+                Ok(Status::Complete(used)) => {
+                    self.buf.drain(..used);
+                    return Ok(Body::Complete(body));
+                }
+                Ok(Status::Partial) => self.buf.clear(),
+                Err(HttpError::BodyTooLarge(_)) => return Ok(Body::TooLarge),
+                Err(error) => return Ok(Body::Malformed(error)),
+            }
+            match self.read_more(Instant::now() + stall, false).await? {
+                Read::Data => {}
+                Read::Eof | Read::Stopped => return Ok(Body::Eof),
+                Read::TimedOut => return Ok(Body::TimedOut),
+            }
+        }
+    }
+
+    /// Appends one read to `buf`. With `stoppable`, shutdown ends the wait.
+    async fn read_more(&mut self, deadline: Instant, stoppable: bool) -> io::Result<Read> {
+        let start = self.buf.len();
+        self.buf.resize(start + READ_CHUNK_BYTES, 0);
+        let stop = &self.shared.stop;
+        let stopped = async {
+            if stoppable {
+                // Nothing is ever sent: `recv` returns once the sender is dropped.
+                let _ = stop.recv().await;
+                Ok(Some(None))
+            } else {
+                smol::future::pending().await
+            }
+        };
+        let (stream, buf) = (&mut self.stream, &mut self.buf[start..]);
+        let read = async move { read_by(stream, buf, deadline).await.map(Some) };
+        let outcome = read.or(stopped).await;
+        let got = match &outcome {
+            Ok(Some(Some(got))) => *got,
+            _ => 0,
+        };
+        self.buf.truncate(start + got);
+        Ok(match outcome? {
+            None => Read::Stopped,
+            Some(None) => Read::TimedOut,
+            Some(Some(0)) => Read::Eof,
+            Some(Some(_)) => Read::Data,
+        })
+    }
+
+    /// Writes `response`, counts it, and lingers before closing if it closes.
+    async fn respond(
+        &mut self,
+        route_id: RouteId,
+        started: Instant,
+        response: Response,
+        head_only: bool,
+        http10_keep_alive: bool,
+    ) -> io::Result<()> {
+        self.shared
+            .router
+            .metrics()
+            .record(route_id, response.status, started.elapsed());
+        let stall = Duration::from_millis(self.shared.config.body_timeout_ms);
+        let head = response.encode_head(http10_keep_alive && !response.close);
+        write_all(&mut self.stream, &head, stall).await?;
+        if !head_only && response.allows_body() {
+            write_all(&mut self.stream, &response.body, stall).await?;
+        }
+        if response.close {
+            linger_close(&mut self.stream).await;
+        }
+        Ok(())
+    }
+}
+
+/// One read into `buf`; `None` if `deadline` passes first.
+async fn read_by(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> io::Result<Option<usize>> {
+    let read = async { stream.read(buf).await.map(Some) };
+    read.or(async {
+        Timer::at(deadline).await;
+        Ok(None)
+    })
+    .await
+}
+
+/// Writes all of `bytes`; fails if one write makes no progress for `stall`.
+async fn write_all(stream: &mut TcpStream, mut bytes: &[u8], stall: Duration) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let write = async { stream.write(bytes).await };
+        let timeout = async {
+            Timer::after(stall).await;
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading the response",
+            ))
+        };
+        match write.or(timeout).await? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            wrote => bytes = &bytes[wrote..],
+        }
+    }
+    Ok(())
+}
+
+/// Half-closes, then reads and drops what the client still sends until it
+/// closes, [`LINGER_TIMEOUT_MS`] passes or [`LINGER_BYTES_MAX`] is dropped.
+async fn linger_close(stream: &mut TcpStream) {
+    let _ = stream.flush().await;
+    let _ = stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + Duration::from_millis(LINGER_TIMEOUT_MS);
+    let mut scratch = vec![0u8; READ_CHUNK_BYTES];
+    let mut dropped = 0;
+    while dropped < LINGER_BYTES_MAX {
+        match read_by(stream, &mut scratch, deadline).await {
+            Ok(Some(got)) if got > 0 => dropped += got,
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::mem::MemBackend;
+
+    /// Compile-time check: `serve` can be handed to a multi-threaded executor.
+    #[allow(dead_code)]
+    fn serve_future_is_send(listener: TcpListener) {
+        fn send<T: Send>(_: T) {}
+        send(serve(
+            listener,
+            Arc::new(MemBackend::new()),
+            HttpConfig::default(),
+            async {},
+        ));
+    }
+
+    #[test]
+    fn decrement_guard_restores_the_count_on_drop() {
+        let counter = AtomicUsize::new(3);
+        let guard = Decrement::new(&counter);
+        assert_eq!((guard.before, counter.load(Ordering::Relaxed)), (3, 4));
+        drop(guard);
+        assert_eq!(counter.load(Ordering::Relaxed), 3);
+    }
+}

@@ -1,0 +1,244 @@
+//! An in-memory [`Backend`] for the HTTP tests: a `BTreeMap` of full key
+//! histories and one sequence counter. Not for production; the edge's
+//! cluster backend replaces it.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::backend::{Backend, BackendError, Consistency, Entry, ScanPage, Version};
+
+/// Default largest value [`MemBackend`] accepts: 16 MiB.
+pub const MEM_VALUE_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// In-memory backend used by the HTTP tests. Every version is kept forever;
+/// the scan cursor is the number of matching keys already returned.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct MemBackend {
+    state: Mutex<MemState>,
+    value_bytes_max: usize,
+}
+
+#[derive(Debug, Default)]
+struct MemState {
+    /// Sequence number of the newest write; the first write gets 1.
+    seq: u64,
+    /// Versions per key, oldest first; never empty.
+    keys: BTreeMap<Vec<u8>, Vec<Version>>,
+    /// When set, every call fails with this error (fault injection).
+    fail: Option<BackendError>,
+}
+
+impl Default for MemBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemBackend {
+    /// An empty store accepting values up to [`MEM_VALUE_BYTES_MAX`].
+    pub fn new() -> Self {
+        Self::with_value_bytes_max(MEM_VALUE_BYTES_MAX)
+    }
+
+    /// An empty store accepting values up to `value_bytes_max` bytes.
+    pub fn with_value_bytes_max(value_bytes_max: usize) -> Self {
+        MemBackend {
+            state: Mutex::new(MemState::default()),
+            value_bytes_max,
+        }
+    }
+
+    /// Makes every later call fail with `error` (`None` heals the store).
+    pub fn fail_with(&self, error: Option<BackendError>) {
+        self.lock().fail = error;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MemState> {
+        // A panicking test thread must not hide the store from the others.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn check(&self) -> Result<MutexGuard<'_, MemState>, BackendError> {
+        let state = self.lock();
+        match &state.fail {
+            Some(error) => Err(error.clone()),
+            None => Ok(state),
+        }
+    }
+}
+
+impl MemState {
+    fn live(&self, key: &[u8]) -> Option<Entry> {
+        let newest = self.keys.get(key)?.last()?;
+        let value = newest.value.clone()?;
+        Some(Entry {
+            value,
+            seq: newest.seq,
+        })
+    }
+
+    fn push(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> u64 {
+        self.seq += 1;
+        let seq = self.seq;
+        self.keys
+            .entry(key)
+            .or_default()
+            .push(Version { seq, value });
+        seq
+    }
+
+    /// FNV-1a over every live key and value: equal contents give equal digests.
+    fn digest(&self) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for (key, versions) in &self.keys {
+            let Some(value) = versions.last().and_then(|v| v.value.as_ref()) else {
+                continue;
+            };
+            for part in [key.as_slice(), b"\0", value.as_slice(), b"\0"] {
+                for byte in part {
+                    hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+                }
+            }
+        }
+        hash
+    }
+}
+
+impl Backend for MemBackend {
+    async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<u64, BackendError> {
+        if key.is_empty() {
+            return Err(BackendError::BadRequest("the key is empty".into()));
+        }
+        if value.len() > self.value_bytes_max {
+            return Err(BackendError::TooLarge(format!(
+                "value is {} bytes; the limit is {} (value_bytes_max)",
+                value.len(),
+                self.value_bytes_max
+            )));
+        }
+        Ok(self.check()?.push(key, Some(value)))
+    }
+
+    async fn delete(&self, key: Vec<u8>) -> Result<Option<u64>, BackendError> {
+        let mut state = self.check()?;
+        if state.live(&key).is_none() {
+            return Ok(None);
+        }
+        Ok(Some(state.push(key, None)))
+    }
+
+    async fn get(&self, key: Vec<u8>, _c: Consistency) -> Result<Option<Entry>, BackendError> {
+        Ok(self.check()?.live(&key))
+    }
+
+    async fn history(
+        &self,
+        key: Vec<u8>,
+        depth: u32,
+        _c: Consistency,
+    ) -> Result<Vec<Version>, BackendError> {
+        let state = self.check()?;
+        let Some(versions) = state.keys.get(&key) else {
+            return Ok(Vec::new());
+        };
+        let depth = usize::try_from(depth).unwrap_or(usize::MAX);
+        Ok(versions.iter().rev().take(depth).cloned().collect())
+    }
+
+    async fn scan(
+        &self,
+        cursor: u64,
+        prefix: Vec<u8>,
+        limit: u32,
+        _c: Consistency,
+    ) -> Result<ScanPage, BackendError> {
+        let state = self.check()?;
+        let skip = usize::try_from(cursor).unwrap_or(usize::MAX);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut matching = state
+            .keys
+            .range(prefix.clone()..)
+            .take_while(|(key, _)| key.starts_with(&prefix))
+            .filter(|(_, versions)| versions.last().is_some_and(|v| v.value.is_some()))
+            .map(|(key, _)| key.clone())
+            .skip(skip);
+        let keys: Vec<Vec<u8>> = matching.by_ref().take(limit).collect();
+        let more = matching.next().is_some();
+        let next_cursor = more.then(|| cursor + keys.len() as u64);
+        Ok(ScanPage { keys, next_cursor })
+    }
+
+    async fn digest(&self) -> Result<serde_json::Value, BackendError> {
+        let state = self.check()?;
+        Ok(serde_json::json!({
+            "master": {"addr": "mem", "digest": format!("{:016x}", state.digest()), "seq": state.seq},
+            "workers": [],
+        }))
+    }
+
+    async fn status(&self) -> serde_json::Value {
+        let state = self.lock();
+        serde_json::json!({"role": "mem", "keys": state.keys.len(), "seq": state.seq})
+    }
+
+    fn metrics(&self, out: &mut String) {
+        let state = self.lock();
+        out.push_str("# HELP hypha_mem_seq Sequence number of the newest write.\n");
+        out.push_str("# TYPE hypha_mem_seq gauge\n");
+        out.push_str(&format!("hypha_mem_seq {}\n", state.seq));
+    }
+
+    fn value_bytes_max(&self) -> usize {
+        self.value_bytes_max
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delete_hides_key_but_keeps_history_newest_first() {
+        smol::block_on(async {
+            let mem = MemBackend::new();
+            let c = Consistency::default();
+            assert_eq!(mem.put(b"k".to_vec(), b"v1".to_vec()).await, Ok(1));
+            assert_eq!(mem.put(b"k".to_vec(), b"v2".to_vec()).await, Ok(2));
+            assert_eq!(mem.delete(b"k".to_vec()).await, Ok(Some(3)));
+            assert_eq!(mem.delete(b"k".to_vec()).await, Ok(None));
+            assert_eq!(mem.get(b"k".to_vec(), c).await, Ok(None));
+            let history = mem.history(b"k".to_vec(), 2, c).await;
+            let seqs: Vec<u64> = history.iter().flatten().map(|v| v.seq).collect();
+            assert_eq!(seqs, [3, 2]);
+        });
+    }
+
+    #[test]
+    fn scan_pages_through_live_prefixed_keys() {
+        smol::block_on(async {
+            let mem = MemBackend::new();
+            let c = Consistency::default();
+            for key in ["a", "b1", "b2", "b3", "c"] {
+                mem.put(key.into(), b"v".to_vec()).await.ok();
+            }
+            mem.delete(b"b2".to_vec()).await.ok();
+            let first = mem.scan(0, b"b".to_vec(), 1, c).await;
+            assert_eq!(
+                first,
+                Ok(ScanPage {
+                    keys: vec![b"b1".to_vec()],
+                    next_cursor: Some(1)
+                })
+            );
+            let last = mem.scan(1, b"b".to_vec(), 1, c).await;
+            assert_eq!(
+                last,
+                Ok(ScanPage {
+                    keys: vec![b"b3".to_vec()],
+                    next_cursor: None
+                })
+            );
+        });
+    }
+}

@@ -1,0 +1,35 @@
+//! hypha's HTTP/1.1 edge: a binary-safe REST API over a [`Backend`], plus the
+//! dialects of older KV services ([`compat`]).
+//!
+//! Layers, outermost first: [`conn`] (sockets, timeouts, cap, shutdown) →
+//! [`request`] and [`chunked`] (sans-IO parsing) → [`router`] and [`compat`]
+//! (routes) → [`Backend`]. Start a server with [`serve`].
+
+#![warn(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod backend;
+pub mod chunked;
+pub mod compat;
+pub mod conn;
+pub mod error;
+pub mod mem;
+pub mod metrics;
+pub mod params;
+pub mod percent;
+pub mod request;
+pub mod response;
+pub mod router;
+
+pub use backend::{Backend, BackendError, Consistency, Entry, ScanPage, Version};
+pub use chunked::ChunkedDecoder;
+pub use conn::{
+    serve, HttpConfig, BODY_TIMEOUT_MS, CONNECTIONS_MAX, HEAD_TIMEOUT_MS, IDLE_TIMEOUT_MS,
+};
+pub use error::{HttpError, PercentError};
+#[doc(hidden)]
+pub use mem::MemBackend;
+pub use metrics::{Metrics, RouteId};
+pub use request::{parse_head, BodyFraming, Head, Method, Status};
+pub use response::Response;
+pub use router::{Admitted, Router};

@@ -1,0 +1,138 @@
+//! Request parameters shared by the REST and compat routes (path keys, query
+//! values, value sizes) and the error responses for bad ones.
+
+use serde_json::json;
+
+use crate::http::backend::{Backend, BackendError, Consistency};
+use crate::http::percent::{decode_path, form_value, FormPairs};
+use crate::http::response::Response;
+use crate::http::router::SCAN_LIMIT_MAX;
+
+/// Percent-decodes a key from a path; empty keys are refused.
+pub(crate) fn decode_key(encoded: &str, shape: &str) -> Result<Vec<u8>, String> {
+    let key = decode_path(encoded.as_bytes()).map_err(|e| format!("key: {e}"))?;
+    if key.is_empty() {
+        return Err(format!("the key is empty; use {shape}"));
+    }
+    Ok(key)
+}
+
+/// `{"seq": N}` with `X-Hypha-Seq: N`.
+pub(crate) fn seq_response(status: u16, seq: u64) -> Response {
+    Response::json(status, &json!({ "seq": seq })).header("X-Hypha-Seq", seq.to_string())
+}
+
+/// The response for a failed backend call; 503s say when to retry.
+pub(crate) fn backend_error(error: BackendError) -> Response {
+    let response = Response::error(error.status(), error.to_string());
+    match error.status() {
+        503 => response.header("Retry-After", "1"),
+        _ => response,
+    }
+}
+
+/// 413 unless `len` fits the backend's value limit.
+pub(crate) fn check_value_len<B: Backend>(backend: &B, len: usize) -> Result<(), Response> {
+    let max = backend.value_bytes_max();
+    if len > max {
+        let message =
+            format!("value is {len} bytes; the limit is {max} (value_bytes_max); store it in smaller pieces");
+        return Err(Response::error(413, message));
+    }
+    Ok(())
+}
+
+/// The `consistency` query parameter; `ryw` when absent.
+pub(crate) fn consistency(query: &FormPairs) -> Result<Consistency, Response> {
+    match form_value(query, "consistency") {
+        None => Ok(Consistency::default()),
+        Some(value) => Consistency::from_query(value).ok_or_else(|| {
+            let value = String::from_utf8_lossy(value);
+            Response::error(
+                400,
+                format!("consistency {value:?} is not one of ryw, linearizable, any"),
+            )
+        }),
+    }
+}
+
+/// A decimal query parameter.
+pub(crate) fn number_param(query: &FormPairs, name: &str) -> Result<Option<u64>, Response> {
+    let Some(value) = form_value(query, name) else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(value);
+    match text.parse::<u64>() {
+        Ok(number) if text.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(number)),
+        _ => Err(Response::error(
+            400,
+            format!("{name} {text:?} is not a non-negative integer"),
+        )),
+    }
+}
+
+/// The `limit` query parameter, 1..=[`SCAN_LIMIT_MAX`].
+pub(crate) fn limit_param(query: &FormPairs, default: u32) -> Result<u32, Response> {
+    let limit = number_param(query, "limit")?.unwrap_or(u64::from(default));
+    match u32::try_from(limit) {
+        Ok(limit) if (1..=SCAN_LIMIT_MAX).contains(&limit) => Ok(limit),
+        _ => Err(Response::error(
+            400,
+            format!("limit must be 1..={SCAN_LIMIT_MAX} (SCAN_LIMIT_MAX); it is {limit}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::percent::parse_form;
+
+    fn query(text: &str) -> FormPairs {
+        parse_form(text.as_bytes()).unwrap_or_default()
+    }
+
+    #[test]
+    fn numbers_must_be_plain_decimal() {
+        assert_eq!(number_param(&query("n=42"), "n"), Ok(Some(42)));
+        assert_eq!(number_param(&query(""), "n"), Ok(None));
+        for bad in ["n=-1", "n=+1", "n=1.5", "n=", "n=99999999999999999999"] {
+            assert_eq!(
+                number_param(&query(bad), "n").map_err(|r| r.status),
+                Err(400),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn limit_defaults_and_stays_within_scan_limit_max() {
+        assert_eq!(limit_param(&query(""), 7), Ok(7));
+        assert_eq!(limit_param(&query("limit=1000"), 7), Ok(SCAN_LIMIT_MAX));
+        assert_eq!(
+            limit_param(&query("limit=1001"), 7).map_err(|r| r.status),
+            Err(400)
+        );
+        assert_eq!(
+            limit_param(&query("limit=0"), 7).map_err(|r| r.status),
+            Err(400)
+        );
+    }
+
+    #[test]
+    fn consistency_defaults_to_read_your_writes() {
+        assert_eq!(consistency(&query("")), Ok(Consistency::ReadYourWrites));
+        assert_eq!(consistency(&query("consistency=any")), Ok(Consistency::Any));
+        assert_eq!(
+            consistency(&query("consistency=strong")).map_err(|r| r.status),
+            Err(400)
+        );
+    }
+
+    #[test]
+    fn path_keys_decode_and_must_not_be_empty() {
+        assert_eq!(decode_key("a%00%2F", "/kv/{key}"), Ok(b"a\0/".to_vec()));
+        assert!(decode_key("", "/kv/{key}").is_err_and(|e| e.contains("use /kv/{key}")));
+        assert!(decode_key("%2", "/kv/{key}").is_err());
+    }
+}

@@ -1,0 +1,664 @@
+//! The master: takes every write, assigns its seq (the engine's), streams the
+//! log to every connected worker, answers the edge, and waits for worker acks
+//! in `sync N` mode.
+
+use crate::requests::{answer_read, error_message, Me};
+use crate::wire::{self, allowed, refuse, split, to_wire, wire_bytes, Reader, Writer};
+use hypha_engine::{Db, Options};
+use hypha_net::{
+    check_hello, decode_heartbeat, encode_heartbeat, Allowlist, ErrorCode, Heartbeat, Message,
+    Purpose, RefuseReason, Role, Welcome, WorkerInfo, BATCH_BYTES_MAX, BATCH_RECORDS_MAX,
+    PROTOCOL_VERSION,
+};
+use smol::lock::Mutex as AsyncMutex;
+use smol::net::{TcpListener, UdpSocket};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often a long catch-up or snapshot logs its progress.
+pub const PROGRESS_LOG_MS: u64 = 1_000;
+
+/// When a write is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// After the local commit.
+    Async,
+    /// After this many workers applied it.
+    Workers(u32),
+}
+
+/// How to run a master.
+#[derive(Clone, Debug)]
+pub struct MasterConfig {
+    /// Data directory (the database lives in `DIR/db`).
+    pub data: PathBuf,
+    /// TCP (replication, requests) and UDP (heartbeats) address.
+    pub listen: SocketAddr,
+    /// Engine options (fsync mode, value limit).
+    pub engine: Options,
+    /// Peers allowed to connect (all when `None`).
+    pub allow: Option<Allowlist>,
+    /// Write acknowledgement mode.
+    pub sync: SyncMode,
+    /// How long `sync N` waits for workers.
+    pub sync_timeout_ms: u64,
+    /// Cluster name both sides must agree on.
+    pub cluster: String,
+    /// Heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// A worker whose heartbeats stop for this long is unhealthy.
+    pub heartbeat_timeout_ms: u64,
+}
+
+struct WorkerState {
+    peer: SocketAddr,
+    applied_seq: u64,
+    serve_port: u16,
+    last_heard: Instant,
+    connected: bool,
+}
+
+/// A running master's shared state.
+pub struct Master {
+    cfg: MasterConfig,
+    db: Arc<Db>,
+    me: Me,
+    workers: Mutex<HashMap<u64, WorkerState>>,
+    /// Notified after every local write: replication senders wake up.
+    written: event_listener::Event,
+    /// Notified on every worker ack: `sync N` waiters wake up.
+    acked: event_listener::Event,
+    /// The bound TCP address (useful when listening on port 0).
+    pub local_addr: SocketAddr,
+    listener: TcpListener,
+    udp: UdpSocket,
+}
+
+impl Master {
+    /// Opens the database and binds the sockets.
+    pub async fn bind(cfg: MasterConfig) -> std::io::Result<Arc<Master>> {
+        std::fs::create_dir_all(&cfg.data)?;
+        let node_id = wire::node_id(&cfg.data.join("node-id"))?;
+        let db =
+            Db::open(cfg.data.join("db"), cfg.engine.clone()).map_err(std::io::Error::other)?;
+        let listener = TcpListener::bind(cfg.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let udp = UdpSocket::bind(local_addr).await?;
+        let me = Me {
+            role: Role::Master,
+            node_id,
+            history_id: db.history_id(),
+        };
+        log::info!(
+            "master {node_id:016x} on {local_addr} (tcp+udp): history {:016x}, seq {}, {} keys",
+            me.history_id,
+            db.seq(),
+            db.len()
+        );
+        Ok(Arc::new(Master {
+            cfg,
+            db: Arc::new(db),
+            me,
+            workers: Mutex::new(HashMap::new()),
+            written: event_listener::Event::new(),
+            acked: event_listener::Event::new(),
+            local_addr,
+            listener,
+            udp,
+        }))
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
+
+    /// Serves until the future is dropped.
+    pub async fn run(self: Arc<Self>) {
+        let _hb = smol::spawn(self.clone().heartbeats());
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    log::warn!("master: accept failed: {e}");
+                    smol::Timer::after(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if !allowed(&self.cfg.allow, peer, "master") {
+                continue;
+            }
+            let me = self.clone();
+            smol::spawn(async move {
+                if let Err(e) = me.session(stream, peer).await {
+                    log::info!("master: connection from {peer} ended: {e}");
+                }
+            })
+            .detach();
+        }
+    }
+
+    async fn session(
+        self: Arc<Self>,
+        stream: smol::net::TcpStream,
+        peer: SocketAddr,
+    ) -> std::io::Result<()> {
+        let (mut r, mut w) = split(stream);
+        let first = wire::timeout(wire::HANDSHAKE_TIMEOUT_MS, r.recv()).await?;
+        let Some(Message::Hello(hello)) = first else {
+            refuse(
+                &mut w,
+                RefuseReason::Unexpected,
+                "the first frame must be a Hello",
+            )
+            .await;
+            return Err(std::io::Error::other("no Hello"));
+        };
+        if let Err(reason) = check_hello(&hello, &self.cfg.cluster) {
+            let msg = format!(
+                "refused: {reason:?}; this master runs protocol {PROTOCOL_VERSION}, cluster {:?}",
+                self.cfg.cluster
+            );
+            log::warn!("master: {peer}: {msg}");
+            refuse(&mut w, reason, &msg).await;
+            return Ok(());
+        }
+        match hello.purpose {
+            Purpose::Request => {
+                w.send(&self.welcome()).await?;
+                self.serve_requests(r, w).await
+            }
+            Purpose::Replicate => self.replicate(r, w, hello, peer).await,
+        }
+    }
+
+    fn welcome(&self) -> Message {
+        Message::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            role: Role::Master,
+            node_id: self.me.node_id,
+            history_id: self.me.history_id,
+            commit_seq: self.db.seq(),
+        })
+    }
+
+    async fn serve_requests(self: Arc<Self>, mut r: Reader, w: Writer) -> std::io::Result<()> {
+        let w = Arc::new(AsyncMutex::new(w));
+        while let Some(m) = r.recv().await? {
+            let me = self.clone();
+            let w = w.clone();
+            smol::spawn(async move {
+                let answer = me.answer(m).await;
+                if let Err(e) = w.lock().await.send(&answer).await {
+                    log::debug!("master: reply lost: {e}");
+                }
+            })
+            .detach();
+        }
+        Ok(())
+    }
+
+    async fn answer(&self, m: Message) -> Message {
+        if let Some(a) = answer_read(&self.db, self.me, &m) {
+            return a;
+        }
+        match m {
+            Message::Put { req_id, key, value } => {
+                let db = self.db.clone();
+                match smol::unblock(move || db.put(&key, &value)).await {
+                    Ok(seq) => {
+                        self.after_write(req_id, seq, Message::Written { req_id, seq })
+                            .await
+                    }
+                    Err(e) => error_message(req_id, &e),
+                }
+            }
+            Message::Delete { req_id, key } => {
+                let db = self.db.clone();
+                match smol::unblock(move || db.delete(&key)).await {
+                    Ok(Some(seq)) => {
+                        self.after_write(
+                            req_id,
+                            seq,
+                            Message::Deleted {
+                                req_id,
+                                seq: Some(seq),
+                            },
+                        )
+                        .await
+                    }
+                    Ok(None) => Message::Deleted { req_id, seq: None },
+                    Err(e) => error_message(req_id, &e),
+                }
+            }
+            Message::Workers { req_id } => Message::WorkerList {
+                req_id,
+                workers: self.worker_list(),
+            },
+            other => {
+                let req_id = other.req_id().unwrap_or(0);
+                Message::error(
+                    req_id,
+                    ErrorCode::BadRequest,
+                    &format!("a master does not answer {}", other.name()),
+                )
+            }
+        }
+    }
+
+    /// Wakes the senders, then (in `sync N`) waits for N workers to apply.
+    async fn after_write(&self, req_id: u64, seq: u64, ok: Message) -> Message {
+        self.written.notify(usize::MAX);
+        let SyncMode::Workers(wanted) = self.cfg.sync else {
+            return ok;
+        };
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.sync_timeout_ms);
+        loop {
+            let listener = self.acked.listen();
+            let confirmed = self.confirmed(seq);
+            if confirmed >= wanted {
+                return ok;
+            }
+            let woke = smol::future::or(
+                async {
+                    listener.await;
+                    true
+                },
+                async {
+                    smol::Timer::at(deadline).await;
+                    false
+                },
+            )
+            .await;
+            if !woke {
+                let confirmed = self.confirmed(seq);
+                if confirmed >= wanted {
+                    return ok;
+                }
+                return Message::error(
+                    req_id,
+                    ErrorCode::SyncFailed { confirmed, wanted },
+                    &format!(
+                        "write seq {seq} is durable on the master but only {confirmed} of {wanted} workers \
+                         applied it within {} ms",
+                        self.cfg.sync_timeout_ms
+                    ),
+                );
+            }
+        }
+    }
+
+    fn confirmed(&self, seq: u64) -> u32 {
+        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        workers
+            .values()
+            .filter(|w| w.connected && w.applied_seq >= seq)
+            .count() as u32
+    }
+
+    fn worker_list(&self) -> Vec<WorkerInfo> {
+        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        let timeout = Duration::from_millis(self.cfg.heartbeat_timeout_ms);
+        workers
+            .iter()
+            .filter(|(_, w)| w.serve_port != 0)
+            .take(hypha_net::WORKERS_MAX)
+            .map(|(id, w)| WorkerInfo {
+                node_id: *id,
+                addr: SocketAddr::new(w.peer.ip(), w.serve_port).to_string(),
+                applied_seq: w.applied_seq,
+                healthy: w.connected && w.last_heard.elapsed() < timeout,
+            })
+            .collect()
+    }
+
+    async fn replicate(
+        self: Arc<Self>,
+        mut r: Reader,
+        mut w: Writer,
+        hello: hypha_net::Hello,
+        peer: SocketAddr,
+    ) -> std::io::Result<()> {
+        let ours = self.me.history_id;
+        let seq = self.db.seq();
+        let snapshot = if hello.history_id == ours && hello.applied_seq <= seq {
+            false
+        } else if hello.history_id == 0 {
+            true
+        } else {
+            let msg = if hello.history_id == ours {
+                format!(
+                    "worker applied seq {} but this master only has {seq}: the master lost writes; \
+                     restart the worker with --accept-new-history to resync from this master",
+                    hello.applied_seq
+                )
+            } else {
+                format!(
+                    "worker follows history {:016x}, this master holds {ours:016x}; restart the worker \
+                     with --accept-new-history to replace its data with this master's",
+                    hello.history_id
+                )
+            };
+            log::warn!(
+                "master: refusing worker {:016x} at {peer}: {msg}",
+                hello.node_id
+            );
+            refuse(&mut w, RefuseReason::HistoryMismatch { ours }, &msg).await;
+            return Ok(());
+        };
+        w.send(&self.welcome()).await?;
+        let node = hello.node_id;
+        {
+            let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+            let e = workers.entry(node).or_insert(WorkerState {
+                peer,
+                applied_seq: 0,
+                serve_port: 0,
+                last_heard: Instant::now(),
+                connected: true,
+            });
+            e.peer = peer;
+            e.applied_seq = if snapshot { 0 } else { hello.applied_seq };
+            e.connected = true;
+            e.last_heard = Instant::now();
+        }
+        log::info!(
+            "master: worker {node:016x} at {peer} joined at seq {} ({})",
+            hello.applied_seq,
+            if snapshot {
+                "snapshot"
+            } else {
+                "resuming from its log position"
+            }
+        );
+        let acks = {
+            let me = self.clone();
+            smol::spawn(async move {
+                let result = me.read_acks(&mut r, node).await;
+                me.set_connected(node, false);
+                me.written.notify(usize::MAX);
+                result
+            })
+        };
+        let sent = self
+            .clone()
+            .send_log(&mut w, node, snapshot, hello.applied_seq)
+            .await;
+        self.set_connected(node, false);
+        drop(w);
+        let _ = acks.cancel().await;
+        log::info!("master: worker {node:016x} at {peer} left");
+        sent
+    }
+
+    fn set_connected(&self, node: u64, connected: bool) {
+        if let Some(w) = self
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&node)
+        {
+            w.connected = connected;
+        }
+        self.acked.notify(usize::MAX);
+    }
+
+    async fn read_acks(&self, r: &mut Reader, node: u64) -> std::io::Result<()> {
+        while let Some(m) = r.recv().await? {
+            match m {
+                Message::Ack { applied_seq } => {
+                    if let Some(w) = self
+                        .workers
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_mut(&node)
+                    {
+                        w.applied_seq = w.applied_seq.max(applied_seq);
+                    }
+                    self.acked.notify(usize::MAX);
+                }
+                Message::Ping { .. } | Message::Pong { .. } => {}
+                other => {
+                    return Err(std::io::Error::other(format!(
+                        "unexpected {} from a worker",
+                        other.name()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn is_connected(&self, node: u64) -> bool {
+        self.workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&node)
+            .is_some_and(|w| w.connected)
+    }
+
+    /// Streams a snapshot (if asked) and then the log, forever.
+    async fn send_log(
+        self: Arc<Self>,
+        w: &mut Writer,
+        node: u64,
+        snapshot: bool,
+        mut after: u64,
+    ) -> std::io::Result<()> {
+        if snapshot {
+            after = self.send_snapshot(w).await?;
+        }
+        let mut it = self.db.read_from(after);
+        let mut progress = Progress::new("catch-up", self.db.seq().saturating_sub(after));
+        loop {
+            if !self.is_connected(node) {
+                return Ok(());
+            }
+            let listener = self.written.listen();
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while batch.len() < BATCH_RECORDS_MAX && bytes < BATCH_BYTES_MAX {
+                match it.next() {
+                    Some(Ok(rec)) => {
+                        let rec = to_wire(rec);
+                        bytes += wire_bytes(&rec);
+                        batch.push(rec);
+                    }
+                    Some(Err(e)) => {
+                        return Err(std::io::Error::other(format!("reading the log: {e}")))
+                    }
+                    None => break,
+                }
+            }
+            if batch.is_empty() {
+                progress.done();
+                // Nothing new: sleep until a write (or a heartbeat interval).
+                smol::future::or(listener, async {
+                    smol::Timer::after(Duration::from_millis(self.cfg.heartbeat_ms)).await;
+                })
+                .await;
+                continue;
+            }
+            progress.add(
+                batch.len() as u64,
+                bytes as u64,
+                self.db.seq().saturating_sub(it.position()),
+            );
+            let first_seq = batch[0].seq;
+            w.send(&Message::Records {
+                first_seq,
+                records: batch,
+            })
+            .await?;
+        }
+    }
+
+    async fn send_snapshot(&self, w: &mut Writer) -> std::io::Result<u64> {
+        let stats = self.db.stats();
+        let upto = stats.seq;
+        w.send(&Message::SnapshotBegin {
+            history_id: self.me.history_id,
+            upto_seq: upto,
+            records_total: stats.live,
+            bytes_total: stats.disk_bytes,
+        })
+        .await?;
+        let mut progress = Progress::new("snapshot", stats.live);
+        let mut it = self.db.snapshot();
+        loop {
+            let mut chunk = Vec::new();
+            let mut bytes = 0;
+            let mut end = false;
+            while chunk.len() < BATCH_RECORDS_MAX && bytes < BATCH_BYTES_MAX {
+                match it.next() {
+                    Some(Ok(rec)) if rec.seq <= upto => {
+                        let rec = to_wire(rec);
+                        bytes += wire_bytes(&rec);
+                        chunk.push(rec);
+                    }
+                    Some(Ok(_)) | None => {
+                        end = true;
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        return Err(std::io::Error::other(format!("reading the snapshot: {e}")))
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                progress.add(chunk.len() as u64, bytes as u64, 0);
+                w.send(&Message::SnapshotChunk { records: chunk }).await?;
+            }
+            if end {
+                break;
+            }
+        }
+        progress.done();
+        w.send(&Message::SnapshotEnd { upto_seq: upto }).await?;
+        Ok(upto)
+    }
+
+    /// Answers worker heartbeats and records who is alive.
+    async fn heartbeats(self: Arc<Self>) {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let (n, from) = match self.udp.recv_from(&mut buf).await {
+                Ok(x) => x,
+                Err(e) => {
+                    log::debug!("master: udp: {e}");
+                    continue;
+                }
+            };
+            if !allowed(&self.cfg.allow, from, "master heartbeat") {
+                continue;
+            }
+            let hb = match decode_heartbeat(&buf[..n]) {
+                Ok(hb) if hb.cluster.as_str() == self.cfg.cluster => hb,
+                Ok(_) => continue,
+                Err(e) => {
+                    log::debug!("master: bad heartbeat from {from}: {e}");
+                    continue;
+                }
+            };
+            if let Some(w) = self
+                .workers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(&hb.node_id)
+            {
+                w.last_heard = Instant::now();
+                w.serve_port = hb.serve_port;
+                w.applied_seq = w.applied_seq.max(hb.applied_seq);
+            }
+            if let Ok(reply) = self.heartbeat() {
+                let _ = self.udp.send_to(&reply, from).await;
+            }
+        }
+    }
+
+    fn heartbeat(&self) -> Result<hypha_net::HeartbeatBytes, hypha_net::EncodeError> {
+        let mut hb = Heartbeat::new(
+            wire::cluster_name(&self.cfg.cluster).unwrap_or_default(),
+            Role::Master,
+            self.me.node_id,
+        );
+        let seq = self.db.seq();
+        hb.applied_seq = seq;
+        hb.commit_seq = seq;
+        hb.serve_port = self.local_addr.port();
+        encode_heartbeat(&hb)
+    }
+}
+
+/// Logs records, bytes, rate and time left of a long transfer every second.
+pub struct Progress {
+    what: &'static str,
+    start: Instant,
+    last_log: Instant,
+    records: u64,
+    bytes: u64,
+    total: u64,
+    logged: bool,
+}
+
+impl Progress {
+    /// A transfer of about `total` records.
+    pub fn new(what: &'static str, total: u64) -> Progress {
+        let now = Instant::now();
+        Progress {
+            what,
+            start: now,
+            last_log: now,
+            records: 0,
+            bytes: 0,
+            total,
+            logged: false,
+        }
+    }
+
+    /// Counts a batch; `left` is how many records remain (0: unknown, use total).
+    pub fn add(&mut self, records: u64, bytes: u64, left: u64) {
+        self.records += records;
+        self.bytes += bytes;
+        if self.last_log.elapsed() < Duration::from_millis(PROGRESS_LOG_MS) {
+            return;
+        }
+        self.last_log = Instant::now();
+        self.logged = true;
+        let secs = self.start.elapsed().as_secs_f64().max(1e-3);
+        let rate = self.records as f64 / secs;
+        let left = if left > 0 {
+            left
+        } else {
+            self.total.saturating_sub(self.records)
+        };
+        log::info!(
+            "{}: {} records, {:.1} MB, {:.0} records/s, about {:.0} s left",
+            self.what,
+            self.records,
+            self.bytes as f64 / 1e6,
+            rate,
+            left as f64 / rate.max(1.0)
+        );
+    }
+
+    /// Logs the total if anything was logged along the way.
+    pub fn done(&mut self) {
+        if self.logged {
+            let secs = self.start.elapsed().as_secs_f64();
+            log::info!(
+                "{}: done, {} records, {:.1} MB in {secs:.1} s",
+                self.what,
+                self.records,
+                self.bytes as f64 / 1e6
+            );
+            self.logged = false;
+        }
+        self.start = Instant::now();
+        self.records = 0;
+        self.bytes = 0;
+    }
+}

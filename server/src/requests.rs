@@ -1,0 +1,144 @@
+//! Answers to the edge's read requests, shared by master and worker: get,
+//! history, scan, digest, status against a local [`Db`].
+
+use hypha_engine::{Db, Error};
+use hypha_net::{ErrorCode, Message, NodeStatus, Role, Version, HISTORY_DEPTH_MAX, SCAN_LIMIT_MAX};
+use std::time::Duration;
+
+/// How long a read "at seq ≥ S" waits for this node to apply S.
+pub const MIN_SEQ_WAIT_MS: u64 = 1_000;
+
+/// Maps an engine error to the wire's error code.
+pub fn error_message(req_id: u64, e: &Error) -> Message {
+    let code = match e {
+        Error::KeyTooLong { .. } | Error::ValueTooLong { .. } | Error::RecordTooLarge { .. } => {
+            ErrorCode::TooLarge
+        }
+        Error::ReadOnly { .. } | Error::Full { .. } => ErrorCode::ReadOnly,
+        _ => ErrorCode::Internal,
+    };
+    Message::error(req_id, code, &e.to_string())
+}
+
+/// Identity of the node answering.
+#[derive(Clone, Copy, Debug)]
+pub struct Me {
+    /// Master or worker.
+    pub role: Role,
+    /// Its node id.
+    pub node_id: u64,
+    /// The history it holds (master: its own; worker: the one it follows).
+    pub history_id: u64,
+}
+
+/// The read request's `min_seq`, if it has one.
+pub fn min_seq(m: &Message) -> Option<u64> {
+    match m {
+        Message::Get { min_seq, .. }
+        | Message::History { min_seq, .. }
+        | Message::Scan { min_seq, .. } => Some(*min_seq),
+        _ => None,
+    }
+}
+
+/// Waits until `db` has applied `seq` (or the wait times out); `applied` is
+/// notified after every apply.
+pub async fn wait_applied(db: &Db, applied: &event_listener::Event, seq: u64) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_millis(MIN_SEQ_WAIT_MS);
+    loop {
+        if db.seq() >= seq {
+            return true;
+        }
+        let listener = applied.listen();
+        if db.seq() >= seq {
+            return true;
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        let woke = smol::future::or(
+            async {
+                listener.await;
+                true
+            },
+            async {
+                smol::Timer::at(deadline).await;
+                false
+            },
+        )
+        .await;
+        if !woke {
+            return db.seq() >= seq;
+        }
+    }
+}
+
+/// Answers a read request, or `None` if `m` is not one.
+pub fn answer_read(db: &Db, me: Me, m: &Message) -> Option<Message> {
+    let applied_seq = db.seq();
+    let out = match m {
+        Message::Get { req_id, key, .. } => match db.get_versioned(key) {
+            Ok(value) => Message::Value {
+                req_id: *req_id,
+                applied_seq,
+                value,
+            },
+            Err(e) => error_message(*req_id, &e),
+        },
+        Message::History {
+            req_id, key, depth, ..
+        } => match db.history(key, (*depth as usize).min(HISTORY_DEPTH_MAX)) {
+            Ok(vs) => Message::Versions {
+                req_id: *req_id,
+                applied_seq,
+                versions: vs
+                    .into_iter()
+                    .map(|v| Version {
+                        seq: v.seq,
+                        value: v.value,
+                    })
+                    .collect(),
+            },
+            Err(e) => error_message(*req_id, &e),
+        },
+        Message::Scan {
+            req_id,
+            cursor,
+            prefix,
+            limit,
+            ..
+        } => match db.scan(*cursor, prefix, (*limit as usize).min(SCAN_LIMIT_MAX)) {
+            Ok(page) => Message::ScanPage {
+                req_id: *req_id,
+                applied_seq,
+                keys: page.keys,
+                next_cursor: page.next_cursor,
+            },
+            Err(e) => error_message(*req_id, &e),
+        },
+        Message::Digest { req_id } => Message::DigestIs {
+            req_id: *req_id,
+            digest: db.digest(),
+            seq: applied_seq,
+            len: db.len(),
+        },
+        Message::Status { req_id } => {
+            let stats = db.stats();
+            Message::StatusIs {
+                req_id: *req_id,
+                status: NodeStatus {
+                    role: me.role,
+                    node_id: me.node_id,
+                    history_id: me.history_id,
+                    applied_seq,
+                    commit_seq: applied_seq,
+                    keys: stats.live,
+                    disk_bytes: stats.disk_bytes,
+                },
+            }
+        }
+        _ => return None,
+    };
+    Some(out)
+}

@@ -1,0 +1,533 @@
+//! A worker: follows the master's log (resuming from its own last applied
+//! seq, or taking a snapshot when it is new), and answers reads at its
+//! applied seq.
+//!
+//! Data layout under `--data DIR`: `DIR/db` is the database, `DIR/history`
+//! the master history it follows, `DIR/snapshot.tmp` a snapshot being
+//! received. A snapshot is built beside the old data and swapped in by
+//! renames only when complete, so a crash half way leaves the old data.
+
+use crate::requests::{answer_read, min_seq, wait_applied, Me};
+use crate::wire::{self, allowed, from_wire, refuse, split, Reader, Writer};
+use hypha_engine::{Db, Fsync, Options};
+use hypha_net::{
+    check_hello, decode_heartbeat, encode_heartbeat, Allowlist, ErrorCode, Heartbeat, Message,
+    Purpose, RefuseReason, Role, Welcome, PROTOCOL_VERSION,
+};
+use smol::lock::Mutex as AsyncMutex;
+use smol::net::{TcpListener, UdpSocket};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Wait before reconnecting to the master after a failure.
+pub const RECONNECT_MS: u64 = 200;
+/// Wait before retrying a master that holds another history.
+pub const HISTORY_RETRY_MS: u64 = 5_000;
+
+/// How to run a worker.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Data directory.
+    pub data: PathBuf,
+    /// The master's address.
+    pub master: SocketAddr,
+    /// Where this worker answers reads (TCP) and sends heartbeats from (UDP).
+    pub listen: SocketAddr,
+    /// Engine options.
+    pub engine: Options,
+    /// Peers allowed to connect.
+    pub allow: Option<Allowlist>,
+    /// Cluster name.
+    pub cluster: String,
+    /// Replace local data when the master holds another history.
+    pub accept_new_history: bool,
+    /// Heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// The master is presumed gone after this long without a heartbeat.
+    pub heartbeat_timeout_ms: u64,
+}
+
+impl WorkerConfig {
+    /// Engine defaults for a worker: a crash loses at most 200 ms of applied
+    /// records, which the master sends again.
+    pub fn default_engine() -> Options {
+        Options {
+            fsync: Fsync::EveryMs(200),
+            ..Options::default()
+        }
+    }
+}
+
+/// A running worker.
+pub struct Worker {
+    cfg: WorkerConfig,
+    node_id: u64,
+    /// `None` only while a snapshot is swapped in.
+    db: RwLock<Option<Arc<Db>>>,
+    followed: AtomicU64,
+    applied: event_listener::Event,
+    master_heard: std::sync::Mutex<Instant>,
+    /// The bound request address.
+    pub local_addr: SocketAddr,
+    listener: TcpListener,
+    udp: UdpSocket,
+}
+
+fn history_path(data: &Path) -> PathBuf {
+    data.join("history")
+}
+
+impl Worker {
+    /// Opens the data (finishing or discarding an interrupted snapshot) and
+    /// binds the sockets.
+    pub async fn bind(cfg: WorkerConfig) -> std::io::Result<Arc<Worker>> {
+        std::fs::create_dir_all(&cfg.data)?;
+        let node_id = wire::node_id(&cfg.data.join("node-id"))?;
+        let (db_dir, tmp, old) = (
+            cfg.data.join("db"),
+            cfg.data.join("snapshot.tmp"),
+            cfg.data.join("db.old"),
+        );
+        if old.exists() {
+            if db_dir.exists() {
+                std::fs::remove_dir_all(&old)?;
+            } else {
+                std::fs::rename(&old, &db_dir)?;
+            }
+        }
+        if tmp.exists() {
+            log::warn!(
+                "worker: discarding an interrupted snapshot in {}",
+                tmp.display()
+            );
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        let db = Db::open(&db_dir, cfg.engine.clone()).map_err(std::io::Error::other)?;
+        let followed = std::fs::read_to_string(history_path(&cfg.data))
+            .ok()
+            .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
+            .unwrap_or(0);
+        let listener = TcpListener::bind(cfg.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let udp = UdpSocket::bind(SocketAddr::new(local_addr.ip(), 0)).await?;
+        log::info!(
+            "worker {node_id:016x} serving reads on {local_addr}: follows history {followed:016x} from {}, seq {}",
+            cfg.master,
+            db.seq()
+        );
+        Ok(Arc::new(Worker {
+            cfg,
+            node_id,
+            db: RwLock::new(Some(Arc::new(db))),
+            followed: AtomicU64::new(followed),
+            applied: event_listener::Event::new(),
+            master_heard: std::sync::Mutex::new(Instant::now()),
+            local_addr,
+            listener,
+            udp,
+        }))
+    }
+
+    /// The current database (`None` while a snapshot is swapped in).
+    pub fn db(&self) -> Option<Arc<Db>> {
+        self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn db_or_busy(&self) -> std::io::Result<Arc<Db>> {
+        self.db()
+            .ok_or_else(|| std::io::Error::other("the database is being replaced by a snapshot"))
+    }
+
+    fn me(&self) -> Me {
+        Me {
+            role: Role::Worker,
+            node_id: self.node_id,
+            history_id: self.followed.load(Ordering::Acquire),
+        }
+    }
+
+    /// Serves reads and follows the master until dropped.
+    pub async fn run(self: Arc<Self>) {
+        let _serve = smol::spawn(self.clone().serve());
+        let _hb = smol::spawn(self.clone().heartbeats());
+        let mut force_snapshot = false;
+        loop {
+            match self.follow(force_snapshot).await {
+                Ok(Follow::HistoryMismatch(msg)) => {
+                    if self.cfg.accept_new_history {
+                        log::warn!("worker: {msg}; --accept-new-history is set: taking a snapshot from the master");
+                        force_snapshot = true;
+                        continue;
+                    }
+                    log::error!(
+                        "worker: NOT FOLLOWING the master at {}: {msg}. Local data is kept and still served.",
+                        self.cfg.master
+                    );
+                    smol::Timer::after(Duration::from_millis(HISTORY_RETRY_MS)).await;
+                }
+                Ok(Follow::Ended) => {
+                    force_snapshot = false;
+                    log::info!(
+                        "worker: master {} closed the stream; reconnecting",
+                        self.cfg.master
+                    );
+                }
+                Err(e) => log::info!(
+                    "worker: following {} failed: {e}; reconnecting",
+                    self.cfg.master
+                ),
+            }
+            smol::Timer::after(Duration::from_millis(RECONNECT_MS)).await;
+        }
+    }
+
+    async fn follow(&self, force_snapshot: bool) -> std::io::Result<Follow> {
+        let seq = self.db_or_busy()?.seq();
+        let mut hello = wire::hello(
+            &self.cfg.cluster,
+            Role::Worker,
+            self.node_id,
+            Purpose::Replicate,
+        )?;
+        hello.history_id = if force_snapshot {
+            0
+        } else {
+            self.followed.load(Ordering::Acquire)
+        };
+        hello.applied_seq = seq;
+        let (mut r, mut w, answer) = wire::connect(self.cfg.master, hello).await?;
+        let welcome = match answer {
+            Message::Welcome(welcome) => welcome,
+            Message::Refuse(refusal) => {
+                return match refusal.reason {
+                    RefuseReason::HistoryMismatch { .. } => {
+                        Ok(Follow::HistoryMismatch(refusal.message))
+                    }
+                    reason => Err(std::io::Error::other(format!(
+                        "master refused: {reason:?}: {}",
+                        refusal.message
+                    ))),
+                }
+            }
+            other => {
+                return Err(std::io::Error::other(format!(
+                    "master answered {} to Hello",
+                    other.name()
+                )))
+            }
+        };
+        log::info!(
+            "worker: following master {:016x} (history {:016x}, seq {}) from seq {}",
+            welcome.node_id,
+            welcome.history_id,
+            welcome.commit_seq,
+            seq
+        );
+        *self.master_heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        loop {
+            let m = smol::future::or(r.recv(), async {
+                loop {
+                    smol::Timer::after(Duration::from_millis(self.cfg.heartbeat_ms)).await;
+                    let heard = *self.master_heard.lock().unwrap_or_else(|p| p.into_inner());
+                    if heard.elapsed() > Duration::from_millis(self.cfg.heartbeat_timeout_ms) {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!(
+                                "no heartbeat from the master for {} ms",
+                                self.cfg.heartbeat_timeout_ms
+                            ),
+                        ));
+                    }
+                }
+            })
+            .await?;
+            let Some(m) = m else { return Ok(Follow::Ended) };
+            match m {
+                Message::Records { records, .. } => {
+                    let db = self.db_or_busy()?;
+                    let applied = smol::unblock(move || -> Result<u64, hypha_engine::Error> {
+                        for r in records {
+                            db.apply(&from_wire(r))?;
+                        }
+                        Ok(db.seq())
+                    })
+                    .await
+                    .map_err(|e| std::io::Error::other(format!("applying records: {e}")))?;
+                    self.applied.notify(usize::MAX);
+                    w.send(&Message::Ack {
+                        applied_seq: applied,
+                    })
+                    .await?;
+                }
+                Message::SnapshotBegin {
+                    history_id,
+                    upto_seq,
+                    records_total,
+                    bytes_total,
+                } => {
+                    log::info!(
+                        "worker: receiving a snapshot of {records_total} records (~{:.1} MB) up to seq {upto_seq}",
+                        bytes_total as f64 / 1e6
+                    );
+                    self.receive_snapshot(&mut r, history_id, records_total)
+                        .await?;
+                    w.send(&Message::Ack {
+                        applied_seq: self.db_or_busy()?.seq(),
+                    })
+                    .await?;
+                }
+                Message::Ping { nonce } => w.send(&Message::Pong { nonce }).await?,
+                other => {
+                    return Err(std::io::Error::other(format!(
+                        "unexpected {} from the master",
+                        other.name()
+                    )))
+                }
+            }
+        }
+    }
+
+    async fn receive_snapshot(
+        &self,
+        r: &mut Reader,
+        history_id: u64,
+        total: u64,
+    ) -> std::io::Result<()> {
+        let tmp = self.cfg.data.join("snapshot.tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        let opts = Options {
+            fsync: Fsync::Never,
+            ..self.cfg.engine.clone()
+        };
+        let fresh = Arc::new(Db::open(&tmp, opts).map_err(std::io::Error::other)?);
+        let mut progress = crate::master::Progress::new("snapshot", total);
+        let upto = loop {
+            match r.recv().await? {
+                Some(Message::SnapshotChunk { records }) => {
+                    let n = records.len() as u64;
+                    let bytes: usize = records.iter().map(crate::wire::wire_bytes).sum();
+                    let db = fresh.clone();
+                    smol::unblock(move || -> Result<(), hypha_engine::Error> {
+                        for r in records {
+                            db.apply(&from_wire(r))?;
+                        }
+                        Ok(())
+                    })
+                    .await
+                    .map_err(|e| std::io::Error::other(format!("applying the snapshot: {e}")))?;
+                    progress.add(n, bytes as u64, 0);
+                }
+                Some(Message::SnapshotEnd { upto_seq }) => break upto_seq,
+                Some(other) => {
+                    return Err(std::io::Error::other(format!(
+                        "unexpected {} in a snapshot",
+                        other.name()
+                    )))
+                }
+                None => return Err(std::io::Error::other("master closed during the snapshot")),
+            }
+        };
+        progress.done();
+        let fresh = Arc::try_unwrap(fresh)
+            .map_err(|_| std::io::Error::other("snapshot db still in use"))?;
+        fresh.sync().map_err(std::io::Error::other)?;
+        let seq = fresh.seq();
+        fresh.close().map_err(std::io::Error::other)?;
+        self.swap_in(&tmp, history_id)?;
+        log::info!("worker: snapshot up to seq {upto} installed ({seq} applied), following history {history_id:016x}");
+        Ok(())
+    }
+
+    /// Replaces `DIR/db` with the snapshot in `tmp`, by renames. The old
+    /// database is closed first (reads answer "unavailable" for that moment),
+    /// so nothing writes into a directory after it was renamed.
+    fn swap_in(&self, tmp: &Path, history_id: u64) -> std::io::Result<()> {
+        let (db_dir, old) = (self.cfg.data.join("db"), self.cfg.data.join("db.old"));
+        let mut current = self.db.write().unwrap_or_else(|p| p.into_inner()).take();
+        while let Some(db) = current {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    db.close().map_err(std::io::Error::other)?;
+                    current = None;
+                }
+                Err(shared) => {
+                    // An in-flight read still holds it; it finishes quickly.
+                    current = Some(shared);
+                    std::thread::yield_now();
+                }
+            }
+        }
+        std::fs::rename(&db_dir, &old)?;
+        std::fs::rename(tmp, &db_dir)?;
+        sync_dir(&self.cfg.data)?;
+        std::fs::write(history_path(&self.cfg.data), format!("{history_id:016x}\n"))?;
+        sync_dir(&self.cfg.data)?;
+        let fresh = Db::open(&db_dir, self.cfg.engine.clone()).map_err(std::io::Error::other)?;
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fresh));
+        std::fs::remove_dir_all(&old)?;
+        self.followed.store(history_id, Ordering::Release);
+        self.applied.notify(usize::MAX);
+        Ok(())
+    }
+
+    async fn serve(self: Arc<Self>) {
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    log::warn!("worker: accept failed: {e}");
+                    smol::Timer::after(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if !allowed(&self.cfg.allow, peer, "worker") {
+                continue;
+            }
+            let me = self.clone();
+            smol::spawn(async move {
+                if let Err(e) = me.session(stream).await {
+                    log::info!("worker: connection from {peer} ended: {e}");
+                }
+            })
+            .detach();
+        }
+    }
+
+    async fn session(self: Arc<Self>, stream: smol::net::TcpStream) -> std::io::Result<()> {
+        let (mut r, mut w) = split(stream);
+        let Some(Message::Hello(hello)) =
+            wire::timeout(wire::HANDSHAKE_TIMEOUT_MS, r.recv()).await?
+        else {
+            refuse(
+                &mut w,
+                RefuseReason::Unexpected,
+                "the first frame must be a Hello",
+            )
+            .await;
+            return Ok(());
+        };
+        if let Err(reason) = check_hello(&hello, &self.cfg.cluster) {
+            refuse(
+                &mut w,
+                reason,
+                &format!("refused: {reason:?}; cluster {:?}", self.cfg.cluster),
+            )
+            .await;
+            return Ok(());
+        }
+        if hello.purpose != Purpose::Request {
+            refuse(
+                &mut w,
+                RefuseReason::NotMaster,
+                "workers do not replicate to others; connect to the master",
+            )
+            .await;
+            return Ok(());
+        }
+        w.send(&Message::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            role: Role::Worker,
+            node_id: self.node_id,
+            history_id: self.followed.load(Ordering::Acquire),
+            commit_seq: self.db().map_or(0, |db| db.seq()),
+        }))
+        .await?;
+        self.serve_requests(r, w).await
+    }
+
+    async fn serve_requests(self: Arc<Self>, mut r: Reader, w: Writer) -> std::io::Result<()> {
+        let w = Arc::new(AsyncMutex::new(w));
+        while let Some(m) = r.recv().await? {
+            let me = self.clone();
+            let w = w.clone();
+            smol::spawn(async move {
+                let answer = me.answer(m).await;
+                if let Err(e) = w.lock().await.send(&answer).await {
+                    log::debug!("worker: reply lost: {e}");
+                }
+            })
+            .detach();
+        }
+        Ok(())
+    }
+
+    async fn answer(&self, m: Message) -> Message {
+        let req_id = m.req_id().unwrap_or(0);
+        let Some(db) = self.db() else {
+            return Message::error(
+                req_id,
+                ErrorCode::Unavailable,
+                "this worker is installing a snapshot; retry",
+            );
+        };
+        if let Some(seq) = min_seq(&m) {
+            if !wait_applied(&db, &self.applied, seq).await {
+                return Message::error(
+                    req_id,
+                    ErrorCode::Timeout,
+                    &format!("this worker has applied seq {}, not yet {seq}", db.seq()),
+                );
+            }
+        }
+        match answer_read(&db, self.me(), &m) {
+            Some(a) => a,
+            None => Message::error(
+                req_id,
+                ErrorCode::NotMaster,
+                "workers take no writes: send them to the master",
+            ),
+        }
+    }
+
+    async fn heartbeats(self: Arc<Self>) {
+        let send = async {
+            loop {
+                let mut hb = Heartbeat::new(
+                    wire::cluster_name(&self.cfg.cluster).unwrap_or_default(),
+                    Role::Worker,
+                    self.node_id,
+                );
+                hb.applied_seq = self.db().map_or(0, |db| db.seq());
+                hb.commit_seq = hb.applied_seq;
+                hb.serve_port = self.local_addr.port();
+                if let Ok(bytes) = encode_heartbeat(&hb) {
+                    if let Err(e) = self.udp.send_to(&bytes, self.cfg.master).await {
+                        log::debug!("worker: heartbeat to {}: {e}", self.cfg.master);
+                    }
+                }
+                smol::Timer::after(Duration::from_millis(self.cfg.heartbeat_ms)).await;
+            }
+        };
+        let recv = async {
+            let mut buf = vec![0u8; 2048];
+            loop {
+                if let Ok((n, from)) = self.udp.recv_from(&mut buf).await {
+                    if from.ip() != self.cfg.master.ip() && !from.ip().is_loopback() {
+                        continue;
+                    }
+                    if let Ok(hb) = decode_heartbeat(&buf[..n]) {
+                        if hb.role == Role::Master && hb.cluster.as_str() == self.cfg.cluster {
+                            *self.master_heard.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Instant::now();
+                        }
+                    }
+                }
+            }
+        };
+        smol::future::or(send, recv).await
+    }
+}
+
+enum Follow {
+    Ended,
+    HistoryMismatch(String),
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}

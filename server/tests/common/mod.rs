@@ -1,0 +1,236 @@
+//! Helpers for end-to-end tests: start the real `hypha` binary, wait for
+//! what it logs, and talk the wire protocol to its nodes.
+#![allow(dead_code)]
+
+use hypha_net::{Message, Purpose, Role};
+use hypha_server::wire::{self, Reader, Writer};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct TempDir(pub PathBuf);
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "hypha-e2e-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback port free for both TCP and UDP right now.
+pub fn free_port() -> u16 {
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = t.local_addr().expect("addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A running `hypha` process whose log lines are collected.
+pub struct Node {
+    pub child: Child,
+    pub log: Arc<Mutex<Vec<String>>>,
+    pub addr: SocketAddr,
+    args: Vec<String>,
+}
+
+impl Node {
+    pub fn start(addr: SocketAddr, args: &[&str]) -> Node {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hypha"))
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start hypha");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("log").push(line);
+            }
+        });
+        Node {
+            child,
+            log,
+            addr,
+            args,
+        }
+    }
+
+    /// Waits until a log line contains `needle` (after `skip` lines).
+    pub fn wait_log(&self, needle: &str, skip: usize, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            {
+                let log = self.log.lock().expect("log");
+                if let Some(i) = log.iter().skip(skip).position(|l| l.contains(needle)) {
+                    return skip + i;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?} within {within:?}; log:\n{}",
+                self.log.lock().expect("log").join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn log_lines(&self) -> usize {
+        self.log.lock().expect("log").len()
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the same command again (same data, same ports).
+    pub fn restart(&mut self) {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        *self = Node::start(self.addr, &args);
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A wire-protocol client (what the edge speaks).
+pub struct Client {
+    r: Reader,
+    w: Writer,
+    next: u64,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> std::io::Result<Client> {
+        smol::block_on(async {
+            let hello = wire::hello("hypha", Role::Client, 7, Purpose::Request)?;
+            let (r, w, answer) = wire::connect(addr, hello).await?;
+            match answer {
+                Message::Welcome(_) => Ok(Client { r, w, next: 1 }),
+                other => Err(std::io::Error::other(format!("refused: {other:?}"))),
+            }
+        })
+    }
+
+    /// Connects, retrying while the node starts.
+    pub fn wait_connect(addr: SocketAddr) -> Client {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Client::connect(addr) {
+                Ok(c) => return c,
+                Err(e) => assert!(Instant::now() < deadline, "cannot connect to {addr}: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn call(&mut self, f: impl FnOnce(u64) -> Message) -> Message {
+        let id = self.next;
+        self.next += 1;
+        smol::block_on(async {
+            self.w.send(&f(id)).await.expect("send");
+            self.r.recv().await.expect("recv").expect("answer")
+        })
+    }
+
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Message {
+        self.call(|req_id| Message::Put {
+            req_id,
+            key: key.to_vec(),
+            value: value.to_vec(),
+        })
+    }
+
+    pub fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        match self.call(|req_id| Message::Get {
+            req_id,
+            key: key.to_vec(),
+            min_seq: 0,
+        }) {
+            Message::Value { value, .. } => value.map(|(_, v)| v),
+            other => panic!("get: {other:?}"),
+        }
+    }
+
+    /// (digest, seq) of the node.
+    pub fn digest(&mut self) -> (u64, u64) {
+        self.try_digest().expect("node unavailable")
+    }
+
+    /// (digest, seq), or `None` while the node is unavailable (a worker
+    /// swapping in a snapshot).
+    pub fn try_digest(&mut self) -> Option<(u64, u64)> {
+        match self.call(|req_id| Message::Digest { req_id }) {
+            Message::DigestIs { digest, seq, .. } => Some((digest, seq)),
+            Message::Error {
+                code: hypha_net::ErrorCode::Unavailable,
+                ..
+            } => None,
+            other => panic!("digest: {other:?}"),
+        }
+    }
+}
+
+/// Waits until `worker`'s digest equals `master`'s; returns how long it took.
+pub fn converge(master: &mut Client, worker: &mut Client, within: Duration) -> Duration {
+    let start = Instant::now();
+    let target = master.digest();
+    loop {
+        let now = worker.try_digest();
+        if now == Some(target) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "worker at {now:?}, master at {target:?} after {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+pub fn data(dir: &TempDir, name: &str) -> String {
+    dir.join(name).to_string_lossy().into_owned()
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
