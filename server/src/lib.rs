@@ -2,6 +2,7 @@
 //! pieces the single `hypha` binary is made of.
 
 pub mod cli;
+pub mod edge;
 pub mod http;
 pub mod master;
 pub mod requests;

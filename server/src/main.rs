@@ -1,10 +1,14 @@
 //! The `hypha` binary: every role of the cluster, and all of them at once.
 
 use hypha_server::cli::{self, Args};
+use hypha_server::edge::{Edge, EdgeConfig};
+use hypha_server::http::{serve, HttpConfig};
 use hypha_server::master::{Master, MasterConfig};
 use hypha_server::worker::{Worker, WorkerConfig};
 use smol::stream::StreamExt;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 const HELP: &str = "\
 hypha — a replicated key-value store for edge devices
@@ -20,8 +24,10 @@ USAGE:
     hypha worker --data DIR --master ADDR --listen ADDR [--allow CIDR,...]
                  [--accept-new-history] [--fsync MODE]
         Follows the master and answers reads.
-    hypha http --listen ADDR --master ADDR [--workers ADDR,ADDR,...] [--token T]
-        The HTTP edge: writes to the master, reads to workers.
+    hypha http --listen ADDR --master ADDR [--workers ADDR,ADDR,...] [--token T] [--token-reads]
+        The HTTP edge: writes to the master, reads to workers (learned from the
+        master too). --token T: writes need the header Authorization: Bearer T
+        (--token-reads: reads too). --lag-max N: skip workers N records behind.
 
 COMMON FLAGS:
     --cluster NAME             cluster name every node must share (default: hypha)
@@ -61,10 +67,11 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("master") => run_master(&args[1..]),
         Some("worker") => run_worker(&args[1..]),
+        Some("http") => run_http(&args[1..]),
         Some(other) if !other.starts_with("--") => {
             Err(format!("unknown command {other:?}; see hypha --help"))
         }
-        _ => Err("the all-in-one mode needs the HTTP edge, which is not built yet".into()),
+        _ => run_all(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -180,4 +187,198 @@ async fn shutdown_signal() -> Result<(), String> {
         log::info!("received {sig:?}: shutting down");
     }
     Ok(())
+}
+
+fn http_config(args: &Args) -> HttpConfig {
+    HttpConfig {
+        token: args.get("token").map(str::to_string),
+        token_for_reads: args.on("token-reads"),
+        ..HttpConfig::default()
+    }
+}
+
+fn edge_config(
+    args: &Args,
+    master: SocketAddr,
+    workers: Vec<SocketAddr>,
+) -> Result<EdgeConfig, String> {
+    Ok(EdgeConfig {
+        master,
+        workers,
+        cluster: args.get_or("cluster", "hypha").to_string(),
+        value_bytes_max: args.number(
+            "value-max",
+            hypha_engine::limits::VALUE_BYTES_MAX_DEFAULT as u64,
+        )? as usize,
+        refresh_ms: args.number("heartbeat-ms", 1_000)?,
+        lag_records_max: args.number("lag-max", 100_000)?,
+    })
+}
+
+/// Binds every address `text` resolves to (`localhost:8080` → 127.0.0.1 and ::1).
+async fn bind_http(text: &str) -> Result<Vec<smol::net::TcpListener>, String> {
+    let mut addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("--http/--listen {text:?}: {e}; write HOST:PORT"))?
+        .collect();
+    // "localhost" means both loopbacks, whatever /etc/hosts lists.
+    if let Some(port) = text
+        .strip_prefix("localhost:")
+        .and_then(|p| p.parse::<u16>().ok())
+    {
+        addrs = vec![
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+        ];
+    }
+    let mut out = Vec::new();
+    for a in &addrs {
+        match smol::net::TcpListener::bind(*a).await {
+            Ok(l) => out.push(l),
+            Err(e) if out.is_empty() && a == addrs.last().unwrap_or(a) => {
+                return Err(format!("cannot listen on {a}: {e}"));
+            }
+            Err(e) => log::warn!("http: cannot listen on {a}: {e}"),
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("cannot listen on any address of {text:?}"));
+    }
+    for l in &out {
+        if let Ok(a) = l.local_addr() {
+            log::info!("http: listening on http://{a}");
+        }
+    }
+    Ok(out)
+}
+
+/// Serves HTTP on every listener until SIGINT/SIGTERM, then lets in-flight
+/// requests finish.
+async fn serve_until_signal(
+    listeners: Vec<smol::net::TcpListener>,
+    edge: Arc<Edge>,
+    cfg: HttpConfig,
+) -> Result<(), String> {
+    let stop = Arc::new(event_listener::Event::new());
+    let mut tasks = Vec::new();
+    for l in listeners {
+        let stop = stop.clone();
+        let listener = stop.listen();
+        tasks.push(smol::spawn(serve(
+            l,
+            edge.clone(),
+            cfg.clone(),
+            async move { listener.await },
+        )));
+    }
+    let refresh = smol::spawn(edge.clone().refresh_loop());
+    shutdown_signal().await?;
+    stop.notify(usize::MAX);
+    for t in tasks {
+        t.await;
+    }
+    drop(refresh);
+    Ok(())
+}
+
+fn run_http(raw: &[String]) -> Result<(), String> {
+    let own = [
+        "listen",
+        "master",
+        "workers",
+        "token",
+        "value-max",
+        "lag-max",
+    ];
+    let args = Args::parse(raw, &flags(&own), &["token-reads"])?;
+    let master = cli::addr("master", args.need("master")?)?;
+    let workers = match args.get("workers") {
+        Some(list) => list
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|w| cli::addr("workers", w))
+            .collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    let edge = Edge::new(edge_config(&args, master, workers)?);
+    let cfg = http_config(&args);
+    let listen = args.need("listen")?.to_string();
+    smol::block_on(async {
+        let listeners = bind_http(&listen).await?;
+        serve_until_signal(listeners, edge, cfg).await?;
+        log::info!("http: stopped");
+        Ok(())
+    })
+}
+
+fn run_all(raw: &[String]) -> Result<(), String> {
+    let own = [
+        "data",
+        "http",
+        "workers",
+        "fsync",
+        "sync",
+        "sync-timeout-ms",
+        "token",
+        "value-max",
+        "lag-max",
+    ];
+    let args = Args::parse(raw, &flags(&own), &["token-reads"])?;
+    let data = std::path::PathBuf::from(args.get_or("data", "./hypha-data"));
+    let n = args.number("workers", 2)?;
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let master_cfg = MasterConfig {
+        data: data.join("master"),
+        listen: loopback,
+        engine: engine_options(&args, "always")?,
+        allow: None,
+        sync: cli::sync(args.get_or("sync", "async"))?,
+        sync_timeout_ms: args.number("sync-timeout-ms", 5_000)?,
+        cluster: args.get_or("cluster", "hypha").to_string(),
+        heartbeat_ms: args.number("heartbeat-ms", 1_000)?,
+        heartbeat_timeout_ms: args.number("heartbeat-timeout-ms", 3_000)?,
+    };
+    let http = args.get_or("http", "localhost:8080").to_string();
+    smol::block_on(async {
+        let master = Master::bind(master_cfg.clone())
+            .await
+            .map_err(|e| format!("cannot start the master: {e}"))?;
+        let master_addr = master.local_addr;
+        let mut dbs = vec![master.db().clone()];
+        smol::spawn(master.run()).detach();
+        let mut worker_addrs = Vec::new();
+        let mut workers = Vec::new();
+        for i in 1..=n {
+            let cfg = WorkerConfig {
+                data: data.join(format!("worker-{i}")),
+                master: master_addr,
+                listen: loopback,
+                engine: WorkerConfig::default_engine(),
+                allow: None,
+                cluster: master_cfg.cluster.clone(),
+                accept_new_history: false,
+                heartbeat_ms: master_cfg.heartbeat_ms,
+                heartbeat_timeout_ms: master_cfg.heartbeat_timeout_ms,
+            };
+            let w = Worker::bind(cfg)
+                .await
+                .map_err(|e| format!("cannot start worker {i}: {e}"))?;
+            worker_addrs.push(w.local_addr);
+            workers.push(w.clone());
+            smol::spawn(w.run()).detach();
+        }
+        let edge = Edge::new(edge_config(&args, master_addr, worker_addrs)?);
+        let listeners = bind_http(&http).await?;
+        log::info!(
+            "hypha: master {master_addr}, {n} workers, data in {}; try: curl -X PUT --data-binary hello http://{http}/kv/greeting",
+            data.display()
+        );
+        serve_until_signal(listeners, edge, http_config(&args)).await?;
+        dbs.extend(workers.iter().filter_map(|w| w.db()));
+        for db in dbs {
+            db.sync().map_err(|e| format!("final sync failed: {e}"))?;
+        }
+        log::info!("hypha: stopped; data synced");
+        Ok(())
+    })
 }

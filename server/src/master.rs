@@ -621,6 +621,11 @@ impl Progress {
 
     /// Counts a batch; `left` is how many records remain (0: unknown, use total).
     pub fn add(&mut self, records: u64, bytes: u64, left: u64) {
+        if self.records == 0 {
+            // A new burst: time it from now, not from the last idle moment.
+            self.start = Instant::now();
+            self.last_log = self.start;
+        }
         self.records += records;
         self.bytes += bytes;
         if self.last_log.elapsed() < Duration::from_millis(PROGRESS_LOG_MS) {

@@ -240,13 +240,3 @@ fn both_content_length_and_chunked_get_400() -> TestResult {
     assert!(reply.error()?.contains("send only one"));
     Ok(())
 }
-
-#[test]
-fn garbage_gets_400_and_the_server_keeps_serving() -> TestResult {
-    let server = Server::start(HttpConfig::default())?;
-    let mut client = server.client()?;
-    client.send(b"\x16\x03\x01\x02\x00 not http\r\n\r\n")?;
-    expect_status(&client.read_reply_then_eof()?, 400)?;
-    expect_status(&server.request("GET", "/ping", b"")?, 200)?;
-    Ok(())
-}

@@ -23,9 +23,10 @@ fn short_timeouts() -> HttpConfig {
 #[test]
 fn slow_header_client_is_cut_off_by_the_head_timeout() -> TestResult {
     let server = Server::start(short_timeouts())?;
+    // Taken before connecting: the server's clock starts at accept, after this.
+    let started = Instant::now();
     let mut client = server.client()?;
     let mut trickle = client.stream.try_clone()?;
-    let started = Instant::now();
     // Slowloris: one header byte every 20 ms, never finishing the head. The
     // trickle stops when the server's close makes a write fail.
     let writer = std::thread::spawn(move || {
@@ -55,8 +56,8 @@ fn slow_header_client_is_cut_off_by_the_head_timeout() -> TestResult {
 #[test]
 fn silent_client_is_closed_at_the_head_timeout_without_a_reply() -> TestResult {
     let server = Server::start(short_timeouts())?;
-    let mut client = server.client()?;
     let started = Instant::now();
+    let mut client = server.client()?;
     assert!(client.read_to_end()?.is_empty());
     assert!(started.elapsed() >= Duration::from_millis(SHORT_MS));
     Ok(())
@@ -66,8 +67,9 @@ fn silent_client_is_closed_at_the_head_timeout_without_a_reply() -> TestResult {
 fn idle_keep_alive_connection_is_closed_after_the_idle_timeout() -> TestResult {
     let server = Server::start(short_timeouts())?;
     let mut client = server.client()?;
-    expect_status(&client.request("GET", "/ping", &[], b"")?, 200)?;
+    // Taken before the request: the server's idle clock starts after its reply.
     let idle_since = Instant::now();
+    expect_status(&client.request("GET", "/ping", &[], b"")?, 200)?;
     assert!(client.read_to_end()?.is_empty());
     assert!(idle_since.elapsed() >= Duration::from_millis(SHORT_MS * 2));
     Ok(())

@@ -27,6 +27,8 @@ struct MemState {
     keys: BTreeMap<Vec<u8>, Vec<Version>>,
     /// When set, every call fails with this error (fault injection).
     fail: Option<BackendError>,
+    /// When set, `get` and `put` of this key panic (a simulated backend bug).
+    panic_key: Option<Vec<u8>>,
 }
 
 impl Default for MemBackend {
@@ -54,6 +56,11 @@ impl MemBackend {
         self.lock().fail = error;
     }
 
+    /// Makes `get` and `put` of `key` panic, as a backend bug would (`None` heals).
+    pub fn panic_on(&self, key: Option<Vec<u8>>) {
+        self.lock().panic_key = key;
+    }
+
     fn lock(&self) -> MutexGuard<'_, MemState> {
         // A panicking test thread must not hide the store from the others.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -69,6 +76,14 @@ impl MemBackend {
 }
 
 impl MemState {
+    fn panic_if(&self, key: &[u8]) {
+        // Fault injection asked for by the test; the guard is released by unwinding.
+        assert!(
+            self.panic_key.as_deref() != Some(key),
+            "MemBackend: injected panic on this key"
+        );
+    }
+
     fn live(&self, key: &[u8]) -> Option<Entry> {
         let newest = self.keys.get(key)?.last()?;
         let value = newest.value.clone()?;
@@ -117,7 +132,9 @@ impl Backend for MemBackend {
                 self.value_bytes_max
             )));
         }
-        Ok(self.check()?.push(key, Some(value)))
+        let mut state = self.check()?;
+        state.panic_if(&key);
+        Ok(state.push(key, Some(value)))
     }
 
     async fn delete(&self, key: Vec<u8>) -> Result<Option<u64>, BackendError> {
@@ -129,7 +146,9 @@ impl Backend for MemBackend {
     }
 
     async fn get(&self, key: Vec<u8>, _c: Consistency) -> Result<Option<Entry>, BackendError> {
-        Ok(self.check()?.live(&key))
+        let state = self.check()?;
+        state.panic_if(&key);
+        Ok(state.live(&key))
     }
 
     async fn history(

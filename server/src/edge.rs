@@ -1,0 +1,483 @@
+//! The edge's cluster backend: writes go to the master, reads to a healthy
+//! worker (round robin), with read-your-writes by seq and a fallback to the
+//! master when no worker can answer.
+
+use crate::http::{Backend, BackendError, Consistency, Entry, ScanPage, Version};
+use crate::wire::{self, Reader, Writer};
+use hypha_net::{ErrorCode, Message, Purpose, Role};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long one request to a node may take (a worker's min_seq wait included).
+pub const REQUEST_TIMEOUT_MS: u64 = 5_000;
+/// Idle connections kept per node.
+pub const POOL_CONNECTIONS_MAX: usize = 64;
+/// A node that failed is skipped for this long.
+pub const RETRY_AFTER_MS: u64 = 1_000;
+
+/// How to run the edge's backend.
+#[derive(Clone, Debug)]
+pub struct EdgeConfig {
+    /// The master.
+    pub master: SocketAddr,
+    /// Workers known up front (more are learned from the master).
+    pub workers: Vec<SocketAddr>,
+    /// Cluster name.
+    pub cluster: String,
+    /// Largest value accepted.
+    pub value_bytes_max: usize,
+    /// How often the worker list is refreshed from the master.
+    pub refresh_ms: u64,
+    /// Workers more than this many records behind the master are skipped
+    /// (unless nothing else can answer).
+    pub lag_records_max: u64,
+}
+
+/// One node the edge talks to, with a pool of connections.
+pub struct Peer {
+    /// Its request address.
+    pub addr: SocketAddr,
+    pool: Mutex<Vec<(Reader, Writer)>>,
+    healthy: AtomicBool,
+    failed_at: Mutex<Option<Instant>>,
+    applied_seq: AtomicU64,
+}
+
+impl Peer {
+    fn new(addr: SocketAddr) -> Arc<Peer> {
+        Arc::new(Peer {
+            addr,
+            pool: Mutex::new(Vec::new()),
+            healthy: AtomicBool::new(true),
+            failed_at: Mutex::new(None),
+            applied_seq: AtomicU64::new(0),
+        })
+    }
+
+    fn usable(&self) -> bool {
+        let failed = *self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
+        self.healthy.load(Ordering::Relaxed)
+            && failed.is_none_or(|t| t.elapsed() > Duration::from_millis(RETRY_AFTER_MS))
+    }
+
+    async fn call(&self, cluster: &str, m: &Message) -> std::io::Result<Message> {
+        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let (mut r, mut w) = match pooled {
+            Some(c) => c,
+            None => {
+                let hello = wire::hello(cluster, Role::Edge, 0, Purpose::Request)?;
+                let (r, w, answer) = wire::connect(self.addr, hello).await?;
+                if !matches!(answer, Message::Welcome(_)) {
+                    return Err(std::io::Error::other(format!(
+                        "{} refused the edge: {answer:?}",
+                        self.addr
+                    )));
+                }
+                (r, w)
+            }
+        };
+        let result = wire::timeout(REQUEST_TIMEOUT_MS, async {
+            w.send(m).await?;
+            r.recv()
+                .await?
+                .ok_or_else(|| std::io::Error::other("connection closed"))
+        })
+        .await;
+        match &result {
+            Ok(_) => {
+                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+                if pool.len() < POOL_CONNECTIONS_MAX {
+                    pool.push((r, w));
+                }
+            }
+            Err(_) => {
+                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now())
+            }
+        }
+        result
+    }
+}
+
+/// The backend behind the HTTP edge.
+pub struct Edge {
+    cfg: EdgeConfig,
+    master: Arc<Peer>,
+    workers: Mutex<Vec<Arc<Peer>>>,
+    next: AtomicUsize,
+    req_ids: AtomicU64,
+    /// Highest seq this edge acknowledged: reads never go below it.
+    written_seq: AtomicU64,
+    master_seq: AtomicU64,
+}
+
+impl Edge {
+    /// A backend; call [`Edge::refresh_loop`] to learn workers from the master.
+    pub fn new(cfg: EdgeConfig) -> Arc<Edge> {
+        let workers = cfg.workers.iter().map(|&a| Peer::new(a)).collect();
+        Arc::new(Edge {
+            master: Peer::new(cfg.master),
+            workers: Mutex::new(workers),
+            next: AtomicUsize::new(0),
+            req_ids: AtomicU64::new(1),
+            written_seq: AtomicU64::new(0),
+            master_seq: AtomicU64::new(0),
+            cfg,
+        })
+    }
+
+    fn req_id(&self) -> u64 {
+        self.req_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Refreshes the worker list (and their lag) from the master, forever.
+    pub async fn refresh_loop(self: Arc<Self>) {
+        loop {
+            self.refresh().await;
+            smol::Timer::after(Duration::from_millis(self.cfg.refresh_ms)).await;
+        }
+    }
+
+    /// Asks the master for its workers once.
+    pub async fn refresh(&self) {
+        let m = Message::Workers {
+            req_id: self.req_id(),
+        };
+        let Ok(Message::WorkerList { workers, .. }) = self.master.call(&self.cfg.cluster, &m).await
+        else {
+            return;
+        };
+        if let Ok(Message::DigestIs { seq, .. }) = self
+            .master
+            .call(&self.cfg.cluster, &Message::Digest { req_id: 0 })
+            .await
+        {
+            self.master_seq.store(seq, Ordering::Relaxed);
+        }
+        let mut list = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        for info in workers {
+            let Ok(addr) = info.addr.parse::<SocketAddr>() else {
+                continue;
+            };
+            let peer = match list.iter().find(|p| p.addr == addr) {
+                Some(p) => p.clone(),
+                None => {
+                    log::info!("edge: learned worker {addr} from the master");
+                    let p = Peer::new(addr);
+                    list.push(p.clone());
+                    p
+                }
+            };
+            peer.healthy.store(info.healthy, Ordering::Relaxed);
+            peer.applied_seq
+                .fetch_max(info.applied_seq, Ordering::Relaxed);
+        }
+    }
+
+    fn candidates(&self, min_seq: u64) -> Vec<Arc<Peer>> {
+        let list = self
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let n = list.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let master_seq = self.master_seq.load(Ordering::Relaxed);
+        let mut out: Vec<Arc<Peer>> = (0..n)
+            .map(|i| list[(start + i) % n].clone())
+            .filter(|p| {
+                p.usable()
+                    && master_seq.saturating_sub(p.applied_seq.load(Ordering::Relaxed))
+                        <= self.cfg.lag_records_max
+            })
+            .collect();
+        // Those known to have applied min_seq first.
+        out.sort_by_key(|p| p.applied_seq.load(Ordering::Relaxed) < min_seq);
+        out
+    }
+
+    /// Sends a read to a worker that can answer at `min_seq`, falling back to
+    /// the master.
+    async fn read(
+        &self,
+        c: Consistency,
+        make: impl Fn(u64, u64) -> Message,
+    ) -> Result<Message, BackendError> {
+        let min_seq = match c {
+            Consistency::Any => 0,
+            Consistency::ReadYourWrites => self.written_seq.load(Ordering::Acquire),
+            Consistency::Linearizable => {
+                match self.master.call(&self.cfg.cluster, &Message::Digest { req_id: self.req_id() }).await {
+                    Ok(Message::DigestIs { seq, .. }) => seq,
+                    _ => {
+                        return Err(BackendError::Unavailable(format!(
+                            "consistency=linearizable needs the master's commit seq and the master at {} is \
+                             unreachable; use consistency=ryw or any",
+                            self.cfg.master
+                        )))
+                    }
+                }
+            }
+        };
+        for peer in self.candidates(min_seq) {
+            match peer
+                .call(&self.cfg.cluster, &make(self.req_id(), min_seq))
+                .await
+            {
+                Ok(Message::Error {
+                    code: ErrorCode::Timeout | ErrorCode::Unavailable,
+                    ..
+                })
+                | Err(_) => continue,
+                Ok(answer) => {
+                    if let Some(seq) = applied_of(&answer) {
+                        peer.applied_seq.fetch_max(seq, Ordering::Relaxed);
+                    }
+                    return Ok(answer);
+                }
+            }
+        }
+        self.master
+            .call(&self.cfg.cluster, &make(self.req_id(), min_seq))
+            .await
+            .map_err(|e| {
+                BackendError::Unavailable(format!(
+                    "no worker could answer and the master at {} is unreachable: {e}",
+                    self.cfg.master
+                ))
+            })
+    }
+
+    async fn write(&self, m: Message) -> Result<Message, BackendError> {
+        let answer = self.master.call(&self.cfg.cluster, &m).await.map_err(|e| {
+            BackendError::Unavailable(format!(
+                "the master at {} is unreachable ({e}); writes are refused until it is back, reads keep working",
+                self.cfg.master
+            ))
+        })?;
+        let seq = match &answer {
+            Message::Written { seq, .. } => Some(*seq),
+            Message::Deleted { seq, .. } => *seq,
+            _ => None,
+        };
+        if let Some(seq) = seq {
+            self.written_seq.fetch_max(seq, Ordering::AcqRel);
+            self.master_seq.fetch_max(seq, Ordering::Relaxed);
+        }
+        Ok(answer)
+    }
+
+    async fn node_digest(&self, peer: &Peer) -> serde_json::Value {
+        match peer
+            .call(
+                &self.cfg.cluster,
+                &Message::Digest {
+                    req_id: self.req_id(),
+                },
+            )
+            .await
+        {
+            Ok(Message::DigestIs {
+                digest, seq, len, ..
+            }) => {
+                json!({"addr": peer.addr.to_string(), "digest": format!("{digest:016x}"), "seq": seq, "keys": len})
+            }
+            Ok(other) => {
+                json!({"addr": peer.addr.to_string(), "error": format!("{}", other.name())})
+            }
+            Err(e) => json!({"addr": peer.addr.to_string(), "error": e.to_string()}),
+        }
+    }
+
+    fn worker_list(&self) -> Vec<Arc<Peer>> {
+        self.workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+fn applied_of(m: &Message) -> Option<u64> {
+    match m {
+        Message::Value { applied_seq, .. }
+        | Message::Versions { applied_seq, .. }
+        | Message::ScanPage { applied_seq, .. } => Some(*applied_seq),
+        _ => None,
+    }
+}
+
+fn to_error(m: Message) -> BackendError {
+    match m {
+        Message::Error { code, message, .. } => match code {
+            ErrorCode::TooLarge => BackendError::TooLarge(message),
+            ErrorCode::BadRequest | ErrorCode::NotFound => BackendError::BadRequest(message),
+            ErrorCode::Timeout => BackendError::Timeout(message),
+            ErrorCode::ReadOnly => BackendError::ReadOnly(message),
+            ErrorCode::SyncFailed { confirmed, wanted } => {
+                BackendError::SyncFailed { confirmed, wanted }
+            }
+            ErrorCode::Unavailable | ErrorCode::NotMaster => BackendError::Unavailable(message),
+            _ => BackendError::Internal(message),
+        },
+        other => BackendError::Internal(format!("unexpected answer {}", other.name())),
+    }
+}
+
+impl Backend for Edge {
+    async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<u64, BackendError> {
+        match self
+            .write(Message::Put {
+                req_id: self.req_id(),
+                key,
+                value,
+            })
+            .await?
+        {
+            Message::Written { seq, .. } => Ok(seq),
+            other => Err(to_error(other)),
+        }
+    }
+
+    async fn delete(&self, key: Vec<u8>) -> Result<Option<u64>, BackendError> {
+        match self
+            .write(Message::Delete {
+                req_id: self.req_id(),
+                key,
+            })
+            .await?
+        {
+            Message::Deleted { seq, .. } => Ok(seq),
+            other => Err(to_error(other)),
+        }
+    }
+
+    async fn get(&self, key: Vec<u8>, c: Consistency) -> Result<Option<Entry>, BackendError> {
+        match self
+            .read(c, |req_id, min_seq| Message::Get {
+                req_id,
+                key: key.clone(),
+                min_seq,
+            })
+            .await?
+        {
+            Message::Value { value, .. } => Ok(value.map(|(seq, value)| Entry { value, seq })),
+            other => Err(to_error(other)),
+        }
+    }
+
+    async fn history(
+        &self,
+        key: Vec<u8>,
+        depth: u32,
+        c: Consistency,
+    ) -> Result<Vec<Version>, BackendError> {
+        let depth = depth.min(hypha_net::HISTORY_DEPTH_MAX as u32);
+        match self
+            .read(c, |req_id, min_seq| Message::History {
+                req_id,
+                key: key.clone(),
+                depth,
+                min_seq,
+            })
+            .await?
+        {
+            Message::Versions { versions, .. } => Ok(versions
+                .into_iter()
+                .map(|v| Version {
+                    seq: v.seq,
+                    value: v.value,
+                })
+                .collect()),
+            other => Err(to_error(other)),
+        }
+    }
+
+    async fn scan(
+        &self,
+        cursor: u64,
+        prefix: Vec<u8>,
+        limit: u32,
+        c: Consistency,
+    ) -> Result<ScanPage, BackendError> {
+        let limit = limit.min(hypha_net::SCAN_LIMIT_MAX as u32);
+        let make = |req_id, min_seq| Message::Scan {
+            req_id,
+            cursor,
+            prefix: prefix.clone(),
+            limit,
+            min_seq,
+        };
+        match self.read(c, make).await? {
+            Message::ScanPage {
+                keys, next_cursor, ..
+            } => Ok(ScanPage { keys, next_cursor }),
+            other => Err(to_error(other)),
+        }
+    }
+
+    async fn digest(&self) -> Result<serde_json::Value, BackendError> {
+        let master = self.node_digest(&self.master).await;
+        let mut workers = Vec::new();
+        for w in self.worker_list() {
+            workers.push(self.node_digest(&w).await);
+        }
+        Ok(json!({"master": master, "workers": workers}))
+    }
+
+    async fn status(&self) -> serde_json::Value {
+        self.refresh().await;
+        let master_seq = self.master_seq.load(Ordering::Relaxed);
+        let workers: Vec<_> = self
+            .worker_list()
+            .iter()
+            .map(|w| {
+                let applied = w.applied_seq.load(Ordering::Relaxed);
+                json!({
+                    "addr": w.addr.to_string(),
+                    "healthy": w.usable(),
+                    "applied_seq": applied,
+                    "lag": master_seq.saturating_sub(applied),
+                })
+            })
+            .collect();
+        json!({
+            "role": "edge",
+            "master": {"addr": self.cfg.master.to_string(), "healthy": self.master.usable(), "seq": master_seq},
+            "workers": workers,
+            "written_seq": self.written_seq.load(Ordering::Relaxed),
+        })
+    }
+
+    fn metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let master_seq = self.master_seq.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# TYPE hypha_master_seq gauge\nhypha_master_seq {master_seq}"
+        );
+        let _ = writeln!(out, "# TYPE hypha_worker_lag_records gauge");
+        for w in self.worker_list() {
+            let lag = master_seq.saturating_sub(w.applied_seq.load(Ordering::Relaxed));
+            let _ = writeln!(out, "hypha_worker_lag_records{{addr=\"{}\"}} {lag}", w.addr);
+        }
+        let _ = writeln!(out, "# TYPE hypha_worker_healthy gauge");
+        for w in self.worker_list() {
+            let _ = writeln!(
+                out,
+                "hypha_worker_healthy{{addr=\"{}\"}} {}",
+                w.addr,
+                w.usable() as u8
+            );
+        }
+    }
+
+    fn value_bytes_max(&self) -> usize {
+        self.cfg.value_bytes_max
+    }
+}
