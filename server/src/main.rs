@@ -264,12 +264,7 @@ async fn serve_until_signal(
     for l in listeners {
         let stop = stop.clone();
         let listener = stop.listen();
-        tasks.push(smol::spawn(serve(
-            l,
-            edge.clone(),
-            cfg.clone(),
-            async move { listener.await },
-        )));
+        tasks.push(smol::spawn(serve(l, edge.clone(), cfg.clone(), listener)));
     }
     let refresh = smol::spawn(edge.clone().refresh_loop());
     shutdown_signal().await?;
