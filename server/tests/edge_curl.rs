@@ -40,7 +40,7 @@ fn all_in_one(dir: &TempDir) -> (Node, String) {
         loopback(port),
         &["--data", &data, "--http", &http, "--heartbeat-ms", "100"],
     );
-    n.wait_log("http: listening", 0, Duration::from_secs(10));
+    n.wait_log("http: listening", 0, Duration::from_secs(30));
     (n, format!("http://{http}"))
 }
 
@@ -232,7 +232,7 @@ fn reads_survive_a_killed_worker_and_writes_fail_cleanly_without_a_master() {
     ];
     hargs.extend_from_slice(&hb);
     let edge = Node::start(loopback(hport), &hargs);
-    edge.wait_log("http: listening", 0, Duration::from_secs(10));
+    edge.wait_log("http: listening", 0, Duration::from_secs(30));
     let base = format!("http://{h_listen}");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while curl(&[

@@ -15,7 +15,9 @@
 //! | `GET /ping`, `/status`, `/metrics`, `/digest` | pong, backend status, Prometheus text, backend digest |
 //!
 //! Keys are the percent-decoded rest of the path: `/kv/a/b` and `/kv/a%2Fb` are
-//! the same key. Reads take `consistency=ryw|linearizable|any`.
+//! the same key, `+` in a path is a plus. Query values are form-decoded (`+` is
+//! a space, `%2B` a plus). Reads take `consistency=ryw|linearizable|any`.
+//! Every error is `{"error": "..."}` saying what to change.
 
 use std::sync::Arc;
 
