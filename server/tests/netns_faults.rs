@@ -190,8 +190,8 @@ struct Cluster {
     _dir: TempDir,
     master: Proc,
     w1: Proc,
-    w2: Proc,
-    edge: Proc,
+    _w2: Proc,
+    _edge: Proc,
     edge_url: String,
 }
 
