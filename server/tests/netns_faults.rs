@@ -237,8 +237,8 @@ fn cluster(tag: &str, master_extra: &[&str]) -> Cluster {
         _dir: dir,
         master,
         w1,
-        w2,
-        edge,
+        _w2: w2,
+        _edge: edge,
     }
 }
 
