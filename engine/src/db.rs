@@ -522,6 +522,15 @@ impl Db {
     pub fn apply(&self, r: &Record) -> Result<bool> {
         Self::check_key(&r.key)?;
         self.check_value(&r.value)?;
+        if r.kind == RecordKind::Delete && !r.value.is_empty() {
+            return Err(Error::InvalidRecord {
+                detail: format!(
+                    "seq {}: a delete carries a {}-byte value",
+                    r.seq,
+                    r.value.len()
+                ),
+            });
+        }
         if r.id == 0 || r.id > self.inner.opts.ids_max {
             return Err(Error::IdOutOfRange {
                 id: r.id,
@@ -746,6 +755,15 @@ impl Ids<'_> {
             return Ok(None);
         }
         let r = core.log.record(loc)?;
+        if r.header.id != id {
+            // A damaged lookup entry pointing at another id's record.
+            return Err(core.log.corrupted(
+                loc,
+                crate::CodecError::BadField {
+                    what: "record id (lookup disagrees)",
+                },
+            ));
+        }
         Ok((r.header.kind == RecordKind::Put).then(|| r.value.to_vec()))
     }
 

@@ -179,6 +179,11 @@ mod std_error {
             /// What disagrees.
             detail: String,
         },
+        /// A record given to `apply` that no database could have written.
+        InvalidRecord {
+            /// What is wrong with it.
+            detail: String,
+        },
         /// Options that cannot work, or that contradict the database on disk.
         BadOptions {
             /// What to change.
@@ -237,6 +242,7 @@ mod std_error {
                      header): raise file_size"
                 ),
                 Error::Diverged { detail } => write!(f, "replica diverged: {detail}"),
+                Error::InvalidRecord { detail } => write!(f, "invalid record: {detail}"),
                 Error::BadOptions { detail } => write!(f, "bad options: {detail}"),
                 Error::Locked { dir } => write!(
                     f,

@@ -142,3 +142,26 @@ fn every_cut_inside_the_last_two_records_recovers_a_prefix() -> Result<(), Error
     }
     Ok(())
 }
+
+#[test]
+fn a_lookup_entry_pointing_at_another_ids_record_is_an_error_not_its_value() -> Result<(), Error> {
+    let dir = TempDir::new("rec-lookup-swap");
+    let db = Db::open(dir.path(), never())?;
+    let a = db.ids().set(None, b"value of a")?;
+    let b = db.ids().set(None, b"value of b")?;
+    db.close()?;
+    // keysize 6: the entry of id i sits at 32 + 6 * i; give a the entry of b.
+    let path = dir.path().join("lookup.tbl");
+    let mut table = std::fs::read(&path).expect("read");
+    let (ea, eb) = (32 + 6 * a as usize, 32 + 6 * b as usize);
+    let entry_b = table[eb..eb + 6].to_vec();
+    table[ea..ea + 6].copy_from_slice(&entry_b);
+    std::fs::write(&path, &table).expect("write");
+    let db = Db::open(dir.path(), never())?;
+    assert!(
+        matches!(db.ids().get(a), Err(Error::Corrupted { .. })),
+        "must not return b's value for a"
+    );
+    assert_eq!(db.ids().get(b)?.as_deref(), Some(&b"value of b"[..]));
+    Ok(())
+}

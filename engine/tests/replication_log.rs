@@ -170,3 +170,19 @@ fn apply_refuses_a_record_from_another_history() -> Result<(), Error> {
     assert_eq!(db.get(b"k")?.as_deref(), Some(&b"v"[..]));
     Ok(())
 }
+
+#[test]
+fn apply_refuses_a_delete_that_carries_a_value() -> Result<(), Error> {
+    let a = TempDir::new("bad-delete");
+    let db = Db::open(a.path(), never())?;
+    let bad = Record {
+        seq: 1,
+        id: 1,
+        kind: RecordKind::Delete,
+        key: b"k".to_vec(),
+        value: b"x".to_vec(),
+    };
+    assert!(matches!(db.apply(&bad), Err(Error::InvalidRecord { .. })));
+    assert_eq!(db.seq(), 0, "nothing written");
+    Ok(())
+}

@@ -64,10 +64,18 @@ impl Heartbeat {
         }
     }
 
-    /// Checks the magic and that `load` is at most `LOAD_PERMILLE_MAX`.
+    /// Checks the magic, the version (a heartbeat of another version would
+    /// encode but no peer of this version would decode it) and that `load`
+    /// is at most `LOAD_PERMILLE_MAX`.
     pub fn validate(&self) -> Result<(), DecodeError> {
         if self.magic != HELLO_MAGIC {
             return Err(DecodeError::BadMagic { found: self.magic });
+        }
+        if self.version != PROTOCOL_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                ours: PROTOCOL_VERSION,
+                theirs: self.version,
+            });
         }
         if self.load > LOAD_PERMILLE_MAX {
             return Err(DecodeError::LimitExceeded {

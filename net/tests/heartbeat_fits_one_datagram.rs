@@ -148,3 +148,15 @@ fn load_over_the_limit_is_refused_both_ways() {
     let payload = postcard::to_allocvec(&beat).unwrap_or_default();
     assert_eq!(decode_heartbeat(&datagram(&payload)), Err(expected));
 }
+
+#[test]
+fn a_heartbeat_of_another_version_is_not_encoded() {
+    let mut hb = small();
+    hb.version = PROTOCOL_VERSION + 1;
+    assert!(matches!(
+        encode_heartbeat(&hb),
+        Err(EncodeError::Rejected(
+            DecodeError::UnsupportedVersion { .. }
+        ))
+    ));
+}
