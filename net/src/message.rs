@@ -207,7 +207,9 @@ pub enum Message {
         upto_seq: u64,
         /// Number of records the chunks will carry.
         records_total: u64,
-        /// Key + value bytes the chunks will carry.
+        /// For progress reports: an estimate of the bytes the chunks will
+        /// carry (hypha's master sends the size of its data files, an upper
+        /// bound, since the log also holds older versions).
         bytes_total: u64,
     },
     /// Tag 23. Master to worker: part of a snapshot.

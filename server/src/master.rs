@@ -207,8 +207,7 @@ impl Master {
         }
         match m {
             Message::Put { req_id, key, value } => {
-                let db = self.db.clone();
-                match smol::unblock(move || db.put(&key, &value)).await {
+                match self.blocking(move |db| db.put(&key, &value)).await {
                     Ok(seq) => {
                         self.after_write(req_id, seq, Message::Written { req_id, seq })
                             .await
@@ -217,8 +216,7 @@ impl Master {
                 }
             }
             Message::Delete { req_id, key } => {
-                let db = self.db.clone();
-                match smol::unblock(move || db.delete(&key)).await {
+                match self.blocking(move |db| db.delete(&key)).await {
                     Ok(Some(seq)) => {
                         self.after_write(
                             req_id,
@@ -246,6 +244,17 @@ impl Master {
                     &format!("a master does not answer {}", other.name()),
                 )
             }
+        }
+    }
+
+    /// Runs a write. Under `--fsync always` it waits for an fdatasync, so it
+    /// runs on the blocking pool; otherwise it takes microseconds and a hop
+    /// to another thread would only add latency.
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Db) -> T + Send + 'static) -> T {
+        let db = self.db.clone();
+        match self.cfg.engine.fsync {
+            hypha_engine::Fsync::Always => smol::unblock(move || f(&db)).await,
+            _ => f(&db),
         }
     }
 
@@ -503,6 +512,8 @@ impl Master {
             history_id: self.me.history_id,
             upto_seq: upto,
             records_total: stats.live,
+            // An upper bound for progress reports: the log holds the live
+            // records and older versions.
             bytes_total: stats.disk_bytes,
         })
         .await?;

@@ -248,13 +248,18 @@ impl Worker {
             match m {
                 Message::Records { records, .. } => {
                     let db = self.db_or_busy()?;
-                    let applied = smol::unblock(move || -> Result<u64, hypha_engine::Error> {
+                    let apply = move || -> Result<u64, hypha_engine::Error> {
                         for r in records {
                             db.apply(&from_wire(r))?;
                         }
                         Ok(db.seq())
-                    })
-                    .await
+                    };
+                    // Only an fdatasync per apply is slow enough to be worth a
+                    // hop to the blocking pool.
+                    let applied = match self.cfg.engine.fsync {
+                        Fsync::Always => smol::unblock(apply).await,
+                        _ => apply(),
+                    }
                     .map_err(|e| std::io::Error::other(format!("applying records: {e}")))?;
                     self.applied.notify(usize::MAX);
                     w.send(&Message::Ack {
