@@ -247,7 +247,14 @@ impl Log {
                 reason: format!("all {} data files are used", FILE_NUMBER_MAX as u32 + 1),
             });
         }
+        // The full file is made durable before any record goes to the next:
+        // recovery then only ever finds an unsynced tail in the newest file,
+        // never a hole in an older one followed by newer records.
         self.flush()?;
+        let full = self.files.last().expect("the log always has a data file");
+        self.io
+            .sync_data(&full.file)
+            .ctx(|| format!("fsync {}", full.path.display()))?;
         let n = self.last_no() + 1;
         let f = DataFile::create(&self.dir, n, next_seq, self.file_size, &*self.io)?;
         log::info!(

@@ -55,6 +55,13 @@ pub fn check_keysize(keysize: u8) -> Result<(), CodecError> {
     }
 }
 
+/// The keysize of an entry `len` bytes long, if it is one OurDB defines.
+fn keysize_of(len: usize) -> Result<u8, CodecError> {
+    let keysize = u8::try_from(len).map_err(|_| CodecError::BadKeysize(u8::MAX))?;
+    check_keysize(keysize)?;
+    Ok(keysize)
+}
+
 /// Highest offset + 1 a keysize can address in one file (`None`: u32 range).
 pub fn offset_limit(keysize: u8) -> Option<u64> {
     match keysize {
@@ -68,8 +75,7 @@ pub fn offset_limit(keysize: u8) -> Option<u64> {
 /// Fails when the location does not fit the keysize: a file other than 0 for
 /// keysize < 6, or an offset beyond the keysize's range.
 pub fn encode_entry(loc: Location, out: &mut [u8]) -> Result<(), CodecError> {
-    let keysize = out.len() as u8;
-    check_keysize(keysize)?;
+    let keysize = keysize_of(out.len())?;
     if keysize < 6 {
         if loc.file != 0 {
             return Err(CodecError::LocationDoesNotFit {
@@ -97,8 +103,7 @@ pub fn encode_entry(loc: Location, out: &mut [u8]) -> Result<(), CodecError> {
 
 /// Decodes a lookup entry of keysize `entry.len()`.
 pub fn decode_entry(entry: &[u8]) -> Result<Location, CodecError> {
-    let keysize = entry.len() as u8;
-    check_keysize(keysize)?;
+    let keysize = keysize_of(entry.len())?;
     let loc = if keysize < 6 {
         let mut w = [0u8; 4];
         w[..entry.len()].copy_from_slice(entry);
@@ -209,6 +214,9 @@ mod tests {
             "offset inside the file header"
         );
         assert_eq!(decode_entry(&[0, 0, 0, 0, 0, 0]).unwrap(), Location::NONE);
+        // 258 bytes is 2 as a u8: must not pass for keysize 2.
+        assert!(decode_entry(&[0u8; 258]).is_err());
+        assert!(encode_entry(Location::NONE, &mut [0u8; 258]).is_err());
     }
 
     #[test]

@@ -120,3 +120,31 @@ fn concurrent_durable_writers_share_fsyncs() -> Result<(), Error> {
     );
     Ok(())
 }
+
+#[test]
+fn rolling_over_makes_the_full_file_durable_before_the_next_is_used() -> Result<(), Error> {
+    // Otherwise a crash could keep records of the new file while losing the
+    // unsynced tail of the old one: a hole no prefix of the writes explains.
+    let dir = TempDir::new("rollover-sync");
+    let io = Arc::new(FaultyIo::new(0, 0, EIO));
+    let opts = Options {
+        fsync: Fsync::Never,
+        io: io.clone(),
+        file_size: 16 << 10,
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), opts)?;
+    let before = io.syncs();
+    let mut i = 0u32;
+    while db.stats().files < 2 {
+        db.put(&i.to_be_bytes(), &[7u8; 500])?;
+        i += 1;
+    }
+    // One fdatasync of the full file, one of the new file's header.
+    assert_eq!(
+        io.syncs() - before,
+        2,
+        "the full file was not synced at rollover"
+    );
+    Ok(())
+}
