@@ -58,6 +58,12 @@ HYPHA_SYNC_TIMEOUT_MS. Addresses are HOST:PORT, IPv6 as [ADDR]:PORT
 const COMMON: [&str; 3] = ["cluster", "heartbeat-ms", "heartbeat-timeout-ms"];
 
 fn main() -> ExitCode {
+    // smol's global executor runs one thread unless told otherwise; the
+    // master, workers and edge tasks should use every core.
+    if std::env::var_os("SMOL_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::env::set_var("SMOL_THREADS", cores.to_string());
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
