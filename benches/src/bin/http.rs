@@ -396,8 +396,11 @@ struct CaseResult {
     secs: f64,
     hist: Hist,
     problems: Problems,
-    /// Cores used in the measured window: server, load generator, everything else.
-    cpu: [f64; 3],
+    /// Cores in the measured window: used by the server, the load generator,
+    /// all other processes; idle.
+    cpu: [f64; 4],
+    /// The busiest other processes in the window, for the warning.
+    top_others: String,
 }
 
 impl CaseResult {
@@ -415,7 +418,7 @@ fn run_load(
     warmup: f64,
     secs: f64,
     server_pids: &[u32],
-) -> (u64, f64, Hist, Problems, [f64; 3]) {
+) -> (u64, f64, Hist, Problems, [f64; 4], String) {
     let t0 = Instant::now() + Duration::from_millis(50);
     let measure_from = t0 + Duration::from_secs_f64(warmup);
     let measure_to = measure_from + Duration::from_secs_f64(secs);
@@ -478,13 +481,32 @@ fn run_load(
         }
     };
     sleep_until(measure_from);
-    let (s0, c0, a0) = (cpu_ticks(server_pids), self_cpu_ticks(), busy_ticks());
+    let mut skip = server_pids.to_vec();
+    skip.push(std::process::id());
+    let (s0, c0, o0, i0) = (cpu_ticks(server_pids), self_cpu_ticks(), other_ticks(&skip), idle_ticks());
     sleep_until(measure_to);
-    let (s1, c1, a1) = (cpu_ticks(server_pids), self_cpu_ticks(), busy_ticks());
+    let (s1, c1, o1, i1) = (cpu_ticks(server_pids), self_cpu_ticks(), other_ticks(&skip), idle_ticks());
     let hz = clock_ticks();
     let server_cpu = (s1 - s0) as f64 / hz / secs;
     let client_cpu = (c1 - c0) as f64 / hz / secs;
-    let other_cpu = (a1.saturating_sub(a0) as f64 / hz / secs - server_cpu - client_cpu).max(0.0);
+    let mut deltas: Vec<(u64, u32)> = o1
+        .iter()
+        .map(|(p, t)| (t.saturating_sub(*o0.get(p).unwrap_or(&0)), *p))
+        .filter(|(d, _)| *d > 0)
+        .collect();
+    let other: u64 = deltas.iter().map(|(d, _)| d).sum();
+    deltas.sort_unstable_by(|a, b| b.cmp(a));
+    let top_others = deltas
+        .iter()
+        .take(3)
+        .map(|(d, p)| {
+            let comm = fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_else(|_| "?".into());
+            format!("{} (pid {p}) {:.0} %", comm.trim(), 100.0 * *d as f64 / hz / secs)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let other_cpu = other as f64 / hz / secs;
+    let idle_cpu = i1.saturating_sub(i0) as f64 / hz / secs;
     let mut total = 0;
     let mut hist = Hist::new();
     let mut problems = Problems::default();
@@ -494,7 +516,7 @@ fn run_load(
         hist.merge(&hh);
         problems.merge(p);
     }
-    (total, secs, hist, problems, [server_cpu, client_cpu, other_cpu])
+    (total, secs, hist, problems, [server_cpu, client_cpu, other_cpu, idle_cpu], top_others)
 }
 
 fn work_seed(w: Work) -> u64 {
@@ -681,8 +703,8 @@ fn cpu_ticks(pids: &[u32]) -> u64 {
         .sum()
 }
 
-/// Busy ticks of the whole machine (all but idle and iowait), from /proc/stat.
-fn busy_ticks() -> u64 {
+/// Idle + iowait ticks of the whole machine, from /proc/stat.
+fn idle_ticks() -> u64 {
     let s = fs::read_to_string("/proc/stat").unwrap_or_default();
     let f: Vec<u64> = s
         .lines()
@@ -692,8 +714,30 @@ fn busy_ticks() -> u64 {
         .skip(1)
         .map(|x| x.parse().unwrap_or(0))
         .collect();
-    // user nice system idle iowait irq softirq steal (guest is inside user)
-    [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum()
+    // user nice system idle iowait ...
+    f.get(3).unwrap_or(&0) + f.get(4).unwrap_or(&0)
+}
+
+/// utime + stime + cutime + cstime of every process except `skip`, by pid
+/// (cutime/cstime catch short-lived children once their parent reaps them).
+fn other_ticks(skip: &[u32]) -> BTreeMap<u32, u64> {
+    let mut out = BTreeMap::new();
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if skip.contains(&p) {
+            continue;
+        }
+        if let Some(f) = stat_fields(p) {
+            let t: u64 = (11..=14).map(|i| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)).sum();
+            out.insert(p, t);
+        }
+    }
+    out
 }
 
 fn self_cpu_ticks() -> u64 {
@@ -737,7 +781,7 @@ fn nginx_case(o: &Opts, dir: &Path) -> Result<CaseResult, String> {
     let mut p = Proc::spawn("nginx", cmd, ndir.join("stderr.log"), libc::SIGQUIT)?;
     wait_ready(&mut p, addr, "/")?;
     let pids = with_children(p.pid());
-    let (n, secs, hist, problems, cpu) =
+    let (n, secs, hist, problems, cpu, top_others) =
         run_load(addr, Work::Static, o.conns, o.warmup, o.secs, &pids);
     p.check_alive()?;
     let how = p.stop();
@@ -750,6 +794,7 @@ fn nginx_case(o: &Opts, dir: &Path) -> Result<CaseResult, String> {
         hist,
         problems,
         cpu,
+        top_others,
     })
 }
 
@@ -776,7 +821,7 @@ fn hypha_case(
     what: String,
     work: Work,
 ) -> Result<CaseResult, String> {
-    let (n, secs, hist, problems, cpu) =
+    let (n, secs, hist, problems, cpu, top_others) =
         run_load(addr, work, o.conns, o.warmup, o.secs, &[p.pid()]);
     p.check_alive()?;
     Ok(CaseResult {
@@ -787,6 +832,7 @@ fn hypha_case(
         hist,
         problems,
         cpu,
+        top_others,
     })
 }
 
@@ -846,6 +892,12 @@ fn machine_info(o: &Opts) {
         sh("git", &["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"]),
         if sh("git", &["-C", env!("CARGO_MANIFEST_DIR"), "status", "--porcelain", "--untracked-files=no", "--", "../server", "../engine", "../net"]).is_empty() { "" } else { ", dirty" }
     );
+    if let Some(src) = newest_source() {
+        let bin = fs::metadata(&o.hypha).and_then(|m| m.modified()).ok();
+        if bin.is_some_and(|b| b < src) {
+            println!("WARNING: {} is older than the newest file in server/, engine/, net/: rebuild it", o.hypha.display());
+        }
+    }
     println!("nginx: {}", sh(&o.nginx.display().to_string(), &["-v"]));
     println!(
         "load: {} keep-alive connections (one thread each), {} s warm-up + {} s measured per case, \
@@ -857,6 +909,26 @@ fn machine_info(o: &Opts) {
         sh("nproc", &[])
     );
     println!();
+}
+
+/// The newest modification time of hypha's sources (../server, ../engine, ../net src dirs and Cargo files).
+fn newest_source() -> Option<std::time::SystemTime> {
+    fn walk(p: &Path, newest: &mut Option<std::time::SystemTime>) {
+        let Ok(m) = fs::metadata(p) else { return };
+        if m.is_dir() {
+            for e in fs::read_dir(p).into_iter().flatten().flatten() {
+                walk(&e.path(), newest);
+            }
+        } else if let Ok(t) = m.modified() {
+            *newest = Some(newest.map_or(t, |n| n.max(t)));
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut newest = None;
+    for d in ["server/src", "engine/src", "net/src", "server/Cargo.toml", "engine/Cargo.toml", "net/Cargo.toml", "Cargo.lock"] {
+        walk(&root.join(d), &mut newest);
+    }
+    newest
 }
 
 fn us(ns: u64) -> String {
@@ -884,17 +956,17 @@ fn print_table(results: &[CaseResult]) {
     let ceiling = results.iter().find(|r| r.name == "ceiling").map(|r| r.rps());
     println!();
     println!(
-        "| {:<9} | {:>9} | {:>8} | {:>8} | {:>8} | {:>10} | {:>10} | {:>10} | {:>9} | {:>6} |",
-        "case", "req/s", "p50", "p99", "max", "÷ ceiling", "server CPU", "client CPU", "other CPU", "errors"
+        "| {:<9} | {:>9} | {:>8} | {:>8} | {:>8} | {:>10} | {:>10} | {:>10} | {:>11} | {:>6} | {:>6} |",
+        "case", "req/s", "p50", "p99", "max", "÷ ceiling", "server CPU", "client CPU", "other procs", "idle", "errors"
     );
-    println!("|{:-<11}|{:->11}|{:->10}|{:->10}|{:->10}|{:->12}|{:->12}|{:->12}|{:->11}|{:->8}|", "", "", "", "", "", "", "", "", "", "");
+    println!("|{:-<11}|{:->11}|{:->10}|{:->10}|{:->10}|{:->12}|{:->12}|{:->12}|{:->13}|{:->8}|{:->8}|", "", "", "", "", "", "", "", "", "", "", "");
     for r in results {
         let ratio = match ceiling {
             Some(c) if c > 0.0 => format!("{:.0} %", 100.0 * r.rps() / c),
             _ => "n/a".into(),
         };
         println!(
-            "| {:<9} | {:>9} | {:>8} | {:>8} | {:>8} | {:>10} | {:>8.0} % | {:>8.0} % | {:>7.0} % | {:>6} |",
+            "| {:<9} | {:>9} | {:>8} | {:>8} | {:>8} | {:>10} | {:>8.0} % | {:>8.0} % | {:>9.0} % | {:>4.0} % | {:>6} |",
             r.name,
             thousands(r.rps()),
             us(r.hist.quantile(0.50)),
@@ -904,6 +976,7 @@ fn print_table(results: &[CaseResult]) {
             100.0 * r.cpu[0],
             100.0 * r.cpu[1],
             100.0 * r.cpu[2],
+            100.0 * r.cpu[3],
             r.problems.total(),
         );
     }
@@ -911,10 +984,15 @@ fn print_table(results: &[CaseResult]) {
     for r in results {
         println!("  {:<9} {}", r.name, r.what);
     }
-    println!("  CPU: % of one core over the measured window (200 % = both cores); server = all its processes/threads, client = this load generator, other = the rest of the machine (from /proc/stat).");
+    println!("  CPU: % of one core over the measured window (200 % = both cores); server = all its processes/threads, client = this load generator, other procs = every other process (from /proc/PID/stat), idle = idle + iowait of the machine (/proc/stat). Kernel network (softirq) work is charged to whichever process was running.");
     for r in results {
         if r.cpu[2] > 0.10 {
-            println!("  WARNING: {} ran while other processes used {:.0} % of a core; its figures are depressed.", r.name, 100.0 * r.cpu[2]);
+            println!(
+                "  WARNING: {} ran while other processes used {:.0} % of a core (top: {}); its figures are depressed.",
+                r.name,
+                100.0 * r.cpu[2],
+                r.top_others
+            );
         }
     }
     println!();
