@@ -1,0 +1,298 @@
+#![no_main]
+//! Arbitrary `Message`s (and `Heartbeat`s) through `encode_frame` and back.
+//!
+//! `hypha_net` does not derive `Arbitrary`, so messages are built here from
+//! arbitrary fields. Whenever `encode_frame` succeeds, `decode_frame` of its
+//! bytes is the same message and takes all of them; when it fails, the
+//! reason is exactly what `Message::validate` says. Same for heartbeats.
+
+use arbitrary::{Result, Unstructured};
+use hypha_net::{
+    decode_frame, decode_heartbeat, encode_frame_to_vec, encode_heartbeat, Decoded, EncodeError,
+    ErrorCode, Heartbeat, Hello, Message, NodeStatus, Purpose, RecordKind, Refuse, RefuseReason,
+    Role, Version, Welcome, WireRecord, WorkerInfo, CLUSTER_NAME_BYTES_MAX, HELLO_MAGIC,
+    MESSAGE_TAG_COUNT,
+};
+use libfuzzer_sys::fuzz_target;
+
+// A new message kind must get a case in `message` below.
+const _: () = assert!(MESSAGE_TAG_COUNT == 27);
+
+/// `HELLO_MAGIC` half the time, so validation passes often enough.
+fn magic(u: &mut Unstructured) -> Result<u32> {
+    Ok(if u.arbitrary()? {
+        HELLO_MAGIC
+    } else {
+        u.arbitrary()?
+    })
+}
+
+fn cluster(u: &mut Unstructured) -> Result<heapless::String<CLUSTER_NAME_BYTES_MAX>> {
+    let text: &str = u.arbitrary()?;
+    let mut out = heapless::String::new();
+    for c in text.chars() {
+        if out.push(c).is_err() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn role(u: &mut Unstructured) -> Result<Role> {
+    Ok(*u.choose(&[Role::Master, Role::Worker, Role::Edge, Role::Client])?)
+}
+
+fn hello(u: &mut Unstructured) -> Result<Hello> {
+    Ok(Hello {
+        magic: magic(u)?,
+        version: u.arbitrary()?,
+        cluster: cluster(u)?,
+        role: role(u)?,
+        node_id: u.arbitrary()?,
+        history_id: u.arbitrary()?,
+        applied_seq: u.arbitrary()?,
+        purpose: *u.choose(&[Purpose::Replicate, Purpose::Request])?,
+    })
+}
+
+fn refuse_reason(u: &mut Unstructured) -> Result<RefuseReason> {
+    Ok(match u.int_in_range(0..=7)? {
+        0 => RefuseReason::BadMagic,
+        1 => RefuseReason::VersionMismatch {
+            ours: u.arbitrary()?,
+        },
+        2 => RefuseReason::WrongCluster,
+        3 => RefuseReason::NotAllowed,
+        4 => RefuseReason::HistoryMismatch {
+            ours: u.arbitrary()?,
+        },
+        5 => RefuseReason::NotMaster,
+        6 => RefuseReason::Busy,
+        _ => RefuseReason::Unexpected,
+    })
+}
+
+fn error_code(u: &mut Unstructured) -> Result<ErrorCode> {
+    Ok(match u.int_in_range(0..=8)? {
+        0 => ErrorCode::NotFound,
+        1 => ErrorCode::TooLarge,
+        2 => ErrorCode::BadRequest,
+        3 => ErrorCode::Unavailable,
+        4 => ErrorCode::Timeout,
+        5 => ErrorCode::ReadOnly,
+        6 => ErrorCode::NotMaster,
+        7 => ErrorCode::Internal,
+        _ => ErrorCode::SyncFailed {
+            confirmed: u.arbitrary()?,
+            wanted: u.arbitrary()?,
+        },
+    })
+}
+
+fn record(u: &mut Unstructured) -> Result<WireRecord> {
+    Ok(WireRecord {
+        seq: u.arbitrary()?,
+        id: u.arbitrary()?,
+        kind: *u.choose(&[RecordKind::Put, RecordKind::Delete])?,
+        key: u.arbitrary()?,
+        value: u.arbitrary()?,
+    })
+}
+
+/// Items while the input says "one more".
+fn list<T>(
+    u: &mut Unstructured,
+    mut item: impl FnMut(&mut Unstructured) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    while !u.is_empty() && u.arbitrary()? {
+        out.push(item(u)?);
+    }
+    Ok(out)
+}
+
+fn message(u: &mut Unstructured) -> Result<Message> {
+    let tag = u.int_in_range(0..=MESSAGE_TAG_COUNT - 1)?;
+    let m = match tag {
+        0 => Message::Hello(hello(u)?),
+        1 => Message::Welcome(Welcome {
+            version: u.arbitrary()?,
+            role: role(u)?,
+            node_id: u.arbitrary()?,
+            history_id: u.arbitrary()?,
+            commit_seq: u.arbitrary()?,
+        }),
+        2 => Message::Refuse(Refuse {
+            reason: refuse_reason(u)?,
+            message: u.arbitrary()?,
+        }),
+        3 => Message::Get {
+            req_id: u.arbitrary()?,
+            key: u.arbitrary()?,
+            min_seq: u.arbitrary()?,
+        },
+        4 => Message::Put {
+            req_id: u.arbitrary()?,
+            key: u.arbitrary()?,
+            value: u.arbitrary()?,
+        },
+        5 => Message::Delete {
+            req_id: u.arbitrary()?,
+            key: u.arbitrary()?,
+        },
+        6 => Message::History {
+            req_id: u.arbitrary()?,
+            key: u.arbitrary()?,
+            depth: u.arbitrary()?,
+            min_seq: u.arbitrary()?,
+        },
+        7 => Message::Scan {
+            req_id: u.arbitrary()?,
+            cursor: u.arbitrary()?,
+            prefix: u.arbitrary()?,
+            limit: u.arbitrary()?,
+            min_seq: u.arbitrary()?,
+        },
+        8 => Message::Digest {
+            req_id: u.arbitrary()?,
+        },
+        9 => Message::Status {
+            req_id: u.arbitrary()?,
+        },
+        10 => Message::Workers {
+            req_id: u.arbitrary()?,
+        },
+        11 => Message::Value {
+            req_id: u.arbitrary()?,
+            applied_seq: u.arbitrary()?,
+            value: u.arbitrary()?,
+        },
+        12 => Message::Written {
+            req_id: u.arbitrary()?,
+            seq: u.arbitrary()?,
+        },
+        13 => Message::Deleted {
+            req_id: u.arbitrary()?,
+            seq: u.arbitrary()?,
+        },
+        14 => Message::Versions {
+            req_id: u.arbitrary()?,
+            applied_seq: u.arbitrary()?,
+            versions: list(u, |u| {
+                Ok(Version {
+                    seq: u.arbitrary()?,
+                    value: u.arbitrary()?,
+                })
+            })?,
+        },
+        15 => Message::ScanPage {
+            req_id: u.arbitrary()?,
+            applied_seq: u.arbitrary()?,
+            keys: u.arbitrary()?,
+            next_cursor: u.arbitrary()?,
+        },
+        16 => Message::DigestIs {
+            req_id: u.arbitrary()?,
+            digest: u.arbitrary()?,
+            seq: u.arbitrary()?,
+            len: u.arbitrary()?,
+        },
+        17 => Message::StatusIs {
+            req_id: u.arbitrary()?,
+            status: NodeStatus {
+                role: role(u)?,
+                node_id: u.arbitrary()?,
+                history_id: u.arbitrary()?,
+                applied_seq: u.arbitrary()?,
+                commit_seq: u.arbitrary()?,
+                keys: u.arbitrary()?,
+                disk_bytes: u.arbitrary()?,
+            },
+        },
+        18 => Message::WorkerList {
+            req_id: u.arbitrary()?,
+            workers: list(u, |u| {
+                Ok(WorkerInfo {
+                    node_id: u.arbitrary()?,
+                    addr: u.arbitrary()?,
+                    applied_seq: u.arbitrary()?,
+                    healthy: u.arbitrary()?,
+                })
+            })?,
+        },
+        19 => Message::Error {
+            req_id: u.arbitrary()?,
+            code: error_code(u)?,
+            message: u.arbitrary()?,
+        },
+        20 => Message::Records {
+            first_seq: u.arbitrary()?,
+            records: list(u, record)?,
+        },
+        21 => Message::Ack {
+            applied_seq: u.arbitrary()?,
+        },
+        22 => Message::SnapshotBegin {
+            history_id: u.arbitrary()?,
+            upto_seq: u.arbitrary()?,
+            records_total: u.arbitrary()?,
+            bytes_total: u.arbitrary()?,
+        },
+        23 => Message::SnapshotChunk {
+            records: list(u, record)?,
+        },
+        24 => Message::SnapshotEnd {
+            upto_seq: u.arbitrary()?,
+        },
+        25 => Message::Ping {
+            nonce: u.arbitrary()?,
+        },
+        _ => Message::Pong {
+            nonce: u.arbitrary()?,
+        },
+    };
+    assert_eq!(m.tag(), tag, "case {tag} builds {}", m.name());
+    Ok(m)
+}
+
+fn heartbeat(u: &mut Unstructured) -> Result<Heartbeat> {
+    Ok(Heartbeat {
+        magic: magic(u)?,
+        version: u.arbitrary()?,
+        cluster: cluster(u)?,
+        node_id: u.arbitrary()?,
+        role: role(u)?,
+        applied_seq: u.arbitrary()?,
+        commit_seq: u.arbitrary()?,
+        load: u.arbitrary()?,
+        serve_port: u.arbitrary()?,
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut u = Unstructured::new(data);
+    if let Ok(m) = message(&mut u) {
+        match encode_frame_to_vec(&m) {
+            Ok(bytes) => {
+                let consumed = bytes.len();
+                let back = decode_frame(&bytes);
+                assert_eq!(
+                    back,
+                    Ok(Decoded::Frame {
+                        message: m,
+                        consumed
+                    })
+                );
+            }
+            Err(EncodeError::Rejected(why)) => assert_eq!(m.validate(), Err(why)),
+            Err(other) => panic!("{} did not encode: {other}", m.name()),
+        }
+    }
+    if let Ok(beat) = heartbeat(&mut u) {
+        match encode_heartbeat(&beat) {
+            Ok(bytes) => assert_eq!(decode_heartbeat(&bytes), Ok(beat)),
+            Err(EncodeError::Rejected(why)) => assert_eq!(beat.validate(), Err(why)),
+            Err(other) => panic!("heartbeat did not encode: {other}"),
+        }
+    }
+});
