@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const HB: [&str; 4] = ["--heartbeat-ms", "200", "--heartbeat-timeout-ms", "1500"];
+const HB: [&str; 4] = ["--heartbeat-ms", "200", "--heartbeat-timeout-ms", "3000"];
 
 fn sh(args: &[&str]) {
     let out = Command::new(args[0])
