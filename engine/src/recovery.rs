@@ -334,14 +334,21 @@ fn replay_one(core: &mut Core, h: &record::Header, key: &[u8], loc: Location) ->
     let old = if h.prev.is_none() {
         None
     } else {
-        let (old, _) = core.log.header_and_key(h.prev).ok_or_else(|| {
+        // The previous version must be an earlier record of the same id; a
+        // record whose CRC holds but whose chain does not cannot be trusted,
+        // and the counters would go wrong.
+        let bad = || {
             core.log.corrupted(
-                h.prev,
+                loc,
                 crate::CodecError::BadField {
                     what: "previous version",
                 },
             )
-        })?;
+        };
+        let (old, _) = core.log.header_and_key(h.prev).ok_or_else(bad)?;
+        if old.id != h.id || h.prev >= loc {
+            return Err(bad());
+        }
         Some(old)
     };
     core.lookup.set(h.id, loc);

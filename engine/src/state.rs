@@ -160,7 +160,8 @@ impl Core {
     pub fn account(&mut self, old: Option<&Header>, new: &Header) {
         if let Some(o) = old.filter(|o| o.kind == RecordKind::Put) {
             self.digest = self.digest.wrapping_sub(o.pair_hash);
-            self.live -= 1;
+            // Saturating: a damaged log must not be able to panic the engine.
+            self.live = self.live.saturating_sub(1);
         }
         if new.kind == RecordKind::Put {
             self.digest = self.digest.wrapping_add(new.pair_hash);

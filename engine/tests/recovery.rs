@@ -165,3 +165,42 @@ fn a_lookup_entry_pointing_at_another_ids_record_is_an_error_not_its_value() -> 
     assert_eq!(db.ids().get(b)?.as_deref(), Some(&b"value of b"[..]));
     Ok(())
 }
+
+#[test]
+fn a_record_whose_chain_points_at_another_id_fails_open_without_panicking() -> Result<(), Error> {
+    use hypha_engine::record::{encode, RecordRef};
+    use hypha_engine::{Location, RecordKind};
+    let dir = TempDir::new("rec-foreign-prev");
+    let db = Db::open(dir.path(), never())?;
+    db.put(b"a", b"1")?; // id 1, seq 1, at offset 32
+    db.sync()?;
+    db.crash();
+    // A well-formed record (valid CRC) of id 2 whose "previous version" is
+    // id 1's record: no engine writes that, so recovery must refuse it.
+    let mut bytes = Vec::new();
+    let r = RecordRef {
+        seq: 2,
+        id: 2,
+        kind: RecordKind::Put,
+        key: b"b",
+        value: b"2",
+    };
+    encode(
+        &mut bytes,
+        &r,
+        Location {
+            file: 0,
+            offset: 32,
+        },
+    );
+    let path = dir.path().join("0.db");
+    let mut file = std::fs::read(&path).expect("read");
+    file.extend_from_slice(&bytes);
+    std::fs::write(&path, &file).expect("write");
+    match Db::open(dir.path(), never()) {
+        Err(Error::Corrupted { file, .. }) => assert_eq!(file, path),
+        Err(other) => panic!("expected Corrupted naming 0.db, got {other}"),
+        Ok(_) => panic!("a record chained to another id was accepted"),
+    }
+    Ok(())
+}

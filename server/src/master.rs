@@ -2,7 +2,7 @@
 //! log to every connected worker, answers the edge, and waits for worker acks
 //! in `sync N` mode.
 
-use crate::requests::{answer_read, error_message, Me};
+use crate::requests::{answer_read, error_message, serve_requests, wait_until, Me};
 use crate::wire::{self, allowed, refuse, split, to_wire, wire_bytes, Reader, Writer};
 use hypha_engine::{Db, Options};
 use hypha_net::{
@@ -10,7 +10,6 @@ use hypha_net::{
     Purpose, RefuseReason, Role, Welcome, WorkerInfo, BATCH_BYTES_MAX, BATCH_RECORDS_MAX,
     PROTOCOL_VERSION,
 };
-use smol::lock::Mutex as AsyncMutex;
 use smol::net::{TcpListener, UdpSocket};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -169,7 +168,12 @@ impl Master {
         match hello.purpose {
             Purpose::Request => {
                 w.send(&self.welcome()).await?;
-                self.serve_requests(r, w).await
+                let me = self.clone();
+                serve_requests(r, w, "master", move |m| {
+                    let me = me.clone();
+                    async move { me.answer(m).await }
+                })
+                .await
             }
             Purpose::Replicate => self.replicate(r, w, hello, peer).await,
         }
@@ -183,22 +187,6 @@ impl Master {
             history_id: self.me.history_id,
             commit_seq: self.db.seq(),
         })
-    }
-
-    async fn serve_requests(self: Arc<Self>, mut r: Reader, w: Writer) -> std::io::Result<()> {
-        let w = Arc::new(AsyncMutex::new(w));
-        while let Some(m) = r.recv().await? {
-            let me = self.clone();
-            let w = w.clone();
-            smol::spawn(async move {
-                let answer = me.answer(m).await;
-                if let Err(e) = w.lock().await.send(&answer).await {
-                    log::debug!("master: reply lost: {e}");
-                }
-            })
-            .detach();
-        }
-        Ok(())
     }
 
     async fn answer(&self, m: Message) -> Message {
@@ -265,39 +253,19 @@ impl Master {
             return ok;
         };
         let deadline = Instant::now() + Duration::from_millis(self.cfg.sync_timeout_ms);
-        loop {
-            let listener = self.acked.listen();
-            let confirmed = self.confirmed(seq);
-            if confirmed >= wanted {
-                return ok;
-            }
-            let woke = smol::future::or(
-                async {
-                    listener.await;
-                    true
-                },
-                async {
-                    smol::Timer::at(deadline).await;
-                    false
-                },
-            )
-            .await;
-            if !woke {
-                let confirmed = self.confirmed(seq);
-                if confirmed >= wanted {
-                    return ok;
-                }
-                return Message::error(
-                    req_id,
-                    ErrorCode::SyncFailed { confirmed, wanted },
-                    &format!(
-                        "write seq {seq} is durable on the master but only {confirmed} of {wanted} workers \
-                         applied it within {} ms",
-                        self.cfg.sync_timeout_ms
-                    ),
-                );
-            }
+        if wait_until(&self.acked, deadline, || self.confirmed(seq) >= wanted).await {
+            return ok;
         }
+        let confirmed = self.confirmed(seq);
+        Message::error(
+            req_id,
+            ErrorCode::SyncFailed { confirmed, wanted },
+            &format!(
+                "write seq {seq} is durable on the master but only {confirmed} of {wanted} workers \
+                 applied it within {} ms",
+                self.cfg.sync_timeout_ms
+            ),
+        )
     }
 
     fn confirmed(&self, seq: u64) -> u32 {

@@ -1,9 +1,12 @@
 //! Answers to the edge's read requests, shared by master and worker: get,
 //! history, scan, digest, status against a local [`Db`].
 
+use crate::wire::{Reader, Writer};
 use hypha_engine::{Db, Error};
 use hypha_net::{ErrorCode, Message, NodeStatus, Role, Version, HISTORY_DEPTH_MAX, SCAN_LIMIT_MAX};
-use std::time::Duration;
+use smol::lock::Mutex as AsyncMutex;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// How long a read "at seq ≥ S" waits for this node to apply S.
 pub const MIN_SEQ_WAIT_MS: u64 = 1_000;
@@ -41,21 +44,18 @@ pub fn min_seq(m: &Message) -> Option<u64> {
     }
 }
 
-/// Waits until `db` has applied `seq` (or the wait times out); `applied` is
-/// notified after every apply.
-pub async fn wait_applied(db: &Db, applied: &event_listener::Event, seq: u64) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_millis(MIN_SEQ_WAIT_MS);
+/// Waits until `done()` holds, re-checking whenever `event` is notified,
+/// until `deadline`; returns the last answer of `done()`.
+pub async fn wait_until(
+    event: &event_listener::Event,
+    deadline: Instant,
+    done: impl Fn() -> bool,
+) -> bool {
     loop {
-        if db.seq() >= seq {
+        // Listen before checking, so a notification in between is not lost.
+        let listener = event.listen();
+        if done() {
             return true;
-        }
-        let listener = applied.listen();
-        if db.seq() >= seq {
-            return true;
-        }
-        let now = std::time::Instant::now();
-        if now >= deadline {
-            return false;
         }
         let woke = smol::future::or(
             async {
@@ -69,9 +69,44 @@ pub async fn wait_applied(db: &Db, applied: &event_listener::Event, seq: u64) ->
         )
         .await;
         if !woke {
-            return db.seq() >= seq;
+            return done();
         }
     }
+}
+
+/// Waits until `db` has applied `seq` (or `MIN_SEQ_WAIT_MS` passed);
+/// `applied` is notified after every apply.
+pub async fn wait_applied(db: &Db, applied: &event_listener::Event, seq: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_millis(MIN_SEQ_WAIT_MS);
+    wait_until(applied, deadline, || db.seq() >= seq).await
+}
+
+/// Reads requests from one connection and answers each in its own task, so a
+/// slow answer (a write waiting for its fsync or for workers) does not hold
+/// up the others; replies go out in completion order, matched by `req_id`.
+pub async fn serve_requests<F, Fut>(
+    mut r: Reader,
+    w: Writer,
+    who: &'static str,
+    answer: F,
+) -> std::io::Result<()>
+where
+    F: Fn(Message) -> Fut,
+    Fut: std::future::Future<Output = Message> + Send + 'static,
+{
+    let w = Arc::new(AsyncMutex::new(w));
+    while let Some(m) = r.recv().await? {
+        let reply = answer(m);
+        let w = w.clone();
+        smol::spawn(async move {
+            let reply = reply.await;
+            if let Err(e) = w.lock().await.send(&reply).await {
+                log::debug!("{who}: reply lost: {e}");
+            }
+        })
+        .detach();
+    }
+    Ok(())
 }
 
 /// Answers a read request, or `None` if `m` is not one.

@@ -7,14 +7,13 @@
 //! received. A snapshot is built beside the old data and swapped in by
 //! renames only when complete, so a crash half way leaves the old data.
 
-use crate::requests::{answer_read, min_seq, wait_applied, Me};
-use crate::wire::{self, allowed, from_wire, refuse, split, Reader, Writer};
+use crate::requests::{answer_read, min_seq, serve_requests, wait_applied, Me};
+use crate::wire::{self, allowed, from_wire, refuse, split, Reader};
 use hypha_engine::{Db, Fsync, Options};
 use hypha_net::{
     check_hello, decode_heartbeat, encode_heartbeat, Allowlist, ErrorCode, Heartbeat, Message,
     Purpose, RefuseReason, Role, Welcome, PROTOCOL_VERSION,
 };
-use smol::lock::Mutex as AsyncMutex;
 use smol::net::{TcpListener, UdpSocket};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -442,23 +441,12 @@ impl Worker {
             commit_seq: self.db().map_or(0, |db| db.seq()),
         }))
         .await?;
-        self.serve_requests(r, w).await
-    }
-
-    async fn serve_requests(self: Arc<Self>, mut r: Reader, w: Writer) -> std::io::Result<()> {
-        let w = Arc::new(AsyncMutex::new(w));
-        while let Some(m) = r.recv().await? {
-            let me = self.clone();
-            let w = w.clone();
-            smol::spawn(async move {
-                let answer = me.answer(m).await;
-                if let Err(e) = w.lock().await.send(&answer).await {
-                    log::debug!("worker: reply lost: {e}");
-                }
-            })
-            .detach();
-        }
-        Ok(())
+        let me = self.clone();
+        serve_requests(r, w, "worker", move |m| {
+            let me = me.clone();
+            async move { me.answer(m).await }
+        })
+        .await
     }
 
     async fn answer(&self, m: Message) -> Message {
