@@ -718,8 +718,9 @@ fn idle_ticks() -> u64 {
     f.get(3).unwrap_or(&0) + f.get(4).unwrap_or(&0)
 }
 
-/// utime + stime + cutime + cstime of every process except `skip`, by pid
-/// (cutime/cstime catch short-lived children once their parent reaps them).
+/// utime + stime of every process except `skip`, by pid. Processes that
+/// start and exit inside the window are missed (cutime would catch them, but
+/// it also charges an orphan's whole lifetime to init when it reaps it).
 fn other_ticks(skip: &[u32]) -> BTreeMap<u32, u64> {
     let mut out = BTreeMap::new();
     let Ok(rd) = fs::read_dir("/proc") else {
@@ -733,7 +734,7 @@ fn other_ticks(skip: &[u32]) -> BTreeMap<u32, u64> {
             continue;
         }
         if let Some(f) = stat_fields(p) {
-            let t: u64 = (11..=14).map(|i| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)).sum();
+            let t: u64 = (11..=12).map(|i| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)).sum();
             out.insert(p, t);
         }
     }

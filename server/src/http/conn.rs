@@ -447,10 +447,17 @@ impl<B: Backend> Connection<'_, B> {
             .metrics()
             .record(route_id, response.status, started.elapsed());
         let stall = Duration::from_millis(self.shared.config.body_timeout_ms);
-        let head = response.encode_head(http10_keep_alive && !response.close);
-        write_all(&mut self.stream, &head, stall).await?;
-        if !head_only && response.allows_body() {
-            write_all(&mut self.stream, &response.body, stall).await?;
+        let mut head = response.encode_head(http10_keep_alive && !response.close);
+        let body = !head_only && response.allows_body();
+        if body && response.body.len() <= COALESCE_BODY_BYTES_MAX {
+            // One write, one segment: head and a small body together.
+            head.extend_from_slice(&response.body);
+            write_all(&mut self.stream, &head, stall).await?;
+        } else {
+            write_all(&mut self.stream, &head, stall).await?;
+            if body {
+                write_all(&mut self.stream, &response.body, stall).await?;
+            }
         }
         if response.close {
             linger_close(&mut self.stream).await;
@@ -458,6 +465,10 @@ impl<B: Backend> Connection<'_, B> {
         Ok(())
     }
 }
+
+/// Bodies up to this size are copied behind the head and sent in one write;
+/// larger ones go in a second write rather than being copied.
+const COALESCE_BODY_BYTES_MAX: usize = 16 << 10;
 
 /// One read into `buf`; `None` if `deadline` passes first.
 async fn read_by(
