@@ -1,11 +1,13 @@
 //! The database: the public API over [`Core`], the lock around it, group
 //! commit, and the background flusher of `Fsync::EveryMs`.
 
+use crate::compact::CompactReport;
 use crate::error::{Error, Result};
 use crate::io::{FileIo, RealIo};
 use crate::limits::{
-    FILE_SIZE_DEFAULT, FILE_SIZE_MIN, HISTORY_DEPTH_MAX, KEYSIZE_DEFAULT, KEY_BYTES_MAX,
-    VALUE_BYTES_LIMIT, VALUE_BYTES_MAX_DEFAULT,
+    COMPACT_GARBAGE_PERCENT_DEFAULT, COMPACT_MIN_BYTES_DEFAULT, FILE_SIZE_DEFAULT, FILE_SIZE_MIN,
+    HISTORY_DEPTH_MAX, HISTORY_KEEP_DEFAULT, KEYSIZE_DEFAULT, KEY_BYTES_MAX, VALUE_BYTES_LIMIT,
+    VALUE_BYTES_MAX_DEFAULT,
 };
 use crate::location::{check_keysize, offset_limit, Location};
 use crate::record::{Record, RecordKind, Seq};
@@ -13,7 +15,7 @@ use crate::recovery::{open_core, Recovery};
 use crate::state::{Core, Write};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
@@ -56,6 +58,17 @@ pub struct Options {
     pub ids_max: u32,
     /// The file layer (fault injection in tests).
     pub io: Arc<dyn FileIo>,
+    /// Versions of each key compaction keeps (the newest included; at
+    /// least 1). `history` returns older versions only until a compaction.
+    pub history: usize,
+    /// Compact automatically (a background thread checks every
+    /// `COMPACT_CHECK_MS`) when garbage is at least this percentage of the
+    /// data files …
+    pub compact_garbage_percent: u8,
+    /// … and at least this many bytes.
+    pub compact_min_bytes: u64,
+    /// Run the background compaction thread.
+    pub auto_compact: bool,
 }
 
 impl Default for Options {
@@ -68,6 +81,10 @@ impl Default for Options {
             value_bytes_max: VALUE_BYTES_MAX_DEFAULT,
             ids_max: u32::MAX - 1,
             io: Arc::new(RealIo),
+            history: HISTORY_KEEP_DEFAULT,
+            compact_garbage_percent: COMPACT_GARBAGE_PERCENT_DEFAULT,
+            compact_min_bytes: COMPACT_MIN_BYTES_DEFAULT,
+            auto_compact: true,
         }
     }
 }
@@ -103,6 +120,18 @@ impl Options {
         }
         if let Fsync::EveryMs(0) = self.fsync {
             return bad("Fsync::EveryMs needs at least 1 ms; use Fsync::Always".into());
+        }
+        if self.history == 0 || self.history > HISTORY_DEPTH_MAX {
+            return bad(format!(
+                "history {} must be between 1 (only the newest version) and {HISTORY_DEPTH_MAX}",
+                self.history
+            ));
+        }
+        if self.compact_garbage_percent == 0 || self.compact_garbage_percent > 100 {
+            return bad(format!(
+                "compact_garbage_percent {} must be between 1 and 100",
+                self.compact_garbage_percent
+            ));
         }
         Ok(())
     }
@@ -143,24 +172,44 @@ pub struct Stats {
     pub next_id: u32,
     /// Random id of this database's history.
     pub history_id: u64,
+    /// Bytes of the newest records that hold values.
+    pub live_bytes: u64,
+    /// Bytes of the data files.
+    pub data_bytes: u64,
+    /// Compactions finished since open.
+    pub compactions: u64,
+    /// A compaction is running: input bytes examined and total.
+    pub compacting: Option<(u64, u64)>,
+    /// The last compaction since open.
+    pub last_compaction: Option<CompactReport>,
+    /// Highest seq of a delete compaction dropped: `read_from` below it
+    /// fails with `Error::Compacted`.
+    pub tombstone_horizon: Seq,
 }
 
 #[derive(Default)]
 struct CommitState {
-    /// Log position (packed `Location`) known to be fdatasync'ed.
+    /// Log position (in `Log::appended`) known to be fdatasync'ed.
     synced: u64,
     /// A writer is syncing for everyone.
     leader: bool,
 }
 
 pub(crate) struct Inner {
-    dir: PathBuf,
-    opts: Options,
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: Options,
     core: RwLock<Core>,
     commit: Mutex<CommitState>,
     committed: Condvar,
     read_only: AtomicBool,
     failure: Mutex<Option<String>>,
+    /// Held while a compaction runs (one at a time).
+    compacting: Mutex<()>,
+    /// Deletes with a seq up to this may be dropped by compaction.
+    tombstone_floor: AtomicU64,
+    /// Progress of a running compaction: input bytes done, total (0: none).
+    progress: (AtomicU64, AtomicU64),
+    compactions: Mutex<(u64, Option<CompactReport>)>,
     _lock: File,
 }
 
@@ -169,6 +218,7 @@ pub(crate) struct Inner {
 pub struct Db {
     inner: Arc<Inner>,
     flusher: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    compactor: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
     recovery: Recovery,
     crashed: bool,
 }
@@ -178,14 +228,42 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
-    fn read(&self) -> RwLockReadGuard<'_, Core> {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Core> {
         self.core.read().unwrap_or_else(|p| p.into_inner())
     }
-    fn write(&self) -> RwLockWriteGuard<'_, Core> {
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Core> {
         self.core.write().unwrap_or_else(|p| p.into_inner())
     }
+    pub(crate) fn tombstone_floor(&self) -> Seq {
+        self.tombstone_floor.load(Ordering::Acquire)
+    }
+    pub(crate) fn progress_set(&self, done: u64, total: u64) {
+        self.progress.0.store(done, Ordering::Relaxed);
+        self.progress.1.store(total, Ordering::Relaxed);
+    }
 
-    fn writable(&self) -> Result<()> {
+    /// Garbage bytes in the data files, if compaction is due by the options.
+    fn compaction_due(&self) -> Option<u64> {
+        let core = self.read();
+        let data = core.log.data_bytes();
+        let headers = (core.log.order.len() * crate::limits::FILE_HEADER_BYTES) as u64;
+        let garbage = data.saturating_sub(core.live_bytes + headers);
+        let enough = garbage >= self.opts.compact_min_bytes
+            && garbage * 100 >= data * self.opts.compact_garbage_percent as u64;
+        enough.then_some(garbage)
+    }
+
+    fn compact(&self) -> Result<CompactReport> {
+        self.writable()?;
+        let _one = lock(&self.compacting);
+        let report = crate::compact::run(self)?;
+        let mut c = lock(&self.compactions);
+        c.0 += 1;
+        c.1 = Some(report.clone());
+        Ok(report)
+    }
+
+    pub(crate) fn writable(&self) -> Result<()> {
         if self.read_only.load(Ordering::Acquire) {
             let cause = lock(&self.failure).clone().unwrap_or_default();
             return Err(Error::ReadOnly { cause });
@@ -194,7 +272,7 @@ impl Inner {
     }
 
     /// Records a failed write or fsync: from now on the database is read-only.
-    fn fail(&self, e: &Error) {
+    pub(crate) fn fail(&self, e: &Error) {
         let mut f = lock(&self.failure);
         if f.is_none() {
             log::error!("{}: stopping writes: {e}", self.dir.display());
@@ -205,7 +283,7 @@ impl Inner {
 
     /// Runs a mutation under the write lock; an I/O failure makes the
     /// database read-only (the bytes may be half written).
-    fn mutate<T>(&self, f: impl FnOnce(&mut Core) -> Result<T>) -> Result<T> {
+    pub(crate) fn mutate<T>(&self, f: impl FnOnce(&mut Core) -> Result<T>) -> Result<T> {
         self.writable()?;
         let mut core = self.write();
         let r = f(&mut core);
@@ -229,9 +307,8 @@ impl Inner {
                 continue;
             }
             st.leader = true;
-            let from = Location::unpack(st.synced).file;
             drop(st);
-            let result = self.sync_from(from);
+            let result = self.sync_active();
             st = lock(&self.commit);
             st.leader = false;
             match result {
@@ -242,30 +319,29 @@ impl Inner {
         }
     }
 
-    /// Writes the buffer and fdatasyncs the data files from `from` on.
-    fn sync_from(&self, from: u16) -> Result<u64> {
-        let (files, end) = {
+    /// Writes the buffer and fdatasyncs the newest data file (a sealed file
+    /// was fdatasynced when it was sealed); returns the position synced.
+    fn sync_active(&self) -> Result<u64> {
+        let (file, end) = {
             let mut core = self.write();
             core.log.flush()?;
-            (core.log.files_from(from), core.log.end().pack())
+            (core.log.active_file(), core.log.appended)
         };
-        for f in files {
-            self.opts.io.sync_data(&f).map_err(|source| Error::Io {
-                context: format!("fdatasync a data file in {}", self.dir.display()),
-                source,
-            })?;
-        }
+        self.opts.io.sync_data(&file).map_err(|source| Error::Io {
+            context: format!("fdatasync a data file in {}", self.dir.display()),
+            source,
+        })?;
         Ok(end)
     }
 
     fn sync(&self) -> Result<()> {
-        let end = self.read().log.end().pack();
+        let end = self.read().log.appended;
         self.commit(end)
     }
 
-    fn durable(&self, end: Location) -> Result<()> {
+    fn durable(&self, end: u64) -> Result<()> {
         match self.opts.fsync {
-            Fsync::Always => self.commit(end.pack()),
+            Fsync::Always => self.commit(end),
             Fsync::EveryMs(_) | Fsync::Never => Ok(()),
         }
     }
@@ -295,7 +371,7 @@ impl Db {
             return Err(Error::Locked { dir });
         }
         let (core, recovery) = open_core(&dir, &opts)?;
-        let synced = core.log.end().pack();
+        let synced = core.log.appended;
         let inner = Arc::new(Inner {
             dir,
             opts: opts.clone(),
@@ -307,18 +383,47 @@ impl Db {
             committed: Condvar::new(),
             read_only: AtomicBool::new(false),
             failure: Mutex::new(None),
+            compacting: Mutex::new(()),
+            tombstone_floor: AtomicU64::new(Seq::MAX),
+            progress: (AtomicU64::new(0), AtomicU64::new(0)),
+            compactions: Mutex::new((0, None)),
             _lock: lock_file,
         });
         let flusher = match opts.fsync {
             Fsync::EveryMs(ms) => Some(spawn_flusher(Arc::downgrade(&inner), ms)),
             _ => None,
         };
+        let compactor = match opts.auto_compact {
+            true => Some(spawn_compactor(Arc::downgrade(&inner))),
+            false => None,
+        };
         Ok(Db {
             inner,
             flusher,
+            compactor,
             recovery,
             crashed: false,
         })
+    }
+
+    /// Compacts now (see `compact.rs`): copies the live records of the
+    /// sealed data files into new files and removes the old ones, while
+    /// reads and writes go on. Returns what it did.
+    pub fn compact(&self) -> Result<CompactReport> {
+        self.inner.compact()
+    }
+
+    /// Deletes with a seq up to `floor` may be dropped by compaction; a
+    /// master sets it to the lowest seq its replicas have applied so they
+    /// can resume from the log. Default: `Seq::MAX` (no replicas).
+    pub fn set_tombstone_floor(&self, floor: Seq) {
+        self.inner.tombstone_floor.store(floor, Ordering::Release);
+    }
+
+    /// Highest seq of a delete compaction dropped: a replica that applied
+    /// less needs a snapshot (`read_from` below it fails).
+    pub fn tombstone_horizon(&self) -> Seq {
+        self.inner.read().tombstone_horizon
     }
 
     /// What `open` found: records replayed, bytes of a torn tail cut.
@@ -467,14 +572,22 @@ impl Db {
     /// Counters.
     pub fn stats(&self) -> Stats {
         let core = self.inner.read();
+        let (compactions, last_compaction) = lock(&self.inner.compactions).clone();
+        let total = self.inner.progress.1.load(Ordering::Relaxed);
         Stats {
             seq: core.seq,
             live: core.live,
             digest: core.digest,
             disk_bytes: core.disk_bytes(),
-            files: core.log.files.len() as u16,
+            files: core.log.order.len() as u16,
             next_id: core.next_id,
             history_id: core.meta.history_id,
+            live_bytes: core.live_bytes,
+            data_bytes: core.log.data_bytes(),
+            compactions,
+            compacting: (total > 0).then(|| (self.inner.progress.0.load(Ordering::Relaxed), total)),
+            last_compaction,
+            tombstone_horizon: core.tombstone_horizon,
         }
     }
 
@@ -543,6 +656,17 @@ impl Db {
             }
             if !r.key.is_empty() {
                 match core.find_key(&r.key)? {
+                    // The key's old id ends in a delete: the source dropped
+                    // that delete in a compaction and bound the key anew.
+                    Some((id, _))
+                        if id != r.id
+                            && matches!(core.current(id)?, Some((_, h, _)) if h.kind == RecordKind::Delete)
+                            && core.lookup.get(r.id)?.is_none() =>
+                    {
+                        let io = core.log.io.clone();
+                        let hash = crate::hash::key_hash(&r.key, core.keys.seed);
+                        core.keys.insert(hash, r.id, &*io)?;
+                    }
                     Some((id, _)) if id != r.id => {
                         return Err(Error::Diverged {
                             detail: format!(
@@ -620,7 +744,10 @@ impl Db {
     }
 
     fn stop_flusher(&mut self) {
-        if let Some((stop, handle)) = self.flusher.take() {
+        for (stop, handle) in [self.flusher.take(), self.compactor.take()]
+            .into_iter()
+            .flatten()
+        {
             drop(stop);
             let _ = handle.join();
         }
@@ -637,6 +764,37 @@ impl Drop for Db {
             log::error!("closing {}: {e}", self.inner.dir.display());
         }
     }
+}
+
+/// Milliseconds between the background compactor's checks.
+pub const COMPACT_CHECK_MS: u64 = 1000;
+
+fn spawn_compactor(inner: std::sync::Weak<Inner>) -> (mpsc::Sender<()>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel::<()>();
+    let handle = std::thread::Builder::new()
+        .name("hypha-compact".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) =
+                rx.recv_timeout(Duration::from_millis(COMPACT_CHECK_MS))
+            {
+                let Some(inner) = inner.upgrade() else { return };
+                if inner.writable().is_err() {
+                    continue;
+                }
+                if let Some(garbage) = inner.compaction_due() {
+                    log::info!(
+                        "{}: {:.1} MB of garbage in the data files: compacting",
+                        inner.dir.display(),
+                        garbage as f64 / 1e6
+                    );
+                    if let Err(e) = inner.compact() {
+                        log::error!("{}: compaction failed: {e}", inner.dir.display());
+                    }
+                }
+            }
+        })
+        .expect("cannot start the compaction thread");
+    (tx, handle)
 }
 
 fn spawn_flusher(inner: std::sync::Weak<Inner>, ms: u32) -> (mpsc::Sender<()>, JoinHandle<()>) {
@@ -659,8 +817,15 @@ fn spawn_flusher(inner: std::sync::Weak<Inner>, ms: u32) -> (mpsc::Sender<()>, J
 
 fn walk_history(core: &Core, id: u32, mut loc: Location, depth: usize) -> Result<Vec<Version>> {
     let mut out = Vec::new();
+    let mut newer: Option<crate::record::Header> = None;
     while !loc.is_none() && out.len() < depth.min(HISTORY_DEPTH_MAX) {
-        let r = core.log.record(loc)?;
+        let r = match core.log.record(loc) {
+            Ok(r) => r,
+            // A version a compaction moved, seen through the pointer of a
+            // record written while it ran: the chain ends.
+            Err(_) if newer.as_ref().is_some_and(|h| core.may_dangle(h)) => break,
+            Err(e) => return Err(e),
+        };
         if r.header.id != id {
             return Err(core.log.corrupted(
                 loc,
@@ -673,15 +838,11 @@ fn walk_history(core: &Core, id: u32, mut loc: Location, depth: usize) -> Result
             seq: r.header.seq,
             value: (r.header.kind == RecordKind::Put).then(|| r.value.to_vec()),
         });
-        if !r.header.prev.is_none() && r.header.prev >= loc {
-            return Err(core.log.corrupted(
-                loc,
-                crate::CodecError::BadField {
-                    what: "history chain (not backwards)",
-                },
-            ));
-        }
-        loc = r.header.prev;
+        let h = r.header;
+        loc = core
+            .prev_version(&h, loc)?
+            .map_or(Location::NONE, |(p, _)| p);
+        newer = Some(h);
     }
     Ok(out)
 }
@@ -815,30 +976,40 @@ impl Ids<'_> {
 }
 
 /// Iterator over records in log (= seq) order; see [`Db::read_from`]. It
-/// does not keep the database open: once the `Db` is closed it ends.
+/// does not keep the database open: once the `Db` is closed it ends. It
+/// survives compaction: it finds its place again by seq.
 pub struct LogIter {
     inner: std::sync::Weak<Inner>,
     pos: Location,
+    generation: u64,
     after: Seq,
     live_only: bool,
 }
 
+/// The first live file that can hold a record with a seq above `after`.
+fn seek(core: &Core, after: Seq) -> Location {
+    let order = &core.log.order;
+    let n = order.partition_point(|&f| {
+        core.log
+            .file(f)
+            .is_some_and(|f| f.header.first_seq <= after.saturating_add(1))
+    });
+    Location {
+        file: order[n.saturating_sub(1)],
+        offset: crate::limits::FILE_HEADER_BYTES as u32,
+    }
+}
+
 impl LogIter {
     fn new(inner: Arc<Inner>, after: Seq, live_only: bool) -> LogIter {
-        let pos = {
+        let (pos, generation) = {
             let core = inner.read();
-            // The last file whose first seq is <= after + 1 holds the first
-            // record past `after` (or everything after it does).
-            let files = &core.log.files;
-            let n = files.partition_point(|f| f.header.first_seq <= after.saturating_add(1));
-            Location {
-                file: n.saturating_sub(1) as u16,
-                offset: crate::limits::FILE_HEADER_BYTES as u32,
-            }
+            (seek(&core, after), core.log.generation)
         };
         LogIter {
             inner: Arc::downgrade(&inner),
             pos,
+            generation,
             after,
             live_only,
         }
@@ -856,20 +1027,28 @@ impl Iterator for LogIter {
     fn next(&mut self) -> Option<Result<Record>> {
         let inner = self.inner.upgrade()?;
         let core = inner.read();
+        if !self.live_only && self.after < core.tombstone_horizon {
+            return Some(Err(Error::Compacted {
+                after: self.after,
+                horizon: core.tombstone_horizon,
+            }));
+        }
+        if self.generation != core.log.generation {
+            self.generation = core.log.generation;
+            self.pos = seek(&core, self.after);
+        }
         loop {
-            let last = core.log.last_no();
-            if self.pos.file > last {
-                return None;
-            }
             if self.pos.offset >= core.log.readable_end(self.pos.file) {
-                if self.pos.file == last {
-                    return None;
+                match core.log.next_after(self.pos.file) {
+                    Some(next) => {
+                        self.pos = Location {
+                            file: next,
+                            offset: crate::limits::FILE_HEADER_BYTES as u32,
+                        };
+                        continue;
+                    }
+                    None => return None,
                 }
-                self.pos = Location {
-                    file: self.pos.file + 1,
-                    offset: crate::limits::FILE_HEADER_BYTES as u32,
-                };
-                continue;
             }
             let at = self.pos;
             let r = match core.log.record(at) {

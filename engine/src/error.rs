@@ -189,6 +189,14 @@ mod std_error {
             /// What to change.
             detail: String,
         },
+        /// `read_from` asked for records some of which compaction removed
+        /// (deletes with a seq above `after`): the reader needs a snapshot.
+        Compacted {
+            /// Where the reader wanted to start.
+            after: u64,
+            /// Highest seq of a delete compaction dropped.
+            horizon: u64,
+        },
         /// Another process has the database open.
         Locked {
             /// The database directory.
@@ -244,6 +252,11 @@ mod std_error {
                 Error::Diverged { detail } => write!(f, "replica diverged: {detail}"),
                 Error::InvalidRecord { detail } => write!(f, "invalid record: {detail}"),
                 Error::BadOptions { detail } => write!(f, "bad options: {detail}"),
+                Error::Compacted { after, horizon } => write!(
+                    f,
+                    "the log after seq {after} is no longer complete: compaction dropped deletes \
+                     up to seq {horizon}; take a snapshot instead"
+                ),
                 Error::Locked { dir } => write!(
                     f,
                     "{} is in use by another process (its LOCK file is held); stop that process first",

@@ -129,23 +129,128 @@ fn map_file(file: &File, len: u32, path: &Path) -> Result<Mmap> {
         .ctx(|| format!("mmap {}", path.display()))
 }
 
-/// The sequence of data files plus the write buffer.
+/// The data files plus the write buffer.
+///
+/// File numbers are names, not positions: the log order is the order of the
+/// files' `first_seq`, and compaction writes its output under free numbers.
+/// `slots` holds every open file by number — the live ones (in `order`) and,
+/// while a compaction commits, the retired ones it replaces, which stay
+/// readable until no lookup entry points into them.
 pub struct Log {
     pub dir: PathBuf,
     pub file_size: u32,
-    pub files: Vec<DataFile>,
+    slots: Vec<Option<DataFile>>,
+    /// Live files in log order; the last is the one appended to.
+    pub order: Vec<u16>,
+    /// Numbers taken by a running compaction's output files.
+    pub reserved: Vec<u16>,
     pub buf: Vec<u8>,
     pub io: Arc<dyn FileIo>,
+    /// Bytes appended since open: group commit compares positions in it.
+    pub appended: u64,
+    /// Changes whenever files leave the log order (a compaction commits), so
+    /// an iterator holding a file number knows to find its place again.
+    pub generation: u64,
 }
 
 impl Log {
-    fn last(&self) -> &DataFile {
-        self.files.last().expect("the log always has a data file")
+    /// A log of the given files (any order; sorted here by first seq).
+    pub fn new(dir: PathBuf, file_size: u32, files: Vec<DataFile>, io: Arc<dyn FileIo>) -> Log {
+        let mut log = Log {
+            dir,
+            file_size,
+            slots: Vec::new(),
+            order: Vec::new(),
+            reserved: Vec::new(),
+            buf: Vec::new(),
+            io,
+            appended: 0,
+            generation: 0,
+        };
+        for f in files {
+            log.order.push(f.header.file_no);
+            log.put_slot(f);
+        }
+        log.sort_order();
+        log
     }
 
-    /// Number of the newest data file.
+    fn put_slot(&mut self, f: DataFile) {
+        let n = f.header.file_no as usize;
+        if self.slots.len() <= n {
+            self.slots.resize_with(n + 1, || None);
+        }
+        self.slots[n] = Some(f);
+    }
+
+    /// Sorts the live files by first seq (file number breaks ties).
+    pub fn sort_order(&mut self) {
+        let slots = &self.slots;
+        self.order.sort_by_key(|&n| {
+            let f = slots[n as usize].as_ref().expect("ordered file is open");
+            (f.header.first_seq, n)
+        });
+    }
+
+    /// Adds an open file to the live files (the caller keeps the order).
+    pub fn add(&mut self, f: DataFile) {
+        self.order.push(f.header.file_no);
+        self.put_slot(f);
+    }
+
+    /// Takes file `n` out of the live order; it stays readable by number.
+    pub fn retire(&mut self, n: u16) {
+        self.order.retain(|&m| m != n);
+        self.generation += 1;
+    }
+
+    /// Closes file `n` (no lookup entry may point into it any more).
+    pub fn close_file(&mut self, n: u16) -> Option<DataFile> {
+        self.order.retain(|&m| m != n);
+        self.slots.get_mut(n as usize).and_then(|s| s.take())
+    }
+
+    /// File `n`, live or retired.
+    pub fn file(&self, n: u16) -> Option<&DataFile> {
+        self.slots.get(n as usize).and_then(|s| s.as_ref())
+    }
+
+    /// Every open file, live or retired.
+    pub fn all(&self) -> impl Iterator<Item = &DataFile> + '_ {
+        self.slots.iter().flatten()
+    }
+
+    /// Where file `n` is in the log order.
+    pub fn position(&self, n: u16) -> Option<usize> {
+        self.order.iter().position(|&m| m == n)
+    }
+
+    /// The live file after `n` in log order.
+    pub fn next_after(&self, n: u16) -> Option<u16> {
+        let i = self.position(n)?;
+        self.order.get(i + 1).copied()
+    }
+
+    fn last(&self) -> &DataFile {
+        self.file(self.last_no())
+            .expect("the log always has a data file")
+    }
+
+    /// Number of the file appended to.
     pub fn last_no(&self) -> u16 {
-        (self.files.len() - 1) as u16
+        *self.order.last().expect("the log always has a data file")
+    }
+
+    /// The lowest number no open file and no running compaction uses.
+    pub fn free_number(&self) -> Result<u16> {
+        (0..=FILE_NUMBER_MAX)
+            .find(|&n| self.file(n).is_none() && !self.reserved.contains(&n))
+            .ok_or_else(|| Error::Full {
+                reason: format!(
+                    "all {} data file numbers are in use",
+                    FILE_NUMBER_MAX as u32 + 1
+                ),
+            })
     }
 
     /// Where the next record goes (if it fits the newest file).
@@ -158,7 +263,7 @@ impl Log {
 
     /// Readable end of file `n`: written bytes plus, for the newest, the buffer.
     pub fn readable_end(&self, n: u16) -> u32 {
-        let f = &self.files[n as usize];
+        let Some(f) = self.file(n) else { return 0 };
         if n == self.last_no() {
             f.len + self.buf.len() as u32
         } else {
@@ -169,7 +274,7 @@ impl Log {
     /// The readable bytes of file `loc.file` from `loc.offset` on (up to the
     /// end of the written part, or of the buffer).
     pub fn tail(&self, loc: Location) -> &[u8] {
-        let Some(f) = self.files.get(loc.file as usize) else {
+        let Some(f) = self.file(loc.file) else {
             return &[];
         };
         let off = loc.offset as usize;
@@ -211,8 +316,7 @@ impl Log {
 
     pub fn corrupted(&self, loc: Location, cause: crate::CodecError) -> Error {
         let file = self
-            .files
-            .get(loc.file as usize)
+            .file(loc.file)
             .map(|f| f.path.clone())
             .unwrap_or_else(|| data_path(&self.dir, loc.file));
         Error::Corrupted {
@@ -242,28 +346,31 @@ impl Log {
                 ),
             });
         }
-        if self.last_no() == FILE_NUMBER_MAX {
-            return Err(Error::Full {
-                reason: format!("all {} data files are used", FILE_NUMBER_MAX as u32 + 1),
-            });
-        }
-        // The full file is made durable before any record goes to the next:
-        // recovery then only ever finds an unsynced tail in the newest file,
-        // never a hole in an older one followed by newer records.
+        self.roll(next_seq)?;
+        log::info!(
+            "data file {} full; continuing in {}",
+            end.file,
+            self.last().path.display()
+        );
+        Ok(self.end())
+    }
+
+    /// Seals the newest file and starts a new one whose records have seqs
+    /// from `next_seq` on.
+    ///
+    /// The sealed file is made durable before any record goes to the next:
+    /// recovery then only ever finds an unsynced tail in the newest file,
+    /// never a hole in an older one followed by newer records.
+    pub fn roll(&mut self, next_seq: Seq) -> Result<()> {
         self.flush()?;
-        let full = self.files.last().expect("the log always has a data file");
+        let full = self.last();
         self.io
             .sync_data(&full.file)
             .ctx(|| format!("fsync {}", full.path.display()))?;
-        let n = self.last_no() + 1;
+        let n = self.free_number()?;
         let f = DataFile::create(&self.dir, n, next_seq, self.file_size, &*self.io)?;
-        log::info!(
-            "data file {} full; continuing in {}",
-            n - 1,
-            f.path.display()
-        );
-        self.files.push(f);
-        Ok(self.end())
+        self.add(f);
+        Ok(())
     }
 
     /// Writes the buffer to the newest file. On error the buffer is kept, so
@@ -272,9 +379,9 @@ impl Log {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let last = self
-            .files
-            .last_mut()
+        let n = self.last_no() as usize;
+        let last = self.slots[n]
+            .as_mut()
             .expect("the log always has a data file");
         self.io
             .write_at(&last.file, &self.buf, last.len as u64)
@@ -294,11 +401,31 @@ impl Log {
         Ok(())
     }
 
-    /// Handles of the files from `from` to the newest, for fsync.
+    /// Handles of the live files from `from` (a file number) to the newest,
+    /// in log order, for fsync; all of them if `from` is not live.
     pub fn files_from(&self, from: u16) -> Vec<Arc<File>> {
-        self.files[from as usize..]
+        let i = self.position(from).unwrap_or(0);
+        self.order[i..]
             .iter()
-            .map(|f| f.file.clone())
+            .map(|&n| self.file(n).expect("ordered file is open").file.clone())
             .collect()
+    }
+
+    /// The newest file's handle.
+    pub fn active_file(&self) -> Arc<File> {
+        self.last().file.clone()
+    }
+
+    /// Replaces file `n` with a fresh handle (after truncation).
+    pub fn reopen(&mut self, n: u16) -> Result<()> {
+        let path = self.file(n).expect("reopened file is open").path.clone();
+        let f = DataFile::open(path, self.file_size)?;
+        self.slots[n as usize] = Some(f);
+        Ok(())
+    }
+
+    /// Bytes written to the data files (live and retired).
+    pub fn data_bytes(&self) -> u64 {
+        self.all().map(|f| f.len as u64).sum::<u64>() + self.buf.len() as u64
     }
 }

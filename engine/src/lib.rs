@@ -30,6 +30,8 @@ pub mod record;
 pub mod tables;
 
 #[cfg(feature = "std")]
+mod compact;
+#[cfg(feature = "std")]
 mod db;
 #[cfg(feature = "std")]
 mod files;
@@ -51,7 +53,12 @@ pub use record::{Record, RecordKind, Seq};
 #[cfg(feature = "std")]
 pub use crate::state::{CHECKPOINT_BYTES_MAX, CHECKPOINT_IDS_MAX};
 #[cfg(feature = "std")]
-pub use db::{Db, Fsync, Ids, LogIter, Options, ScanPage, Stats, Version, SCAN_IDS_PER_CALL_MAX};
+pub use compact::CompactReport;
+#[cfg(feature = "std")]
+pub use db::{
+    Db, Fsync, Ids, LogIter, Options, ScanPage, Stats, Version, COMPACT_CHECK_MS,
+    SCAN_IDS_PER_CALL_MAX,
+};
 #[cfg(feature = "std")]
 pub use error::Error;
 #[cfg(feature = "std")]

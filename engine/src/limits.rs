@@ -10,8 +10,10 @@ pub const FILE_HEADER_BYTES: usize = 32;
 pub const RECORD_HEADER_BYTES: usize = 40;
 /// Bytes of the header at the start of `lookup.tbl` and `keys.idx`.
 pub const TABLE_HEADER_BYTES: usize = 32;
-/// Bytes of the checkpoint file `meta`.
-pub const META_BYTES: usize = 96;
+/// Bytes of the checkpoint file `meta` (version 2).
+pub const META_BYTES: usize = 128;
+/// Bytes of a version-1 checkpoint, still read.
+pub const META_BYTES_V1: usize = 96;
 /// Bytes of one key-index slot: hash u64 + id u32.
 pub const SLOT_BYTES: usize = 12;
 
@@ -38,6 +40,13 @@ pub const KEYSIZE_DEFAULT: u8 = 6;
 
 /// Deepest history walk one call returns.
 pub const HISTORY_DEPTH_MAX: usize = 4096;
+/// Default for `Options::history`: compaction keeps the newest version of
+/// each key only, so `history` reaches back to the last compaction.
+pub const HISTORY_KEEP_DEFAULT: usize = 1;
+/// Default for `Options::compact_garbage_percent`.
+pub const COMPACT_GARBAGE_PERCENT_DEFAULT: u8 = 50;
+/// Default for `Options::compact_min_bytes`.
+pub const COMPACT_MIN_BYTES_DEFAULT: u64 = 64 << 20;
 
 /// Fewest slots the key index starts with (a power of two).
 pub const INDEX_SLOTS_MIN: u64 = 1 << 12;

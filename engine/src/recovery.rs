@@ -8,6 +8,7 @@
 //! a power cut) and the file is truncated, so no byte is destroyed and no
 //! corrupt value is ever served.
 
+use crate::compact;
 use crate::db::Options;
 use crate::error::{Error, IoContext, Result};
 use crate::files::{data_path, sync_dir, DataFile, Log};
@@ -39,7 +40,6 @@ pub struct Recovery {
 pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
     let io = opts.io.clone();
     let meta_path = dir.join("meta");
-    let numbers = data_file_numbers(dir)?;
     let stored = match fs::read(&meta_path) {
         Ok(bytes) => Some(Meta::decode(&bytes).map_err(|cause| Error::Corrupted {
             file: meta_path.clone(),
@@ -54,6 +54,10 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
             })
         }
     };
+    // A compaction that wrote its marker is finished here; one that did not
+    // left only `.compact` files, which are removed.
+    let marker = compact::finish_or_undo(dir)?;
+    let numbers = data_file_numbers(dir)?;
     let mut report = Recovery::default();
     let mut meta = match stored {
         Some(m) => {
@@ -74,32 +78,34 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
     };
     if numbers.is_empty() {
         let f = DataFile::create(dir, 0, 1, meta.file_size, &*io)?;
-        let log = Log {
-            dir: dir.to_path_buf(),
-            file_size: meta.file_size,
-            files: vec![f],
-            buf: Vec::new(),
-            io,
-        };
+        let log = Log::new(dir.to_path_buf(), meta.file_size, vec![f], io);
         let lookup = Lookup::create(dir, meta.keysize, &*log.io)?;
         let keys = KeyIndex::create(dir, meta.hash_seed, INDEX_SLOTS_MIN, &*log.io)?;
         meta.ckpt = log.end();
         meta.index_slots = keys.slots;
+        meta.live_bytes = Some(0);
+        meta.file_count = 1;
         write_meta(dir, &meta, &*log.io)?;
         let core = core_from(log, lookup, keys, meta);
         return Ok((core, report));
     }
-    let mut files = Vec::with_capacity(numbers.len());
-    for &n in &numbers {
-        files.push(DataFile::open(data_path(dir, n), meta.file_size)?);
+    let files = open_files(dir, &numbers, &meta, &mut report)?;
+    let log = Log::new(dir.to_path_buf(), meta.file_size, files, io);
+    if let Some(m) = &marker {
+        if meta.compact_seq != m.compact_seq {
+            log::warn!(
+                "{}: a compaction was interrupted while it switched files; rebuilding the \
+                 tables from the log",
+                dir.display()
+            );
+            report.rebuilt = true;
+        }
+        meta.compact_seq = meta.compact_seq.max(m.compact_seq);
+        meta.tombstone_horizon = meta.tombstone_horizon.max(m.tombstone_horizon);
     }
-    let mut log = Log {
-        dir: dir.to_path_buf(),
-        file_size: meta.file_size,
-        files,
-        buf: Vec::new(),
-        io,
-    };
+    if !report.rebuilt {
+        check_file_count(&log, &meta)?;
+    }
     let tables = if report.rebuilt {
         None
     } else {
@@ -129,6 +135,8 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
             meta = Meta {
                 history_id: meta.history_id,
                 hash_seed: meta.hash_seed,
+                compact_seq: meta.compact_seq,
+                tombstone_horizon: meta.tombstone_horizon,
                 ..fresh_meta(opts)
             };
             (
@@ -138,15 +146,18 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
         }
     };
     if report.rebuilt {
-        meta.ckpt = Location {
-            file: 0,
-            offset: FILE_HEADER_BYTES as u32,
-        };
+        meta.ckpt = Location::NONE;
+        meta.live_bytes = Some(0);
     }
-    check_headers(&mut log, &meta, &mut report)?;
     let mut core = core_from(log, lookup, keys, meta);
     replay(&mut core, &mut report)?;
+    if meta.live_bytes.is_none() {
+        core.live_bytes = count_live_bytes(&core)?;
+    }
     core.checkpoint()?;
+    if marker.is_some() {
+        compact::remove_marker(dir)?;
+    }
     if report.replayed > 0 || report.truncated_bytes > 0 {
         log::info!(
             "recovered {}: replayed {} records since the checkpoint, cut {} bytes",
@@ -167,7 +178,10 @@ fn core_from(log: Log, lookup: Lookup, keys: KeyIndex, meta: Meta) -> Core {
         next_id: meta.next_id,
         live: meta.live,
         digest: meta.digest,
+        live_bytes: meta.live_bytes.unwrap_or(0),
         ckpt_bytes: 0,
+        compact_seq: meta.compact_seq,
+        tombstone_horizon: meta.tombstone_horizon,
         meta,
     }
 }
@@ -186,6 +200,10 @@ fn fresh_meta(opts: &Options) -> Meta {
         digest: 0,
         index_used: 0,
         index_slots: INDEX_SLOTS_MIN,
+        compact_seq: 0,
+        tombstone_horizon: 0,
+        live_bytes: Some(0),
+        file_count: 0,
     }
 }
 
@@ -214,7 +232,7 @@ fn check_options(m: &Meta, opts: &Options, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Numbers of the data files in `dir`, which must run 0, 1, … without gaps.
+/// Numbers of the data files `N.db` in `dir`, ascending.
 fn data_file_numbers(dir: &Path) -> Result<Vec<u16>> {
     let mut numbers = Vec::new();
     for entry in fs::read_dir(dir).ctx(|| format!("list {}", dir.display()))? {
@@ -230,64 +248,95 @@ fn data_file_numbers(dir: &Path) -> Result<Vec<u16>> {
         }
     }
     numbers.sort_unstable();
-    for (i, &n) in numbers.iter().enumerate() {
-        if n as usize != i {
-            return Err(Error::BadOptions {
-                detail: format!(
-                    "{} lacks data file {i}.db (found {n}.db): restore it",
-                    dir.display()
-                ),
-            });
-        }
-    }
     Ok(numbers)
 }
 
-/// Checks the data-file headers; a torn header on the newest file (a crash
-/// while creating it) is cut like a torn tail.
-fn check_headers(log: &mut Log, meta: &Meta, report: &mut Recovery) -> Result<()> {
-    let last = log.files.len() - 1;
-    for (i, f) in log.files.iter().enumerate() {
-        if f.header.file_no == i as u16 {
-            continue;
-        }
-        let torn = i == last && i > 0 && i > meta.ckpt.file as usize;
-        if !torn {
-            return Err(Error::Corrupted {
-                file: f.path.clone(),
-                offset: 0,
-                cause: crate::CodecError::BadField {
-                    what: "data file header (number or length)",
-                },
-            });
+/// Opens the data files and checks their headers. A torn header (a crash
+/// while the newest file was created) is accepted on one file that the
+/// checkpoint does not name: that file is cut like a torn tail.
+fn open_files(
+    dir: &Path,
+    numbers: &[u16],
+    meta: &Meta,
+    report: &mut Recovery,
+) -> Result<Vec<DataFile>> {
+    let mut files = Vec::with_capacity(numbers.len());
+    let mut torn = Vec::new();
+    for &n in numbers {
+        let f = DataFile::open(data_path(dir, n), meta.file_size)?;
+        if f.header.file_no == n {
+            files.push(f);
+        } else if f.header.file_no == u16::MAX && n != u16::MAX {
+            torn.push((n, f));
+        } else {
+            return Err(bad_header(&f));
         }
     }
-    if log.files[last].header.file_no != last as u16 {
-        cut_tail(
-            log,
-            Location {
-                file: last as u16,
-                offset: 0,
-            },
-            report,
-        )?;
-        let f = log.files.pop().expect("checked above");
-        fs::remove_file(&f.path).ctx(|| format!("remove {}", f.path.display()))?;
-        sync_dir(&log.dir)?;
+    let named = !meta.ckpt.is_none() && meta.file_count > 0;
+    match torn.len() {
+        0 => {}
+        1 if files.is_empty() || (named && torn[0].0 == meta.ckpt.file) => {
+            return Err(bad_header(&torn[0].1));
+        }
+        1 => {
+            let (n, f) = torn.pop().expect("one torn file");
+            keep_torn(dir, n, 0, f.bytes())?;
+            report.truncated_bytes += f.len as u64;
+            report.truncated_at = Some((n, 0));
+            fs::remove_file(&f.path).ctx(|| format!("remove {}", f.path.display()))?;
+            sync_dir(dir)?;
+        }
+        _ => return Err(bad_header(&torn[0].1)),
+    }
+    Ok(files)
+}
+
+fn bad_header(f: &DataFile) -> Error {
+    Error::Corrupted {
+        file: f.path.clone(),
+        offset: 0,
+        cause: crate::CodecError::BadField {
+            what: "data file header (number or length)",
+        },
+    }
+}
+
+/// With a checkpoint that counts files, a missing older file is an error
+/// that names what to restore, never a silently shorter log.
+fn check_file_count(log: &Log, meta: &Meta) -> Result<()> {
+    if meta.file_count == 0 {
+        return Ok(());
+    }
+    let found = log.position(meta.ckpt.file).map(|i| i as u32 + 1);
+    if found != Some(meta.file_count) {
+        return Err(Error::BadOptions {
+            detail: format!(
+                "{}: the checkpoint counts {} data files up to {}.db, found {}: a data file \
+                 is missing; restore it",
+                log.dir.display(),
+                meta.file_count,
+                meta.ckpt.file,
+                found.map_or("none".to_string(), |n| n.to_string())
+            ),
+        });
     }
     Ok(())
 }
 
-/// Replays the records from the checkpoint to the end of the log.
+/// Replays the records from the checkpoint (or, rebuilding, from the start)
+/// to the end of the log, in log order.
 fn replay(core: &mut Core, report: &mut Recovery) -> Result<()> {
+    let first = core.log.order[0];
     let mut pos = core.meta.ckpt;
-    if pos.is_none() || pos.offset < FILE_HEADER_BYTES as u32 {
+    if report.rebuilt || pos.is_none() || core.log.position(pos.file).is_none() {
         pos = Location {
-            file: 0,
+            file: first,
             offset: FILE_HEADER_BYTES as u32,
         };
     }
-    while let Some(file) = core.log.files.get(pos.file as usize) {
+    pos.offset = pos.offset.max(FILE_HEADER_BYTES as u32);
+    loop {
+        let file = core.log.file(pos.file).expect("replayed file is open");
         let len = file.len;
         if pos.offset > len {
             return Err(Error::Corrupted {
@@ -299,8 +348,8 @@ fn replay(core: &mut Core, report: &mut Recovery) -> Result<()> {
             });
         }
         while pos.offset < len {
-            let decoded =
-                record::decode(&core.log.files[pos.file as usize].bytes()[pos.offset as usize..]);
+            let bytes = &core.log.file(pos.file).expect("open").bytes()[pos.offset as usize..];
+            let decoded = record::decode(bytes);
             let (header, key) = match decoded {
                 Ok(Some(d)) => (d.header, d.key.to_vec()),
                 Ok(None) | Err(_) => {
@@ -315,41 +364,44 @@ fn replay(core: &mut Core, report: &mut Recovery) -> Result<()> {
                     return Ok(());
                 }
             };
-            replay_one(core, &header, &key, pos)?;
+            replay_one(core, &header, &key, pos, report.rebuilt)?;
             report.replayed += 1;
             pos.offset += header.record_len() as u32;
         }
-        if pos.file as usize + 1 >= core.log.files.len() {
-            break;
+        match core.log.next_after(pos.file) {
+            Some(next) => {
+                pos = Location {
+                    file: next,
+                    offset: FILE_HEADER_BYTES as u32,
+                }
+            }
+            None => return Ok(()),
         }
-        pos = Location {
-            file: pos.file + 1,
-            offset: FILE_HEADER_BYTES as u32,
-        };
     }
-    Ok(())
 }
 
-fn replay_one(core: &mut Core, h: &record::Header, key: &[u8], loc: Location) -> Result<()> {
-    let old = if h.prev.is_none() {
-        None
-    } else {
-        // The previous version must be an earlier record of the same id; a
-        // record whose CRC holds but whose chain does not cannot be trusted,
-        // and the counters would go wrong.
-        let bad = || {
-            core.log.corrupted(
-                loc,
-                crate::CodecError::BadField {
-                    what: "previous version",
-                },
-            )
-        };
-        let (old, _) = core.log.header_and_key(h.prev).ok_or_else(bad)?;
-        if old.id != h.id || h.prev >= loc {
-            return Err(bad());
+fn replay_one(
+    core: &mut Core,
+    h: &record::Header,
+    key: &[u8],
+    loc: Location,
+    rebuilding: bool,
+) -> Result<()> {
+    let old = if rebuilding {
+        // Rebuilding in log order, the lookup entry is exactly the previous
+        // version (a record's own pointer may lead to a file compaction
+        // removed).
+        let cur = core.lookup.get(h.id)?;
+        match cur.is_none() {
+            true => None,
+            false => core.log.header_and_key(cur).map(|(o, _)| o),
         }
-        Some(old)
+    } else {
+        // From a checkpoint the lookup file may run ahead of it, so the
+        // record's own pointer names what it replaced. It must be an earlier
+        // record of the same id: a record whose CRC holds but whose chain
+        // does not cannot be trusted, and the counters would go wrong.
+        core.prev_version(h, loc)?.map(|(_, p)| p)
     };
     core.lookup.set(h.id, loc);
     if !key.is_empty() {
@@ -365,38 +417,56 @@ fn replay_one(core: &mut Core, h: &record::Header, key: &[u8], loc: Location) ->
     Ok(())
 }
 
+/// Bytes of the newest records holding values, counted once when a
+/// version-1 checkpoint (which lacks the counter) is opened.
+fn count_live_bytes(core: &Core) -> Result<u64> {
+    let mut total = 0u64;
+    for id in 1..core.lookup.id_bound().min(u32::MAX as u64) {
+        if let Some((_, h, _)) = core.current(id as u32)? {
+            if h.kind == record::RecordKind::Put {
+                total += h.record_len() as u64;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Writes `bytes` (the part of file `n` from `from` on) to `torn/` unless
+/// they are all zeros.
+fn keep_torn(dir: &Path, n: u16, from: usize, bytes: &[u8]) -> Result<()> {
+    if bytes.iter().all(|&b| b == 0) {
+        return Ok(());
+    }
+    let torn_dir = dir.join("torn");
+    fs::create_dir_all(&torn_dir).ctx(|| format!("create {}", torn_dir.display()))?;
+    let keep = torn_dir.join(format!("{n}.db.from-{from}"));
+    fs::write(&keep, bytes).ctx(|| format!("write {}", keep.display()))?;
+    log::warn!(
+        "cut {} bytes off {}.db at offset {from} (torn or corrupt tail); they are kept in {}",
+        bytes.len(),
+        n,
+        keep.display()
+    );
+    Ok(())
+}
+
 /// Ends the log at `at`: moves the bytes from there on (and any later files)
 /// to `torn/` unless they are all zeros, and truncates.
 fn cut_tail(log: &mut Log, at: Location, report: &mut Recovery) -> Result<()> {
     let dir = log.dir.clone();
-    let torn_dir = dir.join("torn");
+    let i = log.position(at.file).expect("cut inside a live file");
+    let later: Vec<u16> = log.order[i + 1..].to_vec();
     let mut cut = 0u64;
-    for n in (at.file as usize..log.files.len()).rev() {
-        let f = &log.files[n];
-        let from = if n == at.file as usize {
-            at.offset as usize
-        } else {
-            0
-        };
-        let tail = &f.bytes()[from..];
-        cut += tail.len() as u64;
-        if tail.iter().any(|&b| b != 0) {
-            fs::create_dir_all(&torn_dir).ctx(|| format!("create {}", torn_dir.display()))?;
-            let keep = torn_dir.join(format!("{n}.db.from-{from}"));
-            fs::write(&keep, tail).ctx(|| format!("write {}", keep.display()))?;
-            log::warn!(
-                "cut {} bytes off {} at offset {from} (torn or corrupt tail); they are kept in {}",
-                tail.len(),
-                f.path.display(),
-                keep.display()
-            );
-        }
-    }
-    while log.files.len() > at.file as usize + 1 {
-        let f = log.files.pop().expect("more files than at.file");
+    for &n in later.iter().rev() {
+        let f = log.close_file(n).expect("later file is open");
+        keep_torn(&dir, n, 0, f.bytes())?;
+        cut += f.len as u64;
         fs::remove_file(&f.path).ctx(|| format!("remove {}", f.path.display()))?;
     }
-    let f = &log.files[at.file as usize];
+    let f = log.file(at.file).expect("cut inside a live file");
+    let tail = &f.bytes()[at.offset as usize..];
+    keep_torn(&dir, at.file, at.offset as usize, tail)?;
+    cut += tail.len() as u64;
     if at.offset < f.len {
         f.file
             .set_len(at.offset as u64)
@@ -406,8 +476,7 @@ fn cut_tail(log: &mut Log, at: Location, report: &mut Recovery) -> Result<()> {
             .ctx(|| format!("fsync {}", f.path.display()))?;
     }
     sync_dir(&dir)?;
-    let reopened = DataFile::open(f.path.clone(), log.file_size)?;
-    log.files[at.file as usize] = reopened;
+    log.reopen(at.file)?;
     report.truncated_bytes += cut;
     report.truncated_at = Some((at.file, at.offset));
     Ok(())

@@ -32,7 +32,13 @@ pub struct Core {
     pub next_id: u32,
     pub live: u64,
     pub digest: u64,
+    /// Bytes of the newest records that hold values (header, key, value).
+    pub live_bytes: u64,
     pub ckpt_bytes: u64,
+    /// Records with a seq up to this were rewritten by the last compaction.
+    pub compact_seq: Seq,
+    /// Highest seq of a delete compaction dropped (see `Db::read_from`).
+    pub tombstone_horizon: Seq,
 }
 
 /// One mutation to append.
@@ -47,13 +53,29 @@ pub struct Write<'a> {
 
 impl Core {
     /// The id holding `key` and the location of its newest record.
+    ///
+    /// A key is bound to one id; only after compaction dropped a deleted
+    /// key's tombstone can a later put bind it to a new id, and a replica may
+    /// then hold both (the old one ending in a delete). So a match whose
+    /// newest record is a delete does not end the probe: a match holding a
+    /// value wins, else the delete with the highest seq.
     pub fn find_key(&self, key: &[u8]) -> Result<Option<(u32, Location)>> {
         let hash = key_hash(key, self.keys.seed);
         let mut error = None;
+        let mut deleted: Option<(Seq, u32, Location)> = None;
         let found = self.keys.find(hash, |id| match self.lookup.get(id) {
-            Ok(loc) if !loc.is_none() => {
-                matches!(self.log.header_and_key(loc), Some((h, k)) if h.id == id && k == key)
-            }
+            Ok(loc) if !loc.is_none() => match self.log.header_and_key(loc) {
+                Some((h, k)) if h.id == id && k == key => {
+                    if h.kind == RecordKind::Put {
+                        return true;
+                    }
+                    if deleted.is_none_or(|(seq, _, _)| h.seq > seq) {
+                        deleted = Some((h.seq, id, loc));
+                    }
+                    false
+                }
+                _ => false,
+            },
             Ok(_) => false,
             Err(e) => {
                 error = Some(e);
@@ -65,7 +87,7 @@ impl Core {
         }
         match found {
             Some(id) => Ok(Some((id, self.lookup.get(id)?))),
-            None => Ok(None),
+            None => Ok(deleted.map(|(_, id, loc)| (id, loc))),
         }
     }
 
@@ -107,10 +129,37 @@ impl Core {
         Ok(Some((loc, h, key)))
     }
 
+    /// The previous version of the record `h` (at `loc`): its location and
+    /// header, or `None` at the end of the chain. The previous version must
+    /// be an earlier record of the same id — except that a record written
+    /// while a compaction ran may point at a version that compaction moved:
+    /// its chain ends there.
+    pub fn prev_version(&self, h: &Header, loc: Location) -> Result<Option<(Location, Header)>> {
+        if h.prev.is_none() {
+            return Ok(None);
+        }
+        match self.log.header_and_key(h.prev) {
+            Some((p, _)) if p.id == h.id && p.seq < h.seq => Ok(Some((h.prev, p))),
+            _ if self.may_dangle(h) => Ok(None),
+            _ => Err(self.log.corrupted(
+                loc,
+                crate::CodecError::BadField {
+                    what: "previous version",
+                },
+            )),
+        }
+    }
+
+    /// True if `h`'s previous-version pointer may point at a record a
+    /// compaction moved (it was written after that compaction began).
+    pub fn may_dangle(&self, h: &Header) -> bool {
+        self.compact_seq > 0 && h.seq > self.compact_seq
+    }
+
     /// Appends a record, updates the tables and counters, and takes a
-    /// checkpoint when one is due. Returns the seq and the log position just
-    /// past the record (what a durable write must sync up to).
-    pub fn append(&mut self, w: Write<'_>) -> Result<(Seq, Location)> {
+    /// checkpoint when one is due. Returns the seq and the position (in
+    /// `Log::appended`) just past the record: what a durable write must sync.
+    pub fn append(&mut self, w: Write<'_>) -> Result<(Seq, u64)> {
         let prev = self.lookup.get(w.id)?;
         let old = match prev.is_none() {
             true => None,
@@ -143,10 +192,8 @@ impl Core {
         self.seq = seq;
         self.next_id = self.next_id.max(w.id.saturating_add(1));
         self.ckpt_bytes += len as u64;
-        let end = Location {
-            file: loc.file,
-            offset: loc.offset + len as u32,
-        };
+        self.log.appended += len as u64;
+        let end = self.log.appended;
         if self.log.buf.len() >= WRITE_BUFFER_BYTES {
             self.log.flush()?;
         }
@@ -156,16 +203,18 @@ impl Core {
         Ok((seq, end))
     }
 
-    /// Updates live count and digest for a record replacing `old`.
+    /// Updates live count, live bytes and digest for a record replacing `old`.
     pub fn account(&mut self, old: Option<&Header>, new: &Header) {
         if let Some(o) = old.filter(|o| o.kind == RecordKind::Put) {
             self.digest = self.digest.wrapping_sub(o.pair_hash);
             // Saturating: a damaged log must not be able to panic the engine.
             self.live = self.live.saturating_sub(1);
+            self.live_bytes = self.live_bytes.saturating_sub(o.record_len() as u64);
         }
         if new.kind == RecordKind::Put {
             self.digest = self.digest.wrapping_add(new.pair_hash);
             self.live += 1;
+            self.live_bytes += new.record_len() as u64;
         }
     }
 
@@ -190,6 +239,10 @@ impl Core {
             digest: self.digest,
             index_used: self.keys.used,
             index_slots: self.keys.slots,
+            compact_seq: self.compact_seq,
+            tombstone_horizon: self.tombstone_horizon,
+            live_bytes: Some(self.live_bytes),
+            file_count: self.log.order.len() as u32,
             ..self.meta
         };
         write_meta(&self.log.dir, &meta, &*io)?;
@@ -206,8 +259,7 @@ impl Core {
 
     /// Bytes of all data files, tables and buffer.
     pub fn disk_bytes(&self) -> u64 {
-        let data: u64 = self.log.files.iter().map(|f| f.len as u64).sum();
-        data + self.log.buf.len() as u64 + self.lookup.file_bytes() + self.keys.file_bytes()
+        self.log.data_bytes() + self.lookup.file_bytes() + self.keys.file_bytes()
     }
 }
 

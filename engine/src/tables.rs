@@ -2,7 +2,7 @@
 //! key-index slots and the checkpoint (`meta`). See `FORMAT.md`.
 
 use crate::error::CodecError;
-use crate::limits::{FILE_HEADER_BYTES, META_BYTES, SLOT_BYTES, TABLE_HEADER_BYTES};
+use crate::limits::{FILE_HEADER_BYTES, META_BYTES, META_BYTES_V1, SLOT_BYTES, TABLE_HEADER_BYTES};
 use crate::location::{check_keysize, Location};
 use crate::record::Seq;
 
@@ -181,8 +181,19 @@ const M_LIVE: usize = 56;
 const M_DIGEST: usize = 64;
 const M_INDEX_USED: usize = 72;
 const M_INDEX_SLOTS: usize = 80;
-const M_CRC: usize = 92;
+const M_CRC_V1: usize = 92;
+// Version 2 appends the compaction fields; bytes 0..88 are as in version 1.
+const M_COMPACT_SEQ: usize = 88;
+const M_HORIZON: usize = 96;
+const M_LIVE_BYTES: usize = 104;
+const M_FILE_COUNT: usize = 112;
+const M_CRC: usize = 124;
+const _: () = assert!(M_CRC_V1 + 4 == META_BYTES_V1);
 const _: () = assert!(M_CRC + 4 == META_BYTES);
+
+/// Version of the checkpoint written now (2: with the compaction fields);
+/// version 1 (`META_BYTES_V1` bytes) is still read.
+pub const META_VERSION: u16 = 2;
 
 /// The checkpoint: everything before `ckpt` is reflected in the lookup table
 /// and key index on disk, and the counters are as of `ckpt`.
@@ -212,6 +223,18 @@ pub struct Meta {
     pub index_used: u64,
     /// Key-index slot count.
     pub index_slots: u64,
+    /// Records with a seq up to this were rewritten by the last compaction
+    /// (0: never compacted).
+    pub compact_seq: Seq,
+    /// Highest seq of a delete that compaction dropped: a replica that has
+    /// applied less than this must take a snapshot.
+    pub tombstone_horizon: Seq,
+    /// Bytes of the newest records that hold values (`None` when read from a
+    /// version-1 checkpoint: recomputed at open).
+    pub live_bytes: Option<u64>,
+    /// Data files in log order up to and including `ckpt.file` (0: unknown,
+    /// version 1).
+    pub file_count: u32,
 }
 
 impl Meta {
@@ -219,7 +242,7 @@ impl Meta {
     pub fn encode(&self) -> [u8; META_BYTES] {
         let mut b = [0u8; META_BYTES];
         b[0..8].copy_from_slice(&META_MAGIC);
-        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[8..10].copy_from_slice(&META_VERSION.to_le_bytes());
         b[M_KEYSIZE] = self.keysize;
         b[M_FLAGS] = self.incremental as u8;
         b[M_FILE_SIZE..M_FILE_SIZE + 4].copy_from_slice(&self.file_size.to_le_bytes());
@@ -233,6 +256,11 @@ impl Meta {
         b[M_DIGEST..M_DIGEST + 8].copy_from_slice(&self.digest.to_le_bytes());
         b[M_INDEX_USED..M_INDEX_USED + 8].copy_from_slice(&self.index_used.to_le_bytes());
         b[M_INDEX_SLOTS..M_INDEX_SLOTS + 8].copy_from_slice(&self.index_slots.to_le_bytes());
+        b[M_COMPACT_SEQ..M_COMPACT_SEQ + 8].copy_from_slice(&self.compact_seq.to_le_bytes());
+        b[M_HORIZON..M_HORIZON + 8].copy_from_slice(&self.tombstone_horizon.to_le_bytes());
+        let live_bytes = self.live_bytes.unwrap_or(u64::MAX);
+        b[M_LIVE_BYTES..M_LIVE_BYTES + 8].copy_from_slice(&live_bytes.to_le_bytes());
+        b[M_FILE_COUNT..M_FILE_COUNT + 4].copy_from_slice(&self.file_count.to_le_bytes());
         let c = crc(&b[..M_CRC]);
         b[M_CRC..].copy_from_slice(&c.to_le_bytes());
         b
@@ -240,15 +268,28 @@ impl Meta {
 
     /// Decodes and checks a checkpoint.
     pub fn decode(b: &[u8]) -> Result<Meta, CodecError> {
-        if b.len() != META_BYTES {
+        if b.len() < 10 || b[0..8] != META_MAGIC {
+            return Err(CodecError::BadMagic { what: "meta" });
+        }
+        let version = u16_at(b, 8);
+        let (len, crc_at) = match version {
+            1 => (META_BYTES_V1, M_CRC_V1),
+            META_VERSION => (META_BYTES, M_CRC),
+            found => {
+                return Err(CodecError::BadVersion {
+                    what: "meta",
+                    found,
+                })
+            }
+        };
+        if b.len() != len {
             return Err(CodecError::TooLong {
                 what: "meta",
                 len: b.len() as u64,
-                max: META_BYTES as u64,
+                max: len as u64,
             });
         }
-        check_magic_version(b, &META_MAGIC, "meta")?;
-        check_crc(b, M_CRC)?;
+        check_crc(b, crc_at)?;
         let keysize = b[M_KEYSIZE];
         check_keysize(keysize)?;
         if b[M_FLAGS] > 1 {
@@ -260,6 +301,13 @@ impl Meta {
                 what: "meta index_slots (not a power of two)",
             });
         }
+        let v2 = version == META_VERSION;
+        let field = |at: usize| if v2 { u64_at(b, at) } else { 0 };
+        let live_bytes = match field(M_LIVE_BYTES) {
+            _ if !v2 => None,
+            u64::MAX => None,
+            n => Some(n),
+        };
         Ok(Meta {
             keysize,
             incremental: b[M_FLAGS] == 1,
@@ -276,6 +324,10 @@ impl Meta {
             digest: u64_at(b, M_DIGEST),
             index_used: u64_at(b, M_INDEX_USED),
             index_slots: slots,
+            compact_seq: field(M_COMPACT_SEQ),
+            tombstone_horizon: field(M_HORIZON),
+            live_bytes,
+            file_count: if v2 { u32_at(b, M_FILE_COUNT) } else { 0 },
         })
     }
 }
@@ -301,6 +353,10 @@ mod tests {
             digest: 0xdead_beef,
             index_used: 50,
             index_slots: 4096,
+            compact_seq: 70,
+            tombstone_horizon: 65,
+            live_bytes: Some(12_345),
+            file_count: 3,
         }
     }
 
@@ -321,13 +377,45 @@ mod tests {
     fn meta_round_trips_and_every_flip_is_caught() {
         let m = meta();
         let b = m.encode();
-        assert_eq!(&b[..8], b"HYPHAMT\0");
+        assert_eq!(&b[..10], b"HYPHAMT\0\x02\x00");
+        assert_eq!(&b[88..96], &70u64.to_le_bytes());
+        assert_eq!(&b[112..116], &3u32.to_le_bytes());
         assert_eq!(Meta::decode(&b).unwrap(), m);
         for bit in 0..META_BYTES * 8 {
             let mut c = b;
             c[bit / 8] ^= 1 << (bit % 8);
             assert!(Meta::decode(&c).is_err(), "bit {bit}");
         }
+    }
+
+    #[test]
+    fn version_1_meta_is_still_read() {
+        // A version-1 checkpoint: the first 92 bytes of version 2 with
+        // version 1 and a CRC at 92.
+        let m = meta();
+        let v2 = m.encode();
+        let mut b = [0u8; META_BYTES_V1];
+        b[..88].copy_from_slice(&v2[..88]);
+        b[8..10].copy_from_slice(&1u16.to_le_bytes());
+        let c = crc(&b[..M_CRC_V1]);
+        b[M_CRC_V1..].copy_from_slice(&c.to_le_bytes());
+        let read = Meta::decode(&b).unwrap();
+        assert_eq!(
+            read,
+            Meta {
+                compact_seq: 0,
+                tombstone_horizon: 0,
+                live_bytes: None,
+                file_count: 0,
+                ..m
+            }
+        );
+        let mut bad = b;
+        bad[8] = 3;
+        assert!(matches!(
+            Meta::decode(&bad),
+            Err(CodecError::BadVersion { found: 3, .. })
+        ));
     }
 
     #[test]
