@@ -74,5 +74,5 @@ pub use handshake::{
 pub use heartbeat::{decode_heartbeat, encode_heartbeat, Heartbeat, HeartbeatBytes};
 pub use limits::*;
 pub use message::{
-    ErrorCode, Message, NodeStatus, RecordKind, Version, WireRecord, WorkerInfo, MESSAGE_TAG_COUNT,
+    CompactInfo, ErrorCode, Message, NodeStatus, RecordKind, Version, WireRecord, WorkerInfo, MESSAGE_TAG_COUNT,
 };

@@ -15,7 +15,7 @@ use crate::handshake::{Hello, Refuse, Role, Welcome};
 
 /// Number of message tags this version knows: tags are `0..MESSAGE_TAG_COUNT`.
 /// A payload starting with a larger tag is [`DecodeError::UnknownMessage`](crate::DecodeError::UnknownMessage).
-pub const MESSAGE_TAG_COUNT: u32 = 27;
+pub const MESSAGE_TAG_COUNT: u32 = 29;
 
 /// One protocol message. The tag of each variant is in its doc, after "Tag".
 ///
@@ -233,6 +233,44 @@ pub enum Message {
         /// The `Ping`'s nonce.
         nonce: u64,
     },
+    /// Tag 27. Asks a node about compaction; with `run`, compacts first
+    /// (answered when it is done). Answer: `CompactIs`.
+    Compact {
+        /// Request id.
+        req_id: u64,
+        /// Compact now before answering.
+        run: bool,
+    },
+    /// Tag 28. Answers `Compact`.
+    CompactIs {
+        /// Request id of the `Compact`.
+        req_id: u64,
+        /// The node's compaction counters.
+        info: CompactInfo,
+    },
+}
+
+/// A node's compaction counters, in [`Message::CompactIs`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactInfo {
+    /// Compactions finished since the node started.
+    pub compactions: u64,
+    /// Input bytes a running compaction has examined (0: none running).
+    pub running_done_bytes: u64,
+    /// Input bytes of the running compaction (0: none running).
+    pub running_total_bytes: u64,
+    /// Bytes of the data files.
+    pub data_bytes: u64,
+    /// Bytes of the newest records that hold values.
+    pub live_bytes: u64,
+    /// Bytes of data files and tables.
+    pub disk_bytes: u64,
+    /// Disk bytes before the last compaction (0: none yet).
+    pub last_bytes_before: u64,
+    /// Disk bytes after the last compaction.
+    pub last_bytes_after: u64,
+    /// Milliseconds the last compaction took.
+    pub last_millis: u64,
 }
 
 /// Whether a [`WireRecord`] writes or deletes its key.
@@ -364,6 +402,8 @@ impl Message {
             Self::SnapshotEnd { .. } => 24,
             Self::Ping { .. } => 25,
             Self::Pong { .. } => 26,
+            Self::Compact { .. } => 27,
+            Self::CompactIs { .. } => 28,
         }
     }
 
@@ -397,6 +437,8 @@ impl Message {
             Self::SnapshotEnd { .. } => "SnapshotEnd",
             Self::Ping { .. } => "Ping",
             Self::Pong { .. } => "Pong",
+            Self::Compact { .. } => "Compact",
+            Self::CompactIs { .. } => "CompactIs",
         }
     }
 
@@ -420,6 +462,8 @@ impl Message {
             | Self::DigestIs { req_id, .. }
             | Self::StatusIs { req_id, .. }
             | Self::WorkerList { req_id, .. }
+            | Self::Compact { req_id, .. }
+            | Self::CompactIs { req_id, .. }
             | Self::Error { req_id, .. } => Some(*req_id),
             Self::Hello(_)
             | Self::Welcome(_)

@@ -110,7 +110,9 @@ impl Message {
             | Self::SnapshotBegin { .. }
             | Self::SnapshotEnd { .. }
             | Self::Ping { .. }
-            | Self::Pong { .. } => Ok(()),
+            | Self::Pong { .. }
+            | Self::Compact { .. }
+            | Self::CompactIs { .. } => Ok(()),
         }
     }
 }

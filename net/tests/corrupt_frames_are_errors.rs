@@ -138,7 +138,7 @@ fn bytes_after_the_message_are_trailing() -> TestResult {
 fn unknown_tags_are_named() {
     // The first tag past the end, and a two-byte tag (300).
     assert_eq!(
-        decode_frame(&frame_of_payload(&[27])),
+        decode_frame(&frame_of_payload(&[MESSAGE_TAG_COUNT as u8])),
         Err(DecodeError::UnknownMessage {
             tag: MESSAGE_TAG_COUNT
         })

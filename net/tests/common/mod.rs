@@ -172,6 +172,24 @@ pub fn every_message() -> Vec<Message> {
         Message::SnapshotEnd { upto_seq: 22 },
         Message::Ping { nonce: 77 },
         Message::Pong { nonce: 77 },
+        Message::Compact {
+            req_id: 78,
+            run: true,
+        },
+        Message::CompactIs {
+            req_id: 79,
+            info: hypha_net::CompactInfo {
+                compactions: 2,
+                running_done_bytes: 10,
+                running_total_bytes: 20,
+                data_bytes: 1000,
+                live_bytes: 700,
+                disk_bytes: 1200,
+                last_bytes_before: 5000,
+                last_bytes_after: 1100,
+                last_millis: 42,
+            },
+        },
     ]
 }
 
