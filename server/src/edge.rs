@@ -4,7 +4,7 @@
 
 use crate::http::{Backend, BackendError, Consistency, Entry, ScanPage, Version};
 use crate::wire::{self, Reader, Writer};
-use hypha_net::{ErrorCode, Message, Purpose, Role};
+use hypha_net::{CompactInfo, ErrorCode, Message, Purpose, Role};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 /// How long one request to a node may take (a worker's min_seq wait included).
 pub const REQUEST_TIMEOUT_MS: u64 = 5_000;
+/// How long `POST /admin/compact` waits for one node's compaction.
+pub const COMPACT_TIMEOUT_MS: u64 = 600_000;
 /// Idle connections kept per node.
 pub const POOL_CONNECTIONS_MAX: usize = 64;
 /// A node that failed is skipped for this long.
@@ -35,6 +37,9 @@ pub struct EdgeConfig {
     /// (unless nothing else can answer).
     pub lag_records_max: u64,
 }
+
+/// A /metrics line per node: name, Prometheus type, value.
+type CompactionGauge = (&'static str, &'static str, fn(&CompactInfo) -> f64);
 
 /// One node the edge talks to, with a pool of connections.
 pub struct Peer {
@@ -112,6 +117,8 @@ pub struct Edge {
     /// Highest seq this edge acknowledged: reads never go below it.
     written_seq: AtomicU64,
     master_seq: AtomicU64,
+    /// Each node's compaction counters as of the last refresh, for /metrics.
+    compaction: Mutex<Vec<(SocketAddr, CompactInfo)>>,
 }
 
 impl Edge {
@@ -125,6 +132,7 @@ impl Edge {
             req_ids: AtomicU64::new(1),
             written_seq: AtomicU64::new(0),
             master_seq: AtomicU64::new(0),
+            compaction: Mutex::new(Vec::new()),
             cfg,
         })
     }
@@ -137,6 +145,7 @@ impl Edge {
     pub async fn refresh_loop(self: Arc<Self>) {
         loop {
             self.refresh().await;
+            self.refresh_compaction().await;
             smol::Timer::after(Duration::from_millis(self.cfg.refresh_ms)).await;
         }
     }
@@ -174,6 +183,62 @@ impl Edge {
             peer.healthy.store(info.healthy, Ordering::Relaxed);
             peer.applied_seq
                 .fetch_max(info.applied_seq, Ordering::Relaxed);
+        }
+    }
+
+    /// Asks every node for its compaction counters (for /metrics).
+    async fn refresh_compaction(&self) {
+        let mut peers = vec![self.master.clone()];
+        peers.extend(self.worker_list());
+        let mut infos = Vec::new();
+        for p in peers {
+            let m = Message::Compact {
+                req_id: self.req_id(),
+                run: false,
+            };
+            if let Ok(Message::CompactIs { info, .. }) = p.call(&self.cfg.cluster, &m).await {
+                infos.push((p.addr, info));
+            }
+        }
+        *self.compaction.lock().unwrap_or_else(|p| p.into_inner()) = infos;
+    }
+
+    /// Runs a compaction on the node at `addr` over its own connection (it
+    /// may take minutes; pooled connections serve requests meanwhile).
+    async fn compact_node(&self, addr: SocketAddr) -> serde_json::Value {
+        let run = async {
+            let hello = wire::hello(&self.cfg.cluster, Role::Edge, 0, Purpose::Request)?;
+            let (mut r, mut w, answer) = wire::connect(addr, hello).await?;
+            if !matches!(answer, Message::Welcome(_)) {
+                return Err(std::io::Error::other(format!("{addr} refused the edge")));
+            }
+            let m = Message::Compact {
+                req_id: self.req_id(),
+                run: true,
+            };
+            wire::timeout(COMPACT_TIMEOUT_MS, async {
+                w.send(&m).await?;
+                r.recv()
+                    .await?
+                    .ok_or_else(|| std::io::Error::other("connection closed"))
+            })
+            .await
+        };
+        match run.await {
+            Ok(Message::CompactIs { info, .. }) => json!({
+                "addr": addr.to_string(),
+                "bytes_before": info.last_bytes_before,
+                "bytes_after": info.last_bytes_after,
+                "millis": info.last_millis,
+                "compactions": info.compactions,
+            }),
+            Ok(Message::Error { message, .. }) => {
+                json!({"addr": addr.to_string(), "error": message})
+            }
+            Ok(other) => {
+                json!({"addr": addr.to_string(), "error": format!("unexpected {}", other.name())})
+            }
+            Err(e) => json!({"addr": addr.to_string(), "error": e.to_string()}),
         }
     }
 
@@ -466,6 +531,37 @@ impl Backend for Edge {
             let lag = master_seq.saturating_sub(w.applied_seq.load(Ordering::Relaxed));
             let _ = writeln!(out, "hypha_worker_lag_records{{addr=\"{}\"}} {lag}", w.addr);
         }
+        let infos = self
+            .compaction
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let gauges: [CompactionGauge; 8] = [
+            ("hypha_compactions_total", "counter", |i| {
+                i.compactions as f64
+            }),
+            ("hypha_compaction_running", "gauge", |i| {
+                (i.running_total_bytes > 0) as u8 as f64
+            }),
+            ("hypha_compaction_progress_ratio", "gauge", |i| {
+                i.running_done_bytes as f64 / (i.running_total_bytes.max(1)) as f64
+            }),
+            ("hypha_data_bytes", "gauge", |i| i.data_bytes as f64),
+            ("hypha_live_bytes", "gauge", |i| i.live_bytes as f64),
+            ("hypha_disk_bytes", "gauge", |i| i.disk_bytes as f64),
+            ("hypha_compaction_last_bytes_saved", "gauge", |i| {
+                i.last_bytes_before.saturating_sub(i.last_bytes_after) as f64
+            }),
+            ("hypha_compaction_last_seconds", "gauge", |i| {
+                i.last_millis as f64 / 1000.0
+            }),
+        ];
+        for (name, kind, value) in gauges {
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (addr, info) in &infos {
+                let _ = writeln!(out, "{name}{{node=\"{addr}\"}} {}", value(info));
+            }
+        }
         let _ = writeln!(out, "# TYPE hypha_worker_healthy gauge");
         for w in self.worker_list() {
             let _ = writeln!(
@@ -479,5 +575,14 @@ impl Backend for Edge {
 
     fn value_bytes_max(&self) -> usize {
         self.cfg.value_bytes_max
+    }
+
+    async fn compact(&self) -> Result<serde_json::Value, BackendError> {
+        let master = self.compact_node(self.master.addr).await;
+        let mut workers = Vec::new();
+        for w in self.worker_list() {
+            workers.push(self.compact_node(w.addr).await);
+        }
+        Ok(json!({"master": master, "workers": workers}))
     }
 }

@@ -28,6 +28,11 @@ USAGE:
         The HTTP edge: writes to the master, reads to workers (learned from the
         master too). --token T: writes need the header Authorization: Bearer T
         (--token-reads: reads too). --lag-max N: skip workers N records behind.
+        POST /admin/compact compacts the master and every worker now.
+    hypha compact --data DIR [--history N]
+        Compacts a stopped node's data (the DIR given to master or worker)
+        offline and prints what it reclaimed. Deletes are dropped: a worker
+        that had not applied them takes a snapshot when it reconnects.
 
 COMMON FLAGS:
     --cluster NAME             cluster name every node must share (default: hypha)
@@ -43,6 +48,16 @@ FLAGS OF master:
     --sync-timeout-ms MS       how long --sync N waits before failing (default 5000)
     --allow CIDR,...           only these peers may connect, e.g. 400::/7,127.0.0.1
     --value-max BYTES          largest value accepted (default 16777216)
+
+COMPACTION (master and worker; data files are append-only, so overwritten and
+deleted records take space until compaction copies the live ones into new files
+and removes the old, while reads and writes go on):
+    --history N                versions of each key compaction keeps (default 1:
+                               the newest; ?history= reaches back to the last
+                               compaction)
+    --compact-garbage PERCENT  compact when garbage is at least PERCENT of the
+                               data files (default 50) ...
+    --compact-min-mb MB        ... and at least MB megabytes (default 64)
 
 FLAGS OF worker:
     --accept-new-history       if the master holds another history (it was replaced
@@ -74,6 +89,7 @@ fn main() -> ExitCode {
         Some("master") => run_master(&args[1..]),
         Some("worker") => run_worker(&args[1..]),
         Some("http") => run_http(&args[1..]),
+        Some("compact") => run_compact(&args[1..]),
         Some(other) if !other.starts_with("--") => {
             Err(format!("unknown command {other:?}; see hypha --help"))
         }
@@ -100,8 +116,82 @@ fn engine_options(args: &Args, default_fsync: &str) -> Result<hypha_engine::Opti
     Ok(hypha_engine::Options {
         fsync: cli::fsync(args.get_or("fsync", default_fsync))?,
         value_bytes_max: value_max,
-        ..hypha_engine::Options::default()
+        ..compaction_options(args, hypha_engine::Options::default())?
     })
+}
+
+/// The compaction flags, applied to `base`.
+fn compaction_options(
+    args: &Args,
+    base: hypha_engine::Options,
+) -> Result<hypha_engine::Options, String> {
+    let percent = args.number("compact-garbage", base.compact_garbage_percent as u64)?;
+    if !(1..=100).contains(&percent) {
+        return Err(format!(
+            "--compact-garbage {percent}: give a percentage between 1 and 100"
+        ));
+    }
+    let history = args.number("history", base.history as u64)?;
+    let history_max = hypha_engine::limits::HISTORY_DEPTH_MAX as u64;
+    if !(1..=history_max).contains(&history) {
+        return Err(format!(
+            "--history {history}: give 1 (only the newest version) to {history_max}"
+        ));
+    }
+    Ok(hypha_engine::Options {
+        history: history as usize,
+        compact_garbage_percent: percent as u8,
+        compact_min_bytes: args.number("compact-min-mb", base.compact_min_bytes >> 20)? << 20,
+        ..base
+    })
+}
+
+/// The compaction flags every role that stores data takes.
+const COMPACTION_FLAGS: [&str; 3] = ["history", "compact-garbage", "compact-min-mb"];
+
+fn flags_with_compaction<'a>(own: &[&'a str]) -> Vec<&'a str> {
+    flags(own).into_iter().chain(COMPACTION_FLAGS).collect()
+}
+
+fn run_compact(raw: &[String]) -> Result<(), String> {
+    let args = Args::parse(raw, &["data", "history"], &[])?;
+    let data = std::path::PathBuf::from(args.need("data")?);
+    // Master and worker keep the engine's files under DIR/db.
+    let dir = if data.join("db").join("meta").exists() {
+        data.join("db")
+    } else {
+        data.clone()
+    };
+    if !dir.join("meta").exists() {
+        return Err(format!(
+            "{} holds no hypha database (no meta file); give the --data DIR of a master or worker",
+            data.display()
+        ));
+    }
+    let opts = hypha_engine::Options {
+        auto_compact: false,
+        ..compaction_options(&args, hypha_engine::Options::default())?
+    };
+    let db = hypha_engine::Db::open(&dir, opts)
+        .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+    let r = db
+        .compact()
+        .map_err(|e| format!("compaction failed: {e}"))?;
+    db.close()
+        .map_err(|e| format!("closing {}: {e}", dir.display()))?;
+    println!(
+        "compacted {}: {} -> {} bytes in {} ms ({} data files -> {}; kept {} records, dropped {}, of them {} deletes)",
+        dir.display(),
+        r.bytes_before,
+        r.bytes_after,
+        r.millis,
+        r.files_in,
+        r.files_out,
+        r.kept,
+        r.dropped,
+        r.tombstones_dropped
+    );
+    Ok(())
 }
 
 pub fn master_config(args: &Args) -> Result<MasterConfig, String> {
@@ -128,7 +218,7 @@ fn run_master(raw: &[String]) -> Result<(), String> {
         "sync-timeout-ms",
         "value-max",
     ];
-    let args = Args::parse(raw, &flags(&own), &[])?;
+    let args = Args::parse(raw, &flags_with_compaction(&own), &[])?;
     let cfg = master_config(&args)?;
     smol::block_on(async {
         let master = Master::bind(cfg)
@@ -151,7 +241,7 @@ fn run_master(raw: &[String]) -> Result<(), String> {
 
 fn run_worker(raw: &[String]) -> Result<(), String> {
     let own = ["data", "master", "listen", "allow", "fsync", "value-max"];
-    let args = Args::parse(raw, &flags(&own), &["accept-new-history"])?;
+    let args = Args::parse(raw, &flags_with_compaction(&own), &["accept-new-history"])?;
     let cfg = WorkerConfig {
         data: args.need("data")?.into(),
         master: cli::addr("master", args.need("master")?)?,
@@ -324,7 +414,7 @@ fn run_all(raw: &[String]) -> Result<(), String> {
         "value-max",
         "lag-max",
     ];
-    let args = Args::parse(raw, &flags(&own), &["token-reads"])?;
+    let args = Args::parse(raw, &flags_with_compaction(&own), &["token-reads"])?;
     let data = std::path::PathBuf::from(args.get_or("data", "./hypha-data"));
     let n = args.number("workers", 2)?;
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -354,7 +444,7 @@ fn run_all(raw: &[String]) -> Result<(), String> {
                 data: data.join(format!("worker-{i}")),
                 master: master_addr,
                 listen: loopback,
-                engine: WorkerConfig::default_engine(),
+                engine: compaction_options(&args, WorkerConfig::default_engine())?,
                 allow: None,
                 cluster: master_cfg.cluster.clone(),
                 accept_new_history: false,

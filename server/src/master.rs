@@ -74,7 +74,16 @@ pub struct Master {
     pub local_addr: SocketAddr,
     listener: TcpListener,
     udp: UdpSocket,
+    started: Instant,
 }
+
+/// A worker heard from within this many seconds still counts for the
+/// tombstone floor: compaction keeps the deletes it has not applied, so it
+/// resumes from the log instead of taking a snapshot.
+pub const WORKER_RECENT_SECS: u64 = 3600;
+/// For this many heartbeat timeouts after start the master keeps every
+/// delete: workers it knew before a restart have time to reconnect.
+pub const FLOOR_GRACE_TIMEOUTS: u32 = 10;
 
 impl Master {
     /// Opens the database and binds the sockets.
@@ -107,7 +116,34 @@ impl Master {
             local_addr,
             listener,
             udp,
+            started: Instant::now(),
         }))
+    }
+
+    /// Lets compaction drop only the deletes every connected or recently
+    /// heard worker has applied (see `Db::set_tombstone_floor`).
+    fn update_tombstone_floor(&self) {
+        let grace = Duration::from_millis(self.cfg.heartbeat_timeout_ms) * FLOOR_GRACE_TIMEOUTS;
+        let floor = if self.started.elapsed() < grace {
+            0
+        } else {
+            let recent = Duration::from_secs(WORKER_RECENT_SECS);
+            let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+            workers
+                .values()
+                .filter(|w| w.connected || w.last_heard.elapsed() < recent)
+                .map(|w| w.applied_seq)
+                .min()
+                .unwrap_or(u64::MAX)
+        };
+        self.db.set_tombstone_floor(floor);
+    }
+
+    async fn floor_loop(self: Arc<Self>) {
+        loop {
+            self.update_tombstone_floor();
+            smol::Timer::after(Duration::from_millis(self.cfg.heartbeat_ms)).await;
+        }
     }
 
     /// The database.
@@ -118,6 +154,7 @@ impl Master {
     /// Serves until the future is dropped.
     pub async fn run(self: Arc<Self>) {
         let _hb = smol::spawn(self.clone().heartbeats());
+        let _floor = smol::spawn(self.clone().floor_loop());
         loop {
             let (stream, peer) = match self.listener.accept().await {
                 Ok(x) => x,
@@ -224,6 +261,9 @@ impl Master {
                 req_id,
                 workers: self.worker_list(),
             },
+            Message::Compact { req_id, run } => {
+                crate::requests::answer_compact(self.db.clone(), req_id, run).await
+            }
             other => {
                 let req_id = other.req_id().unwrap_or(0);
                 Message::error(
@@ -301,8 +341,17 @@ impl Master {
     ) -> std::io::Result<()> {
         let ours = self.me.history_id;
         let seq = self.db.seq();
+        let horizon = self.db.tombstone_horizon();
         let snapshot = if hello.history_id == ours && hello.applied_seq <= seq {
-            false
+            if hello.applied_seq < horizon {
+                log::warn!(
+                    "master: worker {:016x} at {peer} applied seq {}, but compaction dropped \
+                     deletes up to seq {horizon}: sending it a snapshot",
+                    hello.node_id,
+                    hello.applied_seq
+                );
+            }
+            hello.applied_seq < horizon
         } else if hello.history_id == 0 {
             true
         } else {
@@ -342,6 +391,7 @@ impl Master {
             e.connected = true;
             e.last_heard = Instant::now();
         }
+        self.update_tombstone_floor();
         log::info!(
             "master: worker {node:016x} at {peer} joined at seq {} ({})",
             hello.applied_seq,

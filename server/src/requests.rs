@@ -3,7 +3,9 @@
 
 use crate::wire::{Reader, Writer};
 use hypha_engine::{Db, Error};
-use hypha_net::{ErrorCode, Message, NodeStatus, Role, Version, HISTORY_DEPTH_MAX, SCAN_LIMIT_MAX};
+use hypha_net::{
+    CompactInfo, ErrorCode, Message, NodeStatus, Role, Version, HISTORY_DEPTH_MAX, SCAN_LIMIT_MAX,
+};
 use smol::lock::Mutex as AsyncMutex;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,6 +109,39 @@ where
         .detach();
     }
     Ok(())
+}
+
+/// The node's compaction counters.
+pub fn compact_info(db: &Db) -> CompactInfo {
+    let s = db.stats();
+    let (done, total) = s.compacting.unwrap_or((0, 0));
+    let last = s.last_compaction.unwrap_or_default();
+    CompactInfo {
+        compactions: s.compactions,
+        running_done_bytes: done,
+        running_total_bytes: total,
+        data_bytes: s.data_bytes,
+        live_bytes: s.live_bytes,
+        disk_bytes: s.disk_bytes,
+        last_bytes_before: last.bytes_before,
+        last_bytes_after: last.bytes_after,
+        last_millis: last.millis,
+    }
+}
+
+/// Answers `Compact`: compacts first if asked (on the blocking pool; it
+/// takes seconds on a large store), then reports the counters.
+pub async fn answer_compact(db: Arc<Db>, req_id: u64, run: bool) -> Message {
+    if run {
+        let db2 = db.clone();
+        if let Err(e) = smol::unblock(move || db2.compact()).await {
+            return error_message(req_id, &e);
+        }
+    }
+    Message::CompactIs {
+        req_id,
+        info: compact_info(&db),
+    }
 }
 
 /// Answers a read request, or `None` if `m` is not one.

@@ -467,6 +467,9 @@ impl Worker {
                 );
             }
         }
+        if let Message::Compact { req_id, run } = m {
+            return crate::requests::answer_compact(db, req_id, run).await;
+        }
         match answer_read(&db, self.me(), &m) {
             Some(a) => a,
             None => Message::error(

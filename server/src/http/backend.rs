@@ -172,6 +172,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Appends backend gauges (lag, engine sizes) to `out` in Prometheus text format.
     fn metrics(&self, out: &mut String);
 
+    /// Compacts the storage now (`POST /admin/compact`) and describes what
+    /// it did. A backend without append-only files has nothing to do.
+    fn compact(&self) -> impl Future<Output = Result<serde_json::Value, BackendError>> + Send {
+        async { Ok(serde_json::json!({"message": "this backend has nothing to compact"})) }
+    }
+
     /// The largest value `put` accepts, in bytes. The HTTP layer refuses larger
     /// bodies with 413 before reading them.
     fn value_bytes_max(&self) -> usize;

@@ -61,6 +61,7 @@ pub(crate) enum Route {
     Status,
     Metrics,
     Digest,
+    AdminCompact,
     Compat(compat::Route),
 }
 
@@ -207,6 +208,12 @@ impl<B: Backend> Router<B> {
                 .await
                 .map(|d| Response::json(200, &d))
                 .map_err(backend_error),
+            Route::AdminCompact => self
+                .backend
+                .compact()
+                .await
+                .map(|d| Response::json(200, &d))
+                .map_err(backend_error),
             Route::Compat(route) => {
                 Ok(compat::handle(&*self.backend, route, head, query, body).await)
             }
@@ -221,6 +228,7 @@ impl<B: Backend> Router<B> {
         let write = match route {
             Route::Kv(_) => matches!(head.method, Method::Put | Method::Delete),
             Route::Compat(route) => compat::is_write(route, &head.method),
+            Route::AdminCompact => true,
             _ => false,
         };
         if *route == Route::Ping || !(write || self.token_for_reads) {
@@ -340,6 +348,9 @@ fn match_path(path: &str) -> Option<Result<(Route, &'static str), String>> {
     if let Some(route) = fixed {
         return Some(Ok((route, GET_HEAD)));
     }
+    if path == "/admin/compact" {
+        return Some(Ok((Route::AdminCompact, "POST")));
+    }
     if let Some(encoded) = path.strip_prefix("/kv/") {
         let key = decode_key(encoded, "/kv/{key}");
         return Some(key.map(|key| (Route::Kv(key), "GET, HEAD, PUT, DELETE")));
@@ -360,6 +371,7 @@ fn route_id(route: &Route, method: &Method, query: &FormPairs) -> RouteId {
         Route::Status => RouteId::Status,
         Route::Metrics => RouteId::Metrics,
         Route::Digest => RouteId::Digest,
+        Route::AdminCompact => RouteId::AdminCompact,
         Route::Compat(route) => compat::route_id(route, method),
     }
 }
@@ -375,7 +387,7 @@ fn body_kind(route: &Route, method: &Method) -> BodyKind {
 fn not_found(path: &str) -> Response {
     let message = format!(
         "no route for {path}; the API is /kv/{{key}}, /kv?prefix=, /ping, /status, /metrics, \
-         /digest and the compat routes /set, /get, /delete, /store, /fetch, /query"
+         /digest, POST /admin/compact and the compat routes /set, /get, /delete, /store, /fetch, /query"
     );
     Response::error(404, message)
 }
