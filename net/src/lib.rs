@@ -74,5 +74,6 @@ pub use handshake::{
 pub use heartbeat::{decode_heartbeat, encode_heartbeat, Heartbeat, HeartbeatBytes};
 pub use limits::*;
 pub use message::{
-    CompactInfo, ErrorCode, Message, NodeStatus, RecordKind, Version, WireRecord, WorkerInfo, MESSAGE_TAG_COUNT,
+    CompactInfo, ErrorCode, Message, NodeStatus, RecordKind, Version, WireRecord, WorkerInfo,
+    MESSAGE_TAG_COUNT,
 };
