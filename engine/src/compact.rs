@@ -414,7 +414,9 @@ pub(crate) fn run(inner: &Inner) -> Result<CompactReport> {
     let t0 = Instant::now();
     let keep = inner.opts.history.max(1);
     let floor = inner.tombstone_floor();
-    // 1. Seal.
+    // 1. Seal. The fsync of the sealed file happens mostly here, without
+    // the lock; the rollover then syncs only what came in between.
+    inner.sync()?;
     let (old, compact_seq, bytes_before, input_bytes) = inner.mutate(|core| {
         if core.meta.keysize < 6 {
             return Err(Error::BadOptions {
@@ -644,60 +646,71 @@ fn commit(
     for &n in new {
         let mut off = FILE_HEADER_BYTES as u32;
         loop {
-            let mut core = inner.write();
-            let len = core.log.file(n).expect("output file is open").len;
-            let mut moved = 0;
-            while off < len && moved < REMAP_BATCH_IDS {
-                let at = Location {
-                    file: n,
-                    offset: off,
-                };
-                let (h, _) = core.log.header_and_key(at).ok_or_else(|| {
-                    core.log.corrupted(
-                        at,
-                        crate::CodecError::BadField {
-                            what: "compaction output",
-                        },
-                    )
-                })?;
-                let cur = core.lookup.get(h.id)?;
-                if old.contains(&cur.file)
-                    && core
-                        .log
-                        .header_and_key(cur)
-                        .is_some_and(|(c, _)| c.seq == h.seq)
-                {
-                    core.lookup.set(h.id, at);
-                    moved += 1;
+            let (due, end) = {
+                let mut core = inner.write();
+                let len = core.log.file(n).expect("output file is open").len;
+                let mut moved = 0;
+                while off < len && moved < REMAP_BATCH_IDS {
+                    let at = Location {
+                        file: n,
+                        offset: off,
+                    };
+                    let (h, _) = core.log.header_and_key(at).ok_or_else(|| {
+                        core.log.corrupted(
+                            at,
+                            crate::CodecError::BadField {
+                                what: "compaction output",
+                            },
+                        )
+                    })?;
+                    let cur = core.lookup.get(h.id)?;
+                    if old.contains(&cur.file)
+                        && core
+                            .log
+                            .header_and_key(cur)
+                            .is_some_and(|(c, _)| c.seq == h.seq)
+                    {
+                        core.lookup.set(h.id, at);
+                        moved += 1;
+                    }
+                    off += h.record_len() as u32;
                 }
-                off += h.record_len() as u32;
+                (core.checkpoint_due(), off >= len)
+            };
+            if due {
+                inner.checkpoint(true)?;
             }
-            if core.lookup.dirty() >= crate::state::CHECKPOINT_IDS_MAX {
-                core.checkpoint()?;
-            }
-            if off >= len {
+            if end {
                 break;
             }
         }
     }
     for chunk in dropped_newest.chunks(REMAP_BATCH_IDS) {
-        let mut core = inner.write();
-        for &(id, loc, _) in chunk {
-            if core.lookup.get(id)? == loc {
-                core.lookup.set(id, Location::NONE);
+        let due = {
+            let mut core = inner.write();
+            for &(id, loc, _) in chunk {
+                if core.lookup.get(id)? == loc {
+                    core.lookup.set(id, Location::NONE);
+                }
             }
-        }
-        if core.lookup.dirty() >= crate::state::CHECKPOINT_IDS_MAX {
-            core.checkpoint()?;
+            core.checkpoint_due()
+        };
+        if due {
+            inner.checkpoint(true)?;
         }
     }
-    // Record the compaction, then close and remove the old files.
+    // Record the compaction in a checkpoint, then close and remove the old
+    // files (no lookup entry points into them any more).
+    inner.write().compact_seq = compact_seq;
+    inner.checkpoint(true)?;
+    // Their numbers stay reserved until the marker is gone: open removes
+    // the files the marker lists, so a new file must not take one of those
+    // numbers before then.
     {
         let mut core = inner.write();
-        core.compact_seq = compact_seq;
-        core.checkpoint()?;
         for &n in old {
             core.log.close_file(n);
+            core.log.reserved.push(n);
         }
         core.log.generation += 1;
     }
@@ -706,7 +719,9 @@ fn commit(
         fs::remove_file(&path).ctx(|| format!("remove {}", path.display()))?;
     }
     sync_dir(dir)?;
-    remove_marker(dir)
+    remove_marker(dir)?;
+    inner.write().log.reserved.retain(|n| !old.contains(n));
+    Ok(())
 }
 
 #[cfg(test)]

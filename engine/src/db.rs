@@ -205,6 +205,11 @@ pub(crate) struct Inner {
     failure: Mutex<Option<String>>,
     /// Held while a compaction runs (one at a time).
     compacting: Mutex<()>,
+    /// Held while a checkpoint runs (one at a time).
+    ckpt_lock: Mutex<()>,
+    /// (a checkpoint is due, stop) for the checkpoint thread.
+    ckpt_signal: Mutex<(bool, bool)>,
+    ckpt_cv: Condvar,
     /// Deletes with a seq up to this may be dropped by compaction.
     tombstone_floor: AtomicU64,
     /// Progress of a running compaction: input bytes done, total (0: none).
@@ -219,6 +224,7 @@ pub struct Db {
     inner: Arc<Inner>,
     flusher: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
     compactor: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    checkpointer: Option<JoinHandle<()>>,
     recovery: Recovery,
     crashed: bool,
 }
@@ -285,12 +291,62 @@ impl Inner {
     /// database read-only (the bytes may be half written).
     pub(crate) fn mutate<T>(&self, f: impl FnOnce(&mut Core) -> Result<T>) -> Result<T> {
         self.writable()?;
-        let mut core = self.write();
-        let r = f(&mut core);
+        let (r, due) = {
+            let mut core = self.write();
+            let r = f(&mut core);
+            let due = r.is_ok() && core.checkpoint_due();
+            (r, due)
+        };
         if let Err(e @ Error::Io { .. }) = &r {
             self.fail(e);
         }
+        if due {
+            self.checkpoint_due()?;
+        }
         r
+    }
+
+    /// A checkpoint is due: the checkpoint thread takes it, so the writer
+    /// that noticed does not wait for its fsyncs. A writer runs one itself
+    /// only when the thread has fallen far behind (`CHECKPOINT_BACKLOG`).
+    fn checkpoint_due(&self) -> Result<()> {
+        let behind = self.read().lookup.dirty() >= CHECKPOINT_BACKLOG * crate::CHECKPOINT_IDS_MAX;
+        if behind {
+            return self.checkpoint(true);
+        }
+        let mut sig = lock(&self.ckpt_signal);
+        sig.0 = true;
+        self.ckpt_cv.notify_one();
+        Ok(())
+    }
+
+    /// Takes a checkpoint without holding the write lock across an fsync
+    /// (see `Core::checkpoint_begin`). With `wait` false it returns at once
+    /// if another thread is taking one. A failure makes the database
+    /// read-only.
+    pub(crate) fn checkpoint(&self, wait: bool) -> Result<()> {
+        let _one = match wait {
+            true => lock(&self.ckpt_lock),
+            false => match self.ckpt_lock.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            },
+        };
+        let io = self.opts.io.clone();
+        let result = (|| {
+            let (files, meta) = self.write().checkpoint_begin()?;
+            crate::state::sync_files(&files, &self.dir, &*io)?;
+            let tables = self.write().checkpoint_tables()?;
+            crate::state::sync_files(&tables, &self.dir, &*io)?;
+            crate::state::write_meta(&self.dir, &meta, &*io)?;
+            self.write().meta = meta;
+            Ok(())
+        })();
+        if let Err(e) = &result {
+            self.fail(e);
+        }
+        result
     }
 
     /// Returns once the log is durable up to `upto` (a packed location);
@@ -334,7 +390,7 @@ impl Inner {
         Ok(end)
     }
 
-    fn sync(&self) -> Result<()> {
+    pub(crate) fn sync(&self) -> Result<()> {
         let end = self.read().log.appended;
         self.commit(end)
     }
@@ -384,6 +440,9 @@ impl Db {
             read_only: AtomicBool::new(false),
             failure: Mutex::new(None),
             compacting: Mutex::new(()),
+            ckpt_lock: Mutex::new(()),
+            ckpt_signal: Mutex::new((false, false)),
+            ckpt_cv: Condvar::new(),
             tombstone_floor: AtomicU64::new(Seq::MAX),
             progress: (AtomicU64::new(0), AtomicU64::new(0)),
             compactions: Mutex::new((0, None)),
@@ -393,6 +452,7 @@ impl Db {
             Fsync::EveryMs(ms) => Some(spawn_flusher(Arc::downgrade(&inner), ms)),
             _ => None,
         };
+        let checkpointer = Some(spawn_checkpointer(inner.clone()));
         let compactor = match opts.auto_compact {
             true => Some(spawn_compactor(Arc::downgrade(&inner))),
             false => None,
@@ -401,6 +461,7 @@ impl Db {
             inner,
             flusher,
             compactor,
+            checkpointer,
             recovery,
             crashed: false,
         })
@@ -751,6 +812,11 @@ impl Db {
             drop(stop);
             let _ = handle.join();
         }
+        if let Some(handle) = self.checkpointer.take() {
+            lock(&self.inner.ckpt_signal).1 = true;
+            self.inner.ckpt_cv.notify_one();
+            let _ = handle.join();
+        }
     }
 }
 
@@ -764,6 +830,34 @@ impl Drop for Db {
             log::error!("closing {}: {e}", self.inner.dir.display());
         }
     }
+}
+
+/// A writer takes a checkpoint itself when this many times
+/// `CHECKPOINT_IDS_MAX` ids changed without one (the checkpoint thread is
+/// behind), which bounds the overlay's memory.
+pub const CHECKPOINT_BACKLOG: usize = 4;
+
+fn spawn_checkpointer(inner: Arc<Inner>) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("hypha-ckpt".into())
+        .spawn(move || loop {
+            {
+                let mut sig = lock(&inner.ckpt_signal);
+                while !sig.0 && !sig.1 {
+                    sig = inner.ckpt_cv.wait(sig).unwrap_or_else(|p| p.into_inner());
+                }
+                if sig.1 {
+                    return;
+                }
+                sig.0 = false;
+            }
+            if inner.writable().is_ok() {
+                if let Err(e) = inner.checkpoint(true) {
+                    log::error!("{}: checkpoint failed: {e}", inner.dir.display());
+                }
+            }
+        })
+        .expect("cannot start the checkpoint thread")
 }
 
 /// Milliseconds between the background compactor's checks.

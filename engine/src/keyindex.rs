@@ -16,10 +16,11 @@ use crate::tables::{decode_slot, encode_slot, TableHeader, INDEX_MAGIC};
 use memmap2::MmapMut;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub struct KeyIndex {
     dir: PathBuf,
-    file: File,
+    file: Arc<File>,
     map: MmapMut,
     pub slots: u64,
     pub used: u64,
@@ -37,7 +38,7 @@ impl KeyIndex {
         sync_dir(dir)?;
         Ok(KeyIndex {
             dir: dir.to_path_buf(),
-            file,
+            file: Arc::new(file),
             map,
             slots,
             used: 0,
@@ -109,7 +110,7 @@ impl KeyIndex {
         }
         let mut index = KeyIndex {
             dir: dir.to_path_buf(),
-            file,
+            file: Arc::new(file),
             map,
             slots,
             used: 0,
@@ -194,17 +195,16 @@ impl KeyIndex {
             .ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
         sync_dir(&self.dir)?;
         log::debug!("key index grew to {slots} slots ({used} used)");
-        self.file = file;
+        self.file = Arc::new(file);
         self.map = map;
         self.slots = slots;
         self.used = used;
         Ok(())
     }
 
-    /// Makes every slot written so far durable.
-    pub fn sync(&self, io: &dyn FileIo) -> Result<()> {
-        io.sync_data(&self.file)
-            .ctx(|| format!("fsync {}", Self::path(&self.dir).display()))
+    /// The file's handle, to fsync it without the database lock.
+    pub fn file_handle(&self) -> Arc<File> {
+        self.file.clone()
     }
 
     pub fn file_bytes(&self) -> u64 {

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Ids the table file grows by at least (so growth is rare).
 const GROW_IDS_MIN: u64 = 1 << 14;
@@ -43,12 +44,15 @@ pub type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
 
 pub struct Lookup {
     path: PathBuf,
-    file: File,
+    file: Arc<File>,
     map: MmapMut,
     keysize: u8,
     /// Ids the file has entries for (id 0 included, never used).
     capacity: u64,
     overlay: IdMap<Location>,
+    /// Entries a running checkpoint is writing to the file: the overlay as
+    /// of the checkpoint's position (read after `overlay`, before the file).
+    frozen: IdMap<Location>,
 }
 
 impl Lookup {
@@ -115,17 +119,18 @@ impl Lookup {
         let capacity = (len - TABLE_HEADER_BYTES as u64) / keysize as u64;
         Ok(Lookup {
             path,
-            file,
+            file: Arc::new(file),
             map,
             keysize,
             capacity,
             overlay: IdMap::default(),
+            frozen: IdMap::default(),
         })
     }
 
     /// The newest record of `id`, or `Location::NONE`.
     pub fn get(&self, id: u32) -> Result<Location> {
-        if let Some(&loc) = self.overlay.get(&id) {
+        if let Some(&loc) = self.overlay.get(&id).or_else(|| self.frozen.get(&id)) {
             return Ok(loc);
         }
         if id as u64 >= self.capacity {
@@ -155,13 +160,25 @@ impl Lookup {
         self.overlay.len()
     }
 
-    /// Writes the overlay into the file and fsyncs it. Call only when every
-    /// record the overlay references is durable.
-    pub fn persist(&mut self, io: &dyn FileIo) -> Result<()> {
-        if self.overlay.is_empty() {
+    /// Starts a checkpoint: the overlay becomes the frozen entries, which
+    /// `write_frozen` puts in the file once their records are durable.
+    pub fn freeze(&mut self) {
+        if self.frozen.is_empty() {
+            self.frozen = std::mem::take(&mut self.overlay);
+        } else {
+            // A checkpoint that failed half way: keep its entries too.
+            let newer = std::mem::take(&mut self.overlay);
+            self.frozen.extend(newer);
+        }
+    }
+
+    /// Writes the frozen entries into the mapped file (growing it if
+    /// needed); the caller fsyncs the file.
+    pub fn write_frozen(&mut self) -> Result<()> {
+        if self.frozen.is_empty() {
             return Ok(());
         }
-        let max_id = self.overlay.keys().copied().max().unwrap_or(0) as u64;
+        let max_id = self.frozen.keys().copied().max().unwrap_or(0) as u64;
         if max_id >= self.capacity {
             let capacity = (max_id + 1)
                 .max(self.capacity * 2)
@@ -175,16 +192,19 @@ impl Lookup {
             self.capacity = capacity;
         }
         let ks = self.keysize as usize;
-        for (&id, &loc) in &self.overlay {
+        for (&id, &loc) in &self.frozen {
             let at = TABLE_HEADER_BYTES + id as usize * ks;
             encode_entry(loc, &mut self.map[at..at + ks]).map_err(|e| Error::Full {
                 reason: e.to_string(),
             })?;
         }
-        io.sync_data(&self.file)
-            .ctx(|| format!("fsync {}", self.path.display()))?;
-        self.overlay.clear();
+        self.frozen.clear();
         Ok(())
+    }
+
+    /// The file's handle, to fsync it without the database lock.
+    pub fn file_handle(&self) -> Arc<File> {
+        self.file.clone()
     }
 
     /// Ids the table can hold without growing (an upper bound for scans).
@@ -192,6 +212,7 @@ impl Lookup {
         let overlay_max = self
             .overlay
             .keys()
+            .chain(self.frozen.keys())
             .copied()
             .max()
             .map_or(0, |m| m as u64 + 1);

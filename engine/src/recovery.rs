@@ -137,6 +137,9 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
                 hash_seed: meta.hash_seed,
                 compact_seq: meta.compact_seq,
                 tombstone_horizon: meta.tombstone_horizon,
+                // Compaction may have dropped the newest records (deletes):
+                // the replay alone would issue their seqs again.
+                seq: meta.compact_seq,
                 ..fresh_meta(opts)
             };
             (

@@ -11,8 +11,9 @@ use crate::location::Location;
 use crate::lookup::Lookup;
 use crate::record::{self, Header, RecordKind, RecordRef, Seq};
 use crate::tables::Meta;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::path::Path;
+use std::sync::Arc;
 
 /// A checkpoint is taken when this many ids changed since the last one; it
 /// bounds the overlay's memory and the replay after a crash.
@@ -197,9 +198,6 @@ impl Core {
         if self.log.buf.len() >= WRITE_BUFFER_BYTES {
             self.log.flush()?;
         }
-        if self.lookup.dirty() >= CHECKPOINT_IDS_MAX || self.ckpt_bytes >= CHECKPOINT_BYTES_MAX {
-            self.checkpoint()?;
-        }
         Ok((seq, end))
     }
 
@@ -218,21 +216,28 @@ impl Core {
         }
     }
 
-    /// Makes the tables durable up to the end of the log: writes the buffer,
-    /// fsyncs the data files written since the last checkpoint, writes the
-    /// lookup overlay, fsyncs the key index, and replaces `meta`.
-    pub fn checkpoint(&mut self) -> Result<Location> {
-        let io = self.log.io.clone();
+    /// True when a checkpoint is due (see `CHECKPOINT_IDS_MAX`,
+    /// `CHECKPOINT_BYTES_MAX`); the writer that sees it takes one after
+    /// releasing the lock.
+    pub fn checkpoint_due(&self) -> bool {
+        self.lookup.dirty() >= CHECKPOINT_IDS_MAX || self.ckpt_bytes >= CHECKPOINT_BYTES_MAX
+    }
+
+    /// Checkpoint, phase 1 (under the write lock): writes the buffer, freezes
+    /// the lookup overlay and the counters as of the end of the log. Returns
+    /// the data files to fsync and the checkpoint to write.
+    ///
+    /// Phase 2 (no lock) fsyncs those files; phase 3 (`checkpoint_tables`,
+    /// under the lock) writes the frozen entries into `lookup.tbl`, which
+    /// then references only durable records; phase 4 (no lock) fsyncs the
+    /// tables and replaces `meta`. So a checkpoint holds the lock for memory
+    /// work only, never for an fsync.
+    pub fn checkpoint_begin(&mut self) -> Result<(Vec<Arc<File>>, Meta)> {
         self.log.flush()?;
-        for f in self.log.files_from(self.meta.ckpt.file) {
-            io.sync_data(&f)
-                .ctx(|| format!("fsync data file in {}", self.log.dir.display()))?;
-        }
-        self.lookup.persist(&*io)?;
-        self.keys.sync(&*io)?;
-        let end = self.log.end();
+        let files = self.log.files_from(self.meta.ckpt.file);
+        self.lookup.freeze();
         let meta = Meta {
-            ckpt: end,
+            ckpt: self.log.end(),
             seq: self.seq,
             next_id: self.next_id,
             live: self.live,
@@ -245,22 +250,50 @@ impl Core {
             file_count: self.log.order.len() as u32,
             ..self.meta
         };
+        self.ckpt_bytes = 0;
+        Ok((files, meta))
+    }
+
+    /// Checkpoint, phase 3 (under the write lock, after the data files are
+    /// durable): writes the frozen lookup entries; returns the table files
+    /// to fsync.
+    pub fn checkpoint_tables(&mut self) -> Result<[Arc<File>; 2]> {
+        self.lookup.write_frozen()?;
+        Ok([self.lookup.file_handle(), self.keys.file_handle()])
+    }
+
+    /// All phases of a checkpoint at once, holding `&mut self` throughout
+    /// (open and close).
+    pub fn checkpoint(&mut self) -> Result<Location> {
+        let io = self.log.io.clone();
+        let (files, meta) = self.checkpoint_begin()?;
+        sync_files(&files, &self.log.dir, &*io)?;
+        let tables = self.checkpoint_tables()?;
+        sync_files(&tables, &self.log.dir, &*io)?;
         write_meta(&self.log.dir, &meta, &*io)?;
         self.meta = meta;
-        self.ckpt_bytes = 0;
         log::debug!(
             "checkpoint at file {} offset {} (seq {})",
-            end.file,
-            end.offset,
-            self.seq
+            meta.ckpt.file,
+            meta.ckpt.offset,
+            meta.seq
         );
-        Ok(end)
+        Ok(meta.ckpt)
     }
 
     /// Bytes of all data files, tables and buffer.
     pub fn disk_bytes(&self) -> u64 {
         self.log.data_bytes() + self.lookup.file_bytes() + self.keys.file_bytes()
     }
+}
+
+/// fdatasyncs `files` (of the database in `dir`).
+pub fn sync_files(files: &[Arc<File>], dir: &Path, io: &dyn FileIo) -> Result<()> {
+    for f in files {
+        io.sync_data(f)
+            .ctx(|| format!("fsync a data file or table in {}", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// Replaces `dir/meta` atomically: write `meta.tmp`, fsync, rename, fsync dir.

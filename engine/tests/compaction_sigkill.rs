@@ -2,7 +2,7 @@
 //! its threads compacts in a loop, and reports each acknowledged write; the
 //! parent kills it with SIGKILL at a random moment — often inside a
 //! compaction — reopens, and checks that every key holds its last
-//! acknowledged value or a later one, never an older or invented value.
+//! acknowledged value or a later one, never an older or garbled value.
 //! Repeated 20 times on the same directory.
 
 mod common;
@@ -118,16 +118,16 @@ fn sigkill_during_compaction_never_loses_an_acknowledged_write() -> Result<(), E
             match (acked[k as usize], got) {
                 (None, None) => {}
                 (None, Some(v)) => {
-                    // Only the one write in flight may have landed unacknowledged.
-                    assert_eq!(write_of(&v), last + 1, "trial {trial}: k{k} invented");
+                    // Written after the last acknowledgement the parent read
+                    // (the child runs ahead of the pipe).
+                    let w = write_of(&v);
+                    assert!(w % KEYS == k && w > last, "trial {trial}: k{k} = write {w}");
                 }
                 (Some(a), Some(v)) => {
                     let w = write_of(&v);
                     assert_eq!(w % KEYS, k, "trial {trial}: k{k} holds another key's value");
-                    assert!(
-                        w == a || w == last + 1,
-                        "trial {trial}: k{k} = write {w}, acked {a}"
-                    );
+                    // The acknowledged write or a later one, never older.
+                    assert!(w >= a, "trial {trial}: k{k} = write {w}, acked {a}");
                 }
                 (Some(a), None) => panic!("trial {trial}: k{k} lost (acked write {a})"),
             }
@@ -136,7 +136,7 @@ fn sigkill_during_compaction_never_loses_an_acknowledged_write() -> Result<(), E
                 acked[k as usize] = Some(write_of(&v));
             }
         }
-        next = last + 2;
+        next = last + 1_000_000;
         db.close()?;
     }
     // The loop compacts continuously, so the log stays short.
