@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Input bytes examined per hold of the read lock while copying.
-pub const COPY_BATCH_BYTES: usize = 1 << 20;
+pub const COPY_BATCH_BYTES: usize = 256 << 10;
 /// Lookup entries moved per hold of the write lock while committing.
 pub const REMAP_BATCH_IDS: usize = 4096;
 /// Output bytes collected before one write to the output file.
