@@ -4,7 +4,8 @@
 //! 1. **Seal** (write lock, one rollover): the file being appended to is
 //!    sealed; every file before the new one is compacted. `compact_seq` is
 //!    the highest seq among them.
-//! 2. **Copy** (read lock per `COPY_BATCH_BYTES` of input): each record is
+//! 2. **Copy** (the sealed files read through their own maps; the read lock
+//!    held only to look up the fate of `COPY_BATCH_BYTES` of input): each record is
 //!    kept if it is among the newest `history` versions of its id, except a
 //!    delete that is the newest version and no replica needs (its seq is at
 //!    most the tombstone floor): it is dropped with every older version.
@@ -27,11 +28,12 @@
 use crate::db::Inner;
 use crate::error::{Error, IoContext, Result};
 use crate::files::{data_path, sync_dir, DataFile};
-use crate::limits::FILE_HEADER_BYTES;
+use crate::limits::{FILE_HEADER_BYTES, RECORD_HEADER_BYTES};
 use crate::location::Location;
 use crate::record::{self, Header, RecordKind, RecordRef, Seq};
 use crate::state::Core;
 use crate::tables::FileHeader;
+use memmap2::MmapOptions;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -310,8 +312,8 @@ struct Output<'a> {
     /// Bytes written to the current file (header included).
     len: u32,
     buf: Vec<u8>,
-    /// A file number reserved for the next output file. It is taken under
-    /// the write lock, which the copy loop cannot take while it reads.
+    /// A file number reserved for the next output file (taken under the
+    /// write lock).
     spare: Option<u16>,
 }
 
@@ -337,6 +339,7 @@ impl Output<'_> {
     fn place(&mut self, len: usize, seq: Seq) -> Result<Location> {
         if self.needs_file(len) {
             self.flush()?;
+            self.reserve_spare()?;
             let n = self.spare.take().expect("a spare number is reserved");
             let path = compact_path(&self.dir, n);
             let f = OpenOptions::new()
@@ -529,59 +532,95 @@ fn copy(
     let mut dropped_newest = Vec::new();
     let mut done = 0u64;
     let mut last_log = Instant::now();
+    let mut batch: Vec<(Location, Header)> = Vec::new();
     for &n in old {
+        let (file, len, path) = {
+            let core = inner.read();
+            let f = core.log.file(n).expect("compacted files stay open");
+            (f.file.clone(), f.len, f.path.clone())
+        };
+        // SAFETY: a sealed file's bytes below `len` never change, and only
+        // compaction (this one; they run one at a time) removes a file.
+        let map = unsafe { MmapOptions::new().len(len as usize).map(&*file) }
+            .ctx(|| format!("mmap {}", path.display()))?;
         let mut off = FILE_HEADER_BYTES as u32;
-        let mut finished = false;
-        while !finished {
-            out.reserve_spare()?;
+        while off < len {
+            // Decode and check a batch without the lock ...
             let start = off;
-            {
-                let core = inner.read();
-                let len = core.log.file(n).expect("compacted files stay open").len;
-                while off < len && ((off - start) as usize) < COPY_BATCH_BYTES {
-                    let loc = Location {
+            batch.clear();
+            while off < len && ((off - start) as usize) < COPY_BATCH_BYTES {
+                let h = match record::decode(&map[off as usize..]) {
+                    Ok(Some(d)) => d.header,
+                    Ok(None) => {
+                        return Err(Error::Corrupted {
+                            file: path.clone(),
+                            offset: off as u64,
+                            cause: crate::CodecError::BadField {
+                                what: "record runs past the end of its file",
+                            },
+                        })
+                    }
+                    Err(cause) => {
+                        return Err(Error::Corrupted {
+                            file: path.clone(),
+                            offset: off as u64,
+                            cause,
+                        })
+                    }
+                };
+                batch.push((
+                    Location {
                         file: n,
                         offset: off,
-                    };
-                    let r = core.log.record(loc)?;
-                    let h = r.header;
-                    let rlen = h.record_len();
-                    match fate(&core, &h, loc, keep, floor, old)? {
-                        Fate::Keep => {
-                            if out.needs_file(rlen) && out.spare.is_none() {
-                                break; // reserve a number without the read lock
-                            }
-                            let prev = match keep > 1 {
-                                true => moved.get(&h.prev).copied().unwrap_or(Location::NONE),
-                                false => Location::NONE,
-                            };
-                            let at = out.place(rlen, h.seq)?;
-                            record::encode(
-                                &mut out.buf,
-                                &RecordRef {
-                                    seq: h.seq,
-                                    id: h.id,
-                                    kind: h.kind,
-                                    key: r.key,
-                                    value: r.value,
-                                },
-                                prev,
-                            );
-                            if keep > 1 {
-                                moved.insert(loc, at);
-                            }
-                            report.kept += 1;
+                    },
+                    h,
+                ));
+                off += h.record_len() as u32;
+            }
+            // ... decide under the read lock (lookups only) ...
+            let fates = {
+                let core = inner.read();
+                batch
+                    .iter()
+                    .map(|(loc, h)| fate(&core, h, *loc, keep, floor, old))
+                    .collect::<Result<Vec<Fate>>>()?
+            };
+            // ... and copy without it.
+            for (&(loc, h), fate) in batch.iter().zip(fates) {
+                match fate {
+                    Fate::Keep => {
+                        let rlen = h.record_len();
+                        let prev = match keep > 1 {
+                            true => moved.get(&h.prev).copied().unwrap_or(Location::NONE),
+                            false => Location::NONE,
+                        };
+                        let at = out.place(rlen, h.seq)?;
+                        let body = loc.offset as usize + RECORD_HEADER_BYTES;
+                        let key = &map[body..body + h.key_len as usize];
+                        let value = &map[body + h.key_len as usize..loc.offset as usize + rlen];
+                        record::encode(
+                            &mut out.buf,
+                            &RecordRef {
+                                seq: h.seq,
+                                id: h.id,
+                                kind: h.kind,
+                                key,
+                                value,
+                            },
+                            prev,
+                        );
+                        if keep > 1 {
+                            moved.insert(loc, at);
                         }
-                        Fate::Drop => report.dropped += 1,
-                        Fate::DropTombstone => {
-                            report.dropped += 1;
-                            report.tombstones_dropped += 1;
-                            dropped_newest.push((h.id, loc, h.seq));
-                        }
+                        report.kept += 1;
                     }
-                    off += rlen as u32;
+                    Fate::Drop => report.dropped += 1,
+                    Fate::DropTombstone => {
+                        report.dropped += 1;
+                        report.tombstones_dropped += 1;
+                        dropped_newest.push((h.id, loc, h.seq));
+                    }
                 }
-                finished = off >= len;
             }
             if out.buf.len() >= OUTPUT_BUFFER_BYTES {
                 out.flush()?;
