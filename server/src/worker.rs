@@ -226,72 +226,79 @@ impl Worker {
             seq
         );
         *self.master_heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        loop {
-            let m = smol::future::or(r.recv(), async {
-                loop {
-                    smol::Timer::after(Duration::from_millis(self.cfg.heartbeat_ms)).await;
-                    let heard = *self.master_heard.lock().unwrap_or_else(|p| p.into_inner());
-                    if heard.elapsed() > Duration::from_millis(self.cfg.heartbeat_timeout_ms) {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!(
-                                "no heartbeat from the master for {} ms",
-                                self.cfg.heartbeat_timeout_ms
-                            ),
-                        ));
-                    }
-                }
-            })
-            .await?;
-            let Some(m) = m else { return Ok(Follow::Ended) };
-            match m {
-                Message::Records { records, .. } => {
-                    let db = self.db_or_busy()?;
-                    let apply = move || -> Result<u64, hypha_engine::Error> {
-                        for r in records {
-                            db.apply(&from_wire(r))?;
-                        }
-                        Ok(db.seq())
-                    };
-                    // Only an fdatasync per apply is slow enough to be worth a
-                    // hop to the blocking pool.
-                    let applied = match self.cfg.engine.fsync {
-                        Fsync::Always => smol::unblock(apply).await,
-                        _ => apply(),
-                    }
-                    .map_err(|e| std::io::Error::other(format!("applying records: {e}")))?;
-                    self.applied.notify(usize::MAX);
-                    w.send(&Message::Ack {
-                        applied_seq: applied,
-                    })
-                    .await?;
-                }
-                Message::SnapshotBegin {
-                    history_id,
-                    upto_seq,
-                    records_total,
-                    bytes_total,
-                } => {
-                    log::info!(
-                        "worker: receiving a snapshot of {records_total} records (~{:.1} MB) up to seq {upto_seq}",
-                        bytes_total as f64 / 1e6
-                    );
-                    self.receive_snapshot(&mut r, history_id, records_total)
-                        .await?;
-                    w.send(&Message::Ack {
-                        applied_seq: self.db_or_busy()?.seq(),
-                    })
-                    .await?;
-                }
-                Message::Ping { nonce } => w.send(&Message::Pong { nonce }).await?,
-                other => {
-                    return Err(std::io::Error::other(format!(
-                        "unexpected {} from the master",
-                        other.name()
-                    )))
+        // Liveness is watched by one timer for the whole session, not one
+        // per message: a timer per message is a reactor registration and a
+        // wake-up on the replication path.
+        let watchdog = async {
+            loop {
+                smol::Timer::after(Duration::from_millis(self.cfg.heartbeat_ms)).await;
+                let heard = *self.master_heard.lock().unwrap_or_else(|p| p.into_inner());
+                if heard.elapsed() > Duration::from_millis(self.cfg.heartbeat_timeout_ms) {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "no heartbeat from the master for {} ms",
+                            self.cfg.heartbeat_timeout_ms
+                        ),
+                    ));
                 }
             }
-        }
+        };
+        let receive = async {
+            loop {
+                let Some(m) = r.recv().await? else {
+                    return Ok(Follow::Ended);
+                };
+                match m {
+                    Message::Records { records, .. } => {
+                        let db = self.db_or_busy()?;
+                        let apply = move || -> Result<u64, hypha_engine::Error> {
+                            for r in records {
+                                db.apply(&from_wire(r))?;
+                            }
+                            Ok(db.seq())
+                        };
+                        // Only an fdatasync per apply is slow enough to be worth a
+                        // hop to the blocking pool.
+                        let applied = match self.cfg.engine.fsync {
+                            Fsync::Always => smol::unblock(apply).await,
+                            _ => apply(),
+                        }
+                        .map_err(|e| std::io::Error::other(format!("applying records: {e}")))?;
+                        self.applied.notify(usize::MAX);
+                        w.send(&Message::Ack {
+                            applied_seq: applied,
+                        })
+                        .await?;
+                    }
+                    Message::SnapshotBegin {
+                        history_id,
+                        upto_seq,
+                        records_total,
+                        bytes_total,
+                    } => {
+                        log::info!(
+                            "worker: receiving a snapshot of {records_total} records (~{:.1} MB) up to seq {upto_seq}",
+                            bytes_total as f64 / 1e6
+                        );
+                        self.receive_snapshot(&mut r, history_id, records_total)
+                            .await?;
+                        w.send(&Message::Ack {
+                            applied_seq: self.db_or_busy()?.seq(),
+                        })
+                        .await?;
+                    }
+                    Message::Ping { nonce } => w.send(&Message::Pong { nonce }).await?,
+                    other => {
+                        return Err(std::io::Error::other(format!(
+                            "unexpected {} from the master",
+                            other.name()
+                        )))
+                    }
+                }
+            }
+        };
+        smol::future::or(receive, watchdog).await
     }
 
     async fn receive_snapshot(
