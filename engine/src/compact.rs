@@ -53,8 +53,9 @@ const MARKER: &str = "COMPACT";
 const MARKER_TMP: &str = "COMPACT.tmp";
 const MARKER_MAGIC: [u8; 8] = *b"HYPHACP\0";
 const MARKER_VERSION: u16 = 1;
-/// Fixed part of the marker: magic, version, counts, two seqs.
-const MARKER_FIXED_BYTES: usize = 8 + 2 + 2 + 2 + 2 + 8 + 8;
+/// Fixed part of the marker: magic, version, counts, reserved, two seqs,
+/// the compaction's id, next id, reserved.
+const MARKER_FIXED_BYTES: usize = 8 + 2 + 2 + 2 + 2 + 8 + 8 + 8 + 4 + 4;
 
 /// What one compaction did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -84,6 +85,10 @@ pub struct CompactReport {
 pub struct Marker {
     pub compact_seq: Seq,
     pub tombstone_horizon: Seq,
+    /// Random, names this compaction: its final checkpoint records it.
+    pub compact_id: u64,
+    /// Next id at the seal: no id a dropped record had is issued again.
+    pub next_id: u32,
     pub old: Vec<u16>,
     pub new: Vec<u16>,
 }
@@ -99,6 +104,9 @@ impl Marker {
         b.extend_from_slice(&0u16.to_le_bytes());
         b.extend_from_slice(&self.compact_seq.to_le_bytes());
         b.extend_from_slice(&self.tombstone_horizon.to_le_bytes());
+        b.extend_from_slice(&self.compact_id.to_le_bytes());
+        b.extend_from_slice(&self.next_id.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
         for n in self.old.iter().chain(&self.new) {
             b.extend_from_slice(&n.to_le_bytes());
         }
@@ -145,6 +153,8 @@ impl Marker {
         Ok(Marker {
             compact_seq: u64_at(16),
             tombstone_horizon: u64_at(24),
+            compact_id: u64_at(32),
+            next_id: u32::from_le_bytes([b[40], b[41], b[42], b[43]]),
             old: numbers[..n_old].to_vec(),
             new: numbers[n_old..].to_vec(),
         })
@@ -420,7 +430,7 @@ pub(crate) fn run(inner: &Inner) -> Result<CompactReport> {
     // 1. Seal. The fsync of the sealed file happens mostly here, without
     // the lock; the rollover then syncs only what came in between.
     inner.sync()?;
-    let (old, compact_seq, bytes_before, input_bytes) = inner.mutate(|core| {
+    let (old, compact_seq, next_id, bytes_before, input_bytes) = inner.mutate(|core| {
         if core.meta.keysize < 6 {
             return Err(Error::BadOptions {
                 detail: format!(
@@ -439,7 +449,7 @@ pub(crate) fn run(inner: &Inner) -> Result<CompactReport> {
             .iter()
             .map(|&n| core.log.file(n).map_or(0, |f| f.len as u64))
             .sum();
-        Ok((old, core.seq, bytes_before, input))
+        Ok((old, core.seq, core.next_id, bytes_before, input))
     })?;
     let mut report = CompactReport {
         bytes_before,
@@ -487,8 +497,17 @@ pub(crate) fn run(inner: &Inner) -> Result<CompactReport> {
     let new: Vec<u16> = out.files.iter().map(|(n, _)| *n).collect();
     drop(out);
     report.files_out = new.len();
+    let old = old.to_vec();
     let horizon = dropped_newest.iter().map(|d| d.2).max().unwrap_or(0);
-    let result = commit(inner, &old, &new, compact_seq, horizon, &dropped_newest);
+    let marker = Marker {
+        compact_seq,
+        tombstone_horizon: horizon.max(inner.read().tombstone_horizon),
+        compact_id: crate::recovery::random_u64() | 1,
+        next_id,
+        old: old.clone(),
+        new,
+    };
+    let result = commit(inner, &marker, &dropped_newest);
     inner.progress_set(0, 0);
     if let Err(e) = &result {
         // Past the marker the switch must finish; open does it.
@@ -642,24 +661,12 @@ fn copy(
     Ok(dropped_newest)
 }
 
-fn commit(
-    inner: &Inner,
-    old: &[u16],
-    new: &[u16],
-    compact_seq: Seq,
-    horizon: Seq,
-    dropped_newest: &[DroppedNewest],
-) -> Result<()> {
+fn commit(inner: &Inner, marker: &Marker, dropped_newest: &[DroppedNewest]) -> Result<()> {
     let dir = &inner.dir;
     let io = inner.opts.io.clone();
-    let horizon = horizon.max(inner.read().tombstone_horizon);
-    Marker {
-        compact_seq,
-        tombstone_horizon: horizon,
-        old: old.to_vec(),
-        new: new.to_vec(),
-    }
-    .write(dir, &*io)?;
+    let (old, new) = (&marker.old[..], &marker.new[..]);
+    let horizon = marker.tombstone_horizon;
+    marker.write(dir, &*io)?;
     for &n in new {
         let (from, to) = (compact_path(dir, n), data_path(dir, n));
         fs::rename(&from, &to).ctx(|| format!("rename {} to {}", from.display(), to.display()))?;
@@ -740,7 +747,11 @@ fn commit(
     }
     // Record the compaction in a checkpoint, then close and remove the old
     // files (no lookup entry points into them any more).
-    inner.write().compact_seq = compact_seq;
+    {
+        let mut core = inner.write();
+        core.compact_seq = marker.compact_seq;
+        core.compact_id = marker.compact_id;
+    }
     inner.checkpoint(true)?;
     // Their numbers stay reserved until the marker is gone: open removes
     // the files the marker lists, so a new file must not take one of those
@@ -772,6 +783,8 @@ mod tests {
         let m = Marker {
             compact_seq: 77,
             tombstone_horizon: 40,
+            compact_id: 0x1234_5678_9abc_def0,
+            next_id: 99,
             old: vec![0, 1, 5],
             new: vec![2, 3],
         };

@@ -92,7 +92,7 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
     let files = open_files(dir, &numbers, &meta, &mut report)?;
     let log = Log::new(dir.to_path_buf(), meta.file_size, files, io);
     if let Some(m) = &marker {
-        if meta.compact_seq != m.compact_seq {
+        if meta.compact_id != m.compact_id {
             log::warn!(
                 "{}: a compaction was interrupted while it switched files; rebuilding the \
                  tables from the log",
@@ -102,6 +102,9 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
         }
         meta.compact_seq = meta.compact_seq.max(m.compact_seq);
         meta.tombstone_horizon = meta.tombstone_horizon.max(m.tombstone_horizon);
+        meta.compact_id = m.compact_id;
+        meta.seq = meta.seq.max(m.compact_seq);
+        meta.next_id = meta.next_id.max(m.next_id);
     }
     if !report.rebuilt {
         check_file_count(&log, &meta)?;
@@ -132,14 +135,17 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
         Some(t) => t,
         None => {
             report.rebuilt = true;
+            // Rebuilding keeps what the log alone may not show: a compaction
+            // may have dropped the newest records (deletes), whose seqs and
+            // ids must never be issued again.
             meta = Meta {
                 history_id: meta.history_id,
                 hash_seed: meta.hash_seed,
                 compact_seq: meta.compact_seq,
                 tombstone_horizon: meta.tombstone_horizon,
-                // Compaction may have dropped the newest records (deletes):
-                // the replay alone would issue their seqs again.
-                seq: meta.compact_seq,
+                compact_id: meta.compact_id,
+                seq: meta.seq.max(meta.compact_seq),
+                next_id: meta.next_id,
                 ..fresh_meta(opts)
             };
             (
@@ -184,6 +190,7 @@ fn core_from(log: Log, lookup: Lookup, keys: KeyIndex, meta: Meta) -> Core {
         live_bytes: meta.live_bytes.unwrap_or(0),
         ckpt_bytes: 0,
         compact_seq: meta.compact_seq,
+        compact_id: meta.compact_id,
         tombstone_horizon: meta.tombstone_horizon,
         meta,
     }
@@ -207,6 +214,7 @@ fn fresh_meta(opts: &Options) -> Meta {
         tombstone_horizon: 0,
         live_bytes: Some(0),
         file_count: 0,
+        compact_id: 0,
     }
 }
 

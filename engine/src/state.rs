@@ -38,6 +38,8 @@ pub struct Core {
     pub ckpt_bytes: u64,
     /// Records with a seq up to this were rewritten by the last compaction.
     pub compact_seq: Seq,
+    /// Random id of the last compaction.
+    pub compact_id: u64,
     /// Highest seq of a delete compaction dropped (see `Db::read_from`).
     pub tombstone_horizon: Seq,
 }
@@ -248,6 +250,7 @@ impl Core {
             tombstone_horizon: self.tombstone_horizon,
             live_bytes: Some(self.live_bytes),
             file_count: self.log.order.len() as u32,
+            compact_id: self.compact_id,
             ..self.meta
         };
         self.ckpt_bytes = 0;

@@ -187,6 +187,7 @@ const M_COMPACT_SEQ: usize = 88;
 const M_HORIZON: usize = 96;
 const M_LIVE_BYTES: usize = 104;
 const M_FILE_COUNT: usize = 112;
+const M_COMPACT_ID: usize = 116;
 const M_CRC: usize = 124;
 const _: () = assert!(M_CRC_V1 + 4 == META_BYTES_V1);
 const _: () = assert!(M_CRC + 4 == META_BYTES);
@@ -235,6 +236,9 @@ pub struct Meta {
     /// Data files in log order up to and including `ckpt.file` (0: unknown,
     /// version 1).
     pub file_count: u32,
+    /// Random id of the last compaction whose final checkpoint this is (or
+    /// follows); 0: none.
+    pub compact_id: u64,
 }
 
 impl Meta {
@@ -261,6 +265,7 @@ impl Meta {
         let live_bytes = self.live_bytes.unwrap_or(u64::MAX);
         b[M_LIVE_BYTES..M_LIVE_BYTES + 8].copy_from_slice(&live_bytes.to_le_bytes());
         b[M_FILE_COUNT..M_FILE_COUNT + 4].copy_from_slice(&self.file_count.to_le_bytes());
+        b[M_COMPACT_ID..M_COMPACT_ID + 8].copy_from_slice(&self.compact_id.to_le_bytes());
         let c = crc(&b[..M_CRC]);
         b[M_CRC..].copy_from_slice(&c.to_le_bytes());
         b
@@ -328,6 +333,7 @@ impl Meta {
             tombstone_horizon: field(M_HORIZON),
             live_bytes,
             file_count: if v2 { u32_at(b, M_FILE_COUNT) } else { 0 },
+            compact_id: field(M_COMPACT_ID),
         })
     }
 }
@@ -357,6 +363,7 @@ mod tests {
             tombstone_horizon: 65,
             live_bytes: Some(12_345),
             file_count: 3,
+            compact_id: 0xfeed,
         }
     }
 
@@ -407,6 +414,7 @@ mod tests {
                 tombstone_horizon: 0,
                 live_bytes: None,
                 file_count: 0,
+                compact_id: 0,
                 ..m
             }
         );
