@@ -1,30 +1,48 @@
 #![no_main]
-//! `Db`'s key API against a model, with crash points: the fuzz version of
-//! `engine/tests/model_crash.rs`.
+//! `Db`'s key API and compaction against a model, with crash points: the
+//! fuzz version of `engine/tests/model_crash.rs` and of the fault tests in
+//! `engine/tests/compaction.rs`.
 //!
-//! The model is the list of acknowledged writes. The engine's file layer
+//! The model is the list of acknowledged writes, the versions compaction
+//! has removed from it and the tombstone horizon. The engine's file layer
 //! notes how long each file was at its last fdatasync: a power cut cannot
 //! take those bytes and may take any others. A crash drops the write buffer
 //! (`Db::crash`), cuts one data file — any of them — at an arbitrary offset
 //! past its synced length, and may append junk. The reopened database must
 //! then equal the model after a prefix of the writes (its seq names the
 //! prefix; a seq no write had is invented), and that prefix holds every
-//! write acknowledged as durable: all writes up to the last `sync`/close,
-//! and every write made under `Fsync::Always`. Gets, histories and a scan
-//! are compared after every reopen; nothing may panic.
+//! write acknowledged as durable: all writes up to the last `sync`, close or
+//! successful compaction, and every write made under `Fsync::Always`.
+//!
+//! `Compact` sets a tombstone floor and compacts; the model then keeps the
+//! newest `history` versions of each key, or none when the newest is a
+//! delete at or below the floor (which raises the horizon). `CompactCrash`
+//! arms `FaultyIo` in the file layer so that the Nth write or fdatasync of
+//! the compaction and every one after it fail, then crashes as above: the
+//! reopened database must show either the state before the compaction (any
+//! prefix, as after a crash) or the compacted one (every write), never a
+//! mix.
+//!
+//! After every reopen and compaction, gets, histories (seqs and values),
+//! `len`, the digest (recomputed from the model with `hash::pair_hash`), a
+//! full scan, the tombstone horizon, `read_from` (from the horizon: exactly
+//! the model's remaining versions in seq order; below it: `Compacted`) and
+//! `snapshot` are compared; nothing may panic.
 
 use arbitrary::Arbitrary;
-use hypha_engine::io::FileIo;
-use hypha_engine::limits::FILE_SIZE_MIN;
-use hypha_engine::{Db, Fsync, Options, Seq, Version};
+use hypha_engine::hash::pair_hash;
+use hypha_engine::io::{FaultyIo, FileIo};
+use hypha_engine::limits::{FILE_HEADER_BYTES, FILE_SIZE_MIN};
+use hypha_engine::tables::FileHeader;
+use hypha_engine::{Db, Error, Fsync, LogIter, Options, RecordKind, Seq, Version};
 use hypha_fuzz::TempDir;
 use libfuzzer_sys::fuzz_target;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Keys the operations pick from (`key_idx % KEYS`).
 const KEYS: u8 = 16;
@@ -36,6 +54,15 @@ const FILL_PUTS_MAX: u8 = 32;
 const GARBAGE_BYTES_MAX: usize = 256;
 /// Deepest history compared after a reopen.
 const HISTORY_CHECK_DEPTH: usize = 8;
+/// `Options::history` is `1 + history % HISTORY_KEEP_MAX` after a `Reopen`
+/// (1, the default, before the first).
+const HISTORY_KEEP_MAX: u8 = 3;
+/// `CompactCrash` fails the `1 + at % FAULT_AT_MAX`th write or fdatasync of
+/// the compaction. A compaction of the few files a run makes does about
+/// 1-15 of each; higher numbers crash after a compaction that finished.
+const FAULT_AT_MAX: u8 = 32;
+/// EIO.
+const EIO: i32 = 5;
 
 #[derive(Arbitrary, Debug)]
 enum Op {
@@ -62,9 +89,11 @@ enum Op {
         value: Value,
     },
     Sync,
-    /// Clean close, then open with `Fsync::Always` or `Fsync::Never`.
+    /// Clean close, then open with `Fsync::Always` or `Fsync::Never` and
+    /// `Options::history = 1 + history % HISTORY_KEEP_MAX`.
     Reopen {
         always: bool,
+        history: u8,
     },
     /// Power cut: `cut` picks where the unsynced bytes end; `garbage` is
     /// appended as zeros or as scrambled junk.
@@ -73,6 +102,38 @@ enum Op {
         zeros: bool,
         garbage: Vec<u8>,
     },
+    /// `set_tombstone_floor` (see [`Floor`]), then `compact`, which must
+    /// succeed.
+    Compact {
+        floor: Floor,
+    },
+    /// `Compact` whose `1 + at % FAULT_AT_MAX`th write (`on_sync`: fdatasync)
+    /// and everything after fail, then a power cut as `Crash`.
+    CompactCrash {
+        floor: Floor,
+        on_sync: bool,
+        at: u8,
+        cut: u32,
+        zeros: bool,
+        garbage: Vec<u8>,
+    },
+}
+
+/// The tombstone floor, relative to the newest seq: `behind == 0` is
+/// `Seq::MAX` (the default: no replica needs a delete), otherwise
+/// `seq + 1 - behind` (0 at the least: every delete is kept).
+#[derive(Arbitrary, Debug, Clone, Copy)]
+struct Floor {
+    behind: u8,
+}
+
+impl Floor {
+    fn seq(self, newest: Seq) -> Seq {
+        match self.behind {
+            0 => Seq::MAX,
+            b => (newest + 1).saturating_sub(b as Seq),
+        }
+    }
 }
 
 /// `len % (VALUE_BYTES_MAX + 1)` bytes cycling through `pattern`, so a short
@@ -101,55 +162,109 @@ fn key(i: u8) -> Vec<u8> {
 }
 
 /// The real file layer, noting each file's length at its last fdatasync
-/// (by device and inode, so a file keeps its entry across reopens).
+/// (by device and inode, so a file keeps its entry across reopens and
+/// renames), with a `FaultyIo` armed for one compaction.
 #[derive(Debug, Default)]
-struct Synced(Mutex<HashMap<(u64, u64), u64>>);
+struct Io {
+    synced: Mutex<HashMap<(u64, u64), u64>>,
+    fault: Mutex<Option<FaultyIo>>,
+}
 
-impl Synced {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Io {
     /// Bytes of `path` a power cut cannot take.
-    fn len(&self, path: &Path) -> u64 {
+    fn synced_len(&self, path: &Path) -> u64 {
         let m = std::fs::metadata(path).expect("cannot stat a data file");
-        let synced = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        synced
+        lock(&self.synced)
             .get(&(m.dev(), m.ino()))
             .copied()
             .unwrap_or(0)
             .min(m.len())
     }
+
+    /// Forgets files that are gone (so a reused inode starts unsynced).
+    fn forget_all_but(&self, dir: &Path) {
+        let mut present = HashSet::new();
+        for entry in std::fs::read_dir(dir).expect("cannot list the database") {
+            let m = entry
+                .and_then(|e| e.metadata())
+                .expect("cannot stat a file");
+            present.insert((m.dev(), m.ino()));
+        }
+        lock(&self.synced).retain(|k, _| present.contains(k));
+    }
+
+    /// From now on the `at`th write (or fdatasync) and all after it fail.
+    fn arm(&self, on_sync: bool, at: u64) {
+        let (w, s) = if on_sync { (0, at) } else { (at, 0) };
+        *lock(&self.fault) = Some(FaultyIo::new(w, s, EIO));
+    }
+
+    fn disarm(&self) {
+        *lock(&self.fault) = None;
+    }
 }
 
-impl FileIo for Synced {
+impl FileIo for Io {
     fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-        file.write_all_at(buf, offset)
+        match &*lock(&self.fault) {
+            Some(faulty) => faulty.write_at(file, buf, offset),
+            None => file.write_all_at(buf, offset),
+        }
     }
     fn sync_data(&self, file: &File) -> io::Result<()> {
-        file.sync_data()?;
+        match &*lock(&self.fault) {
+            Some(faulty) => faulty.sync_data(file)?,
+            None => file.sync_data()?,
+        }
         let m = file.metadata()?;
-        let mut synced = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        synced.insert((m.dev(), m.ino()), m.len());
+        lock(&self.synced).insert((m.dev(), m.ino()), m.len());
         Ok(())
     }
 }
 
-fn options(always: bool, io: &Arc<Synced>) -> Options {
+fn options(always: bool, history: usize, io: &Arc<Io>) -> Options {
     Options {
         file_size: FILE_SIZE_MIN,
         fsync: if always { Fsync::Always } else { Fsync::Never },
         io: io.clone(),
+        history,
+        // No background thread: a run must not depend on timing.
+        auto_compact: false,
         ..Options::default()
     }
 }
 
-/// Data files in number order with their lengths.
+/// Data files (`N.db`) in log order (by the first seq in their header; a
+/// file whose header is not readable, being created, last) with lengths.
 fn data_files(dir: &Path) -> Vec<(u16, u64)> {
     let mut files = Vec::new();
-    for n in 0..=u16::MAX {
-        match std::fs::metadata(dir.join(format!("{n}.db"))) {
-            Ok(m) => files.push((n, m.len())),
-            Err(_) => break,
-        }
+    for entry in std::fs::read_dir(dir).expect("cannot list the database") {
+        let entry = entry.expect("cannot list the database");
+        let name = entry.file_name();
+        let Some(n) = name
+            .to_str()
+            .and_then(|s| s.strip_suffix(".db"))
+            .and_then(|s| s.parse::<u16>().ok())
+        else {
+            continue;
+        };
+        let mut header = Vec::new();
+        File::open(entry.path())
+            .and_then(|f| f.take(FILE_HEADER_BYTES as u64).read_to_end(&mut header))
+            .expect("cannot read a data file header");
+        let first_seq = match FileHeader::decode(&header) {
+            Ok(Some(h)) => h.first_seq,
+            _ => Seq::MAX,
+        };
+        let len = entry.metadata().expect("cannot stat a data file").len();
+        files.push((first_seq, n, len));
     }
-    files
+    files.sort();
+    files.into_iter().map(|(_, n, len)| (n, len)).collect()
 }
 
 /// Junk that no compare in the engine can steer into a valid record: the
@@ -168,12 +283,44 @@ fn scramble(garbage: &[u8]) -> Vec<u8> {
         .collect()
 }
 
+/// A record as the model sees it: seq, key, value (`None`: delete).
+type Logged = (Seq, Vec<u8>, Option<Vec<u8>>);
+
+/// The records `it` yields.
+fn records(it: LogIter) -> Result<Vec<Logged>, String> {
+    it.map(|r| {
+        let r = r.map_err(|e| format!("log: {e}"))?;
+        let value = (r.kind == RecordKind::Put).then_some(r.value);
+        Ok((r.seq, r.key, value))
+    })
+    .collect()
+}
+
+/// What compaction has done to the model: the seqs of the versions it
+/// removed, and the tombstone horizon.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct View {
+    gone: BTreeSet<Seq>,
+    horizon: Seq,
+}
+
+/// Returns `Err(message)` from a check when `cond` does not hold.
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(format!($($fmt)+));
+        }
+    };
+}
+
 struct Run {
     dir: TempDir,
     always: bool,
-    io: Arc<Synced>,
+    history: usize,
+    io: Arc<Io>,
     db: Option<Db>,
     writes: Vec<Write>,
+    view: View,
     /// `writes[..durable]` were acknowledged as durable: no crash may lose them.
     durable: usize,
 }
@@ -183,6 +330,10 @@ impl Run {
         self.db
             .as_ref()
             .expect("the database is open between operations")
+    }
+
+    fn newest_seq(&self) -> Seq {
+        self.writes.last().map_or(0, |(s, _, _)| *s)
     }
 
     fn model(&self) -> BTreeMap<u8, Vec<u8>> {
@@ -196,9 +347,16 @@ impl Run {
         model
     }
 
-    fn history(&self, k: u8, depth: usize) -> Vec<Version> {
-        let versions = self.writes.iter().rev().filter(|(_, w, _)| *w == k);
-        versions
+    /// The versions of key `k` the database holds, newest first.
+    fn versions<'a>(&'a self, view: &'a View, k: u8) -> impl Iterator<Item = &'a Write> + 'a {
+        self.writes
+            .iter()
+            .rev()
+            .filter(move |(s, w, _)| *w == k && !view.gone.contains(s))
+    }
+
+    fn history(&self, view: &View, k: u8, depth: usize) -> Vec<Version> {
+        self.versions(view, k)
             .take(depth)
             .map(|(seq, _, value)| Version {
                 seq: *seq,
@@ -207,8 +365,32 @@ impl Run {
             .collect()
     }
 
+    /// The view after a compaction of every write keeping `keep` versions
+    /// per key and dropping deletes at or below `floor`; the counts of
+    /// records it keeps, drops and the deletes among the dropped.
+    fn compacted(&self, keep: usize, floor: Seq) -> (View, (u64, u64, u64)) {
+        let mut after = self.view.clone();
+        let mut tombstones = 0;
+        for k in 0..KEYS {
+            let versions: Vec<&Write> = self.versions(&self.view, k).collect();
+            match versions.first() {
+                Some((seq, _, None)) if *seq <= floor => {
+                    after.horizon = after.horizon.max(*seq);
+                    after.gone.extend(versions.iter().map(|(s, _, _)| *s));
+                    tombstones += 1;
+                }
+                _ => after
+                    .gone
+                    .extend(versions.iter().skip(keep).map(|(s, _, _)| *s)),
+            }
+        }
+        let kept = (self.writes.len() - after.gone.len()) as u64;
+        let dropped = (after.gone.len() - self.view.gone.len()) as u64;
+        (after, (kept, dropped, tombstones))
+    }
+
     fn acknowledged(&mut self, w: Write) {
-        let last = self.writes.last().map_or(0, |(s, _, _)| *s);
+        let last = self.newest_seq();
         assert_eq!(w.0, last + 1, "seqs of acknowledged writes have a gap");
         self.writes.push(w);
         if self.always {
@@ -256,17 +438,22 @@ impl Run {
             Op::History { key_idx, depth } => {
                 let (k, depth) = (key_idx % KEYS, *depth as usize);
                 let got = self.db().history(&key(k), depth).expect("history");
-                assert_eq!(got, self.history(k, depth), "history of key {k}");
+                assert_eq!(
+                    got,
+                    self.history(&self.view, k, depth),
+                    "history of key {k}"
+                );
             }
             Op::Sync => {
                 self.db().sync().expect("sync");
                 self.made_durable();
             }
-            Op::Reopen { always } => {
+            Op::Reopen { always, history } => {
                 self.db.take().expect("open").close().expect("close");
                 self.made_durable();
                 self.always = *always;
-                self.reopen();
+                self.history = 1 + (history % HISTORY_KEEP_MAX) as usize;
+                self.reopen(None);
             }
             Op::Crash {
                 cut,
@@ -275,7 +462,47 @@ impl Run {
             } => {
                 self.db.take().expect("open").crash();
                 self.cut(*cut as u64, *zeros, garbage);
-                self.reopen();
+                self.reopen(None);
+            }
+            Op::Compact { floor } => {
+                let floor = floor.seq(self.newest_seq());
+                let (after, (kept, dropped, tombstones)) = self.compacted(self.history, floor);
+                let db = self.db();
+                db.set_tombstone_floor(floor);
+                let report = db.compact().expect("compact");
+                assert_eq!(report.compact_seq, self.newest_seq(), "{report:?}");
+                assert_eq!(
+                    (report.kept, report.dropped, report.tombstones_dropped),
+                    (kept, dropped, tombstones),
+                    "records kept, dropped, deletes dropped: {report:?}"
+                );
+                self.view = after;
+                // Compaction rolled the file over (fsync) and removed the
+                // old files: every write is in fsynced files now.
+                self.made_durable();
+                self.check_all();
+            }
+            Op::CompactCrash {
+                floor,
+                on_sync,
+                at,
+                cut,
+                zeros,
+                garbage,
+            } => {
+                let floor = floor.seq(self.newest_seq());
+                let (after, _) = self.compacted(self.history, floor);
+                let db = self.db.take().expect("open");
+                db.set_tombstone_floor(floor);
+                self.io.arm(*on_sync, 1 + (at % FAULT_AT_MAX) as u64);
+                let done = db.compact();
+                self.io.disarm();
+                if done.is_ok() {
+                    self.made_durable();
+                }
+                db.crash();
+                self.cut(*cut as u64, *zeros, garbage);
+                self.reopen(Some(after));
             }
         }
     }
@@ -286,10 +513,11 @@ impl Run {
     /// is arbitrary). Then junk goes at the end of the newest file.
     fn cut(&self, cut: u64, zeros: bool, garbage: &[u8]) {
         let dir = self.dir.path();
+        self.io.forget_all_but(dir);
         let files = data_files(dir);
         let spans: Vec<(u16, u64, u64)> = files
             .iter()
-            .map(|&(n, len)| (n, self.io.len(&dir.join(format!("{n}.db"))), len))
+            .map(|&(n, len)| (n, self.io.synced_len(&dir.join(format!("{n}.db"))), len))
             .collect();
         let unsynced: u64 = spans.iter().map(|(_, floor, len)| len - floor).sum();
         let mut at = cut % (unsynced + 1);
@@ -318,9 +546,11 @@ impl Run {
         }
     }
 
-    /// Opens after a close or crash and checks the prefix property.
-    fn reopen(&mut self) {
-        let opts = options(self.always, &self.io);
+    /// Opens after a close or crash and checks the prefix property. After a
+    /// crash during a compaction, `compacted` is the view had it committed:
+    /// the database must show it (with every write) or the view before it.
+    fn reopen(&mut self, compacted: Option<View>) {
+        let opts = options(self.always, self.history, &self.io);
         let db = Db::open(self.dir.path(), opts).expect("open after a crash");
         let seq = db.seq();
         let kept = self.writes.partition_point(|(s, _, _)| *s <= seq);
@@ -331,53 +561,130 @@ impl Run {
             "reopen at seq {seq} lost durable writes (up to seq {})",
             self.writes[self.durable - 1].0
         );
+        let (all, newest) = (kept == self.writes.len(), self.newest_seq());
         self.writes.truncate(kept);
         self.db = Some(db);
         self.made_durable(); // recovery checkpoints what it kept
-        self.check_all();
+        match compacted {
+            Some(after) if after != self.view => match self.check(&self.view) {
+                Ok(()) => {}
+                Err(before) => {
+                    // Had it committed, every write would be there.
+                    assert!(
+                        all,
+                        "after a crash during compaction the database is at seq {seq}, \
+                         below the newest write (seq {newest}), so it must be as before \
+                         the compaction, but: {before}"
+                    );
+                    if let Err(e) = self.check(&after) {
+                        panic!(
+                            "after a crash during compaction the database is neither as \
+                             before it ({before}) nor as after it ({e})"
+                        );
+                    }
+                    self.view = after;
+                }
+            },
+            _ => self.check_all(),
+        }
     }
 
     fn check_all(&self) {
+        if let Err(e) = self.check(&self.view) {
+            panic!("{e}");
+        }
+    }
+
+    /// Compares the database with the model under `view`.
+    fn check(&self, view: &View) -> Result<(), String> {
         let db = self.db();
         let model = self.model();
         for k in 0..KEYS {
-            assert_eq!(
-                db.get(&key(k)).expect("get"),
-                model.get(&k).cloned(),
-                "key {k}"
-            );
-            let got = db.history(&key(k), HISTORY_CHECK_DEPTH).expect("history");
-            assert_eq!(
-                got,
-                self.history(k, HISTORY_CHECK_DEPTH),
-                "history of key {k}"
-            );
+            let got = db.get(&key(k)).map_err(|e| format!("get key {k}: {e}"))?;
+            ensure!(got == model.get(&k).cloned(), "key {k}: {got:?}");
+            let got = db
+                .history(&key(k), HISTORY_CHECK_DEPTH)
+                .map_err(|e| format!("history of key {k}: {e}"))?;
+            let want = self.history(view, k, HISTORY_CHECK_DEPTH);
+            ensure!(got == want, "history of key {k}: {got:?}, model {want:?}");
         }
-        assert_eq!(db.len(), model.len() as u64, "live count");
+        ensure!(
+            db.len() == model.len() as u64,
+            "live count {}, model {}",
+            db.len(),
+            model.len()
+        );
+        let digest = model
+            .iter()
+            .fold(0u64, |d, (&k, v)| d.wrapping_add(pair_hash(&key(k), 0, v)));
+        ensure!(db.digest() == digest, "digest differs from the model's");
         let mut scanned = Vec::new();
         let mut cursor = Some(0);
         while let Some(c) = cursor {
-            let page = db.scan(c, b"", 1000).expect("scan");
+            let page = db.scan(c, b"", 1000).map_err(|e| format!("scan: {e}"))?;
             scanned.extend(page.keys);
             cursor = page.next_cursor;
         }
         scanned.sort();
         let mut expected: Vec<_> = model.keys().map(|&k| key(k)).collect();
         expected.sort();
-        assert_eq!(scanned, expected, "scan");
+        ensure!(scanned == expected, "scan {scanned:?}, model {expected:?}");
+        let horizon = db.tombstone_horizon();
+        ensure!(
+            horizon == view.horizon,
+            "tombstone horizon {horizon}, model {}",
+            view.horizon
+        );
+        if horizon > 0 {
+            let first = db.read_from(horizon - 1).next();
+            ensure!(
+                matches!(first, Some(Err(Error::Compacted { .. }))),
+                "read_from below the horizon {horizon}: {first:?}"
+            );
+        }
+        let got = records(db.read_from(horizon))?;
+        let want: Vec<Logged> = self
+            .writes
+            .iter()
+            .filter(|(s, _, _)| *s > horizon && !view.gone.contains(s))
+            .map(|(s, k, v)| (*s, key(*k), v.clone()))
+            .collect();
+        ensure!(
+            got == want,
+            "read_from({horizon}) seqs {:?}, model {:?}",
+            got.iter().map(|r| r.0).collect::<Vec<_>>(),
+            want.iter().map(|r| r.0).collect::<Vec<_>>()
+        );
+        let got = records(db.snapshot())?;
+        let mut want: Vec<_> = (0..KEYS)
+            .filter_map(|k| match self.versions(view, k).next() {
+                Some((s, _, Some(v))) => Some((*s, key(k), Some(v.clone()))),
+                _ => None,
+            })
+            .collect();
+        want.sort();
+        ensure!(
+            got == want,
+            "snapshot seqs {:?}, model {:?}",
+            got.iter().map(|r| r.0).collect::<Vec<_>>(),
+            want.iter().map(|r| r.0).collect::<Vec<_>>()
+        );
+        Ok(())
     }
 }
 
 fuzz_target!(|ops: Vec<Op>| {
     let dir = TempDir::new("engine_ops");
-    let io = Arc::new(Synced::default());
-    let db = Db::open(dir.path(), options(false, &io)).expect("create");
+    let io = Arc::new(Io::default());
+    let db = Db::open(dir.path(), options(false, 1, &io)).expect("create");
     let mut run = Run {
         dir,
         always: false,
+        history: 1,
         io,
         db: Some(db),
         writes: Vec::new(),
+        view: View::default(),
         durable: 0,
     };
     for op in &ops {

@@ -8,15 +8,15 @@
 
 use arbitrary::{Result, Unstructured};
 use hypha_net::{
-    decode_frame, decode_heartbeat, encode_frame_to_vec, encode_heartbeat, Decoded, EncodeError,
-    ErrorCode, Heartbeat, Hello, Message, NodeStatus, Purpose, RecordKind, Refuse, RefuseReason,
-    Role, Version, Welcome, WireRecord, WorkerInfo, CLUSTER_NAME_BYTES_MAX, HELLO_MAGIC,
-    MESSAGE_TAG_COUNT,
+    decode_frame, decode_heartbeat, encode_frame_to_vec, encode_heartbeat, CompactInfo, Decoded,
+    EncodeError, ErrorCode, Heartbeat, Hello, Message, NodeStatus, Purpose, RecordKind, Refuse,
+    RefuseReason, Role, Version, Welcome, WireRecord, WorkerInfo, CLUSTER_NAME_BYTES_MAX,
+    HELLO_MAGIC, MESSAGE_TAG_COUNT,
 };
 use libfuzzer_sys::fuzz_target;
 
 // A new message kind must get a case in `message` below.
-const _: () = assert!(MESSAGE_TAG_COUNT == 27);
+const _: () = assert!(MESSAGE_TAG_COUNT == 29);
 
 /// `HELLO_MAGIC` half the time, so validation passes often enough.
 fn magic(u: &mut Unstructured) -> Result<u32> {
@@ -247,8 +247,26 @@ fn message(u: &mut Unstructured) -> Result<Message> {
         25 => Message::Ping {
             nonce: u.arbitrary()?,
         },
-        _ => Message::Pong {
+        26 => Message::Pong {
             nonce: u.arbitrary()?,
+        },
+        27 => Message::Compact {
+            req_id: u.arbitrary()?,
+            run: u.arbitrary()?,
+        },
+        _ => Message::CompactIs {
+            req_id: u.arbitrary()?,
+            info: CompactInfo {
+                compactions: u.arbitrary()?,
+                running_done_bytes: u.arbitrary()?,
+                running_total_bytes: u.arbitrary()?,
+                data_bytes: u.arbitrary()?,
+                live_bytes: u.arbitrary()?,
+                disk_bytes: u.arbitrary()?,
+                last_bytes_before: u.arbitrary()?,
+                last_bytes_after: u.arbitrary()?,
+                last_millis: u.arbitrary()?,
+            },
         },
     };
     assert_eq!(m.tag(), tag, "case {tag} builds {}", m.name());

@@ -5,7 +5,9 @@
 //!
 //! A record is applied iff its seq is above every seq applied before and it
 //! binds no key to a second id (nor an id to a second key): that is
-//! `Error::Diverged`, and it changes nothing. Too-long keys and values, ids
+//! `Error::Diverged`, and it changes nothing — except that a key whose id
+//! ends in a delete may move to an id that holds nothing yet (the source
+//! compacted the delete away and bound the key anew). Too-long keys and values, ids
 //! out of range and deletes carrying a value (which the wire refuses too)
 //! are errors that change nothing either. After the stream the database
 //! holds the model's contents, `read_from(0)` ships exactly the accepted
@@ -83,6 +85,8 @@ struct Model {
     seq: u64,
     /// id → (key, value; `None` after a delete).
     ids: BTreeMap<u32, (Vec<u8>, Option<Vec<u8>>)>,
+    /// id → seq of its newest record.
+    newest: BTreeMap<u32, u64>,
     accepted: Vec<Record>,
 }
 
@@ -100,21 +104,37 @@ impl Model {
         if r.seq <= self.seq {
             return Outcome::Stale;
         }
-        let key_elsewhere = !r.key.is_empty()
-            && self
-                .ids
-                .iter()
-                .any(|(&id, (k, _))| id != r.id && *k == r.key);
         let id_has_other_key = self.ids.get(&r.id).is_some_and(|(k, _)| *k != r.key);
-        if key_elsewhere || id_has_other_key {
-            return Outcome::Diverged;
+        match self.bound(&r.key) {
+            // The key's id ends in a delete and the record's id is unused.
+            Some(id) if id != r.id => {
+                match self.ids[&id].1.is_none() && !self.ids.contains_key(&r.id) {
+                    true => Outcome::Applied,
+                    false => Outcome::Diverged,
+                }
+            }
+            Some(_) => Outcome::Applied,
+            None if id_has_other_key => Outcome::Diverged,
+            None => Outcome::Applied,
         }
-        Outcome::Applied
+    }
+
+    /// The id a key is bound to (as `find_key`): the one holding a value,
+    /// else the one whose delete is newest; never for the empty key.
+    fn bound(&self, key: &[u8]) -> Option<u32> {
+        if key.is_empty() {
+            return None;
+        }
+        let ids = self.ids.iter().filter(|(_, (k, _))| k == key);
+        let live = ids.clone().find(|(_, (_, v))| v.is_some());
+        let newest = ids.max_by_key(|(id, _)| self.newest[id]);
+        live.or(newest).map(|(&id, _)| id)
     }
 
     fn apply(&mut self, r: Record) {
         let value = (r.kind == RecordKind::Put).then(|| r.value.clone());
         self.ids.insert(r.id, (r.key.clone(), value));
+        self.newest.insert(r.id, r.seq);
         self.seq = r.seq;
         self.accepted.push(r);
     }
@@ -133,8 +153,7 @@ fn options() -> Options {
 fn check_contents(db: &Db, model: &Model) {
     for k in 1..=KEYS {
         let key = format!("key-{k}").into_bytes();
-        let bound = model.ids.values().find(|(mk, _)| *mk == key);
-        let expected = bound.and_then(|(_, v)| v.clone());
+        let expected = model.bound(&key).and_then(|id| model.ids[&id].1.clone());
         assert_eq!(db.get(&key).expect("get"), expected, "key-{k}");
     }
     for id in 1..=IDS_MAX {
