@@ -15,7 +15,7 @@ use crate::recovery::{open_core, Recovery};
 use crate::state::{Core, Write};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
@@ -211,9 +211,10 @@ pub(crate) struct Inner {
     ckpt_signal: Mutex<(bool, bool)>,
     ckpt_cv: Condvar,
     /// Deletes with a seq up to this may be dropped by compaction.
-    tombstone_floor: AtomicU64,
+    /// (A mutex, not an AtomicU64: 32-bit MIPS routers have no 64-bit atomics.)
+    tombstone_floor: Mutex<Seq>,
     /// Progress of a running compaction: input bytes done, total (0: none).
-    progress: (AtomicU64, AtomicU64),
+    progress: Mutex<(u64, u64)>,
     compactions: Mutex<(u64, Option<CompactReport>)>,
     _lock: File,
 }
@@ -241,11 +242,10 @@ impl Inner {
         self.core.write().unwrap_or_else(|p| p.into_inner())
     }
     pub(crate) fn tombstone_floor(&self) -> Seq {
-        self.tombstone_floor.load(Ordering::Acquire)
+        *lock(&self.tombstone_floor)
     }
     pub(crate) fn progress_set(&self, done: u64, total: u64) {
-        self.progress.0.store(done, Ordering::Relaxed);
-        self.progress.1.store(total, Ordering::Relaxed);
+        *lock(&self.progress) = (done, total);
     }
 
     /// Garbage bytes in the data files, if compaction is due by the options.
@@ -443,8 +443,8 @@ impl Db {
             ckpt_lock: Mutex::new(()),
             ckpt_signal: Mutex::new((false, false)),
             ckpt_cv: Condvar::new(),
-            tombstone_floor: AtomicU64::new(Seq::MAX),
-            progress: (AtomicU64::new(0), AtomicU64::new(0)),
+            tombstone_floor: Mutex::new(Seq::MAX),
+            progress: Mutex::new((0, 0)),
             compactions: Mutex::new((0, None)),
             _lock: lock_file,
         });
@@ -478,7 +478,7 @@ impl Db {
     /// master sets it to the lowest seq its replicas have applied so they
     /// can resume from the log. Default: `Seq::MAX` (no replicas).
     pub fn set_tombstone_floor(&self, floor: Seq) {
-        self.inner.tombstone_floor.store(floor, Ordering::Release);
+        *lock(&self.inner.tombstone_floor) = floor;
     }
 
     /// Highest seq of a delete compaction dropped: a replica that applied
@@ -634,7 +634,7 @@ impl Db {
     pub fn stats(&self) -> Stats {
         let core = self.inner.read();
         let (compactions, last_compaction) = lock(&self.inner.compactions).clone();
-        let total = self.inner.progress.1.load(Ordering::Relaxed);
+        let (done, total) = *lock(&self.inner.progress);
         Stats {
             seq: core.seq,
             live: core.live,
@@ -646,7 +646,7 @@ impl Db {
             live_bytes: core.live_bytes,
             data_bytes: core.log.data_bytes(),
             compactions,
-            compacting: (total > 0).then(|| (self.inner.progress.0.load(Ordering::Relaxed), total)),
+            compacting: (total > 0).then_some((done, total)),
             last_compaction,
             tombstone_horizon: core.tombstone_horizon,
         }
