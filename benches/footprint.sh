@@ -122,8 +122,15 @@ echo
 
 # ---------------------------------------------------------------- sizes
 SIZES=()
+# size_row LABEL PATH: bytes on disk and the shared libraries it loads.
+size_row() {
+  local b libs
+  b=$(stat -Lc %s "$2")
+  libs=$(ldd "$2" 2>/dev/null | awk '/=>/ {print $1}' | sed 's/\.so.*//' | paste -sd, - || true)
+  SIZES+=("$(printf '| %-32s | %10s | %8s | %-50s |' "$1" "$b" "$(mib "$b")" "${libs:-none (static)}")")
+}
 HYPHA_BYTES=$(stat -Lc %s "$HYPHA")
-SIZES+=("$(printf '| %-48s | %10s | %8s |' "hypha (deploy profile, static Rust + libc.so)" "$HYPHA_BYTES" "$(mib "$HYPHA_BYTES")")")
+size_row "hypha (deploy profile)" "$HYPHA"
 
 # ---------------------------------------------------------------- hypha, idle
 start master "$HYPHA" master --data "$WORK/master" --listen 127.0.0.1:0
@@ -176,8 +183,7 @@ rm -rf "$WORK/big" "$WORK/bigworker"
 # ---------------------------------------------------------------- redis
 if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
   REDIS=$(command -v redis-server)
-  B=$(stat -Lc %s "$REDIS")
-  SIZES+=("$(printf '| %-48s | %10s | %8s |' "$("$REDIS" --version | awk '{print "redis-server " $3}' | sed 's/v=//') (dynamic, + libs)" "$B" "$(mib "$B")")")
+  size_row "$("$REDIS" --version | awk '{print "redis-server " $3}' | sed 's/v=//')" "$REDIS"
   PORT=$(free_port)
   start redis "$REDIS" --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no --dir "$WORK"
   REDIS_PID=$PID
@@ -196,8 +202,7 @@ fi
 # ---------------------------------------------------------------- etcd
 if command -v etcd >/dev/null; then
   ETCD=$(command -v etcd)
-  B=$(stat -Lc %s "$ETCD")
-  SIZES+=("$(printf '| %-48s | %10s | %8s |' "etcd $("$ETCD" --version | awk '/etcd Version/ {print $3}') (static Go)" "$B" "$(mib "$B")")")
+  size_row "etcd $("$ETCD" --version | awk '/etcd Version/ {print $3}')" "$ETCD"
   CPORT=$(free_port); PPORT=$(free_port)
   etcd_start() {
     start "etcd$1" "$ETCD" --name fp --data-dir "$WORK/etcd" \
@@ -230,8 +235,8 @@ fi
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| binary                                           |      bytes |      MiB |"
-echo "| ------------------------------------------------ | ---------: | -------: |"
+echo "| binary                           |      bytes |      MiB | shared libraries (not counted in bytes)            |"
+echo "| -------------------------------- | ---------: | -------: | -------------------------------------------------- |"
 printf '%s\n' "${SIZES[@]}"
 echo
 echo "MiB from /proc/PID/status after $IDLE_SECS s idle; RssFile is mapped files (the binary, shared libraries, and hypha's mmapped data files: clean page cache the kernel can drop), RssAnon is heap and stacks."
