@@ -7,7 +7,9 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+// AtomicUsize, not AtomicU64: 32-bit MIPS routers have no 64-bit atomics,
+// and a test never makes 2^32 calls.
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Writes and syncs files. The engine holds one per database.
 pub trait FileIo: Send + Sync + fmt::Debug {
@@ -40,8 +42,8 @@ pub struct FaultyIo {
     pub fail_sync_at: u64,
     /// The OS error to return (e.g. 5 = EIO, 28 = ENOSPC).
     pub errno: i32,
-    writes: AtomicU64,
-    syncs: AtomicU64,
+    writes: AtomicUsize,
+    syncs: AtomicUsize,
 }
 
 impl FaultyIo {
@@ -51,32 +53,32 @@ impl FaultyIo {
             fail_write_at: write,
             fail_sync_at: sync,
             errno,
-            writes: AtomicU64::new(0),
-            syncs: AtomicU64::new(0),
+            writes: AtomicUsize::new(0),
+            syncs: AtomicUsize::new(0),
         }
     }
 
     /// fdatasync calls so far.
     pub fn syncs(&self) -> u64 {
-        self.syncs.load(Ordering::SeqCst)
+        self.syncs.load(Ordering::SeqCst) as u64
     }
 
     /// Write calls so far.
     pub fn writes(&self) -> u64 {
-        self.writes.load(Ordering::SeqCst)
+        self.writes.load(Ordering::SeqCst) as u64
     }
 }
 
 impl FileIo for FaultyIo {
     fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) as u64 + 1;
         if self.fail_write_at != 0 && n >= self.fail_write_at {
             return Err(io::Error::from_raw_os_error(self.errno));
         }
         file.write_all_at(buf, offset)
     }
     fn sync_data(&self, file: &File) -> io::Result<()> {
-        let n = self.syncs.fetch_add(1, Ordering::SeqCst) + 1;
+        let n = self.syncs.fetch_add(1, Ordering::SeqCst) as u64 + 1;
         if self.fail_sync_at != 0 && n >= self.fail_sync_at {
             return Err(io::Error::from_raw_os_error(self.errno));
         }

@@ -5,9 +5,13 @@
 use crate::http::{Backend, BackendError, Consistency, Entry, ScanPage, Version};
 use crate::wire::{self, Reader, Writer};
 use hypha_net::{CompactInfo, ErrorCode, Message, Purpose, Role};
+#[cfg(not(target_has_atomic = "64"))]
+use portable_atomic::AtomicU64;
 use serde_json::json;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+#[cfg(target_has_atomic = "64")]
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

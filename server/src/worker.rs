@@ -14,10 +14,14 @@ use hypha_net::{
     check_hello, decode_heartbeat, encode_heartbeat, Allowlist, ErrorCode, Heartbeat, Message,
     Purpose, RefuseReason, Role, Welcome, PROTOCOL_VERSION,
 };
+#[cfg(not(target_has_atomic = "64"))]
+use portable_atomic::AtomicU64;
 use smol::net::{TcpListener, UdpSocket};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(target_has_atomic = "64")]
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 

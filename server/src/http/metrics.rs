@@ -2,7 +2,11 @@
 //! rendered in the Prometheus text format for `GET /metrics`.
 
 use core::fmt::Write as _;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+#[cfg(target_has_atomic = "64")]
+use core::sync::atomic::AtomicU64;
+use core::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(not(target_has_atomic = "64"))]
+use portable_atomic::AtomicU64;
 use std::time::Duration;
 
 /// The label every request is counted under: one per route, plus
