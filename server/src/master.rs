@@ -2,7 +2,7 @@
 //! log to every connected worker, answers the edge, and waits for worker acks
 //! in `sync N` mode.
 
-use crate::requests::{answer_read, error_message, serve_requests, wait_until, Me};
+use crate::requests::{answer_read, error_message, serve_requests, wait_until, Answer, Me};
 use crate::wire::{self, allowed, refuse, split, to_wire, wire_bytes, Reader, Writer};
 use hypha_engine::{Db, Options};
 use hypha_net::{
@@ -169,11 +169,7 @@ impl Master {
             Purpose::Request => {
                 w.send(&self.welcome()).await?;
                 let me = self.clone();
-                serve_requests(r, w, "master", move |m| {
-                    let me = me.clone();
-                    async move { me.answer(m).await }
-                })
-                .await
+                serve_requests(r, w, "master", move |m| me.answer(m)).await
             }
             Purpose::Replicate => self.replicate(r, w, hello, peer).await,
         }
@@ -189,76 +185,75 @@ impl Master {
         })
     }
 
-    async fn answer(&self, m: Message) -> Message {
+    /// Answers reads and, unless they must wait for an fdatasync or for
+    /// workers, writes at once; other writes in their own task.
+    fn answer(
+        self: &Arc<Self>,
+        m: Message,
+    ) -> Answer<impl std::future::Future<Output = Message> + Send + 'static> {
         if let Some(a) = answer_read(&self.db, self.me, &m) {
-            return a;
+            return Answer::Now(a);
         }
         match m {
-            Message::Put { req_id, key, value } => {
-                match self.blocking(move |db| db.put(&key, &value)).await {
-                    Ok(seq) => {
-                        self.after_write(req_id, seq, Message::Written { req_id, seq })
-                            .await
-                    }
-                    Err(e) => error_message(req_id, &e),
-                }
+            Message::Put { .. } | Message::Delete { .. } if self.writes_wait() => {
+                let me = self.clone();
+                Answer::Later(async move {
+                    let db = me.db.clone();
+                    // Only a write that waits for an fdatasync is worth a hop
+                    // to the blocking pool.
+                    let written = if me.fsync_always() {
+                        smol::unblock(move || write(&db, m)).await
+                    } else {
+                        write(&db, m)
+                    };
+                    me.after_write(written).await
+                })
             }
-            Message::Delete { req_id, key } => {
-                match self.blocking(move |db| db.delete(&key)).await {
-                    Ok(Some(seq)) => {
-                        self.after_write(
-                            req_id,
-                            seq,
-                            Message::Deleted {
-                                req_id,
-                                seq: Some(seq),
-                            },
-                        )
-                        .await
-                    }
-                    Ok(None) => Message::Deleted { req_id, seq: None },
-                    Err(e) => error_message(req_id, &e),
-                }
+            Message::Put { .. } | Message::Delete { .. } => {
+                let written = write(&self.db, m);
+                self.written.notify(usize::MAX);
+                Answer::Now(written.answer)
             }
-            Message::Workers { req_id } => Message::WorkerList {
+            Message::Workers { req_id } => Answer::Now(Message::WorkerList {
                 req_id,
                 workers: self.worker_list(),
-            },
+            }),
             other => {
                 let req_id = other.req_id().unwrap_or(0);
-                Message::error(
+                Answer::Now(Message::error(
                     req_id,
                     ErrorCode::BadRequest,
                     &format!("a master does not answer {}", other.name()),
-                )
+                ))
             }
         }
     }
 
-    /// Runs a write. Under `--fsync always` it waits for an fdatasync, so it
-    /// runs on the blocking pool; otherwise it takes microseconds and a hop
-    /// to another thread would only add latency.
-    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Db) -> T + Send + 'static) -> T {
-        let db = self.db.clone();
-        match self.cfg.engine.fsync {
-            hypha_engine::Fsync::Always => smol::unblock(move || f(&db)).await,
-            _ => f(&db),
-        }
+    /// Whether a write is acknowledged only after something slow: an
+    /// fdatasync (`--fsync always`) or N workers (`--sync N`). Other writes
+    /// take microseconds and are answered inline, without a task or a hop
+    /// to another thread.
+    fn writes_wait(&self) -> bool {
+        self.fsync_always() || self.cfg.sync != SyncMode::Async
+    }
+
+    fn fsync_always(&self) -> bool {
+        matches!(self.cfg.engine.fsync, hypha_engine::Fsync::Always)
     }
 
     /// Wakes the senders, then (in `sync N`) waits for N workers to apply.
-    async fn after_write(&self, req_id: u64, seq: u64, ok: Message) -> Message {
+    async fn after_write(&self, written: Written) -> Message {
         self.written.notify(usize::MAX);
-        let SyncMode::Workers(wanted) = self.cfg.sync else {
-            return ok;
+        let (SyncMode::Workers(wanted), Some(seq)) = (self.cfg.sync, written.seq) else {
+            return written.answer;
         };
         let deadline = Instant::now() + Duration::from_millis(self.cfg.sync_timeout_ms);
         if wait_until(&self.acked, deadline, || self.confirmed(seq) >= wanted).await {
-            return ok;
+            return written.answer;
         }
         let confirmed = self.confirmed(seq);
         Message::error(
-            req_id,
+            written.req_id,
             ErrorCode::SyncFailed { confirmed, wanted },
             &format!(
                 "write seq {seq} is durable on the master but only {confirmed} of {wanted} workers \
@@ -569,6 +564,53 @@ impl Master {
         hb.commit_seq = seq;
         hb.serve_port = self.local_addr.port();
         encode_heartbeat(&hb)
+    }
+}
+
+/// The outcome of a local write.
+struct Written {
+    req_id: u64,
+    /// The write's seq, if it wrote a record.
+    seq: Option<u64>,
+    /// The answer once the write is acknowledged.
+    answer: Message,
+}
+
+/// Runs a `Put` or `Delete` against the engine (blocking under `--fsync always`).
+fn write(db: &Db, m: Message) -> Written {
+    let (req_id, result) = match m {
+        Message::Put { req_id, key, value } => (
+            req_id,
+            db.put(&key, &value)
+                .map(|seq| (Some(seq), Message::Written { req_id, seq })),
+        ),
+        Message::Delete { req_id, key } => (
+            req_id,
+            db.delete(&key)
+                .map(|seq| (seq, Message::Deleted { req_id, seq })),
+        ),
+        other => {
+            let req_id = other.req_id().unwrap_or(0);
+            let message = format!("{} is not a write", other.name());
+            let answer = Message::error(req_id, ErrorCode::Internal, &message);
+            return Written {
+                req_id,
+                seq: None,
+                answer,
+            };
+        }
+    };
+    match result {
+        Ok((seq, answer)) => Written {
+            req_id,
+            seq,
+            answer,
+        },
+        Err(e) => Written {
+            req_id,
+            seq: None,
+            answer: error_message(req_id, &e),
+        },
     }
 }
 

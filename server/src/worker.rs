@@ -7,7 +7,7 @@
 //! received. A snapshot is built beside the old data and swapped in by
 //! renames only when complete, so a crash half way leaves the old data.
 
-use crate::requests::{answer_read, min_seq, serve_requests, wait_applied, Me};
+use crate::requests::{answer_read, min_seq, serve_requests, wait_applied, Answer, Me};
 use crate::wire::{self, allowed, from_wire, refuse, split, Reader};
 use hypha_engine::{Db, Fsync, Options};
 use hypha_net::{
@@ -442,14 +442,25 @@ impl Worker {
         }))
         .await?;
         let me = self.clone();
-        serve_requests(r, w, "worker", move |m| {
-            let me = me.clone();
-            async move { me.answer(m).await }
-        })
-        .await
+        serve_requests(r, w, "worker", move |m| me.answer(m)).await
     }
 
-    async fn answer(&self, m: Message) -> Message {
+    /// Answers at once when this worker can (it has applied the request's
+    /// `min_seq`), otherwise in a task that waits for the apply.
+    fn answer(
+        self: &Arc<Self>,
+        m: Message,
+    ) -> Answer<impl std::future::Future<Output = Message> + Send + 'static> {
+        if let Some(db) = self.db() {
+            if min_seq(&m).is_none_or(|seq| db.seq() >= seq) {
+                return Answer::Now(self.answer_at(&db, &m));
+            }
+        }
+        let me = self.clone();
+        Answer::Later(async move { me.answer_later(m).await })
+    }
+
+    async fn answer_later(&self, m: Message) -> Message {
         let req_id = m.req_id().unwrap_or(0);
         let Some(db) = self.db() else {
             return Message::error(
@@ -467,10 +478,14 @@ impl Worker {
                 );
             }
         }
-        match answer_read(&db, self.me(), &m) {
+        self.answer_at(&db, &m)
+    }
+
+    fn answer_at(&self, db: &Db, m: &Message) -> Message {
+        match answer_read(db, self.me(), m) {
             Some(a) => a,
             None => Message::error(
-                req_id,
+                m.req_id().unwrap_or(0),
                 ErrorCode::NotMaster,
                 "workers take no writes: send them to the master",
             ),
