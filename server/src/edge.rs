@@ -3,18 +3,16 @@
 //! master when no worker can answer.
 
 use crate::http::{Backend, BackendError, Consistency, Entry, ScanPage, Version};
-use crate::wire::{self, Reader, Writer};
+use crate::mux::Mux;
+use crate::wire;
 use hypha_net::{ErrorCode, Message, Purpose, Role};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// How long one request to a node may take (a worker's min_seq wait included).
-pub const REQUEST_TIMEOUT_MS: u64 = 5_000;
-/// Idle connections kept per node.
-pub const POOL_CONNECTIONS_MAX: usize = 64;
+pub use crate::mux::REQUEST_TIMEOUT_MS;
 /// A node that failed is skipped for this long.
 pub const RETRY_AFTER_MS: u64 = 1_000;
 
@@ -36,69 +34,121 @@ pub struct EdgeConfig {
     pub lag_records_max: u64,
 }
 
-/// One node the edge talks to, with a pool of connections.
+/// One node the edge talks to, over one multiplexed connection.
 pub struct Peer {
     /// Its request address.
     pub addr: SocketAddr,
-    pool: Mutex<Vec<(Reader, Writer)>>,
+    mux: Mutex<Option<Arc<Mux>>>,
+    /// Held while connecting, so concurrent callers share one attempt.
+    connecting: smol::lock::Mutex<()>,
+    /// The last failed connection attempt: when, and why.
+    connect_failed: Mutex<Option<(Instant, std::io::ErrorKind, String)>>,
     healthy: AtomicBool,
-    failed_at: Mutex<Option<Instant>>,
+    /// When a call last failed, in ms after [`epoch`] plus one; 0 when the
+    /// last call succeeded.
+    failed_at_ms: AtomicU64,
     applied_seq: AtomicU64,
+}
+
+/// The clock of `failed_at_ms`.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64 + 1
 }
 
 impl Peer {
     fn new(addr: SocketAddr) -> Arc<Peer> {
         Arc::new(Peer {
             addr,
-            pool: Mutex::new(Vec::new()),
+            mux: Mutex::new(None),
+            connecting: smol::lock::Mutex::new(()),
+            connect_failed: Mutex::new(None),
             healthy: AtomicBool::new(true),
-            failed_at: Mutex::new(None),
+            failed_at_ms: AtomicU64::new(0),
             applied_seq: AtomicU64::new(0),
         })
     }
 
     fn usable(&self) -> bool {
-        let failed = *self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
+        let failed = self.failed_at_ms.load(Ordering::Relaxed);
         self.healthy.load(Ordering::Relaxed)
-            && failed.is_none_or(|t| t.elapsed() > Duration::from_millis(RETRY_AFTER_MS))
+            && (failed == 0 || now_ms().saturating_sub(failed) > RETRY_AFTER_MS)
     }
 
     async fn call(&self, cluster: &str, m: &Message) -> std::io::Result<Message> {
-        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let (mut r, mut w) = match pooled {
-            Some(c) => c,
-            None => {
-                let hello = wire::hello(cluster, Role::Edge, 0, Purpose::Request)?;
-                let (r, w, answer) = wire::connect(self.addr, hello).await?;
-                if !matches!(answer, Message::Welcome(_)) {
-                    return Err(std::io::Error::other(format!(
-                        "{} refused the edge: {answer:?}",
-                        self.addr
-                    )));
-                }
-                (r, w)
-            }
+        let result = match self.mux(cluster).await {
+            Ok(mux) => mux.call(m).await,
+            Err(e) => Err(e),
         };
-        let result = wire::timeout(REQUEST_TIMEOUT_MS, async {
-            w.send(m).await?;
-            r.recv()
-                .await?
-                .ok_or_else(|| std::io::Error::other("connection closed"))
-        })
-        .await;
-        match &result {
-            Ok(_) => {
-                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-                if pool.len() < POOL_CONNECTIONS_MAX {
-                    pool.push((r, w));
-                }
-            }
-            Err(_) => {
-                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now())
-            }
+        let failed = match result {
+            Ok(_) => 0,
+            Err(_) => now_ms(),
+        };
+        if self.failed_at_ms.load(Ordering::Relaxed) != failed {
+            self.failed_at_ms.store(failed, Ordering::Relaxed);
         }
         result
+    }
+
+    fn current(&self) -> Option<Arc<Mux>> {
+        let mux = self.mux.lock().unwrap_or_else(|p| p.into_inner());
+        mux.as_ref().filter(|m| !m.is_failed()).cloned()
+    }
+
+    /// The live connection, or a new one. Callers that queue up behind a
+    /// failing attempt get its error instead of trying again one by one.
+    async fn mux(&self, cluster: &str) -> std::io::Result<Arc<Mux>> {
+        if let Some(mux) = self.current() {
+            return Ok(mux);
+        }
+        let queued = Instant::now();
+        let _connecting = self.connecting.lock().await;
+        if let Some(mux) = self.current() {
+            return Ok(mux);
+        }
+        if let Some(e) = self.failed_since(queued) {
+            return Err(e);
+        }
+        let hello = wire::hello(cluster, Role::Edge, 0, Purpose::Request)?;
+        match Mux::connect(self.addr, hello).await {
+            Ok(mux) => {
+                *self.mux.lock().unwrap_or_else(|p| p.into_inner()) = Some(mux.clone());
+                Ok(mux)
+            }
+            Err(e) => {
+                let why = format!("cannot connect to {}: {e}", self.addr);
+                *self
+                    .connect_failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), e.kind(), why.clone()));
+                Err(std::io::Error::new(e.kind(), why))
+            }
+        }
+    }
+
+    /// The error of a connection attempt that failed after `since`.
+    fn failed_since(&self, since: Instant) -> Option<std::io::Error> {
+        let failed = self
+            .connect_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match &*failed {
+            Some((at, kind, why)) if *at >= since => Some(std::io::Error::new(*kind, why.clone())),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(mux) = self.mux.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+            mux.close();
+        }
     }
 }
 
@@ -152,7 +202,12 @@ impl Edge {
         };
         if let Ok(Message::DigestIs { seq, .. }) = self
             .master
-            .call(&self.cfg.cluster, &Message::Digest { req_id: 0 })
+            .call(
+                &self.cfg.cluster,
+                &Message::Digest {
+                    req_id: self.req_id(),
+                },
+            )
             .await
         {
             self.master_seq.store(seq, Ordering::Relaxed);

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod edge;
 pub mod http;
 pub mod master;
+pub mod mux;
 pub mod requests;
 pub mod wire;
 pub mod worker;

@@ -95,6 +95,12 @@ impl Writer {
         self.stream.write_all(&self.buf).await
     }
 
+    /// One write of a prefix of `bytes`; cancel-safe (the bytes are out when
+    /// it returns Ready, and none are when it is dropped before).
+    pub async fn write_some(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.stream.write(bytes).await
+    }
+
     /// Sends frames already encoded with [`encode`], in one write when the
     /// socket takes them.
     pub async fn send_encoded(&mut self, frames: &[u8]) -> io::Result<()> {
