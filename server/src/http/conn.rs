@@ -8,21 +8,23 @@
 //! Anything a client does wrong ends its own task only.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, Read as _, Write as _};
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use smol::channel::{Receiver, Sender};
+use async_io::Async;
+use smol::channel::Sender;
 use smol::future::FutureExt as _;
-use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpListener;
 use smol::{Executor, Timer};
 
 use crate::http::backend::Backend;
 use crate::http::chunked::ChunkedDecoder;
+use crate::http::deadline::{Cut, Registered, Watches};
 use crate::http::error::HttpError;
+use crate::http::inbuf::InBuf;
 use crate::http::metrics::RouteId;
 use crate::http::request::{parse_head, BodyFraming, Head, Method, Status};
 use crate::http::response::{Response, CONTINUE_100};
@@ -93,8 +95,8 @@ impl Default for HttpConfig {
 struct Shared<B> {
     router: Router<B>,
     config: HttpConfig,
-    /// Closed (never sent on) when shutdown begins.
-    stop: Receiver<()>,
+    /// Every connection's deadline, and the shutdown flag.
+    watches: Watches,
     /// Refusals being written now, against [`REFUSALS_INFLIGHT_MAX`].
     refusing: AtomicUsize,
 }
@@ -112,24 +114,31 @@ pub async fn serve<B: Backend>(
     config: HttpConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let (stop_sender, stop) = smol::channel::bounded::<()>(1);
     // Every task holds a clone of `done`; `finished` yields once all are dropped.
     let (done, finished) = smol::channel::bounded::<()>(1);
+    let shortest_ms = config
+        .head_timeout_ms
+        .min(config.idle_timeout_ms)
+        .min(config.body_timeout_ms)
+        .min(LINGER_TIMEOUT_MS)
+        .min(REFUSAL_TIMEOUT_MS);
     let shared = Shared {
         router: Router::new(backend, &config),
         config,
-        stop,
+        watches: Watches::new(shortest_ms),
         refusing: AtomicUsize::new(0),
     };
     let executor = Executor::new();
     let (tasks, shared) = (&executor, &shared);
     executor
         .run(async move {
+            let _sweeper = tasks.spawn(shared.watches.sweep());
             accept_loop(tasks, shared, &listener, &done)
                 .or(shutdown)
                 .await;
             log::info!("http: shutting down; waiting for open connections to finish");
-            drop((listener, stop_sender, done));
+            shared.watches.stop();
+            drop((listener, done));
             let _ = finished.recv().await;
         })
         .await;
@@ -158,7 +167,7 @@ async fn accept_loop<'a, B: Backend>(
             let refusing = Decrement::new(&shared.refusing);
             if refusing.before < REFUSALS_INFLIGHT_MAX {
                 tasks
-                    .spawn(async move { refuse(shared, stream, refusing, done).await })
+                    .spawn(async move { refuse(shared, Socket::new(stream), refusing, done).await })
                     .detach();
             }
             continue;
@@ -169,8 +178,9 @@ async fn accept_loop<'a, B: Backend>(
                 let _held = (open, done);
                 let mut connection = Connection {
                     shared,
-                    stream,
-                    buf: Vec::new(),
+                    stream: Socket::new(stream),
+                    watch: shared.watches.register(),
+                    buf: InBuf::default(),
                 };
                 if let Err(error) = connection.run().await {
                     log::debug!("http: connection from {peer} ended: {error}");
@@ -203,7 +213,7 @@ impl Drop for Decrement<'_> {
 
 async fn refuse<B>(
     shared: &Shared<B>,
-    mut stream: TcpStream,
+    mut stream: Socket,
     _refusing: Decrement<'_>,
     _done: Sender<()>,
 ) {
@@ -215,8 +225,9 @@ async fn refuse<B>(
     let mut bytes = response.encode_head(false);
     bytes.extend_from_slice(&response.body);
     let stall = Duration::from_millis(REFUSAL_TIMEOUT_MS);
-    if write_all(&mut stream, &bytes, stall).await.is_ok() {
-        linger_close(&mut stream).await;
+    let watch = shared.watches.register();
+    if write_all(&watch, &mut stream, &bytes, stall).await.is_ok() {
+        linger_close(&watch, &mut stream).await;
     }
 }
 
@@ -239,14 +250,16 @@ enum Body {
 
 struct Connection<'s, B> {
     shared: &'s Shared<B>,
-    stream: TcpStream,
+    stream: Socket,
+    /// The deadline of whatever this connection waits for.
+    watch: Registered<'s>,
     /// Received bytes not used yet: part of a head, or pipelined requests.
-    buf: Vec<u8>,
+    buf: InBuf,
 }
 
 impl<B: Backend> Connection<'_, B> {
     async fn run(&mut self) -> io::Result<()> {
-        let _ = self.stream.set_nodelay(true);
+        let _ = self.stream.inner.get_ref().set_nodelay(true);
         let mut first = true;
         while let Some(head) = self.read_head(first).await? {
             first = false;
@@ -266,9 +279,9 @@ impl<B: Backend> Connection<'_, B> {
         let mut head_deadline = (first || !self.buf.is_empty()).then(|| now + head_timeout);
         let idle_deadline = now + Duration::from_millis(config.idle_timeout_ms);
         loop {
-            match parse_head(&self.buf) {
+            match parse_head(self.buf.data()) {
                 Ok(Status::Complete(head)) => {
-                    self.buf.drain(..head.len);
+                    self.buf.consume(head.len);
                     return Ok(Some(head));
                 }
                 Ok(Status::Partial) => {}
@@ -314,7 +327,7 @@ impl<B: Backend> Connection<'_, B> {
         let Some((route_id, response)) = self.serve(&head).await? else {
             return Ok(false);
         };
-        let close = response.close || !head.keep_alive || self.shared.stop.is_closed();
+        let close = response.close || !head.keep_alive || self.shared.watches.stopping();
         let response = if close { response.closing() } else { response };
         let head_only = head.method == Method::Head;
         let http10_keep_alive = head.minor_version == 0;
@@ -337,7 +350,7 @@ impl<B: Backend> Connection<'_, B> {
         // RFC 9110 10.1.1: no need for 100 once body bytes have arrived.
         if head.expect_continue && head.has_body() && self.buf.is_empty() {
             let stall = Duration::from_millis(self.shared.config.body_timeout_ms);
-            write_all(&mut self.stream, CONTINUE_100, stall).await?;
+            write_all(&self.watch, &mut self.stream, CONTINUE_100, stall).await?;
         }
         let route_id = admitted.route_id;
         let ms = self.shared.config.body_timeout_ms;
@@ -367,12 +380,13 @@ impl<B: Backend> Connection<'_, B> {
     }
 
     async fn read_length(&mut self, len: usize) -> io::Result<Body> {
-        let mut body: Vec<u8> = self.buf.drain(..len.min(self.buf.len())).collect();
+        let mut body = self.buf.take(len);
         let stall = Duration::from_millis(self.shared.config.body_timeout_ms);
         while body.len() < len {
             let start = body.len();
             body.resize(start + (len - start).min(BODY_READ_CHUNK_BYTES), 0);
-            match read_by(&mut self.stream, &mut body[start..], Instant::now() + stall).await? {
+            let read = self.stream.read(&mut body[start..]);
+            match read_by(&self.watch, read, Instant::now() + stall).await? {
                 None => return Ok(Body::TimedOut),
                 Some(0) => return Ok(Body::Eof),
                 Some(got) => body.truncate(start + got),
@@ -386,9 +400,9 @@ impl<B: Backend> Connection<'_, B> {
         let mut body = Vec::new();
         let stall = Duration::from_millis(self.shared.config.body_timeout_ms);
         loop {
-            match decoder.decode(&self.buf, &mut body) {
+            match decoder.decode(self.buf.data(), &mut body) {
                 Ok(Status::Complete(used)) => {
-                    self.buf.drain(..used);
+                    self.buf.consume(used);
                     return Ok(Body::Complete(body));
                 }
                 Ok(Status::Partial) => self.buf.clear(),
@@ -405,31 +419,18 @@ impl<B: Backend> Connection<'_, B> {
 
     /// Appends one read to `buf`. With `stoppable`, shutdown ends the wait.
     async fn read_more(&mut self, deadline: Instant, stoppable: bool) -> io::Result<Read> {
-        let start = self.buf.len();
-        self.buf.resize(start + READ_CHUNK_BYTES, 0);
-        let stop = &self.shared.stop;
-        let stopped = async {
-            if stoppable {
-                // Nothing is ever sent: `recv` returns once the sender is dropped.
-                let _ = stop.recv().await;
-                Ok(Some(None))
-            } else {
-                smol::future::pending().await
-            }
-        };
-        let (stream, buf) = (&mut self.stream, &mut self.buf[start..]);
-        let read = async move { read_by(stream, buf, deadline).await.map(Some) };
-        let outcome = read.or(stopped).await;
-        let got = match &outcome {
-            Ok(Some(Some(got))) => *got,
-            _ => 0,
-        };
-        self.buf.truncate(start + got);
-        Ok(match outcome? {
-            None => Read::Stopped,
-            Some(None) => Read::TimedOut,
-            Some(Some(0)) => Read::Eof,
-            Some(Some(_)) => Read::Data,
+        let read = self.stream.read(self.buf.spare(READ_CHUNK_BYTES));
+        let outcome = self.watch.by(deadline, stoppable, read).await;
+        if let Ok(Ok(got)) = &outcome {
+            self.buf.filled(*got);
+        }
+        Ok(match outcome {
+            Err(Cut::Stopped) => Read::Stopped,
+            Err(Cut::Expired) => Read::TimedOut,
+            Ok(read) => match read? {
+                0 => Read::Eof,
+                _ => Read::Data,
+            },
         })
     }
 
@@ -452,15 +453,15 @@ impl<B: Backend> Connection<'_, B> {
         if body && response.body.len() <= COALESCE_BODY_BYTES_MAX {
             // One write, one segment: head and a small body together.
             head.extend_from_slice(&response.body);
-            write_all(&mut self.stream, &head, stall).await?;
+            write_all(&self.watch, &mut self.stream, &head, stall).await?;
         } else {
-            write_all(&mut self.stream, &head, stall).await?;
+            write_all(&self.watch, &mut self.stream, &head, stall).await?;
             if body {
-                write_all(&mut self.stream, &response.body, stall).await?;
+                write_all(&self.watch, &mut self.stream, &response.body, stall).await?;
             }
         }
         if response.close {
-            linger_close(&mut self.stream).await;
+            linger_close(&self.watch, &mut self.stream).await;
         }
         Ok(())
     }
@@ -470,34 +471,65 @@ impl<B: Backend> Connection<'_, B> {
 /// larger ones go in a second write rather than being copied.
 const COALESCE_BODY_BYTES_MAX: usize = 16 << 10;
 
-/// One read into `buf`; `None` if `deadline` passes first.
+/// A connection's socket.
+///
+/// Reads try the socket first and wait for readiness only when it has
+/// nothing: waiting first (as nginx does when a read drained the socket)
+/// measured worse here, because async-io re-arms its one-shot interest
+/// with an `epoll_ctl` per wait, and the next request had often arrived
+/// already by the time the response was out.
+struct Socket {
+    inner: Arc<Async<std::net::TcpStream>>,
+}
+
+impl Socket {
+    fn new(stream: smol::net::TcpStream) -> Socket {
+        Socket {
+            inner: stream.into(),
+        }
+    }
+
+    /// One read into `buf`; 0 at end of stream.
+    async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read_with(|s| (&*s).read(buf)).await
+    }
+
+    /// One write of a prefix of `bytes`.
+    async fn write(&self, bytes: &[u8]) -> io::Result<usize> {
+        self.inner.write_with(|s| (&*s).write(bytes)).await
+    }
+}
+
+/// The outcome of `read` (one read); `None` if `deadline` passes first.
 async fn read_by(
-    stream: &mut TcpStream,
-    buf: &mut [u8],
+    watch: &Registered<'_>,
+    read: impl Future<Output = io::Result<usize>>,
     deadline: Instant,
 ) -> io::Result<Option<usize>> {
-    let read = async { stream.read(buf).await.map(Some) };
-    read.or(async {
-        Timer::at(deadline).await;
-        Ok(None)
-    })
-    .await
+    match watch.by(deadline, false, read).await {
+        Ok(read) => read.map(Some),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Writes all of `bytes`; fails if one write makes no progress for `stall`.
-async fn write_all(stream: &mut TcpStream, mut bytes: &[u8], stall: Duration) -> io::Result<()> {
+async fn write_all(
+    watch: &Registered<'_>,
+    stream: &mut Socket,
+    mut bytes: &[u8],
+    stall: Duration,
+) -> io::Result<()> {
     while !bytes.is_empty() {
-        let write = async { stream.write(bytes).await };
-        let timeout = async {
-            Timer::after(stall).await;
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client stopped reading the response",
-            ))
-        };
-        match write.or(timeout).await? {
-            0 => return Err(io::ErrorKind::WriteZero.into()),
-            wrote => bytes = &bytes[wrote..],
+        let write = stream.write(bytes);
+        match watch.by(Instant::now() + stall, false, write).await {
+            Err(_) => {
+                let why = "the client stopped reading the response";
+                return Err(io::Error::new(io::ErrorKind::TimedOut, why));
+            }
+            Ok(wrote) => match wrote? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                wrote => bytes = &bytes[wrote..],
+            },
         }
     }
     Ok(())
@@ -505,14 +537,13 @@ async fn write_all(stream: &mut TcpStream, mut bytes: &[u8], stall: Duration) ->
 
 /// Half-closes, then reads and drops what the client still sends until it
 /// closes, [`LINGER_TIMEOUT_MS`] passes or [`LINGER_BYTES_MAX`] is dropped.
-async fn linger_close(stream: &mut TcpStream) {
-    let _ = stream.flush().await;
-    let _ = stream.shutdown(Shutdown::Write);
+async fn linger_close(watch: &Registered<'_>, stream: &mut Socket) {
+    let _ = stream.inner.get_ref().shutdown(Shutdown::Write);
     let deadline = Instant::now() + Duration::from_millis(LINGER_TIMEOUT_MS);
     let mut scratch = vec![0u8; READ_CHUNK_BYTES];
     let mut dropped = 0;
     while dropped < LINGER_BYTES_MAX {
-        match read_by(stream, &mut scratch, deadline).await {
+        match read_by(watch, stream.read(&mut scratch), deadline).await {
             Ok(Some(got)) if got > 0 => dropped += got,
             _ => return,
         }
