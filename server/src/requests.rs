@@ -73,11 +73,14 @@ pub async fn wait_until(
     }
 }
 
-/// Waits until `db` has applied `seq` (or `MIN_SEQ_WAIT_MS` passed);
+/// Waits until `applied_enough()` holds (or `MIN_SEQ_WAIT_MS` passed);
 /// `applied` is notified after every apply.
-pub async fn wait_applied(db: &Db, applied: &event_listener::Event, seq: u64) -> bool {
+pub async fn wait_applied(
+    applied: &event_listener::Event,
+    applied_enough: impl Fn() -> bool,
+) -> bool {
     let deadline = Instant::now() + Duration::from_millis(MIN_SEQ_WAIT_MS);
-    wait_until(applied, deadline, || db.seq() >= seq).await
+    wait_until(applied, deadline, applied_enough).await
 }
 
 /// Most bytes of answers gathered before they are written out, so a burst
