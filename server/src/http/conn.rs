@@ -181,6 +181,7 @@ async fn accept_loop<'a, B: Backend>(
                     stream: Socket::new(stream),
                     watch: shared.watches.register(),
                     buf: InBuf::default(),
+                    out: Vec::new(),
                 };
                 if let Err(error) = connection.run().await {
                     log::debug!("http: connection from {peer} ended: {error}");
@@ -255,6 +256,8 @@ struct Connection<'s, B> {
     watch: Registered<'s>,
     /// Received bytes not used yet: part of a head, or pipelined requests.
     buf: InBuf,
+    /// The response being written, kept between responses.
+    out: Vec<u8>,
 }
 
 impl<B: Backend> Connection<'_, B> {
@@ -448,17 +451,23 @@ impl<B: Backend> Connection<'_, B> {
             .metrics()
             .record(route_id, response.status, started.elapsed());
         let stall = Duration::from_millis(self.shared.config.body_timeout_ms);
-        let mut head = response.encode_head(http10_keep_alive && !response.close);
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        response.encode_head_into(http10_keep_alive && !response.close, &mut out);
         let body = !head_only && response.allows_body();
         if body && response.body.len() <= COALESCE_BODY_BYTES_MAX {
             // One write, one segment: head and a small body together.
-            head.extend_from_slice(&response.body);
-            write_all(&self.watch, &mut self.stream, &head, stall).await?;
+            out.extend_from_slice(&response.body);
+            write_all(&self.watch, &mut self.stream, &out, stall).await?;
         } else {
-            write_all(&self.watch, &mut self.stream, &head, stall).await?;
+            write_all(&self.watch, &mut self.stream, &out, stall).await?;
             if body {
                 write_all(&self.watch, &mut self.stream, &response.body, stall).await?;
             }
+        }
+        if out.capacity() <= COALESCE_BODY_BYTES_MAX * 2 {
+            // Kept for the next response; a rare large one is let go.
+            self.out = out;
         }
         if response.close {
             linger_close(&self.watch, &mut self.stream).await;
