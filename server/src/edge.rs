@@ -3,18 +3,16 @@
 //! master when no worker can answer.
 
 use crate::http::{Backend, BackendError, Consistency, Entry, ScanPage, Version};
-use crate::mux::Mux;
-use crate::wire;
-use hypha_net::{ErrorCode, Message, Purpose, Role};
+use crate::peer::Peer;
+use hypha_net::{ErrorCode, Message};
 use serde_json::json;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub use crate::mux::REQUEST_TIMEOUT_MS;
-/// A node that failed is skipped for this long.
-pub const RETRY_AFTER_MS: u64 = 1_000;
+pub use crate::peer::RETRY_AFTER_MS;
 
 /// How to run the edge's backend.
 #[derive(Clone, Debug)]
@@ -32,124 +30,6 @@ pub struct EdgeConfig {
     /// Workers more than this many records behind the master are skipped
     /// (unless nothing else can answer).
     pub lag_records_max: u64,
-}
-
-/// One node the edge talks to, over one multiplexed connection.
-pub struct Peer {
-    /// Its request address.
-    pub addr: SocketAddr,
-    mux: Mutex<Option<Arc<Mux>>>,
-    /// Held while connecting, so concurrent callers share one attempt.
-    connecting: smol::lock::Mutex<()>,
-    /// The last failed connection attempt: when, and why.
-    connect_failed: Mutex<Option<(Instant, std::io::ErrorKind, String)>>,
-    healthy: AtomicBool,
-    /// When a call last failed, in ms after [`epoch`] plus one; 0 when the
-    /// last call succeeded.
-    failed_at_ms: AtomicU64,
-    applied_seq: AtomicU64,
-}
-
-/// The clock of `failed_at_ms`.
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn now_ms() -> u64 {
-    epoch().elapsed().as_millis() as u64 + 1
-}
-
-impl Peer {
-    fn new(addr: SocketAddr) -> Arc<Peer> {
-        Arc::new(Peer {
-            addr,
-            mux: Mutex::new(None),
-            connecting: smol::lock::Mutex::new(()),
-            connect_failed: Mutex::new(None),
-            healthy: AtomicBool::new(true),
-            failed_at_ms: AtomicU64::new(0),
-            applied_seq: AtomicU64::new(0),
-        })
-    }
-
-    fn usable(&self) -> bool {
-        let failed = self.failed_at_ms.load(Ordering::Relaxed);
-        self.healthy.load(Ordering::Relaxed)
-            && (failed == 0 || now_ms().saturating_sub(failed) > RETRY_AFTER_MS)
-    }
-
-    async fn call(&self, cluster: &str, m: &Message) -> std::io::Result<Message> {
-        let result = match self.mux(cluster).await {
-            Ok(mux) => mux.call(m).await,
-            Err(e) => Err(e),
-        };
-        let failed = match result {
-            Ok(_) => 0,
-            Err(_) => now_ms(),
-        };
-        if self.failed_at_ms.load(Ordering::Relaxed) != failed {
-            self.failed_at_ms.store(failed, Ordering::Relaxed);
-        }
-        result
-    }
-
-    fn current(&self) -> Option<Arc<Mux>> {
-        let mux = self.mux.lock().unwrap_or_else(|p| p.into_inner());
-        mux.as_ref().filter(|m| !m.is_failed()).cloned()
-    }
-
-    /// The live connection, or a new one. Callers that queue up behind a
-    /// failing attempt get its error instead of trying again one by one.
-    async fn mux(&self, cluster: &str) -> std::io::Result<Arc<Mux>> {
-        if let Some(mux) = self.current() {
-            return Ok(mux);
-        }
-        let queued = Instant::now();
-        let _connecting = self.connecting.lock().await;
-        if let Some(mux) = self.current() {
-            return Ok(mux);
-        }
-        if let Some(e) = self.failed_since(queued) {
-            return Err(e);
-        }
-        let hello = wire::hello(cluster, Role::Edge, 0, Purpose::Request)?;
-        match Mux::connect(self.addr, hello).await {
-            Ok(mux) => {
-                *self.mux.lock().unwrap_or_else(|p| p.into_inner()) = Some(mux.clone());
-                Ok(mux)
-            }
-            Err(e) => {
-                let why = format!("cannot connect to {}: {e}", self.addr);
-                *self
-                    .connect_failed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) =
-                    Some((Instant::now(), e.kind(), why.clone()));
-                Err(std::io::Error::new(e.kind(), why))
-            }
-        }
-    }
-
-    /// The error of a connection attempt that failed after `since`.
-    fn failed_since(&self, since: Instant) -> Option<std::io::Error> {
-        let failed = self
-            .connect_failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        match &*failed {
-            Some((at, kind, why)) if *at >= since => Some(std::io::Error::new(*kind, why.clone())),
-            _ => None,
-        }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        if let Some(mux) = self.mux.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
-            mux.close();
-        }
-    }
 }
 
 /// The backend behind the HTTP edge.
@@ -179,6 +59,10 @@ impl Edge {
         })
     }
 
+    async fn call(&self, peer: &Peer, m: &Message) -> std::io::Result<Message> {
+        peer.call(&self.cfg.cluster, m).await
+    }
+
     fn req_id(&self) -> u64 {
         self.req_ids.fetch_add(1, Ordering::Relaxed)
     }
@@ -196,14 +80,12 @@ impl Edge {
         let m = Message::Workers {
             req_id: self.req_id(),
         };
-        let Ok(Message::WorkerList { workers, .. }) = self.master.call(&self.cfg.cluster, &m).await
-        else {
+        let Ok(Message::WorkerList { workers, .. }) = self.call(&self.master, &m).await else {
             return;
         };
         if let Ok(Message::DigestIs { seq, .. }) = self
-            .master
             .call(
-                &self.cfg.cluster,
+                &self.master,
                 &Message::Digest {
                     req_id: self.req_id(),
                 },
@@ -268,7 +150,7 @@ impl Edge {
             Consistency::Any => 0,
             Consistency::ReadYourWrites => self.written_seq.load(Ordering::Acquire),
             Consistency::Linearizable => {
-                match self.master.call(&self.cfg.cluster, &Message::Digest { req_id: self.req_id() }).await {
+                match self.call(&self.master, &Message::Digest { req_id: self.req_id() }).await {
                     Ok(Message::DigestIs { seq, .. }) => seq,
                     _ => {
                         return Err(BackendError::Unavailable(format!(
@@ -281,10 +163,7 @@ impl Edge {
             }
         };
         for peer in self.candidates(min_seq) {
-            match peer
-                .call(&self.cfg.cluster, &make(self.req_id(), min_seq))
-                .await
-            {
+            match self.call(&peer, &make(self.req_id(), min_seq)).await {
                 Ok(Message::Error {
                     code: ErrorCode::Timeout | ErrorCode::Unavailable,
                     ..
@@ -298,8 +177,7 @@ impl Edge {
                 }
             }
         }
-        self.master
-            .call(&self.cfg.cluster, &make(self.req_id(), min_seq))
+        self.call(&self.master, &make(self.req_id(), min_seq))
             .await
             .map_err(|e| {
                 BackendError::Unavailable(format!(
@@ -310,7 +188,7 @@ impl Edge {
     }
 
     async fn write(&self, m: Message) -> Result<Message, BackendError> {
-        let answer = self.master.call(&self.cfg.cluster, &m).await.map_err(|e| {
+        let answer = self.call(&self.master, &m).await.map_err(|e| {
             BackendError::Unavailable(format!(
                 "the master at {} is unreachable ({e}); writes are refused until it is back, reads keep working",
                 self.cfg.master
@@ -329,9 +207,9 @@ impl Edge {
     }
 
     async fn node_digest(&self, peer: &Peer) -> serde_json::Value {
-        match peer
+        match self
             .call(
-                &self.cfg.cluster,
+                peer,
                 &Message::Digest {
                     req_id: self.req_id(),
                 },

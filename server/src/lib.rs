@@ -6,6 +6,8 @@ pub mod edge;
 pub mod http;
 pub mod master;
 pub mod mux;
+pub mod peer;
 pub mod requests;
+pub mod rt;
 pub mod wire;
 pub mod worker;

@@ -2,7 +2,7 @@
 
 use hypha_server::cli::{self, Args};
 use hypha_server::edge::{Edge, EdgeConfig};
-use hypha_server::http::{serve, HttpConfig};
+use hypha_server::http::{serve_on, HttpConfig};
 use hypha_server::master::{Master, MasterConfig};
 use hypha_server::worker::{Worker, WorkerConfig};
 use smol::stream::StreamExt;
@@ -83,16 +83,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs `f` to completion on smol's global executor, the one every spawned
-/// task runs on; this thread only waits. So all tasks share one executor
-/// thread by default (`SMOL_THREADS`, default 1): the work is short steps
-/// between socket events, and on loopback a wake-up of another executor
-/// thread costs more than the step itself (measured with the HTTP
-/// benchmark: one thread serves more requests per CPU-second and per
-/// second than two on a 2-core machine). Blocking work (fdatasync, snapshot
-/// applies) runs on smol's blocking pool, not on the executor thread.
+/// Runs `f`, and every task the roles spawn, on one executor driven by this
+/// thread, which also waits for I/O when it has nothing to run. The work is
+/// short steps between socket events: on loopback, waking another executor
+/// thread costs more than the step (measured with the HTTP benchmark: two
+/// threads of smol's work-stealing executor served fewer requests per
+/// second and per CPU-second than one). Blocking work (fdatasync, snapshot
+/// installs) runs on smol's blocking pool.
 fn run<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> T {
-    smol::future::block_on(smol::spawn(f))
+    let executor = Arc::new(smol::Executor::new());
+    hypha_server::rt::install(executor.clone());
+    async_io::block_on(executor.run(f))
 }
 
 fn flags<'a>(own: &[&'a str]) -> Vec<&'a str> {
@@ -277,9 +278,12 @@ async fn serve_until_signal(
     for l in listeners {
         let stop = stop.clone();
         let listener = stop.listen();
-        tasks.push(smol::spawn(serve(l, edge.clone(), cfg.clone(), listener)));
+        // Connections go straight onto the process's executor.
+        let connections = hypha_server::rt::executor();
+        let serving = serve_on(l, edge.clone(), cfg.clone(), listener, connections);
+        tasks.push(hypha_server::rt::spawn(serving));
     }
-    let refresh = smol::spawn(edge.clone().refresh_loop());
+    let refresh = hypha_server::rt::spawn(edge.clone().refresh_loop());
     shutdown_signal().await?;
     stop.notify(usize::MAX);
     for t in tasks {
@@ -308,12 +312,12 @@ fn run_http(raw: &[String]) -> Result<(), String> {
             .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
-    let edge = Edge::new(edge_config(&args, master, workers)?);
+    let edge = edge_config(&args, master, workers)?;
     let cfg = http_config(&args);
     let listen = args.need("listen")?.to_string();
     run(async move {
         let listeners = bind_http(&listen).await?;
-        serve_until_signal(listeners, edge, cfg).await?;
+        serve_until_signal(listeners, Edge::new(edge), cfg).await?;
         log::info!("http: stopped");
         Ok(())
     })
@@ -353,7 +357,7 @@ fn run_all(raw: &[String]) -> Result<(), String> {
             .map_err(|e| format!("cannot start the master: {e}"))?;
         let master_addr = master.local_addr;
         let mut dbs = vec![master.db().clone()];
-        smol::spawn(master.run()).detach();
+        hypha_server::rt::spawn(master.run()).detach();
         let mut worker_addrs = Vec::new();
         let mut workers = Vec::new();
         for i in 1..=n {
@@ -373,15 +377,15 @@ fn run_all(raw: &[String]) -> Result<(), String> {
                 .map_err(|e| format!("cannot start worker {i}: {e}"))?;
             worker_addrs.push(w.local_addr);
             workers.push(w.clone());
-            smol::spawn(w.run()).detach();
+            hypha_server::rt::spawn(w.run()).detach();
         }
-        let edge = Edge::new(edge_config(&args, master_addr, worker_addrs)?);
+        let edge = edge_config(&args, master_addr, worker_addrs)?;
         let listeners = bind_http(&http).await?;
         log::info!(
             "hypha: master {master_addr}, {n} workers, data in {}; try: curl -X PUT --data-binary hello http://{http}/kv/greeting",
             data.display()
         );
-        serve_until_signal(listeners, edge, http_config(&args)).await?;
+        serve_until_signal(listeners, Edge::new(edge), http_config(&args)).await?;
         dbs.extend(workers.iter().filter_map(|w| w.db()));
         for db in dbs {
             db.sync().map_err(|e| format!("final sync failed: {e}"))?;

@@ -117,7 +117,7 @@ impl Master {
 
     /// Serves until the future is dropped.
     pub async fn run(self: Arc<Self>) {
-        let _hb = smol::spawn(self.clone().heartbeats());
+        let _hb = crate::rt::spawn(self.clone().heartbeats());
         loop {
             let (stream, peer) = match self.listener.accept().await {
                 Ok(x) => x,
@@ -131,7 +131,7 @@ impl Master {
                 continue;
             }
             let me = self.clone();
-            smol::spawn(async move {
+            crate::rt::spawn(async move {
                 if let Err(e) = me.session(stream, peer).await {
                     log::info!("master: connection from {peer} ended: {e}");
                 }
@@ -348,7 +348,7 @@ impl Master {
         );
         let acks = {
             let me = self.clone();
-            smol::spawn(async move {
+            crate::rt::spawn(async move {
                 let result = me.read_acks(&mut r, node).await;
                 me.set_connected(node, false);
                 me.written.notify(usize::MAX);

@@ -129,7 +129,7 @@ where
                 Answer::Later(reply) => {
                     waiting += 1;
                     let late_send = late_send.clone();
-                    smol::spawn(async move {
+                    crate::rt::spawn(async move {
                         // Fails only once this connection is gone.
                         let _ = late_send.send(reply.await).await;
                     })

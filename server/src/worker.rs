@@ -153,8 +153,8 @@ impl Worker {
 
     /// Serves reads and follows the master until dropped.
     pub async fn run(self: Arc<Self>) {
-        let _serve = smol::spawn(self.clone().serve());
-        let _hb = smol::spawn(self.clone().heartbeats());
+        let _serve = crate::rt::spawn(self.clone().serve());
+        let _hb = crate::rt::spawn(self.clone().heartbeats());
         let mut force_snapshot = false;
         loop {
             match self.follow(force_snapshot).await {
@@ -415,7 +415,7 @@ impl Worker {
                 continue;
             }
             let me = self.clone();
-            smol::spawn(async move {
+            crate::rt::spawn(async move {
                 if let Err(e) = me.session(stream).await {
                     log::info!("worker: connection from {peer} ended: {e}");
                 }

@@ -114,6 +114,19 @@ pub async fn serve<B: Backend>(
     config: HttpConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) {
+    serve_on(listener, backend, config, shutdown, None).await;
+}
+
+/// As [`serve`], with the connection tasks on `connections` (the executor
+/// of the thread that polls this future, typically): a woken connection is
+/// then queued once, not on an inner executor and then on the outer one.
+pub async fn serve_on<B: Backend>(
+    listener: TcpListener,
+    backend: Arc<B>,
+    config: HttpConfig,
+    shutdown: impl Future<Output = ()> + Send,
+    connections: Option<Arc<Executor<'static>>>,
+) {
     // Every task holds a clone of `done`; `finished` yields once all are dropped.
     let (done, finished) = smol::channel::bounded::<()>(1);
     let shortest_ms = config
@@ -122,18 +135,19 @@ pub async fn serve<B: Backend>(
         .min(config.body_timeout_ms)
         .min(LINGER_TIMEOUT_MS)
         .min(REFUSAL_TIMEOUT_MS);
-    let shared = Shared {
+    let shared = Arc::new(Shared {
         router: Router::new(backend, &config),
         config,
         watches: Watches::new(shortest_ms),
         refusing: AtomicUsize::new(0),
-    };
-    let executor = Executor::new();
-    let (tasks, shared) = (&executor, &shared);
+    });
+    let executor = Arc::new(Executor::new());
+    let connections = connections.unwrap_or_else(|| executor.clone());
+    let sweeper = shared.clone();
     executor
-        .run(async move {
-            let _sweeper = tasks.spawn(shared.watches.sweep());
-            accept_loop(tasks, shared, &listener, &done)
+        .run(async {
+            let _sweeper = executor.spawn(async move { sweeper.watches.sweep().await });
+            accept_loop(&executor, &connections, &shared, &listener, &done)
                 .or(shutdown)
                 .await;
             log::info!("http: shutting down; waiting for open connections to finish");
@@ -144,9 +158,10 @@ pub async fn serve<B: Backend>(
         .await;
 }
 
-async fn accept_loop<'a, B: Backend>(
-    tasks: &Executor<'a>,
-    shared: &'a Shared<B>,
+async fn accept_loop<B: Backend>(
+    tasks: &Executor<'static>,
+    connections: &Executor<'static>,
+    shared: &Arc<Shared<B>>,
     listener: &TcpListener,
     done: &Sender<()>,
 ) {
@@ -164,18 +179,22 @@ async fn accept_loop<'a, B: Backend>(
         // Only this loop increments, so checking then incrementing cannot overshoot.
         if metrics.connections_open.load(Ordering::Relaxed) >= shared.config.connections_max {
             metrics.record_refused();
-            let refusing = Decrement::new(&shared.refusing);
+            let refusing = Held::new(shared, |s| &s.refusing);
             if refusing.before < REFUSALS_INFLIGHT_MAX {
+                let shared = shared.clone();
+                let stream = Socket::new(stream);
                 tasks
-                    .spawn(async move { refuse(shared, Socket::new(stream), refusing, done).await })
+                    .spawn(async move { refuse(&shared, stream, refusing, done).await })
                     .detach();
             }
             continue;
         }
-        let open = Decrement::new(&metrics.connections_open);
-        tasks
+        let open = Held::new(shared, |s| &s.router.metrics().connections_open);
+        let shared = shared.clone();
+        connections
             .spawn(async move {
                 let _held = (open, done);
+                let shared = &*shared;
                 let mut connection = Connection {
                     shared,
                     stream: Socket::new(stream),
@@ -191,33 +210,31 @@ async fn accept_loop<'a, B: Backend>(
     }
 }
 
-/// Increments a counter now and decrements it when dropped (also on panic).
-struct Decrement<'a> {
-    counter: &'a AtomicUsize,
+/// Increments one of a server's counters now and decrements it when
+/// dropped (also on panic).
+struct Held<B> {
+    shared: Arc<Shared<B>>,
+    counter: fn(&Shared<B>) -> &AtomicUsize,
     before: usize,
 }
 
-impl<'a> Decrement<'a> {
-    fn new(counter: &'a AtomicUsize) -> Self {
-        Decrement {
+impl<B> Held<B> {
+    fn new(shared: &Arc<Shared<B>>, counter: fn(&Shared<B>) -> &AtomicUsize) -> Self {
+        Held {
+            before: counter(shared).fetch_add(1, Ordering::Relaxed),
+            shared: shared.clone(),
             counter,
-            before: counter.fetch_add(1, Ordering::Relaxed),
         }
     }
 }
 
-impl Drop for Decrement<'_> {
+impl<B> Drop for Held<B> {
     fn drop(&mut self) {
-        self.counter.fetch_sub(1, Ordering::Relaxed);
+        (self.counter)(&self.shared).fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-async fn refuse<B>(
-    shared: &Shared<B>,
-    mut stream: Socket,
-    _refusing: Decrement<'_>,
-    _done: Sender<()>,
-) {
+async fn refuse<B>(shared: &Shared<B>, mut stream: Socket, _refusing: Held<B>, _done: Sender<()>) {
     let max = shared.config.connections_max;
     let message = format!("the server has {max} connections open (connections_max); retry later");
     let response = Response::error(503, message)
@@ -577,11 +594,20 @@ mod tests {
     }
 
     #[test]
-    fn decrement_guard_restores_the_count_on_drop() {
-        let counter = AtomicUsize::new(3);
-        let guard = Decrement::new(&counter);
-        assert_eq!((guard.before, counter.load(Ordering::Relaxed)), (3, 4));
+    fn held_guard_restores_the_count_on_drop() {
+        let config = HttpConfig::default();
+        let shared = Arc::new(Shared {
+            router: Router::new(Arc::new(MemBackend::new()), &config),
+            config,
+            watches: Watches::new(1_000),
+            refusing: AtomicUsize::new(3),
+        });
+        let guard = Held::new(&shared, |s| &s.refusing);
+        assert_eq!(
+            (guard.before, shared.refusing.load(Ordering::Relaxed)),
+            (3, 4)
+        );
         drop(guard);
-        assert_eq!(counter.load(Ordering::Relaxed), 3);
+        assert_eq!(shared.refusing.load(Ordering::Relaxed), 3);
     }
 }

@@ -26,7 +26,7 @@ pub mod router;
 pub use backend::{Backend, BackendError, Consistency, Entry, ScanPage, Version};
 pub use chunked::ChunkedDecoder;
 pub use conn::{
-    serve, HttpConfig, BODY_TIMEOUT_MS, CONNECTIONS_MAX, HEAD_TIMEOUT_MS, IDLE_TIMEOUT_MS,
+    serve, serve_on, HttpConfig, BODY_TIMEOUT_MS, CONNECTIONS_MAX, HEAD_TIMEOUT_MS, IDLE_TIMEOUT_MS,
 };
 pub use error::{HttpError, PercentError};
 #[doc(hidden)]
