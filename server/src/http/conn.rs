@@ -286,6 +286,12 @@ impl<B: Backend> Connection<'_, B> {
             if !self.exchange(head).await? {
                 break;
             }
+            if self.buf.is_empty() {
+                // The client has only just been sent its answer: let the
+                // other connections run first, so the next read is more
+                // likely to find the next request than to fail and wait.
+                smol::future::yield_now().await;
+            }
         }
         Ok(())
     }
