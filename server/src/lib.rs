@@ -7,6 +7,7 @@ pub mod http;
 pub mod master;
 pub mod mux;
 pub mod peer;
+pub mod progress;
 pub mod requests;
 pub mod rt;
 pub mod wire;

@@ -317,7 +317,7 @@ impl Worker {
         })
         .await?;
         let fresh = Arc::new(fresh);
-        let mut progress = crate::master::Progress::new("snapshot", total);
+        let mut progress = crate::progress::Progress::new("snapshot", total);
         let upto = loop {
             match r.recv().await? {
                 Some(Message::SnapshotChunk { records }) => {

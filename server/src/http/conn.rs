@@ -8,13 +8,11 @@
 //! Anything a client does wrong ends its own task only.
 
 use std::future::Future;
-use std::io::{self, Read as _, Write as _};
-use std::net::Shutdown;
+use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_io::Async;
 use smol::channel::Sender;
 use smol::future::FutureExt as _;
 use smol::net::TcpListener;
@@ -29,6 +27,7 @@ use crate::http::metrics::RouteId;
 use crate::http::request::{parse_head, BodyFraming, Head, Method, Status};
 use crate::http::response::{Response, CONTINUE_100};
 use crate::http::router::Router;
+use crate::http::socket::{linger_close, read_by, write_all, Socket, LINGER_TIMEOUT_MS};
 
 /// Default time a client has to send a complete head, from accept (first
 /// request) or from its first byte (later requests). Stops slowloris.
@@ -44,12 +43,6 @@ pub const CONNECTIONS_MAX: usize = 1024;
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// Most bytes read into a `Content-Length` body per read.
 const BODY_READ_CHUNK_BYTES: usize = 256 * 1024;
-/// How long a closing connection keeps reading (and dropping) what the client
-/// still sends, so the kernel does not reset the connection before the client
-/// reads our last response.
-const LINGER_TIMEOUT_MS: u64 = 1_000;
-/// Most bytes dropped while lingering.
-const LINGER_BYTES_MAX: usize = 1024 * 1024;
 /// Most refusals (503 over the cap) being written at once; beyond it excess
 /// connections are closed without an answer.
 const REFUSALS_INFLIGHT_MAX: usize = 64;
@@ -502,85 +495,6 @@ impl<B: Backend> Connection<'_, B> {
 /// Bodies up to this size are copied behind the head and sent in one write;
 /// larger ones go in a second write rather than being copied.
 const COALESCE_BODY_BYTES_MAX: usize = 16 << 10;
-
-/// A connection's socket.
-///
-/// Reads try the socket first and wait for readiness only when it has
-/// nothing: waiting first (as nginx does when a read drained the socket)
-/// measured worse here, because async-io re-arms its one-shot interest
-/// with an `epoll_ctl` per wait, and the next request had often arrived
-/// already by the time the response was out.
-struct Socket {
-    inner: Arc<Async<std::net::TcpStream>>,
-}
-
-impl Socket {
-    fn new(stream: smol::net::TcpStream) -> Socket {
-        Socket {
-            inner: stream.into(),
-        }
-    }
-
-    /// One read into `buf`; 0 at end of stream.
-    async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read_with(|s| (&*s).read(buf)).await
-    }
-
-    /// One write of a prefix of `bytes`.
-    async fn write(&self, bytes: &[u8]) -> io::Result<usize> {
-        self.inner.write_with(|s| (&*s).write(bytes)).await
-    }
-}
-
-/// The outcome of `read` (one read); `None` if `deadline` passes first.
-async fn read_by(
-    watch: &Registered<'_>,
-    read: impl Future<Output = io::Result<usize>>,
-    deadline: Instant,
-) -> io::Result<Option<usize>> {
-    match watch.by(deadline, false, read).await {
-        Ok(read) => read.map(Some),
-        Err(_) => Ok(None),
-    }
-}
-
-/// Writes all of `bytes`; fails if one write makes no progress for `stall`.
-async fn write_all(
-    watch: &Registered<'_>,
-    stream: &mut Socket,
-    mut bytes: &[u8],
-    stall: Duration,
-) -> io::Result<()> {
-    while !bytes.is_empty() {
-        let write = stream.write(bytes);
-        match watch.by(Instant::now() + stall, false, write).await {
-            Err(_) => {
-                let why = "the client stopped reading the response";
-                return Err(io::Error::new(io::ErrorKind::TimedOut, why));
-            }
-            Ok(wrote) => match wrote? {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                wrote => bytes = &bytes[wrote..],
-            },
-        }
-    }
-    Ok(())
-}
-
-/// Half-closes, then reads and drops what the client still sends until it
-/// closes, [`LINGER_TIMEOUT_MS`] passes or [`LINGER_BYTES_MAX`] is dropped.
-async fn linger_close(watch: &Registered<'_>, stream: &mut Socket) {
-    let _ = stream.inner.get_ref().shutdown(Shutdown::Write);
-    let deadline = Instant::now() + Duration::from_millis(LINGER_TIMEOUT_MS);
-    let mut scratch = vec![0u8; READ_CHUNK_BYTES];
-    let mut dropped = 0;
-    while dropped < LINGER_BYTES_MAX {
-        match read_by(watch, stream.read(&mut scratch), deadline).await {
-            Ok(Some(got)) if got > 0 => dropped += got,
-            _ => return,
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -22,6 +22,7 @@ pub mod percent;
 pub mod request;
 pub mod response;
 pub mod router;
+mod socket;
 
 pub use backend::{Backend, BackendError, Consistency, Entry, ScanPage, Version};
 pub use chunked::ChunkedDecoder;
