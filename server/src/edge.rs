@@ -115,25 +115,23 @@ impl Edge {
     }
 
     fn candidates(&self, min_seq: u64) -> Vec<Arc<Peer>> {
-        let list = self
-            .workers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let master_seq = self.master_seq.load(Ordering::Relaxed);
+        let list = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         let n = list.len();
         if n == 0 {
             return Vec::new();
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let master_seq = self.master_seq.load(Ordering::Relaxed);
         let mut out: Vec<Arc<Peer>> = (0..n)
-            .map(|i| list[(start + i) % n].clone())
+            .map(|i| &list[(start + i) % n])
             .filter(|p| {
                 p.usable()
                     && master_seq.saturating_sub(p.applied_seq.load(Ordering::Relaxed))
                         <= self.cfg.lag_records_max
             })
+            .cloned()
             .collect();
+        drop(list);
         // Those known to have applied min_seq first.
         out.sort_by_key(|p| p.applied_seq.load(Ordering::Relaxed) < min_seq);
         out
