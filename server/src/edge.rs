@@ -3,7 +3,8 @@
 //! master when no worker can answer.
 
 use crate::http::{Backend, BackendError, Consistency, Entry, ScanPage, Version};
-use crate::wire::{self, Reader, Writer};
+use crate::peer::Peer;
+use crate::wire;
 use hypha_net::{CompactInfo, ErrorCode, Message, Purpose, Role};
 #[cfg(not(target_has_atomic = "64"))]
 use portable_atomic::AtomicU64;
@@ -11,18 +12,14 @@ use serde_json::json;
 use std::net::SocketAddr;
 #[cfg(target_has_atomic = "64")]
 use std::sync::atomic::AtomicU64;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// How long one request to a node may take (a worker's min_seq wait included).
-pub const REQUEST_TIMEOUT_MS: u64 = 5_000;
+pub use crate::mux::REQUEST_TIMEOUT_MS;
+pub use crate::peer::RETRY_AFTER_MS;
 /// How long `POST /admin/compact` waits for one node's compaction.
 pub const COMPACT_TIMEOUT_MS: u64 = 600_000;
-/// Idle connections kept per node.
-pub const POOL_CONNECTIONS_MAX: usize = 64;
-/// A node that failed is skipped for this long.
-pub const RETRY_AFTER_MS: u64 = 1_000;
 
 /// How to run the edge's backend.
 #[derive(Clone, Debug)]
@@ -44,72 +41,6 @@ pub struct EdgeConfig {
 
 /// A /metrics line per node: name, Prometheus type, value.
 type CompactionGauge = (&'static str, &'static str, fn(&CompactInfo) -> f64);
-
-/// One node the edge talks to, with a pool of connections.
-pub struct Peer {
-    /// Its request address.
-    pub addr: SocketAddr,
-    pool: Mutex<Vec<(Reader, Writer)>>,
-    healthy: AtomicBool,
-    failed_at: Mutex<Option<Instant>>,
-    applied_seq: AtomicU64,
-}
-
-impl Peer {
-    fn new(addr: SocketAddr) -> Arc<Peer> {
-        Arc::new(Peer {
-            addr,
-            pool: Mutex::new(Vec::new()),
-            healthy: AtomicBool::new(true),
-            failed_at: Mutex::new(None),
-            applied_seq: AtomicU64::new(0),
-        })
-    }
-
-    fn usable(&self) -> bool {
-        let failed = *self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
-        self.healthy.load(Ordering::Relaxed)
-            && failed.is_none_or(|t| t.elapsed() > Duration::from_millis(RETRY_AFTER_MS))
-    }
-
-    async fn call(&self, cluster: &str, m: &Message) -> std::io::Result<Message> {
-        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let (mut r, mut w) = match pooled {
-            Some(c) => c,
-            None => {
-                let hello = wire::hello(cluster, Role::Edge, 0, Purpose::Request)?;
-                let (r, w, answer) = wire::connect(self.addr, hello).await?;
-                if !matches!(answer, Message::Welcome(_)) {
-                    return Err(std::io::Error::other(format!(
-                        "{} refused the edge: {answer:?}",
-                        self.addr
-                    )));
-                }
-                (r, w)
-            }
-        };
-        let result = wire::timeout(REQUEST_TIMEOUT_MS, async {
-            w.send(m).await?;
-            r.recv()
-                .await?
-                .ok_or_else(|| std::io::Error::other("connection closed"))
-        })
-        .await;
-        match &result {
-            Ok(_) => {
-                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-                if pool.len() < POOL_CONNECTIONS_MAX {
-                    pool.push((r, w));
-                }
-            }
-            Err(_) => {
-                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now())
-            }
-        }
-        result
-    }
-}
 
 /// The backend behind the HTTP edge.
 pub struct Edge {
@@ -141,6 +72,10 @@ impl Edge {
         })
     }
 
+    async fn call(&self, peer: &Peer, m: &Message) -> std::io::Result<Message> {
+        peer.call(&self.cfg.cluster, m).await
+    }
+
     fn req_id(&self) -> u64 {
         self.req_ids.fetch_add(1, Ordering::Relaxed)
     }
@@ -159,13 +94,16 @@ impl Edge {
         let m = Message::Workers {
             req_id: self.req_id(),
         };
-        let Ok(Message::WorkerList { workers, .. }) = self.master.call(&self.cfg.cluster, &m).await
-        else {
+        let Ok(Message::WorkerList { workers, .. }) = self.call(&self.master, &m).await else {
             return;
         };
         if let Ok(Message::DigestIs { seq, .. }) = self
-            .master
-            .call(&self.cfg.cluster, &Message::Digest { req_id: 0 })
+            .call(
+                &self.master,
+                &Message::Digest {
+                    req_id: self.req_id(),
+                },
+            )
             .await
         {
             self.master_seq.store(seq, Ordering::Relaxed);
@@ -247,25 +185,23 @@ impl Edge {
     }
 
     fn candidates(&self, min_seq: u64) -> Vec<Arc<Peer>> {
-        let list = self
-            .workers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let master_seq = self.master_seq.load(Ordering::Relaxed);
+        let list = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         let n = list.len();
         if n == 0 {
             return Vec::new();
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let master_seq = self.master_seq.load(Ordering::Relaxed);
         let mut out: Vec<Arc<Peer>> = (0..n)
-            .map(|i| list[(start + i) % n].clone())
+            .map(|i| &list[(start + i) % n])
             .filter(|p| {
                 p.usable()
                     && master_seq.saturating_sub(p.applied_seq.load(Ordering::Relaxed))
                         <= self.cfg.lag_records_max
             })
+            .cloned()
             .collect();
+        drop(list);
         // Those known to have applied min_seq first.
         out.sort_by_key(|p| p.applied_seq.load(Ordering::Relaxed) < min_seq);
         out
@@ -282,7 +218,7 @@ impl Edge {
             Consistency::Any => 0,
             Consistency::ReadYourWrites => self.written_seq.load(Ordering::Acquire),
             Consistency::Linearizable => {
-                match self.master.call(&self.cfg.cluster, &Message::Digest { req_id: self.req_id() }).await {
+                match self.call(&self.master, &Message::Digest { req_id: self.req_id() }).await {
                     Ok(Message::DigestIs { seq, .. }) => seq,
                     _ => {
                         return Err(BackendError::Unavailable(format!(
@@ -295,10 +231,7 @@ impl Edge {
             }
         };
         for peer in self.candidates(min_seq) {
-            match peer
-                .call(&self.cfg.cluster, &make(self.req_id(), min_seq))
-                .await
-            {
+            match self.call(&peer, &make(self.req_id(), min_seq)).await {
                 Ok(Message::Error {
                     code: ErrorCode::Timeout | ErrorCode::Unavailable,
                     ..
@@ -312,8 +245,7 @@ impl Edge {
                 }
             }
         }
-        self.master
-            .call(&self.cfg.cluster, &make(self.req_id(), min_seq))
+        self.call(&self.master, &make(self.req_id(), min_seq))
             .await
             .map_err(|e| {
                 BackendError::Unavailable(format!(
@@ -324,7 +256,7 @@ impl Edge {
     }
 
     async fn write(&self, m: Message) -> Result<Message, BackendError> {
-        let answer = self.master.call(&self.cfg.cluster, &m).await.map_err(|e| {
+        let answer = self.call(&self.master, &m).await.map_err(|e| {
             BackendError::Unavailable(format!(
                 "the master at {} is unreachable ({e}); writes are refused until it is back, reads keep working",
                 self.cfg.master
@@ -343,9 +275,9 @@ impl Edge {
     }
 
     async fn node_digest(&self, peer: &Peer) -> serde_json::Value {
-        match peer
+        match self
             .call(
-                &self.cfg.cluster,
+                peer,
                 &Message::Digest {
                     req_id: self.req_id(),
                 },

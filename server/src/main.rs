@@ -2,10 +2,11 @@
 
 use hypha_server::cli::{self, Args};
 use hypha_server::edge::{Edge, EdgeConfig};
-use hypha_server::http::{serve, HttpConfig};
+use hypha_server::http::{serve_on, HttpConfig};
 use hypha_server::master::{Master, MasterConfig};
 use hypha_server::worker::{Worker, WorkerConfig};
 use smol::stream::StreamExt;
+use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -73,12 +74,6 @@ HYPHA_SYNC_TIMEOUT_MS. Addresses are HOST:PORT, IPv6 as [ADDR]:PORT
 const COMMON: [&str; 3] = ["cluster", "heartbeat-ms", "heartbeat-timeout-ms"];
 
 fn main() -> ExitCode {
-    // smol's global executor runs one thread unless told otherwise; the
-    // master, workers and edge tasks should use every core.
-    if std::env::var_os("SMOL_THREADS").is_none() {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        std::env::set_var("SMOL_THREADS", cores.to_string());
-    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
@@ -102,6 +97,19 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Runs `f`, and every task the roles spawn, on one executor driven by this
+/// thread, which also waits for I/O when it has nothing to run. The work is
+/// short steps between socket events: on loopback, waking another executor
+/// thread costs more than the step (measured with the HTTP benchmark: two
+/// threads of smol's work-stealing executor served fewer requests per
+/// second and per CPU-second than one). Blocking work (fdatasync, snapshot
+/// installs) runs on smol's blocking pool.
+fn run<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> T {
+    let executor = Arc::new(smol::Executor::new());
+    hypha_server::rt::install(executor.clone());
+    async_io::block_on(executor.run(f))
 }
 
 fn flags<'a>(own: &[&'a str]) -> Vec<&'a str> {
@@ -220,7 +228,7 @@ fn run_master(raw: &[String]) -> Result<(), String> {
     ];
     let args = Args::parse(raw, &flags_with_compaction(&own), &[])?;
     let cfg = master_config(&args)?;
-    smol::block_on(async {
+    run(async move {
         let master = Master::bind(cfg)
             .await
             .map_err(|e| format!("cannot start the master: {e}"))?;
@@ -253,7 +261,7 @@ fn run_worker(raw: &[String]) -> Result<(), String> {
         heartbeat_ms: args.number("heartbeat-ms", 1_000)?,
         heartbeat_timeout_ms: args.number("heartbeat-timeout-ms", 3_000)?,
     };
-    smol::block_on(async {
+    run(async move {
         let worker = Worker::bind(cfg)
             .await
             .map_err(|e| format!("cannot start the worker: {e}"))?;
@@ -360,9 +368,12 @@ async fn serve_until_signal(
     for l in listeners {
         let stop = stop.clone();
         let listener = stop.listen();
-        tasks.push(smol::spawn(serve(l, edge.clone(), cfg.clone(), listener)));
+        // Connections go straight onto the process's executor.
+        let connections = hypha_server::rt::executor();
+        let serving = serve_on(l, edge.clone(), cfg.clone(), listener, connections);
+        tasks.push(hypha_server::rt::spawn(serving));
     }
-    let refresh = smol::spawn(edge.clone().refresh_loop());
+    let refresh = hypha_server::rt::spawn(edge.clone().refresh_loop());
     shutdown_signal().await?;
     stop.notify(usize::MAX);
     for t in tasks {
@@ -391,12 +402,12 @@ fn run_http(raw: &[String]) -> Result<(), String> {
             .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
-    let edge = Edge::new(edge_config(&args, master, workers)?);
+    let edge = edge_config(&args, master, workers)?;
     let cfg = http_config(&args);
     let listen = args.need("listen")?.to_string();
-    smol::block_on(async {
+    run(async move {
         let listeners = bind_http(&listen).await?;
-        serve_until_signal(listeners, edge, cfg).await?;
+        serve_until_signal(listeners, Edge::new(edge), cfg).await?;
         log::info!("http: stopped");
         Ok(())
     })
@@ -430,13 +441,13 @@ fn run_all(raw: &[String]) -> Result<(), String> {
         heartbeat_timeout_ms: args.number("heartbeat-timeout-ms", 3_000)?,
     };
     let http = args.get_or("http", "localhost:8080").to_string();
-    smol::block_on(async {
+    run(async move {
         let master = Master::bind(master_cfg.clone())
             .await
             .map_err(|e| format!("cannot start the master: {e}"))?;
         let master_addr = master.local_addr;
         let mut dbs = vec![master.db().clone()];
-        smol::spawn(master.run()).detach();
+        hypha_server::rt::spawn(master.run()).detach();
         let mut worker_addrs = Vec::new();
         let mut workers = Vec::new();
         for i in 1..=n {
@@ -456,15 +467,15 @@ fn run_all(raw: &[String]) -> Result<(), String> {
                 .map_err(|e| format!("cannot start worker {i}: {e}"))?;
             worker_addrs.push(w.local_addr);
             workers.push(w.clone());
-            smol::spawn(w.run()).detach();
+            hypha_server::rt::spawn(w.run()).detach();
         }
-        let edge = Edge::new(edge_config(&args, master_addr, worker_addrs)?);
+        let edge = edge_config(&args, master_addr, worker_addrs)?;
         let listeners = bind_http(&http).await?;
         log::info!(
             "hypha: master {master_addr}, {n} workers, data in {}; try: curl -X PUT --data-binary hello http://{http}/kv/greeting",
             data.display()
         );
-        serve_until_signal(listeners, edge, http_config(&args)).await?;
+        serve_until_signal(listeners, Edge::new(edge), http_config(&args)).await?;
         dbs.extend(workers.iter().filter_map(|w| w.db()));
         for db in dbs {
             db.sync().map_err(|e| format!("final sync failed: {e}"))?;

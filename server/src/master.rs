@@ -2,7 +2,8 @@
 //! log to every connected worker, answers the edge, and waits for worker acks
 //! in `sync N` mode.
 
-use crate::requests::{answer_read, error_message, serve_requests, wait_until, Me};
+use crate::progress::Progress;
+use crate::requests::{answer_read, error_message, serve_requests, wait_until, Answer, Me};
 use crate::wire::{self, allowed, refuse, split, to_wire, wire_bytes, Reader, Writer};
 use hypha_engine::{Db, Options};
 use hypha_net::{
@@ -16,9 +17,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// How often a long catch-up or snapshot logs its progress.
-pub const PROGRESS_LOG_MS: u64 = 1_000;
 
 /// When a write is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,8 +151,8 @@ impl Master {
 
     /// Serves until the future is dropped.
     pub async fn run(self: Arc<Self>) {
-        let _hb = smol::spawn(self.clone().heartbeats());
-        let _floor = smol::spawn(self.clone().floor_loop());
+        let _hb = crate::rt::spawn(self.clone().heartbeats());
+        let _floor = crate::rt::spawn(self.clone().floor_loop());
         loop {
             let (stream, peer) = match self.listener.accept().await {
                 Ok(x) => x,
@@ -168,7 +166,7 @@ impl Master {
                 continue;
             }
             let me = self.clone();
-            smol::spawn(async move {
+            crate::rt::spawn(async move {
                 if let Err(e) = me.session(stream, peer).await {
                     log::info!("master: connection from {peer} ended: {e}");
                 }
@@ -206,11 +204,7 @@ impl Master {
             Purpose::Request => {
                 w.send(&self.welcome()).await?;
                 let me = self.clone();
-                serve_requests(r, w, "master", move |m| {
-                    let me = me.clone();
-                    async move { me.answer(m).await }
-                })
-                .await
+                serve_requests(r, w, "master", move |m| me.answer(m)).await
             }
             Purpose::Replicate => self.replicate(r, w, hello, peer).await,
         }
@@ -226,79 +220,79 @@ impl Master {
         })
     }
 
-    async fn answer(&self, m: Message) -> Message {
+    /// Answers reads and, unless they must wait for an fdatasync or for
+    /// workers, writes at once; other writes in their own task.
+    fn answer(
+        self: &Arc<Self>,
+        m: Message,
+    ) -> Answer<impl std::future::Future<Output = Message> + Send + 'static> {
         if let Some(a) = answer_read(&self.db, self.me, &m) {
-            return a;
+            return Answer::Now(a);
+        }
+        let is_write = matches!(m, Message::Put { .. } | Message::Delete { .. });
+        if matches!(m, Message::Compact { .. }) || (is_write && self.writes_wait()) {
+            let me = self.clone();
+            return Answer::Later(async move {
+                if let Message::Compact { req_id, run } = m {
+                    return crate::requests::answer_compact(me.db.clone(), req_id, run).await;
+                }
+                let db = me.db.clone();
+                // Only a write that waits for an fdatasync is worth a hop
+                // to the blocking pool.
+                let written = if me.fsync_always() {
+                    smol::unblock(move || write(&db, m)).await
+                } else {
+                    write(&db, m)
+                };
+                me.after_write(written).await
+            });
         }
         match m {
-            Message::Put { req_id, key, value } => {
-                match self.blocking(move |db| db.put(&key, &value)).await {
-                    Ok(seq) => {
-                        self.after_write(req_id, seq, Message::Written { req_id, seq })
-                            .await
-                    }
-                    Err(e) => error_message(req_id, &e),
-                }
+            Message::Put { .. } | Message::Delete { .. } => {
+                let written = write(&self.db, m);
+                self.written.notify(usize::MAX);
+                Answer::Now(written.answer)
             }
-            Message::Delete { req_id, key } => {
-                match self.blocking(move |db| db.delete(&key)).await {
-                    Ok(Some(seq)) => {
-                        self.after_write(
-                            req_id,
-                            seq,
-                            Message::Deleted {
-                                req_id,
-                                seq: Some(seq),
-                            },
-                        )
-                        .await
-                    }
-                    Ok(None) => Message::Deleted { req_id, seq: None },
-                    Err(e) => error_message(req_id, &e),
-                }
-            }
-            Message::Workers { req_id } => Message::WorkerList {
+            Message::Workers { req_id } => Answer::Now(Message::WorkerList {
                 req_id,
                 workers: self.worker_list(),
-            },
-            Message::Compact { req_id, run } => {
-                crate::requests::answer_compact(self.db.clone(), req_id, run).await
-            }
+            }),
             other => {
                 let req_id = other.req_id().unwrap_or(0);
-                Message::error(
+                Answer::Now(Message::error(
                     req_id,
                     ErrorCode::BadRequest,
                     &format!("a master does not answer {}", other.name()),
-                )
+                ))
             }
         }
     }
 
-    /// Runs a write. Under `--fsync always` it waits for an fdatasync, so it
-    /// runs on the blocking pool; otherwise it takes microseconds and a hop
-    /// to another thread would only add latency.
-    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Db) -> T + Send + 'static) -> T {
-        let db = self.db.clone();
-        match self.cfg.engine.fsync {
-            hypha_engine::Fsync::Always => smol::unblock(move || f(&db)).await,
-            _ => f(&db),
-        }
+    /// Whether a write is acknowledged only after something slow: an
+    /// fdatasync (`--fsync always`) or N workers (`--sync N`). Other writes
+    /// take microseconds and are answered inline, without a task or a hop
+    /// to another thread.
+    fn writes_wait(&self) -> bool {
+        self.fsync_always() || self.cfg.sync != SyncMode::Async
+    }
+
+    fn fsync_always(&self) -> bool {
+        matches!(self.cfg.engine.fsync, hypha_engine::Fsync::Always)
     }
 
     /// Wakes the senders, then (in `sync N`) waits for N workers to apply.
-    async fn after_write(&self, req_id: u64, seq: u64, ok: Message) -> Message {
+    async fn after_write(&self, written: Written) -> Message {
         self.written.notify(usize::MAX);
-        let SyncMode::Workers(wanted) = self.cfg.sync else {
-            return ok;
+        let (SyncMode::Workers(wanted), Some(seq)) = (self.cfg.sync, written.seq) else {
+            return written.answer;
         };
         let deadline = Instant::now() + Duration::from_millis(self.cfg.sync_timeout_ms);
         if wait_until(&self.acked, deadline, || self.confirmed(seq) >= wanted).await {
-            return ok;
+            return written.answer;
         }
         let confirmed = self.confirmed(seq);
         Message::error(
-            req_id,
+            written.req_id,
             ErrorCode::SyncFailed { confirmed, wanted },
             &format!(
                 "write seq {seq} is durable on the master but only {confirmed} of {wanted} workers \
@@ -403,7 +397,7 @@ impl Master {
         );
         let acks = {
             let me = self.clone();
-            smol::spawn(async move {
+            crate::rt::spawn(async move {
                 let result = me.read_acks(&mut r, node).await;
                 me.set_connected(node, false);
                 me.written.notify(usize::MAX);
@@ -622,77 +616,49 @@ impl Master {
     }
 }
 
-/// Logs records, bytes, rate and time left of a long transfer every second.
-pub struct Progress {
-    what: &'static str,
-    start: Instant,
-    last_log: Instant,
-    records: u64,
-    bytes: u64,
-    total: u64,
-    logged: bool,
+/// The outcome of a local write.
+struct Written {
+    req_id: u64,
+    /// The write's seq, if it wrote a record.
+    seq: Option<u64>,
+    /// The answer once the write is acknowledged.
+    answer: Message,
 }
 
-impl Progress {
-    /// A transfer of about `total` records.
-    pub fn new(what: &'static str, total: u64) -> Progress {
-        let now = Instant::now();
-        Progress {
-            what,
-            start: now,
-            last_log: now,
-            records: 0,
-            bytes: 0,
-            total,
-            logged: false,
+/// Runs a `Put` or `Delete` against the engine (blocking under `--fsync always`).
+fn write(db: &Db, m: Message) -> Written {
+    let (req_id, result) = match m {
+        Message::Put { req_id, key, value } => (
+            req_id,
+            db.put(&key, &value)
+                .map(|seq| (Some(seq), Message::Written { req_id, seq })),
+        ),
+        Message::Delete { req_id, key } => (
+            req_id,
+            db.delete(&key)
+                .map(|seq| (seq, Message::Deleted { req_id, seq })),
+        ),
+        other => {
+            let req_id = other.req_id().unwrap_or(0);
+            let message = format!("{} is not a write", other.name());
+            let answer = Message::error(req_id, ErrorCode::Internal, &message);
+            return Written {
+                req_id,
+                seq: None,
+                answer,
+            };
         }
-    }
-
-    /// Counts a batch; `left` is how many records remain (0: unknown, use total).
-    pub fn add(&mut self, records: u64, bytes: u64, left: u64) {
-        if self.records == 0 {
-            // A new burst: time it from now, not from the last idle moment.
-            self.start = Instant::now();
-            self.last_log = self.start;
-        }
-        self.records += records;
-        self.bytes += bytes;
-        if self.last_log.elapsed() < Duration::from_millis(PROGRESS_LOG_MS) {
-            return;
-        }
-        self.last_log = Instant::now();
-        self.logged = true;
-        let secs = self.start.elapsed().as_secs_f64().max(1e-3);
-        let rate = self.records as f64 / secs;
-        let left = if left > 0 {
-            left
-        } else {
-            self.total.saturating_sub(self.records)
-        };
-        log::info!(
-            "{}: {} records, {:.1} MB, {:.0} records/s, about {:.0} s left",
-            self.what,
-            self.records,
-            self.bytes as f64 / 1e6,
-            rate,
-            left as f64 / rate.max(1.0)
-        );
-    }
-
-    /// Logs the total if anything was logged along the way.
-    pub fn done(&mut self) {
-        if self.logged {
-            let secs = self.start.elapsed().as_secs_f64();
-            log::info!(
-                "{}: done, {} records, {:.1} MB in {secs:.1} s",
-                self.what,
-                self.records,
-                self.bytes as f64 / 1e6
-            );
-            self.logged = false;
-        }
-        self.start = Instant::now();
-        self.records = 0;
-        self.bytes = 0;
+    };
+    match result {
+        Ok((seq, answer)) => Written {
+            req_id,
+            seq,
+            answer,
+        },
+        Err(e) => Written {
+            req_id,
+            seq: None,
+            answer: error_message(req_id, &e),
+        },
     }
 }

@@ -1,12 +1,12 @@
 //! Answers to the edge's read requests, shared by master and worker: get,
 //! history, scan, digest, status against a local [`Db`].
 
-use crate::wire::{Reader, Writer};
+use crate::wire::{self, Reader, Writer};
 use hypha_engine::{Db, Error};
 use hypha_net::{
     CompactInfo, ErrorCode, Message, NodeStatus, Role, Version, HISTORY_DEPTH_MAX, SCAN_LIMIT_MAX,
 };
-use smol::lock::Mutex as AsyncMutex;
+use smol::future::FutureExt as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,39 +76,124 @@ pub async fn wait_until(
     }
 }
 
-/// Waits until `db` has applied `seq` (or `MIN_SEQ_WAIT_MS` passed);
+/// Waits until `applied_enough()` holds (or `MIN_SEQ_WAIT_MS` passed);
 /// `applied` is notified after every apply.
-pub async fn wait_applied(db: &Db, applied: &event_listener::Event, seq: u64) -> bool {
+pub async fn wait_applied(
+    applied: &event_listener::Event,
+    applied_enough: impl Fn() -> bool,
+) -> bool {
     let deadline = Instant::now() + Duration::from_millis(MIN_SEQ_WAIT_MS);
-    wait_until(applied, deadline, || db.seq() >= seq).await
+    wait_until(applied, deadline, applied_enough).await
 }
 
-/// Reads requests from one connection and answers each in its own task, so a
-/// slow answer (a write waiting for its fsync or for workers) does not hold
-/// up the others; replies go out in completion order, matched by `req_id`.
+/// Most bytes of answers gathered before they are written out, so a burst
+/// of pipelined reads with large values does not pile up in memory.
+pub const REPLY_BATCH_BYTES_MAX: usize = 256 << 10;
+
+/// How a node answers one request.
+pub enum Answer<F> {
+    /// Answered without waiting; goes out in the next batched write.
+    Now(Message),
+    /// Must wait (an fdatasync, workers' acks, a `min_seq` not applied yet):
+    /// runs in its own task so it does not hold up the requests behind it.
+    Later(F),
+}
+
+/// Serves the requests of one connection. Every request already received is
+/// answered before the next read and those answers go out in one write, so a
+/// peer that pipelines pays a few syscalls per batch, not per request.
+/// Answers that must wait run in their own task and are written as they
+/// complete; replies are matched by `req_id`, not by order. Returns once the
+/// peer closed and every waiting answer was sent.
 pub async fn serve_requests<F, Fut>(
     mut r: Reader,
-    w: Writer,
+    mut w: Writer,
     who: &'static str,
     answer: F,
 ) -> std::io::Result<()>
 where
-    F: Fn(Message) -> Fut,
+    F: Fn(Message) -> Answer<Fut>,
     Fut: std::future::Future<Output = Message> + Send + 'static,
 {
-    let w = Arc::new(AsyncMutex::new(w));
-    while let Some(m) = r.recv().await? {
-        let reply = answer(m);
-        let w = w.clone();
-        smol::spawn(async move {
-            let reply = reply.await;
-            if let Err(e) = w.lock().await.send(&reply).await {
-                log::debug!("{who}: reply lost: {e}");
-            }
-        })
-        .detach();
+    enum Woke {
+        Read(bool),
+        Late(Message),
     }
-    Ok(())
+    let (late_send, late) = smol::channel::unbounded::<Message>();
+    let mut out = Vec::new();
+    // Answers running in their own task and not written yet.
+    let mut waiting = 0usize;
+    let mut open = true;
+    loop {
+        while open && out.len() < REPLY_BATCH_BYTES_MAX {
+            let Some(m) = r.try_recv()? else { break };
+            match answer(m) {
+                Answer::Now(reply) => encode_reply(&reply, &mut out, who),
+                Answer::Later(reply) => {
+                    waiting += 1;
+                    let late_send = late_send.clone();
+                    crate::rt::spawn(async move {
+                        // Fails only once this connection is gone.
+                        let _ = late_send.send(reply.await).await;
+                    })
+                    .detach();
+                }
+            }
+        }
+        while let Ok(reply) = late.try_recv() {
+            waiting -= 1;
+            encode_reply(&reply, &mut out, who);
+        }
+        if !out.is_empty() {
+            w.send_encoded(&out).await?;
+            out.clear();
+            if out.capacity() > REPLY_BATCH_BYTES_MAX {
+                out = Vec::new();
+            }
+            // More may have been received already (the batch was full).
+            continue;
+        }
+        if !open && waiting == 0 {
+            return Ok(());
+        }
+        // `late_send` lives here, so `recv` never fails.
+        let late_reply = async {
+            late.recv()
+                .await
+                .map(Woke::Late)
+                .map_err(std::io::Error::other)
+        };
+        let woke = if open {
+            let read = async { r.fill().await.map(Woke::Read) };
+            read.or(late_reply).await?
+        } else {
+            late_reply.await?
+        };
+        match woke {
+            Woke::Read(more) => open = more,
+            Woke::Late(reply) => {
+                waiting -= 1;
+                encode_reply(&reply, &mut out, who);
+            }
+        }
+    }
+}
+
+/// Appends `reply` to `out`; one that cannot be encoded becomes an error
+/// answer, so the requester is not left waiting.
+fn encode_reply(reply: &Message, out: &mut Vec<u8>, who: &str) {
+    if let Err(e) = wire::encode(reply, out) {
+        log::warn!("{who}: cannot encode a {} answer: {e}", reply.name());
+        let req_id = reply.req_id().unwrap_or(0);
+        let error = Message::error(
+            req_id,
+            ErrorCode::Internal,
+            &format!("answer not sent: {e}"),
+        );
+        if let Err(e) = wire::encode(&error, out) {
+            log::warn!("{who}: reply lost: {e}");
+        }
+    }
 }
 
 /// The node's compaction counters.

@@ -38,23 +38,38 @@ impl Reader {
     /// frame is an `InvalidData` error: the caller logs it and closes.
     pub async fn recv(&mut self) -> io::Result<Option<Message>> {
         loop {
-            match self.decoder.next_message() {
-                Ok(Some(m)) => return Ok(Some(m)),
-                Ok(None) => {}
-                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+            if let Some(m) = self.try_recv()? {
+                return Ok(Some(m));
             }
-            let n = self.stream.read(&mut self.chunk).await?;
-            if n == 0 {
-                return match self.decoder.buffered_bytes() {
-                    0 => Ok(None),
-                    b => Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("peer closed mid-frame ({b} bytes)"),
-                    )),
-                };
+            if !self.fill().await? {
+                return Ok(None);
             }
-            self.decoder.feed(&self.chunk[..n]);
         }
+    }
+
+    /// The next message among the bytes already received, without reading.
+    pub fn try_recv(&mut self) -> io::Result<Option<Message>> {
+        self.decoder
+            .next_message()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+    }
+
+    /// One read from the socket into the decoder; `false` when the peer
+    /// closed cleanly (an error if it closed mid-frame). Cancel-safe: bytes
+    /// are fed in the same poll that reads them.
+    pub async fn fill(&mut self) -> io::Result<bool> {
+        let n = self.stream.read(&mut self.chunk).await?;
+        if n == 0 {
+            return match self.decoder.buffered_bytes() {
+                0 => Ok(false),
+                b => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("peer closed mid-frame ({b} bytes)"),
+                )),
+            };
+        }
+        self.decoder.feed(&self.chunk[..n]);
+        Ok(true)
     }
 }
 
@@ -76,10 +91,26 @@ impl Writer {
     /// Sends one message.
     pub async fn send(&mut self, m: &Message) -> io::Result<()> {
         self.buf.clear();
-        encode_frame(m, &mut self.buf)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        encode(m, &mut self.buf)?;
         self.stream.write_all(&self.buf).await
     }
+
+    /// One write of a prefix of `bytes`; cancel-safe (the bytes are out when
+    /// it returns Ready, and none are when it is dropped before).
+    pub async fn write_some(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.stream.write(bytes).await
+    }
+
+    /// Sends frames already encoded with [`encode`], in one write when the
+    /// socket takes them.
+    pub async fn send_encoded(&mut self, frames: &[u8]) -> io::Result<()> {
+        self.stream.write_all(frames).await
+    }
+}
+
+/// Appends `m` as one frame to `out`.
+pub fn encode(m: &Message, out: &mut Vec<u8>) -> io::Result<()> {
+    encode_frame(m, out).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
 }
 
 /// Splits a stream into framed halves.

@@ -7,7 +7,7 @@
 //! received. A snapshot is built beside the old data and swapped in by
 //! renames only when complete, so a crash half way leaves the old data.
 
-use crate::requests::{answer_read, min_seq, serve_requests, wait_applied, Me};
+use crate::requests::{answer_read, min_seq, serve_requests, wait_applied, Answer, Me};
 use crate::wire::{self, allowed, from_wire, refuse, split, Reader};
 use hypha_engine::{Db, Fsync, Options};
 use hypha_net::{
@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 pub const RECONNECT_MS: u64 = 200;
 /// Wait before retrying a master that holds another history.
 pub const HISTORY_RETRY_MS: u64 = 5_000;
+/// How often a snapshot swap checks whether in-flight reads let go of the
+/// old database.
+const SWAP_POLL_MS: u64 = 1;
 
 /// How to run a worker.
 #[derive(Clone, Debug)]
@@ -154,8 +157,8 @@ impl Worker {
 
     /// Serves reads and follows the master until dropped.
     pub async fn run(self: Arc<Self>) {
-        let _serve = smol::spawn(self.clone().serve());
-        let _hb = smol::spawn(self.clone().heartbeats());
+        let _serve = crate::rt::spawn(self.clone().serve());
+        let _hb = crate::rt::spawn(self.clone().heartbeats());
         let mut force_snapshot = false;
         loop {
             match self.follow(force_snapshot).await {
@@ -312,15 +315,20 @@ impl Worker {
         total: u64,
     ) -> std::io::Result<()> {
         let tmp = self.cfg.data.join("snapshot.tmp");
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp)?;
-        }
         let opts = Options {
             fsync: Fsync::Never,
             ..self.cfg.engine.clone()
         };
-        let fresh = Arc::new(Db::open(&tmp, opts).map_err(std::io::Error::other)?);
-        let mut progress = crate::master::Progress::new("snapshot", total);
+        let dir = tmp.clone();
+        let fresh = smol::unblock(move || -> std::io::Result<Db> {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)?;
+            }
+            Db::open(&dir, opts).map_err(std::io::Error::other)
+        })
+        .await?;
+        let fresh = Arc::new(fresh);
+        let mut progress = crate::progress::Progress::new("snapshot", total);
         let upto = loop {
             match r.recv().await? {
                 Some(Message::SnapshotChunk { records }) => {
@@ -350,41 +358,55 @@ impl Worker {
         progress.done();
         let fresh = Arc::try_unwrap(fresh)
             .map_err(|_| std::io::Error::other("snapshot db still in use"))?;
-        fresh.sync().map_err(std::io::Error::other)?;
-        let seq = fresh.seq();
-        fresh.close().map_err(std::io::Error::other)?;
-        self.swap_in(&tmp, history_id)?;
+        let seq = smol::unblock(move || -> Result<u64, hypha_engine::Error> {
+            fresh.sync()?;
+            let seq = fresh.seq();
+            fresh.close()?;
+            Ok(seq)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        self.swap_in(tmp, history_id).await?;
         log::info!("worker: snapshot up to seq {upto} installed ({seq} applied), following history {history_id:016x}");
         Ok(())
     }
 
     /// Replaces `DIR/db` with the snapshot in `tmp`, by renames. The old
     /// database is closed first (reads answer "unavailable" for that moment),
-    /// so nothing writes into a directory after it was renamed.
-    fn swap_in(&self, tmp: &Path, history_id: u64) -> std::io::Result<()> {
-        let (db_dir, old) = (self.cfg.data.join("db"), self.cfg.data.join("db.old"));
+    /// so nothing writes into a directory after it was renamed. Waits for
+    /// in-flight reads to let go of the old database without blocking the
+    /// executor thread they run on, and does the file work on the blocking
+    /// pool.
+    async fn swap_in(&self, tmp: PathBuf, history_id: u64) -> std::io::Result<()> {
         let mut current = self.db.write().unwrap_or_else(|p| p.into_inner()).take();
-        while let Some(db) = current {
-            match Arc::try_unwrap(db) {
-                Ok(db) => {
-                    db.close().map_err(std::io::Error::other)?;
-                    current = None;
-                }
-                Err(shared) => {
+        let old_db = loop {
+            match current.map(Arc::try_unwrap) {
+                None => break None,
+                Some(Ok(db)) => break Some(db),
+                Some(Err(shared)) => {
                     // An in-flight read still holds it; it finishes quickly.
                     current = Some(shared);
-                    std::thread::yield_now();
+                    smol::Timer::after(Duration::from_millis(SWAP_POLL_MS)).await;
                 }
             }
-        }
-        std::fs::rename(&db_dir, &old)?;
-        std::fs::rename(tmp, &db_dir)?;
-        sync_dir(&self.cfg.data)?;
-        std::fs::write(history_path(&self.cfg.data), format!("{history_id:016x}\n"))?;
-        sync_dir(&self.cfg.data)?;
-        let fresh = Db::open(&db_dir, self.cfg.engine.clone()).map_err(std::io::Error::other)?;
+        };
+        let (data, engine) = (self.cfg.data.clone(), self.cfg.engine.clone());
+        let fresh = smol::unblock(move || -> std::io::Result<Db> {
+            if let Some(db) = old_db {
+                db.close().map_err(std::io::Error::other)?;
+            }
+            let (db_dir, old) = (data.join("db"), data.join("db.old"));
+            std::fs::rename(&db_dir, &old)?;
+            std::fs::rename(&tmp, &db_dir)?;
+            sync_dir(&data)?;
+            std::fs::write(history_path(&data), format!("{history_id:016x}\n"))?;
+            sync_dir(&data)?;
+            let fresh = Db::open(&db_dir, engine).map_err(std::io::Error::other)?;
+            std::fs::remove_dir_all(&old)?;
+            Ok(fresh)
+        })
+        .await?;
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fresh));
-        std::fs::remove_dir_all(&old)?;
         self.followed.store(history_id, Ordering::Release);
         self.applied.notify(usize::MAX);
         Ok(())
@@ -404,7 +426,7 @@ impl Worker {
                 continue;
             }
             let me = self.clone();
-            smol::spawn(async move {
+            crate::rt::spawn(async move {
                 if let Err(e) = me.session(stream).await {
                     log::info!("worker: connection from {peer} ended: {e}");
                 }
@@ -453,38 +475,59 @@ impl Worker {
         }))
         .await?;
         let me = self.clone();
-        serve_requests(r, w, "worker", move |m| {
-            let me = me.clone();
-            async move { me.answer(m).await }
-        })
-        .await
+        serve_requests(r, w, "worker", move |m| me.answer(m)).await
     }
 
-    async fn answer(&self, m: Message) -> Message {
+    /// Answers at once when this worker can (it has applied the request's
+    /// `min_seq`), otherwise in a task that waits for the apply.
+    fn answer(
+        self: &Arc<Self>,
+        m: Message,
+    ) -> Answer<impl std::future::Future<Output = Message> + Send + 'static> {
+        if let Some(db) = self.db() {
+            let compact = matches!(m, Message::Compact { .. });
+            if !compact && min_seq(&m).is_none_or(|seq| db.seq() >= seq) {
+                return Answer::Now(self.answer_at(&db, &m));
+            }
+        }
+        let me = self.clone();
+        Answer::Later(async move { me.answer_later(m).await })
+    }
+
+    /// Waits (at most [`MIN_SEQ_WAIT_MS`](crate::requests::MIN_SEQ_WAIT_MS))
+    /// until this worker has applied the request's `min_seq`, then answers.
+    /// The database is not held while waiting, so a snapshot can swap it.
+    async fn answer_later(&self, m: Message) -> Message {
         let req_id = m.req_id().unwrap_or(0);
-        let Some(db) = self.db() else {
-            return Message::error(
-                req_id,
-                ErrorCode::Unavailable,
-                "this worker is installing a snapshot; retry",
-            );
-        };
         if let Some(seq) = min_seq(&m) {
-            if !wait_applied(&db, &self.applied, seq).await {
+            let applied = || self.db().is_some_and(|db| db.seq() >= seq);
+            if !wait_applied(&self.applied, applied).await {
+                let now = self.db().map_or(0, |db| db.seq());
                 return Message::error(
                     req_id,
                     ErrorCode::Timeout,
-                    &format!("this worker has applied seq {}, not yet {seq}", db.seq()),
+                    &format!("this worker has applied seq {now}, not yet {seq}"),
                 );
             }
         }
-        if let Message::Compact { req_id, run } = m {
-            return crate::requests::answer_compact(db, req_id, run).await;
+        if let (Message::Compact { req_id, run }, Some(db)) = (&m, self.db()) {
+            return crate::requests::answer_compact(db, *req_id, *run).await;
         }
-        match answer_read(&db, self.me(), &m) {
-            Some(a) => a,
+        match self.db() {
+            Some(db) => self.answer_at(&db, &m),
             None => Message::error(
                 req_id,
+                ErrorCode::Unavailable,
+                "this worker is installing a snapshot; retry",
+            ),
+        }
+    }
+
+    fn answer_at(&self, db: &Db, m: &Message) -> Message {
+        match answer_read(db, self.me(), m) {
+            Some(a) => a,
+            None => Message::error(
+                m.req_id().unwrap_or(0),
                 ErrorCode::NotMaster,
                 "workers take no writes: send them to the master",
             ),

@@ -9,24 +9,25 @@
 
 use std::future::Future;
 use std::io;
-use std::net::Shutdown;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use smol::channel::{Receiver, Sender};
+use smol::channel::Sender;
 use smol::future::FutureExt as _;
-use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpListener;
 use smol::{Executor, Timer};
 
 use crate::http::backend::Backend;
 use crate::http::chunked::ChunkedDecoder;
+use crate::http::deadline::{Cut, Registered, Watches};
 use crate::http::error::HttpError;
+use crate::http::inbuf::InBuf;
 use crate::http::metrics::RouteId;
 use crate::http::request::{parse_head, BodyFraming, Head, Method, Status};
 use crate::http::response::{Response, CONTINUE_100};
 use crate::http::router::Router;
+use crate::http::socket::{linger_close, read_by, write_all, Socket, LINGER_TIMEOUT_MS};
 
 /// Default time a client has to send a complete head, from accept (first
 /// request) or from its first byte (later requests). Stops slowloris.
@@ -42,12 +43,6 @@ pub const CONNECTIONS_MAX: usize = 1024;
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// Most bytes read into a `Content-Length` body per read.
 const BODY_READ_CHUNK_BYTES: usize = 256 * 1024;
-/// How long a closing connection keeps reading (and dropping) what the client
-/// still sends, so the kernel does not reset the connection before the client
-/// reads our last response.
-const LINGER_TIMEOUT_MS: u64 = 1_000;
-/// Most bytes dropped while lingering.
-const LINGER_BYTES_MAX: usize = 1024 * 1024;
 /// Most refusals (503 over the cap) being written at once; beyond it excess
 /// connections are closed without an answer.
 const REFUSALS_INFLIGHT_MAX: usize = 64;
@@ -93,8 +88,8 @@ impl Default for HttpConfig {
 struct Shared<B> {
     router: Router<B>,
     config: HttpConfig,
-    /// Closed (never sent on) when shutdown begins.
-    stop: Receiver<()>,
+    /// Every connection's deadline, and the shutdown flag.
+    watches: Watches,
     /// Refusals being written now, against [`REFUSALS_INFLIGHT_MAX`].
     refusing: AtomicUsize,
 }
@@ -112,32 +107,54 @@ pub async fn serve<B: Backend>(
     config: HttpConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let (stop_sender, stop) = smol::channel::bounded::<()>(1);
+    serve_on(listener, backend, config, shutdown, None).await;
+}
+
+/// As [`serve`], with the connection tasks on `connections` (the executor
+/// of the thread that polls this future, typically): a woken connection is
+/// then queued once, not on an inner executor and then on the outer one.
+pub async fn serve_on<B: Backend>(
+    listener: TcpListener,
+    backend: Arc<B>,
+    config: HttpConfig,
+    shutdown: impl Future<Output = ()> + Send,
+    connections: Option<Arc<Executor<'static>>>,
+) {
     // Every task holds a clone of `done`; `finished` yields once all are dropped.
     let (done, finished) = smol::channel::bounded::<()>(1);
-    let shared = Shared {
+    let shortest_ms = config
+        .head_timeout_ms
+        .min(config.idle_timeout_ms)
+        .min(config.body_timeout_ms)
+        .min(LINGER_TIMEOUT_MS)
+        .min(REFUSAL_TIMEOUT_MS);
+    let shared = Arc::new(Shared {
         router: Router::new(backend, &config),
         config,
-        stop,
+        watches: Watches::new(shortest_ms),
         refusing: AtomicUsize::new(0),
-    };
-    let executor = Executor::new();
-    let (tasks, shared) = (&executor, &shared);
+    });
+    let executor = Arc::new(Executor::new());
+    let connections = connections.unwrap_or_else(|| executor.clone());
+    let sweeper = shared.clone();
     executor
-        .run(async move {
-            accept_loop(tasks, shared, &listener, &done)
+        .run(async {
+            let _sweeper = executor.spawn(async move { sweeper.watches.sweep().await });
+            accept_loop(&executor, &connections, &shared, &listener, &done)
                 .or(shutdown)
                 .await;
             log::info!("http: shutting down; waiting for open connections to finish");
-            drop((listener, stop_sender, done));
+            shared.watches.stop();
+            drop((listener, done));
             let _ = finished.recv().await;
         })
         .await;
 }
 
-async fn accept_loop<'a, B: Backend>(
-    tasks: &Executor<'a>,
-    shared: &'a Shared<B>,
+async fn accept_loop<B: Backend>(
+    tasks: &Executor<'static>,
+    connections: &Executor<'static>,
+    shared: &Arc<Shared<B>>,
     listener: &TcpListener,
     done: &Sender<()>,
 ) {
@@ -155,22 +172,28 @@ async fn accept_loop<'a, B: Backend>(
         // Only this loop increments, so checking then incrementing cannot overshoot.
         if metrics.connections_open.load(Ordering::Relaxed) >= shared.config.connections_max {
             metrics.record_refused();
-            let refusing = Decrement::new(&shared.refusing);
+            let refusing = Held::new(shared, |s| &s.refusing);
             if refusing.before < REFUSALS_INFLIGHT_MAX {
+                let shared = shared.clone();
+                let stream = Socket::new(stream);
                 tasks
-                    .spawn(async move { refuse(shared, stream, refusing, done).await })
+                    .spawn(async move { refuse(&shared, stream, refusing, done).await })
                     .detach();
             }
             continue;
         }
-        let open = Decrement::new(&metrics.connections_open);
-        tasks
+        let open = Held::new(shared, |s| &s.router.metrics().connections_open);
+        let shared = shared.clone();
+        connections
             .spawn(async move {
                 let _held = (open, done);
+                let shared = &*shared;
                 let mut connection = Connection {
                     shared,
-                    stream,
-                    buf: Vec::new(),
+                    stream: Socket::new(stream),
+                    watch: shared.watches.register(),
+                    buf: InBuf::default(),
+                    out: Vec::new(),
                 };
                 if let Err(error) = connection.run().await {
                     log::debug!("http: connection from {peer} ended: {error}");
@@ -180,33 +203,31 @@ async fn accept_loop<'a, B: Backend>(
     }
 }
 
-/// Increments a counter now and decrements it when dropped (also on panic).
-struct Decrement<'a> {
-    counter: &'a AtomicUsize,
+/// Increments one of a server's counters now and decrements it when
+/// dropped (also on panic).
+struct Held<B> {
+    shared: Arc<Shared<B>>,
+    counter: fn(&Shared<B>) -> &AtomicUsize,
     before: usize,
 }
 
-impl<'a> Decrement<'a> {
-    fn new(counter: &'a AtomicUsize) -> Self {
-        Decrement {
+impl<B> Held<B> {
+    fn new(shared: &Arc<Shared<B>>, counter: fn(&Shared<B>) -> &AtomicUsize) -> Self {
+        Held {
+            before: counter(shared).fetch_add(1, Ordering::Relaxed),
+            shared: shared.clone(),
             counter,
-            before: counter.fetch_add(1, Ordering::Relaxed),
         }
     }
 }
 
-impl Drop for Decrement<'_> {
+impl<B> Drop for Held<B> {
     fn drop(&mut self) {
-        self.counter.fetch_sub(1, Ordering::Relaxed);
+        (self.counter)(&self.shared).fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-async fn refuse<B>(
-    shared: &Shared<B>,
-    mut stream: TcpStream,
-    _refusing: Decrement<'_>,
-    _done: Sender<()>,
-) {
+async fn refuse<B>(shared: &Shared<B>, mut stream: Socket, _refusing: Held<B>, _done: Sender<()>) {
     let max = shared.config.connections_max;
     let message = format!("the server has {max} connections open (connections_max); retry later");
     let response = Response::error(503, message)
@@ -215,8 +236,9 @@ async fn refuse<B>(
     let mut bytes = response.encode_head(false);
     bytes.extend_from_slice(&response.body);
     let stall = Duration::from_millis(REFUSAL_TIMEOUT_MS);
-    if write_all(&mut stream, &bytes, stall).await.is_ok() {
-        linger_close(&mut stream).await;
+    let watch = shared.watches.register();
+    if write_all(&watch, &mut stream, &bytes, stall).await.is_ok() {
+        linger_close(&watch, &mut stream).await;
     }
 }
 
@@ -239,19 +261,29 @@ enum Body {
 
 struct Connection<'s, B> {
     shared: &'s Shared<B>,
-    stream: TcpStream,
+    stream: Socket,
+    /// The deadline of whatever this connection waits for.
+    watch: Registered<'s>,
     /// Received bytes not used yet: part of a head, or pipelined requests.
-    buf: Vec<u8>,
+    buf: InBuf,
+    /// The response being written, kept between responses.
+    out: Vec<u8>,
 }
 
 impl<B: Backend> Connection<'_, B> {
     async fn run(&mut self) -> io::Result<()> {
-        let _ = self.stream.set_nodelay(true);
+        let _ = self.stream.inner.get_ref().set_nodelay(true);
         let mut first = true;
         while let Some(head) = self.read_head(first).await? {
             first = false;
             if !self.exchange(head).await? {
                 break;
+            }
+            if self.buf.is_empty() {
+                // The client has only just been sent its answer: let the
+                // other connections run first, so the next read is more
+                // likely to find the next request than to fail and wait.
+                smol::future::yield_now().await;
             }
         }
         Ok(())
@@ -266,9 +298,9 @@ impl<B: Backend> Connection<'_, B> {
         let mut head_deadline = (first || !self.buf.is_empty()).then(|| now + head_timeout);
         let idle_deadline = now + Duration::from_millis(config.idle_timeout_ms);
         loop {
-            match parse_head(&self.buf) {
+            match parse_head(self.buf.data()) {
                 Ok(Status::Complete(head)) => {
-                    self.buf.drain(..head.len);
+                    self.buf.consume(head.len);
                     return Ok(Some(head));
                 }
                 Ok(Status::Partial) => {}
@@ -314,7 +346,7 @@ impl<B: Backend> Connection<'_, B> {
         let Some((route_id, response)) = self.serve(&head).await? else {
             return Ok(false);
         };
-        let close = response.close || !head.keep_alive || self.shared.stop.is_closed();
+        let close = response.close || !head.keep_alive || self.shared.watches.stopping();
         let response = if close { response.closing() } else { response };
         let head_only = head.method == Method::Head;
         let http10_keep_alive = head.minor_version == 0;
@@ -337,7 +369,7 @@ impl<B: Backend> Connection<'_, B> {
         // RFC 9110 10.1.1: no need for 100 once body bytes have arrived.
         if head.expect_continue && head.has_body() && self.buf.is_empty() {
             let stall = Duration::from_millis(self.shared.config.body_timeout_ms);
-            write_all(&mut self.stream, CONTINUE_100, stall).await?;
+            write_all(&self.watch, &mut self.stream, CONTINUE_100, stall).await?;
         }
         let route_id = admitted.route_id;
         let ms = self.shared.config.body_timeout_ms;
@@ -367,12 +399,13 @@ impl<B: Backend> Connection<'_, B> {
     }
 
     async fn read_length(&mut self, len: usize) -> io::Result<Body> {
-        let mut body: Vec<u8> = self.buf.drain(..len.min(self.buf.len())).collect();
+        let mut body = self.buf.take(len);
         let stall = Duration::from_millis(self.shared.config.body_timeout_ms);
         while body.len() < len {
             let start = body.len();
             body.resize(start + (len - start).min(BODY_READ_CHUNK_BYTES), 0);
-            match read_by(&mut self.stream, &mut body[start..], Instant::now() + stall).await? {
+            let read = self.stream.read(&mut body[start..]);
+            match read_by(&self.watch, read, Instant::now() + stall).await? {
                 None => return Ok(Body::TimedOut),
                 Some(0) => return Ok(Body::Eof),
                 Some(got) => body.truncate(start + got),
@@ -386,9 +419,9 @@ impl<B: Backend> Connection<'_, B> {
         let mut body = Vec::new();
         let stall = Duration::from_millis(self.shared.config.body_timeout_ms);
         loop {
-            match decoder.decode(&self.buf, &mut body) {
+            match decoder.decode(self.buf.data(), &mut body) {
                 Ok(Status::Complete(used)) => {
-                    self.buf.drain(..used);
+                    self.buf.consume(used);
                     return Ok(Body::Complete(body));
                 }
                 Ok(Status::Partial) => self.buf.clear(),
@@ -405,31 +438,18 @@ impl<B: Backend> Connection<'_, B> {
 
     /// Appends one read to `buf`. With `stoppable`, shutdown ends the wait.
     async fn read_more(&mut self, deadline: Instant, stoppable: bool) -> io::Result<Read> {
-        let start = self.buf.len();
-        self.buf.resize(start + READ_CHUNK_BYTES, 0);
-        let stop = &self.shared.stop;
-        let stopped = async {
-            if stoppable {
-                // Nothing is ever sent: `recv` returns once the sender is dropped.
-                let _ = stop.recv().await;
-                Ok(Some(None))
-            } else {
-                smol::future::pending().await
-            }
-        };
-        let (stream, buf) = (&mut self.stream, &mut self.buf[start..]);
-        let read = async move { read_by(stream, buf, deadline).await.map(Some) };
-        let outcome = read.or(stopped).await;
-        let got = match &outcome {
-            Ok(Some(Some(got))) => *got,
-            _ => 0,
-        };
-        self.buf.truncate(start + got);
-        Ok(match outcome? {
-            None => Read::Stopped,
-            Some(None) => Read::TimedOut,
-            Some(Some(0)) => Read::Eof,
-            Some(Some(_)) => Read::Data,
+        let read = self.stream.read(self.buf.spare(READ_CHUNK_BYTES));
+        let outcome = self.watch.by(deadline, stoppable, read).await;
+        if let Ok(Ok(got)) = &outcome {
+            self.buf.filled(*got);
+        }
+        Ok(match outcome {
+            Err(Cut::Stopped) => Read::Stopped,
+            Err(Cut::Expired) => Read::TimedOut,
+            Ok(read) => match read? {
+                0 => Read::Eof,
+                _ => Read::Data,
+            },
         })
     }
 
@@ -447,20 +467,26 @@ impl<B: Backend> Connection<'_, B> {
             .metrics()
             .record(route_id, response.status, started.elapsed());
         let stall = Duration::from_millis(self.shared.config.body_timeout_ms);
-        let mut head = response.encode_head(http10_keep_alive && !response.close);
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        response.encode_head_into(http10_keep_alive && !response.close, &mut out);
         let body = !head_only && response.allows_body();
         if body && response.body.len() <= COALESCE_BODY_BYTES_MAX {
             // One write, one segment: head and a small body together.
-            head.extend_from_slice(&response.body);
-            write_all(&mut self.stream, &head, stall).await?;
+            out.extend_from_slice(&response.body);
+            write_all(&self.watch, &mut self.stream, &out, stall).await?;
         } else {
-            write_all(&mut self.stream, &head, stall).await?;
+            write_all(&self.watch, &mut self.stream, &out, stall).await?;
             if body {
-                write_all(&mut self.stream, &response.body, stall).await?;
+                write_all(&self.watch, &mut self.stream, &response.body, stall).await?;
             }
         }
+        if out.capacity() <= COALESCE_BODY_BYTES_MAX * 2 {
+            // Kept for the next response; a rare large one is let go.
+            self.out = out;
+        }
         if response.close {
-            linger_close(&mut self.stream).await;
+            linger_close(&self.watch, &mut self.stream).await;
         }
         Ok(())
     }
@@ -469,55 +495,6 @@ impl<B: Backend> Connection<'_, B> {
 /// Bodies up to this size are copied behind the head and sent in one write;
 /// larger ones go in a second write rather than being copied.
 const COALESCE_BODY_BYTES_MAX: usize = 16 << 10;
-
-/// One read into `buf`; `None` if `deadline` passes first.
-async fn read_by(
-    stream: &mut TcpStream,
-    buf: &mut [u8],
-    deadline: Instant,
-) -> io::Result<Option<usize>> {
-    let read = async { stream.read(buf).await.map(Some) };
-    read.or(async {
-        Timer::at(deadline).await;
-        Ok(None)
-    })
-    .await
-}
-
-/// Writes all of `bytes`; fails if one write makes no progress for `stall`.
-async fn write_all(stream: &mut TcpStream, mut bytes: &[u8], stall: Duration) -> io::Result<()> {
-    while !bytes.is_empty() {
-        let write = async { stream.write(bytes).await };
-        let timeout = async {
-            Timer::after(stall).await;
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client stopped reading the response",
-            ))
-        };
-        match write.or(timeout).await? {
-            0 => return Err(io::ErrorKind::WriteZero.into()),
-            wrote => bytes = &bytes[wrote..],
-        }
-    }
-    Ok(())
-}
-
-/// Half-closes, then reads and drops what the client still sends until it
-/// closes, [`LINGER_TIMEOUT_MS`] passes or [`LINGER_BYTES_MAX`] is dropped.
-async fn linger_close(stream: &mut TcpStream) {
-    let _ = stream.flush().await;
-    let _ = stream.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + Duration::from_millis(LINGER_TIMEOUT_MS);
-    let mut scratch = vec![0u8; READ_CHUNK_BYTES];
-    let mut dropped = 0;
-    while dropped < LINGER_BYTES_MAX {
-        match read_by(stream, &mut scratch, deadline).await {
-            Ok(Some(got)) if got > 0 => dropped += got,
-            _ => return,
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -537,11 +514,20 @@ mod tests {
     }
 
     #[test]
-    fn decrement_guard_restores_the_count_on_drop() {
-        let counter = AtomicUsize::new(3);
-        let guard = Decrement::new(&counter);
-        assert_eq!((guard.before, counter.load(Ordering::Relaxed)), (3, 4));
+    fn held_guard_restores_the_count_on_drop() {
+        let config = HttpConfig::default();
+        let shared = Arc::new(Shared {
+            router: Router::new(Arc::new(MemBackend::new()), &config),
+            config,
+            watches: Watches::new(1_000),
+            refusing: AtomicUsize::new(3),
+        });
+        let guard = Held::new(&shared, |s| &s.refusing);
+        assert_eq!(
+            (guard.before, shared.refusing.load(Ordering::Relaxed)),
+            (3, 4)
+        );
         drop(guard);
-        assert_eq!(counter.load(Ordering::Relaxed), 3);
+        assert_eq!(shared.refusing.load(Ordering::Relaxed), 3);
     }
 }

@@ -12,7 +12,9 @@ pub mod backend;
 pub mod chunked;
 pub mod compat;
 pub mod conn;
+mod deadline;
 pub mod error;
+mod inbuf;
 pub mod mem;
 pub mod metrics;
 pub mod params;
@@ -20,11 +22,12 @@ pub mod percent;
 pub mod request;
 pub mod response;
 pub mod router;
+mod socket;
 
 pub use backend::{Backend, BackendError, Consistency, Entry, ScanPage, Version};
 pub use chunked::ChunkedDecoder;
 pub use conn::{
-    serve, HttpConfig, BODY_TIMEOUT_MS, CONNECTIONS_MAX, HEAD_TIMEOUT_MS, IDLE_TIMEOUT_MS,
+    serve, serve_on, HttpConfig, BODY_TIMEOUT_MS, CONNECTIONS_MAX, HEAD_TIMEOUT_MS, IDLE_TIMEOUT_MS,
 };
 pub use error::{HttpError, PercentError};
 #[doc(hidden)]

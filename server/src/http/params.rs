@@ -1,11 +1,9 @@
 //! Request parameters shared by the REST and compat routes (path keys, query
 //! values, value sizes) and the error responses for bad ones.
 
-use serde_json::json;
-
 use crate::http::backend::{Backend, BackendError, Consistency};
 use crate::http::percent::{decode_path, form_value, FormPairs};
-use crate::http::response::Response;
+use crate::http::response::{decimal, Response};
 use crate::http::router::SCAN_LIMIT_MAX;
 
 /// Percent-decodes a key from a path; empty keys are refused.
@@ -19,7 +17,11 @@ pub(crate) fn decode_key(encoded: &str, shape: &str) -> Result<Vec<u8>, String> 
 
 /// `{"seq": N}` with `X-Hypha-Seq: N`.
 pub(crate) fn seq_response(status: u16, seq: u64) -> Response {
-    Response::json(status, &json!({ "seq": seq })).header("X-Hypha-Seq", seq.to_string())
+    // `{"seq":N}` and a newline, as `Response::json` writes it, without
+    // building a JSON value for every write.
+    let seq = decimal(seq);
+    let body = ["{\"seq\":", &seq, "}\n"].concat().into_bytes();
+    Response::bytes(status, "application/json", body).header("X-Hypha-Seq", seq)
 }
 
 /// The response for a failed backend call; 503s say when to retry.

@@ -3,6 +3,8 @@
 //! status to answer. Body framing is decided here; the chunked body decoder is
 //! in [`chunked`](super::chunked).
 
+use core::mem::MaybeUninit;
+
 use crate::http::error::HttpError;
 
 /// Largest request head (request line + headers + blank line) in bytes; over it → 431.
@@ -148,10 +150,15 @@ fn bad(message: impl Into<String>) -> HttpError {
 /// pipelined request.
 pub fn parse_head(buf: &[u8]) -> Result<Status<Head>, HttpError> {
     check_request_line(buf)?;
+    if buf.is_empty() {
+        return Ok(Status::Partial);
+    }
     let window = &buf[..buf.len().min(HEAD_BYTES_MAX)];
-    let mut slots = [httparse::EMPTY_HEADER; HEADERS_COUNT_MAX];
-    let mut request = httparse::Request::new(&mut slots);
-    let len = match request.parse(window) {
+    // Uninitialized slots: httparse initializes those it fills, so a head
+    // with two headers does not pay for zeroing all of them.
+    let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; HEADERS_COUNT_MAX];
+    let mut request = httparse::Request::new(&mut []);
+    let len = match request.parse_with_uninit_headers(window, &mut slots) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > HEAD_BYTES_MAX => {
             return Err(HttpError::HeadTooLarge {

@@ -3,6 +3,8 @@
 //! The writer always sends `Content-Length` (except where the status forbids a
 //! body), so every response is self-delimiting and keep-alive stays possible.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 /// The interim response sent to `Expect: 100-continue` when the body will be accepted.
@@ -14,7 +16,7 @@ pub struct Response {
     /// Status code.
     pub status: u16,
     /// Extra headers; names as written, values without CR or LF.
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
     /// The body; for `HEAD` requests only its length is sent.
     pub body: Vec<u8>,
     /// Close the connection after this response.
@@ -33,7 +35,7 @@ impl Response {
     }
 
     /// A body with a content type.
-    pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Self {
+    pub fn bytes(status: u16, content_type: &'static str, body: Vec<u8>) -> Self {
         Response::new(status)
             .header("Content-Type", content_type)
             .with_body(body)
@@ -52,7 +54,7 @@ impl Response {
     }
 
     /// Adds a header.
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+    pub fn header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Self {
         let value = value.into();
         debug_assert!(
             !value.contains(['\r', '\n']),
@@ -83,14 +85,28 @@ impl Response {
     /// for HTTP/1.0 clients that asked for it; the body follows separately.
     pub fn encode_head(&self, keep_alive_http10: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(128 + self.headers.len() * 32);
-        out.extend_from_slice(
-            format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status)).as_bytes(),
-        );
+        self.encode_head_into(keep_alive_http10, &mut out);
+        out
+    }
+
+    /// [`encode_head`](Self::encode_head) appended to `out` (no formatting
+    /// machinery: it runs once per response).
+    pub fn encode_head_into(&self, keep_alive_http10: bool, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        push_decimal(out, u64::from(self.status));
+        out.push(b' ');
+        out.extend_from_slice(reason(self.status).as_bytes());
+        out.extend_from_slice(b"\r\n");
         for (name, value) in &self.headers {
-            out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
         if self.allows_body() {
-            out.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
+            out.extend_from_slice(b"Content-Length: ");
+            push_decimal(out, self.body.len() as u64);
+            out.extend_from_slice(b"\r\n");
         }
         if self.close {
             out.extend_from_slice(b"Connection: close\r\n");
@@ -98,8 +114,30 @@ impl Response {
             out.extend_from_slice(b"Connection: keep-alive\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        out
     }
+}
+
+/// Appends `n` in decimal.
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// `n` in decimal, without the formatting machinery.
+pub fn decimal(n: u64) -> String {
+    let mut out = Vec::with_capacity(20);
+    push_decimal(&mut out, n);
+    // Only ASCII digits were pushed.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// The reason phrase for the statuses this server sends.
@@ -149,6 +187,13 @@ mod tests {
         assert!(closing.contains("Connection: close\r\n") && !closing.contains("keep-alive"));
         let old = String::from_utf8(Response::new(200).encode_head(true)).unwrap_or_default();
         assert!(old.contains("Connection: keep-alive\r\n"));
+    }
+
+    #[test]
+    fn decimals_match_display() {
+        for n in [0, 7, 10, 99, 100, 12_345, u64::from(u32::MAX), u64::MAX] {
+            assert_eq!(decimal(n), n.to_string());
+        }
     }
 
     #[test]

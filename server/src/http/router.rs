@@ -34,7 +34,7 @@ use crate::http::params::{
 };
 use crate::http::percent::{form_value, parse_form, FormPairs};
 use crate::http::request::{BodyFraming, Head, Method};
-use crate::http::response::Response;
+use crate::http::response::{decimal, Response};
 
 /// Body allowance beyond `value_bytes_max` for JSON and form endpoints (escaping,
 /// field names, several small values), and the whole allowance of endpoints that
@@ -266,19 +266,20 @@ impl<B: Backend> Router<B> {
         let c = consistency(query)?;
         let entry = self.backend.get(key, c).await.map_err(backend_error)?;
         let entry = entry.ok_or_else(|| Response::error(404, "key not found"))?;
-        let etag = format!("\"{}\"", entry.seq);
+        let seq = decimal(entry.seq);
+        let etag = ["\"", &seq, "\""].concat();
         if head
             .header("if-none-match")
             .is_some_and(|tags| etag_matches(tags, &etag))
         {
             return Ok(Response::new(304)
                 .header("ETag", etag)
-                .header("X-Hypha-Seq", entry.seq.to_string()));
+                .header("X-Hypha-Seq", seq));
         }
         Ok(
             Response::bytes(200, "application/octet-stream", entry.value)
                 .header("ETag", etag)
-                .header("X-Hypha-Seq", entry.seq.to_string()),
+                .header("X-Hypha-Seq", seq),
         )
     }
 

@@ -1,0 +1,140 @@
+//! One node as the edge sees it: its health, how far it has applied, and
+//! its multiplexed request connection.
+
+use crate::mux::Mux;
+use crate::wire;
+use hypha_net::{Message, Purpose, Role};
+#[cfg(not(target_has_atomic = "64"))]
+use portable_atomic::AtomicU64;
+use std::net::SocketAddr;
+#[cfg(target_has_atomic = "64")]
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+/// A node that failed is skipped for this long.
+pub const RETRY_AFTER_MS: u64 = 1_000;
+
+/// One node the edge talks to.
+pub struct Peer {
+    /// Its request address.
+    pub addr: SocketAddr,
+    mux: Mutex<Option<Arc<Mux>>>,
+    /// Held while connecting, so concurrent callers share one attempt.
+    connecting: smol::lock::Mutex<()>,
+    /// The last failed connection attempt: when, and why.
+    connect_failed: Mutex<Option<(Instant, std::io::ErrorKind, String)>>,
+    pub(crate) healthy: AtomicBool,
+    /// When a call last failed, in ms after [`epoch`] plus one; 0 when the
+    /// last call succeeded.
+    failed_at_ms: AtomicU64,
+    pub(crate) applied_seq: AtomicU64,
+}
+
+/// The clock of `failed_at_ms`.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64 + 1
+}
+
+impl Peer {
+    /// A node at `addr`, not connected yet.
+    pub(crate) fn new(addr: SocketAddr) -> Arc<Peer> {
+        Arc::new(Peer {
+            addr,
+            mux: Mutex::new(None),
+            connecting: smol::lock::Mutex::new(()),
+            connect_failed: Mutex::new(None),
+            healthy: AtomicBool::new(true),
+            failed_at_ms: AtomicU64::new(0),
+            applied_seq: AtomicU64::new(0),
+        })
+    }
+
+    /// Healthy, and no call failed in the last [`RETRY_AFTER_MS`].
+    pub(crate) fn usable(&self) -> bool {
+        let failed = self.failed_at_ms.load(Ordering::Relaxed);
+        self.healthy.load(Ordering::Relaxed)
+            && (failed == 0 || now_ms().saturating_sub(failed) > RETRY_AFTER_MS)
+    }
+
+    /// Sends `m` (connecting first if needed) and waits for the answer.
+    pub(crate) async fn call(&self, cluster: &str, m: &Message) -> std::io::Result<Message> {
+        let result = match self.mux(cluster).await {
+            Ok(mux) => mux.call(m).await,
+            Err(e) => Err(e),
+        };
+        let failed = match result {
+            Ok(_) => 0,
+            Err(_) => now_ms(),
+        };
+        if self.failed_at_ms.load(Ordering::Relaxed) != failed {
+            self.failed_at_ms.store(failed, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// The live connection, or a new one. Callers that queue up behind a
+    /// failing attempt get its error instead of trying again one by one.
+    async fn mux(&self, cluster: &str) -> std::io::Result<Arc<Mux>> {
+        if let Some(mux) = self.current() {
+            return Ok(mux);
+        }
+        let queued = Instant::now();
+        let _connecting = self.connecting.lock().await;
+        if let Some(mux) = self.current() {
+            return Ok(mux);
+        }
+        if let Some(e) = self.failed_since(queued) {
+            return Err(e);
+        }
+        let hello = wire::hello(cluster, Role::Edge, 0, Purpose::Request)?;
+        match Mux::connect(self.addr, hello).await {
+            Ok(mux) => {
+                *self.mux.lock().unwrap_or_else(|p| p.into_inner()) = Some(mux.clone());
+                Ok(mux)
+            }
+            Err(e) => {
+                let why = format!("cannot connect to {}: {e}", self.addr);
+                let mut failed = self
+                    .connect_failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                *failed = Some((Instant::now(), e.kind(), why.clone()));
+                Err(std::io::Error::new(e.kind(), why))
+            }
+        }
+    }
+
+    /// The error of a connection attempt that failed after `since`.
+    fn failed_since(&self, since: Instant) -> Option<std::io::Error> {
+        let failed = self
+            .connect_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match &*failed {
+            Some((at, kind, why)) if *at >= since => Some(std::io::Error::new(*kind, why.clone())),
+            _ => None,
+        }
+    }
+}
+
+impl Peer {
+    fn current(&self) -> Option<Arc<Mux>> {
+        let mux = self.mux.lock().unwrap_or_else(|p| p.into_inner());
+        mux.as_ref().filter(|m| !m.is_failed()).cloned()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(mux) = self.mux.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+            mux.close();
+        }
+    }
+}
