@@ -338,23 +338,27 @@ impl Mux {
     }
 
     /// Fails the calls waiting longer than [`REQUEST_TIMEOUT_MS`]; returns
-    /// whether any call is still waiting.
+    /// whether any call is still waiting. A call that got no answer in that
+    /// time means the connection is stuck (a partition leaves TCP
+    /// retransmitting with long backoffs), so the whole connection is failed
+    /// and the next call connects anew.
     fn expire(&self) -> bool {
         let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS);
-        let mut wakers = Vec::new();
-        let outstanding = {
-            let mut state = self.lock();
-            for call in state.calls.values_mut() {
-                if call.answer.is_none() && call.since.elapsed() >= timeout {
-                    let why = format!("no answer within {REQUEST_TIMEOUT_MS} ms");
-                    call.answer = Some(Err(io::Error::new(io::ErrorKind::TimedOut, why)));
-                    wakers.extend(call.waker.take());
-                }
-            }
-            !state.calls.is_empty()
+        let stuck = {
+            let state = self.lock();
+            state
+                .calls
+                .values()
+                .any(|call| call.answer.is_none() && call.since.elapsed() >= timeout)
         };
-        wakers.into_iter().for_each(Waker::wake);
-        outstanding
+        if stuck {
+            self.fail(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {REQUEST_TIMEOUT_MS} ms"),
+            ));
+            return false;
+        }
+        !self.lock().calls.is_empty()
     }
 }
 

@@ -256,6 +256,10 @@ impl Worker {
                 let Some(m) = r.recv().await? else {
                     return Ok(Follow::Ended);
                 };
+                // Anything from the master proves it alive, as a heartbeat
+                // does (under loss and rate limits the datagrams are the
+                // first to go while the stream keeps flowing).
+                *self.master_heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
                 match m {
                     Message::Records { records, .. } => {
                         let db = self.db_or_busy()?;
