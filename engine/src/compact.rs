@@ -27,7 +27,9 @@
 
 use crate::db::Inner;
 use crate::error::{Error, IoContext, Result};
-use crate::files::{data_path, sync_dir, DataFile};
+use crate::files::{
+    create_with_header, data_path, read_if_exists, replace_file, sync_dir, DataFile,
+};
 use crate::limits::{FILE_HEADER_BYTES, RECORD_HEADER_BYTES};
 use crate::location::Location;
 use crate::record::{self, Header, RecordKind, RecordRef, Seq};
@@ -35,7 +37,7 @@ use crate::state::Core;
 use crate::tables::FileHeader;
 use memmap2::MmapOptions;
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -163,21 +165,7 @@ impl Marker {
     /// Writes the marker atomically (temporary file, fsync, rename, fsync
     /// the directory): the commit point of a compaction.
     fn write(&self, dir: &Path, io: &dyn crate::io::FileIo) -> Result<()> {
-        let tmp = dir.join(MARKER_TMP);
-        let f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .ctx(|| format!("create {}", tmp.display()))?;
-        io.write_at(&f, &self.encode(), 0)
-            .ctx(|| format!("write {}", tmp.display()))?;
-        io.sync_data(&f)
-            .ctx(|| format!("fsync {}", tmp.display()))?;
-        let path = dir.join(MARKER);
-        fs::rename(&tmp, &path)
-            .ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
-        sync_dir(dir)
+        replace_file(dir, MARKER, &self.encode(), io)
     }
 }
 
@@ -191,19 +179,13 @@ fn compact_path(dir: &Path, n: u16) -> PathBuf {
 /// after its checkpoint.
 pub fn finish_or_undo(dir: &Path) -> Result<Option<Marker>> {
     let path = dir.join(MARKER);
-    let marker = match fs::read(&path) {
-        Ok(b) => Some(Marker::decode(&b).map_err(|cause| Error::Corrupted {
+    let marker = match read_if_exists(&path)? {
+        Some(b) => Some(Marker::decode(&b).map_err(|cause| Error::Corrupted {
             file: path.clone(),
             offset: 0,
             cause,
         })?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(Error::Io {
-                context: format!("read {}", path.display()),
-                source: e,
-            })
-        }
+        None => None,
     };
     let mut changed = false;
     if let Some(m) = &marker {
@@ -352,21 +334,11 @@ impl Output<'_> {
             self.reserve_spare()?;
             let n = self.spare.take().expect("a spare number is reserved");
             let path = compact_path(&self.dir, n);
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .ctx(|| format!("create {}", path.display()))?;
             let header = FileHeader {
                 file_no: n,
                 first_seq: seq,
             };
-            self.inner
-                .opts
-                .io
-                .write_at(&f, &header.encode(), 0)
-                .ctx(|| format!("write header of {}", path.display()))?;
+            let f = create_with_header(&path, &header, &*self.inner.opts.io)?;
             if let Some((_, prev)) = self.files.last() {
                 self.inner
                     .opts

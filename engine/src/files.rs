@@ -33,6 +33,51 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .ctx(|| format!("fsync directory {}", dir.display()))
 }
 
+/// Replaces `dir/name` atomically: writes `dir/name.tmp`, fsyncs it,
+/// renames it over `name`, fsyncs the directory.
+pub fn replace_file(dir: &Path, name: &str, bytes: &[u8], io: &dyn FileIo) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .ctx(|| format!("create {}", tmp.display()))?;
+    io.write_at(&f, bytes, 0)
+        .ctx(|| format!("write {}", tmp.display()))?;
+    io.sync_data(&f)
+        .ctx(|| format!("fsync {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path)
+        .ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
+    sync_dir(dir)
+}
+
+/// The bytes of `path`, or `None` if it does not exist.
+pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::Io {
+            context: format!("read {}", path.display()),
+            source: e,
+        }),
+    }
+}
+
+/// Creates file `path` (it must not exist) and writes a data-file header.
+pub fn create_with_header(path: &Path, header: &FileHeader, io: &dyn FileIo) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .ctx(|| format!("create {}", path.display()))?;
+    io.write_at(&file, &header.encode(), 0)
+        .ctx(|| format!("write header of {}", path.display()))?;
+    Ok(file)
+}
+
 pub struct DataFile {
     pub file: Arc<File>,
     map: Mmap,
@@ -88,18 +133,11 @@ impl DataFile {
         io: &dyn FileIo,
     ) -> Result<DataFile> {
         let path = data_path(dir, n);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .ctx(|| format!("create {}", path.display()))?;
         let header = FileHeader {
             file_no: n,
             first_seq,
         };
-        io.write_at(&file, &header.encode(), 0)
-            .ctx(|| format!("write header of {}", path.display()))?;
+        let file = create_with_header(&path, &header, io)?;
         io.sync_data(&file)
             .ctx(|| format!("fsync {}", path.display()))?;
         sync_dir(dir)?;

@@ -11,7 +11,7 @@
 use crate::compact;
 use crate::db::Options;
 use crate::error::{Error, IoContext, Result};
-use crate::files::{data_path, sync_dir, DataFile, Log};
+use crate::files::{data_path, read_if_exists, sync_dir, DataFile, Log};
 use crate::hash::key_hash;
 use crate::keyindex::KeyIndex;
 use crate::limits::{FILE_HEADER_BYTES, INDEX_SLOTS_MIN, META_BYTES};
@@ -40,19 +40,13 @@ pub struct Recovery {
 pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
     let io = opts.io.clone();
     let meta_path = dir.join("meta");
-    let stored = match fs::read(&meta_path) {
-        Ok(bytes) => Some(Meta::decode(&bytes).map_err(|cause| Error::Corrupted {
+    let stored = match read_if_exists(&meta_path)? {
+        Some(bytes) => Some(Meta::decode(&bytes).map_err(|cause| Error::Corrupted {
             file: meta_path.clone(),
             offset: 0,
             cause,
         })?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(Error::Io {
-                context: format!("read {}", meta_path.display()),
-                source: e,
-            })
-        }
+        None => None,
     };
     // A compaction that wrote its marker is finished here; one that did not
     // left only `.compact` files, which are removed.

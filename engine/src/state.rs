@@ -2,7 +2,7 @@
 //! method here runs under `Db`'s `RwLock` (reads shared, writes exclusive).
 
 use crate::error::{Error, IoContext, Result};
-use crate::files::{sync_dir, Log, WRITE_BUFFER_BYTES};
+use crate::files::{Log, WRITE_BUFFER_BYTES};
 use crate::hash::key_hash;
 use crate::io::FileIo;
 use crate::keyindex::KeyIndex;
@@ -11,7 +11,7 @@ use crate::location::Location;
 use crate::lookup::Lookup;
 use crate::record::{self, Header, RecordKind, RecordRef, Seq};
 use crate::tables::Meta;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -301,19 +301,5 @@ pub fn sync_files(files: &[Arc<File>], dir: &Path, io: &dyn FileIo) -> Result<()
 
 /// Replaces `dir/meta` atomically: write `meta.tmp`, fsync, rename, fsync dir.
 pub fn write_meta(dir: &Path, meta: &Meta, io: &dyn FileIo) -> Result<()> {
-    let tmp = dir.join("meta.tmp");
-    let path = dir.join("meta");
-    let f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .ctx(|| format!("create {}", tmp.display()))?;
-    io.write_at(&f, &meta.encode(), 0)
-        .ctx(|| format!("write {}", tmp.display()))?;
-    io.sync_data(&f)
-        .ctx(|| format!("fsync {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path)
-        .ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
-    sync_dir(dir)
+    crate::files::replace_file(dir, "meta", &meta.encode(), io)
 }
