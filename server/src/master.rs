@@ -251,7 +251,7 @@ impl Master {
             Message::Put { .. } | Message::Delete { .. } => {
                 let written = write(&self.db, m);
                 self.written.notify(usize::MAX);
-                Answer::Now(written.answer)
+                Answer::Wrote(written.answer)
             }
             Message::Workers { req_id } => Answer::Now(Message::WorkerList {
                 req_id,

@@ -94,6 +94,11 @@ pub const REPLY_BATCH_BYTES_MAX: usize = 256 << 10;
 pub enum Answer<F> {
     /// Answered without waiting; goes out in the next batched write.
     Now(Message),
+    /// A write answered without waiting. Before its answer goes out, the
+    /// tasks the write woke (the master's log senders) get to run, so the
+    /// record is on its way to the workers before the client hears the ack
+    /// and turns to a worker to read it.
+    Wrote(Message),
     /// Must wait (an fdatasync, workers' acks, a `min_seq` not applied yet):
     /// runs in its own task so it does not hold up the requests behind it.
     Later(F),
@@ -124,11 +129,17 @@ where
     // Answers running in their own task and not written yet.
     let mut waiting = 0usize;
     let mut open = true;
+    // An answer in `out` acknowledges a write (see `Answer::Wrote`).
+    let mut wrote = false;
     loop {
         while open && out.len() < REPLY_BATCH_BYTES_MAX {
             let Some(m) = r.try_recv()? else { break };
             match answer(m) {
                 Answer::Now(reply) => encode_reply(&reply, &mut out, who),
+                Answer::Wrote(reply) => {
+                    wrote = true;
+                    encode_reply(&reply, &mut out, who);
+                }
                 Answer::Later(reply) => {
                     waiting += 1;
                     let late_send = late_send.clone();
@@ -145,6 +156,10 @@ where
             encode_reply(&reply, &mut out, who);
         }
         if !out.is_empty() {
+            if std::mem::take(&mut wrote) {
+                // Tasks woken so far are queued ahead of this one.
+                smol::future::yield_now().await;
+            }
             w.send_encoded(&out).await?;
             out.clear();
             if out.capacity() > REPLY_BATCH_BYTES_MAX {
