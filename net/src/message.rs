@@ -193,7 +193,9 @@ pub enum Message {
         records: Vec<WireRecord>,
     },
     /// Tag 21. Worker to master: everything up to `applied_seq` is applied
-    /// (and durable on the worker).
+    /// (as durable as the worker's fsync policy makes it). A worker may hold
+    /// it back, but sends it before answering a `Ping` on the replication
+    /// stream (see WIRE.md, "Replication").
     Ack {
         /// Highest seq applied.
         applied_seq: u64,
@@ -223,7 +225,8 @@ pub enum Message {
         /// Same as in `SnapshotBegin`.
         upto_seq: u64,
     },
-    /// Tag 25. Liveness probe on an idle connection; answered by `Pong`.
+    /// Tag 25. Liveness probe on an idle connection; answered by `Pong`. On
+    /// the replication stream it also asks the worker for an `Ack` at once.
     Ping {
         /// Echoed by the `Pong`.
         nonce: u64,

@@ -509,11 +509,22 @@ impl Master {
                 self.db.seq().saturating_sub(it.position()),
             );
             let first_seq = batch[0].seq;
-            w.send(&Message::Records {
+            let last_seq = batch[batch.len() - 1].seq;
+            let records = Message::Records {
                 first_seq,
                 records: batch,
-            })
-            .await?;
+            };
+            if self.cfg.sync == SyncMode::Async {
+                w.send(&records).await?;
+            } else {
+                // Writes wait for acks: a Ping right behind the records has
+                // the worker ack them at once (it answers a Ping only
+                // after an Ack of everything applied before it).
+                let mut out = Vec::new();
+                wire::encode(&records, &mut out)?;
+                wire::encode(&Message::Ping { nonce: last_seq }, &mut out)?;
+                w.send_encoded(&out).await?;
+            }
         }
     }
 

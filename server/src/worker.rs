@@ -27,6 +27,13 @@ use std::time::{Duration, Instant};
 
 /// Wait before reconnecting to the master after a failure.
 pub const RECONNECT_MS: u64 = 200;
+
+/// How long a worker holds back the `Ack` of records it applied, so that
+/// one `Ack` covers every batch applied meanwhile. A master that waits for
+/// acks (`--sync N`) asks for one at once with a `Ping` after the records;
+/// otherwise an ack per batch would wake the master on every write just
+/// when its client turns to a worker to read.
+pub const ACK_DELAY_MS: u64 = 50;
 /// Wait before retrying a master that holds another history.
 pub const HISTORY_RETRY_MS: u64 = 5_000;
 /// How often a snapshot swap checks whether in-flight reads let go of the
@@ -252,9 +259,38 @@ impl Worker {
             }
         };
         let receive = async {
+            // Applied but not acknowledged yet, and when the ack is due.
+            let mut unacked: Option<(u64, Instant)> = None;
             loop {
-                let Some(m) = r.recv().await? else {
-                    return Ok(Follow::Ended);
+                let m = match r.try_recv()? {
+                    Some(m) => m,
+                    None => {
+                        let more = match unacked {
+                            None => r.fill().await?,
+                            Some((applied, due)) => {
+                                let fill = async { r.fill().await.map(Some) };
+                                let timer = async {
+                                    smol::Timer::at(due).await;
+                                    Ok(None)
+                                };
+                                match smol::future::or(fill, timer).await? {
+                                    Some(more) => more,
+                                    None => {
+                                        unacked = None;
+                                        w.send(&Message::Ack {
+                                            applied_seq: applied,
+                                        })
+                                        .await?;
+                                        continue;
+                                    }
+                                }
+                            }
+                        };
+                        if !more {
+                            return Ok(Follow::Ended);
+                        }
+                        continue;
+                    }
                 };
                 // Anything from the master proves it alive, as a heartbeat
                 // does (under loss and rate limits the datagrams are the
@@ -277,10 +313,8 @@ impl Worker {
                         }
                         .map_err(|e| std::io::Error::other(format!("applying records: {e}")))?;
                         self.applied.notify(usize::MAX);
-                        w.send(&Message::Ack {
-                            applied_seq: applied,
-                        })
-                        .await?;
+                        let due = Instant::now() + Duration::from_millis(ACK_DELAY_MS);
+                        unacked = Some((applied, unacked.map_or(due, |(_, d)| d)));
                     }
                     Message::SnapshotBegin {
                         history_id,
@@ -294,12 +328,27 @@ impl Worker {
                         );
                         self.receive_snapshot(&mut r, history_id, records_total)
                             .await?;
+                        unacked = None;
                         w.send(&Message::Ack {
                             applied_seq: self.db_or_busy()?.seq(),
                         })
                         .await?;
                     }
-                    Message::Ping { nonce } => w.send(&Message::Pong { nonce }).await?,
+                    Message::Ping { nonce } => {
+                        // Everything sent before the Ping is applied: ack it
+                        // first, so the Pong confirms it.
+                        let mut out = Vec::new();
+                        if let Some((applied, _)) = unacked.take() {
+                            wire::encode(
+                                &Message::Ack {
+                                    applied_seq: applied,
+                                },
+                                &mut out,
+                            )?;
+                        }
+                        wire::encode(&Message::Pong { nonce }, &mut out)?;
+                        w.send_encoded(&out).await?;
+                    }
                     other => {
                         return Err(std::io::Error::other(format!(
                             "unexpected {} from the master",
