@@ -2,19 +2,20 @@
 //! replica, real processes on loopback, one run. See benches/README.md.
 //!
 //! cargo run --release --bin replication -- [--hypha PATH] [--samples N]
-//!     [--records N] [--rate W] [--redis-server PATH] [--dir PATH]
+//!     [--records N] [--rate W] [--rounds R] [--redis-server PATH] [--dir PATH]
 //!
-//! Phases (in this order, so each hypha figure is measured close in time to
-//! its Redis counterpart):
-//!  1. hypha lag: master (--fsync never) + 1 worker; idle and under a paced
-//!     background writer. Two methods: Get with min_seq = seq (primary) and a
-//!     tight Get poll (same method as for Redis).
-//!  2. Redis lag: master + replica, SET then poll GET on the replica; idle and
-//!     under the same paced background writer.
-//!  3. hypha `--sync 1` Put round trip.
-//!  4. Redis SET + WAIT 1 1000 round trip (pipelined in one write).
-//!  5. hypha catch-up of a worker 1M records behind.
-//!  6. hypha snapshot to a new, empty worker.
+//! Phases:
+//!  1. lag, hypha (master --fsync never + 1 worker) and Redis (master +
+//!     replica) running side by side, sampled in R alternating rounds (default
+//!     10) so a slow spell of the shared machine hits both alike: idle, then
+//!     under a paced background writer (each system's own, on only while its
+//!     round runs). hypha is measured two ways: Get with min_seq = seq
+//!     (primary) and a tight Get poll (the method used for Redis). Read round
+//!     trips on the worker/replica, back to back and after 2 ms idle.
+//!  2. hypha `--sync 1` Put round trip.
+//!  3. Redis SET + WAIT 1 1000 round trip (pipelined in one write).
+//!  4. hypha catch-up of a worker 1M records behind.
+//!  5. hypha snapshot to a new, empty worker.
 
 use hypha_net::{encode_frame, ErrorCode, FrameDecoder, Message, Purpose, Role};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -628,6 +629,7 @@ impl Resp {
 
 // ------------------------------------------------------------ paced background writer
 
+#[derive(Default)]
 struct BgReport {
     sent: u64,
     secs: f64,
@@ -740,6 +742,20 @@ fn bg_stop(bg: Bg) -> R<BgReport> {
     })
 }
 
+impl BgReport {
+    /// Adds another round's background writer.
+    fn absorb(&mut self, o: BgReport) {
+        self.sent += o.sent;
+        self.secs += o.secs;
+        self.ok += o.ok;
+        self.errors += o.errors;
+        self.max_in_flight = self.max_in_flight.max(o.max_in_flight);
+        if let Some(e) = o.first_error {
+            self.first_error.get_or_insert(e);
+        }
+    }
+}
+
 fn bg_describe(who: &str, r: &BgReport) {
     say!(
         "  background writer ({who}): {} requests in {:.2} s = {:.0}/s; {} ok, {} errors{}; most unanswered at once: {}",
@@ -829,13 +845,24 @@ impl Lag {
         self.failures += 1;
         self.first_failure.get_or_insert(e);
     }
+
+    /// Adds the samples of another round.
+    fn absorb(&mut self, o: Lag) {
+        self.lag.extend(o.lag);
+        self.ack.extend(o.ack);
+        self.polls += o.polls;
+        self.failures += o.failures;
+        if let Some(e) = o.first_failure {
+            self.first_failure.get_or_insert(e);
+        }
+    }
 }
 
-fn hypha_lag(master: SocketAddr, worker: SocketAddr, n: u64, method: Method, ns: u8) -> R<Lag> {
+fn hypha_lag(master: SocketAddr, worker: SocketAddr, from: u64, n: u64, method: Method, ns: u8) -> R<Lag> {
     let mut m = Hy::connect(master)?;
     let mut w = Hy::connect(worker)?;
     let mut out = Lag::default();
-    for i in 0..n {
+    for i in from..from + n {
         let (k, v) = (key(ns, i), value(ns, i));
         let t0 = Instant::now();
         let seq = match m.put(&k, &v)? {
@@ -879,11 +906,11 @@ fn hypha_lag(master: SocketAddr, worker: SocketAddr, n: u64, method: Method, ns:
     Ok(out)
 }
 
-fn redis_lag(master: u16, replica: u16, n: u64, ns: u8) -> R<Lag> {
+fn redis_lag(master: u16, replica: u16, from: u64, n: u64, ns: u8) -> R<Lag> {
     let mut m = Resp::connect(master)?;
     let mut r = Resp::connect(replica)?;
     let mut out = Lag::default();
-    for i in 0..n {
+    for i in from..from + n {
         let (k, v) = (key(ns, i), value(ns, i));
         let t0 = Instant::now();
         match m.cmd(&[b"SET", &k, &v])? {
@@ -913,7 +940,7 @@ fn redis_lag(master: u16, replica: u16, n: u64, ns: u8) -> R<Lag> {
 }
 
 /// Round trip of a read that needs no waiting (the key is there).
-fn hypha_read_rtt(worker: SocketAddr, n: u64, ns: u8) -> R<Vec<f64>> {
+fn hypha_read_rtt(worker: SocketAddr, n: u64, ns: u8, pause: Option<Duration>) -> R<Vec<f64>> {
     let mut w = Hy::connect(worker)?;
     let mut v = Vec::new();
     for i in 0..n {
@@ -922,11 +949,14 @@ fn hypha_read_rtt(worker: SocketAddr, n: u64, ns: u8) -> R<Vec<f64>> {
             Message::Value { value: Some(_), .. } => v.push(us(t0.elapsed())),
             other => return Err(format!("read RTT Get: {other:?}")),
         }
+        if let Some(p) = pause {
+            std::thread::sleep(p);
+        }
     }
     Ok(v)
 }
 
-fn redis_read_rtt(replica: u16, n: u64, ns: u8) -> R<Vec<f64>> {
+fn redis_read_rtt(replica: u16, n: u64, ns: u8, pause: Option<Duration>) -> R<Vec<f64>> {
     let mut r = Resp::connect(replica)?;
     let mut v = Vec::new();
     for i in 0..n {
@@ -934,6 +964,9 @@ fn redis_read_rtt(replica: u16, n: u64, ns: u8) -> R<Vec<f64>> {
         match r.cmd(&[b"GET", &key(ns, i % 100)])? {
             Reply::Bulk(Some(_)) => v.push(us(t0.elapsed())),
             other => return Err(format!("read RTT GET: {other:?}")),
+        }
+        if let Some(p) = pause {
+            std::thread::sleep(p);
         }
     }
     Ok(v)
@@ -1106,6 +1139,7 @@ struct Opts {
     samples: u64,
     records: u64,
     rate: f64,
+    rounds: u64,
     dir: PathBuf,
 }
 
@@ -1116,6 +1150,7 @@ fn parse_args() -> R<Opts> {
         samples: 2_000,
         records: 1_000_000,
         rate: 10_000.0,
+        rounds: 10,
         dir: PathBuf::from("/tmp"),
     };
     let mut args = std::env::args().skip(1);
@@ -1127,9 +1162,10 @@ fn parse_args() -> R<Opts> {
             "--samples" => o.samples = val()?.parse().map_err(|e| format!("--samples: {e}"))?,
             "--records" => o.records = val()?.parse().map_err(|e| format!("--records: {e}"))?,
             "--rate" => o.rate = val()?.parse().map_err(|e| format!("--rate: {e}"))?,
+            "--rounds" => o.rounds = val()?.parse().map_err(|e| format!("--rounds: {e}"))?,
             "--dir" => o.dir = PathBuf::from(val()?),
             "--help" | "-h" => {
-                println!("replication [--hypha PATH] [--redis-server PATH] [--samples N] [--records N] [--rate W] [--dir PATH]");
+                println!("replication [--hypha PATH] [--redis-server PATH] [--samples N] [--records N] [--rate W] [--rounds R] [--dir PATH]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?}; see --help")),
@@ -1142,9 +1178,11 @@ struct Results {
     hy_idle: [Lag; 2],
     hy_load: [Lag; 2],
     hy_read: Stats,
+    hy_read_idle: Stats,
     rd_idle: Lag,
     rd_load: Lag,
     rd_read: Stats,
+    rd_read_idle: Stats,
     hy_sync: Lag,
     rd_wait: Lag,
     catchup: Option<(u64, f64, f64)>,
@@ -1200,43 +1238,16 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
     );
     let n = opts.samples;
 
-    // ---- 1. hypha lag
-    say!("\n[1] hypha replication lag: master --fsync never + 1 worker");
+    // ---- 1. hypha and Redis side by side. Both run for the whole section
+    // and their samples are taken in alternating rounds, so a slow spell of
+    // this shared machine hits both alike.
+    let rounds = opts.rounds.clamp(1, n.max(1));
+    let per = n.div_ceil(rounds);
+    say!("\n[1] replication lag, hypha and Redis in {rounds} alternating rounds of {per} samples per row");
+    say!("  hypha: master --fsync never + 1 worker");
     let (mut ma, ma_addr) = env.master("lag-master", &["--fsync", "never"])?;
     let (mut wa, wa_addr) = env.worker_joined("lag-worker", &mut ma, ma_addr)?;
-    let hy_idle_min = hypha_lag(ma_addr, wa_addr, n, Method::MinSeq, b'i')?;
-    describe("idle, Get(min_seq=seq)", &stats(&hy_idle_min.lag), hy_idle_min.failures, &hy_idle_min.first_failure);
-    describe("idle, Put round trip (async ack)", &stats(&hy_idle_min.ack), 0, &None);
-    let hy_idle_poll = hypha_lag(ma_addr, wa_addr, n, Method::Poll, b'j')?;
-    describe("idle, tight Get poll", &stats(&hy_idle_poll.lag), hy_idle_poll.failures, &hy_idle_poll.first_failure);
-    say!("  (poll: {:.1} Gets per sample on average)", hy_idle_poll.polls as f64 / n as f64);
-    let hy_read = stats(&hypha_read_rtt(wa_addr, n, b'i')?);
-    describe("worker Get round trip, key present (floor of both methods)", &hy_read, 0, &None);
-
-    let bg = hypha_bg(ma_addr, opts.rate)?;
-    std::thread::sleep(Duration::from_millis(500));
-    let loaded = (|| -> R<(Lag, Lag)> {
-        let a = hypha_lag(ma_addr, wa_addr, n, Method::MinSeq, b'k')?;
-        let b = hypha_lag(ma_addr, wa_addr, n, Method::Poll, b'l')?;
-        Ok((a, b))
-    })();
-    let bg_report = bg_stop(bg)?;
-    let (hy_load_min, hy_load_poll) = loaded?;
-    describe(&format!("{:.0}/s background, Get(min_seq=seq)", opts.rate), &stats(&hy_load_min.lag), hy_load_min.failures, &hy_load_min.first_failure);
-    describe(&format!("{:.0}/s background, tight Get poll", opts.rate), &stats(&hy_load_poll.lag), hy_load_poll.failures, &hy_load_poll.first_failure);
-    describe(&format!("{:.0}/s background, sampled Put round trip", opts.rate), &stats(&hy_load_min.ack), 0, &None);
-    bg_describe("hypha Put, one pipelined connection", &bg_report);
-    {
-        let mut mc = Hy::connect(ma_addr)?;
-        let target = mc.digest()?.ok_or("master digest unavailable")?;
-        wait_digest(&mut wa, wa_addr, target, Duration::from_secs(30))?;
-        say!("  check: worker digest equals master's (seq {}, {} keys)", target.1, target.2);
-    }
-    wa.terminate()?;
-    ma.terminate()?;
-
-    // ---- 2. Redis lag
-    say!("\n[2] Redis replication lag: master + 1 replica (--save '' --appendonly no)");
+    say!("  Redis: master + 1 replica (--save '' --appendonly no)");
     let (rm_port, rr_port) = (free_port(), free_port());
     let redis_args = |port: u16, name: &str| -> R<Vec<String>> {
         let d = dir.join(name);
@@ -1278,23 +1289,80 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     say!("  replica linked (master_link_status:up)");
-    let rd_idle = redis_lag(rm_port, rr_port, n, b'i')?;
-    describe("idle, tight GET poll on the replica", &stats(&rd_idle.lag), rd_idle.failures, &rd_idle.first_failure);
-    describe("idle, SET round trip", &stats(&rd_idle.ack), 0, &None);
-    say!("  (poll: {:.1} GETs per sample on average)", rd_idle.polls as f64 / n as f64);
-    let rd_read = stats(&redis_read_rtt(rr_port, n, b'i')?);
-    describe("replica GET round trip, key present", &rd_read, 0, &None);
-    let bg = redis_bg(rm_port, opts.rate)?;
-    std::thread::sleep(Duration::from_millis(500));
-    let loaded = redis_lag(rm_port, rr_port, n, b'k');
-    let bg_report = bg_stop(bg)?;
-    let rd_load = loaded?;
-    describe(&format!("{:.0}/s background, tight GET poll", opts.rate), &stats(&rd_load.lag), rd_load.failures, &rd_load.first_failure);
-    describe(&format!("{:.0}/s background, sampled SET round trip", opts.rate), &stats(&rd_load.ack), 0, &None);
-    bg_describe("Redis SET, one pipelined connection", &bg_report);
+
+    let (mut hy_idle_min, mut hy_idle_poll, mut rd_idle) = (Lag::default(), Lag::default(), Lag::default());
+    for round in 0..rounds {
+        let from = round * per;
+        let k = per.min(n - from.min(n));
+        hy_idle_min.absorb(hypha_lag(ma_addr, wa_addr, from, k, Method::MinSeq, b'i')?);
+        rd_idle.absorb(redis_lag(rm_port, rr_port, from, k, b'i')?);
+        hy_idle_poll.absorb(hypha_lag(ma_addr, wa_addr, from, k, Method::Poll, b'j')?);
+    }
+    say!("  idle:");
+    describe("hypha Get(min_seq=seq)", &stats(&hy_idle_min.lag), hy_idle_min.failures, &hy_idle_min.first_failure);
+    describe("hypha tight Get poll", &stats(&hy_idle_poll.lag), hy_idle_poll.failures, &hy_idle_poll.first_failure);
+    say!("  (hypha poll: {:.1} Gets per sample on average)", hy_idle_poll.polls as f64 / n as f64);
+    describe("Redis tight GET poll on the replica", &stats(&rd_idle.lag), rd_idle.failures, &rd_idle.first_failure);
+    say!("  (Redis poll: {:.1} GETs per sample on average)", rd_idle.polls as f64 / n as f64);
+    describe("hypha Put round trip (async ack)", &stats(&hy_idle_min.ack), 0, &None);
+    describe("Redis SET round trip", &stats(&rd_idle.ack), 0, &None);
+    let (mut hy_rtt, mut rd_rtt) = (Vec::new(), Vec::new());
+    let (mut hy_rtt_idle, mut rd_rtt_idle) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let k = per.min(n - (round * per).min(n));
+        hy_rtt.extend(hypha_read_rtt(wa_addr, k, b'i', None)?);
+        rd_rtt.extend(redis_read_rtt(rr_port, k, b'i', None)?);
+        hy_rtt_idle.extend(hypha_read_rtt(wa_addr, k, b'i', Some(IDLE_PAUSE))?);
+        rd_rtt_idle.extend(redis_read_rtt(rr_port, k, b'i', Some(IDLE_PAUSE))?);
+    }
+    let (hy_read, rd_read) = (stats(&hy_rtt), stats(&rd_rtt));
+    describe("hypha worker Get round trip, key present (floor of both methods)", &hy_read, 0, &None);
+    describe("Redis replica GET round trip, key present", &rd_read, 0, &None);
+    let (hy_read_idle, rd_read_idle) = (stats(&hy_rtt_idle), stats(&rd_rtt_idle));
+    describe("hypha worker Get round trip, key present, after 2 ms idle", &hy_read_idle, 0, &None);
+    describe("Redis replica GET round trip, key present, after 2 ms idle", &rd_read_idle, 0, &None);
+
+    let (mut hy_load_min, mut hy_load_poll, mut rd_load) = (Lag::default(), Lag::default(), Lag::default());
+    let (mut hy_bg, mut rd_bg) = (BgReport::default(), BgReport::default());
+    for round in 0..rounds {
+        let from = round * per;
+        let k = per.min(n - from.min(n));
+        let bg = hypha_bg(ma_addr, opts.rate)?;
+        std::thread::sleep(Duration::from_millis(200));
+        let loaded = (|| -> R<(Lag, Lag)> {
+            let a = hypha_lag(ma_addr, wa_addr, from, k, Method::MinSeq, b'k')?;
+            let b = hypha_lag(ma_addr, wa_addr, from, k, Method::Poll, b'l')?;
+            Ok((a, b))
+        })();
+        hy_bg.absorb(bg_stop(bg)?);
+        let (a, b) = loaded?;
+        hy_load_min.absorb(a);
+        hy_load_poll.absorb(b);
+        let bg = redis_bg(rm_port, opts.rate)?;
+        std::thread::sleep(Duration::from_millis(200));
+        let loaded = redis_lag(rm_port, rr_port, from, k, b'k');
+        rd_bg.absorb(bg_stop(bg)?);
+        rd_load.absorb(loaded?);
+    }
+    say!("  {:.0} writes/s in the background:", opts.rate);
+    describe("hypha Get(min_seq=seq)", &stats(&hy_load_min.lag), hy_load_min.failures, &hy_load_min.first_failure);
+    describe("hypha tight Get poll", &stats(&hy_load_poll.lag), hy_load_poll.failures, &hy_load_poll.first_failure);
+    describe("Redis tight GET poll", &stats(&rd_load.lag), rd_load.failures, &rd_load.first_failure);
+    describe("hypha sampled Put round trip", &stats(&hy_load_min.ack), 0, &None);
+    describe("Redis sampled SET round trip", &stats(&rd_load.ack), 0, &None);
+    bg_describe("hypha Put, one pipelined connection", &hy_bg);
+    bg_describe("Redis SET, one pipelined connection", &rd_bg);
+    {
+        let mut mc = Hy::connect(ma_addr)?;
+        let target = mc.digest()?.ok_or("master digest unavailable")?;
+        wait_digest(&mut wa, wa_addr, target, Duration::from_secs(30))?;
+        say!("  check: worker digest equals master's (seq {}, {} keys)", target.1, target.2);
+    }
+    wa.terminate()?;
+    ma.terminate()?;
 
     // ---- 3. hypha --sync 1
-    say!("\n[3] hypha --sync 1 write latency: master --fsync never --sync 1 + 1 worker (worker default --fsync 200ms)");
+    say!("\n[2] hypha --sync 1 write latency: master --fsync never --sync 1 + 1 worker (worker default --fsync 200ms)");
     let (mut ms, ms_addr) = env.master("sync-master", &["--fsync", "never", "--sync", "1"])?;
     let (mut ws, ws_addr) = env.worker_joined("sync-worker", &mut ms, ms_addr)?;
     let mut hy_sync = Lag::default();
@@ -1339,7 +1407,7 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
     ms.terminate()?;
 
     // ---- 4. Redis SET + WAIT
-    say!("\n[4] Redis SET + WAIT 1 1000 (both sent in one write, time until both replies)");
+    say!("\n[3] Redis SET + WAIT 1 1000 (both sent in one write, time until both replies)");
     let mut rd_wait = Lag::default();
     {
         let mut c = Resp::connect(rm_port)?;
@@ -1364,7 +1432,7 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
     rm.terminate().ok();
 
     // ---- 5. catch-up
-    say!("\n[5] hypha catch-up: a worker {} records behind (same history) resumes from its log position", opts.records);
+    say!("\n[4] hypha catch-up: a worker {} records behind (same history) resumes from its log position", opts.records);
     let (mut mc, mc_addr) = env.master("big-master", &["--fsync", "never"])?;
     let (mut wc, wc_addr) = env.worker_joined("catchup-worker", &mut mc, mc_addr)?;
     say!("  worker joined at seq 0 (empty snapshot installed); stopping it with SIGTERM");
@@ -1404,7 +1472,7 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
     wc.terminate()?;
 
     // ---- 6. snapshot
-    say!("\n[6] hypha snapshot: a NEW worker (empty data dir) joins the master holding {} records", target.2);
+    say!("\n[5] hypha snapshot: a NEW worker (empty data dir) joins the master holding {} records", target.2);
     let port = free_port();
     let args = env.worker_args("snapshot-worker", mc_addr, port);
     say!("  start: hypha {}", args.join(" "));
@@ -1470,9 +1538,11 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
             hy_idle: [hy_idle_min, hy_idle_poll],
             hy_load: [hy_load_min, hy_load_poll],
             hy_read,
+            hy_read_idle,
             rd_idle,
             rd_load,
             rd_read,
+            rd_read_idle,
             hy_sync,
             rd_wait,
             catchup,
@@ -1493,6 +1563,7 @@ fn report(opts: &Opts, r: &Results) {
         (format!("lag at {rate} background — hypha min_seq, Redis poll"), fmt_stats(&s(&r.hy_load[0])) + &fails(&r.hy_load[0]), fmt_stats(&s(&r.rd_load)) + &fails(&r.rd_load)),
         (format!("lag at {rate} background — both tight GET poll"), fmt_stats(&s(&r.hy_load[1])) + &fails(&r.hy_load[1]), fmt_stats(&s(&r.rd_load)) + &fails(&r.rd_load)),
         ("replica read round trip (key present)".into(), fmt_stats(&r.hy_read), fmt_stats(&r.rd_read)),
+        ("same, after 2 ms idle (what waking a process costs here)".into(), fmt_stats(&r.hy_read_idle), fmt_stats(&r.rd_read_idle)),
         ("write ack, async (Put / SET), idle".into(), fmt_stats(&a(&r.hy_idle[0])), fmt_stats(&a(&r.rd_idle))),
         ("write acked by 1 replica (--sync 1 / SET+WAIT 1)".into(), fmt_stats(&a(&r.hy_sync)) + &fails(&r.hy_sync), fmt_stats(&a(&r.rd_wait)) + &fails(&r.rd_wait)),
         (
