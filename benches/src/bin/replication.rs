@@ -12,10 +12,10 @@
 //!     round runs). hypha is measured two ways: Get with min_seq = seq
 //!     (primary) and a tight Get poll (the method used for Redis). Read round
 //!     trips on the worker/replica, back to back and after 2 ms idle.
-//!  2. hypha `--sync 1` Put round trip.
-//!  3. Redis SET + WAIT 1 1000 round trip (pipelined in one write).
-//!  4. hypha catch-up of a worker 1M records behind.
-//!  5. hypha snapshot to a new, empty worker.
+//!  2. hypha `--sync 1` Put round trip and Redis SET + WAIT 1 1000 (pipelined
+//!     in one write), back to back, in the same alternating rounds.
+//!  3. hypha catch-up of a worker 1M records behind.
+//!  4. hypha snapshot to a new, empty worker.
 
 use hypha_net::{encode_frame, ErrorCode, FrameDecoder, Message, Purpose, Role};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -1361,11 +1361,12 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
     wa.terminate()?;
     ma.terminate()?;
 
-    // ---- 3. hypha --sync 1
-    say!("\n[2] hypha --sync 1 write latency: master --fsync never --sync 1 + 1 worker (worker default --fsync 200ms)");
+    // ---- 2. hypha --sync 1 and Redis SET + WAIT, in alternating rounds
+    say!("\n[2] write acknowledged by 1 replica, hypha and Redis in {rounds} alternating rounds of {per} samples");
+    say!("  hypha: master --fsync never --sync 1 + 1 worker (worker default --fsync 200ms); Redis: SET + WAIT 1 1000 sent in one write, time until both replies");
     let (mut ms, ms_addr) = env.master("sync-master", &["--fsync", "never", "--sync", "1"])?;
     let (mut ws, ws_addr) = env.worker_joined("sync-worker", &mut ms, ms_addr)?;
-    let mut hy_sync = Lag::default();
+    let (mut hy_sync, mut rd_wait) = (Lag::default(), Lag::default());
     {
         let mut c = Hy::connect(ms_addr)?;
         // Warm-up: until the worker's acks arrive.
@@ -1380,12 +1381,30 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
             }
             w += 1;
         }
-        for i in 0..n {
-            let (k, v) = (key(b's', i), value(b's', i));
-            let t0 = Instant::now();
-            match c.put(&k, &v)? {
-                Ok(_) => hy_sync.ack.push(us(t0.elapsed())),
-                Err(e) => hy_sync.fail(e),
+        let mut rc = Resp::connect(rm_port)?;
+        for round in 0..rounds {
+            let from = round * per;
+            for i in from..(from + per).min(n) {
+                let (k, v) = (key(b's', i), value(b's', i));
+                let t0 = Instant::now();
+                match c.put(&k, &v)? {
+                    Ok(_) => hy_sync.ack.push(us(t0.elapsed())),
+                    Err(e) => hy_sync.fail(e),
+                }
+            }
+            for i in from..(from + per).min(n) {
+                let (k, v) = (key(b's', i), value(b's', i));
+                let t0 = Instant::now();
+                rc.queue(&[b"SET", &k, &v]);
+                rc.queue(&[b"WAIT", b"1", b"1000"]);
+                rc.flush().map_err(|e| format!("redis send: {e}"))?;
+                let set = rc.recv().map_err(|e| format!("redis recv: {e}"))?;
+                let wait = rc.recv().map_err(|e| format!("redis recv: {e}"))?;
+                let t = us(t0.elapsed());
+                match (set, wait) {
+                    (Reply::Simple(s), Reply::Int(1)) if s == "OK" => rd_wait.ack.push(t),
+                    other => rd_wait.fail(format!("{other:?}")),
+                }
             }
         }
         // Check (untimed) that --sync 1 means what it says: a write is on the
@@ -1402,37 +1421,16 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
         }
         say!("  check: {seen} of {checks} writes were readable on the worker (Get, min_seq 0) right after the master's Written");
     }
-    describe("Put round trip with --sync 1", &stats(&hy_sync.ack), hy_sync.failures, &hy_sync.first_failure);
+    describe("hypha Put round trip with --sync 1", &stats(&hy_sync.ack), hy_sync.failures, &hy_sync.first_failure);
+    describe("Redis SET + WAIT 1 1000 round trip", &stats(&rd_wait.ack), rd_wait.failures, &rd_wait.first_failure);
     ws.terminate()?;
     ms.terminate()?;
-
-    // ---- 4. Redis SET + WAIT
-    say!("\n[3] Redis SET + WAIT 1 1000 (both sent in one write, time until both replies)");
-    let mut rd_wait = Lag::default();
-    {
-        let mut c = Resp::connect(rm_port)?;
-        for i in 0..n {
-            let (k, v) = (key(b's', i), value(b's', i));
-            let t0 = Instant::now();
-            c.queue(&[b"SET", &k, &v]);
-            c.queue(&[b"WAIT", b"1", b"1000"]);
-            c.flush().map_err(|e| format!("redis send: {e}"))?;
-            let set = c.recv().map_err(|e| format!("redis recv: {e}"))?;
-            let wait = c.recv().map_err(|e| format!("redis recv: {e}"))?;
-            let t = us(t0.elapsed());
-            match (set, wait) {
-                (Reply::Simple(s), Reply::Int(1)) if s == "OK" => rd_wait.ack.push(t),
-                other => rd_wait.fail(format!("{other:?}")),
-            }
-        }
-    }
-    describe("SET + WAIT 1 1000 round trip", &stats(&rd_wait.ack), rd_wait.failures, &rd_wait.first_failure);
     let redis_warn = rm.all_matching(&["WARNING", "rror"]).into_iter().chain(rr.all_matching(&["WARNING", "rror"])).collect::<Vec<_>>();
     rr.terminate().ok();
     rm.terminate().ok();
 
     // ---- 5. catch-up
-    say!("\n[4] hypha catch-up: a worker {} records behind (same history) resumes from its log position", opts.records);
+    say!("\n[3] hypha catch-up: a worker {} records behind (same history) resumes from its log position", opts.records);
     let (mut mc, mc_addr) = env.master("big-master", &["--fsync", "never"])?;
     let (mut wc, wc_addr) = env.worker_joined("catchup-worker", &mut mc, mc_addr)?;
     say!("  worker joined at seq 0 (empty snapshot installed); stopping it with SIGTERM");
@@ -1472,7 +1470,7 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
     wc.terminate()?;
 
     // ---- 6. snapshot
-    say!("\n[5] hypha snapshot: a NEW worker (empty data dir) joins the master holding {} records", target.2);
+    say!("\n[4] hypha snapshot: a NEW worker (empty data dir) joins the master holding {} records", target.2);
     let port = free_port();
     let args = env.worker_args("snapshot-worker", mc_addr, port);
     say!("  start: hypha {}", args.join(" "));
