@@ -13,6 +13,11 @@
 //!   3 put       same hypha process                                  PUT /kv/{random key}, 150 B
 //!   4 put-sync  fresh hypha, --fsync always                         PUT /kv/{random key}, 150 B
 //!
+//! nginx and the first hypha run side by side, and cases 1-3 are measured in
+//! `--rounds` alternating windows (default 5 rounds of 2 s each, after 0.5 s
+//! of warm-up), summed per case: a slow spell of the shared machine hits the
+//! ceiling and hypha alike. Case 4 follows in one window.
+//!
 //! The load generator runs on the same machine as the server: they share the
 //! cores. Every spawned process is killed at the end, on error and on panic
 //! (and gets SIGTERM from the kernel if this process dies: PR_SET_PDEATHSIG).
@@ -47,6 +52,7 @@ struct Opts {
     warmup: f64,
     conns: usize,
     keys: u64,
+    rounds: u32,
     only: Option<Vec<String>>,
     dir: PathBuf,
 }
@@ -59,6 +65,7 @@ fn parse_opts() -> Result<Opts, String> {
         warmup: 2.0,
         conns: 32,
         keys: 10_000,
+        rounds: 5,
         only: None,
         dir: PathBuf::from("/tmp"),
     };
@@ -72,20 +79,21 @@ fn parse_opts() -> Result<Opts, String> {
             "--warmup" => o.warmup = val()?.parse().map_err(|e| format!("--warmup: {e}"))?,
             "--conns" => o.conns = val()?.parse().map_err(|e| format!("--conns: {e}"))?,
             "--keys" => o.keys = val()?.parse().map_err(|e| format!("--keys: {e}"))?,
+            "--rounds" => o.rounds = val()?.parse().map_err(|e| format!("--rounds: {e}"))?,
             "--dir" => o.dir = val()?.into(),
             "--only" => o.only = Some(val()?.split(',').map(str::to_string).collect()),
             "-h" | "--help" => {
                 println!(
                     "http [--hypha PATH] [--nginx PATH] [--secs S] [--warmup S] [--conns N] \
-                     [--keys N] [--dir TMPDIR] [--only ceiling,get,put,put-sync]"
+                     [--keys N] [--rounds R] [--dir TMPDIR] [--only ceiling,get,put,put-sync]"
                 );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?}; see --help")),
         }
     }
-    if o.conns == 0 || o.secs <= 0.0 || o.keys == 0 {
-        return Err("--conns, --secs and --keys must be > 0".into());
+    if o.conns == 0 || o.secs <= 0.0 || o.keys == 0 || o.rounds == 0 {
+        return Err("--conns, --secs, --keys and --rounds must be > 0".into());
     }
     Ok(o)
 }
@@ -406,6 +414,21 @@ struct CaseResult {
 impl CaseResult {
     fn rps(&self) -> f64 {
         self.requests as f64 / self.secs
+    }
+
+    /// Adds another round of the same case.
+    fn absorb(&mut self, o: CaseResult) {
+        let (a, b) = (self.secs, o.secs);
+        for (mine, theirs) in self.cpu.iter_mut().zip(o.cpu) {
+            *mine = (*mine * a + theirs * b) / (a + b);
+        }
+        self.requests += o.requests;
+        self.secs += o.secs;
+        self.hist.merge(&o.hist);
+        self.problems.merge(o.problems);
+        if !o.top_others.is_empty() {
+            self.top_others = o.top_others;
+        }
     }
 }
 
@@ -751,7 +774,8 @@ fn clock_ticks() -> f64 {
 
 // ---------------------------------------------------------------- cases
 
-fn nginx_case(o: &Opts, dir: &Path) -> Result<CaseResult, String> {
+/// Starts nginx as the ceiling: a static 200 from 2 worker processes.
+fn start_nginx(o: &Opts, dir: &Path) -> Result<(Proc, SocketAddr, Vec<u32>), String> {
     let ndir = dir.join("nginx");
     fs::create_dir_all(&ndir).map_err(|e| e.to_string())?;
     let addr = free_port()?;
@@ -782,11 +806,14 @@ fn nginx_case(o: &Opts, dir: &Path) -> Result<CaseResult, String> {
     let mut p = Proc::spawn("nginx", cmd, ndir.join("stderr.log"), libc::SIGQUIT)?;
     wait_ready(&mut p, addr, "/")?;
     let pids = with_children(p.pid());
+    Ok((p, addr, pids))
+}
+
+/// One measured window of the ceiling.
+fn nginx_window(o: &Opts, p: &mut Proc, addr: SocketAddr, pids: &[u32], warmup: f64, secs: f64) -> Result<CaseResult, String> {
     let (n, secs, hist, problems, cpu, top_others) =
-        run_load(addr, Work::Static, o.conns, o.warmup, o.secs, &pids);
+        run_load(addr, Work::Static, o.conns, warmup, secs, pids);
     p.check_alive()?;
-    let how = p.stop();
-    eprintln!("  nginx {how}");
     Ok(CaseResult {
         name: "ceiling",
         what: format!("nginx GET / → 200 \"pong\" ({} procs: master + workers)", pids.len()),
@@ -814,6 +841,7 @@ fn start_hypha(o: &Opts, dir: &Path, tag: &str, fsync: &str) -> Result<(Proc, So
     Ok((p, addr))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn hypha_case(
     o: &Opts,
     p: &mut Proc,
@@ -821,9 +849,11 @@ fn hypha_case(
     name: &'static str,
     what: String,
     work: Work,
+    warmup: f64,
+    secs: f64,
 ) -> Result<CaseResult, String> {
     let (n, secs, hist, problems, cpu, top_others) =
-        run_load(addr, work, o.conns, o.warmup, o.secs, &[p.pid()]);
+        run_load(addr, work, o.conns, warmup, secs, &[p.pid()]);
     p.check_alive()?;
     Ok(CaseResult {
         name,
@@ -901,9 +931,13 @@ fn machine_info(o: &Opts) {
     }
     println!("nginx: {}", sh(&o.nginx.display().to_string(), &["-v"]));
     println!(
-        "load: {} keep-alive connections (one thread each), {} s warm-up + {} s measured per case, \
-         closed loop (each connection waits for its answer)",
-        o.conns, o.warmup, o.secs
+        "load: {} keep-alive connections (one thread each), {} s measured per case in {} alternating windows \
+         (each after {:.1} s of warm-up; put-sync: one window after {} s), closed loop (each connection waits for its answer)",
+        o.conns,
+        o.secs,
+        o.rounds,
+        (o.warmup / o.rounds as f64).max(0.5),
+        o.warmup
     );
     println!(
         "NOTE: the load generator runs on the same {} cores as the server; client CPU is shown per case.",
@@ -1031,15 +1065,32 @@ fn print_table(results: &[CaseResult]) {
 
 // ---------------------------------------------------------------- main
 
+/// Adds `r` to the case of the same name in `results`, or appends it.
+fn absorb(results: &mut Vec<CaseResult>, r: CaseResult) {
+    match results.iter_mut().find(|c| c.name == r.name) {
+        Some(c) => c.absorb(r),
+        None => results.push(r),
+    }
+}
+
 fn run(o: &Opts, dir: &Path) -> Result<Vec<CaseResult>, String> {
     let mut results = Vec::new();
+    // The ceiling, GET and PUT run side by side, measured in alternating
+    // windows: the ceiling moved by ±25 % from one run to the next on this
+    // shared machine, so comparing windows minutes apart compared the
+    // machine's moods as much as the servers.
+    let rounds = o.rounds;
+    let secs = o.secs / rounds as f64;
+    let warmup = (o.warmup / rounds as f64).max(0.5);
+    let mut nginx = None;
     if o.wants("ceiling") {
         eprintln!("case ceiling: nginx");
-        results.push(nginx_case(o, dir)?);
+        nginx = Some(start_nginx(o, dir)?);
     }
+    let mut hypha = None;
     if o.wants("get") || o.wants("put") {
         eprintln!("case get/put: hypha --fsync never");
-        let (mut p, addr) = start_hypha(o, dir, "never", "never")?;
+        let (p, addr) = start_hypha(o, dir, "never", "never")?;
         if o.wants("get") {
             let took = preload(addr, o.keys, o.conns)?;
             eprintln!(
@@ -1048,19 +1099,38 @@ fn run(o: &Opts, dir: &Path) -> Result<Vec<CaseResult>, String> {
                 took.as_secs_f64(),
                 o.keys as f64 / took.as_secs_f64()
             );
-            let what = format!(
-                "hypha --fsync never: GET /kv/{{key}} (default consistency=ryw), random of {} preloaded keys, {VALUE_BYTES} B values",
-                o.keys
-            );
-            results.push(hypha_case(o, &mut p, addr, "get", what, Work::Get { keys: o.keys })?);
         }
-        if o.wants("put") {
-            let what = format!(
-                "hypha --fsync never: PUT /kv/{{key}}, {VALUE_BYTES} B values, random of {} keys (overwrites)",
-                o.keys
-            );
-            results.push(hypha_case(o, &mut p, addr, "put", what, Work::Put { keys: o.keys })?);
+        hypha = Some((p, addr));
+    }
+    eprintln!("  {rounds} rounds of {secs:.1} s measured per case (after {warmup:.1} s of warm-up each), cases alternating");
+    for round in 1..=rounds {
+        eprintln!("  round {round}");
+        if let Some((p, addr, pids)) = nginx.as_mut() {
+            absorb(&mut results, nginx_window(o, p, *addr, pids, warmup, secs)?);
         }
+        if let Some((p, addr)) = hypha.as_mut() {
+            if o.wants("get") {
+                let what = format!(
+                    "hypha --fsync never: GET /kv/{{key}} (default consistency=ryw), random of {} preloaded keys, {VALUE_BYTES} B values",
+                    o.keys
+                );
+                let work = Work::Get { keys: o.keys };
+                absorb(&mut results, hypha_case(o, p, *addr, "get", what, work, warmup, secs)?);
+            }
+            if o.wants("put") {
+                let what = format!(
+                    "hypha --fsync never: PUT /kv/{{key}}, {VALUE_BYTES} B values, random of {} keys (overwrites)",
+                    o.keys
+                );
+                let work = Work::Put { keys: o.keys };
+                absorb(&mut results, hypha_case(o, p, *addr, "put", what, work, warmup, secs)?);
+            }
+        }
+    }
+    if let Some((mut p, _, _)) = nginx {
+        eprintln!("  nginx {}", p.stop());
+    }
+    if let Some((mut p, _)) = hypha {
         report_hypha_log(&p);
         eprintln!("  hypha {}", p.stop());
     }
@@ -1071,7 +1141,8 @@ fn run(o: &Opts, dir: &Path) -> Result<Vec<CaseResult>, String> {
             "hypha --fsync always (fresh data dir): PUT /kv/{{key}}, {VALUE_BYTES} B, random of {} keys",
             o.keys
         );
-        results.push(hypha_case(o, &mut p, addr, "put-sync", what, Work::Put { keys: o.keys })?);
+        let work = Work::Put { keys: o.keys };
+        results.push(hypha_case(o, &mut p, addr, "put-sync", what, work, o.warmup, o.secs)?);
         report_hypha_log(&p);
         eprintln!("  hypha {}", p.stop());
     }
