@@ -38,7 +38,7 @@ pub enum Fsync {
     /// A background thread writes and fdatasyncs every n milliseconds; a
     /// crash loses at most the last n ms of acknowledged writes.
     EveryMs(u32),
-    /// Writes are buffered (up to 1 MiB) and reach the disk at checkpoints,
+    /// Writes are buffered (up to `WRITE_BUFFER_BYTES`) and reach the disk at checkpoints,
     /// `sync()` and close; a crash loses what was not yet synced.
     Never,
 }
