@@ -201,7 +201,7 @@ impl Redb {
     fn write(&mut self, durability: redb::Durability, f: impl FnOnce(&mut redb::Table<&[u8], &[u8]>) -> Res<()>) -> Res<()> {
         if matches!(durability, redb::Durability::None) {
             self.nondurable += 1;
-            if self.nondurable % REDB_DURABLE_EVERY == 0 {
+            if self.nondurable.is_multiple_of(REDB_DURABLE_EVERY) {
                 self.db.begin_write()?.commit()?; // Immediate: frees pages
             }
         }
@@ -791,7 +791,7 @@ fn main() {
     }
     assert!(n >= 4, "--keys must be at least 4");
     let engines: Vec<&str> = ENGINES.iter().copied().filter(|e| only.iter().any(|o| o == e)).collect();
-    let base = base.unwrap_or_else(|| std::env::temp_dir()).join(format!("hypha-bench-{}", std::process::id()));
+    let base = base.unwrap_or_else(std::env::temp_dir).join(format!("hypha-bench-{}", std::process::id()));
     fs::create_dir_all(&base).expect("create the bench dir");
 
     say!("== hypha storage-engine benchmark ==");

@@ -45,7 +45,7 @@ fn key(i: u64) -> [u8; KEY_BYTES] {
 
 fn value(i: u64) -> [u8; VALUE_BYTES] {
     let mut v = [0u8; VALUE_BYTES];
-    let mut s = splitmix64(i ^ 0x5EED_0F_F007);
+    let mut s = splitmix64(i ^ 0x005E_ED0F_F007);
     for chunk in v.chunks_mut(8) {
         s = splitmix64(s);
         chunk.copy_from_slice(&s.to_le_bytes()[..chunk.len()]);
