@@ -14,38 +14,64 @@
 mod common;
 use common::*;
 use hypha_net::{Message, Purpose, RecordKind, Role, Welcome, WireRecord, PROTOCOL_VERSION};
-use hypha_server::wire;
+use hypha_server::wire::{self, Reader, Writer};
 use std::time::Duration;
 
 /// Longest a test waits for one message.
 const WAIT_MS: u64 = 10_000;
 
+/// A real master (with `extra` flags), a client connection to it, and a
+/// stand-in worker (this test) that already holds the master's (empty)
+/// history, so the master streams its log to it from seq 0.
+struct Setup {
+    _dir: TempDir,
+    _master: Node,
+    client: (Reader, Writer),
+    worker: (Reader, Writer),
+}
+
+fn master_with_stand_in_worker(tag: &str, extra: &[&str]) -> std::io::Result<Setup> {
+    let dir = TempDir::new(tag);
+    let port = free_port();
+    let (listen, mdata) = (loopback(port).to_string(), data(&dir, "master"));
+    let mut args = vec![
+        "master", "--data", &mdata, "--listen", &listen, "--fsync", "never",
+    ];
+    args.extend_from_slice(extra);
+    let master = Node::start(loopback(port), &args);
+    master.wait_log("master", 0, Duration::from_secs(30));
+    let addr = master.addr;
+    let (client, worker) = smol::block_on(async {
+        let hello = wire::hello("hypha", Role::Client, 1, Purpose::Request)?;
+        let (cr, cw, welcome) = wire::connect(addr, hello).await?;
+        let Message::Welcome(welcome) = welcome else {
+            panic!("client refused: {welcome:?}")
+        };
+        let mut hello = wire::hello("hypha", Role::Worker, 2, Purpose::Replicate)?;
+        hello.history_id = welcome.history_id;
+        let (wr, ww, answer) = wire::connect(addr, hello).await?;
+        assert!(matches!(answer, Message::Welcome(_)), "{answer:?}");
+        std::io::Result::Ok(((cr, cw), (wr, ww)))
+    })?;
+    Ok(Setup {
+        _dir: dir,
+        _master: master,
+        client,
+        worker,
+    })
+}
+
 const WRITES: u64 = 500;
 
 #[test]
 fn the_record_is_sent_to_the_worker_before_the_client_gets_the_ack() -> std::io::Result<()> {
-    let dir = TempDir::new("ack-after-send");
-    let port = free_port();
-    let (listen, mdata) = (loopback(port).to_string(), data(&dir, "master"));
-    let master = Node::start(
-        loopback(port),
-        &[
-            "master", "--data", &mdata, "--listen", &listen, "--fsync", "never",
-        ],
-    );
-    master.wait_log("master", 0, Duration::from_secs(30));
+    let Setup {
+        _dir,
+        _master,
+        client: (mut cr, mut cw),
+        worker: (mut wr, _ww),
+    } = master_with_stand_in_worker("ack-after-send", &[])?;
     smol::block_on(async {
-        let hello = wire::hello("hypha", Role::Client, 1, Purpose::Request)?;
-        let (mut cr, mut cw, welcome) = wire::connect(master.addr, hello).await?;
-        let Message::Welcome(welcome) = welcome else {
-            panic!("client refused: {welcome:?}")
-        };
-        // A worker (this test) that already holds the master's (empty)
-        // history, so the master streams its log from seq 0.
-        let mut hello = wire::hello("hypha", Role::Worker, 2, Purpose::Replicate)?;
-        hello.history_id = welcome.history_id;
-        let (mut wr, _ww, answer) = wire::connect(master.addr, hello).await?;
-        assert!(matches!(answer, Message::Welcome(_)), "{answer:?}");
         // The first write may reach the master before it registered this
         // worker's stream; wait for it the ordinary way.
         let mut next = 0u64;
@@ -96,8 +122,9 @@ fn the_record_is_sent_to_the_worker_before_the_client_gets_the_ack() -> std::io:
 #[test]
 fn a_worker_acks_everything_applied_before_it_answers_a_ping() -> std::io::Result<()> {
     let dir = TempDir::new("worker-ping-ack");
-    let (mport, wport) = (free_port(), free_port());
-    let listener = std::net::TcpListener::bind(loopback(mport))?;
+    // The stand-in master listens on a port the kernel picks, taken at once.
+    let listener = std::net::TcpListener::bind(loopback(0))?;
+    let (mport, wport) = (listener.local_addr()?.port(), free_port());
     let (wlisten, wdata, m) = (
         loopback(wport).to_string(),
         data(&dir, "w"),
@@ -159,28 +186,15 @@ fn a_worker_acks_everything_applied_before_it_answers_a_ping() -> std::io::Resul
 
 #[test]
 fn a_master_that_waits_for_acks_pings_behind_every_batch() -> std::io::Result<()> {
-    let dir = TempDir::new("sync-ping");
-    let port = free_port();
-    let (listen, mdata) = (loopback(port).to_string(), data(&dir, "master"));
-    let master = Node::start(
-        loopback(port),
-        &[
-            "master", "--data", &mdata, "--listen", &listen, "--fsync", "never", "--sync", "1",
-        ],
-    );
-    master.wait_log("master", 0, Duration::from_secs(30));
+    // The stand-in worker acks only when pinged: each write is acknowledged
+    // only if the master pings.
+    let Setup {
+        _dir,
+        _master,
+        client: (mut cr, mut cw),
+        worker: (mut wr, mut ww),
+    } = master_with_stand_in_worker("sync-ping", &["--sync", "1"])?;
     smol::block_on(async {
-        let hello = wire::hello("hypha", Role::Client, 1, Purpose::Request)?;
-        let (mut cr, mut cw, welcome) = wire::connect(master.addr, hello).await?;
-        let Message::Welcome(welcome) = welcome else {
-            panic!("client refused: {welcome:?}")
-        };
-        // A stand-in worker that acks only when pinged: each write is
-        // acknowledged only if the master pings.
-        let mut hello = wire::hello("hypha", Role::Worker, 2, Purpose::Replicate)?;
-        hello.history_id = welcome.history_id;
-        let (mut wr, mut ww, answer) = wire::connect(master.addr, hello).await?;
-        assert!(matches!(answer, Message::Welcome(_)), "{answer:?}");
         let mut applied = 0;
         for req_id in 1..=20 {
             cw.send(&Message::Put {
