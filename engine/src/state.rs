@@ -261,7 +261,7 @@ impl Core {
     /// durable): writes the frozen lookup entries; returns the table files
     /// to fsync.
     pub fn checkpoint_tables(&mut self) -> Result<[Arc<File>; 2]> {
-        self.lookup.write_frozen()?;
+        self.lookup.write_frozen(&*self.log.io)?;
         Ok([self.lookup.file_handle(), self.keys.file_handle()])
     }
 
