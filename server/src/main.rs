@@ -106,10 +106,16 @@ fn main() -> ExitCode {
 /// threads of smol's work-stealing executor served fewer requests per
 /// second and per CPU-second than one). Blocking work (fdatasync, snapshot
 /// installs) runs on smol's blocking pool.
+///
+/// `f` runs as a task too: the future given to `Executor::run` is polled
+/// again every time the executor wakes, and a role's top-level future (an
+/// accept loop, a replication stream) then retries its socket, one failed
+/// `accept4` or `recvfrom` per wake-up.
 fn run<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> T {
     let executor = Arc::new(smol::Executor::new());
     hypha_server::rt::install(executor.clone());
-    async_io::block_on(executor.run(f))
+    let main = executor.spawn(f);
+    async_io::block_on(executor.run(main))
 }
 
 fn flags<'a>(own: &[&'a str]) -> Vec<&'a str> {

@@ -425,6 +425,8 @@ impl Master {
             w.connected = connected;
         }
         self.acked.notify(usize::MAX);
+        // Wakes the log sender of a worker that left, so it ends.
+        self.written.notify(usize::MAX);
     }
 
     async fn read_acks(&self, r: &mut Reader, node: u64) -> std::io::Result<()> {
@@ -496,11 +498,11 @@ impl Master {
             }
             if batch.is_empty() {
                 progress.done();
-                // Nothing new: sleep until a write (or a heartbeat interval).
-                smol::future::or(listener, async {
-                    smol::Timer::after(Duration::from_millis(self.cfg.heartbeat_ms)).await;
-                })
-                .await;
+                // Nothing new: sleep until a write, or until this worker is
+                // marked gone (`set_connected` notifies too). No timer: each
+                // one interrupts the reactor, and this sleep follows every
+                // write.
+                listener.await;
                 continue;
             }
             progress.add(

@@ -46,33 +46,87 @@ pub fn min_seq(m: &Message) -> Option<u64> {
     }
 }
 
+/// How often waiters in [`wait_until`] check their deadlines. A deadline is
+/// thus met up to this late; the waits it bounds are seconds long.
+pub const DEADLINE_TICK_MS: u64 = 50;
+
+/// One timer for every waiter's deadline: creating an async-io timer
+/// interrupts the reactor (an eventfd write and a spurious wake-up), and a
+/// timer per `--sync N` write or `min_seq` read put that on the path of
+/// every one of them. The ticker runs only while someone waits.
+struct DeadlineTick {
+    /// Notified every `DEADLINE_TICK_MS` while `waiters` > 0.
+    tick: event_listener::Event,
+    /// Notified when `waiters` leaves 0.
+    wanted: event_listener::Event,
+    waiters: std::sync::atomic::AtomicUsize,
+    started: std::sync::Once,
+}
+
+static DEADLINES: DeadlineTick = DeadlineTick {
+    tick: event_listener::Event::new(),
+    wanted: event_listener::Event::new(),
+    waiters: std::sync::atomic::AtomicUsize::new(0),
+    started: std::sync::Once::new(),
+};
+
+impl DeadlineTick {
+    async fn run(&'static self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        loop {
+            let wanted = self.wanted.listen();
+            if self.waiters.load(SeqCst) == 0 {
+                wanted.await;
+                continue;
+            }
+            drop(wanted);
+            smol::Timer::after(Duration::from_millis(DEADLINE_TICK_MS)).await;
+            self.tick.notify(usize::MAX);
+        }
+    }
+
+    /// Counts a waiter in (starting the ticker on first use); the guard
+    /// counts it out.
+    fn enter(&'static self) -> impl Drop {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.started
+            .call_once(|| crate::rt::spawn(self.run()).detach());
+        if self.waiters.fetch_add(1, SeqCst) == 0 {
+            self.wanted.notify(usize::MAX);
+        }
+        struct Leave(&'static DeadlineTick);
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                self.0.waiters.fetch_sub(1, SeqCst);
+            }
+        }
+        Leave(self)
+    }
+}
+
 /// Waits until `done()` holds, re-checking whenever `event` is notified,
-/// until `deadline`; returns the last answer of `done()`.
+/// until `deadline` (checked every `DEADLINE_TICK_MS`); returns the last
+/// answer of `done()`.
 pub async fn wait_until(
     event: &event_listener::Event,
     deadline: Instant,
     done: impl Fn() -> bool,
 ) -> bool {
+    if done() {
+        return true;
+    }
+    let _waiting = DEADLINES.enter();
     loop {
         // Listen before checking, so a notification in between is not lost.
         let listener = event.listen();
+        let tick = DEADLINES.tick.listen();
         if done() {
             return true;
         }
-        let woke = smol::future::or(
-            async {
-                listener.await;
-                true
-            },
-            async {
-                smol::Timer::at(deadline).await;
-                false
-            },
-        )
-        .await;
-        if !woke {
-            return done();
+        if Instant::now() >= deadline {
+            return false;
         }
+        smol::future::or(listener, tick).await;
     }
 }
 
@@ -311,4 +365,40 @@ pub fn answer_read(db: &Db, me: Me, m: &Message) -> Option<Message> {
         _ => return None,
     };
     Some(out)
+}
+
+#[cfg(test)]
+mod wait_tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_ends_at_its_deadline_and_early_when_done() {
+        smol::block_on(async {
+            let event = event_listener::Event::new();
+            // Nobody notifies: the shared tick ends the wait, not before the
+            // deadline and not long after it.
+            let start = Instant::now();
+            let deadline = start + Duration::from_millis(3 * DEADLINE_TICK_MS);
+            assert!(!wait_until(&event, deadline, || false).await);
+            let took = start.elapsed();
+            assert!(
+                took >= Duration::from_millis(3 * DEADLINE_TICK_MS),
+                "{took:?}"
+            );
+            assert!(took < Duration::from_secs(10), "never woke: {took:?}");
+
+            // Done once notified: returns true long before a far deadline.
+            let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let far = Instant::now() + Duration::from_secs(3600);
+            let (f, e) = (flag.clone(), &event);
+            let waiting = wait_until(e, far, move || f.load(std::sync::atomic::Ordering::SeqCst));
+            let notify = async {
+                smol::Timer::after(Duration::from_millis(10)).await;
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                event.notify(usize::MAX);
+            };
+            let (done, ()) = smol::future::zip(waiting, notify).await;
+            assert!(done);
+        });
+    }
 }

@@ -259,28 +259,33 @@ impl Worker {
             }
         };
         let receive = async {
-            // Applied but not acknowledged yet, and when the ack is due.
-            let mut unacked: Option<(u64, Instant)> = None;
+            // Applied but not acknowledged yet, and the timer that sends the
+            // ack (one per ack, not one per wait: creating a timer interrupts
+            // the reactor).
+            let mut unacked: Option<u64> = None;
+            let mut ack_timer: Option<smol::Timer> = None;
             loop {
                 let m = match r.try_recv()? {
                     Some(m) => m,
                     None => {
-                        let more = match unacked {
+                        let more = match ack_timer.as_mut() {
                             None => r.fill().await?,
-                            Some((applied, due)) => {
+                            Some(timer) => {
                                 let fill = async { r.fill().await.map(Some) };
-                                let timer = async {
-                                    smol::Timer::at(due).await;
+                                let due = async {
+                                    timer.await;
                                     Ok(None)
                                 };
-                                match smol::future::or(fill, timer).await? {
+                                match smol::future::or(fill, due).await? {
                                     Some(more) => more,
                                     None => {
-                                        unacked = None;
-                                        w.send(&Message::Ack {
-                                            applied_seq: applied,
-                                        })
-                                        .await?;
+                                        ack_timer = None;
+                                        if let Some(applied) = unacked.take() {
+                                            w.send(&Message::Ack {
+                                                applied_seq: applied,
+                                            })
+                                            .await?;
+                                        }
                                         continue;
                                     }
                                 }
@@ -313,8 +318,11 @@ impl Worker {
                         }
                         .map_err(|e| std::io::Error::other(format!("applying records: {e}")))?;
                         self.applied.notify(usize::MAX);
-                        let due = Instant::now() + Duration::from_millis(ACK_DELAY_MS);
-                        unacked = Some((applied, unacked.map_or(due, |(_, d)| d)));
+                        unacked = Some(applied);
+                        if ack_timer.is_none() {
+                            ack_timer =
+                                Some(smol::Timer::after(Duration::from_millis(ACK_DELAY_MS)));
+                        }
                     }
                     Message::SnapshotBegin {
                         history_id,
@@ -328,7 +336,7 @@ impl Worker {
                         );
                         self.receive_snapshot(&mut r, history_id, records_total)
                             .await?;
-                        unacked = None;
+                        (unacked, ack_timer) = (None, None);
                         w.send(&Message::Ack {
                             applied_seq: self.db_or_busy()?.seq(),
                         })
@@ -338,7 +346,8 @@ impl Worker {
                         // Everything sent before the Ping is applied: ack it
                         // first, so the Pong confirms it.
                         let mut out = Vec::new();
-                        if let Some((applied, _)) = unacked.take() {
+                        ack_timer = None;
+                        if let Some(applied) = unacked.take() {
                             wire::encode(
                                 &Message::Ack {
                                     applied_seq: applied,
