@@ -1,13 +1,14 @@
 //! Answers to the edge's read requests, shared by master and worker: get,
 //! history, scan, digest, status against a local [`Db`].
 
+use crate::http::deadline::Watches;
 use crate::wire::{self, Reader, Writer};
 use hypha_engine::{Db, Error};
 use hypha_net::{
     CompactInfo, ErrorCode, Message, NodeStatus, Role, Version, HISTORY_DEPTH_MAX, SCAN_LIMIT_MAX,
 };
 use smol::future::FutureExt as _;
-use std::sync::Arc;
+use std::sync::{Arc, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long a read "at seq ≥ S" waits for this node to apply S.
@@ -46,67 +47,26 @@ pub fn min_seq(m: &Message) -> Option<u64> {
     }
 }
 
-/// How often waiters in [`wait_until`] check their deadlines. A deadline is
-/// thus met up to this late; the waits it bounds are seconds long.
-pub const DEADLINE_TICK_MS: u64 = 50;
+/// The shortest wait [`wait_until`] is built for; its deadlines are checked
+/// every tenth of it, so one fires up to 50 ms late (the waits are
+/// `MIN_SEQ_WAIT_MS` and `--sync-timeout-ms`, seconds by default).
+pub const WAIT_MS_SHORTEST: u64 = 500;
 
-/// One timer for every waiter's deadline: creating an async-io timer
-/// interrupts the reactor (an eventfd write and a spurious wake-up), and a
-/// timer per `--sync N` write or `min_seq` read put that on the path of
-/// every one of them. The ticker runs only while someone waits.
-struct DeadlineTick {
-    /// Notified every `DEADLINE_TICK_MS` while `waiters` > 0.
-    tick: event_listener::Event,
-    /// Notified when `waiters` leaves 0.
-    wanted: event_listener::Event,
-    waiters: std::sync::atomic::AtomicUsize,
-    started: std::sync::Once,
-}
-
-static DEADLINES: DeadlineTick = DeadlineTick {
-    tick: event_listener::Event::new(),
-    wanted: event_listener::Event::new(),
-    waiters: std::sync::atomic::AtomicUsize::new(0),
-    started: std::sync::Once::new(),
-};
-
-impl DeadlineTick {
-    async fn run(&'static self) {
-        use std::sync::atomic::Ordering::SeqCst;
-        loop {
-            let wanted = self.wanted.listen();
-            if self.waiters.load(SeqCst) == 0 {
-                wanted.await;
-                continue;
-            }
-            drop(wanted);
-            smol::Timer::after(Duration::from_millis(DEADLINE_TICK_MS)).await;
-            self.tick.notify(usize::MAX);
-        }
-    }
-
-    /// Counts a waiter in (starting the ticker on first use); the guard
-    /// counts it out.
-    fn enter(&'static self) -> impl Drop {
-        use std::sync::atomic::Ordering::SeqCst;
-        self.started
-            .call_once(|| crate::rt::spawn(self.run()).detach());
-        if self.waiters.fetch_add(1, SeqCst) == 0 {
-            self.wanted.notify(usize::MAX);
-        }
-        struct Leave(&'static DeadlineTick);
-        impl Drop for Leave {
-            fn drop(&mut self) {
-                self.0.waiters.fetch_sub(1, SeqCst);
-            }
-        }
-        Leave(self)
-    }
+/// The deadlines of every [`wait_until`] in this process, on the edge's
+/// mechanism: one sweeper instead of a timer per wait. Creating an async-io
+/// timer interrupts the reactor (an eventfd write and a spurious wake-up),
+/// and a timer per `--sync N` write or waiting `min_seq` read put that on
+/// the path of every one of them.
+fn wait_deadlines() -> &'static Watches {
+    static WATCHES: OnceLock<Watches> = OnceLock::new();
+    static SWEEPER: Once = Once::new();
+    let watches = WATCHES.get_or_init(|| Watches::new(WAIT_MS_SHORTEST));
+    SWEEPER.call_once(|| crate::rt::spawn(watches.sweep()).detach());
+    watches
 }
 
 /// Waits until `done()` holds, re-checking whenever `event` is notified,
-/// until `deadline` (checked every `DEADLINE_TICK_MS`); returns the last
-/// answer of `done()`.
+/// until `deadline`; returns the last answer of `done()`.
 pub async fn wait_until(
     event: &event_listener::Event,
     deadline: Instant,
@@ -115,19 +75,21 @@ pub async fn wait_until(
     if done() {
         return true;
     }
-    let _waiting = DEADLINES.enter();
-    loop {
-        // Listen before checking, so a notification in between is not lost.
-        let listener = event.listen();
-        let tick = DEADLINES.tick.listen();
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        smol::future::or(listener, tick).await;
-    }
+    let watch = wait_deadlines().register();
+    let waited = watch
+        .by(deadline, false, async {
+            loop {
+                // Listen before checking, so a notification in between is
+                // not lost.
+                let listener = event.listen();
+                if done() {
+                    return;
+                }
+                listener.await;
+            }
+        })
+        .await;
+    waited.is_ok() || done()
 }
 
 /// Waits until `applied_enough()` holds (or `MIN_SEQ_WAIT_MS` passed);
@@ -375,16 +337,13 @@ mod wait_tests {
     fn a_wait_ends_at_its_deadline_and_early_when_done() {
         smol::block_on(async {
             let event = event_listener::Event::new();
-            // Nobody notifies: the shared tick ends the wait, not before the
-            // deadline and not long after it.
+            // Nobody notifies: the shared sweeper ends the wait, not before
+            // the deadline and not long after it.
             let start = Instant::now();
-            let deadline = start + Duration::from_millis(3 * DEADLINE_TICK_MS);
+            let deadline = start + Duration::from_millis(WAIT_MS_SHORTEST);
             assert!(!wait_until(&event, deadline, || false).await);
             let took = start.elapsed();
-            assert!(
-                took >= Duration::from_millis(3 * DEADLINE_TICK_MS),
-                "{took:?}"
-            );
+            assert!(took >= Duration::from_millis(WAIT_MS_SHORTEST), "{took:?}");
             assert!(took < Duration::from_secs(10), "never woke: {took:?}");
 
             // Done once notified: returns true long before a far deadline.

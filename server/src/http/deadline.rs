@@ -5,6 +5,9 @@
 //! one that waits pays a few atomic operations instead of a timer inserted
 //! into and removed from the reactor (and a reactor wake-up) each time.
 //!
+//! The master's and workers' waits for an event (`requests::wait_until`:
+//! `--sync N` acks, `min_seq` reads) use the same mechanism.
+//!
 //! A deadline fires between its instant and one tick later. Shutdown goes
 //! through the same path: [`Watches::stop`] wakes every connection waiting
 //! in a stoppable (idle) wait.

@@ -12,7 +12,7 @@ pub mod backend;
 pub mod chunked;
 pub mod compat;
 pub mod conn;
-mod deadline;
+pub(crate) mod deadline;
 pub mod error;
 mod inbuf;
 pub mod mem;
