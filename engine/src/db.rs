@@ -456,7 +456,8 @@ impl Db {
         if lock_file.try_lock().is_err() {
             return Err(Error::Locked { dir });
         }
-        let (core, recovery) = open_core(&dir, &opts)?;
+        let (mut core, recovery) = open_core(&dir, &opts)?;
+        core.log.prealloc = opts.fsync == Fsync::Always;
         let synced = core.log.appended;
         let inner = Arc::new(Inner {
             dir,

@@ -25,6 +25,14 @@ use std::sync::Arc;
 /// and ran single-writer puts faster too (fits in L2).
 pub const WRITE_BUFFER_BYTES: usize = 64 << 10;
 
+/// With [`Log::prealloc`] (`Fsync::Always`), the newest data file is written
+/// ahead with zeros in steps of this many bytes. An fdatasync that changes a
+/// file's size also writes its inode (a journal commit on ext4); one into
+/// space already written does not: 4,300-4,800 against 6,600-8,200 small
+/// append+fdatasync rounds per second on the development VM. A step costs
+/// one zero `pwrite` per ~1,300 records of 200 bytes.
+pub const PREALLOC_BYTES: u32 = 256 << 10;
+
 /// The path of data file `n`.
 pub fn data_path(dir: &Path, n: u16) -> PathBuf {
     dir.join(format!("{n}.db"))
@@ -87,6 +95,9 @@ pub struct DataFile {
     map: Mmap,
     /// Bytes written to the file (header included).
     pub len: u32,
+    /// The file's length on disk: `len` plus zeros written ahead
+    /// ([`PREALLOC_BYTES`]), which are not part of the log.
+    pub alloc: u32,
     pub header: FileHeader,
     pub path: PathBuf,
 }
@@ -123,6 +134,7 @@ impl DataFile {
             file: Arc::new(file),
             map,
             len,
+            alloc: len,
             header,
             path,
         })
@@ -150,6 +162,7 @@ impl DataFile {
             file: Arc::new(file),
             map,
             len: FILE_HEADER_BYTES as u32,
+            alloc: FILE_HEADER_BYTES as u32,
             header,
             path,
         })
@@ -165,8 +178,10 @@ fn map_file(file: &File, len: u32, path: &Path) -> Result<Mmap> {
     // SAFETY: the database directory is locked (LOCK) against other hypha
     // processes, and the engine only reads bytes below the length it wrote
     // itself, so the mapped bytes never change under a reader and no page past
-    // the end of the file is touched. Truncation happens only at open, before
-    // any reader exists, and re-creates the mapping.
+    // the end of the file is touched. Truncation below the written length
+    // happens only at open, before any reader exists, and re-creates the
+    // mapping; trimming zeros written ahead (`Log::trim`) removes only bytes
+    // past it.
     unsafe { MmapOptions::new().len(len as usize).map(file) }
         .ctx(|| format!("mmap {}", path.display()))
 }
@@ -188,6 +203,10 @@ pub struct Log {
     pub reserved: Vec<u16>,
     pub buf: Vec<u8>,
     pub io: Arc<dyn FileIo>,
+    /// Write zeros ahead of the newest file's end ([`PREALLOC_BYTES`]), so
+    /// that a commit's fdatasync does not change the file's size. Set under
+    /// `Fsync::Always`, where every write pays an fdatasync.
+    pub prealloc: bool,
     /// Bytes appended since open: group commit compares positions in it.
     pub appended: u64,
     /// Changes whenever files leave the log order (a compaction commits), so
@@ -206,6 +225,7 @@ impl Log {
             reserved: Vec::new(),
             buf: Vec::new(),
             io,
+            prealloc: false,
             appended: 0,
             generation: 0,
         };
@@ -404,7 +424,7 @@ impl Log {
     /// recovery then only ever finds an unsynced tail in the newest file,
     /// never a hole in an older one followed by newer records.
     pub fn roll(&mut self, next_seq: Seq) -> Result<()> {
-        self.flush()?;
+        self.trim()?;
         let full = self.last();
         self.io
             .sync_data(&full.file)
@@ -439,6 +459,48 @@ impl Log {
         self.buf.clear();
         if self.buf.capacity() > 2 * WRITE_BUFFER_BYTES {
             self.buf.shrink_to(WRITE_BUFFER_BYTES);
+        }
+        if self.prealloc && last.len > last.alloc {
+            // The file grew: write the next step of zeros now, so the
+            // fdatasyncs of the next ~PREALLOC_BYTES of records find its size
+            // unchanged. The step is aligned, so it ends where the next
+            // begins; it stops at file_size, where the file rolls over.
+            let to = (last.len / PREALLOC_BYTES + 1)
+                .saturating_mul(PREALLOC_BYTES)
+                .min(self.file_size);
+            if to > last.len {
+                let zeros = vec![0u8; (to - last.len) as usize];
+                self.io
+                    .write_at(&last.file, &zeros, last.len as u64)
+                    .ctx(|| {
+                        format!(
+                            "write {} zero bytes ahead in {} at {}",
+                            zeros.len(),
+                            last.path.display(),
+                            last.len
+                        )
+                    })?;
+            }
+            last.alloc = to.max(last.len);
+        }
+        Ok(())
+    }
+
+    /// Writes the buffer and cuts the zeros written ahead off the newest
+    /// file, so that it ends at its last record (when it is sealed, and on a
+    /// clean close). The caller fdatasyncs it, which makes the new size
+    /// durable.
+    pub fn trim(&mut self) -> Result<()> {
+        self.flush()?;
+        let n = self.last_no() as usize;
+        let last = self.slots[n]
+            .as_mut()
+            .expect("the log always has a data file");
+        if last.alloc > last.len {
+            last.file
+                .set_len(last.len as u64)
+                .ctx(|| format!("truncate {} to {}", last.path.display(), last.len))?;
+            last.alloc = last.len;
         }
         Ok(())
     }

@@ -62,6 +62,6 @@ pub use db::{
 #[cfg(feature = "std")]
 pub use error::Error;
 #[cfg(feature = "std")]
-pub use files::WRITE_BUFFER_BYTES;
+pub use files::{PREALLOC_BYTES, WRITE_BUFFER_BYTES};
 #[cfg(feature = "std")]
 pub use recovery::Recovery;

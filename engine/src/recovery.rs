@@ -29,7 +29,10 @@ use std::path::Path;
 pub struct Recovery {
     /// Records replayed from the checkpoint on.
     pub replayed: u64,
-    /// Bytes cut off the end of the log (torn or corrupt tail).
+    /// Bytes cut off the end of the log (torn or corrupt tail). Zeros past
+    /// the last record (space written ahead under `Fsync::Always`, or pages
+    /// a power cut left unwritten) are cut too but not counted: they hold
+    /// nothing.
     pub truncated_bytes: u64,
     /// Where the tail was cut, if it was.
     pub truncated_at: Option<(u16, u32)>,
@@ -471,7 +474,15 @@ fn cut_tail(log: &mut Log, at: Location, report: &mut Recovery) -> Result<()> {
     let f = log.file(at.file).expect("cut inside a live file");
     let tail = &f.bytes()[at.offset as usize..];
     keep_torn(&dir, at.file, at.offset as usize, tail)?;
-    cut += tail.len() as u64;
+    if tail.iter().all(|&b| b == 0) {
+        log::debug!(
+            "{}.db: {} zero bytes past the last record (written ahead, or left by a power cut)",
+            at.file,
+            tail.len()
+        );
+    } else {
+        cut += tail.len() as u64;
+    }
     if at.offset < f.len {
         f.file
             .set_len(at.offset as u64)
@@ -482,8 +493,10 @@ fn cut_tail(log: &mut Log, at: Location, report: &mut Recovery) -> Result<()> {
     }
     sync_dir(&dir)?;
     log.reopen(at.file)?;
-    report.truncated_bytes += cut;
-    report.truncated_at = Some((at.file, at.offset));
+    if cut > 0 {
+        report.truncated_bytes += cut;
+        report.truncated_at = Some((at.file, at.offset));
+    }
     Ok(())
 }
 

@@ -266,9 +266,11 @@ impl Core {
     }
 
     /// All phases of a checkpoint at once, holding `&mut self` throughout
-    /// (open and close).
+    /// (open and close). The newest file is trimmed first, so a cleanly
+    /// closed database has no zeros written ahead.
     pub fn checkpoint(&mut self) -> Result<Location> {
         let io = self.log.io.clone();
+        self.log.trim()?;
         let (files, meta) = self.checkpoint_begin()?;
         sync_files(&files, &self.log.dir, &*io)?;
         let tables = self.checkpoint_tables()?;

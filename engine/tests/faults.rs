@@ -149,31 +149,84 @@ fn rolling_over_makes_the_full_file_durable_before_the_next_is_used() -> Result<
     Ok(())
 }
 
-/// A file layer that remembers, per data file, the length the last
-/// successful fdatasync made durable, and fails every fdatasync from the
-/// `fail_at`th on: cutting the files to those lengths afterwards is what a
-/// power cut would leave.
+/// A file layer that remembers what each successful fdatasync made durable,
+/// and fails every fdatasync from the `fail_at`th on. [`PowerCut::apply`]
+/// then leaves the data files as a power cut would: each cut to the length
+/// its last fdatasync saw, and every write no fdatasync covered zeroed
+/// (data files are append-only, so what a lost write leaves is zeros, or
+/// the zeros written ahead there).
 #[derive(Debug)]
-struct DurableLengths {
+struct PowerCut {
     inner: FaultyIo,
-    durable: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, u64>>,
+    state: std::sync::Mutex<PowerCutState>,
 }
 
-impl hypha_engine::io::FileIo for DurableLengths {
+#[derive(Debug, Default)]
+struct PowerCutState {
+    /// Writes completed so far.
+    writes: u64,
+    /// Writes no fdatasync has covered: (number, file, offset, length).
+    unsynced: Vec<(u64, std::path::PathBuf, u64, u64)>,
+    /// Per file, the length its last successful fdatasync saw.
+    durable: std::collections::HashMap<std::path::PathBuf, u64>,
+}
+
+fn path_of(file: &std::fs::File) -> std::io::Result<std::path::PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+impl hypha_engine::io::FileIo for PowerCut {
     fn write_at(&self, file: &std::fs::File, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        self.inner.write_at(file, buf, offset)
+        self.inner.write_at(file, buf, offset)?;
+        // Numbered once complete: an fdatasync that began before covers
+        // it only if it was numbered before the fdatasync began.
+        let path = path_of(file)?;
+        let mut st = self.state.lock().expect("lock");
+        st.writes += 1;
+        let n = st.writes;
+        st.unsynced.push((n, path, offset, buf.len() as u64));
+        Ok(())
     }
     fn sync_data(&self, file: &std::fs::File) -> std::io::Result<()> {
-        use std::os::fd::AsRawFd;
-        // The length before the sync: bytes written while it runs may not
-        // be covered.
-        let len = file.metadata()?.len();
+        let path = path_of(file)?;
+        let (covered, len) = {
+            let st = self.state.lock().expect("lock");
+            (st.writes, file.metadata()?.len())
+        };
         self.inner.sync_data(file)?;
-        let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
-        let mut durable = self.durable.lock().expect("lock");
-        let d = durable.entry(path).or_default();
+        let mut st = self.state.lock().expect("lock");
+        st.unsynced
+            .retain(|(n, p, _, _)| *n > covered || *p != path);
+        let d = st.durable.entry(path).or_default();
         *d = (*d).max(len);
         Ok(())
+    }
+}
+
+impl PowerCut {
+    fn apply(&self, dir: &std::path::Path) {
+        use std::os::unix::fs::FileExt;
+        let st = self.state.lock().expect("lock");
+        for entry in std::fs::read_dir(dir).expect("list") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "db") {
+                continue;
+            }
+            let keep = st.durable.get(&path).copied().unwrap_or(0);
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open");
+            for (_, p, offset, len) in &st.unsynced {
+                if *p == path && *offset < keep {
+                    let len = (*len).min(keep - offset);
+                    f.write_all_at(&vec![0u8; len as usize], *offset)
+                        .expect("zero");
+                }
+            }
+            f.set_len(keep).expect("cut");
+        }
     }
 }
 
@@ -184,9 +237,9 @@ fn concurrent_durable_writers_are_acknowledged_only_after_their_fdatasync() -> R
     // have been acknowledged.
     for fail_at in [8, 15, 30] {
         let dir = TempDir::new("group-fault");
-        let io = Arc::new(DurableLengths {
+        let io = Arc::new(PowerCut {
             inner: FaultyIo::new(0, fail_at, EIO),
-            durable: Default::default(),
+            state: Default::default(),
         });
         let db = Arc::new(Db::open(
             dir.path(),
@@ -218,18 +271,7 @@ fn concurrent_durable_writers_are_acknowledged_only_after_their_fdatasync() -> R
         assert!(db.put(b"after", b"x").is_err(), "still writable");
         drop(db);
         // The power cut: every data file keeps what an fdatasync covered.
-        let durable = io.durable.lock().expect("lock").clone();
-        for entry in std::fs::read_dir(dir.path()).expect("list") {
-            let path = entry.expect("entry").path();
-            if path.extension().is_some_and(|e| e == "db") {
-                let keep = durable.get(&path).copied().unwrap_or(0);
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .and_then(|f| f.set_len(keep))
-                    .expect("cut");
-            }
-        }
+        io.apply(dir.path());
         let db = Db::open(dir.path(), Options::default())?;
         for k in &acked {
             let t: u8 = k[1..k.find('-').expect("dash")].parse().expect("t");
