@@ -38,6 +38,9 @@ impl Hasher for IdHasher {
     fn write_u32(&mut self, i: u32) {
         self.0 = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 /// Frozen entries closer than this share one `pwrite` (the bytes between
@@ -47,6 +50,8 @@ const FROZEN_GAP_BYTES: usize = 4096;
 const FROZEN_RUN_BYTES_MAX: usize = 256 << 10;
 
 pub type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+/// Key-index slot number → slot, with the same hasher.
+pub type SlotMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
 pub struct Lookup {
     path: PathBuf,
@@ -209,39 +214,17 @@ impl Lookup {
         let ks = self.keysize as usize;
         let mut ids: Vec<u32> = self.frozen.keys().copied().collect();
         ids.sort_unstable();
-        let mut run: Vec<u8> = Vec::new();
-        let mut run_at = 0usize;
-        for id in ids {
-            let at = TABLE_HEADER_BYTES + id as usize * ks;
-            let run_end = run_at + run.len();
-            if run.is_empty()
-                || at >= run_end + FROZEN_GAP_BYTES
-                || run.len() >= FROZEN_RUN_BYTES_MAX
-            {
-                self.write_run(&run, run_at, io)?;
-                run.clear();
-                run_at = at;
-            } else {
-                // The unchanged entries between the last one and this one.
-                run.extend_from_slice(&self.map[run_end..at]);
-            }
-            let from = run.len();
-            run.resize(from + ks, 0);
-            encode_entry(self.frozen[&id], &mut run[from..]).map_err(|e| Error::Full {
+        let ats: Vec<usize> = ids
+            .iter()
+            .map(|&id| TABLE_HEADER_BYTES + id as usize * ks)
+            .collect();
+        write_coalesced(&self.file, &self.path, &self.map, &ats, ks, io, |k, out| {
+            encode_entry(self.frozen[&ids[k]], out).map_err(|e| Error::Full {
                 reason: e.to_string(),
-            })?;
-        }
-        self.write_run(&run, run_at, io)?;
+            })
+        })?;
         self.frozen.clear();
         Ok(())
-    }
-
-    fn write_run(&self, run: &[u8], at: usize, io: &dyn FileIo) -> Result<()> {
-        if run.is_empty() {
-            return Ok(());
-        }
-        io.write_at(&self.file, run, at as u64)
-            .ctx(|| format!("write {}", self.path.display()))
     }
 
     /// The file's handle, to fsync it without the database lock.
@@ -264,6 +247,46 @@ impl Lookup {
     pub fn file_bytes(&self) -> u64 {
         TABLE_HEADER_BYTES as u64 + self.capacity * self.keysize as u64
     }
+}
+
+/// Writes `width`-byte entries at the byte offsets `ats` (ascending) of a
+/// table file whose current bytes `map` shows, `fill(k, out)` encoding the
+/// `k`th. Entries closer than `FROZEN_GAP_BYTES` share one `pwrite` (the
+/// bytes between them rewritten unchanged from `map`), up to
+/// `FROZEN_RUN_BYTES_MAX` per write.
+pub fn write_coalesced(
+    file: &File,
+    path: &Path,
+    map: &[u8],
+    ats: &[usize],
+    width: usize,
+    io: &dyn FileIo,
+    mut fill: impl FnMut(usize, &mut [u8]) -> Result<()>,
+) -> Result<()> {
+    let write = |run: &[u8], at: usize| -> Result<()> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        io.write_at(file, run, at as u64)
+            .ctx(|| format!("write {}", path.display()))
+    };
+    let mut run: Vec<u8> = Vec::new();
+    let mut run_at = 0usize;
+    for (k, &at) in ats.iter().enumerate() {
+        let run_end = run_at + run.len();
+        if run.is_empty() || at >= run_end + FROZEN_GAP_BYTES || run.len() >= FROZEN_RUN_BYTES_MAX {
+            write(&run, run_at)?;
+            run.clear();
+            run_at = at;
+        } else {
+            // The unchanged entries between the last one and this one.
+            run.extend_from_slice(&map[run_end..at]);
+        }
+        let from = run.len();
+        run.resize(from + width, 0);
+        fill(k, &mut run[from..])?;
+    }
+    write(&run, run_at)
 }
 
 pub fn map_mut(file: &File, path: &Path) -> Result<MmapMut> {

@@ -258,10 +258,11 @@ impl Core {
     }
 
     /// Checkpoint, phase 3 (under the write lock, after the data files are
-    /// durable): writes the frozen lookup entries; returns the table files
-    /// to fsync.
+    /// durable): writes the frozen lookup entries and the pending key-index
+    /// slots; returns the table files to fsync.
     pub fn checkpoint_tables(&mut self) -> Result<[Arc<File>; 2]> {
         self.lookup.write_frozen(&*self.log.io)?;
+        self.keys.write_pending(&*self.log.io)?;
         Ok([self.lookup.file_handle(), self.keys.file_handle()])
     }
 
