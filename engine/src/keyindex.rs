@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Filled slots held in memory before they are written to `keys.idx`
-/// together (about 24 bytes each, so ~1.5 MiB at most).
+/// together (about 24 bytes each, so ~1.5 MiB at most, freed at each
+/// checkpoint).
 ///
 /// One `pwrite` per new key cost a third of a writer's time (1M new keys);
 /// written together, nearby slots share a page and a write. Writing through
@@ -225,6 +226,14 @@ impl KeyIndex {
             },
         )?;
         self.pending.clear();
+        Ok(())
+    }
+
+    /// Writes the pending slots and frees the table's memory (at a
+    /// checkpoint: a burst of new keys leaves nothing allocated behind it).
+    pub fn write_pending_and_release(&mut self, io: &dyn FileIo) -> Result<()> {
+        self.write_pending(io)?;
+        self.pending.shrink_to(0);
         Ok(())
     }
 

@@ -262,7 +262,7 @@ impl Core {
     /// slots; returns the table files to fsync.
     pub fn checkpoint_tables(&mut self) -> Result<[Arc<File>; 2]> {
         self.lookup.write_frozen(&*self.log.io)?;
-        self.keys.write_pending(&*self.log.io)?;
+        self.keys.write_pending_and_release(&*self.log.io)?;
         Ok([self.lookup.file_handle(), self.keys.file_handle()])
     }
 
