@@ -27,7 +27,7 @@ pub const WRITE_BUFFER_BYTES: usize = 64 << 10;
 
 /// With [`Log::prealloc`] (`Fsync::Always`), the newest data file is written
 /// ahead with zeros in steps of this many bytes. An fdatasync that changes a
-/// file's size also writes its inode (a journal commit on ext4); one into
+/// file's size also writes its inode (with a journal, a journal commit); one into
 /// space already written does not: 4,300-4,800 against 6,600-8,200 small
 /// append+fdatasync rounds per second on the development VM. A step costs
 /// one zero `pwrite` per ~1,300 records of 200 bytes.
