@@ -189,6 +189,9 @@ pub struct Stats {
     /// Highest seq of a delete compaction dropped: `read_from` below it
     /// fails with `Error::Compacted`.
     pub tombstone_horizon: Seq,
+    /// Seq as of the last checkpoint: a crash now would replay the records
+    /// after it.
+    pub checkpoint_seq: Seq,
 }
 
 #[derive(Default)]
@@ -215,6 +218,8 @@ pub(crate) struct Inner {
     ckpt_lock: Mutex<()>,
     /// (a checkpoint is due, stop) for the checkpoint thread.
     ckpt_signal: Mutex<(bool, bool)>,
+    /// The checkpoint thread waits with nothing to checkpoint (no timer).
+    ckpt_sleeping: AtomicBool,
     ckpt_cv: Condvar,
     /// Deletes with a seq up to this may be dropped by compaction.
     /// (A mutex, not an AtomicU64: 32-bit MIPS routers have no 64-bit atomics.)
@@ -308,6 +313,14 @@ impl Inner {
         }
         if due {
             self.checkpoint_due()?;
+        } else if r.is_ok() && self.ckpt_sleeping.load(Ordering::SeqCst) {
+            // The first change since the checkpoint thread found none: it
+            // starts counting towards an idle checkpoint. (Checked again
+            // under the lock: the thread may have seen this change already.)
+            let _sig = lock(&self.ckpt_signal);
+            if self.ckpt_sleeping.swap(false, Ordering::SeqCst) {
+                self.ckpt_cv.notify_one();
+            }
         }
         r
     }
@@ -474,6 +487,7 @@ impl Db {
             compacting: Mutex::new(()),
             ckpt_lock: Mutex::new(()),
             ckpt_signal: Mutex::new((false, false)),
+            ckpt_sleeping: AtomicBool::new(false),
             ckpt_cv: Condvar::new(),
             tombstone_floor: Mutex::new(Seq::MAX),
             progress: Mutex::new((0, 0)),
@@ -681,6 +695,7 @@ impl Db {
             compacting: (total > 0).then_some((done, total)),
             last_compaction,
             tombstone_horizon: core.tombstone_horizon,
+            checkpoint_seq: core.meta.seq,
         }
     }
 
@@ -869,19 +884,55 @@ impl Drop for Db {
 /// behind), which bounds the overlay's memory.
 pub const CHECKPOINT_BACKLOG: usize = 4;
 
+/// A database that has changed since its last checkpoint and then sees no
+/// write for this long (noticed within twice this) takes a checkpoint: a
+/// crash while it sits idle then replays nothing, and memory held for the burst (pending key-index slots)
+/// is freed. A steady stream of writes, however slow, never triggers it; the
+/// size thresholds (`CHECKPOINT_IDS_MAX`, `CHECKPOINT_BYTES_MAX`) do.
+pub const CHECKPOINT_IDLE_MS: u64 = 1000;
+
 fn spawn_checkpointer(inner: Arc<Inner>) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("hypha-ckpt".into())
         .spawn(move || loop {
-            {
-                let mut sig = lock(&inner.ckpt_signal);
-                while !sig.0 && !sig.1 {
-                    sig = inner.ckpt_cv.wait(sig).unwrap_or_else(|p| p.into_inner());
+            let mut sig = lock(&inner.ckpt_signal);
+            // Set before looking, so a write after the look wakes us.
+            inner.ckpt_sleeping.store(true, Ordering::SeqCst);
+            let (seq, changed) = {
+                let core = inner.read();
+                (core.seq, core.ckpt_bytes > 0)
+            };
+            if changed {
+                inner.ckpt_sleeping.store(false, Ordering::SeqCst);
+            }
+            if !sig.0 && !sig.1 {
+                sig = match changed {
+                    true => {
+                        let idle = Duration::from_millis(CHECKPOINT_IDLE_MS);
+                        inner
+                            .ckpt_cv
+                            .wait_timeout(sig, idle)
+                            .map_or_else(|p| p.into_inner().0, |(g, _)| g)
+                    }
+                    // Nothing to do: no timer wakes an idle database.
+                    false => inner.ckpt_cv.wait(sig).unwrap_or_else(|p| p.into_inner()),
+                };
+            }
+            // (Under the lock, so a writer that finds it set notifies a wait
+            // that has not ended.)
+            inner.ckpt_sleeping.store(false, Ordering::SeqCst);
+            if sig.1 {
+                return;
+            }
+            let asked = std::mem::take(&mut sig.0);
+            drop(sig);
+            if !asked {
+                // Woken by a first write, or timed out: checkpoint only after
+                // CHECKPOINT_IDLE_MS without a write.
+                if !changed || inner.read().seq != seq {
+                    continue;
                 }
-                if sig.1 {
-                    return;
-                }
-                sig.0 = false;
+                log::debug!("{}: idle checkpoint", inner.dir.display());
             }
             if inner.writable().is_ok() {
                 if let Err(e) = inner.checkpoint(true) {

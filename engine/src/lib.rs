@@ -56,8 +56,8 @@ pub use crate::state::{CHECKPOINT_BYTES_MAX, CHECKPOINT_IDS_MAX};
 pub use compact::CompactReport;
 #[cfg(feature = "std")]
 pub use db::{
-    Db, Fsync, Ids, LogIter, Options, ScanPage, Stats, Version, COMPACT_CHECK_MS,
-    SCAN_IDS_PER_CALL_MAX,
+    Db, Fsync, Ids, LogIter, Options, ScanPage, Stats, Version, CHECKPOINT_IDLE_MS,
+    COMPACT_CHECK_MS, SCAN_IDS_PER_CALL_MAX,
 };
 #[cfg(feature = "std")]
 pub use error::Error;

@@ -4,7 +4,7 @@
 
 mod common;
 use common::TempDir;
-use hypha_engine::{Db, Error, Fsync, Options, CHECKPOINT_IDS_MAX};
+use hypha_engine::{Db, Error, Fsync, Options, CHECKPOINT_IDLE_MS, CHECKPOINT_IDS_MAX};
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 
@@ -202,5 +202,33 @@ fn a_record_whose_chain_points_at_another_id_fails_open_without_panicking() -> R
         Err(other) => panic!("expected Corrupted naming 0.db, got {other}"),
         Ok(_) => panic!("a record chained to another id was accepted"),
     }
+    Ok(())
+}
+
+#[test]
+fn an_idle_database_takes_a_checkpoint_so_a_crash_replays_nothing() -> Result<(), Error> {
+    let dir = TempDir::new("rec-idle");
+    let db = Db::open(dir.path(), never())?;
+    for i in 0..100u32 {
+        db.put(&i.to_be_bytes(), b"value")?;
+    }
+    let seq = db.seq();
+    assert!(db.stats().checkpoint_seq < seq, "checkpointed already");
+    // The idle checkpoint comes CHECKPOINT_IDLE_MS after the last write;
+    // poll for it with a deadline well past that.
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(10 * CHECKPOINT_IDLE_MS);
+    while db.stats().checkpoint_seq < seq {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint {} ms after the last write",
+            10 * CHECKPOINT_IDLE_MS
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    db.crash();
+    let db = Db::open(dir.path(), never())?;
+    assert_eq!(db.recovery().replayed, 0, "the crash replayed records");
+    assert_eq!(db.len(), 100);
     Ok(())
 }
