@@ -141,6 +141,54 @@ fn describe(name: &str, s: &Stats, failures: u64, first: &Option<String>) {
     );
 }
 
+// ------------------------------------------------------------ CPU placement
+
+/// `--pin M,W,C`: the CPUs for both systems' masters, for their workers and
+/// replicas, and for the measuring client (every thread of each process).
+/// Which core a process runs on decides most of a round trip on a small VM
+/// (a wake-up on another core costs ~30-40 µs here), and the kernel places
+/// two systems differently; pinned, both get the same placement.
+static PIN: Mutex<Option<[u32; 3]>> = Mutex::new(None);
+
+/// Pins every thread of `pid` to CPU number `which` of `--pin` (0 master,
+/// 1 worker/replica, 2 client), if `--pin` was given.
+fn pin(pid: u32, which: usize) -> R<()> {
+    let Some(cpus) = *PIN.lock().unwrap_or_else(|p| p.into_inner()) else {
+        return Ok(());
+    };
+    let ok = Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpus[which].to_string(), &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("taskset (util-linux) for --pin: {e}"))?
+        .success();
+    if !ok {
+        return Err(format!("taskset could not pin {pid} to CPU {}", cpus[which]));
+    }
+    Ok(())
+}
+
+/// Pins the calling thread (threads it starts later inherit it).
+fn pin_this_thread(which: usize) -> R<()> {
+    let tid = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<u32>().ok()))
+        .ok_or("cannot find this thread's id")?;
+    let Some(cpus) = *PIN.lock().unwrap_or_else(|p| p.into_inner()) else {
+        return Ok(());
+    };
+    let ok = Command::new("taskset")
+        .args(["-p", "-c", &cpus[which].to_string(), &tid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("taskset (util-linux) for --pin: {e}"))?
+        .success();
+    if !ok {
+        return Err(format!("taskset could not pin the client to CPU {}", cpus[which]));
+    }
+    Ok(())
+}
+
 // ------------------------------------------------------------ processes
 
 /// Pids of every child still running, killed on exit and on panic.
@@ -994,6 +1042,7 @@ impl Env {
         say!("  start: hypha {}", args.join(" "));
         let mut p = Proc::spawn(name, &self.bin, &args)?;
         p.wait_log("(tcp+udp)", 0, Duration::from_secs(20))?;
+        pin(p.child.id(), 0)?;
         Ok((p, lo(port)))
     }
 
@@ -1021,6 +1070,7 @@ impl Env {
         let mut w = Proc::spawn(name, &self.bin, &args)?;
         master.wait_log("joined at seq", from, Duration::from_secs(20))?;
         w.wait_log("installed", 0, Duration::from_secs(60))?;
+        pin(w.child.id(), 1)?;
         Ok((w, lo(port)))
     }
 }
@@ -1164,8 +1214,15 @@ fn parse_args() -> R<Opts> {
             "--rate" => o.rate = val()?.parse().map_err(|e| format!("--rate: {e}"))?,
             "--rounds" => o.rounds = val()?.parse().map_err(|e| format!("--rounds: {e}"))?,
             "--dir" => o.dir = PathBuf::from(val()?),
+            "--pin" => {
+                let v = val()?;
+                let cpus: Vec<u32> = v.split(',').map(|c| c.trim().parse::<u32>()).collect::<Result<_, _>>().map_err(|e| format!("--pin {v}: {e}"))?;
+                let cpus: [u32; 3] = cpus.try_into().map_err(|_| format!("--pin {v}: give three CPUs: master,worker,client"))?;
+                *PIN.lock().unwrap_or_else(|p| p.into_inner()) = Some(cpus);
+            }
             "--help" | "-h" => {
-                println!("replication [--hypha PATH] [--redis-server PATH] [--samples N] [--records N] [--rate W] [--rounds R] [--dir PATH]");
+                println!("replication [--hypha PATH] [--redis-server PATH] [--samples N] [--records N] [--rate W] [--rounds R] [--dir PATH] [--pin M,W,C]");
+                println!("  --pin M,W,C  run both systems' masters on CPU M, workers/replicas on CPU W, the measuring client on CPU C (taskset)");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?}; see --help")),
@@ -1229,6 +1286,11 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
         dir: dir.to_path_buf(),
     };
     machine_info(&env, &opts.redis);
+    pin_this_thread(2)?;
+    match *PIN.lock().unwrap_or_else(|p| p.into_inner()) {
+        Some([m, w, c]) => say!("placement (--pin): masters on CPU {m}, workers and replicas on CPU {w}, client on CPU {c}"),
+        None => say!("placement: left to the kernel (no --pin)"),
+    }
     say!(
         "workload: {KEY_LEN}-byte keys, {VAL_LEN}-byte incompressible values; {} lag samples per row, {} ms pause between samples; background writer {:.0} writes/s; catch-up/snapshot {} records",
         opts.samples,
@@ -1268,10 +1330,12 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
     let margs = redis_args(rm_port, "redis-master")?;
     say!("  start: {} {}", opts.redis, margs.iter().map(|a| if a.is_empty() { "''".to_string() } else { a.clone() }).collect::<Vec<_>>().join(" "));
     let mut rm = Proc::spawn("redis-master", &opts.redis, &margs)?;
+    pin(rm.child.id(), 0)?;
     let mut rargs = redis_args(rr_port, "redis-replica")?;
     rargs.extend(["--replicaof".into(), "127.0.0.1".into(), rm_port.to_string()]);
     say!("  start: {} ... --port {rr_port} --replicaof 127.0.0.1 {rm_port}", opts.redis);
     let mut rr = Proc::spawn("redis-replica", &opts.redis, &rargs)?;
+    pin(rr.child.id(), 1)?;
     Resp::connect_retry(rm_port, Duration::from_secs(10))?;
     let mut rc = Resp::connect_retry(rr_port, Duration::from_secs(10))?;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -1450,6 +1514,7 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
     say!("  restart: hypha {}", args.join(" "));
     let t0 = Instant::now();
     let mut wc = Proc::spawn("catchup-worker", &env.bin, &args)?;
+    pin(wc.child.id(), 1)?;
     let (_, joined_at, joined_line) = mc.wait_log("joined at seq", from, Duration::from_secs(30))?;
     let done = wait_digest(&mut wc, wc_addr, target, Duration::from_secs(600))?;
     let total = (done - t0).as_secs_f64();
@@ -1476,6 +1541,7 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
     say!("  start: hypha {}", args.join(" "));
     let t0 = Instant::now();
     let mut wn = Proc::spawn("snapshot-worker", &env.bin, &args)?;
+    pin(wn.child.id(), 1)?;
     let done = wait_digest(&mut wn, lo(port), target, Duration::from_secs(600))?;
     let secs = (done - t0).as_secs_f64();
     // The worker logs "installed" right after it swaps the snapshot in.
