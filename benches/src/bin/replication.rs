@@ -1062,9 +1062,10 @@ impl Env {
 
     /// Starts a worker and waits until the master says it joined and the
     /// worker installed its (empty) first snapshot.
-    fn worker_joined(&self, name: &str, master: &mut Proc, master_addr: SocketAddr) -> R<(Proc, SocketAddr)> {
+    fn worker_joined(&self, name: &str, master: &mut Proc, master_addr: SocketAddr, extra: &[&str]) -> R<(Proc, SocketAddr)> {
         let port = free_port();
-        let args = self.worker_args(name, master_addr, port);
+        let mut args = self.worker_args(name, master_addr, port);
+        args.extend(extra.iter().map(|s| s.to_string()));
         say!("  start: hypha {}", args.join(" "));
         let from = master.lines();
         let mut w = Proc::spawn(name, &self.bin, &args)?;
@@ -1306,9 +1307,9 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
     let rounds = opts.rounds.clamp(1, n.max(1));
     let per = n.div_ceil(rounds);
     say!("\n[1] replication lag, hypha and Redis in {rounds} alternating rounds of {per} samples per row");
-    say!("  hypha: master --fsync never + 1 worker");
+    say!("  hypha: master --fsync never + 1 worker --fsync never (Redis runs without persistence too)");
     let (mut ma, ma_addr) = env.master("lag-master", &["--fsync", "never"])?;
-    let (mut wa, wa_addr) = env.worker_joined("lag-worker", &mut ma, ma_addr)?;
+    let (mut wa, wa_addr) = env.worker_joined("lag-worker", &mut ma, ma_addr, &["--fsync", "never"])?;
     say!("  Redis: master + 1 replica (--save '' --appendonly no)");
     let (rm_port, rr_port) = (free_port(), free_port());
     let redis_args = |port: u16, name: &str| -> R<Vec<String>> {
@@ -1427,9 +1428,9 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
 
     // ---- 2. hypha --sync 1 and Redis SET + WAIT, in alternating rounds
     say!("\n[2] write acknowledged by 1 replica, hypha and Redis in {rounds} alternating rounds of {per} samples");
-    say!("  hypha: master --fsync never --sync 1 + 1 worker (worker default --fsync 200ms); Redis: SET + WAIT 1 1000 sent in one write, time until both replies");
+    say!("  hypha: master --fsync never --sync 1 + 1 worker --fsync never; Redis: SET + WAIT 1 1000 sent in one write, time until both replies");
     let (mut ms, ms_addr) = env.master("sync-master", &["--fsync", "never", "--sync", "1"])?;
-    let (mut ws, ws_addr) = env.worker_joined("sync-worker", &mut ms, ms_addr)?;
+    let (mut ws, ws_addr) = env.worker_joined("sync-worker", &mut ms, ms_addr, &["--fsync", "never"])?;
     let (mut hy_sync, mut rd_wait) = (Lag::default(), Lag::default());
     {
         let mut c = Hy::connect(ms_addr)?;
@@ -1496,7 +1497,7 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
     // ---- 5. catch-up
     say!("\n[3] hypha catch-up: a worker {} records behind (same history) resumes from its log position", opts.records);
     let (mut mc, mc_addr) = env.master("big-master", &["--fsync", "never"])?;
-    let (mut wc, wc_addr) = env.worker_joined("catchup-worker", &mut mc, mc_addr)?;
+    let (mut wc, wc_addr) = env.worker_joined("catchup-worker", &mut mc, mc_addr, &[])?;
     say!("  worker joined at seq 0 (empty snapshot installed); stopping it with SIGTERM");
     wc.terminate()?;
     let wc_port = wc_addr.port();
