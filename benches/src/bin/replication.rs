@@ -153,19 +153,7 @@ static PIN: Mutex<Option<[u32; 3]>> = Mutex::new(None);
 /// Pins every thread of `pid` to CPU number `which` of `--pin` (0 master,
 /// 1 worker/replica, 2 client), if `--pin` was given.
 fn pin(pid: u32, which: usize) -> R<()> {
-    let Some(cpus) = *PIN.lock().unwrap_or_else(|p| p.into_inner()) else {
-        return Ok(());
-    };
-    let ok = Command::new("taskset")
-        .args(["-a", "-p", "-c", &cpus[which].to_string(), &pid.to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .map_err(|e| format!("taskset (util-linux) for --pin: {e}"))?
-        .success();
-    if !ok {
-        return Err(format!("taskset could not pin {pid} to CPU {}", cpus[which]));
-    }
-    Ok(())
+    taskset(&["-a"], pid, which)
 }
 
 /// Pins the calling thread (threads it starts later inherit it).
@@ -174,17 +162,23 @@ fn pin_this_thread(which: usize) -> R<()> {
         .ok()
         .and_then(|p| p.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<u32>().ok()))
         .ok_or("cannot find this thread's id")?;
+    taskset(&[], tid, which)
+}
+
+fn taskset(flags: &[&str], id: u32, which: usize) -> R<()> {
     let Some(cpus) = *PIN.lock().unwrap_or_else(|p| p.into_inner()) else {
         return Ok(());
     };
+    let cpu = cpus[which].to_string();
     let ok = Command::new("taskset")
-        .args(["-p", "-c", &cpus[which].to_string(), &tid.to_string()])
+        .args(flags)
+        .args(["-p", "-c", &cpu, &id.to_string()])
         .stdout(Stdio::null())
         .status()
         .map_err(|e| format!("taskset (util-linux) for --pin: {e}"))?
         .success();
     if !ok {
-        return Err(format!("taskset could not pin the client to CPU {}", cpus[which]));
+        return Err(format!("taskset could not pin {id} to CPU {cpu}"));
     }
     Ok(())
 }
