@@ -491,7 +491,11 @@ impl Log {
     /// clean close). The caller fdatasyncs it, which makes the new size
     /// durable.
     pub fn trim(&mut self) -> Result<()> {
-        self.flush()?;
+        // Writing the buffer must not write zeros ahead only to cut them.
+        let prealloc = std::mem::replace(&mut self.prealloc, false);
+        let flushed = self.flush();
+        self.prealloc = prealloc;
+        flushed?;
         let n = self.last_no() as usize;
         let last = self.slots[n]
             .as_mut()

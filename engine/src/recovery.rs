@@ -30,12 +30,14 @@ pub struct Recovery {
     /// Records replayed from the checkpoint on.
     pub replayed: u64,
     /// Bytes cut off the end of the log (torn or corrupt tail). Zeros past
-    /// the last record (space written ahead under `Fsync::Always`, or pages
-    /// a power cut left unwritten) are cut too but not counted: they hold
-    /// nothing.
+    /// the last record are cut too, and counted in `zeros_cut`.
     pub truncated_bytes: u64,
     /// Where the tail was cut, if it was.
     pub truncated_at: Option<(u16, u32)>,
+    /// Zero bytes cut past the last record: space written ahead under
+    /// `Fsync::Always`, or, under the other modes, pages a power cut left
+    /// unwritten (writes that were never synced).
+    pub zeros_cut: u64,
     /// The tables were rebuilt from the whole log.
     pub rebuilt: bool,
 }
@@ -164,12 +166,14 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
     if marker.is_some() {
         compact::remove_marker(dir)?;
     }
-    if report.replayed > 0 || report.truncated_bytes > 0 {
+    if report.replayed > 0 || report.truncated_bytes > 0 || report.zeros_cut > 0 {
         log::info!(
-            "recovered {}: replayed {} records since the checkpoint, cut {} bytes",
+            "recovered {}: replayed {} records since the checkpoint, cut {} bytes of torn or \
+             corrupt tail and {} zero bytes past the last record",
             dir.display(),
             report.replayed,
-            report.truncated_bytes
+            report.truncated_bytes,
+            report.zeros_cut
         );
     }
     Ok((core, report))
@@ -362,11 +366,15 @@ fn replay(core: &mut Core, report: &mut Recovery) -> Result<()> {
                 Ok(Some(d)) => (d.header, d.key.to_vec()),
                 Ok(None) | Err(_) => {
                     if let Err(e) = &decoded {
-                        log::warn!(
-                            "bad record in file {} at offset {}: {e}",
-                            pos.file,
-                            pos.offset
-                        );
+                        // All zeros from here is the normal end of a log
+                        // written ahead (cut_tail reports it).
+                        if !bytes.iter().all(|&b| b == 0) {
+                            log::warn!(
+                                "bad record in file {} at offset {}: {e}",
+                                pos.file,
+                                pos.offset
+                            );
+                        }
                     }
                     cut_tail(&mut core.log, pos, report)?;
                     return Ok(());
@@ -475,11 +483,7 @@ fn cut_tail(log: &mut Log, at: Location, report: &mut Recovery) -> Result<()> {
     let tail = &f.bytes()[at.offset as usize..];
     keep_torn(&dir, at.file, at.offset as usize, tail)?;
     if tail.iter().all(|&b| b == 0) {
-        log::debug!(
-            "{}.db: {} zero bytes past the last record (written ahead, or left by a power cut)",
-            at.file,
-            tail.len()
-        );
+        report.zeros_cut += tail.len() as u64;
     } else {
         cut += tail.len() as u64;
     }

@@ -152,7 +152,7 @@ fn rolling_over_makes_the_full_file_durable_before_the_next_is_used() -> Result<
 /// A file layer that remembers what each successful fdatasync made durable,
 /// and fails every fdatasync from the `fail_at`th on. [`PowerCut::apply`]
 /// then leaves the data files as a power cut would: each cut to the length
-/// its last fdatasync saw, and every write no fdatasync covered zeroed
+/// its latest fdatasync saw, and every write no fdatasync covered zeroed
 /// (data files are append-only, so what a lost write leaves is zeros, or
 /// the zeros written ahead there).
 #[derive(Debug)]
@@ -167,8 +167,12 @@ struct PowerCutState {
     writes: u64,
     /// Writes no fdatasync has covered: (number, file, offset, length).
     unsynced: Vec<(u64, std::path::PathBuf, u64, u64)>,
-    /// Per file, the length its last successful fdatasync saw.
-    durable: std::collections::HashMap<std::path::PathBuf, u64>,
+    /// fdatasyncs started so far.
+    syncs: u64,
+    /// Per file, the length the latest-started successful fdatasync saw
+    /// (and its number): a trim shrinks a file, and the next fdatasync makes
+    /// the shorter length durable.
+    durable: std::collections::HashMap<std::path::PathBuf, (u64, u64)>,
 }
 
 fn path_of(file: &std::fs::File) -> std::io::Result<std::path::PathBuf> {
@@ -190,16 +194,19 @@ impl hypha_engine::io::FileIo for PowerCut {
     }
     fn sync_data(&self, file: &std::fs::File) -> std::io::Result<()> {
         let path = path_of(file)?;
-        let (covered, len) = {
-            let st = self.state.lock().expect("lock");
-            (st.writes, file.metadata()?.len())
+        let (covered, len, started) = {
+            let mut st = self.state.lock().expect("lock");
+            st.syncs += 1;
+            (st.writes, file.metadata()?.len(), st.syncs)
         };
         self.inner.sync_data(file)?;
         let mut st = self.state.lock().expect("lock");
         st.unsynced
             .retain(|(n, p, _, _)| *n > covered || *p != path);
         let d = st.durable.entry(path).or_default();
-        *d = (*d).max(len);
+        if started > d.0 {
+            *d = (started, len);
+        }
         Ok(())
     }
 }
@@ -213,7 +220,7 @@ impl PowerCut {
             if path.extension().is_none_or(|e| e != "db") {
                 continue;
             }
-            let keep = st.durable.get(&path).copied().unwrap_or(0);
+            let keep = st.durable.get(&path).map_or(0, |d| d.1);
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(&path)
@@ -235,7 +242,13 @@ fn concurrent_durable_writers_are_acknowledged_only_after_their_fdatasync() -> R
     // Writers pile up behind a leader that goes on syncing for them; when an
     // fdatasync fails mid-way, only writes an earlier fdatasync covered may
     // have been acknowledged.
-    for fail_at in [8, 15, 30] {
+    // 64 KiB files roll over every ~300 writes: sealing trims the zeros
+    // written ahead, and a power cut must not undo that.
+    let sizes = [Options::default().file_size, 1 << 16];
+    for (fail_at, file_size) in [8, 15, 30, 60]
+        .into_iter()
+        .flat_map(|f| sizes.map(|s| (f, s)))
+    {
         let dir = TempDir::new("group-fault");
         let io = Arc::new(PowerCut {
             inner: FaultyIo::new(0, fail_at, EIO),
@@ -245,6 +258,7 @@ fn concurrent_durable_writers_are_acknowledged_only_after_their_fdatasync() -> R
             dir.path(),
             Options {
                 io: io.clone(),
+                file_size,
                 ..Options::default()
             },
         )?);
@@ -278,7 +292,7 @@ fn concurrent_durable_writers_are_acknowledged_only_after_their_fdatasync() -> R
             assert_eq!(
                 db.get(k.as_bytes())?,
                 Some(vec![t; 200]),
-                "fdatasync #{fail_at} failed: acknowledged {k} lost at the power cut ({} acknowledged)",
+                "fdatasync #{fail_at} failed (file_size {file_size}): acknowledged {k} lost at the power cut ({} acknowledged)",
                 acked.len()
             );
         }

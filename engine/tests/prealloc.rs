@@ -110,13 +110,19 @@ fn a_clean_close_trims_the_zeros_and_a_crash_leaves_them_to_recovery() -> Result
         (0, None),
         "zeros counted as torn"
     );
+    assert!(r.zeros_cut > 0, "the zeros written ahead were not cut");
     assert!(
         !dir.path().join("torn").exists(),
         "zeros kept as torn bytes"
     );
     assert_eq!(db.get(b"a")?.as_deref(), Some(&b"first"[..]));
     assert_eq!(db.get(b"c")?.as_deref(), Some(&b"AFTER-CRASH"[..]));
-    // Recovery cut them: the log goes on right after the last record.
+    // Recovery cut them: the file ends at the last record, and the log goes
+    // on right after it.
+    assert!(
+        ends_with(dir.path(), 0, b"AFTER-CRASH"),
+        "zeros left after recovery"
+    );
     assert!(file_len(dir.path(), 0) > closed);
     db.put(b"d", b"NEXT")?;
     db.close()?;
