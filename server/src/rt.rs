@@ -29,3 +29,59 @@ pub fn spawn<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static
         None => smol::spawn(future),
     }
 }
+
+/// Hands the C allocator's free memory back to the OS.
+///
+/// A snapshot is applied on smol's blocking threads, and glibc gives each
+/// thread its own heap (arena), which it does not shrink when the memory is
+/// freed: a worker that had installed a 1M-key snapshot kept 7.6-9.9 MiB of
+/// anonymous memory, 4.2 MiB with a single arena. `malloc_trim` returns the
+/// free pages of every arena. Other C libraries (musl on routers) keep no
+/// per-thread heaps; there it does nothing.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+        }
+        // SAFETY: glibc's malloc_trim takes the allocator's own locks and
+        // only releases memory no allocation holds.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    fn rss_anon_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("RssAnon:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("RssAnon")
+    }
+
+    #[test]
+    fn free_memory_of_another_threads_heap_goes_back_to_the_os() {
+        // 64 MiB in small blocks on another thread (its own glibc arena),
+        // then all freed but one block in 1,000: every page of that heap
+        // is free save a few, and glibc keeps them.
+        const BLOCKS: usize = 320_000;
+        let kept = std::thread::spawn(|| {
+            let blocks: Vec<Vec<u8>> = (0..BLOCKS).map(|i| vec![i as u8; 200]).collect();
+            blocks.into_iter().step_by(1000).collect::<Vec<_>>()
+        })
+        .join()
+        .expect("allocating thread");
+        let before = rss_anon_kib();
+        super::release_free_memory();
+        let after = rss_anon_kib();
+        assert_eq!(kept.len(), BLOCKS / 1000);
+        assert!(
+            before.saturating_sub(after) > 16 << 10,
+            "RssAnon {before} KiB before, {after} KiB after: the freed heap was not returned"
+        );
+    }
+}

@@ -429,6 +429,7 @@ impl Worker {
         .await
         .map_err(std::io::Error::other)?;
         self.swap_in(tmp, history_id).await?;
+        crate::rt::release_free_memory();
         log::info!("worker: snapshot up to seq {upto} installed ({seq} applied), following history {history_id:016x}");
         Ok(())
     }
