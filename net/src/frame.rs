@@ -12,7 +12,7 @@ use postcard::ser_flavors::Flavor;
 
 use crate::error::{DecodeError, EncodeError};
 use crate::handshake::{HELLO_MAGIC, PROTOCOL_VERSION};
-use crate::limits::FRAME_PAYLOAD_BYTES_MAX;
+use crate::limits::{DECODER_KEEP_BYTES, FRAME_PAYLOAD_BYTES_MAX};
 use crate::message::{Message, MESSAGE_TAG_COUNT};
 
 // Frame layout (all integers little-endian):
@@ -281,6 +281,7 @@ impl FrameDecoder {
                 self.start = self.start.saturating_add(consumed);
                 if self.start >= self.buf.len() {
                     self.buf.clear();
+                    self.buf.shrink_to(DECODER_KEEP_BYTES);
                     self.start = 0;
                 }
                 self.wanted = 0;
@@ -348,6 +349,32 @@ mod tests {
             Err(EncodeError::Rejected(DecodeError::LimitExceeded { .. }))
         ));
         assert_eq!(out, [1, 2, 3]);
+    }
+
+    #[test]
+    fn decoder_gives_back_a_big_buffer_once_it_is_empty() {
+        let mut decoder = FrameDecoder::new();
+        let big = Message::Put {
+            req_id: 1,
+            key: alloc::vec![1; 16],
+            value: alloc::vec![2; 4 * DECODER_KEEP_BYTES],
+        };
+        let small = Message::Ping { nonce: 2 };
+        let mut bytes = encode_frame_to_vec(&big).unwrap();
+        bytes.extend(encode_frame_to_vec(&small).unwrap());
+        // The big frame and part of the small one: the buffer must keep the
+        // partial frame, whatever its capacity.
+        let split = bytes.len() - 3;
+        decoder.feed(&bytes[..split]);
+        assert_eq!(decoder.next_message(), Ok(Some(big)));
+        assert_eq!(decoder.next_message(), Ok(None));
+        decoder.feed(&bytes[split..]);
+        assert_eq!(decoder.next_message(), Ok(Some(small)));
+        assert!(
+            decoder.buf.capacity() <= DECODER_KEEP_BYTES,
+            "kept {} bytes of capacity",
+            decoder.buf.capacity()
+        );
     }
 
     #[test]

@@ -55,6 +55,12 @@ pub const WORKERS_MAX: usize = 256;
 /// Largest [`Heartbeat::load`](crate::Heartbeat::load): load is in per-mille.
 pub const LOAD_PERMILLE_MAX: u16 = 1000;
 
+/// Buffer capacity a [`FrameDecoder`](crate::FrameDecoder) keeps once it
+/// holds no bytes: a 1 MiB batch (a snapshot chunk) grows it, and a
+/// connection that goes back to small messages gives the rest back (a
+/// worker kept ~1 MiB per connection after a snapshot).
+pub const DECODER_KEEP_BYTES: usize = 64 * 1024;
+
 /// Largest TCP frame, header included (32 MiB). Roughly twice the largest
 /// message below, so the spare room is headroom, not a tight fit.
 pub const FRAME_BYTES_MAX: usize = 32 * 1024 * 1024;
