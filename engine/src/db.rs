@@ -38,8 +38,9 @@ pub enum Fsync {
     /// A background thread writes and fdatasyncs every n milliseconds; a
     /// crash loses at most the last n ms of acknowledged writes.
     EveryMs(u32),
-    /// Writes are buffered (up to `WRITE_BUFFER_BYTES`) and reach the disk at checkpoints,
-    /// `sync()` and close; a crash loses what was not yet synced.
+    /// Writes are buffered (up to `WRITE_BUFFER_BYTES`) and reach the disk
+    /// at checkpoints, `sync()` and close; a crash loses what was not yet
+    /// synced.
     Never,
 }
 
@@ -886,8 +887,8 @@ pub const CHECKPOINT_BACKLOG: usize = 4;
 
 /// A database that has changed since its last checkpoint and then sees no
 /// write for this long (noticed within twice this) takes a checkpoint: a
-/// crash while it sits idle then replays nothing, and memory held for the burst (pending key-index slots)
-/// is freed. A steady stream of writes, however slow, never triggers it; the
+/// crash while it sits idle then replays nothing, and memory held for the
+/// burst (pending key-index slots) is freed. A steady stream of writes, however slow, never triggers it; the
 /// size thresholds (`CHECKPOINT_IDS_MAX`, `CHECKPOINT_BYTES_MAX`) do.
 pub const CHECKPOINT_IDLE_MS: u64 = 1000;
 

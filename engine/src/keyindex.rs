@@ -1,6 +1,6 @@
 //! The key index `keys.idx`: an open-addressing hash table on disk, from key
 //! hash to id, read through a memory mapping and written with `pwrite` (see
-//! `insert`). Slots hold (hash, id); the key itself lives in the id's records,
+//! `KEY_PENDING_MAX`). Slots hold (hash, id); the key itself lives in the id's records,
 //! so a probe confirms a hash match by reading the key. Slots filled since
 //! they were last written wait in `pending` (at most `KEY_PENDING_MAX`) and
 //! reach the file together, at the latest at the next checkpoint.

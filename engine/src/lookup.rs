@@ -43,11 +43,12 @@ impl Hasher for IdHasher {
     }
 }
 
-/// Frozen entries closer than this share one `pwrite` (the bytes between
-/// them rewritten unchanged).
-const FROZEN_GAP_BYTES: usize = 4096;
-/// Longest run of the lookup table written by one `pwrite` at a checkpoint.
-const FROZEN_RUN_BYTES_MAX: usize = 256 << 10;
+/// Table entries (lookup entries, key-index slots) closer than this share
+/// one `pwrite`, the bytes between them rewritten unchanged
+/// (`write_coalesced`).
+const COALESCE_GAP_BYTES: usize = 4096;
+/// Longest run of a table written by one `pwrite`.
+const COALESCE_RUN_BYTES_MAX: usize = 256 << 10;
 
 pub type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
 /// Key-index slot number → slot, with the same hasher.
@@ -191,8 +192,8 @@ impl Lookup {
     /// they are written back, one TLB shootdown (an interrupt to every core
     /// running this process) per page, which cost a writer on the other core
     /// about 45 % of its time. Nearby entries share one write: a run
-    /// continues while the next entry is less than `FROZEN_GAP_BYTES` away,
-    /// up to `FROZEN_RUN_BYTES_MAX`, the bytes in between copied from the
+    /// continues while the next entry is less than `COALESCE_GAP_BYTES` away,
+    /// up to `COALESCE_RUN_BYTES_MAX`, the bytes in between copied from the
     /// mapping.
     pub fn write_frozen(&mut self, io: &dyn FileIo) -> Result<()> {
         if self.frozen.is_empty() {
@@ -251,9 +252,9 @@ impl Lookup {
 
 /// Writes `width`-byte entries at the byte offsets `ats` (ascending) of a
 /// table file whose current bytes `map` shows, `fill(k, out)` encoding the
-/// `k`th. Entries closer than `FROZEN_GAP_BYTES` share one `pwrite` (the
+/// `k`th. Entries closer than `COALESCE_GAP_BYTES` share one `pwrite` (the
 /// bytes between them rewritten unchanged from `map`), up to
-/// `FROZEN_RUN_BYTES_MAX` per write.
+/// `COALESCE_RUN_BYTES_MAX` per write.
 pub fn write_coalesced(
     file: &File,
     path: &Path,
@@ -274,7 +275,10 @@ pub fn write_coalesced(
     let mut run_at = 0usize;
     for (k, &at) in ats.iter().enumerate() {
         let run_end = run_at + run.len();
-        if run.is_empty() || at >= run_end + FROZEN_GAP_BYTES || run.len() >= FROZEN_RUN_BYTES_MAX {
+        if run.is_empty()
+            || at >= run_end + COALESCE_GAP_BYTES
+            || run.len() >= COALESCE_RUN_BYTES_MAX
+        {
             write(&run, run_at)?;
             run.clear();
             run_at = at;
