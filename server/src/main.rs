@@ -6,7 +6,6 @@ use hypha_server::http::{serve_on, HttpConfig};
 use hypha_server::master::{Master, MasterConfig};
 use hypha_server::worker::{Worker, WorkerConfig};
 use smol::stream::StreamExt;
-use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -97,25 +96,6 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// Runs `f`, and every task the roles spawn, on one executor driven by this
-/// thread, which also waits for I/O when it has nothing to run. The work is
-/// short steps between socket events: on loopback, waking another executor
-/// thread costs more than the step (measured with the HTTP benchmark: two
-/// threads of smol's work-stealing executor served fewer requests per
-/// second and per CPU-second than one). Blocking work (fdatasync, snapshot
-/// installs) runs on smol's blocking pool.
-///
-/// `f` runs as a task too: the future given to `Executor::run` is polled
-/// again every time the executor wakes, and a role's top-level future (an
-/// accept loop, a replication stream) then retries its socket, one failed
-/// `accept4` or `recvfrom` per wake-up.
-fn run<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> T {
-    let executor = Arc::new(smol::Executor::new());
-    hypha_server::rt::install(executor.clone());
-    let main = executor.spawn(f);
-    async_io::block_on(executor.run(main))
 }
 
 fn flags<'a>(own: &[&'a str]) -> Vec<&'a str> {
@@ -234,7 +214,7 @@ fn run_master(raw: &[String]) -> Result<(), String> {
     ];
     let args = Args::parse(raw, &flags_with_compaction(&own), &[])?;
     let cfg = master_config(&args)?;
-    run(async move {
+    hypha_server::rt::run(async move {
         let master = Master::bind(cfg)
             .await
             .map_err(|e| format!("cannot start the master: {e}"))?;
@@ -267,7 +247,7 @@ fn run_worker(raw: &[String]) -> Result<(), String> {
         heartbeat_ms: args.number("heartbeat-ms", 1_000)?,
         heartbeat_timeout_ms: args.number("heartbeat-timeout-ms", 3_000)?,
     };
-    run(async move {
+    hypha_server::rt::run(async move {
         let worker = Worker::bind(cfg)
             .await
             .map_err(|e| format!("cannot start the worker: {e}"))?;
@@ -411,7 +391,7 @@ fn run_http(raw: &[String]) -> Result<(), String> {
     let edge = edge_config(&args, master, workers)?;
     let cfg = http_config(&args);
     let listen = args.need("listen")?.to_string();
-    run(async move {
+    hypha_server::rt::run(async move {
         let listeners = bind_http(&listen).await?;
         serve_until_signal(listeners, Edge::new(edge), cfg).await?;
         log::info!("http: stopped");
@@ -447,7 +427,7 @@ fn run_all(raw: &[String]) -> Result<(), String> {
         heartbeat_timeout_ms: args.number("heartbeat-timeout-ms", 3_000)?,
     };
     let http = args.get_or("http", "localhost:8080").to_string();
-    run(async move {
+    hypha_server::rt::run(async move {
         let master = Master::bind(master_cfg.clone())
             .await
             .map_err(|e| format!("cannot start the master: {e}"))?;

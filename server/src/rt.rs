@@ -1,6 +1,6 @@
-//! Where the nodes' tasks run: on the executor the binary installed with
-//! [`install`] (the thread that runs the roles), or on smol's global
-//! executor when none was installed (tests, embedders).
+//! Where the nodes' tasks run: on the executor the binary runs with [`run`]
+//! (the thread that runs the roles), or on smol's global executor when none
+//! was installed (tests, embedders).
 //!
 //! Keeping every task of a process on one executor thread means a task
 //! woken by another task of the same process is only queued: no other
@@ -12,7 +12,35 @@ use std::sync::{Arc, OnceLock};
 
 static EXECUTOR: OnceLock<Arc<Executor<'static>>> = OnceLock::new();
 
-/// Makes [`spawn`] use `executor` from now on; the first call wins.
+/// Runs `f`, and every task the roles spawn, on one executor driven by this
+/// thread, which also waits for I/O when it has nothing to run. The work is
+/// short steps between socket events: on loopback, waking another executor
+/// thread costs more than the step (measured with the HTTP benchmark: two
+/// threads of smol's work-stealing executor served fewer requests per
+/// second and per CPU-second than one). Blocking work (fdatasync, snapshot
+/// installs) runs on smol's blocking pool.
+///
+/// This thread waits for I/O after idle spells too. Published async-io
+/// hands the reactor to its helper thread once the process has been idle
+/// for about 20 ms, and from then on every socket event costs a wake-up of
+/// this thread as well (a worker's read after a pause: p99 49-54 µs instead
+/// of 14-29 µs, `benches/` replication). The workspace builds a patched
+/// copy that keeps the reactor with a lone `block_on`:
+/// `vendor/async-io/PATCHED.md`, test `tests/reactor_thread.rs`.
+///
+/// `f` runs as a task too: the future given to `Executor::run` is polled
+/// again every time the executor wakes, and a role's top-level future (an
+/// accept loop, a replication stream) then retries its socket, one failed
+/// `accept4` or `recvfrom` per wake-up.
+pub fn run<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> T {
+    let executor = Arc::new(Executor::new());
+    install(executor.clone());
+    let main = executor.spawn(f);
+    async_io::block_on(executor.run(main))
+}
+
+/// Makes [`spawn`] use `executor` from now on; the first call wins (so
+/// [`run`] is for once per process).
 pub fn install(executor: Arc<Executor<'static>>) {
     let _ = EXECUTOR.set(executor);
 }

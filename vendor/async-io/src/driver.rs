@@ -14,6 +14,11 @@ use crate::reactor::Reactor;
 /// Number of currently active `block_on()` invocations.
 static BLOCK_ON_COUNT: AtomicUsize = AtomicUsize::new(0);
 
+/// hypha: number of `block_on()` invocations asleep because another thread
+/// held the reactor; they need the holder, or the "async-io" thread, to go
+/// on waiting for I/O for them.
+static BLOCK_ON_OUTSIDE_REACTOR: AtomicUsize = AtomicUsize::new(0);
+
 /// Unparker for the "async-io" thread.
 fn unparker() -> &'static parking::Unparker {
     static UNPARKER: OnceLock<parking::Unparker> = OnceLock::new();
@@ -53,6 +58,24 @@ fn main_loop(parker: parking::Parker) {
     let mut sleeps = 0u64;
 
     loop {
+        // hypha: a lone `block_on` thread keeps the reactor to itself (it
+        // never gives it up, see `block_on`), so this thread has nothing to
+        // help with. Competing for the lock would only move the reactor
+        // here after an idle spell, and every event after that would cost
+        // a wake-up of the `block_on` thread. Unless that thread is asleep
+        // because this one held the reactor when it started: then this one
+        // goes on as upstream until the `block_on` thread takes over. Woken
+        // when a `block_on` ends, gives the reactor up or goes to sleep
+        // without it.
+        if BLOCK_ON_COUNT.load(Ordering::SeqCst) == 1
+            && BLOCK_ON_OUTSIDE_REACTOR.load(Ordering::SeqCst) == 0
+        {
+            parker.park();
+            last_tick = Reactor::get().ticker();
+            sleeps = 0;
+            continue;
+        }
+
         let tick = Reactor::get().ticker();
 
         if last_tick == tick {
@@ -264,7 +287,14 @@ pub fn block_on<T>(future: impl Future<Output = T>) -> T {
                     }
 
                     // Check if this thread been handling I/O events for a long time.
-                    if start.elapsed() > Duration::from_micros(500) {
+                    //
+                    // hypha: only when another `block_on` may want them. A
+                    // lone one keeps the reactor; a thread that waits for
+                    // I/O outside `block_on` gets its events at this
+                    // thread's next wait (PATCHED.md).
+                    if BLOCK_ON_COUNT.load(Ordering::SeqCst) > 1
+                        && start.elapsed() > Duration::from_micros(500)
+                    {
                         #[cfg(feature = "tracing")]
                         tracing::trace!("stops hogging the reactor");
 
@@ -276,10 +306,11 @@ pub fn block_on<T>(future: impl Future<Output = T>) -> T {
 
                         // Unpark the "async-io" thread in case no other thread is ready to start
                         // processing I/O events. This way we prevent a potential latency spike.
-                        unparker().unpark();
-
+                        //
                         // Wait for a notification.
-                        p.park();
+                        //
+                        // hypha: counted, as below.
+                        park_outside_reactor(p);
                         break;
                     }
                 }
@@ -287,10 +318,24 @@ pub fn block_on<T>(future: impl Future<Output = T>) -> T {
                 // Wait for an actual notification.
                 #[cfg(feature = "tracing")]
                 tracing::trace!("sleep until notification");
-                p.park();
+
+                // hypha: the "async-io" thread may be the holder, and may
+                // stop waiting for I/O at any moment; it must know that
+                // this thread relies on it.
+                park_outside_reactor(p);
             }
         }
     })
+}
+
+/// hypha: sleeps until `p` is unparked, counted in
+/// [`BLOCK_ON_OUTSIDE_REACTOR`] so that the "async-io" thread waits for I/O
+/// meanwhile (it is unparked to see the count).
+fn park_outside_reactor(p: &Parker) {
+    BLOCK_ON_OUTSIDE_REACTOR.fetch_add(1, Ordering::SeqCst);
+    unparker().unpark();
+    p.park();
+    BLOCK_ON_OUTSIDE_REACTOR.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// Runs a closure when dropped.
