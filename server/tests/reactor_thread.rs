@@ -51,40 +51,26 @@ fn spied<F: Future>(f: F, woken_on: Arc<Mutex<Vec<String>>>) -> impl Future<Outp
     })
 }
 
+/// Gives up on the test after this long (a healthy run takes under a
+/// second).
+const HANG_S: u64 = 30;
+const EXECUTOR_THREAD: &str = "executor";
+
 #[test]
 fn after_idle_spells_the_executor_thread_takes_every_socket_event() {
-    let executor_thread = std::thread::current()
-        .name()
-        .expect("test threads are named")
-        .to_string();
     let woken_on = Arc::new(Mutex::new(Vec::new()));
     let log = woken_on.clone();
-    hypha_server::rt::run(async move {
-        let socket = smol::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let to = socket.local_addr().unwrap();
-        // A plain thread sends each datagram after an idle spell and waits
-        // for its echo before the next one.
-        let peer = std::thread::spawn(move || {
-            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut echo = [0u8; 8];
-            for i in 0..ROUNDS {
-                std::thread::sleep(Duration::from_millis(IDLE_MS));
-                s.send_to(&[i], to).unwrap();
-                let (n, _) = s.recv_from(&mut echo).expect("echo within 10 s");
-                assert_eq!(&echo[..n], &[i]);
-            }
-        });
-        let mut buf = [0u8; 8];
-        for i in 0..ROUNDS {
-            let (n, from) = spied(socket.recv_from(&mut buf), log.clone())
-                .await
-                .unwrap();
-            assert_eq!(&buf[..n], &[i]);
-            socket.send_to(&buf[..n], from).await.unwrap();
-        }
-        smol::unblock(move || peer.join().unwrap()).await;
-    });
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(EXECUTOR_THREAD.into())
+        .spawn(move || {
+            hypha_server::rt::run(echo_after_idle_spells(log));
+            done.send(()).unwrap();
+        })
+        .unwrap();
+    finished
+        .recv_timeout(Duration::from_secs(HANG_S))
+        .unwrap_or_else(|_| panic!("the exchange did not end in {HANG_S} s"));
     let woken_on = woken_on.lock().unwrap();
     // Each datagram normally arrives while its receive waits (one wake-up
     // each); one that arrives before is taken without a wake-up, which a
@@ -93,11 +79,39 @@ fn after_idle_spells_the_executor_thread_takes_every_socket_event() {
         woken_on.len() >= usize::from(ROUNDS / 2),
         "expected about a wake-up per datagram ({ROUNDS}), saw {woken_on:?}"
     );
-    let elsewhere: Vec<&String> = woken_on.iter().filter(|t| **t != executor_thread).collect();
+    let elsewhere: Vec<&String> = woken_on.iter().filter(|t| *t != EXECUTOR_THREAD).collect();
     assert!(
         elsewhere.is_empty(),
-        "socket events taken by another thread than the executor's ({executor_thread}): \
+        "socket events taken by another thread than the executor's: \
          {elsewhere:?} of {} wake-ups; is async-io the patched copy in vendor/?",
         woken_on.len()
     );
+}
+
+/// Receives `ROUNDS` datagrams, each sent after an idle spell by a plain
+/// thread, and echoes each back; records who woke each receive.
+async fn echo_after_idle_spells(log: Arc<Mutex<Vec<String>>>) {
+    let socket = smol::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let to = socket.local_addr().unwrap();
+    let peer = std::thread::spawn(move || {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(HANG_S)))
+            .unwrap();
+        let mut echo = [0u8; 8];
+        for i in 0..ROUNDS {
+            std::thread::sleep(Duration::from_millis(IDLE_MS));
+            s.send_to(&[i], to).unwrap();
+            let (n, _) = s.recv_from(&mut echo).expect("the echo");
+            assert_eq!(&echo[..n], &[i]);
+        }
+    });
+    let mut buf = [0u8; 8];
+    for i in 0..ROUNDS {
+        let (n, from) = spied(socket.recv_from(&mut buf), log.clone())
+            .await
+            .unwrap();
+        assert_eq!(&buf[..n], &[i]);
+        socket.send_to(&buf[..n], from).await.unwrap();
+    }
+    smol::unblock(move || peer.join().unwrap()).await;
 }

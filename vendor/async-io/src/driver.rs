@@ -19,6 +19,13 @@ static BLOCK_ON_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// on waiting for I/O for them.
 static BLOCK_ON_OUTSIDE_REACTOR: AtomicUsize = AtomicUsize::new(0);
 
+/// hypha: how often the "async-io" thread checks on a lone `block_on`
+/// thread that keeps the reactor. Upstream's helper would step in after
+/// 50 µs to 10 ms; this bounds how long a thread that waits for I/O outside
+/// `block_on` waits while the `block_on` thread is stuck in a task (blocked
+/// on that very thread, say). Costs an idle process ten wake-ups a second.
+const LONE_BLOCK_ON_CHECK: Duration = Duration::from_millis(100);
+
 /// Unparker for the "async-io" thread.
 fn unparker() -> &'static parking::Unparker {
     static UNPARKER: OnceLock<parking::Unparker> = OnceLock::new();
@@ -70,7 +77,16 @@ fn main_loop(parker: parking::Parker) {
         if BLOCK_ON_COUNT.load(Ordering::SeqCst) == 1
             && BLOCK_ON_OUTSIDE_REACTOR.load(Ordering::SeqCst) == 0
         {
-            parker.park();
+            let seen = Reactor::get().ticker();
+            if !parker.park_timeout(LONE_BLOCK_ON_CHECK) && Reactor::get().ticker() == seen {
+                // Nobody entered the reactor for a whole check. If nobody
+                // holds it either, the `block_on` thread is stuck in a
+                // task: take the events that are ready, without waiting,
+                // for threads that wait for I/O outside `block_on`.
+                if let Some(mut reactor_lock) = Reactor::get().try_lock() {
+                    reactor_lock.react(Some(Duration::from_secs(0))).ok();
+                }
+            }
             last_tick = Reactor::get().ticker();
             sleeps = 0;
             continue;
