@@ -1,11 +1,13 @@
-//! A lone `block_on` that finds the reactor held by async-io's helper thread
-//! must still get its I/O. Between `block_on` calls the helper is the one
+//! The patched async-io (`vendor/async-io/PATCHED.md`) must never leave
+//! I/O that somebody waits for unpolled. First case: a lone `block_on` that
+//! finds the reactor held by async-io's helper thread must still get its
+//! I/O. Between `block_on` calls the helper is the one
 //! waiting for I/O. A `block_on` that starts then waits for the helper to
 //! deliver its events. If the helper stops waiting, the `block_on` thread
 //! has to take over. Tests and tools that call `smol::block_on` once per
 //! request do exactly this.
 //!
-//! This guards the patch in `vendor/async-io` (PATCHED.md). A first version
+//! A first version of the patch
 //! parked the helper as soon as one `block_on` was running. When the
 //! helper's wait ended with no event for the `block_on`, for example when a
 //! new timer interrupted it, nobody was left waiting for I/O, and the

@@ -73,7 +73,7 @@ fn main_loop(parker: parking::Parker) {
         // because this one held the reactor when it started: then this one
         // goes on as upstream until the `block_on` thread takes over. Woken
         // when a `block_on` ends, gives the reactor up or goes to sleep
-        // without it.
+        // without it, and every `LONE_BLOCK_ON_CHECK`.
         if BLOCK_ON_COUNT.load(Ordering::SeqCst) == 1
             && BLOCK_ON_OUTSIDE_REACTOR.load(Ordering::SeqCst) == 0
         {
@@ -307,7 +307,8 @@ pub fn block_on<T>(future: impl Future<Output = T>) -> T {
                     // hypha: only when another `block_on` may want them. A
                     // lone one keeps the reactor; a thread that waits for
                     // I/O outside `block_on` gets its events at this
-                    // thread's next wait (PATCHED.md).
+                    // thread's next wait, or at the "async-io" thread's
+                    // next check (PATCHED.md).
                     if BLOCK_ON_COUNT.load(Ordering::SeqCst) > 1
                         && start.elapsed() > Duration::from_micros(500)
                     {
@@ -322,10 +323,9 @@ pub fn block_on<T>(future: impl Future<Output = T>) -> T {
 
                         // Unpark the "async-io" thread in case no other thread is ready to start
                         // processing I/O events. This way we prevent a potential latency spike.
+                        // Then wait for a notification.
                         //
-                        // Wait for a notification.
-                        //
-                        // hypha: counted, as below.
+                        // hypha: both in `park_outside_reactor`, which also counts this thread.
                         park_outside_reactor(p);
                         break;
                     }
