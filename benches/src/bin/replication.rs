@@ -1230,10 +1230,12 @@ struct Results {
     hy_idle: [Lag; 2],
     hy_load: [Lag; 2],
     hy_read: Stats,
+    hy_read_first: Stats,
     hy_read_idle: Stats,
     rd_idle: Lag,
     rd_load: Lag,
     rd_read: Stats,
+    rd_read_first: Stats,
     rd_read_idle: Stats,
     hy_sync: Lag,
     rd_wait: Lag,
@@ -1367,16 +1369,25 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
     describe("Redis SET round trip", &stats(&rd_idle.ack), 0, &None);
     let (mut hy_rtt, mut rd_rtt) = (Vec::new(), Vec::new());
     let (mut hy_rtt_idle, mut rd_rtt_idle) = (Vec::new(), Vec::new());
+    let (mut hy_first, mut rd_first) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let k = per.min(n - (round * per).min(n));
-        hy_rtt.extend(hypha_read_rtt(wa_addr, k, b'i', None)?);
-        rd_rtt.extend(redis_read_rtt(rr_port, k, b'i', None)?);
+        // Each round reads on a new connection: its first read is kept
+        // apart too (a connection's first request can cost more).
+        let (hy, rd) = (hypha_read_rtt(wa_addr, k, b'i', None)?, redis_read_rtt(rr_port, k, b'i', None)?);
+        hy_first.extend(hy.first());
+        rd_first.extend(rd.first());
+        hy_rtt.extend(hy);
+        rd_rtt.extend(rd);
         hy_rtt_idle.extend(hypha_read_rtt(wa_addr, k, b'i', Some(IDLE_PAUSE))?);
         rd_rtt_idle.extend(redis_read_rtt(rr_port, k, b'i', Some(IDLE_PAUSE))?);
     }
     let (hy_read, rd_read) = (stats(&hy_rtt), stats(&rd_rtt));
     describe("hypha worker Get round trip, key present (floor of both methods)", &hy_read, 0, &None);
     describe("Redis replica GET round trip, key present", &rd_read, 0, &None);
+    let (hy_read_first, rd_read_first) = (stats(&hy_first), stats(&rd_first));
+    describe("hypha worker Get round trip, first on its connection", &hy_read_first, 0, &None);
+    describe("Redis replica GET round trip, first on its connection", &rd_read_first, 0, &None);
     let (hy_read_idle, rd_read_idle) = (stats(&hy_rtt_idle), stats(&rd_rtt_idle));
     describe("hypha worker Get round trip, key present, after 2 ms idle", &hy_read_idle, 0, &None);
     describe("Redis replica GET round trip, key present, after 2 ms idle", &rd_read_idle, 0, &None);
@@ -1597,10 +1608,12 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
             hy_idle: [hy_idle_min, hy_idle_poll],
             hy_load: [hy_load_min, hy_load_poll],
             hy_read,
+            hy_read_first,
             hy_read_idle,
             rd_idle,
             rd_load,
             rd_read,
+            rd_read_first,
             rd_read_idle,
             hy_sync,
             rd_wait,
@@ -1622,6 +1635,7 @@ fn report(opts: &Opts, r: &Results) {
         (format!("lag at {rate} background — hypha min_seq, Redis poll"), fmt_stats(&s(&r.hy_load[0])) + &fails(&r.hy_load[0]), fmt_stats(&s(&r.rd_load)) + &fails(&r.rd_load)),
         (format!("lag at {rate} background — both tight GET poll"), fmt_stats(&s(&r.hy_load[1])) + &fails(&r.hy_load[1]), fmt_stats(&s(&r.rd_load)) + &fails(&r.rd_load)),
         ("replica read round trip (key present)".into(), fmt_stats(&r.hy_read), fmt_stats(&r.rd_read)),
+        ("same, first read on a new connection (one per round)".into(), fmt_stats(&r.hy_read_first), fmt_stats(&r.rd_read_first)),
         ("same, after 2 ms idle (what waking a process costs here)".into(), fmt_stats(&r.hy_read_idle), fmt_stats(&r.rd_read_idle)),
         ("write ack, async (Put / SET), idle".into(), fmt_stats(&a(&r.hy_idle[0])), fmt_stats(&a(&r.rd_idle))),
         ("write acked by 1 replica (--sync 1 / SET+WAIT 1)".into(), fmt_stats(&a(&r.hy_sync)) + &fails(&r.hy_sync), fmt_stats(&a(&r.rd_wait)) + &fails(&r.rd_wait)),
