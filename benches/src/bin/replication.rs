@@ -107,6 +107,58 @@ fn stats(v: &[f64]) -> Stats {
     }
 }
 
+/// Resamples drawn for a p99 interval.
+const BOOTSTRAP_RESAMPLES: u64 = 2_000;
+
+/// A p99 comparison of hypha and Redis with how sure it is:
+/// `f(hypha p99, Redis p99)` (a difference or a ratio) on all samples, and
+/// the 2.5th and 97.5th percentiles of `f` over bootstrap resamples.
+///
+/// Each resample draws as many round indices as there are rounds, with
+/// replacement, and takes both systems' samples from those rounds. Rounds,
+/// not single samples, are the unit: samples within a round share a spell of
+/// the machine, and hypha's round i ran right beside Redis's round i, so a
+/// slow spell counts for both or for neither. Fixed seed: a rerun on the same
+/// samples gives the same interval.
+fn p99_interval(h: &[&[f64]], r: &[&[f64]], f: impl Fn(f64, f64) -> f64) -> Option<(f64, f64, f64)> {
+    if h.len() != r.len() || h.is_empty() || h.iter().chain(r).all(|x| x.is_empty()) {
+        return None;
+    }
+    let flat = |v: &[&[f64]]| v.concat();
+    let point = f(stats(&flat(h)).p99, stats(&flat(r)).p99);
+    let mut seed = 0x5EED_u64;
+    let mut picks = |n: usize| -> Vec<usize> {
+        (0..n)
+            .map(|_| {
+                seed = splitmix64(seed);
+                (seed % n as u64) as usize
+            })
+            .collect()
+    };
+    let mut fs: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| {
+            let idx = picks(h.len());
+            let (hs, rs): (Vec<&[f64]>, Vec<&[f64]>) = idx.iter().map(|&i| (h[i], r[i])).unzip();
+            f(stats(&flat(&hs)).p99, stats(&flat(&rs)).p99)
+        })
+        .collect();
+    fs.sort_by(|a, b| a.total_cmp(b));
+    let at = |p: f64| fs[((p * fs.len() as f64) as usize).min(fs.len() - 1)];
+    Some((point, at(0.025), at(0.975)))
+}
+
+/// Whether an interval for `hypha − Redis` (or `hypha / Redis − limit`)
+/// settles the comparison.
+fn settled(lo: f64, hi: f64) -> &'static str {
+    if hi <= 0.0 {
+        "hypha at or under, beyond the noise"
+    } else if lo > 0.0 {
+        "hypha over, beyond the noise"
+    } else {
+        "within the noise"
+    }
+}
+
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
@@ -877,6 +929,9 @@ enum Method {
 struct Lag {
     lag: Vec<f64>,
     ack: Vec<f64>,
+    /// Where each round's samples end in `lag` and `ack`, for the bootstrap
+    /// over rounds ([`p99_interval`]).
+    round_ends: Vec<(usize, usize)>,
     polls: u64,
     failures: u64,
     first_failure: Option<String>,
@@ -897,7 +952,33 @@ impl Lag {
         if let Some(e) = o.first_failure {
             self.first_failure.get_or_insert(e);
         }
+        self.end_round();
     }
+
+    /// Marks the end of a round of samples.
+    fn end_round(&mut self) {
+        self.round_ends.push((self.lag.len(), self.ack.len()));
+    }
+
+    /// The lag samples split into rounds.
+    fn lag_rounds(&self) -> Vec<&[f64]> {
+        split_rounds(&self.lag, self.round_ends.iter().map(|e| e.0))
+    }
+
+    /// The acknowledgement samples split into rounds.
+    fn ack_rounds(&self) -> Vec<&[f64]> {
+        split_rounds(&self.ack, self.round_ends.iter().map(|e| e.1))
+    }
+}
+
+fn split_rounds(v: &[f64], ends: impl Iterator<Item = usize>) -> Vec<&[f64]> {
+    let mut start = 0;
+    ends.map(|end| {
+        let round = &v[start..end];
+        start = end;
+        round
+    })
+    .collect()
 }
 
 fn hypha_lag(master: SocketAddr, worker: SocketAddr, from: u64, n: u64, method: Method, ns: u8) -> R<Lag> {
@@ -1462,6 +1543,7 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
                     Err(e) => hy_sync.fail(e),
                 }
             }
+            hy_sync.end_round();
             for i in from..(from + per).min(n) {
                 let (k, v) = (key(b's', i), value(b's', i));
                 let t0 = Instant::now();
@@ -1476,6 +1558,7 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
                     other => rd_wait.fail(format!("{other:?}")),
                 }
             }
+            rd_wait.end_round();
         }
         // Check (untimed) that --sync 1 means what it says: a write is on the
         // worker when the master acknowledges it.
@@ -1674,10 +1757,15 @@ fn report(opts: &Opts, r: &Results) {
     ] {
         for (mi, how) in [(0, "min_seq"), (1, "poll")] {
             let (hp, rp) = (p99(&h[mi]), p99(rd));
+            let sure = hp
+                .zip(rp)
+                .and_then(|_| p99_interval(&h[mi].lag_rounds(), &rd.lag_rounds(), |a, b| a - b))
+                .map(|(d, lo, hi)| format!("; hypha − Redis {d:+.0} µs, 95 % interval {lo:+.0} to {hi:+.0} µs: {}", settled(lo, hi)))
+                .unwrap_or_default();
             check(
                 &format!("hypha lag p99 ≤ Redis lag p99, {label} (hypha {how})"),
                 hp.zip(rp).map(|(a, b)| a <= b),
-                format!("{} vs {}", hp.map(fmt_us).unwrap_or("failed".into()), rp.map(fmt_us).unwrap_or("failed".into())),
+                format!("{} vs {}{sure}", hp.map(fmt_us).unwrap_or("failed".into()), rp.map(fmt_us).unwrap_or("failed".into())),
             );
         }
     }
@@ -1685,11 +1773,16 @@ fn report(opts: &Opts, r: &Results) {
         (!r.hy_sync.ack.is_empty() && r.hy_sync.failures == 0).then(|| stats(&r.hy_sync.ack).p99),
         (!r.rd_wait.ack.is_empty() && r.rd_wait.failures == 0).then(|| stats(&r.rd_wait.ack).p99),
     );
+    let sure = sp
+        .zip(wp)
+        .and_then(|_| p99_interval(&r.hy_sync.ack_rounds(), &r.rd_wait.ack_rounds(), |a, b| a / b))
+        .map(|(x, lo, hi)| format!("; ratio {x:.2}×, 95 % interval {lo:.2}× to {hi:.2}×: {}", settled(lo - 1.5, hi - 1.5)))
+        .unwrap_or_default();
     check(
         "sync 1 p99 ≤ 1.5 × Redis SET+WAIT p99",
         sp.zip(wp).map(|(a, b)| a <= 1.5 * b),
         format!(
-            "{} vs 1.5 × {} = {}",
+            "{} vs 1.5 × {} = {}{sure}",
             sp.map(fmt_us).unwrap_or("failed".into()),
             wp.map(fmt_us).unwrap_or("failed".into()),
             wp.map(|w| fmt_us(1.5 * w)).unwrap_or("?".into())
@@ -1711,4 +1804,5 @@ fn report(opts: &Opts, r: &Results) {
     say!("\nlag = from the client receiving the master's ack (Written / +OK) to the client seeing the value on the worker/replica; includes one read round trip (row \"replica read round trip\").");
     say!("min_seq: one Get(key, min_seq = the write's seq) sent right after Written; the worker answers once it has applied that seq (value and seq verified).");
     say!("poll: Get/GET (min_seq 0) in a tight loop on one connection until the value is there (value verified); the same method for both systems.");
+    say!("95 % interval: bootstrap over the alternating rounds ({BOOTSTRAP_RESAMPLES} resamples); \"within the noise\" means this run cannot tell which p99 is lower (more --rounds narrow it).");
 }
