@@ -1806,3 +1806,63 @@ fn report(opts: &Opts, r: &Results) {
     say!("poll: Get/GET (min_seq 0) in a tight loop on one connection until the value is there (value verified); the same method for both systems.");
     say!("95 % interval: bootstrap over the alternating rounds ({BOOTSTRAP_RESAMPLES} resamples); \"within the noise\" means this run cannot tell which p99 is lower (more --rounds narrow it).");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `rounds` rounds of `per` samples: a slow spell in every third round
+    /// (all samples +`spell` µs), and a tail of 2 % at 3× the base.
+    fn rounds(rounds: usize, per: usize, base: f64, spell: f64, seed: u64) -> Vec<Vec<f64>> {
+        let mut z = seed;
+        (0..rounds)
+            .map(|r| {
+                (0..per)
+                    .map(|_| {
+                        z = splitmix64(z);
+                        let jitter = (z % 1000) as f64 / 100.0;
+                        let tail = if z.is_multiple_of(50) { 2.0 * base } else { 0.0 };
+                        base + jitter + tail + if r.is_multiple_of(3) { spell } else { 0.0 }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn slices(v: &[Vec<f64>]) -> Vec<&[f64]> {
+        v.iter().map(Vec::as_slice).collect()
+    }
+
+    #[test]
+    fn same_distribution_is_within_the_noise() {
+        let (h, r) = (rounds(30, 200, 100.0, 80.0, 1), rounds(30, 200, 100.0, 80.0, 2));
+        let (d, lo, hi) = p99_interval(&slices(&h), &slices(&r), |a, b| a - b).unwrap();
+        assert!(lo <= d && d <= hi, "{lo} {d} {hi}");
+        assert_eq!(settled(lo, hi), "within the noise", "{lo}..{hi}");
+    }
+
+    #[test]
+    fn a_clear_shift_is_beyond_the_noise_either_way() {
+        let (slow, fast) = (rounds(30, 200, 150.0, 80.0, 3), rounds(30, 200, 100.0, 80.0, 4));
+        let (_, lo, hi) = p99_interval(&slices(&slow), &slices(&fast), |a, b| a - b).unwrap();
+        assert_eq!(settled(lo, hi), "hypha over, beyond the noise", "{lo}..{hi}");
+        let (_, lo, hi) = p99_interval(&slices(&fast), &slices(&slow), |a, b| a - b).unwrap();
+        assert_eq!(settled(lo, hi), "hypha at or under, beyond the noise", "{lo}..{hi}");
+    }
+
+    #[test]
+    fn rounds_split_where_they_ended() {
+        let mut l = Lag::default();
+        for round in 0..3 {
+            l.absorb(Lag {
+                lag: vec![round as f64; round + 1],
+                ack: vec![round as f64; 2],
+                ..Lag::default()
+            });
+        }
+        let lag: Vec<Vec<f64>> = l.lag_rounds().iter().map(|r| r.to_vec()).collect();
+        assert_eq!(lag, vec![vec![0.0], vec![1.0, 1.0], vec![2.0, 2.0, 2.0]]);
+        assert_eq!(l.ack_rounds().len(), 3);
+        assert!(p99_interval(&l.lag_rounds(), &l.lag_rounds()[..2], |a, b| a - b).is_none());
+    }
+}
