@@ -20,6 +20,14 @@ use rustix::pipe::{pipe, pipe_with, PipeFlags};
 
 use crate::{Event, PollMode};
 
+/// hypha: whether timeouts go through a timerfd, as upstream does. Without
+/// it, `epoll_pwait`'s own timeout is used, in whole milliseconds rounded up
+/// (never early), like Redis, nginx and libuv. The timerfd costs two
+/// syscalls before every wait (`timerfd_settime` and an `epoll_ctl` to re-arm
+/// it) for sub-millisecond timers, which hypha does not have. See
+/// `PATCHED.md`.
+const USE_TIMERFD: bool = false;
+
 /// Interface to epoll.
 #[derive(Debug)]
 pub struct Poller {
@@ -47,11 +55,14 @@ impl Poller {
         // Set up notifier and timerfd.
         let notifier = Notifier::new()?;
         #[cfg(not(target_os = "redox"))]
-        let timer_fd = timerfd_create(
-            TimerfdClockId::Monotonic,
-            TimerfdFlags::CLOEXEC | TimerfdFlags::NONBLOCK,
-        )
-        .ok();
+        let timer_fd = match USE_TIMERFD {
+            true => timerfd_create(
+                TimerfdClockId::Monotonic,
+                TimerfdFlags::CLOEXEC | TimerfdFlags::NONBLOCK,
+            )
+            .ok(),
+            false => None,
+        };
 
         let poller = Poller {
             epoll_fd,
@@ -229,13 +240,36 @@ impl Poller {
         );
 
         // Clear the notification (if received) and re-register interest in it.
-        self.notifier.clear();
-        self.modify(
-            self.notifier.as_fd(),
-            Event::readable(crate::NOTIFY_KEY),
-            PollMode::Oneshot,
-        )?;
+        //
+        // hypha: only when the notifier fired. Upstream does both after every
+        // wait: a `read` of the eventfd and an `epoll_ctl`, two syscalls
+        // between an event and its handling. Not fired, the notifier is still
+        // armed (its registration is oneshot: only delivering it disarms it)
+        // and holds nothing to clear. A `notify()` that lands after this wait
+        // returned leaves it readable and armed, so the next wait returns at
+        // once, as upstream. With a timerfd, an event with `NOTIFY_KEY` may be
+        // the timer's, so upstream's way is kept there.
+        let notified = events
+            .list
+            .iter()
+            .any(|ev| ev.data.u64() as usize == crate::NOTIFY_KEY);
+        if notified || self.has_timer_fd() {
+            self.notifier.clear();
+            self.modify(
+                self.notifier.as_fd(),
+                Event::readable(crate::NOTIFY_KEY),
+                PollMode::Oneshot,
+            )?;
+        }
         Ok(())
+    }
+
+    /// hypha: whether timeouts go through the timerfd.
+    fn has_timer_fd(&self) -> bool {
+        #[cfg(not(target_os = "redox"))]
+        return self.timer_fd.is_some();
+        #[cfg(target_os = "redox")]
+        return false;
     }
 
     /// Sends a notification to wake up the current or next `wait()` call.
