@@ -85,6 +85,19 @@ pub enum DecodeError {
     },
     /// A message breaks a protocol rule other than a length limit.
     Invalid(&'static str),
+    /// An authenticated frame or heartbeat whose MAC does not match: it was
+    /// injected, replayed, reordered or changed in transit (or a frame before
+    /// it was dropped). The session ends.
+    BadMac {
+        /// The counter the frame or heartbeat was checked under.
+        counter: u64,
+    },
+    /// A heartbeat with a valid MAC whose counter was seen already, or is
+    /// older than the replay window: a replay.
+    Replayed {
+        /// The heartbeat's counter.
+        counter: u64,
+    },
 }
 
 impl fmt::Display for DecodeError {
@@ -136,6 +149,16 @@ impl fmt::Display for DecodeError {
                  PROTOCOL_VERSION {ours}; upgrade one side"
             ),
             Self::Invalid(rule) => write!(f, "invalid message: {rule}"),
+            Self::BadMac { counter } => write!(
+                f,
+                "frame or heartbeat {counter} fails its MAC: injected, replayed, reordered or \
+                 changed in transit"
+            ),
+            Self::Replayed { counter } => write!(
+                f,
+                "heartbeat {counter} was seen already or is older than the replay window \
+                 (HEARTBEAT_REPLAY_WINDOW): a replay"
+            ),
         }
     }
 }
@@ -178,6 +201,35 @@ impl From<DecodeError> for EncodeError {
         Self::Rejected(why)
     }
 }
+
+/// A failed handshake or an unusable key file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The peer's proof does not match any key this node holds: it has
+    /// another cluster key, or none (`--insecure-no-auth`).
+    PeerHasAnotherKey,
+    /// A key file that does not hold one or two keys of 64 hex digits.
+    BadKeyFile(&'static str),
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PeerHasAnotherKey => f.write_str(
+                "the peer could not prove it holds this cluster's key: it has another cluster \
+                 key (--cluster-key-file), or none (--insecure-no-auth)",
+            ),
+            Self::BadKeyFile(why) => write!(
+                f,
+                "bad cluster key file: {why} (make one with `hypha keygen PATH`)"
+            ),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for AuthError {}
 
 /// An allowlist entry that is not a CIDR block or address.
 #[derive(Clone, Debug, PartialEq, Eq)]

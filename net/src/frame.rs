@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 
 use postcard::ser_flavors::Flavor;
 
+use crate::auth::{Opener, Sealer, FRAME_MAC_BYTES};
 use crate::error::{DecodeError, EncodeError};
 use crate::handshake::{HELLO_MAGIC, PROTOCOL_VERSION};
 use crate::limits::{DECODER_KEEP_BYTES, FRAME_PAYLOAD_BYTES_MAX};
@@ -119,7 +120,8 @@ impl Flavor for AppendVec<'_> {
     }
 }
 
-/// Decodes the frame at the start of `buf`.
+/// Decodes the frame at the start of `buf` (a plain frame: no MAC after
+/// it, any length up to `FRAME_PAYLOAD_BYTES_MAX`).
 ///
 /// Checks, in order: the length against `FRAME_PAYLOAD_BYTES_MAX` (as soon
 /// as its 4 bytes are in, before waiting for or buffering the payload), the
@@ -127,23 +129,38 @@ impl Flavor for AppendVec<'_> {
 /// [`Message::validate`]. Never panics and never allocates more than the
 /// payload bytes present in `buf`.
 pub fn decode_frame(buf: &[u8]) -> Result<Decoded, DecodeError> {
+    decode_frame_with(buf, FRAME_PAYLOAD_BYTES_MAX, None)
+}
+
+/// [`decode_frame`] with a smaller length limit (before authentication)
+/// and, once authenticated, the MAC after the frame checked by `opener`
+/// before anything else is believed.
+fn decode_frame_with(
+    buf: &[u8],
+    payload_max: usize,
+    opener: Option<&mut Opener>,
+) -> Result<Decoded, DecodeError> {
     let Some((len_bytes, _)) = buf.split_first_chunk::<FRAME_LEN_BYTES>() else {
         return Ok(Decoded::NeedMore(FRAME_HEADER_BYTES - buf.len()));
     };
     let len = usize::try_from(u32::from_le_bytes(*len_bytes)).unwrap_or(usize::MAX);
-    if len > FRAME_PAYLOAD_BYTES_MAX {
+    if len > payload_max {
         return Err(DecodeError::FrameTooLarge {
             len,
-            max: FRAME_PAYLOAD_BYTES_MAX,
+            max: payload_max,
         });
     }
+    let mac_bytes = if opener.is_some() { FRAME_MAC_BYTES } else { 0 };
     let frame_len = FRAME_HEADER_BYTES + len;
     let Some((header, rest)) = buf.split_first_chunk::<FRAME_HEADER_BYTES>() else {
         return Ok(Decoded::NeedMore(FRAME_HEADER_BYTES - buf.len()));
     };
-    let Some(payload) = rest.get(..len) else {
-        return Ok(Decoded::NeedMore(frame_len - buf.len()));
+    let (Some(payload), Some(tag)) = (rest.get(..len), rest.get(len..len + mac_bytes)) else {
+        return Ok(Decoded::NeedMore(frame_len + mac_bytes - buf.len()));
     };
+    if let Some(opener) = opener {
+        opener.open(buf.get(..frame_len).unwrap_or_default(), tag)?;
+    }
     let [_, _, _, _, crc0, crc1, crc2, crc3] = *header;
     let expected = u32::from_le_bytes([crc0, crc1, crc2, crc3]);
     let actual = crc32fast::hash(payload);
@@ -153,8 +170,23 @@ pub fn decode_frame(buf: &[u8]) -> Result<Decoded, DecodeError> {
     let message = decode_payload(payload)?;
     Ok(Decoded::Frame {
         message,
-        consumed: frame_len,
+        consumed: frame_len + mac_bytes,
     })
+}
+
+/// Appends the frame for `message` and its MAC to `out` (an authenticated
+/// connection). On error `out` is left as it was and nothing is counted.
+pub fn seal_frame(
+    message: &Message,
+    sealer: &mut Sealer,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    encode_frame(message, out)?;
+    let mut tag = Vec::new();
+    sealer.seal(out.get(start..).unwrap_or_default(), &mut tag);
+    out.extend_from_slice(&tag);
+    Ok(())
 }
 
 /// Decodes and validates one message from a whole, CRC-checked payload.
@@ -239,17 +271,44 @@ pub struct FrameDecoder {
     /// Bytes needed before the next message can complete, from the last call.
     wanted: usize,
     failed: Option<DecodeError>,
+    /// Longest payload accepted: small until the peer authenticated.
+    payload_max: usize,
+    /// Checks each frame's MAC, once the connection is authenticated.
+    opener: Option<Opener>,
 }
 
 impl FrameDecoder {
-    /// An empty decoder.
+    /// An empty decoder of plain frames up to `FRAME_PAYLOAD_BYTES_MAX`.
     pub fn new() -> Self {
+        Self::with_payload_max(FRAME_PAYLOAD_BYTES_MAX)
+    }
+
+    /// An empty decoder of plain frames up to `payload_max` bytes: for the
+    /// handshake, [`ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX`](crate::ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX)
+    /// or [`CONNECTOR_HANDSHAKE_PAYLOAD_BYTES_MAX`](crate::CONNECTOR_HANDSHAKE_PAYLOAD_BYTES_MAX).
+    pub fn with_payload_max(payload_max: usize) -> Self {
         Self {
             buf: Vec::new(),
             start: 0,
             wanted: FRAME_HEADER_BYTES,
             failed: None,
+            payload_max: payload_max.min(FRAME_PAYLOAD_BYTES_MAX),
+            opener: None,
         }
+    }
+
+    /// From the next frame on, every frame must carry a MAC that `opener`
+    /// accepts, and may be up to `FRAME_PAYLOAD_BYTES_MAX` long. Call it
+    /// right after taking the last plain frame (`Prove`); bytes buffered
+    /// behind that frame are checked as authenticated frames.
+    pub fn authenticate(&mut self, opener: Opener) {
+        self.opener = Some(opener);
+        self.payload_max = FRAME_PAYLOAD_BYTES_MAX;
+    }
+
+    /// Whether frames are checked with a MAC.
+    pub fn is_authenticated(&self) -> bool {
+        self.opener.is_some()
     }
 
     /// Appends bytes received from the peer.
@@ -272,7 +331,7 @@ impl FrameDecoder {
             return Err(why.clone());
         }
         let pending = self.buf.get(self.start..).unwrap_or_default();
-        match decode_frame(pending) {
+        match decode_frame_with(pending, self.payload_max, self.opener.as_mut()) {
             Ok(Decoded::NeedMore(wanted)) => {
                 self.wanted = wanted;
                 Ok(None)

@@ -19,7 +19,7 @@ pub const HELLO_MAGIC: u32 = 0x4859_5048;
 /// The protocol version this crate speaks. See the version rule in
 /// `net/WIRE.md`: anything but appending a message variant, or a variant to
 /// a nested enum, bumps it.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// What a node is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -62,6 +62,9 @@ pub struct Hello {
     pub applied_seq: u64,
     /// What the connection is for.
     pub purpose: Purpose,
+    /// The connector's fresh handshake nonce (protocol 2): see
+    /// [`Challenge`](crate::Challenge).
+    pub nonce: [u8; crate::NONCE_BYTES],
 }
 
 impl Hello {
@@ -81,6 +84,7 @@ impl Hello {
             history_id: 0,
             applied_seq: 0,
             purpose,
+            nonce: [0; crate::NONCE_BYTES],
         }
     }
 }
@@ -146,6 +150,8 @@ pub enum RefuseReason {
     Busy,
     /// The first frame was not a `Hello`, or a second `Hello` came. Tag 7.
     Unexpected,
+    /// The peer did not prove it holds this cluster's key. Tag 8.
+    NotAuthenticated,
 }
 
 /// The checks every node makes on a [`Hello`] before anything else: magic,

@@ -53,6 +53,7 @@
 extern crate alloc;
 
 mod allowlist;
+mod auth;
 mod bytes;
 mod error;
 mod frame;
@@ -63,15 +64,23 @@ mod message;
 mod validate;
 
 pub use allowlist::{Allowlist, Cidr};
-pub use error::{CidrError, DecodeError, EncodeError};
+pub use auth::{
+    connector_finish, Acceptor, BeatOpener, BeatSealer, Challenge, ClusterKey, ClusterKeys, Opener,
+    Prove, ReplayWindow, Sealer, Session, CLUSTER_KEYS_MAX, CLUSTER_KEY_BYTES, FRAME_MAC_BYTES,
+    HEARTBEAT_MAC_BYTES, HEARTBEAT_REPLAY_WINDOW, NONCE_BYTES, PROOF_BYTES,
+};
+pub use error::{AuthError, CidrError, DecodeError, EncodeError};
 pub use frame::{
-    decode_frame, encode_frame, encode_frame_to_vec, Decoded, FrameDecoder, FRAME_HEADER_BYTES,
+    decode_frame, encode_frame, encode_frame_to_vec, seal_frame, Decoded, FrameDecoder,
+    FRAME_HEADER_BYTES,
 };
 pub use handshake::{
     check_hello, check_welcome, Hello, Purpose, Refuse, RefuseReason, Role, Welcome, HELLO_MAGIC,
     PROTOCOL_VERSION,
 };
-pub use heartbeat::{decode_heartbeat, encode_heartbeat, Heartbeat, HeartbeatBytes};
+pub use heartbeat::{
+    decode_heartbeat, encode_heartbeat, open_heartbeat, Heartbeat, HeartbeatBytes,
+};
 pub use limits::*;
 pub use message::{
     CompactInfo, ErrorCode, Message, NodeStatus, RecordKind, Version, WireRecord, WorkerInfo,

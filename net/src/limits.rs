@@ -143,7 +143,24 @@ pub const VERSIONS_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
     + varint_bytes(HISTORY_DEPTH_MAX as u64)
     + HISTORY_DEPTH_MAX * (VARINT_U64_BYTES_MAX + 1 + varint_bytes(VALUE_BYTES_MAX as u64))
     + BATCH_BYTES_MAX
-    + VALUE_BYTES_MAX;
+    + VALUE_BYTES_MAX
+    + VARINT_U32_BYTES_MAX;
+
+/// How many of `sizes` (each entry's key + value bytes, in order) one batch
+/// takes under the [`BATCH_BYTES_MAX`] rule: entries are added while the
+/// batch holds at most `BATCH_BYTES_MAX` bytes, so only the last may cross
+/// it, and at most `max` entries.
+pub fn batch_prefix_len(sizes: impl IntoIterator<Item = usize>, max: usize) -> usize {
+    let (mut taken, mut bytes) = (0, 0usize);
+    for size in sizes {
+        if taken == max || bytes > BATCH_BYTES_MAX {
+            break;
+        }
+        bytes = bytes.saturating_add(size);
+        taken += 1;
+    }
+    taken
+}
 
 /// Largest [`Message::ScanPage`](crate::Message::ScanPage) payload.
 pub const SCAN_PAGE_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
@@ -159,11 +176,43 @@ pub const WORKER_LIST_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
     + varint_bytes(WORKERS_MAX as u64)
     + WORKERS_MAX * (2 * VARINT_U64_BYTES_MAX + sized_bytes_max(ADDR_BYTES_MAX) + 1);
 
+/// Largest [`Hello`](crate::Hello) payload: tag, magic, version, cluster,
+/// role, node id, history id, applied seq, purpose, nonce.
+pub const HELLO_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
+    + VARINT_U32_BYTES_MAX
+    + VARINT_U16_BYTES_MAX
+    + sized_bytes_max(CLUSTER_NAME_BYTES_MAX)
+    + 1
+    + 3 * VARINT_U64_BYTES_MAX
+    + 1
+    + crate::NONCE_BYTES;
+
+/// Largest [`Challenge`](crate::Challenge) payload: tag, nonce, proof.
+pub const CHALLENGE_MESSAGE_BYTES_WORST: usize =
+    TAG_BYTES_MAX + crate::NONCE_BYTES + crate::PROOF_BYTES;
+
+/// Largest [`Prove`](crate::Prove) payload: tag, proof.
+pub const PROVE_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX + crate::PROOF_BYTES;
+
+/// Largest [`Refuse`](crate::Refuse) payload: tag, reason (tag and a u64),
+/// message.
+pub const REFUSE_MESSAGE_BYTES_WORST: usize =
+    TAG_BYTES_MAX + 1 + VARINT_U64_BYTES_MAX + sized_bytes_max(MESSAGE_STRING_BYTES_MAX);
+
+/// Largest frame payload an accepting node takes from a peer that has not
+/// authenticated yet (a `Hello`, then a `Prove`): all that a stranger can
+/// make a node buffer.
+pub const ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX: usize = HELLO_MESSAGE_BYTES_WORST;
+
+/// Largest frame payload a connecting node takes before the acceptor has
+/// proved the key (a `Challenge`, or a `Refuse`).
+pub const CONNECTOR_HANDSHAKE_PAYLOAD_BYTES_MAX: usize = REFUSE_MESSAGE_BYTES_WORST;
+
 /// Bytes of the CRC in front of a heartbeat's postcard payload.
 pub const HEARTBEAT_CRC_BYTES: usize = 4;
 
 /// Largest heartbeat datagram: CRC, magic, version, cluster, node id, role,
-/// applied seq, commit seq, load, serve port. A test encodes a heartbeat with
+/// applied seq, commit seq, load, serve port, session, counter, MAC. A test encodes a heartbeat with
 /// every field at its largest and checks it is exactly this long.
 pub const HEARTBEAT_BYTES_WORST: usize = HEARTBEAT_CRC_BYTES
     + VARINT_U32_BYTES_MAX
@@ -173,7 +222,9 @@ pub const HEARTBEAT_BYTES_WORST: usize = HEARTBEAT_CRC_BYTES
     + 1
     + 2 * VARINT_U64_BYTES_MAX
     + varint_bytes(LOAD_PERMILLE_MAX as u64)
-    + VARINT_U16_BYTES_MAX;
+    + VARINT_U16_BYTES_MAX
+    + 2 * VARINT_U64_BYTES_MAX
+    + crate::HEARTBEAT_MAC_BYTES;
 
 // Every message a sender may build fits a frame.
 const _: () = assert!(RECORDS_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
@@ -193,6 +244,10 @@ const _: () = assert!(SCAN_LIMIT_MAX >= 1 && HISTORY_DEPTH_MAX >= 1);
 // The heartbeat fits one datagram, CRC included, with room to append fields.
 const _: () = assert!(HEARTBEAT_BYTES_WORST <= HEARTBEAT_BYTES_MAX);
 const _: () = assert!(HEARTBEAT_BYTES_MAX == 1352);
+// Before authentication a node buffers at most one handshake frame.
+const _: () = assert!(PROVE_MESSAGE_BYTES_WORST <= ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX);
+const _: () = assert!(CHALLENGE_MESSAGE_BYTES_WORST <= CONNECTOR_HANDSHAKE_PAYLOAD_BYTES_MAX);
+const _: () = assert!(ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX <= 256);
 // A Refuse message can always quote the cluster name it refused.
 const _: () = assert!(CLUSTER_NAME_BYTES_MAX <= MESSAGE_STRING_BYTES_MAX);
 
@@ -210,6 +265,17 @@ mod tests {
         assert_eq!(VARINT_U16_BYTES_MAX, 3);
         assert_eq!(VARINT_U32_BYTES_MAX, 5);
         assert_eq!(VARINT_U64_BYTES_MAX, 10);
+    }
+
+    #[test]
+    fn a_batch_takes_entries_while_it_is_at_or_under_the_target() {
+        let mib = BATCH_BYTES_MAX;
+        assert_eq!(batch_prefix_len([1, 2, 3], 10), 3);
+        assert_eq!(batch_prefix_len([1, 2, 3], 2), 2);
+        assert_eq!(batch_prefix_len([mib, 5, 5], 10), 2);
+        assert_eq!(batch_prefix_len([mib + 1, 5], 10), 1);
+        assert_eq!(batch_prefix_len([16 * mib, 16 * mib], 10), 1);
+        assert_eq!(batch_prefix_len([], 10), 0);
     }
 
     #[test]

@@ -11,11 +11,12 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{Challenge, Prove};
 use crate::handshake::{Hello, Refuse, Role, Welcome};
 
 /// Number of message tags this version knows: tags are `0..MESSAGE_TAG_COUNT`.
 /// A payload starting with a larger tag is [`DecodeError::UnknownMessage`](crate::DecodeError::UnknownMessage).
-pub const MESSAGE_TAG_COUNT: u32 = 29;
+pub const MESSAGE_TAG_COUNT: u32 = 31;
 
 /// One protocol message. The tag of each variant is in its doc, after "Tag".
 ///
@@ -135,6 +136,9 @@ pub enum Message {
         applied_seq: u64,
         /// At most `HISTORY_DEPTH_MAX` versions, under the `BATCH_BYTES_MAX` rule.
         versions: Vec<Version>,
+        /// Older versions within the requested depth left out so that the
+        /// answer keeps to the batch rule (protocol 2).
+        omitted: u32,
     },
     /// Tag 15. Answers `Scan`.
     ScanPage {
@@ -251,6 +255,12 @@ pub enum Message {
         /// The node's compaction counters.
         info: CompactInfo,
     },
+    /// Tag 29. The acceptor's answer to a `Hello`: its nonce and its proof
+    /// of the cluster key (plain frame). Answer: `Prove`.
+    Challenge(Challenge),
+    /// Tag 30. The connector's proof of the cluster key, the last plain
+    /// frame; every later frame carries a MAC. Answer: `Welcome` / `Refuse`.
+    Prove(Prove),
 }
 
 /// A node's compaction counters, in [`Message::CompactIs`].
@@ -407,6 +417,8 @@ impl Message {
             Self::Pong { .. } => 26,
             Self::Compact { .. } => 27,
             Self::CompactIs { .. } => 28,
+            Self::Challenge(_) => 29,
+            Self::Prove(_) => 30,
         }
     }
 
@@ -442,6 +454,8 @@ impl Message {
             Self::Pong { .. } => "Pong",
             Self::Compact { .. } => "Compact",
             Self::CompactIs { .. } => "CompactIs",
+            Self::Challenge(_) => "Challenge",
+            Self::Prove(_) => "Prove",
         }
     }
 
@@ -477,7 +491,9 @@ impl Message {
             | Self::SnapshotChunk { .. }
             | Self::SnapshotEnd { .. }
             | Self::Ping { .. }
-            | Self::Pong { .. } => None,
+            | Self::Pong { .. }
+            | Self::Challenge(_)
+            | Self::Prove(_) => None,
         }
     }
 

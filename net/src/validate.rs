@@ -52,14 +52,14 @@ impl Message {
                 Ok(())
             }
             Self::Refuse(refuse) => check_message_string("Refuse.message", &refuse.message),
-            Self::Get { key, .. } => check_key("Get.key", key),
+            Self::Get { key, .. } => check_request_key("Get.key", key),
             Self::Put { key, value, .. } => {
-                check_key("Put.key", key)?;
+                check_request_key("Put.key", key)?;
                 check_value("Put.value", value)
             }
-            Self::Delete { key, .. } => check_key("Delete.key", key),
+            Self::Delete { key, .. } => check_request_key("Delete.key", key),
             Self::History { key, depth, .. } => {
-                check_key("History.key", key)?;
+                check_request_key("History.key", key)?;
                 check_len(
                     "History.depth",
                     "HISTORY_DEPTH_MAX",
@@ -112,7 +112,9 @@ impl Message {
             | Self::Ping { .. }
             | Self::Pong { .. }
             | Self::Compact { .. }
-            | Self::CompactIs { .. } => Ok(()),
+            | Self::CompactIs { .. }
+            | Self::Challenge(_)
+            | Self::Prove(_) => Ok(()),
         }
     }
 }
@@ -141,6 +143,17 @@ fn check_len(
 
 fn check_key(what: &'static str, key: &[u8]) -> Result<(), DecodeError> {
     check_len(what, "KEY_BYTES_MAX", key.len(), KEY_BYTES_MAX)
+}
+
+/// The key of a request: at most `KEY_BYTES_MAX` bytes, and not empty (the
+/// key API has no empty key; replicated records of the id API may have one).
+fn check_request_key(what: &'static str, key: &[u8]) -> Result<(), DecodeError> {
+    if key.is_empty() {
+        return Err(DecodeError::Invalid(
+            "the key of a Get, Put, Delete or History is empty",
+        ));
+    }
+    check_key(what, key)
 }
 
 fn check_value(what: &'static str, value: &[u8]) -> Result<(), DecodeError> {
@@ -348,6 +361,7 @@ mod tests {
             req_id: 1,
             applied_seq: 3,
             versions,
+            omitted: 0,
         };
         assert!(matches!(
             message.validate(),

@@ -167,14 +167,28 @@ fn a_hello_with_the_wrong_magic_is_bad_magic() {
 
 #[test]
 fn a_cluster_name_over_its_limit_is_malformed() {
-    // Hello by hand: tag, magic, version 1, then a 65-byte cluster name.
+    // Hello by hand: tag, magic, version 2, then a 65-byte cluster name,
+    // the rest, and the nonce.
     let mut payload = vec![0];
     payload.extend(postcard::to_allocvec(&hypha_net::HELLO_MAGIC).unwrap_or_default());
-    payload.extend([1, 65]);
+    payload.extend([2, 65]);
     payload.extend([b'c'; 65]);
     payload.extend([1, 7, 0, 0, 0]);
+    payload.extend([0x11; hypha_net::NONCE_BYTES]);
+    let result = decode_frame(&frame_of_payload(&payload));
+    assert!(
+        matches!(result, Err(DecodeError::Malformed(_))),
+        "{result:?}"
+    );
+    // The same Hello with a 64-byte name decodes.
+    let mut fits = payload.clone();
+    fits[7] = 64;
+    fits.remove(8);
     assert!(matches!(
-        decode_frame(&frame_of_payload(&payload)),
-        Err(DecodeError::Malformed(_))
+        decode_frame(&frame_of_payload(&fits)),
+        Ok(Decoded::Frame {
+            message: Message::Hello(_),
+            ..
+        })
     ));
 }

@@ -86,6 +86,7 @@ fn nested_enum_variants_round_trip() -> TestResult {
         RefuseReason::NotMaster,
         RefuseReason::Busy,
         RefuseReason::Unexpected,
+        RefuseReason::NotAuthenticated,
     ];
     let codes = [
         ErrorCode::NotFound,

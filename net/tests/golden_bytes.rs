@@ -1,12 +1,18 @@
 //! The exact bytes of a few frames and a heartbeat, pinned. `net/WIRE.md`
 //! works through the same examples byte by byte; if one of these changes,
 //! the wire format changed.
+//!
+//! The handshake and the sealed frame are pinned under a fixed key
+//! (`[7; 32]`), the fixed `hello()` (connector nonce `[0x11; 32]`) and a
+//! fixed acceptor nonce (`[0x22; 32]`): their proofs and MACs pin the
+//! transcript hash, the HMAC and HKDF constructions and every label.
 mod common;
 
-use common::{cluster, hello, hex, record, TestResult};
+use common::{cluster, handshake_messages, hello, hex, record, session_pair, TestResult, KEY};
 use hypha_net::{
-    decode_frame, decode_heartbeat, encode_frame_to_vec, encode_heartbeat, Decoded, ErrorCode,
-    Heartbeat, Message, Role, Version, FRAME_HEADER_BYTES,
+    decode_frame, decode_heartbeat, encode_frame_to_vec, encode_heartbeat, open_heartbeat,
+    seal_frame, Acceptor, ClusterKeys, Decoded, ErrorCode, FrameDecoder, Heartbeat, Message, Role,
+    Version, FRAME_HEADER_BYTES,
 };
 
 /// Encodes `message`, compares with `golden`, and decodes `golden` back.
@@ -25,14 +31,81 @@ fn assert_frame(message: Message, golden: &str) -> TestResult {
 
 #[test]
 fn hello_frame_is_pinned() -> TestResult {
-    // len 17 | crc | tag 0, magic c8a0e5c204, version 1, "lab", Worker,
-    // node 7, history 0, applied 300 (ac02), Replicate
+    // len 49 | crc | tag 0, magic c8a0e5c204, version 2, "lab", Worker,
+    // node 7, history 0, applied 300 (ac02), Replicate, nonce [0x11; 32]
+    // (a fixed array: no length prefix)
     assert_frame(
         Message::Hello(hello()),
-        "11000000 5ead23f0 00 c8a0e5c204 01 036c6162 01 07 00 ac02 00"
+        "31000000 20226382 00 c8a0e5c204 02 036c6162 01 07 00 ac02 00 \
+         1111111111111111111111111111111111111111111111111111111111111111"
             .replace(' ', "")
             .as_str(),
     )
+}
+
+/// The acceptor's proof of key `[7; 32]` for `hello()` and nonce `[0x22; 32]`:
+/// HMAC-SHA-256(key, "hypha/2 acceptor proof" ‖ th), where
+/// th = SHA-256("hypha/2 transcript" ‖ postcard(Hello) ‖ nonce_a).
+const ACCEPTOR_PROOF: &str = "ce8dc701b19d91c7fae5e0736b2421baf637277b14d90c5fc56b96df6032d778";
+/// The connector's proof: HMAC-SHA-256(key, "hypha/2 connector proof" ‖ th).
+const CONNECTOR_PROOF: &str = "324146efe7a3d0fe741d48db1e896ba18cbff8b2261ac34278d864ce4fdf269e";
+
+#[test]
+fn challenge_frame_is_pinned() -> TestResult {
+    let (challenge, _) = handshake_messages();
+    // len 65 | crc | tag 29 (1d), acceptor nonce [0x22; 32], proof (32 bytes)
+    assert_frame(
+        Message::Challenge(challenge),
+        &format!(
+            "41000000 c82649f3 1d \
+             2222222222222222222222222222222222222222222222222222222222222222 \
+             {ACCEPTOR_PROOF}"
+        )
+        .replace(' ', ""),
+    )
+}
+
+#[test]
+fn prove_frame_is_pinned() -> TestResult {
+    let (_, prove) = handshake_messages();
+    // The pinned proof is the one the acceptor checks.
+    let (pending, _) = Acceptor::new(&ClusterKeys::one(KEY), &hello(), [0x22; 32]);
+    assert!(pending.finish(&prove).is_ok());
+    // len 33 | crc | tag 30 (1e), proof (32 bytes)
+    assert_frame(
+        Message::Prove(prove),
+        &format!("21000000 40de82ed 1e {CONNECTOR_PROOF}").replace(' ', ""),
+    )
+}
+
+#[test]
+fn session_id_is_pinned() {
+    // The first 8 bytes of th, little-endian.
+    let (connector, acceptor) = session_pair();
+    assert_eq!(connector.id, 0xc363_cbdc_f36a_ecb5);
+    assert_eq!(acceptor.id, connector.id);
+}
+
+#[test]
+fn sealed_frame_is_pinned() -> TestResult {
+    let (mut connector, acceptor) = session_pair();
+    let mut frame = Vec::new();
+    seal_frame(
+        &Message::Ping { nonce: 1 },
+        &mut connector.sealer,
+        &mut frame,
+    )?;
+    // len 2 | crc | tag 25 (19), nonce 1 | MAC: the first 16 bytes of
+    // HMAC-SHA-256(k, counter 0 as u64 LE ‖ the 10 frame bytes), where
+    // k = HKDF-SHA-256(salt th, key, info "hypha/2 frames from connector")
+    let golden = "02000000 718bdead 19 01 244041d5755abb6b7dc740cb9a6e24ed".replace(' ', "");
+    assert_eq!(hex(&frame), golden);
+    let mut decoder = FrameDecoder::new();
+    decoder.authenticate(acceptor.opener);
+    decoder.feed(&frame);
+    assert_eq!(decoder.next_message()?, Some(Message::Ping { nonce: 1 }));
+    assert_eq!(decoder.buffered_bytes(), 0);
+    Ok(())
 }
 
 #[test]
@@ -70,12 +143,21 @@ fn heartbeat_datagram_is_pinned() -> TestResult {
     beat.commit_seq = 299;
     beat.load = 250;
     beat.serve_port = 7401;
-    // crc | magic, version 1, "lab", node 3, Worker, applied 300,
-    // commit 299, load 250, port 7401
-    let golden = "9d0e1977 c8a0e5c204 01 036c6162 03 01 ac02 ab02 fa01 e939".replace(' ', "");
-    let bytes = encode_heartbeat(&beat)?;
+    // crc (of the payload) | magic, version 2, "lab", node 3, Worker,
+    // applied 300, commit 299, load 250, port 7401, session
+    // 0xc363cbdcf36aecb5 (b5d9ab9bcffbf2b1c301), counter 1 | MAC: the first
+    // 16 bytes of HMAC-SHA-256(k, crc ‖ payload), where
+    // k = HKDF-SHA-256(salt th, key, info "hypha/2 heartbeats from connector")
+    let golden = "377b6085 c8a0e5c204 02 036c6162 03 01 ac02 ab02 fa01 e939 \
+                  b5d9ab9bcffbf2b1c301 01 526ff07b6df0321684afed76322b1894"
+        .replace(' ', "");
+    let (mut connector, mut acceptor) = session_pair();
+    let bytes = encode_heartbeat(&beat, &mut connector.beats_out)?;
     assert_eq!(hex(&bytes), golden);
+    beat.session = connector.id;
+    beat.counter = 1;
     assert_eq!(decode_heartbeat(&bytes)?, beat);
+    assert_eq!(open_heartbeat(&bytes, &mut acceptor.beats_in)?, beat);
     Ok(())
 }
 
@@ -119,8 +201,9 @@ fn option_list_and_nested_enum_payloads_are_pinned() -> TestResult {
                         value: Some(b"o".to_vec()),
                     },
                 ],
+                omitted: 0,
             },
-            "0e 04 14 02 14 00 03 01 016f",
+            "0e 04 14 02 14 00 03 01 016f 00",
         ),
         (
             Message::ScanPage {
@@ -141,6 +224,13 @@ fn option_list_and_nested_enum_payloads_are_pinned() -> TestResult {
                 "x",
             ),
             "13 09 08 01 02 0178",
+        ),
+        (
+            Message::Refuse(hypha_net::Refuse::new(
+                hypha_net::RefuseReason::NotAuthenticated,
+                "x",
+            )),
+            "02 08 0178",
         ),
     ];
     for (message, golden) in cases {

@@ -4,9 +4,50 @@ mod common;
 
 use common::{frame_of_payload, hello, unchecked_frame, TestResult};
 use hypha_net::{
-    check_hello, decode_frame, DecodeError, Decoded, Message, RefuseReason, HELLO_MAGIC,
+    check_hello, decode_frame, DecodeError, Decoded, FrameDecoder, Message, RefuseReason,
+    ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX, FRAME_HEADER_BYTES, HELLO_MAGIC, NONCE_BYTES,
     PROTOCOL_VERSION,
 };
+
+#[test]
+fn this_is_protocol_2() {
+    assert_eq!(PROTOCOL_VERSION, 2);
+}
+
+/// The frame a protocol-1 node sends: our `hello()` with version 1 and
+/// without the nonce, which version 2 appended.
+fn v1_hello_frame() -> Vec<u8> {
+    let mut v1 = hello();
+    v1.version = 1;
+    let frame = unchecked_frame(&Message::Hello(v1));
+    let payload = &frame[FRAME_HEADER_BYTES..frame.len() - NONCE_BYTES];
+    frame_of_payload(payload)
+}
+
+#[test]
+fn a_version_1_hello_without_the_nonce_is_unsupported_version() {
+    let expected = DecodeError::UnsupportedVersion { ours: 2, theirs: 1 };
+    assert_eq!(decode_frame(&v1_hello_frame()), Err(expected.clone()));
+    // Also through the acceptor's handshake decoder.
+    let mut decoder = FrameDecoder::with_payload_max(ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX);
+    decoder.feed(&v1_hello_frame());
+    assert_eq!(decoder.next_message(), Err(expected));
+}
+
+#[test]
+fn a_hello_of_our_version_without_the_nonce_is_malformed() {
+    let frame = unchecked_frame(&Message::Hello(hello()));
+    for cut in 1..=NONCE_BYTES {
+        let payload = &frame[FRAME_HEADER_BYTES..frame.len() - cut];
+        assert_eq!(
+            decode_frame(&frame_of_payload(payload)),
+            Err(DecodeError::Malformed(
+                postcard::Error::DeserializeUnexpectedEnd
+            )),
+            "{cut} nonce bytes missing"
+        );
+    }
+}
 
 #[test]
 fn a_newer_hello_with_appended_fields_is_unsupported_version() -> TestResult {
@@ -14,7 +55,7 @@ fn a_newer_hello_with_appended_fields_is_unsupported_version() -> TestResult {
     newer.version = PROTOCOL_VERSION + 1;
     let frame = unchecked_frame(&Message::Hello(newer));
     let mut payload = frame[8..].to_vec();
-    payload.extend_from_slice(&[5, 1, 2, 3, 4, 5]); // a field v2 might add
+    payload.extend_from_slice(&[5, 1, 2, 3, 4, 5]); // a field v3 might add
     assert_eq!(
         decode_frame(&frame_of_payload(&payload)),
         Err(DecodeError::UnsupportedVersion {
@@ -64,7 +105,7 @@ fn a_same_shaped_hello_of_another_version_decodes_and_is_refused() -> TestResult
 fn a_broken_hello_of_our_version_stays_malformed() {
     let mut payload = vec![0];
     payload.extend(postcard::to_allocvec(&HELLO_MAGIC).unwrap_or_default());
-    payload.push(1);
+    payload.extend(postcard::to_allocvec(&PROTOCOL_VERSION).unwrap_or_default());
     assert_eq!(
         decode_frame(&frame_of_payload(&payload)),
         Err(DecodeError::Malformed(

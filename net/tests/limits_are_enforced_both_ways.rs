@@ -150,6 +150,7 @@ fn over_limit_cases() -> Vec<(Message, &'static str, &'static str, usize, usize)
                 versions: (0..=HISTORY_DEPTH_MAX as u64)
                     .map(|seq| Version { seq, value: None })
                     .collect(),
+                omitted: 0,
             },
             "Versions.versions",
             "HISTORY_DEPTH_MAX",
@@ -164,6 +165,7 @@ fn over_limit_cases() -> Vec<(Message, &'static str, &'static str, usize, usize)
                     seq: 1,
                     value: Some(vec![0; VALUE_BYTES_MAX + 1]),
                 }],
+                omitted: 0,
             },
             "Versions.versions[].value",
             "VALUE_BYTES_MAX",
@@ -184,6 +186,7 @@ fn over_limit_cases() -> Vec<(Message, &'static str, &'static str, usize, usize)
                         value: None,
                     },
                 ],
+                omitted: 0,
             },
             "Versions.versions value bytes before the last version",
             "BATCH_BYTES_MAX",

@@ -1,10 +1,11 @@
-//! The limit values that `net/WIRE.md` §7 and §8 list; a change here is a
-//! protocol change and needs a `PROTOCOL_VERSION` bump.
+//! The limit values that `net/WIRE.md` lists (§4 for the handshake and the
+//! MACs, §7 and §8 for the limits); a change here is a protocol change and
+//! needs a `PROTOCOL_VERSION` bump.
 use hypha_net::*;
 
 #[test]
 fn limits_have_the_documented_values() {
-    let documented: [(&str, usize, usize); 17] = [
+    let documented: [(&str, usize, usize); 23] = [
         ("KEY_BYTES_MAX", KEY_BYTES_MAX, 4096),
         ("VALUE_BYTES_MAX", VALUE_BYTES_MAX, 16_777_216),
         ("CLUSTER_NAME_BYTES_MAX", CLUSTER_NAME_BYTES_MAX, 64),
@@ -23,7 +24,8 @@ fn limits_have_the_documented_values() {
             33_554_424,
         ),
         ("HEARTBEAT_BYTES_MAX", HEARTBEAT_BYTES_MAX, 1352),
-        ("HEARTBEAT_BYTES_WORST", HEARTBEAT_BYTES_WORST, 113),
+        // 113 in protocol 1, plus session (10), counter (10) and MAC (16).
+        ("HEARTBEAT_BYTES_WORST", HEARTBEAT_BYTES_WORST, 149),
         (
             "RECORDS_MESSAGE_BYTES_WORST",
             RECORDS_MESSAGE_BYTES_WORST,
@@ -34,6 +36,34 @@ fn limits_have_the_documented_values() {
             PUT_MESSAGE_BYTES_WORST,
             16_781_329,
         ),
+        // 1 + 5 + 3 + 65 + 1 + 3 × 10 + 1 + 32
+        ("HELLO_MESSAGE_BYTES_WORST", HELLO_MESSAGE_BYTES_WORST, 138),
+        // 1 + 32 + 32
+        (
+            "CHALLENGE_MESSAGE_BYTES_WORST",
+            CHALLENGE_MESSAGE_BYTES_WORST,
+            65,
+        ),
+        // 1 + 32
+        ("PROVE_MESSAGE_BYTES_WORST", PROVE_MESSAGE_BYTES_WORST, 33),
+        // 1 + 1 + 10 + 2 + 1024
+        (
+            "REFUSE_MESSAGE_BYTES_WORST",
+            REFUSE_MESSAGE_BYTES_WORST,
+            1038,
+        ),
+        // = HELLO_MESSAGE_BYTES_WORST
+        (
+            "ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX",
+            ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX,
+            138,
+        ),
+        // = REFUSE_MESSAGE_BYTES_WORST
+        (
+            "CONNECTOR_HANDSHAKE_PAYLOAD_BYTES_MAX",
+            CONNECTOR_HANDSHAKE_PAYLOAD_BYTES_MAX,
+            1038,
+        ),
     ];
     for (name, actual, in_wire_md) in documented {
         assert_eq!(actual, in_wire_md, "{name}");
@@ -42,8 +72,20 @@ fn limits_have_the_documented_values() {
 
 #[test]
 fn protocol_constants_have_the_documented_values() {
-    assert_eq!(PROTOCOL_VERSION, 1);
+    assert_eq!(PROTOCOL_VERSION, 2);
     assert_eq!(HELLO_MAGIC, 0x4859_5048);
-    assert_eq!(MESSAGE_TAG_COUNT, 29);
+    assert_eq!(MESSAGE_TAG_COUNT, 31);
     assert_eq!(FRAME_HEADER_BYTES, 8);
+}
+
+#[test]
+fn authentication_constants_have_the_documented_values() {
+    assert_eq!(CLUSTER_KEY_BYTES, 32);
+    assert_eq!(CLUSTER_KEYS_MAX, 2);
+    assert_eq!(NONCE_BYTES, 32);
+    assert_eq!(PROOF_BYTES, 32);
+    assert_eq!(FRAME_MAC_BYTES, 16);
+    assert_eq!(HEARTBEAT_MAC_BYTES, 16);
+    assert_eq!(HEARTBEAT_CRC_BYTES, 4);
+    assert_eq!(HEARTBEAT_REPLAY_WINDOW, 64);
 }

@@ -2,11 +2,15 @@
 //! bounds that `limits` proves fit a frame.
 mod common;
 
-use common::{record, TestResult};
+use common::{cluster, record, TestResult};
 use hypha_net::{
-    decode_frame, encode_frame_to_vec, Decoded, Message, BATCH_BYTES_MAX, FRAME_HEADER_BYTES,
-    FRAME_PAYLOAD_BYTES_MAX, KEY_BYTES_MAX, PUT_MESSAGE_BYTES_WORST, RECORDS_MESSAGE_BYTES_WORST,
-    VALUE_BYTES_MAX,
+    decode_frame, encode_frame_to_vec, varint_bytes, Challenge, Decoded, FrameDecoder, Hello,
+    Message, Prove, Purpose, Refuse, RefuseReason, Role, ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX,
+    BATCH_BYTES_MAX, CHALLENGE_MESSAGE_BYTES_WORST, CLUSTER_NAME_BYTES_MAX,
+    CONNECTOR_HANDSHAKE_PAYLOAD_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_PAYLOAD_BYTES_MAX,
+    HELLO_MAGIC, HELLO_MESSAGE_BYTES_WORST, KEY_BYTES_MAX, MESSAGE_STRING_BYTES_MAX, NONCE_BYTES,
+    PROOF_BYTES, PROTOCOL_VERSION, PROVE_MESSAGE_BYTES_WORST, PUT_MESSAGE_BYTES_WORST,
+    RECORDS_MESSAGE_BYTES_WORST, REFUSE_MESSAGE_BYTES_WORST, VALUE_BYTES_MAX, VARINT_U16_BYTES_MAX,
 };
 
 #[test]
@@ -47,4 +51,64 @@ fn the_largest_put_is_exactly_its_worst_case() -> TestResult {
     let frame = encode_frame_to_vec(&message)?;
     assert_eq!(frame.len() - FRAME_HEADER_BYTES, PUT_MESSAGE_BYTES_WORST);
     Ok(())
+}
+
+fn payload_len(message: &Message) -> Result<usize, Box<dyn std::error::Error>> {
+    Ok(encode_frame_to_vec(message)?.len() - FRAME_HEADER_BYTES)
+}
+
+/// Whether a handshake decoder with `payload_max` takes `message`.
+fn handshake_decoder_takes(message: &Message, payload_max: usize) -> TestResult {
+    let mut decoder = FrameDecoder::with_payload_max(payload_max);
+    decoder.feed(&encode_frame_to_vec(message)?);
+    assert_eq!(decoder.next_message()?.as_ref(), Some(message));
+    Ok(())
+}
+
+#[test]
+fn the_largest_hello_fits_the_acceptors_handshake_limit() -> TestResult {
+    let hello = Message::Hello(Hello {
+        magic: HELLO_MAGIC,
+        version: PROTOCOL_VERSION,
+        cluster: cluster(&"é".repeat(CLUSTER_NAME_BYTES_MAX / 2)),
+        role: Role::Client,
+        node_id: u64::MAX,
+        history_id: u64::MAX,
+        applied_seq: u64::MAX,
+        purpose: Purpose::Request,
+        nonce: [0xff; NONCE_BYTES],
+    });
+    // Exact but for the version: 2 takes one varint byte, the bound allows
+    // any u16 (three).
+    let version_slack = VARINT_U16_BYTES_MAX - varint_bytes(u64::from(PROTOCOL_VERSION));
+    assert_eq!(
+        payload_len(&hello)?,
+        HELLO_MESSAGE_BYTES_WORST - version_slack
+    );
+    handshake_decoder_takes(&hello, ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX)
+}
+
+#[test]
+fn challenge_and_prove_are_exactly_their_worst_case() -> TestResult {
+    let challenge = Message::Challenge(Challenge {
+        nonce: [0xff; NONCE_BYTES],
+        proof: [0xff; PROOF_BYTES],
+    });
+    let prove = Message::Prove(Prove {
+        proof: [0xff; PROOF_BYTES],
+    });
+    assert_eq!(payload_len(&challenge)?, CHALLENGE_MESSAGE_BYTES_WORST);
+    assert_eq!(payload_len(&prove)?, PROVE_MESSAGE_BYTES_WORST);
+    handshake_decoder_takes(&challenge, CONNECTOR_HANDSHAKE_PAYLOAD_BYTES_MAX)?;
+    handshake_decoder_takes(&prove, ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX)
+}
+
+#[test]
+fn the_largest_refuse_is_exactly_its_worst_case() -> TestResult {
+    let refuse = Message::Refuse(Refuse::new(
+        RefuseReason::HistoryMismatch { ours: u64::MAX },
+        &"x".repeat(MESSAGE_STRING_BYTES_MAX),
+    ));
+    assert_eq!(payload_len(&refuse)?, REFUSE_MESSAGE_BYTES_WORST);
+    handshake_decoder_takes(&refuse, CONNECTOR_HANDSHAKE_PAYLOAD_BYTES_MAX)
 }

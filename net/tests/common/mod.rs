@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 use hypha_net::{
-    ErrorCode, Hello, Message, NodeStatus, Purpose, RecordKind, Refuse, RefuseReason, Role,
-    Version, Welcome, WireRecord, WorkerInfo, FRAME_HEADER_BYTES, HELLO_MAGIC, PROTOCOL_VERSION,
+    connector_finish, Acceptor, Challenge, ClusterKey, ClusterKeys, ErrorCode, Hello, Message,
+    NodeStatus, Prove, Purpose, RecordKind, Refuse, RefuseReason, Role, Session, Version, Welcome,
+    WireRecord, WorkerInfo, FRAME_HEADER_BYTES, HELLO_MAGIC, NONCE_BYTES, PROOF_BYTES,
+    PROTOCOL_VERSION,
 };
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -23,7 +25,56 @@ pub fn hello() -> Hello {
         history_id: 0,
         applied_seq: 300,
         purpose: Purpose::Replicate,
+        nonce: HELLO_NONCE,
     }
+}
+
+/// The connector's nonce in [`hello`].
+pub const HELLO_NONCE: [u8; NONCE_BYTES] = [0x11; NONCE_BYTES];
+
+/// The cluster key of the fixed sessions.
+pub const KEY: ClusterKey = ClusterKey::from_bytes([7; 32]);
+
+/// Another cluster's key.
+pub const OTHER_KEY: ClusterKey = ClusterKey::from_bytes([9; 32]);
+
+/// The acceptor's nonce of the fixed sessions.
+pub const ACCEPTOR_NONCE: [u8; NONCE_BYTES] = [0x22; NONCE_BYTES];
+
+/// The fixed handshake under [`KEY`]: [`hello`], then the acceptor's
+/// `Challenge` over [`ACCEPTOR_NONCE`] and the connector's `Prove`.
+pub fn handshake_messages() -> (Challenge, Prove) {
+    let keys = ClusterKeys::one(KEY);
+    let (_, challenge) = Acceptor::new(&keys, &hello(), ACCEPTOR_NONCE);
+    let (prove, _) =
+        connector_finish(&keys, &hello(), &challenge).expect("the connector holds the key");
+    (challenge, prove)
+}
+
+/// A connector's and an acceptor's session from a handshake of `hello()`
+/// with `nonce` as the acceptor's nonce, under `connector` and `acceptor`.
+pub fn try_session_pair(
+    connector: &ClusterKeys,
+    acceptor: &ClusterKeys,
+    nonce: [u8; NONCE_BYTES],
+) -> Result<(Session, Session), hypha_net::AuthError> {
+    let (pending, challenge) = Acceptor::new(acceptor, &hello(), nonce);
+    let (prove, connector) = connector_finish(connector, &hello(), &challenge)?;
+    Ok((connector, pending.finish(&prove)?))
+}
+
+/// (connector, acceptor): the sessions of the fixed handshake under [`KEY`],
+/// always the same keys.
+pub fn session_pair() -> (Session, Session) {
+    let keys = ClusterKeys::one(KEY);
+    try_session_pair(&keys, &keys, ACCEPTOR_NONCE).expect("both sides hold the key")
+}
+
+/// A session pair of a second connection under [`KEY`] (another acceptor
+/// nonce): same key, different session keys.
+pub fn other_session_pair() -> (Session, Session) {
+    let keys = ClusterKeys::one(KEY);
+    try_session_pair(&keys, &keys, [0x33; NONCE_BYTES]).expect("both sides hold the key")
 }
 
 pub fn record(seq: u64, key: &[u8], value: &[u8]) -> WireRecord {
@@ -104,6 +155,7 @@ pub fn every_message() -> Vec<Message> {
                     value: Some(b"old".to_vec()),
                 },
             ],
+            omitted: 0,
         },
         Message::ScanPage {
             req_id: 5,
@@ -190,6 +242,13 @@ pub fn every_message() -> Vec<Message> {
                 last_millis: 42,
             },
         },
+        Message::Challenge(Challenge {
+            nonce: [0x22; NONCE_BYTES],
+            proof: [0xa5; PROOF_BYTES],
+        }),
+        Message::Prove(Prove {
+            proof: [0x5a; PROOF_BYTES],
+        }),
     ]
 }
 
