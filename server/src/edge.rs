@@ -2,7 +2,7 @@
 //! worker (round robin), with read-your-writes by seq and a fallback to the
 //! master when no worker can answer.
 
-use crate::http::{Backend, BackendError, Consistency, Entry, ScanPage, Version};
+use crate::http::{Backend, BackendError, Consistency, Entry, History, ScanPage, Version};
 use crate::peer::Peer;
 use crate::wire;
 use hypha_net::{CompactInfo, ErrorCode, Message, Purpose, Role};
@@ -37,6 +37,8 @@ pub struct EdgeConfig {
     /// Workers more than this many records behind the master are skipped
     /// (unless nothing else can answer).
     pub lag_records_max: u64,
+    /// The cluster keys every node connection must prove.
+    pub keys: wire::Keys,
 }
 
 /// A /metrics line per node: name, Prometheus type, value.
@@ -73,7 +75,7 @@ impl Edge {
     }
 
     async fn call(&self, peer: &Peer, m: &Message) -> std::io::Result<Message> {
-        peer.call(&self.cfg.cluster, m).await
+        peer.call(&self.cfg.cluster, &self.cfg.keys, m).await
     }
 
     fn req_id(&self) -> u64 {
@@ -109,6 +111,19 @@ impl Edge {
             self.master_seq.store(seq, Ordering::Relaxed);
         }
         let mut list = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        // A worker the master forgot (`--forget-after`) is dropped here too,
+        // unless it was given with `--workers`.
+        list.retain(|p| {
+            let known = self.cfg.workers.contains(&p.addr)
+                || workers.iter().any(|w| w.addr.parse() == Ok(p.addr));
+            if !known {
+                log::info!(
+                    "edge: the master no longer lists worker {}; dropped",
+                    p.addr
+                );
+            }
+            known
+        });
         for info in workers {
             let Ok(addr) = info.addr.parse::<SocketAddr>() else {
                 continue;
@@ -138,7 +153,9 @@ impl Edge {
                 req_id: self.req_id(),
                 run: false,
             };
-            if let Ok(Message::CompactIs { info, .. }) = p.call(&self.cfg.cluster, &m).await {
+            if let Ok(Message::CompactIs { info, .. }) =
+                p.call(&self.cfg.cluster, &self.cfg.keys, &m).await
+            {
                 infos.push((p.addr, info));
             }
         }
@@ -150,9 +167,17 @@ impl Edge {
     async fn compact_node(&self, addr: SocketAddr) -> serde_json::Value {
         let run = async {
             let hello = wire::hello(&self.cfg.cluster, Role::Edge, 0, Purpose::Request)?;
-            let (mut r, mut w, answer) = wire::connect(addr, hello).await?;
-            if !matches!(answer, Message::Welcome(_)) {
-                return Err(std::io::Error::other(format!("{addr} refused the edge")));
+            let keys = wire::current_keys(&self.cfg.keys);
+            let (mut r, mut w, answer, _) = wire::connect(addr, hello, &keys).await?;
+            match answer {
+                Message::Welcome(_) => {}
+                Message::Refuse(refuse) => return Err(wire::refusal(addr, &refuse)),
+                other => {
+                    return Err(std::io::Error::other(format!(
+                        "{addr} answered {} instead of Welcome",
+                        other.name()
+                    )))
+                }
             }
             let m = Message::Compact {
                 req_id: self.req_id(),
@@ -214,6 +239,7 @@ impl Edge {
         c: Consistency,
         make: impl Fn(u64, u64) -> Message,
     ) -> Result<Message, BackendError> {
+        client_fault(&make(0, 0))?;
         let min_seq = match c {
             Consistency::Any => 0,
             Consistency::ReadYourWrites => self.written_seq.load(Ordering::Acquire),
@@ -256,6 +282,7 @@ impl Edge {
     }
 
     async fn write(&self, m: Message) -> Result<Message, BackendError> {
+        client_fault(&m)?;
         let answer = self.call(&self.master, &m).await.map_err(|e| {
             BackendError::Unavailable(format!(
                 "the master at {} is unreachable ({e}); writes are refused until it is back, reads keep working",
@@ -301,6 +328,19 @@ impl Edge {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+}
+
+/// A request the nodes would refuse is the client's mistake: answered here
+/// with 413 or 400 and the limit it broke, never sent, never counted
+/// against a node's health.
+fn client_fault(m: &Message) -> Result<(), BackendError> {
+    match m.validate() {
+        Ok(()) => Ok(()),
+        Err(e @ hypha_net::DecodeError::LimitExceeded { .. }) => {
+            Err(BackendError::TooLarge(e.to_string()))
+        }
+        Err(e) => Err(BackendError::BadRequest(e.to_string())),
     }
 }
 
@@ -377,7 +417,7 @@ impl Backend for Edge {
         key: Vec<u8>,
         depth: u32,
         c: Consistency,
-    ) -> Result<Vec<Version>, BackendError> {
+    ) -> Result<History, BackendError> {
         let depth = depth.min(hypha_net::HISTORY_DEPTH_MAX as u32);
         match self
             .read(c, |req_id, min_seq| Message::History {
@@ -388,13 +428,18 @@ impl Backend for Edge {
             })
             .await?
         {
-            Message::Versions { versions, .. } => Ok(versions
-                .into_iter()
-                .map(|v| Version {
-                    seq: v.seq,
-                    value: v.value,
-                })
-                .collect()),
+            Message::Versions {
+                versions, omitted, ..
+            } => Ok(History {
+                versions: versions
+                    .into_iter()
+                    .map(|v| Version {
+                        seq: v.seq,
+                        value: v.value,
+                    })
+                    .collect(),
+                omitted,
+            }),
             other => Err(to_error(other)),
         }
     }

@@ -3,7 +3,11 @@
 
 pub mod cli;
 pub mod edge;
+pub mod gate;
+pub mod help;
 pub mod http;
+pub mod keys;
+pub mod limits;
 pub mod master;
 pub mod mux;
 pub mod peer;

@@ -2,7 +2,10 @@
 
 use hypha_server::cli::{self, Args};
 use hypha_server::edge::{Edge, EdgeConfig};
+use hypha_server::gate;
+use hypha_server::help::HELP;
 use hypha_server::http::{serve_on, HttpConfig};
+use hypha_server::keys::{self, INSECURE_FLAG, KEY_FILE_FLAG};
 use hypha_server::master::{Master, MasterConfig};
 use hypha_server::worker::{Worker, WorkerConfig};
 use smol::stream::StreamExt;
@@ -10,67 +13,12 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-const HELP: &str = "\
-hypha — a replicated key-value store for edge devices
-
-USAGE:
-    hypha [--workers N] [--data DIR] [--http ADDR] [--fsync MODE] [--sync MODE]
-        Runs everything on this machine: a master, N workers (default 2) and the
-        HTTP edge, talking over loopback. Data under ./hypha-data, HTTP on
-        localhost:8080 (127.0.0.1 and ::1).
-    hypha master --data DIR --listen ADDR [--fsync always|never|MSms] [--allow CIDR,...]
-                 [--sync async|N] [--sync-timeout-ms MS]
-        Takes every write and streams it to the workers. TCP and UDP on ADDR.
-    hypha worker --data DIR --master ADDR --listen ADDR [--allow CIDR,...]
-                 [--accept-new-history] [--fsync MODE]
-        Follows the master and answers reads.
-    hypha http --listen ADDR --master ADDR [--workers ADDR,ADDR,...] [--token T] [--token-reads]
-        The HTTP edge: writes to the master, reads to workers (learned from the
-        master too). --token T: writes need the header Authorization: Bearer T
-        (--token-reads: reads too). --lag-max N: skip workers N records behind.
-        POST /admin/compact compacts the master and every worker now.
-    hypha compact --data DIR [--history N]
-        Compacts a stopped node's data (the DIR given to master or worker)
-        offline and prints what it reclaimed. Deletes are dropped: a worker
-        that had not applied them takes a snapshot when it reconnects.
-
-COMMON FLAGS:
-    --cluster NAME             cluster name every node must share (default: hypha)
-    --heartbeat-ms MS          UDP heartbeat interval (default 1000)
-    --heartbeat-timeout-ms MS  a peer silent this long is down (default 3000)
-
-FLAGS OF master:
-    --fsync always|never|MSms  when writes reach the disk (default always: a write
-                               is acknowledged after fdatasync; concurrent writes
-                               share one). MSms: every MS milliseconds.
-    --sync async|N             acknowledge after the local commit (async, default)
-                               or after N workers applied the write
-    --sync-timeout-ms MS       how long --sync N waits before failing (default 5000)
-    --allow CIDR,...           only these peers may connect, e.g. 400::/7,127.0.0.1
-    --value-max BYTES          largest value accepted (default 16777216)
-
-COMPACTION (master and worker; data files are append-only, so overwritten and
-deleted records take space until compaction copies the live ones into new files
-and removes the old, while reads and writes go on):
-    --history N                versions of each key compaction keeps (default 1:
-                               the newest; ?history= reaches back to the last
-                               compaction)
-    --compact-garbage PERCENT  compact when garbage is at least PERCENT of the
-                               data files (default 50) ...
-    --compact-min-mb MB        ... and at least MB megabytes (default 64)
-
-FLAGS OF worker:
-    --accept-new-history       if the master holds another history (it was replaced
-                               or came back empty), replace local data with its
-                               snapshot instead of refusing to follow it
-    --fsync ...                as for master (default 200ms)
-
-Every flag can also come from the environment: --sync-timeout-ms is
-HYPHA_SYNC_TIMEOUT_MS. Addresses are HOST:PORT, IPv6 as [ADDR]:PORT
-(e.g. a Mycelium address [4a0:1234::1]:7000). Logs: RUST_LOG=info|debug.
-";
-
-const COMMON: [&str; 3] = ["cluster", "heartbeat-ms", "heartbeat-timeout-ms"];
+const COMMON: [&str; 4] = [
+    "cluster",
+    "heartbeat-ms",
+    "heartbeat-timeout-ms",
+    KEY_FILE_FLAG,
+];
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -84,6 +32,10 @@ fn main() -> ExitCode {
         Some("worker") => run_worker(&args[1..]),
         Some("http") => run_http(&args[1..]),
         Some("compact") => run_compact(&args[1..]),
+        Some("keygen") => match args.get(1) {
+            Some(path) if args.len() == 2 => keys::keygen(std::path::Path::new(path)),
+            _ => Err("usage: hypha keygen PATH".to_string()),
+        },
         Some(other) if !other.starts_with("--") => {
             Err(format!("unknown command {other:?}; see hypha --help"))
         }
@@ -103,10 +55,9 @@ fn flags<'a>(own: &[&'a str]) -> Vec<&'a str> {
 }
 
 fn engine_options(args: &Args, default_fsync: &str) -> Result<hypha_engine::Options, String> {
-    let value_max = args.number(
-        "value-max",
-        hypha_engine::limits::VALUE_BYTES_MAX_DEFAULT as u64,
-    )? as usize;
+    let value_max = hypha_server::limits::value_bytes_max(
+        args.number("value-max", hypha_server::limits::VALUE_BYTES_MAX as u64)?,
+    )?;
     Ok(hypha_engine::Options {
         fsync: cli::fsync(args.get_or("fsync", default_fsync))?,
         value_bytes_max: value_max,
@@ -188,10 +139,45 @@ fn run_compact(raw: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-pub fn master_config(args: &Args) -> Result<MasterConfig, String> {
-    Ok(MasterConfig {
+fn connections_max(args: &Args) -> Result<usize, String> {
+    let max = args.number("max-connections", gate::NODE_CONNECTIONS_MAX_DEFAULT as u64)?;
+    if max <= gate::NODE_HANDSHAKES_MAX as u64 {
+        return Err(format!(
+            "--max-connections {max}: give more than NODE_HANDSHAKES_MAX ({})",
+            gate::NODE_HANDSHAKES_MAX
+        ));
+    }
+    Ok(max as usize)
+}
+
+/// Runs the SIGHUP reloader of the key and token files beside `role`'s
+/// future.
+async fn with_reload<T>(
+    reload: keys::Reload,
+    role: &'static str,
+    run: impl std::future::Future<Output = T>,
+) -> T {
+    let _reload = hypha_server::rt::spawn(keys::reload_on_sighup(reload, role));
+    run.await
+}
+
+/// Reloads the key file (if there is one) on SIGHUP.
+fn key_reload(
+    key_file: Option<std::path::PathBuf>,
+    keys: &hypha_server::wire::Keys,
+) -> keys::Reload {
+    keys::Reload {
+        keys: key_file.map(|path| (path, keys.clone())),
+        token: None,
+    }
+}
+
+pub fn master_config(args: &Args) -> Result<(MasterConfig, Option<std::path::PathBuf>), String> {
+    let listen = cli::addr("listen", args.need("listen")?)?;
+    let (keys, key_file) = keys::node_keys(args, &[listen], "master")?;
+    let cfg = MasterConfig {
         data: args.need("data")?.into(),
-        listen: cli::addr("listen", args.need("listen")?)?,
+        listen,
         engine: engine_options(args, "always")?,
         allow: cli::allow(args)?,
         sync: cli::sync(args.get_or("sync", "async"))?,
@@ -199,7 +185,15 @@ pub fn master_config(args: &Args) -> Result<MasterConfig, String> {
         cluster: args.get_or("cluster", "hypha").to_string(),
         heartbeat_ms: args.number("heartbeat-ms", 1_000)?,
         heartbeat_timeout_ms: args.number("heartbeat-timeout-ms", 3_000)?,
-    })
+        forget_after_ms: args.number(
+            "forget-after",
+            hypha_server::master::FORGET_AFTER_MS_DEFAULT,
+        )?,
+        keys,
+        connections_max: connections_max(args)?,
+        idle_timeout_ms: args.number("idle-timeout-ms", gate::NODE_IDLE_TIMEOUT_MS_DEFAULT)?,
+    };
+    Ok((cfg, key_file))
 }
 
 fn run_master(raw: &[String]) -> Result<(), String> {
@@ -211,61 +205,91 @@ fn run_master(raw: &[String]) -> Result<(), String> {
         "sync",
         "sync-timeout-ms",
         "value-max",
+        "forget-after",
+        "max-connections",
+        "idle-timeout-ms",
     ];
-    let args = Args::parse(raw, &flags_with_compaction(&own), &[])?;
-    let cfg = master_config(&args)?;
-    hypha_server::rt::run(async move {
-        let master = Master::bind(cfg)
-            .await
-            .map_err(|e| format!("cannot start the master: {e}"))?;
-        let db = master.db().clone();
-        smol::future::or(
-            async {
-                master.run().await;
-                Ok(())
-            },
-            shutdown_signal(),
-        )
-        .await?;
-        db.sync().map_err(|e| format!("final sync failed: {e}"))?;
-        log::info!("master: stopped; data synced");
-        Ok(())
-    })
+    let args = Args::parse(raw, &flags_with_compaction(&own), &[INSECURE_FLAG])?;
+    let (cfg, key_file) = master_config(&args)?;
+    let keys = cfg.keys.clone();
+    hypha_server::rt::run(with_reload(
+        key_reload(key_file, &keys),
+        "master",
+        async move {
+            let master = Master::bind(cfg)
+                .await
+                .map_err(|e| format!("cannot start the master: {e}"))?;
+            let db = master.db().clone();
+            smol::future::or(
+                async {
+                    master.run().await;
+                    Ok(())
+                },
+                shutdown_signal(),
+            )
+            .await?;
+            db.sync().map_err(|e| format!("final sync failed: {e}"))?;
+            log::info!("master: stopped; data synced");
+            Ok(())
+        },
+    ))
 }
 
 fn run_worker(raw: &[String]) -> Result<(), String> {
-    let own = ["data", "master", "listen", "allow", "fsync", "value-max"];
-    let args = Args::parse(raw, &flags_with_compaction(&own), &["accept-new-history"])?;
+    let own = [
+        "data",
+        "master",
+        "listen",
+        "allow",
+        "fsync",
+        "value-max",
+        "max-connections",
+        "idle-timeout-ms",
+    ];
+    let switches = ["accept-new-history", INSECURE_FLAG];
+    let args = Args::parse(raw, &flags_with_compaction(&own), &switches)?;
+    let (master, listen) = (
+        cli::addr("master", args.need("master")?)?,
+        cli::addr("listen", args.need("listen")?)?,
+    );
+    let (keys, key_file) = keys::node_keys(&args, &[master, listen], "worker")?;
     let cfg = WorkerConfig {
         data: args.need("data")?.into(),
-        master: cli::addr("master", args.need("master")?)?,
-        listen: cli::addr("listen", args.need("listen")?)?,
+        master,
+        listen,
         engine: engine_options(&args, "200ms")?,
         allow: cli::allow(&args)?,
         cluster: args.get_or("cluster", "hypha").to_string(),
         accept_new_history: args.on("accept-new-history"),
         heartbeat_ms: args.number("heartbeat-ms", 1_000)?,
         heartbeat_timeout_ms: args.number("heartbeat-timeout-ms", 3_000)?,
+        keys: keys.clone(),
+        connections_max: connections_max(&args)?,
+        idle_timeout_ms: args.number("idle-timeout-ms", gate::NODE_IDLE_TIMEOUT_MS_DEFAULT)?,
     };
-    hypha_server::rt::run(async move {
-        let worker = Worker::bind(cfg)
-            .await
-            .map_err(|e| format!("cannot start the worker: {e}"))?;
-        let w = worker.clone();
-        smol::future::or(
-            async {
-                worker.run().await;
-                Ok(())
-            },
-            shutdown_signal(),
-        )
-        .await?;
-        if let Some(db) = w.db() {
-            db.sync().map_err(|e| format!("final sync failed: {e}"))?;
-        }
-        log::info!("worker: stopped; data synced");
-        Ok(())
-    })
+    hypha_server::rt::run(with_reload(
+        key_reload(key_file, &keys),
+        "worker",
+        async move {
+            let worker = Worker::bind(cfg)
+                .await
+                .map_err(|e| format!("cannot start the worker: {e}"))?;
+            let w = worker.clone();
+            smol::future::or(
+                async {
+                    worker.run().await;
+                    Ok(())
+                },
+                shutdown_signal(),
+            )
+            .await?;
+            if let Some(db) = w.db() {
+                db.sync().map_err(|e| format!("final sync failed: {e}"))?;
+            }
+            log::info!("worker: stopped; data synced");
+            Ok(())
+        },
+    ))
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -279,27 +303,49 @@ async fn shutdown_signal() -> Result<(), String> {
     Ok(())
 }
 
-fn http_config(args: &Args) -> HttpConfig {
-    HttpConfig {
-        token: args.get("token").map(str::to_string),
-        token_for_reads: args.on("token-reads"),
-        ..HttpConfig::default()
+/// The HTTP settings, and the token file to read again on SIGHUP.
+fn http_config(args: &Args) -> Result<(HttpConfig, keys::Reload), String> {
+    let (token, token_file) = keys::token(args)?;
+    let reload = keys::Reload {
+        keys: None,
+        token: token_file.zip(token.clone()),
+    };
+    let defaults = HttpConfig::default();
+    let budget_mb = args.number("body-budget-mb", (defaults.body_budget_bytes >> 20) as u64)?;
+    let value_max = args.number("value-max", hypha_server::limits::VALUE_BYTES_MAX as u64)?;
+    if budget_mb << 20 < value_max {
+        return Err(format!(
+            "--body-budget-mb {budget_mb} is smaller than one value (--value-max {value_max}): \
+             the largest PUT could never be served"
+        ));
     }
+    let cfg = HttpConfig {
+        token,
+        token_for_reads: args.on("token-reads"),
+        body_budget_bytes: (budget_mb << 20) as usize,
+        connections_per_addr_max: args.number(
+            "connections-per-addr",
+            defaults.connections_per_addr_max as u64,
+        )? as usize,
+        ..defaults
+    };
+    Ok((cfg, reload))
 }
 
 fn edge_config(
     args: &Args,
     master: SocketAddr,
     workers: Vec<SocketAddr>,
+    keys: hypha_server::wire::Keys,
 ) -> Result<EdgeConfig, String> {
     Ok(EdgeConfig {
+        keys,
         master,
         workers,
         cluster: args.get_or("cluster", "hypha").to_string(),
-        value_bytes_max: args.number(
-            "value-max",
-            hypha_engine::limits::VALUE_BYTES_MAX_DEFAULT as u64,
-        )? as usize,
+        value_bytes_max: hypha_server::limits::value_bytes_max(
+            args.number("value-max", hypha_server::limits::VALUE_BYTES_MAX as u64)?,
+        )?,
         refresh_ms: args.number("heartbeat-ms", 1_000)?,
         lag_records_max: args.number("lag-max", 100_000)?,
     })
@@ -375,10 +421,13 @@ fn run_http(raw: &[String]) -> Result<(), String> {
         "master",
         "workers",
         "token",
+        "token-file",
         "value-max",
         "lag-max",
+        "body-budget-mb",
+        "connections-per-addr",
     ];
-    let args = Args::parse(raw, &flags(&own), &["token-reads"])?;
+    let args = Args::parse(raw, &flags(&own), &["token-reads", INSECURE_FLAG])?;
     let master = cli::addr("master", args.need("master")?)?;
     let workers = match args.get("workers") {
         Some(list) => list
@@ -388,15 +437,19 @@ fn run_http(raw: &[String]) -> Result<(), String> {
             .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
-    let edge = edge_config(&args, master, workers)?;
-    let cfg = http_config(&args);
+    let mut nodes = vec![master];
+    nodes.extend(&workers);
+    let (keys, key_file) = keys::node_keys(&args, &nodes, "http")?;
+    let edge = edge_config(&args, master, workers, keys.clone())?;
+    let (cfg, mut reload) = http_config(&args)?;
+    reload.keys = key_file.map(|path| (path, keys));
     let listen = args.need("listen")?.to_string();
-    hypha_server::rt::run(async move {
+    hypha_server::rt::run(with_reload(reload, "http", async move {
         let listeners = bind_http(&listen).await?;
         serve_until_signal(listeners, Edge::new(edge), cfg).await?;
         log::info!("http: stopped");
         Ok(())
-    })
+    }))
 }
 
 fn run_all(raw: &[String]) -> Result<(), String> {
@@ -408,11 +461,22 @@ fn run_all(raw: &[String]) -> Result<(), String> {
         "sync",
         "sync-timeout-ms",
         "token",
+        "token-file",
         "value-max",
         "lag-max",
+        "body-budget-mb",
+        "connections-per-addr",
     ];
     let args = Args::parse(raw, &flags_with_compaction(&own), &["token-reads"])?;
     let data = std::path::PathBuf::from(args.get_or("data", "./hypha-data"));
+    // Every node of the all-in-one listens on loopback, but a key costs
+    // nothing and keeps other local users' processes out.
+    let keys = match args.get(KEY_FILE_FLAG) {
+        Some(path) => std::sync::Arc::new(std::sync::RwLock::new(keys::read_key_file(
+            std::path::Path::new(path),
+        )?)),
+        None => keys::all_in_one_keys(&data)?,
+    };
     let n = args.number("workers", 2)?;
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let master_cfg = MasterConfig {
@@ -425,9 +489,14 @@ fn run_all(raw: &[String]) -> Result<(), String> {
         cluster: args.get_or("cluster", "hypha").to_string(),
         heartbeat_ms: args.number("heartbeat-ms", 1_000)?,
         heartbeat_timeout_ms: args.number("heartbeat-timeout-ms", 3_000)?,
+        forget_after_ms: hypha_server::master::FORGET_AFTER_MS_DEFAULT,
+        keys: keys.clone(),
+        connections_max: gate::NODE_CONNECTIONS_MAX_DEFAULT,
+        idle_timeout_ms: gate::NODE_IDLE_TIMEOUT_MS_DEFAULT,
     };
     let http = args.get_or("http", "localhost:8080").to_string();
-    hypha_server::rt::run(async move {
+    let (http_cfg, reload) = http_config(&args)?;
+    hypha_server::rt::run(with_reload(reload, "hypha", async move {
         let master = Master::bind(master_cfg.clone())
             .await
             .map_err(|e| format!("cannot start the master: {e}"))?;
@@ -447,6 +516,9 @@ fn run_all(raw: &[String]) -> Result<(), String> {
                 accept_new_history: false,
                 heartbeat_ms: master_cfg.heartbeat_ms,
                 heartbeat_timeout_ms: master_cfg.heartbeat_timeout_ms,
+                keys: keys.clone(),
+                connections_max: gate::NODE_CONNECTIONS_MAX_DEFAULT,
+                idle_timeout_ms: gate::NODE_IDLE_TIMEOUT_MS_DEFAULT,
             };
             let w = Worker::bind(cfg)
                 .await
@@ -455,18 +527,18 @@ fn run_all(raw: &[String]) -> Result<(), String> {
             workers.push(w.clone());
             hypha_server::rt::spawn(w.run()).detach();
         }
-        let edge = edge_config(&args, master_addr, worker_addrs)?;
+        let edge = edge_config(&args, master_addr, worker_addrs, keys.clone())?;
         let listeners = bind_http(&http).await?;
         log::info!(
             "hypha: master {master_addr}, {n} workers, data in {}; try: curl -X PUT --data-binary hello http://{http}/kv/greeting",
             data.display()
         );
-        serve_until_signal(listeners, Edge::new(edge), http_config(&args)).await?;
+        serve_until_signal(listeners, Edge::new(edge), http_cfg).await?;
         dbs.extend(workers.iter().filter_map(|w| w.db()));
         for db in dbs {
             db.sync().map_err(|e| format!("final sync failed: {e}"))?;
         }
         log::info!("hypha: stopped; data synced");
         Ok(())
-    })
+    }))
 }

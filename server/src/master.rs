@@ -4,10 +4,10 @@
 
 use crate::progress::Progress;
 use crate::requests::{answer_read, error_message, serve_requests, wait_until, Answer, Me};
-use crate::wire::{self, allowed, refuse, split, to_wire, wire_bytes, Reader, Writer};
+use crate::wire::{self, allowed, refuse, to_wire, wire_bytes, Beats, Keys, Reader, Writer};
 use hypha_engine::{Db, Options};
 use hypha_net::{
-    check_hello, decode_heartbeat, encode_heartbeat, Allowlist, ErrorCode, Heartbeat, Message,
+    decode_heartbeat, encode_heartbeat, open_heartbeat, Allowlist, ErrorCode, Heartbeat, Message,
     Purpose, RefuseReason, Role, Welcome, WorkerInfo, BATCH_BYTES_MAX, BATCH_RECORDS_MAX,
     PROTOCOL_VERSION,
 };
@@ -48,14 +48,31 @@ pub struct MasterConfig {
     pub heartbeat_ms: u64,
     /// A worker whose heartbeats stop for this long is unhealthy.
     pub heartbeat_timeout_ms: u64,
+    /// A worker neither connected nor heard for this long is forgotten: it
+    /// leaves the worker list, and compaction may drop the deletes it has
+    /// not applied (it takes a snapshot if it comes back).
+    pub forget_after_ms: u64,
+    /// The cluster keys every connection must prove (`net/WIRE.md` §4).
+    pub keys: Keys,
+    /// Most connections open at once (`--max-connections`).
+    pub connections_max: usize,
+    /// A request connection silent this long is closed.
+    pub idle_timeout_ms: u64,
 }
 
+/// What the master knows of one worker. Everything here comes from the
+/// worker's authenticated replication session or from heartbeats signed
+/// with that session's keys.
 struct WorkerState {
     peer: SocketAddr,
+    /// Highest seq the worker acknowledged on its session (never from a
+    /// heartbeat).
     applied_seq: u64,
     serve_port: u16,
     last_heard: Instant,
     connected: bool,
+    /// The current session's heartbeat keys; `None` once it ended.
+    beats: Option<Beats>,
 }
 
 /// A running master's shared state.
@@ -73,12 +90,14 @@ pub struct Master {
     listener: TcpListener,
     udp: UdpSocket,
     started: Instant,
+    gate: Arc<crate::gate::Gate>,
 }
 
-/// A worker heard from within this many seconds still counts for the
-/// tombstone floor: compaction keeps the deletes it has not applied, so it
-/// resumes from the log instead of taking a snapshot.
-pub const WORKER_RECENT_SECS: u64 = 3600;
+/// Default of `--forget-after`: a worker heard from within this long still
+/// counts for the tombstone floor (compaction keeps the deletes it has not
+/// applied, so it resumes from the log instead of taking a snapshot) and
+/// stays in the master's table.
+pub const FORGET_AFTER_MS_DEFAULT: u64 = 3_600_000;
 /// For this many heartbeat timeouts after start the master keeps every
 /// delete: workers it knew before a restart have time to reconnect.
 pub const FLOOR_GRACE_TIMEOUTS: u32 = 10;
@@ -105,6 +124,7 @@ impl Master {
             db.len()
         );
         Ok(Arc::new(Master {
+            gate: crate::gate::Gate::new(cfg.connections_max),
             cfg,
             db: Arc::new(db),
             me,
@@ -125,7 +145,7 @@ impl Master {
         let floor = if self.started.elapsed() < grace {
             0
         } else {
-            let recent = Duration::from_secs(WORKER_RECENT_SECS);
+            let recent = Duration::from_millis(self.cfg.forget_after_ms);
             let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
             workers
                 .values()
@@ -137,8 +157,26 @@ impl Master {
         self.db.set_tombstone_floor(floor);
     }
 
+    /// Drops the workers neither connected nor heard for `--forget-after`.
+    fn forget_silent_workers(&self) {
+        let forget = Duration::from_millis(self.cfg.forget_after_ms);
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        workers.retain(|id, w| {
+            let keep = w.connected || w.last_heard.elapsed() < forget;
+            if !keep {
+                log::info!(
+                    "master: forgetting worker {id:016x} at {}: not heard for {} ms (--forget-after)",
+                    w.peer,
+                    self.cfg.forget_after_ms
+                );
+            }
+            keep
+        });
+    }
+
     async fn floor_loop(self: Arc<Self>) {
         loop {
+            self.forget_silent_workers();
             self.update_tombstone_floor();
             smol::Timer::after(Duration::from_millis(self.cfg.heartbeat_ms)).await;
         }
@@ -165,9 +203,16 @@ impl Master {
             if !allowed(&self.cfg.allow, peer, "master") {
                 continue;
             }
+            let pass = match self.gate.admit() {
+                Ok(pass) => pass,
+                Err(why) => {
+                    log::warn!("master: closed a connection from {peer}: {why}");
+                    continue;
+                }
+            };
             let me = self.clone();
             crate::rt::spawn(async move {
-                if let Err(e) = me.session(stream, peer).await {
+                if let Err(e) = me.session(stream, peer, pass).await {
                     log::info!("master: connection from {peer} ended: {e}");
                 }
             })
@@ -179,34 +224,28 @@ impl Master {
         self: Arc<Self>,
         stream: smol::net::TcpStream,
         peer: SocketAddr,
+        mut pass: crate::gate::Pass,
     ) -> std::io::Result<()> {
-        let (mut r, mut w) = split(stream);
-        let first = wire::timeout(wire::HANDSHAKE_TIMEOUT_MS, r.recv()).await?;
-        let Some(Message::Hello(hello)) = first else {
-            refuse(
-                &mut w,
-                RefuseReason::Unexpected,
-                "the first frame must be a Hello",
-            )
-            .await;
-            return Err(std::io::Error::other("no Hello"));
-        };
-        if let Err(reason) = check_hello(&hello, &self.cfg.cluster) {
-            let msg = format!(
-                "refused: {reason:?}; this master runs protocol {PROTOCOL_VERSION}, cluster {:?}",
-                self.cfg.cluster
-            );
-            log::warn!("master: {peer}: {msg}");
-            refuse(&mut w, reason, &msg).await;
+        let keys = wire::current_keys(&self.cfg.keys);
+        let Some(accepted) = wire::accept(stream, peer, &keys, &self.cfg.cluster, "master").await?
+        else {
             return Ok(());
-        }
+        };
+        pass.authenticated();
+        let wire::Accepted {
+            r,
+            mut w,
+            hello,
+            beats,
+        } = accepted;
         match hello.purpose {
             Purpose::Request => {
                 w.send(&self.welcome()).await?;
                 let me = self.clone();
-                serve_requests(r, w, "master", move |m| me.answer(m)).await
+                let idle_ms = self.cfg.idle_timeout_ms;
+                serve_requests(r, w, "master", idle_ms, move |m| me.answer(m)).await
             }
-            Purpose::Replicate => self.replicate(r, w, hello, peer).await,
+            Purpose::Replicate => self.replicate(r, w, hello, peer, beats).await,
         }
     }
 
@@ -332,7 +371,13 @@ impl Master {
         mut w: Writer,
         hello: hypha_net::Hello,
         peer: SocketAddr,
+        beats: Beats,
     ) -> std::io::Result<()> {
+        if hello.role != Role::Worker {
+            let msg = format!("only workers replicate; a {:?} cannot", hello.role);
+            refuse(&mut w, RefuseReason::NotAllowed, &msg).await;
+            return Ok(());
+        }
         let ours = self.me.history_id;
         let seq = self.db.seq();
         let horizon = self.db.tombstone_horizon();
@@ -379,11 +424,13 @@ impl Master {
                 serve_port: 0,
                 last_heard: Instant::now(),
                 connected: true,
+                beats: None,
             });
             e.peer = peer;
             e.applied_seq = if snapshot { 0 } else { hello.applied_seq };
             e.connected = true;
             e.last_heard = Instant::now();
+            e.beats = Some(beats);
         }
         self.update_tombstone_floor();
         log::info!(
@@ -399,6 +446,9 @@ impl Master {
             let me = self.clone();
             crate::rt::spawn(async move {
                 let result = me.read_acks(&mut r, node).await;
+                if let Err(e) = &result {
+                    log::warn!("master: worker {node:016x} at {peer}: {e}; ending its session");
+                }
                 me.set_connected(node, false);
                 me.written.notify(usize::MAX);
                 result
@@ -423,6 +473,9 @@ impl Master {
             .get_mut(&node)
         {
             w.connected = connected;
+            if !connected {
+                w.beats = None;
+            }
         }
         self.acked.notify(usize::MAX);
         // Wakes the log sender of a worker that left, so it ends.
@@ -433,6 +486,12 @@ impl Master {
         while let Some(m) = r.recv().await? {
             match m {
                 Message::Ack { applied_seq } => {
+                    let seq = self.db.seq();
+                    if applied_seq > seq {
+                        return Err(std::io::Error::other(format!(
+                            "worker acknowledged seq {applied_seq}, beyond the master's {seq}"
+                        )));
+                    }
                     if let Some(w) = self
                         .workers
                         .lock()
@@ -523,8 +582,8 @@ impl Master {
                 // the worker ack them at once (it answers a Ping only
                 // after an Ack of everything applied before it).
                 let mut out = Vec::new();
-                wire::encode(&records, &mut out)?;
-                wire::encode(&Message::Ping { nonce: last_seq }, &mut out)?;
+                w.encode(&records, &mut out)?;
+                w.encode(&Message::Ping { nonce: last_seq }, &mut out)?;
                 w.send_encoded(&out).await?;
             }
         }
@@ -577,7 +636,9 @@ impl Master {
         Ok(upto)
     }
 
-    /// Answers worker heartbeats and records who is alive.
+    /// Answers worker heartbeats and records who is alive. A beat counts
+    /// only when the keys of that worker's current session sign it; it
+    /// updates liveness and the serve port, never the applied seq.
     async fn heartbeats(self: Arc<Self>) {
         let mut buf = vec![0u8; 2048];
         loop {
@@ -591,31 +652,41 @@ impl Master {
             if !allowed(&self.cfg.allow, from, "master heartbeat") {
                 continue;
             }
-            let hb = match decode_heartbeat(&buf[..n]) {
-                Ok(hb) if hb.cluster.as_str() == self.cfg.cluster => hb,
-                Ok(_) => continue,
-                Err(e) => {
-                    log::debug!("master: bad heartbeat from {from}: {e}");
-                    continue;
-                }
-            };
-            if let Some(w) = self
-                .workers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_mut(&hb.node_id)
-            {
-                w.last_heard = Instant::now();
-                w.serve_port = hb.serve_port;
-                w.applied_seq = w.applied_seq.max(hb.applied_seq);
-            }
-            if let Ok(reply) = self.heartbeat() {
+            if let Some(reply) = self.heard(&buf[..n], from) {
                 let _ = self.udp.send_to(&reply, from).await;
             }
         }
     }
 
-    fn heartbeat(&self) -> Result<hypha_net::HeartbeatBytes, hypha_net::EncodeError> {
+    /// Checks one heartbeat datagram; the signed answer if it counted.
+    fn heard(&self, datagram: &[u8], from: SocketAddr) -> Option<hypha_net::HeartbeatBytes> {
+        let node = match decode_heartbeat(datagram) {
+            Ok(hb) if hb.cluster.as_str() == self.cfg.cluster => hb.node_id,
+            Ok(_) => return None,
+            Err(e) => {
+                log::debug!("master: bad heartbeat from {from}: {e}");
+                return None;
+            }
+        };
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        let w = workers.get_mut(&node)?;
+        let beats = w.beats.as_mut()?;
+        let hb = match open_heartbeat(datagram, &mut beats.inn) {
+            Ok(hb) => hb,
+            Err(e) => {
+                log::debug!("master: heartbeat from {from} for worker {node:016x} dropped: {e}");
+                return None;
+            }
+        };
+        w.last_heard = Instant::now();
+        w.serve_port = hb.serve_port;
+        self.heartbeat(&mut beats.out).ok()
+    }
+
+    fn heartbeat(
+        &self,
+        sealer: &mut hypha_net::BeatSealer,
+    ) -> Result<hypha_net::HeartbeatBytes, hypha_net::EncodeError> {
         let mut hb = Heartbeat::new(
             wire::cluster_name(&self.cfg.cluster).unwrap_or_default(),
             Role::Master,
@@ -625,7 +696,7 @@ impl Master {
         hb.applied_seq = seq;
         hb.commit_seq = seq;
         hb.serve_port = self.local_addr.port();
-        encode_heartbeat(&hb)
+        encode_heartbeat(&hb, sealer)
     }
 }
 

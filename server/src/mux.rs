@@ -12,7 +12,7 @@
 //! answers never waits on an edge that is blocked writing large requests.
 
 use crate::wire::{self, Reader, Writer};
-use hypha_net::{Hello, Message};
+use hypha_net::{ClusterKeys, Hello, Message, Sealer};
 use smol::future::FutureExt as _;
 use smol::stream::StreamExt as _;
 use smol::Timer;
@@ -57,6 +57,8 @@ struct State {
     driver: Option<Waker>,
     /// Why the connection is gone; every later call fails with it.
     failed: Option<(io::ErrorKind, String)>,
+    /// Seals each request as it is queued: the queue goes out in order.
+    sealer: Option<Sealer>,
 }
 
 /// Hashes a `req_id` with one multiplication: the edge's ids are
@@ -92,13 +94,23 @@ impl Mux {
     /// Connects to `addr`, runs the handshake with `hello` and starts the
     /// driver (with [`rt::spawn`](crate::rt::spawn), on the callers' thread).
     /// Fails if the node does not answer `Welcome`.
-    pub async fn connect(addr: SocketAddr, hello: Hello) -> io::Result<Arc<Mux>> {
-        let (r, w, answer) = wire::connect(addr, hello).await?;
-        if !matches!(answer, Message::Welcome(_)) {
-            return Err(io::Error::other(format!(
-                "{addr} refused the edge: {answer:?}"
-            )));
+    pub async fn connect(
+        addr: SocketAddr,
+        hello: Hello,
+        keys: &ClusterKeys,
+    ) -> io::Result<Arc<Mux>> {
+        let (r, mut w, answer, _) = wire::connect(addr, hello, keys).await?;
+        match answer {
+            Message::Welcome(_) => {}
+            Message::Refuse(refuse) => return Err(wire::refusal(addr, &refuse)),
+            other => {
+                return Err(io::Error::other(format!(
+                    "{addr} answered {} instead of Welcome",
+                    other.name()
+                )))
+            }
         }
+        let sealer = w.take_sealer();
         let mux = Arc::new(Mux {
             addr,
             failed: AtomicBool::new(false),
@@ -107,6 +119,7 @@ impl Mux {
                 calls: HashMap::default(),
                 driver: None,
                 failed: None,
+                sealer,
             }),
         });
         let driven = mux.clone();
@@ -146,7 +159,8 @@ impl Mux {
                 )));
             }
             let was_empty = state.queue.is_empty();
-            wire::encode(m, &mut state.queue)?;
+            let state = &mut *state;
+            wire::encode_sealed(m, state.sealer.as_mut(), &mut state.queue)?;
             let call = Call {
                 since: Instant::now(),
                 waker: None,

@@ -64,13 +64,21 @@ impl Peer {
     }
 
     /// Sends `m` (connecting first if needed) and waits for the answer.
-    pub(crate) async fn call(&self, cluster: &str, m: &Message) -> std::io::Result<Message> {
-        let result = match self.mux(cluster).await {
+    pub(crate) async fn call(
+        &self,
+        cluster: &str,
+        keys: &wire::Keys,
+        m: &Message,
+    ) -> std::io::Result<Message> {
+        let result = match self.mux(cluster, keys).await {
             Ok(mux) => mux.call(m).await,
             Err(e) => Err(e),
         };
-        let failed = match result {
+        let failed = match &result {
+            // A request that could not be encoded is the caller's mistake,
+            // not the node's: it stays usable.
             Ok(_) => 0,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => return result,
             Err(_) => now_ms(),
         };
         if self.failed_at_ms.load(Ordering::Relaxed) != failed {
@@ -81,7 +89,7 @@ impl Peer {
 
     /// The live connection, or a new one. Callers that queue up behind a
     /// failing attempt get its error instead of trying again one by one.
-    async fn mux(&self, cluster: &str) -> std::io::Result<Arc<Mux>> {
+    async fn mux(&self, cluster: &str, keys: &wire::Keys) -> std::io::Result<Arc<Mux>> {
         if let Some(mux) = self.current() {
             return Ok(mux);
         }
@@ -94,7 +102,7 @@ impl Peer {
             return Err(e);
         }
         let hello = wire::hello(cluster, Role::Edge, 0, Purpose::Request)?;
-        match Mux::connect(self.addr, hello).await {
+        match Mux::connect(self.addr, hello, &wire::current_keys(keys)).await {
             Ok(mux) => {
                 *self.mux.lock().unwrap_or_else(|p| p.into_inner()) = Some(mux.clone());
                 Ok(mux)

@@ -2,7 +2,7 @@
 //! history, scan, digest, status against a local [`Db`].
 
 use crate::http::deadline::Watches;
-use crate::wire::{self, Reader, Writer};
+use crate::wire::{Reader, Writer};
 use hypha_engine::{Db, Error};
 use hypha_net::{
     CompactInfo, ErrorCode, Message, NodeStatus, Role, Version, HISTORY_DEPTH_MAX, SCAN_LIMIT_MAX,
@@ -130,6 +130,7 @@ pub async fn serve_requests<F, Fut>(
     mut r: Reader,
     mut w: Writer,
     who: &'static str,
+    idle_ms: u64,
     answer: F,
 ) -> std::io::Result<()>
 where
@@ -139,7 +140,12 @@ where
     enum Woke {
         Read(bool),
         Late(Message),
+        Tick,
     }
+    // One periodic timer per connection, not one per read: the idle check
+    // costs nothing on the request path.
+    let mut tick = smol::Timer::interval(Duration::from_millis((idle_ms / 2).max(1)));
+    let mut heard = Instant::now();
     let (late_send, late) = smol::channel::unbounded::<Message>();
     let mut out = Vec::new();
     // Answers running in their own task and not written yet.
@@ -151,10 +157,10 @@ where
         while open && out.len() < REPLY_BATCH_BYTES_MAX {
             let Some(m) = r.try_recv()? else { break };
             match answer(m) {
-                Answer::Now(reply) => encode_reply(&reply, &mut out, who),
+                Answer::Now(reply) => encode_reply(&mut w, &reply, &mut out, who),
                 Answer::Wrote(reply) => {
                     wrote = true;
-                    encode_reply(&reply, &mut out, who);
+                    encode_reply(&mut w, &reply, &mut out, who);
                 }
                 Answer::Later(reply) => {
                     waiting += 1;
@@ -169,7 +175,7 @@ where
         }
         while let Ok(reply) = late.try_recv() {
             waiting -= 1;
-            encode_reply(&reply, &mut out, who);
+            encode_reply(&mut w, &reply, &mut out, who);
         }
         if !out.is_empty() {
             if std::mem::take(&mut wrote) {
@@ -194,17 +200,32 @@ where
                 .map(Woke::Late)
                 .map_err(std::io::Error::other)
         };
+        let idle = async {
+            smol::stream::StreamExt::next(&mut tick).await;
+            Ok(Woke::Tick)
+        };
         let woke = if open {
             let read = async { r.fill().await.map(Woke::Read) };
-            read.or(late_reply).await?
+            read.or(late_reply).or(idle).await?
         } else {
             late_reply.await?
         };
         match woke {
-            Woke::Read(more) => open = more,
+            Woke::Read(more) => {
+                open = more;
+                heard = Instant::now();
+            }
+            Woke::Tick => {
+                if waiting == 0 && heard.elapsed() > Duration::from_millis(idle_ms) {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("idle for {idle_ms} ms (--idle-timeout-ms); closed"),
+                    ));
+                }
+            }
             Woke::Late(reply) => {
                 waiting -= 1;
-                encode_reply(&reply, &mut out, who);
+                encode_reply(&mut w, &reply, &mut out, who);
             }
         }
     }
@@ -212,8 +233,8 @@ where
 
 /// Appends `reply` to `out`; one that cannot be encoded becomes an error
 /// answer, so the requester is not left waiting.
-fn encode_reply(reply: &Message, out: &mut Vec<u8>, who: &str) {
-    if let Err(e) = wire::encode(reply, out) {
+fn encode_reply(w: &mut Writer, reply: &Message, out: &mut Vec<u8>, who: &str) {
+    if let Err(e) = w.encode(reply, out) {
         log::warn!("{who}: cannot encode a {} answer: {e}", reply.name());
         let req_id = reply.req_id().unwrap_or(0);
         let error = Message::error(
@@ -221,7 +242,7 @@ fn encode_reply(reply: &Message, out: &mut Vec<u8>, who: &str) {
             ErrorCode::Internal,
             &format!("answer not sent: {e}"),
         );
-        if let Err(e) = wire::encode(&error, out) {
+        if let Err(e) = w.encode(&error, out) {
             log::warn!("{who}: reply lost: {e}");
         }
     }
@@ -275,17 +296,25 @@ pub fn answer_read(db: &Db, me: Me, m: &Message) -> Option<Message> {
         Message::History {
             req_id, key, depth, ..
         } => match db.history(key, (*depth as usize).min(HISTORY_DEPTH_MAX)) {
-            Ok(vs) => Message::Versions {
-                req_id: *req_id,
-                applied_seq,
-                versions: vs
-                    .into_iter()
-                    .map(|v| Version {
-                        seq: v.seq,
-                        value: v.value,
-                    })
-                    .collect(),
-            },
+            Ok(mut vs) => {
+                // Newest first, as many as one answer may carry.
+                let sizes = vs.iter().map(|v| v.value.as_ref().map_or(0, Vec::len));
+                let fit = hypha_net::batch_prefix_len(sizes, HISTORY_DEPTH_MAX);
+                let omitted = u32::try_from(vs.len() - fit).unwrap_or(u32::MAX);
+                vs.truncate(fit);
+                Message::Versions {
+                    req_id: *req_id,
+                    applied_seq,
+                    versions: vs
+                        .into_iter()
+                        .map(|v| Version {
+                            seq: v.seq,
+                            value: v.value,
+                        })
+                        .collect(),
+                    omitted,
+                }
+            }
             Err(e) => error_message(*req_id, &e),
         },
         Message::Scan {

@@ -1,10 +1,13 @@
 //! Framed connections between nodes: send and receive [`Message`]s over a
-//! TCP stream, the handshake both sides run, and engine ↔ wire records.
+//! TCP stream, the authenticated handshake both sides run (`net/WIRE.md`
+//! §4), and engine ↔ wire records.
 
 use hypha_engine::{Record, RecordKind};
 use hypha_net::{
-    encode_frame, FrameDecoder, Hello, Message, Purpose, Refuse, RefuseReason, Role, WireRecord,
-    CLUSTER_NAME_BYTES_MAX,
+    check_hello, connector_finish, encode_frame, seal_frame, Acceptor, BeatOpener, BeatSealer,
+    ClusterKeys, DecodeError, FrameDecoder, Hello, Message, Opener, Purpose, Refuse, RefuseReason,
+    Role, Sealer, WireRecord, ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX, CLUSTER_NAME_BYTES_MAX,
+    CONNECTOR_HANDSHAKE_PAYLOAD_BYTES_MAX, PROTOCOL_VERSION,
 };
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
@@ -12,10 +15,34 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Bytes read from a socket at a time.
+/// Bytes read from a socket at a time, once the peer authenticated.
 const READ_CHUNK_BYTES: usize = 64 << 10;
-/// How long a peer has to finish the handshake.
+/// Bytes read from a socket at a time during the handshake: with the
+/// decoder's handshake limit, all a stranger can make a node buffer.
+const HANDSHAKE_CHUNK_BYTES: usize = 256;
+const _: () = assert!(ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX + 8 <= HANDSHAKE_CHUNK_BYTES);
+/// How long a peer has to finish the handshake (from the TCP accept to its
+/// `Prove`, or from connecting to the `Welcome`).
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+
+/// The cluster keys of a node, shared by its tasks and replaced on SIGHUP:
+/// new sessions use the keys of the moment, running ones keep theirs.
+pub type Keys = std::sync::Arc<std::sync::RwLock<ClusterKeys>>;
+
+/// The keys of the moment.
+pub fn current_keys(keys: &Keys) -> ClusterKeys {
+    keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// A session's heartbeat keys: seal what this side sends, check what the
+/// other side sends (`net/WIRE.md` §8).
+#[derive(Debug)]
+pub struct Beats {
+    /// Seals this side's heartbeats.
+    pub out: BeatSealer,
+    /// Checks the other side's heartbeats.
+    pub inn: BeatOpener,
+}
 
 /// The receiving half of a framed connection.
 pub struct Reader {
@@ -25,12 +52,33 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Wraps a stream (a clone of the writer's).
-    pub fn new(stream: TcpStream) -> Reader {
+    /// Wraps a stream (a clone of the writer's) for the handshake: frames
+    /// up to `payload_max` bytes, read in small pieces.
+    fn handshake(stream: TcpStream, payload_max: usize) -> Reader {
         Reader {
             stream,
-            decoder: FrameDecoder::new(),
-            chunk: vec![0; READ_CHUNK_BYTES],
+            decoder: FrameDecoder::with_payload_max(payload_max),
+            chunk: vec![0; HANDSHAKE_CHUNK_BYTES],
+        }
+    }
+
+    /// From now on frames must carry MACs that `opener` accepts; they may
+    /// be as large as the protocol allows.
+    fn authenticate(&mut self, opener: Opener) {
+        self.decoder.authenticate(opener);
+        self.chunk = vec![0; READ_CHUNK_BYTES];
+    }
+
+    /// The next message, keeping the decoder's error as it is.
+    async fn recv_decoded(&mut self) -> io::Result<Result<Option<Message>, DecodeError>> {
+        loop {
+            match self.decoder.next_message() {
+                Ok(None) => {}
+                other => return Ok(other),
+            }
+            if !self.fill().await? {
+                return Ok(Ok(None));
+            }
         }
     }
 
@@ -77,22 +125,48 @@ impl Reader {
 pub struct Writer {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// Seals every frame once the connection is authenticated.
+    sealer: Option<Sealer>,
 }
 
 impl Writer {
-    /// Wraps a stream.
-    pub fn new(stream: TcpStream) -> Writer {
+    /// Wraps a stream; frames are plain until [`Writer::authenticate`].
+    fn new(stream: TcpStream) -> Writer {
         Writer {
             stream,
             buf: Vec::new(),
+            sealer: None,
         }
+    }
+
+    fn authenticate(&mut self, sealer: Sealer) {
+        self.sealer = Some(sealer);
+    }
+
+    /// Takes the sealer out, for a caller that encodes frames itself (the
+    /// edge's multiplexer) and writes them with [`Writer::write_some`] in the
+    /// order it sealed them.
+    pub fn take_sealer(&mut self) -> Option<Sealer> {
+        self.sealer.take()
+    }
+
+    /// Appends `m` as one frame, sealed when the connection is
+    /// authenticated, to `out`. Frames must go out in the order they were
+    /// encoded: each one's MAC covers its place in the stream.
+    pub fn encode(&mut self, m: &Message, out: &mut Vec<u8>) -> io::Result<()> {
+        encode_sealed(m, self.sealer.as_mut(), out)
     }
 
     /// Sends one message.
     pub async fn send(&mut self, m: &Message) -> io::Result<()> {
-        self.buf.clear();
-        encode(m, &mut self.buf)?;
-        self.stream.write_all(&self.buf).await
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let sent = match self.encode(m, &mut buf) {
+            Ok(()) => self.stream.write_all(&buf).await,
+            Err(e) => Err(e),
+        };
+        self.buf = buf;
+        sent
     }
 
     /// One write of a prefix of `bytes`; cancel-safe (the bytes are out when
@@ -108,15 +182,26 @@ impl Writer {
     }
 }
 
-/// Appends `m` as one frame to `out`.
-pub fn encode(m: &Message, out: &mut Vec<u8>) -> io::Result<()> {
-    encode_frame(m, out).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+/// Appends `m` as one frame to `out`, sealed by `sealer` if there is one.
+pub fn encode_sealed(
+    m: &Message,
+    sealer: Option<&mut Sealer>,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    match sealer {
+        Some(sealer) => seal_frame(m, sealer, out),
+        None => encode_frame(m, out),
+    }
+    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
 }
 
-/// Splits a stream into framed halves.
-pub fn split(stream: TcpStream) -> (Reader, Writer) {
+/// Splits a stream into framed halves for the handshake.
+fn split(stream: TcpStream, payload_max: usize) -> (Reader, Writer) {
     let _ = stream.set_nodelay(true);
-    (Reader::new(stream.clone()), Writer::new(stream))
+    (
+        Reader::handshake(stream.clone(), payload_max),
+        Writer::new(stream),
+    )
 }
 
 /// Runs `f` with a deadline.
@@ -144,20 +229,189 @@ pub fn cluster_name(name: &str) -> io::Result<heapless::String<CLUSTER_NAME_BYTE
     })
 }
 
-/// Connects to `addr` and sends a Hello; returns the halves and the answer.
-pub async fn connect(addr: SocketAddr, hello: Hello) -> io::Result<(Reader, Writer, Message)> {
+/// Connects to `addr` and runs the handshake: `Hello` with a fresh nonce,
+/// the acceptor's `Challenge` checked against `keys`, our `Prove`; then the
+/// acceptor's answer, `Welcome` or `Refuse`, on the authenticated stream.
+/// Returns the authenticated halves, the answer and the session's heartbeat
+/// keys. A plain `Refuse` instead of a `Challenge` (a node of another
+/// protocol version, another cluster, or one that does not hold our key) is
+/// returned as the answer, without heartbeat keys.
+pub async fn connect(
+    addr: SocketAddr,
+    mut hello: Hello,
+    keys: &ClusterKeys,
+) -> io::Result<(Reader, Writer, Message, Option<Beats>)> {
     let stream = timeout(HANDSHAKE_TIMEOUT_MS, TcpStream::connect(addr)).await?;
-    let (mut r, mut w) = split(stream);
-    w.send(&Message::Hello(hello)).await?;
+    let (mut r, mut w) = split(stream, CONNECTOR_HANDSHAKE_PAYLOAD_BYTES_MAX);
+    hello.nonce = random_bytes()?;
+    w.send(&Message::Hello(hello.clone())).await?;
+    let closed = || {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("{addr} closed during the handshake"),
+        )
+    };
+    let first = timeout(HANDSHAKE_TIMEOUT_MS, r.recv())
+        .await?
+        .ok_or_else(closed)?;
+    let challenge = match first {
+        Message::Challenge(challenge) => challenge,
+        Message::Refuse(refuse) => return Ok((r, w, Message::Refuse(refuse), None)),
+        other => {
+            return Err(io::Error::other(format!(
+                "{addr} answered the Hello with {} instead of a Challenge",
+                other.name()
+            )))
+        }
+    };
+    let (prove, session) = connector_finish(keys, &hello, &challenge)
+        .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, format!("{addr}: {e}")))?;
+    w.send(&Message::Prove(prove)).await?;
+    r.authenticate(session.opener);
+    w.authenticate(session.sealer);
     let answer = timeout(HANDSHAKE_TIMEOUT_MS, r.recv())
         .await?
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{addr} closed during the handshake"),
-            )
-        })?;
-    Ok((r, w, answer))
+        .ok_or_else(closed)?;
+    let beats = Beats {
+        out: session.beats_out,
+        inn: session.beats_in,
+    };
+    Ok((r, w, answer, Some(beats)))
+}
+
+/// An accepted connection after the handshake: authenticated halves, the
+/// peer's `Hello` and the session's heartbeat keys. The caller answers with
+/// `Welcome` or `Refuse` (sent authenticated).
+pub struct Accepted {
+    /// Receives the peer's frames.
+    pub r: Reader,
+    /// Sends to the peer.
+    pub w: Writer,
+    /// What the peer said it is and wants.
+    pub hello: Hello,
+    /// The session's heartbeat keys.
+    pub beats: Beats,
+}
+
+/// Runs the acceptor's side of the handshake on a new connection, within
+/// [`HANDSHAKE_TIMEOUT_MS`]: reads the `Hello` (at most
+/// `ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX` bytes), checks magic, version and
+/// cluster, challenges the peer and checks its `Prove` against `keys`.
+/// `Ok(None)` when the peer was refused (logged with the reason, and told
+/// when it is a hypha node); an error when it broke the protocol.
+pub async fn accept(
+    stream: TcpStream,
+    peer: SocketAddr,
+    keys: &ClusterKeys,
+    cluster: &str,
+    who: &str,
+) -> io::Result<Option<Accepted>> {
+    let (mut r, mut w) = split(stream, ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX);
+    timeout(HANDSHAKE_TIMEOUT_MS, async {
+        let hello = match r.recv_decoded().await? {
+            Ok(Some(Message::Hello(hello))) => hello,
+            Ok(None) => return Ok(None),
+            Err(DecodeError::UnsupportedVersion { ours, theirs }) => {
+                let msg = version_message(ours, theirs);
+                log::warn!("{who}: refused {peer}: {msg}");
+                refuse(&mut w, RefuseReason::VersionMismatch { ours }, &msg).await;
+                return Ok(None);
+            }
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+            Ok(Some(other)) => {
+                let msg = format!("the first frame must be a Hello, not {}", other.name());
+                refuse(&mut w, RefuseReason::Unexpected, &msg).await;
+                return Err(io::Error::other(msg));
+            }
+        };
+        if let Err(reason) = check_hello(&hello, cluster) {
+            let msg = match reason {
+                RefuseReason::VersionMismatch { ours } => version_message(ours, hello.version),
+                _ => format!("refused: {reason:?}; this {who} serves cluster {cluster:?}"),
+            };
+            log::warn!("{who}: refused {peer}: {msg}");
+            refuse(&mut w, reason, &msg).await;
+            return Ok(None);
+        }
+        let (pending, challenge) = Acceptor::new(keys, &hello, random_bytes()?);
+        w.send(&Message::Challenge(challenge)).await?;
+        let prove = match r.recv().await? {
+            Some(Message::Prove(prove)) => prove,
+            Some(other) => {
+                return Err(io::Error::other(format!(
+                    "expected Prove, got {}",
+                    other.name()
+                )))
+            }
+            None => {
+                log::warn!(
+                    "{who}: refused {peer} ({:?} node {:016x}): it closed the connection instead \
+                     of proving the cluster key: it holds another cluster key, or none",
+                    hello.role,
+                    hello.node_id
+                );
+                return Ok(None);
+            }
+        };
+        let session = match pending.finish(&prove) {
+            Ok(session) => session,
+            Err(e) => {
+                log::warn!(
+                    "{who}: refused {peer} ({:?} node {:016x}): {e}",
+                    hello.role,
+                    hello.node_id
+                );
+                let msg = "authentication failed: this node holds another cluster key";
+                refuse(&mut w, RefuseReason::NotAuthenticated, msg).await;
+                return Ok(None);
+            }
+        };
+        r.authenticate(session.opener);
+        w.authenticate(session.sealer);
+        let beats = Beats {
+            out: session.beats_out,
+            inn: session.beats_in,
+        };
+        Ok(Some(Accepted { r, w, hello, beats }))
+    })
+    .await
+}
+
+/// What a node says about a peer of another protocol version: both versions.
+pub fn version_message(ours: u16, theirs: u16) -> String {
+    format!(
+        "protocol version mismatch: this node speaks hypha protocol {ours}, the peer {theirs}; \
+         run the same hypha release on every node"
+    )
+}
+
+/// Explains a `Refuse` that came instead of a `Welcome`.
+pub fn refusal(addr: SocketAddr, refuse: &Refuse) -> io::Error {
+    let kind = match refuse.reason {
+        RefuseReason::NotAuthenticated => io::ErrorKind::PermissionDenied,
+        _ => io::ErrorKind::ConnectionRefused,
+    };
+    let version = match refuse.reason {
+        RefuseReason::VersionMismatch { ours } if !refuse.message.contains("protocol") => {
+            format!(" ({})", version_message(PROTOCOL_VERSION, ours))
+        }
+        _ => String::new(),
+    };
+    io::Error::new(
+        kind,
+        format!(
+            "{addr} refused: {:?}: {}{version}",
+            refuse.reason, refuse.message
+        ),
+    )
+}
+
+/// `N` random bytes from the OS; an error if it has none to give.
+pub fn random_bytes<const N: usize>() -> io::Result<[u8; N]> {
+    use std::io::Read;
+    let mut bytes = [0u8; N];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// A Hello for this node.

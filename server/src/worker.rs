@@ -8,11 +8,11 @@
 //! renames only when complete, so a crash half way leaves the old data.
 
 use crate::requests::{answer_read, min_seq, serve_requests, wait_applied, Answer, Me};
-use crate::wire::{self, allowed, from_wire, refuse, split, Reader};
+use crate::wire::{self, allowed, from_wire, refuse, Beats, Keys, Reader};
 use hypha_engine::{Db, Fsync, Options};
 use hypha_net::{
-    check_hello, decode_heartbeat, encode_heartbeat, Allowlist, ErrorCode, Heartbeat, Message,
-    Purpose, RefuseReason, Role, Welcome, PROTOCOL_VERSION,
+    encode_heartbeat, open_heartbeat, Allowlist, ErrorCode, Heartbeat, Message, Purpose,
+    RefuseReason, Role, Welcome, PROTOCOL_VERSION,
 };
 #[cfg(not(target_has_atomic = "64"))]
 use portable_atomic::AtomicU64;
@@ -61,6 +61,12 @@ pub struct WorkerConfig {
     pub heartbeat_ms: u64,
     /// The master is presumed gone after this long without a heartbeat.
     pub heartbeat_timeout_ms: u64,
+    /// The cluster keys every connection must prove (`net/WIRE.md` §4).
+    pub keys: Keys,
+    /// Most connections open at once (`--max-connections`).
+    pub connections_max: usize,
+    /// A request connection silent this long is closed.
+    pub idle_timeout_ms: u64,
 }
 
 impl WorkerConfig {
@@ -83,10 +89,13 @@ pub struct Worker {
     followed: AtomicU64,
     applied: event_listener::Event,
     master_heard: std::sync::Mutex<Instant>,
+    /// The heartbeat keys of the session with the master, while it lasts.
+    beats: std::sync::Mutex<Option<Beats>>,
     /// The bound request address.
     pub local_addr: SocketAddr,
     listener: TcpListener,
     udp: UdpSocket,
+    gate: Arc<crate::gate::Gate>,
 }
 
 fn history_path(data: &Path) -> PathBuf {
@@ -132,12 +141,14 @@ impl Worker {
             db.seq()
         );
         Ok(Arc::new(Worker {
+            gate: crate::gate::Gate::new(cfg.connections_max),
             cfg,
             node_id,
             db: RwLock::new(Some(Arc::new(db))),
             followed: AtomicU64::new(followed),
             applied: event_listener::Event::new(),
             master_heard: std::sync::Mutex::new(Instant::now()),
+            beats: std::sync::Mutex::new(None),
             local_addr,
             listener,
             udp,
@@ -211,7 +222,8 @@ impl Worker {
             self.followed.load(Ordering::Acquire)
         };
         hello.applied_seq = seq;
-        let (mut r, mut w, answer) = wire::connect(self.cfg.master, hello).await?;
+        let keys = wire::current_keys(&self.cfg.keys);
+        let (mut r, mut w, answer, beats) = wire::connect(self.cfg.master, hello, &keys).await?;
         let welcome = match answer {
             Message::Welcome(welcome) => welcome,
             Message::Refuse(refusal) => {
@@ -219,10 +231,7 @@ impl Worker {
                     RefuseReason::HistoryMismatch { .. } => {
                         Ok(Follow::HistoryMismatch(refusal.message))
                     }
-                    reason => Err(std::io::Error::other(format!(
-                        "master refused: {reason:?}: {}",
-                        refusal.message
-                    ))),
+                    _ => Err(wire::refusal(self.cfg.master, &refusal)),
                 }
             }
             other => {
@@ -240,6 +249,19 @@ impl Worker {
             seq
         );
         *self.master_heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        *self.beats.lock().unwrap_or_else(|p| p.into_inner()) = beats;
+        let followed = self.follow_session(&mut r, &mut w).await;
+        *self.beats.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        followed
+    }
+
+    /// Applies what the master streams on an authenticated session until it
+    /// ends or the master falls silent.
+    async fn follow_session(
+        &self,
+        r: &mut Reader,
+        w: &mut wire::Writer,
+    ) -> std::io::Result<Follow> {
         // Liveness is watched by one timer for the whole session, not one
         // per message: a timer per message is a reactor registration and a
         // wake-up on the replication path.
@@ -334,8 +356,7 @@ impl Worker {
                             "worker: receiving a snapshot of {records_total} records (~{:.1} MB) up to seq {upto_seq}",
                             bytes_total as f64 / 1e6
                         );
-                        self.receive_snapshot(&mut r, history_id, records_total)
-                            .await?;
+                        self.receive_snapshot(r, history_id, records_total).await?;
                         (unacked, ack_timer) = (None, None);
                         w.send(&Message::Ack {
                             applied_seq: self.db_or_busy()?.seq(),
@@ -348,14 +369,14 @@ impl Worker {
                         let mut out = Vec::new();
                         ack_timer = None;
                         if let Some(applied) = unacked.take() {
-                            wire::encode(
+                            w.encode(
                                 &Message::Ack {
                                     applied_seq: applied,
                                 },
                                 &mut out,
                             )?;
                         }
-                        wire::encode(&Message::Pong { nonce }, &mut out)?;
+                        w.encode(&Message::Pong { nonce }, &mut out)?;
                         w.send_encoded(&out).await?;
                     }
                     other => {
@@ -488,9 +509,16 @@ impl Worker {
             if !allowed(&self.cfg.allow, peer, "worker") {
                 continue;
             }
+            let pass = match self.gate.admit() {
+                Ok(pass) => pass,
+                Err(why) => {
+                    log::warn!("worker: closed a connection from {peer}: {why}");
+                    continue;
+                }
+            };
             let me = self.clone();
             crate::rt::spawn(async move {
-                if let Err(e) = me.session(stream).await {
+                if let Err(e) = me.session(stream, peer, pass).await {
                     log::info!("worker: connection from {peer} ended: {e}");
                 }
             })
@@ -498,28 +526,21 @@ impl Worker {
         }
     }
 
-    async fn session(self: Arc<Self>, stream: smol::net::TcpStream) -> std::io::Result<()> {
-        let (mut r, mut w) = split(stream);
-        let Some(Message::Hello(hello)) =
-            wire::timeout(wire::HANDSHAKE_TIMEOUT_MS, r.recv()).await?
+    async fn session(
+        self: Arc<Self>,
+        stream: smol::net::TcpStream,
+        peer: SocketAddr,
+        mut pass: crate::gate::Pass,
+    ) -> std::io::Result<()> {
+        let keys = wire::current_keys(&self.cfg.keys);
+        let Some(accepted) = wire::accept(stream, peer, &keys, &self.cfg.cluster, "worker").await?
         else {
-            refuse(
-                &mut w,
-                RefuseReason::Unexpected,
-                "the first frame must be a Hello",
-            )
-            .await;
             return Ok(());
         };
-        if let Err(reason) = check_hello(&hello, &self.cfg.cluster) {
-            refuse(
-                &mut w,
-                reason,
-                &format!("refused: {reason:?}; cluster {:?}", self.cfg.cluster),
-            )
-            .await;
-            return Ok(());
-        }
+        pass.authenticated();
+        let wire::Accepted {
+            r, mut w, hello, ..
+        } = accepted;
         if hello.purpose != Purpose::Request {
             refuse(
                 &mut w,
@@ -538,7 +559,8 @@ impl Worker {
         }))
         .await?;
         let me = self.clone();
-        serve_requests(r, w, "worker", move |m| me.answer(m)).await
+        let idle_ms = self.cfg.idle_timeout_ms;
+        serve_requests(r, w, "worker", idle_ms, move |m| me.answer(m)).await
     }
 
     /// Answers at once when this worker can (it has applied the request's
@@ -597,6 +619,9 @@ impl Worker {
         }
     }
 
+    /// Sends a heartbeat to the master every `--heartbeat-ms`, signed with
+    /// the keys of the current session (none while there is none), and
+    /// takes the master's signed answers as proof that it is alive.
     async fn heartbeats(self: Arc<Self>) {
         let send = async {
             loop {
@@ -608,7 +633,13 @@ impl Worker {
                 hb.applied_seq = self.db().map_or(0, |db| db.seq());
                 hb.commit_seq = hb.applied_seq;
                 hb.serve_port = self.local_addr.port();
-                if let Ok(bytes) = encode_heartbeat(&hb) {
+                let sealed = {
+                    let mut beats = self.beats.lock().unwrap_or_else(|p| p.into_inner());
+                    beats
+                        .as_mut()
+                        .and_then(|b| encode_heartbeat(&hb, &mut b.out).ok())
+                };
+                if let Some(bytes) = sealed {
                     if let Err(e) = self.udp.send_to(&bytes, self.cfg.master).await {
                         log::debug!("worker: heartbeat to {}: {e}", self.cfg.master);
                     }
@@ -619,16 +650,20 @@ impl Worker {
         let recv = async {
             let mut buf = vec![0u8; 2048];
             loop {
-                if let Ok((n, from)) = self.udp.recv_from(&mut buf).await {
-                    if from.ip() != self.cfg.master.ip() && !from.ip().is_loopback() {
-                        continue;
+                let Ok((n, from)) = self.udp.recv_from(&mut buf).await else {
+                    continue;
+                };
+                let mut beats = self.beats.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(beats) = beats.as_mut() else {
+                    continue;
+                };
+                match open_heartbeat(&buf[..n], &mut beats.inn) {
+                    Ok(hb) if hb.role == Role::Master => {
+                        *self.master_heard.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Instant::now();
                     }
-                    if let Ok(hb) = decode_heartbeat(&buf[..n]) {
-                        if hb.role == Role::Master && hb.cluster.as_str() == self.cfg.cluster {
-                            *self.master_heard.lock().unwrap_or_else(|p| p.into_inner()) =
-                                Instant::now();
-                        }
-                    }
+                    Ok(_) => {}
+                    Err(e) => log::debug!("worker: heartbeat from {from} dropped: {e}"),
                 }
             }
         };

@@ -2,7 +2,7 @@
 //! each gets its own answer whatever the order the node answers in, and a
 //! connection the node closes fails the calls waiting on it.
 
-use hypha_net::{Message, Purpose, Role, Welcome, PROTOCOL_VERSION};
+use hypha_net::{ClusterKeys, Message, Purpose, Role, Welcome, PROTOCOL_VERSION};
 use hypha_server::mux::Mux;
 use hypha_server::wire::{self, Reader, Writer};
 use smol::net::TcpListener;
@@ -22,10 +22,10 @@ fn welcome() -> Message {
 
 /// Accepts one connection, answers the Hello, and hands over the halves.
 async fn accept(listener: &TcpListener) -> io::Result<(Reader, Writer)> {
-    let (stream, _) = listener.accept().await?;
-    let (mut r, mut w) = wire::split(stream);
-    let hello = r.recv().await?;
-    assert!(matches!(hello, Some(Message::Hello(_))), "{hello:?}");
+    let (stream, peer) = listener.accept().await?;
+    let keys = ClusterKeys::insecure();
+    let accepted = wire::accept(stream, peer, &keys, "hypha", "test node").await?;
+    let wire::Accepted { r, mut w, .. } = accepted.expect("the edge authenticates");
     w.send(&welcome()).await?;
     Ok((r, w))
 }
@@ -66,7 +66,7 @@ fn answers_in_any_order_reach_their_own_callers() -> io::Result<()> {
             io::Result::Ok(())
         });
         let hello = wire::hello("hypha", Role::Edge, 0, Purpose::Request)?;
-        let mux = Mux::connect(addr, hello).await?;
+        let mux = Mux::connect(addr, hello, &ClusterKeys::insecure()).await?;
         let calls: Vec<_> = (1..=CALLS)
             .map(|req_id| {
                 let mux = mux.clone();
@@ -108,7 +108,7 @@ fn a_closed_connection_fails_the_waiting_calls() -> io::Result<()> {
             io::Result::Ok(())
         });
         let hello = wire::hello("hypha", Role::Edge, 0, Purpose::Request)?;
-        let mux = Mux::connect(addr, hello).await?;
+        let mux = Mux::connect(addr, hello, &ClusterKeys::insecure()).await?;
         let waiting = {
             let mux = mux.clone();
             smol::spawn(async move { mux.call(&get(1)).await })

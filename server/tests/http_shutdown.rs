@@ -8,7 +8,7 @@ use std::net::TcpStream;
 
 use http_support::{expect_status, request_bytes, Server, TestResult};
 use hypha_server::http::{
-    Backend, BackendError, Consistency, Entry, HttpConfig, MemBackend, ScanPage, Version,
+    Backend, BackendError, Consistency, Entry, History, HttpConfig, MemBackend, ScanPage,
 };
 use smol::channel::{Receiver, Sender};
 
@@ -36,7 +36,7 @@ impl Backend for GatedBackend {
         key: Vec<u8>,
         depth: u32,
         c: Consistency,
-    ) -> Result<Vec<Version>, BackendError> {
+    ) -> Result<History, BackendError> {
         self.inner.history(key, depth, c).await
     }
     async fn scan(

@@ -6,7 +6,7 @@
 //! where namespaces cannot be made the test fails and says so.
 
 mod common;
-use common::TempDir;
+use common::{keygen, TempDir};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -207,8 +207,18 @@ fn cluster(tag: &str, master_extra: &[&str]) -> Cluster {
         net.addr(3)
     );
     let mdata = dir.join("m").to_string_lossy().into_owned();
+    // Every node holds the cluster key: they listen on overlay addresses.
+    let (key, _) = keygen(&dir, "cluster.key");
     let mut margs = vec![
-        "master", "--data", &mdata, "--listen", &m, "--allow", &allow,
+        "master",
+        "--data",
+        &mdata,
+        "--listen",
+        &m,
+        "--allow",
+        &allow,
+        "--cluster-key-file",
+        &key,
     ];
     margs.extend_from_slice(master_extra);
     margs.extend_from_slice(&HB);
@@ -217,7 +227,17 @@ fn cluster(tag: &str, master_extra: &[&str]) -> Cluster {
         let d = dir.join(name).to_string_lossy().into_owned();
         let listen = format!("[{}]:7001", net.addr(i));
         let mut a = vec![
-            "worker", "--data", &d, "--master", &m, "--listen", &listen, "--allow", &allow,
+            "worker",
+            "--data",
+            &d,
+            "--master",
+            &m,
+            "--listen",
+            &listen,
+            "--allow",
+            &allow,
+            "--cluster-key-file",
+            &key,
         ];
         a.extend_from_slice(&HB);
         Proc::start(net.exec(name), &a)
@@ -225,7 +245,15 @@ fn cluster(tag: &str, master_extra: &[&str]) -> Cluster {
     let w1 = worker("w1", 1);
     let w2 = worker("w2", 2);
     let h = format!("[{}]:8080", net.addr(3));
-    let mut eargs = vec!["http", "--listen", &h, "--master", &m];
+    let mut eargs = vec![
+        "http",
+        "--listen",
+        &h,
+        "--master",
+        &m,
+        "--cluster-key-file",
+        &key,
+    ];
     eargs.extend_from_slice(&HB);
     let edge = Proc::start(net.exec("e"), &eargs);
     edge.wait("http: listening", Duration::from_secs(30));
@@ -405,7 +433,17 @@ fn partitions_loss_rate_limits_master_kill_and_allowlist_over_test_hosts() {
     let xl = format!("[{}]:7001", c.net.addr(4));
     let intruder = Proc::start(
         c.net.exec("x"),
-        &["worker", "--data", &d, "--master", &m, "--listen", &xl],
+        // Without the key too: the allowlist turns it away before that.
+        &[
+            "worker",
+            "--data",
+            &d,
+            "--master",
+            &m,
+            "--listen",
+            &xl,
+            "--insecure-no-auth",
+        ],
     );
     c.master
         .wait("refused connection from", Duration::from_secs(10));

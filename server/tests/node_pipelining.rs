@@ -17,11 +17,12 @@ const PIPELINED: u64 = 2_000;
 fn pipeline(addr: std::net::SocketAddr, requests: Vec<Message>) -> std::io::Result<Vec<Message>> {
     smol::block_on(async {
         let hello = wire::hello("hypha", Role::Client, 7, Purpose::Request)?;
-        let (mut r, mut w, answer) = wire::connect(addr, hello).await?;
+        let keys = hypha_net::ClusterKeys::insecure();
+        let (mut r, mut w, answer, _) = wire::connect(addr, hello, &keys).await?;
         assert!(matches!(answer, Message::Welcome(_)), "{answer:?}");
         let mut frames = Vec::new();
         for m in &requests {
-            wire::encode(m, &mut frames)?;
+            w.encode(m, &mut frames)?;
         }
         w.send_encoded(&frames).await?;
         let mut answers = Vec::new();

@@ -43,13 +43,14 @@ fn master_with_stand_in_worker(tag: &str, extra: &[&str]) -> std::io::Result<Set
     let addr = master.addr;
     let (client, worker) = smol::block_on(async {
         let hello = wire::hello("hypha", Role::Client, 1, Purpose::Request)?;
-        let (cr, cw, welcome) = wire::connect(addr, hello).await?;
+        let keys = hypha_net::ClusterKeys::insecure();
+        let (cr, cw, welcome, _) = wire::connect(addr, hello, &keys).await?;
         let Message::Welcome(welcome) = welcome else {
             panic!("client refused: {welcome:?}")
         };
         let mut hello = wire::hello("hypha", Role::Worker, 2, Purpose::Replicate)?;
         hello.history_id = welcome.history_id;
-        let (wr, ww, answer) = wire::connect(addr, hello).await?;
+        let (wr, ww, answer, _) = wire::connect(addr, hello, &keys).await?;
         assert!(matches!(answer, Message::Welcome(_)), "{answer:?}");
         std::io::Result::Ok(((cr, cw), (wr, ww)))
     })?;
@@ -138,12 +139,16 @@ fn a_worker_acks_everything_applied_before_it_answers_a_ping() -> std::io::Resul
     );
     smol::block_on(async {
         let listener = smol::net::TcpListener::try_from(listener)?;
-        let (stream, _) = wire::timeout(WAIT_MS, listener.accept()).await?;
-        let (mut r, mut w) = wire::split(stream);
-        match wire::timeout(WAIT_MS, r.recv()).await? {
-            Some(Message::Hello(h)) if h.role == Role::Worker => {}
-            other => panic!("expected a worker's Hello, got {other:?}"),
-        }
+        let (stream, peer) = wire::timeout(WAIT_MS, listener.accept()).await?;
+        let keys = hypha_net::ClusterKeys::insecure();
+        let accepted = wire::accept(stream, peer, &keys, "hypha", "stand-in master").await?;
+        let wire::Accepted {
+            mut r,
+            mut w,
+            hello,
+            ..
+        } = accepted.expect("the worker authenticates");
+        assert_eq!(hello.role, Role::Worker, "{hello:?}");
         w.send(&Message::Welcome(Welcome {
             version: PROTOCOL_VERSION,
             role: Role::Master,
@@ -162,14 +167,14 @@ fn a_worker_acks_everything_applied_before_it_answers_a_ping() -> std::io::Resul
             })
             .collect();
         let mut out = Vec::new();
-        wire::encode(
+        w.encode(
             &Message::Records {
                 first_seq: 1,
                 records,
             },
             &mut out,
         )?;
-        wire::encode(&Message::Ping { nonce: 3 }, &mut out)?;
+        w.encode(&Message::Ping { nonce: 3 }, &mut out)?;
         w.send_encoded(&out).await?;
         // An Ack sent on the worker's timer instead would come after the Pong.
         match wire::timeout(WAIT_MS, r.recv()).await? {
@@ -211,13 +216,13 @@ fn a_master_that_waits_for_acks_pings_behind_every_batch() -> std::io::Result<()
                     Some(Message::Ping { nonce }) => {
                         assert_eq!(nonce, applied, "the Ping names the last record sent");
                         let mut out = Vec::new();
-                        wire::encode(
+                        ww.encode(
                             &Message::Ack {
                                 applied_seq: applied,
                             },
                             &mut out,
                         )?;
-                        wire::encode(&Message::Pong { nonce }, &mut out)?;
+                        ww.encode(&Message::Pong { nonce }, &mut out)?;
                         ww.send_encoded(&out).await?;
                         break;
                     }

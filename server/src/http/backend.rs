@@ -50,10 +50,21 @@ pub struct Version {
     pub value: Option<Vec<u8>>,
 }
 
+/// The versions of a key that one answer carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// Newest first; deletes included.
+    pub versions: Vec<Version>,
+    /// Older versions within the requested depth that did not fit one
+    /// answer (the wire's `BATCH_BYTES_MAX` rule: about 1 MiB of values
+    /// plus one more).
+    pub omitted: u32,
+}
+
 /// One page of a key scan.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScanPage {
-    /// Live keys in ascending byte order.
+    /// Live keys in insertion order (see [`Backend::scan`]).
     pub keys: Vec<Vec<u8>>,
     /// Cursor for the next page; `None` when the scan is complete.
     pub next_cursor: Option<u64>,
@@ -144,16 +155,23 @@ pub trait Backend: Send + Sync + 'static {
         c: Consistency,
     ) -> impl Future<Output = Result<Option<Entry>, BackendError>> + Send;
 
-    /// Up to `depth` versions of `key`, newest first; deletes included.
+    /// Up to `depth` versions of `key`, newest first, deletes included: as
+    /// many as one answer carries, and how many more there were.
     fn history(
         &self,
         key: Vec<u8>,
         depth: u32,
         c: Consistency,
-    ) -> impl Future<Output = Result<Vec<Version>, BackendError>> + Send;
+    ) -> impl Future<Output = Result<History, BackendError>> + Send;
 
-    /// Up to `limit` live keys starting with `prefix`, in byte order, from `cursor`
-    /// (0 starts a scan; later values come from [`ScanPage::next_cursor`]).
+    /// Up to `limit` live keys starting with `prefix`, from `cursor` (0
+    /// starts a scan; later values come from [`ScanPage::next_cursor`]).
+    ///
+    /// Keys come in insertion order: the order in which each key was first
+    /// written (the engine's ids), not byte order. Cursors stay valid while
+    /// keys are written: a key first written after a scan started appears at
+    /// its end. A page may hold fewer than `limit` keys (even none) while
+    /// `next_cursor` is `Some`: follow the cursor until it is `None`.
     fn scan(
         &self,
         cursor: u64,

@@ -250,8 +250,44 @@ async fn form_delete<B: Backend>(
     delete(backend, form_key(&form)?).await
 }
 
+/// Most JSON values (arrays, objects, strings, numbers, ...) in one request
+/// body. A parsed value costs ~32 bytes and some work however short its
+/// text, so a 16 MiB body of `[0,0,...]` would cost ~300 MiB and a second
+/// of the executor thread; counting first bounds both (the largest batch
+/// the dialects carry is `SCAN_LIMIT_MAX` keys of a few values each).
+pub const JSON_VALUES_MAX: usize = 16 * 1024;
+
 fn json_body(body: &[u8]) -> Result<Value, Response> {
+    let values = json_values_at_least(body, JSON_VALUES_MAX + 1);
+    if values > JSON_VALUES_MAX {
+        let message = format!(
+            "the JSON body holds more than {JSON_VALUES_MAX} values (JSON_VALUES_MAX); send \
+             fewer keys or values per request"
+        );
+        return Err(Response::error(413, message));
+    }
     serde_json::from_slice(body).map_err(|e| Response::error(400, format!("body is not JSON: {e}")))
+}
+
+/// A cheap upper bound on the values in a JSON text, counted until `stop`:
+/// every `[`, `{`, `,` and `:` outside strings starts at most one value.
+fn json_values_at_least(text: &[u8], stop: usize) -> usize {
+    let (mut count, mut in_string, mut escaped) = (1, false, false);
+    for &byte in text {
+        match (in_string, byte) {
+            (true, _) if escaped => escaped = false,
+            (true, b'\\') => escaped = true,
+            (true, b'"') | (false, b'"') => in_string = !in_string,
+            (false, b'[' | b'{' | b',' | b':') => {
+                count += 1;
+                if count >= stop {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    count
 }
 
 fn string_field(document: &Value, name: &str, shape: &str) -> Result<Vec<u8>, Response> {
@@ -492,6 +528,19 @@ async fn query_keys<B: Backend>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn json_values_are_counted_outside_strings_and_counting_stops_early() {
+        assert_eq!(json_values_at_least(b"[1,2,3]", 100), 4);
+        assert_eq!(json_values_at_least(br#"["a,b:[{", "c\"d,"]"#, 100), 3);
+        assert_eq!(json_values_at_least(&b"[0,".repeat(1000), 10), 10);
+        let flood = [b"[".as_slice(), &b"0,".repeat(JSON_VALUES_MAX), b"0]"].concat();
+        let Err(refused) = json_body(&flood) else {
+            panic!("a body of too many values was parsed")
+        };
+        assert_eq!(refused.status, 413);
+        assert!(json_body(br#"[["a","b"]]"#).is_ok());
+    }
+
     use super::*;
 
     #[test]

@@ -19,15 +19,19 @@ use smol::net::TcpListener;
 use smol::{Executor, Timer};
 
 use crate::http::backend::Backend;
-use crate::http::chunked::ChunkedDecoder;
+use crate::http::body::Body;
+use crate::http::budget::{
+    AddrSlot, Budget, PerAddr, Reserved, BODY_BUDGET_BYTES_DEFAULT, BODY_BUDGET_STEP_BYTES,
+    BUDGET_RETRY_AFTER_SECS, CONNECTIONS_PER_ADDR_MAX_DEFAULT, RESPONSE_UNCOUNTED_BYTES_MAX,
+};
 use crate::http::deadline::{Cut, Registered, Watches};
-use crate::http::error::HttpError;
 use crate::http::inbuf::InBuf;
 use crate::http::metrics::RouteId;
 use crate::http::request::{parse_head, BodyFraming, Head, Method, Status};
 use crate::http::response::{Response, CONTINUE_100};
 use crate::http::router::Router;
-use crate::http::socket::{linger_close, read_by, write_all, Socket, LINGER_TIMEOUT_MS};
+use crate::http::socket::{linger_close, write_all, Socket, LINGER_TIMEOUT_MS};
+use crate::http::token::Token;
 
 /// Default time a client has to send a complete head, from accept (first
 /// request) or from its first byte (later requests). Stops slowloris.
@@ -38,11 +42,15 @@ pub const IDLE_TIMEOUT_MS: u64 = 60_000;
 pub const BODY_TIMEOUT_MS: u64 = 30_000;
 /// Default cap on open connections; beyond it new ones get 503 and are closed.
 pub const CONNECTIONS_MAX: usize = 1024;
+/// Default time a whole request body may take, however steadily it comes
+/// (a 16 MiB value at 1.1 Mbit/s): a client cannot hold its share of the
+/// body budget forever by trickling.
+pub const BODY_TOTAL_TIMEOUT_MS: u64 = 120_000;
 
 /// Bytes asked of the socket per read while reading heads and chunked bodies.
-const READ_CHUNK_BYTES: usize = 16 * 1024;
+pub(super) const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// Most bytes read into a `Content-Length` body per read.
-const BODY_READ_CHUNK_BYTES: usize = 256 * 1024;
+pub(super) const BODY_READ_CHUNK_BYTES: usize = 256 * 1024;
 /// Most refusals (503 over the cap) being written at once; beyond it excess
 /// connections are closed without an answer.
 const REFUSALS_INFLIGHT_MAX: usize = 64;
@@ -52,6 +60,7 @@ const REFUSAL_TIMEOUT_MS: u64 = 1_000;
 const ACCEPT_RETRY_MS: u64 = 50;
 
 const _: () = assert!(HEAD_TIMEOUT_MS <= IDLE_TIMEOUT_MS);
+const _: () = assert!(BODY_TIMEOUT_MS <= BODY_TOTAL_TIMEOUT_MS);
 const _: () = assert!(LINGER_TIMEOUT_MS < HEAD_TIMEOUT_MS);
 const _: () = assert!(READ_CHUNK_BYTES <= BODY_READ_CHUNK_BYTES);
 
@@ -67,9 +76,15 @@ pub struct HttpConfig {
     /// See [`CONNECTIONS_MAX`].
     pub connections_max: usize,
     /// When set, writes need `Authorization: Bearer <token>` (401 otherwise).
-    pub token: Option<String>,
+    pub token: Option<Token>,
     /// With `token`, reads need it too; `/ping` stays open.
     pub token_for_reads: bool,
+    /// See [`BODY_TOTAL_TIMEOUT_MS`].
+    pub body_total_timeout_ms: u64,
+    /// See [`BODY_BUDGET_BYTES_DEFAULT`].
+    pub body_budget_bytes: usize,
+    /// See [`CONNECTIONS_PER_ADDR_MAX_DEFAULT`].
+    pub connections_per_addr_max: usize,
 }
 
 impl Default for HttpConfig {
@@ -81,17 +96,24 @@ impl Default for HttpConfig {
             connections_max: CONNECTIONS_MAX,
             token: None,
             token_for_reads: false,
+            body_total_timeout_ms: BODY_TOTAL_TIMEOUT_MS,
+            body_budget_bytes: BODY_BUDGET_BYTES_DEFAULT,
+            connections_per_addr_max: CONNECTIONS_PER_ADDR_MAX_DEFAULT,
         }
     }
 }
 
-struct Shared<B> {
+pub(super) struct Shared<B> {
     router: Router<B>,
-    config: HttpConfig,
+    pub(super) config: HttpConfig,
     /// Every connection's deadline, and the shutdown flag.
     watches: Watches,
     /// Refusals being written now, against [`REFUSALS_INFLIGHT_MAX`].
     refusing: AtomicUsize,
+    /// Body bytes held, against `body_budget_bytes`.
+    budget: Budget,
+    /// Connections per client address.
+    per_addr: Arc<PerAddr>,
 }
 
 /// Serves HTTP on `listener` until `shutdown` completes, then stops accepting,
@@ -130,6 +152,8 @@ pub async fn serve_on<B: Backend>(
         .min(REFUSAL_TIMEOUT_MS);
     let shared = Arc::new(Shared {
         router: Router::new(backend, &config),
+        budget: Budget::new(config.body_budget_bytes),
+        per_addr: Arc::new(PerAddr::new(config.connections_per_addr_max)),
         config,
         watches: Watches::new(shortest_ms),
         refusing: AtomicUsize::new(0),
@@ -170,23 +194,43 @@ async fn accept_loop<B: Backend>(
         let done = done.clone();
         let metrics = shared.router.metrics();
         // Only this loop increments, so checking then incrementing cannot overshoot.
-        if metrics.connections_open.load(Ordering::Relaxed) >= shared.config.connections_max {
-            metrics.record_refused();
-            let refusing = Held::new(shared, |s| &s.refusing);
-            if refusing.before < REFUSALS_INFLIGHT_MAX {
-                let shared = shared.clone();
-                let stream = Socket::new(stream);
-                tasks
-                    .spawn(async move { refuse(&shared, stream, refusing, done).await })
-                    .detach();
+        let max = shared.config.connections_max;
+        let over = if metrics.connections_open.load(Ordering::Relaxed) >= max {
+            Err(format!(
+                "the server has {max} connections open (connections_max); retry later"
+            ))
+        } else {
+            shared.per_addr.admit(peer.ip()).ok_or_else(|| {
+                let max = shared.per_addr.max();
+                format!(
+                    "{} holds {max} connections already (--connections-per-addr); close some \
+                     or retry later",
+                    peer.ip()
+                )
+            })
+        };
+        let slot: AddrSlot = match over {
+            Ok(slot) => slot,
+            Err(message) => {
+                metrics.record_refused();
+                let refusing = Held::new(shared, |s| &s.refusing);
+                if refusing.before < REFUSALS_INFLIGHT_MAX {
+                    let shared = shared.clone();
+                    let stream = Socket::new(stream);
+                    tasks
+                        .spawn(
+                            async move { refuse(&shared, stream, message, refusing, done).await },
+                        )
+                        .detach();
+                }
+                continue;
             }
-            continue;
-        }
+        };
         let open = Held::new(shared, |s| &s.router.metrics().connections_open);
         let shared = shared.clone();
         connections
             .spawn(async move {
-                let _held = (open, done);
+                let _held = (open, slot, done);
                 let shared = &*shared;
                 let mut connection = Connection {
                     shared,
@@ -227,9 +271,13 @@ impl<B> Drop for Held<B> {
     }
 }
 
-async fn refuse<B>(shared: &Shared<B>, mut stream: Socket, _refusing: Held<B>, _done: Sender<()>) {
-    let max = shared.config.connections_max;
-    let message = format!("the server has {max} connections open (connections_max); retry later");
+async fn refuse<B>(
+    shared: &Shared<B>,
+    mut stream: Socket,
+    message: String,
+    _refusing: Held<B>,
+    _done: Sender<()>,
+) {
     let response = Response::error(503, message)
         .header("Retry-After", "1")
         .closing();
@@ -243,34 +291,28 @@ async fn refuse<B>(shared: &Shared<B>, mut stream: Socket, _refusing: Held<B>, _
 }
 
 /// How a read ended.
-enum Read {
+pub(super) enum Read {
     Data,
     Eof,
     TimedOut,
     Stopped,
 }
 
-/// How reading a body ended.
-enum Body {
-    Complete(Vec<u8>),
-    TooLarge,
-    Malformed(HttpError),
-    TimedOut,
-    Eof,
-}
+/// A response, its metrics label and the budget its body holds.
+type Answer<'s> = (RouteId, Response, Option<Reserved<'s>>);
 
-struct Connection<'s, B> {
-    shared: &'s Shared<B>,
-    stream: Socket,
+pub(super) struct Connection<'s, B> {
+    pub(super) shared: &'s Shared<B>,
+    pub(super) stream: Socket,
     /// The deadline of whatever this connection waits for.
-    watch: Registered<'s>,
+    pub(super) watch: Registered<'s>,
     /// Received bytes not used yet: part of a head, or pipelined requests.
-    buf: InBuf,
+    pub(super) buf: InBuf,
     /// The response being written, kept between responses.
     out: Vec<u8>,
 }
 
-impl<B: Backend> Connection<'_, B> {
+impl<'s, B: Backend> Connection<'s, B> {
     async fn run(&mut self) -> io::Result<()> {
         let _ = self.stream.inner.get_ref().set_nodelay(true);
         let mut first = true;
@@ -343,7 +385,7 @@ impl<B: Backend> Connection<'_, B> {
     /// Serves one request; true when the connection stays open.
     async fn exchange(&mut self, head: Head) -> io::Result<bool> {
         let started = Instant::now();
-        let Some((route_id, response)) = self.serve(&head).await? else {
+        let Some((route_id, response, _held)) = self.serve(&head).await? else {
             return Ok(false);
         };
         let close = response.close || !head.keep_alive || self.shared.watches.stopping();
@@ -355,89 +397,81 @@ impl<B: Backend> Connection<'_, B> {
         Ok(!close)
     }
 
-    /// The response to `head`, or `None` if the client left mid-body.
-    async fn serve(&mut self, head: &Head) -> io::Result<Option<(RouteId, Response)>> {
-        let router = &self.shared.router;
+    /// The response to `head` (and the budget its body holds while it is
+    /// written), or `None` if the client left mid-body.
+    async fn serve(&mut self, head: &Head) -> io::Result<Option<Answer<'s>>> {
+        let shared = self.shared;
+        let router = &shared.router;
         let admitted = match router.admit(head) {
             Ok(admitted) => admitted,
             // The body stays unread, so the connection cannot carry another request.
             Err((route_id, response)) if head.has_body() => {
-                return Ok(Some((route_id, response.closing())))
+                return Ok(Some((route_id, response.closing(), None)))
             }
-            Err(refusal) => return Ok(Some(refusal)),
+            Err((route_id, response)) => return Ok(Some((route_id, response, None))),
+        };
+        let route_id = admitted.route_id;
+        let first = match head.body {
+            BodyFraming::Length(len) => usize::try_from(len).unwrap_or(usize::MAX),
+            BodyFraming::Chunked => BODY_BUDGET_STEP_BYTES.min(admitted.body_bytes_max),
+            BodyFraming::Empty => 0,
+        };
+        let Some(mut reserved) = shared.budget.reserve(first) else {
+            // Unread body: the connection closes after the answer.
+            return Ok(Some((route_id, self.over_budget().closing(), None)));
         };
         // RFC 9110 10.1.1: no need for 100 once body bytes have arrived.
         if head.expect_continue && head.has_body() && self.buf.is_empty() {
-            let stall = Duration::from_millis(self.shared.config.body_timeout_ms);
+            let stall = Duration::from_millis(shared.config.body_timeout_ms);
             write_all(&self.watch, &mut self.stream, CONTINUE_100, stall).await?;
         }
-        let route_id = admitted.route_id;
-        let ms = self.shared.config.body_timeout_ms;
-        let response = match self.read_body(head.body, admitted.body_bytes_max).await? {
+        let body = self
+            .read_body(head.body, admitted.body_bytes_max, &mut reserved)
+            .await?;
+        let response = match body {
             Body::Complete(body) => router.handle(head, admitted, body).await,
             Body::TooLarge => router.body_too_large(&admitted, None),
+            Body::OverBudget => self.over_budget().closing(),
             Body::Malformed(error) => Response::error(error.status(), error.to_string()).closing(),
             Body::TimedOut => {
-                let message = format!("the body stalled for {ms} ms (body_timeout_ms)");
+                let (ms, total) = (
+                    shared.config.body_timeout_ms,
+                    shared.config.body_total_timeout_ms,
+                );
+                let message = format!(
+                    "the body stalled for {ms} ms (body_timeout_ms) or took over {total} ms \
+                     in all (body_total_timeout_ms)"
+                );
                 Response::error(408, message).closing()
             }
             Body::Eof => return Ok(None),
         };
-        Ok(Some((route_id, response)))
-    }
-
-    async fn read_body(&mut self, framing: BodyFraming, body_bytes_max: usize) -> io::Result<Body> {
-        match framing {
-            BodyFraming::Empty => Ok(Body::Complete(Vec::new())),
-            // `admit` refused lengths over the limit, which fits in memory.
-            BodyFraming::Length(len) => match usize::try_from(len) {
-                Ok(len) if len <= body_bytes_max => self.read_length(len).await,
-                _ => Ok(Body::TooLarge),
-            },
-            BodyFraming::Chunked => self.read_chunked(body_bytes_max).await,
+        drop(reserved);
+        if response.body.len() <= RESPONSE_UNCOUNTED_BYTES_MAX {
+            return Ok(Some((route_id, response, None)));
+        }
+        match shared.budget.reserve(response.body.len()) {
+            Some(held) => Ok(Some((route_id, response, Some(held)))),
+            None => Ok(Some((route_id, self.over_budget(), None))),
         }
     }
 
-    async fn read_length(&mut self, len: usize) -> io::Result<Body> {
-        let mut body = self.buf.take(len);
-        let stall = Duration::from_millis(self.shared.config.body_timeout_ms);
-        while body.len() < len {
-            let start = body.len();
-            body.resize(start + (len - start).min(BODY_READ_CHUNK_BYTES), 0);
-            let read = self.stream.read(&mut body[start..]);
-            match read_by(&self.watch, read, Instant::now() + stall).await? {
-                None => return Ok(Body::TimedOut),
-                Some(0) => return Ok(Body::Eof),
-                Some(got) => body.truncate(start + got),
-            }
-        }
-        Ok(Body::Complete(body))
-    }
-
-    async fn read_chunked(&mut self, body_bytes_max: usize) -> io::Result<Body> {
-        let mut decoder = ChunkedDecoder::new(body_bytes_max);
-        let mut body = Vec::new();
-        let stall = Duration::from_millis(self.shared.config.body_timeout_ms);
-        loop {
-            match decoder.decode(self.buf.data(), &mut body) {
-                Ok(Status::Complete(used)) => {
-                    self.buf.consume(used);
-                    return Ok(Body::Complete(body));
-                }
-                Ok(Status::Partial) => self.buf.clear(),
-                Err(HttpError::BodyTooLarge(_)) => return Ok(Body::TooLarge),
-                Err(error) => return Ok(Body::Malformed(error)),
-            }
-            match self.read_more(Instant::now() + stall, false).await? {
-                Read::Data => {}
-                Read::Eof | Read::Stopped => return Ok(Body::Eof),
-                Read::TimedOut => return Ok(Body::TimedOut),
-            }
-        }
+    /// The 503 for a request whose body, or answer, does not fit the budget.
+    fn over_budget(&self) -> Response {
+        let max = self.shared.budget.max();
+        let message = format!(
+            "the server holds {max} bytes of request and response bodies already \
+             (--body-budget-mb); retry in a moment"
+        );
+        Response::error(503, message).header("Retry-After", BUDGET_RETRY_AFTER_SECS.to_string())
     }
 
     /// Appends one read to `buf`. With `stoppable`, shutdown ends the wait.
-    async fn read_more(&mut self, deadline: Instant, stoppable: bool) -> io::Result<Read> {
+    pub(super) async fn read_more(
+        &mut self,
+        deadline: Instant,
+        stoppable: bool,
+    ) -> io::Result<Read> {
         let read = self.stream.read(self.buf.spare(READ_CHUNK_BYTES));
         let outcome = self.watch.by(deadline, stoppable, read).await;
         if let Ok(Ok(got)) = &outcome {
@@ -518,6 +552,8 @@ mod tests {
         let config = HttpConfig::default();
         let shared = Arc::new(Shared {
             router: Router::new(Arc::new(MemBackend::new()), &config),
+            budget: Budget::new(config.body_budget_bytes),
+            per_addr: Arc::new(PerAddr::new(config.connections_per_addr_max)),
             config,
             watches: Watches::new(1_000),
             refusing: AtomicUsize::new(3),

@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::backend::{Backend, BackendError, Consistency, Entry, ScanPage, Version};
+use super::backend::{Backend, BackendError, Consistency, Entry, History, ScanPage, Version};
 
 /// Default largest value [`MemBackend`] accepts: 16 MiB.
 pub const MEM_VALUE_BYTES_MAX: usize = 16 * 1024 * 1024;
 
-/// In-memory backend used by the HTTP tests. Every version is kept forever;
-/// the scan cursor is the number of matching keys already returned.
+/// In-memory backend used by the HTTP tests. Every version is kept forever.
+/// Listings follow the engine's order: each key gets the next id when it is
+/// first written, scans go by id, and the cursor is the next id to look at.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct MemBackend {
@@ -25,6 +26,8 @@ struct MemState {
     seq: u64,
     /// Versions per key, oldest first; never empty.
     keys: BTreeMap<Vec<u8>, Vec<Version>>,
+    /// Keys by id: `ids[i]` got id `i + 1` when it was first written.
+    ids: Vec<Vec<u8>>,
     /// When set, every call fails with this error (fault injection).
     fail: Option<BackendError>,
     /// When set, `get` and `put` of this key panic (a simulated backend bug).
@@ -96,10 +99,11 @@ impl MemState {
     fn push(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> u64 {
         self.seq += 1;
         let seq = self.seq;
-        self.keys
-            .entry(key)
-            .or_default()
-            .push(Version { seq, value });
+        let versions = self.keys.entry(key).or_insert_with_key(|key| {
+            self.ids.push(key.clone());
+            Vec::new()
+        });
+        versions.push(Version { seq, value });
         seq
     }
 
@@ -156,13 +160,21 @@ impl Backend for MemBackend {
         key: Vec<u8>,
         depth: u32,
         _c: Consistency,
-    ) -> Result<Vec<Version>, BackendError> {
+    ) -> Result<History, BackendError> {
         let state = self.check()?;
         let Some(versions) = state.keys.get(&key) else {
-            return Ok(Vec::new());
+            return Ok(History::default());
         };
         let depth = usize::try_from(depth).unwrap_or(usize::MAX);
-        Ok(versions.iter().rev().take(depth).cloned().collect())
+        let mut versions: Vec<Version> = versions.iter().rev().take(depth).cloned().collect();
+        // The same cut as a node's answer on the wire.
+        let sizes = versions
+            .iter()
+            .map(|v| v.value.as_ref().map_or(0, Vec::len));
+        let fit = hypha_net::batch_prefix_len(sizes, versions.len());
+        let omitted = u32::try_from(versions.len() - fit).unwrap_or(u32::MAX);
+        versions.truncate(fit);
+        Ok(History { versions, omitted })
     }
 
     async fn scan(
@@ -173,18 +185,24 @@ impl Backend for MemBackend {
         _c: Consistency,
     ) -> Result<ScanPage, BackendError> {
         let state = self.check()?;
-        let skip = usize::try_from(cursor).unwrap_or(usize::MAX);
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let mut matching = state
-            .keys
-            .range(prefix.clone()..)
-            .take_while(|(key, _)| key.starts_with(&prefix))
-            .filter(|(_, versions)| versions.last().is_some_and(|v| v.value.is_some()))
-            .map(|(key, _)| key.clone())
-            .skip(skip);
-        let keys: Vec<Vec<u8>> = matching.by_ref().take(limit).collect();
-        let more = matching.next().is_some();
-        let next_cursor = more.then(|| cursor + keys.len() as u64);
+        let mut id = cursor.max(1);
+        let mut keys = Vec::new();
+        while keys.len() < limit {
+            let Some(key) = usize::try_from(id - 1).ok().and_then(|i| state.ids.get(i)) else {
+                break;
+            };
+            let live = state
+                .keys
+                .get(key)
+                .and_then(|versions| versions.last())
+                .is_some_and(|newest| newest.value.is_some());
+            if live && key.starts_with(&prefix) {
+                keys.push(key.clone());
+            }
+            id += 1;
+        }
+        let next_cursor = (id <= state.ids.len() as u64).then_some(id);
         Ok(ScanPage { keys, next_cursor })
     }
 
@@ -228,7 +246,11 @@ mod tests {
             assert_eq!(mem.delete(b"k".to_vec()).await, Ok(None));
             assert_eq!(mem.get(b"k".to_vec(), c).await, Ok(None));
             let history = mem.history(b"k".to_vec(), 2, c).await;
-            let seqs: Vec<u64> = history.iter().flatten().map(|v| v.seq).collect();
+            let seqs: Vec<u64> = history
+                .iter()
+                .flat_map(|h| &h.versions)
+                .map(|v| v.seq)
+                .collect();
             assert_eq!(seqs, [3, 2]);
         });
     }
@@ -247,14 +269,24 @@ mod tests {
                 first,
                 Ok(ScanPage {
                     keys: vec![b"b1".to_vec()],
-                    next_cursor: Some(1)
+                    next_cursor: Some(3)
                 })
             );
-            let last = mem.scan(1, b"b".to_vec(), 1, c).await;
+            // A key written during the scan comes at its end.
+            mem.put(b"b0".to_vec(), b"v".to_vec()).await.ok();
+            let next = mem.scan(3, b"b".to_vec(), 1, c).await;
+            assert_eq!(
+                next,
+                Ok(ScanPage {
+                    keys: vec![b"b3".to_vec()],
+                    next_cursor: Some(5)
+                })
+            );
+            let last = mem.scan(5, b"b".to_vec(), 5, c).await;
             assert_eq!(
                 last,
                 Ok(ScanPage {
-                    keys: vec![b"b3".to_vec()],
+                    keys: vec![b"b0".to_vec()],
                     next_cursor: None
                 })
             );

@@ -9,6 +9,8 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod backend;
+mod body;
+pub mod budget;
 pub mod chunked;
 pub mod compat;
 pub mod conn;
@@ -23,8 +25,9 @@ pub mod request;
 pub mod response;
 pub mod router;
 mod socket;
+pub mod token;
 
-pub use backend::{Backend, BackendError, Consistency, Entry, ScanPage, Version};
+pub use backend::{Backend, BackendError, Consistency, Entry, History, ScanPage, Version};
 pub use chunked::ChunkedDecoder;
 pub use conn::{
     serve, serve_on, HttpConfig, BODY_TIMEOUT_MS, CONNECTIONS_MAX, HEAD_TIMEOUT_MS, IDLE_TIMEOUT_MS,
@@ -36,3 +39,4 @@ pub use metrics::{Metrics, RouteId};
 pub use request::{parse_head, BodyFraming, Head, Method, Status};
 pub use response::Response;
 pub use router::{Admitted, Router};
+pub use token::Token;

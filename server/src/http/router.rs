@@ -35,6 +35,7 @@ use crate::http::params::{
 use crate::http::percent::{form_value, parse_form, FormPairs};
 use crate::http::request::{BodyFraming, Head, Method};
 use crate::http::response::{decimal, Response};
+use crate::http::token::Token;
 
 /// Body allowance beyond `value_bytes_max` for JSON and form endpoints (escaping,
 /// field names, several small values), and the whole allowance of endpoints that
@@ -42,10 +43,10 @@ use crate::http::response::{decimal, Response};
 pub const BODY_ENVELOPE_BYTES: usize = 64 * 1024;
 /// Keys per scan page when `limit` is not given.
 pub const SCAN_LIMIT_DEFAULT: u32 = 100;
-/// Largest `limit` a scan accepts.
-pub const SCAN_LIMIT_MAX: u32 = 1000;
-/// Largest `history=N`.
-pub const HISTORY_DEPTH_MAX: u32 = 1000;
+/// Largest `limit` a scan accepts: the wire's (`crate::limits`).
+pub const SCAN_LIMIT_MAX: u32 = crate::limits::SCAN_LIMIT_MAX as u32;
+/// Largest `history=N`: the wire's (`crate::limits`).
+pub const HISTORY_DEPTH_MAX: u32 = crate::limits::HISTORY_DEPTH_MAX as u32;
 
 const _: () = assert!(SCAN_LIMIT_DEFAULT <= SCAN_LIMIT_MAX);
 const _: () = assert!(BODY_ENVELOPE_BYTES >= crate::http::request::HEAD_BYTES_MAX);
@@ -92,7 +93,7 @@ pub struct Admitted {
 #[derive(Debug)]
 pub struct Router<B> {
     backend: Arc<B>,
-    token: Option<String>,
+    token: Option<Token>,
     token_for_reads: bool,
     metrics: Metrics,
 }
@@ -239,7 +240,7 @@ impl<B: Backend> Router<B> {
         };
         match head.header("authorization").and_then(bearer) {
             None => refuse("this request needs the header `Authorization: Bearer <token>`"),
-            Some(presented) if equal_in_constant_time(presented, token.as_bytes()) => Ok(()),
+            Some(presented) if token.matches(presented) => Ok(()),
             Some(_) => refuse("the bearer token is not this server's token"),
         }
     }
@@ -293,21 +294,24 @@ impl<B: Backend> Router<B> {
             return Err(Response::error(400, message));
         }
         let depth = u32::try_from(depth).unwrap_or(HISTORY_DEPTH_MAX);
-        let versions = self
+        let history = self
             .backend
             .history(key.clone(), depth, c)
             .await
             .map_err(backend_error)?;
-        if versions.is_empty() {
+        if history.versions.is_empty() {
             return Err(Response::error(404, "key not found"));
         }
-        let versions: Vec<Value> = versions.iter().map(version_json).collect();
+        let versions: Vec<Value> = history.versions.iter().map(version_json).collect();
         let text = core::str::from_utf8(&key).ok();
         let encoded = base64::engine::general_purpose::STANDARD.encode(&key);
+        // Versions that did not fit one answer are counted, not an error.
+        let omitted = history.omitted;
         Ok(Response::json(
             200,
-            &json!({"key": text, "key_base64": encoded, "versions": versions}),
-        ))
+            &json!({"key": text, "key_base64": encoded, "versions": versions, "omitted": omitted}),
+        )
+        .header("X-Hypha-Versions-Omitted", omitted.to_string()))
     }
 
     async fn kv_scan(&self, query: &FormPairs) -> Result<Response, Response> {
@@ -399,11 +403,6 @@ fn bearer(value: &[u8]) -> Option<&[u8]> {
     scheme
         .eq_ignore_ascii_case(b"bearer ")
         .then(|| token.trim_ascii())
-}
-
-/// Compares without an early exit, so response time does not leak a token prefix.
-fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// `If-None-Match`: `*` or a list of (possibly weak) tags, compared weakly.

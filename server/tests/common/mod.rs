@@ -2,6 +2,8 @@
 //! what it logs, and talk the wire protocol to its nodes.
 #![allow(dead_code)]
 
+pub mod relay;
+
 use hypha_net::{Message, Purpose, Role};
 use hypha_server::wire::{self, Reader, Writer};
 use std::io::{BufRead, BufReader};
@@ -136,10 +138,20 @@ pub struct Client {
 }
 
 impl Client {
+    /// Connects with the public insecure key (what nodes on loopback use
+    /// without a key file).
     pub fn connect(addr: SocketAddr) -> std::io::Result<Client> {
+        Client::connect_with(addr, &hypha_net::ClusterKeys::insecure())
+    }
+
+    /// Connects proving `keys`.
+    pub fn connect_with(
+        addr: SocketAddr,
+        keys: &hypha_net::ClusterKeys,
+    ) -> std::io::Result<Client> {
         smol::block_on(async {
             let hello = wire::hello("hypha", Role::Client, 7, Purpose::Request)?;
-            let (r, w, answer) = wire::connect(addr, hello).await?;
+            let (r, w, answer, _) = wire::connect(addr, hello, keys).await?;
             match answer {
                 Message::Welcome(_) => Ok(Client { r, w, next: 1 }),
                 other => Err(std::io::Error::other(format!("refused: {other:?}"))),
@@ -149,9 +161,14 @@ impl Client {
 
     /// Connects, retrying while the node starts.
     pub fn wait_connect(addr: SocketAddr) -> Client {
+        Client::wait_connect_with(addr, &hypha_net::ClusterKeys::insecure())
+    }
+
+    /// Connects with `keys`, retrying while the node starts.
+    pub fn wait_connect_with(addr: SocketAddr, keys: &hypha_net::ClusterKeys) -> Client {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match Client::connect(addr) {
+            match Client::connect_with(addr, keys) {
                 Ok(c) => return c,
                 Err(e) => assert!(Instant::now() < deadline, "cannot connect to {addr}: {e}"),
             }
@@ -233,4 +250,27 @@ pub fn data(dir: &TempDir, name: &str) -> String {
 
 pub fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
+}
+
+/// Runs `hypha keygen DIR/name`; returns the key file's path and its keys.
+pub fn keygen(dir: &TempDir, name: &str) -> (String, hypha_net::ClusterKeys) {
+    let path = dir.join(name);
+    let status = Command::new(env!("CARGO_BIN_EXE_hypha"))
+        .arg("keygen")
+        .arg(&path)
+        .status()
+        .expect("cannot run hypha keygen");
+    assert!(status.success(), "hypha keygen failed");
+    let keys = hypha_server::keys::read_key_file(&path).expect("keygen wrote a key");
+    (path_str(&path), keys)
+}
+
+/// Anonymous memory (RssAnon) of a process, in KiB, from /proc.
+pub fn rss_anon_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("RssAnon in /proc/PID/status")
 }

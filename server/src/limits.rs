@@ -1,0 +1,53 @@
+//! The one table of limits that the HTTP edge, the wire and the engine
+//! agree on. The wire's constants (`hypha_net::limits`, `net/WIRE.md` §7)
+//! are the source; the engine's copies are checked against them at compile
+//! time, the HTTP layer uses these names, and the flags that can lower a
+//! limit are checked against them at startup. A request over a limit is
+//! refused at the edge with 400/413 and the constant's name, before any
+//! node sees it.
+//!
+//! | limit | value | HTTP | wire | engine |
+//! | --- | --- | --- | --- | --- |
+//! | [`KEY_BYTES_MAX`] | 4096 | 413 (body dialects), 414 (in the URL) | `LimitExceeded` | `KeyTooLong` |
+//! | [`VALUE_BYTES_MAX`] | 16 MiB, lower with `--value-max` | 413 | `LimitExceeded` | `ValueTooLong` |
+//! | [`HISTORY_DEPTH_MAX`] | 256 | 400 for `?history=` above it | `History.depth` | keeps up to 4096 |
+//! | [`SCAN_LIMIT_MAX`] | 1000 | 400 for `?limit=` above it | `Scan.limit` | |
+//! | [`FRAME_BYTES_MAX`] | 32 MiB | | frame length | |
+
+pub use hypha_net::{
+    FRAME_BYTES_MAX, HISTORY_DEPTH_MAX, KEY_BYTES_MAX, SCAN_LIMIT_MAX, VALUE_BYTES_MAX,
+};
+
+// The engine stores what the wire carries, no more and no less.
+const _: () = assert!(hypha_engine::limits::KEY_BYTES_MAX == KEY_BYTES_MAX);
+const _: () = assert!(hypha_engine::limits::VALUE_BYTES_MAX_DEFAULT == VALUE_BYTES_MAX);
+const _: () = assert!(hypha_engine::limits::HISTORY_DEPTH_MAX >= HISTORY_DEPTH_MAX);
+// The HTTP layer's u32 parameters hold every limit.
+const _: () = assert!(HISTORY_DEPTH_MAX <= u32::MAX as usize);
+const _: () = assert!(SCAN_LIMIT_MAX <= u32::MAX as usize);
+
+/// `--value-max` as given, or why it cannot be: above [`VALUE_BYTES_MAX`]
+/// the wire could not carry such a value.
+pub fn value_bytes_max(flag: u64) -> Result<usize, String> {
+    match usize::try_from(flag) {
+        Ok(bytes) if (1..=VALUE_BYTES_MAX).contains(&bytes) => Ok(bytes),
+        _ => Err(format!(
+            "--value-max {flag}: give 1 to {VALUE_BYTES_MAX} (VALUE_BYTES_MAX, the largest \
+             value the wire protocol carries)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_max_above_the_wire_limit_is_refused() {
+        assert_eq!(value_bytes_max(1024), Ok(1024));
+        assert_eq!(value_bytes_max(VALUE_BYTES_MAX as u64), Ok(VALUE_BYTES_MAX));
+        let refused = value_bytes_max(VALUE_BYTES_MAX as u64 + 1).unwrap_err();
+        assert!(refused.contains("VALUE_BYTES_MAX"), "{refused}");
+        assert!(value_bytes_max(0).is_err());
+    }
+}
