@@ -10,11 +10,12 @@ use alloc::vec::Vec;
 
 use postcard::ser_flavors::Flavor;
 
-use crate::auth::{Opener, Sealer, FRAME_MAC_BYTES};
+use crate::auth::FRAME_MAC_BYTES;
 use crate::error::{DecodeError, EncodeError};
 use crate::handshake::{HELLO_MAGIC, PROTOCOL_VERSION};
 use crate::limits::{DECODER_KEEP_BYTES, FRAME_PAYLOAD_BYTES_MAX};
 use crate::message::{Message, MESSAGE_TAG_COUNT};
+use crate::session::{Opener, Sealer};
 
 // Frame layout (all integers little-endian):
 //

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{BeatOpener, BeatSealer, HEARTBEAT_MAC_BYTES};
+use crate::auth::HEARTBEAT_MAC_BYTES;
 use crate::error::{DecodeError, EncodeError};
 use crate::frame::read_varint_u32;
 use crate::handshake::{Role, HELLO_MAGIC, PROTOCOL_VERSION};
@@ -16,6 +16,7 @@ use crate::limits::{
     CLUSTER_NAME_BYTES_MAX, HEARTBEAT_BYTES_MAX, HEARTBEAT_BYTES_WORST, HEARTBEAT_CRC_BYTES,
     LOAD_PERMILLE_MAX,
 };
+use crate::session::{BeatOpener, BeatSealer};
 
 /// An encoded heartbeat: the bytes of one UDP datagram.
 pub type HeartbeatBytes = heapless::Vec<u8, HEARTBEAT_BYTES_MAX>;

@@ -61,13 +61,14 @@ mod handshake;
 mod heartbeat;
 pub mod limits;
 mod message;
+mod session;
 mod validate;
 
 pub use allowlist::{Allowlist, Cidr};
 pub use auth::{
-    connector_finish, Acceptor, BeatOpener, BeatSealer, Challenge, ClusterKey, ClusterKeys, Opener,
-    Prove, ReplayWindow, Sealer, Session, CLUSTER_KEYS_MAX, CLUSTER_KEY_BYTES, FRAME_MAC_BYTES,
-    HEARTBEAT_MAC_BYTES, HEARTBEAT_REPLAY_WINDOW, NONCE_BYTES, PROOF_BYTES,
+    connector_finish, Acceptor, Challenge, ClusterKey, ClusterKeys, Prove, Session,
+    CLUSTER_KEYS_MAX, CLUSTER_KEY_BYTES, FRAME_MAC_BYTES, HEARTBEAT_MAC_BYTES,
+    HEARTBEAT_REPLAY_WINDOW, NONCE_BYTES, PROOF_BYTES,
 };
 pub use error::{AuthError, CidrError, DecodeError, EncodeError};
 pub use frame::{
@@ -86,3 +87,4 @@ pub use message::{
     CompactInfo, ErrorCode, Message, NodeStatus, RecordKind, Version, WireRecord, WorkerInfo,
     MESSAGE_TAG_COUNT,
 };
+pub use session::{BeatOpener, BeatSealer, Opener, ReplayWindow, Sealer};

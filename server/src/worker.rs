@@ -7,12 +7,13 @@
 //! received. A snapshot is built beside the old data and swapped in by
 //! renames only when complete, so a crash half way leaves the old data.
 
+mod snapshot;
+
 use crate::requests::{answer_read, min_seq, serve_requests, wait_applied, Answer, Me};
 use crate::wire::{self, allowed, from_wire, refuse, Beats, Keys, Reader};
 use hypha_engine::{Db, Fsync, Options};
 use hypha_net::{
-    encode_heartbeat, open_heartbeat, Allowlist, ErrorCode, Heartbeat, Message, Purpose,
-    RefuseReason, Role, Welcome, PROTOCOL_VERSION,
+    Allowlist, ErrorCode, Message, Purpose, RefuseReason, Role, Welcome, PROTOCOL_VERSION,
 };
 #[cfg(not(target_has_atomic = "64"))]
 use portable_atomic::AtomicU64;
@@ -391,111 +392,6 @@ impl Worker {
         smol::future::or(receive, watchdog).await
     }
 
-    async fn receive_snapshot(
-        &self,
-        r: &mut Reader,
-        history_id: u64,
-        total: u64,
-    ) -> std::io::Result<()> {
-        let tmp = self.cfg.data.join("snapshot.tmp");
-        let opts = Options {
-            fsync: Fsync::Never,
-            ..self.cfg.engine.clone()
-        };
-        let dir = tmp.clone();
-        let fresh = smol::unblock(move || -> std::io::Result<Db> {
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir)?;
-            }
-            Db::open(&dir, opts).map_err(std::io::Error::other)
-        })
-        .await?;
-        let fresh = Arc::new(fresh);
-        let mut progress = crate::progress::Progress::new("snapshot", total);
-        let upto = loop {
-            match r.recv().await? {
-                Some(Message::SnapshotChunk { records }) => {
-                    let n = records.len() as u64;
-                    let bytes: usize = records.iter().map(crate::wire::wire_bytes).sum();
-                    let db = fresh.clone();
-                    smol::unblock(move || -> Result<(), hypha_engine::Error> {
-                        for r in records {
-                            db.apply(&from_wire(r))?;
-                        }
-                        Ok(())
-                    })
-                    .await
-                    .map_err(|e| std::io::Error::other(format!("applying the snapshot: {e}")))?;
-                    progress.add(n, bytes as u64, 0);
-                }
-                Some(Message::SnapshotEnd { upto_seq }) => break upto_seq,
-                Some(other) => {
-                    return Err(std::io::Error::other(format!(
-                        "unexpected {} in a snapshot",
-                        other.name()
-                    )))
-                }
-                None => return Err(std::io::Error::other("master closed during the snapshot")),
-            }
-        };
-        progress.done();
-        let fresh = Arc::try_unwrap(fresh)
-            .map_err(|_| std::io::Error::other("snapshot db still in use"))?;
-        let seq = smol::unblock(move || -> Result<u64, hypha_engine::Error> {
-            fresh.sync()?;
-            let seq = fresh.seq();
-            fresh.close()?;
-            Ok(seq)
-        })
-        .await
-        .map_err(std::io::Error::other)?;
-        self.swap_in(tmp, history_id).await?;
-        crate::rt::release_free_memory();
-        log::info!("worker: snapshot up to seq {upto} installed ({seq} applied), following history {history_id:016x}");
-        Ok(())
-    }
-
-    /// Replaces `DIR/db` with the snapshot in `tmp`, by renames. The old
-    /// database is closed first (reads answer "unavailable" for that moment),
-    /// so nothing writes into a directory after it was renamed. Waits for
-    /// in-flight reads to let go of the old database without blocking the
-    /// executor thread they run on, and does the file work on the blocking
-    /// pool.
-    async fn swap_in(&self, tmp: PathBuf, history_id: u64) -> std::io::Result<()> {
-        let mut current = self.db.write().unwrap_or_else(|p| p.into_inner()).take();
-        let old_db = loop {
-            match current.map(Arc::try_unwrap) {
-                None => break None,
-                Some(Ok(db)) => break Some(db),
-                Some(Err(shared)) => {
-                    // An in-flight read still holds it; it finishes quickly.
-                    current = Some(shared);
-                    smol::Timer::after(Duration::from_millis(SWAP_POLL_MS)).await;
-                }
-            }
-        };
-        let (data, engine) = (self.cfg.data.clone(), self.cfg.engine.clone());
-        let fresh = smol::unblock(move || -> std::io::Result<Db> {
-            if let Some(db) = old_db {
-                db.close().map_err(std::io::Error::other)?;
-            }
-            let (db_dir, old) = (data.join("db"), data.join("db.old"));
-            std::fs::rename(&db_dir, &old)?;
-            std::fs::rename(&tmp, &db_dir)?;
-            sync_dir(&data)?;
-            std::fs::write(history_path(&data), format!("{history_id:016x}\n"))?;
-            sync_dir(&data)?;
-            let fresh = Db::open(&db_dir, engine).map_err(std::io::Error::other)?;
-            std::fs::remove_dir_all(&old)?;
-            Ok(fresh)
-        })
-        .await?;
-        *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fresh));
-        self.followed.store(history_id, Ordering::Release);
-        self.applied.notify(usize::MAX);
-        Ok(())
-    }
-
     async fn serve(self: Arc<Self>) {
         loop {
             let (stream, peer) = match self.listener.accept().await {
@@ -617,57 +513,6 @@ impl Worker {
                 "workers take no writes: send them to the master",
             ),
         }
-    }
-
-    /// Sends a heartbeat to the master every `--heartbeat-ms`, signed with
-    /// the keys of the current session (none while there is none), and
-    /// takes the master's signed answers as proof that it is alive.
-    async fn heartbeats(self: Arc<Self>) {
-        let send = async {
-            loop {
-                let mut hb = Heartbeat::new(
-                    wire::cluster_name(&self.cfg.cluster).unwrap_or_default(),
-                    Role::Worker,
-                    self.node_id,
-                );
-                hb.applied_seq = self.db().map_or(0, |db| db.seq());
-                hb.commit_seq = hb.applied_seq;
-                hb.serve_port = self.local_addr.port();
-                let sealed = {
-                    let mut beats = self.beats.lock().unwrap_or_else(|p| p.into_inner());
-                    beats
-                        .as_mut()
-                        .and_then(|b| encode_heartbeat(&hb, &mut b.out).ok())
-                };
-                if let Some(bytes) = sealed {
-                    if let Err(e) = self.udp.send_to(&bytes, self.cfg.master).await {
-                        log::debug!("worker: heartbeat to {}: {e}", self.cfg.master);
-                    }
-                }
-                smol::Timer::after(Duration::from_millis(self.cfg.heartbeat_ms)).await;
-            }
-        };
-        let recv = async {
-            let mut buf = vec![0u8; 2048];
-            loop {
-                let Ok((n, from)) = self.udp.recv_from(&mut buf).await else {
-                    continue;
-                };
-                let mut beats = self.beats.lock().unwrap_or_else(|p| p.into_inner());
-                let Some(beats) = beats.as_mut() else {
-                    continue;
-                };
-                match open_heartbeat(&buf[..n], &mut beats.inn) {
-                    Ok(hb) if hb.role == Role::Master => {
-                        *self.master_heard.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Instant::now();
-                    }
-                    Ok(_) => {}
-                    Err(e) => log::debug!("worker: heartbeat from {from} dropped: {e}"),
-                }
-            }
-        };
-        smol::future::or(send, recv).await
     }
 }
 
