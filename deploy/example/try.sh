@@ -9,6 +9,7 @@
 #   2. a GET through the edge answers the value;
 #   3. a PUT without the token is refused (401);
 #   4. the stranger's connection to the master is refused and logged;
+#      a node inside the allowlist but without the cluster key is refused too;
 #   5. with the master stopped, the GET still answers the value: the worker
 #      (node B) applied the write and serves the edge across the allowlist.
 #
@@ -42,7 +43,10 @@ ADDR_A=$(env_value master HYPHA_LISTEN | host_of)
 ADDR_B=$(env_value worker HYPHA_LISTEN | host_of)
 ADDR_C=$(env_value http HYPHA_LISTEN | host_of)
 ADDR_D=5ff:1:2:3::1
-TOKEN=$(env_value http HYPHA_TOKEN)
+# The secrets systemd would hand over as credentials (deploy/*.service).
+"$HYPHA" keygen "$WORK/cluster.key" >/dev/null
+head -c 18 /dev/urandom | base64 >"$WORK/token"
+TOKEN=$(cat "$WORK/token")
 EDGE=$(env_value http HYPHA_LISTEN)
 MASTER=$(env_value master HYPHA_LISTEN)
 
@@ -68,7 +72,9 @@ done
 run() {
   local node=$1 role=$2 file=$3; shift 3
   ( set -a; . "$HERE/$file.env"; set +a
-    exec ip netns exec "$TAG$node" env HYPHA_DATA="$WORK/$node" "$HYPHA" "$role" "$@" ) \
+    exec ip netns exec "$TAG$node" env HYPHA_DATA="$WORK/$node" \
+      HYPHA_CLUSTER_KEY_FILE="${KEY_FILE:-$WORK/cluster.key}" HYPHA_TOKEN_FILE="$WORK/token" \
+      "$HYPHA" "$role" "$@" ) \
     >"$WORK/$node.log" 2>&1 &
   PIDS+=("$!")
 }
@@ -110,9 +116,14 @@ echo "ok 3: PUT without the token: 401"
 ip netns exec "${TAG}D" bash -c "exec 3<>/dev/tcp/$ADDR_A/${MASTER##*:}; sleep 0.5" 2>/dev/null || true
 wait_log A "refused connection from \[$ADDR_D\]"
 echo "ok 4: the stranger $ADDR_D was refused by the master: $(grep -o 'refused connection from [^ ]*' "$WORK/A.log" | head -1)"
+# A second worker on node C (inside the allowlist) holding another key.
+"$HYPHA" keygen "$WORK/other.key" >/dev/null
+KEY_FILE="$WORK/other.key" run C worker worker --listen "[$ADDR_C]:7009"
+wait_log A "refused \[$ADDR_C\].*another cluster key"
+echo "ok 4b: a worker on an allowed address without the cluster key was refused"
 kill "${PIDS[0]}"
 wait "${PIDS[0]}" 2>/dev/null || true
 body=$(in_c curl -s "$url")
 [ "$body" = hello ] || { echo "FAIL: GET with the master stopped: $body; worker log:" >&2; cat "$WORK/B.log" >&2; exit 1; }
 echo "ok 5: master stopped; GET through the edge still answers hello (from the worker)"
-echo "5 passed, 0 failed"
+echo "6 passed, 0 failed"
