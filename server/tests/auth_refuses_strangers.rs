@@ -157,3 +157,47 @@ fn a_node_on_a_public_address_needs_a_key_or_an_explicit_opt_out() -> std::io::R
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     Ok(())
 }
+
+/// The `Hello` a protocol-1 worker sends (its bytes as the previous release
+/// pinned them in `net/WIRE.md`): cluster "lab", node 7, applied seq 300.
+const PROTOCOL_1_HELLO: &str = "11000000 5ead23f0 00 c8a0e5c204 01 036c6162 01 07 00 ac02 00";
+
+#[test]
+fn a_node_of_the_previous_protocol_is_told_both_versions() -> std::io::Result<()> {
+    let dir = TempDir::new("auth-old-peer");
+    let port = free_port();
+    let (listen, mdata) = (loopback(port).to_string(), data(&dir, "master"));
+    let master = Node::start(
+        loopback(port),
+        &[
+            "master", "--data", &mdata, "--listen", &listen, "--fsync", "never",
+        ],
+    );
+    master.wait_log("master", 0, Duration::from_secs(30));
+    let hex: String = PROTOCOL_1_HELLO.split_whitespace().collect();
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect();
+    let mut raw = std::net::TcpStream::connect(master.addr)?;
+    raw.set_read_timeout(Some(Duration::from_secs(10)))?;
+    raw.write_all(&bytes)?;
+    let mut answer = Vec::new();
+    let _ = raw.read_to_end(&mut answer);
+    let refusal = hypha_net::decode_frame(&answer).map_err(std::io::Error::other)?;
+    let hypha_net::Decoded::Frame {
+        message: Message::Refuse(refuse),
+        ..
+    } = refusal
+    else {
+        panic!("a protocol-1 peer got {refusal:?}");
+    };
+    assert_eq!(refuse.reason, RefuseReason::VersionMismatch { ours: 2 });
+    assert!(
+        refuse.message.contains("protocol 2") && refuse.message.contains("the peer 1"),
+        "{}",
+        refuse.message
+    );
+    master.wait_log("the peer 1", 0, Duration::from_secs(10));
+    Ok(())
+}
