@@ -5,15 +5,34 @@
 //! returns lies inside the input and re-encodes to a frame that decodes to
 //! the same message. `FrameDecoder`, fed the same bytes in arbitrary chunks
 //! (empty feeds included), must return the same messages and the same error,
-//! and hold exactly the unread tail. A decoded heartbeat re-encodes and
-//! decodes to itself. Nothing may panic.
+//! and hold exactly the unread tail. A decoded heartbeat re-encodes (sealed
+//! by a session, which sets its session and counter) and decodes to itself
+//! but for those two fields; arbitrary bytes never pass `open_heartbeat`.
+//! Nothing may panic. (`auth_frames` fuzzes the authenticated paths.)
 
 use arbitrary::Arbitrary;
 use hypha_net::{
-    decode_frame, decode_heartbeat, encode_frame_to_vec, encode_heartbeat, DecodeError, Decoded,
-    FrameDecoder, Message,
+    connector_finish, decode_frame, decode_heartbeat, encode_frame_to_vec, encode_heartbeat,
+    open_heartbeat, Acceptor, ClusterKey, ClusterKeys, DecodeError, Decoded, FrameDecoder,
+    Heartbeat, Hello, Message, Purpose, Role, Session, NONCE_BYTES,
 };
 use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+
+/// (connector, acceptor): one fixed session, made once; each input works
+/// on clones, so its counters start afresh.
+fn session_pair() -> &'static (Session, Session) {
+    static SESSIONS: OnceLock<(Session, Session)> = OnceLock::new();
+    SESSIONS.get_or_init(|| {
+        let keys = ClusterKeys::one(ClusterKey::from_bytes([7; 32]));
+        let cluster = heapless::String::try_from("fuzz").expect("fits");
+        let mut hello = Hello::new(cluster, Role::Worker, 1, Purpose::Request);
+        hello.nonce = [0x11; NONCE_BYTES];
+        let (pending, challenge) = Acceptor::new(&keys, &hello, [0x22; NONCE_BYTES]);
+        let (prove, connector) = connector_finish(&keys, &hello, &challenge).expect("same key");
+        (connector, pending.finish(&prove).expect("same key"))
+    })
+}
 
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {
@@ -91,7 +110,21 @@ fuzz_target!(|input: Input| {
     let split = chunked(&input.splits, input.bytes);
     assert_eq!(split, whole, "FrameDecoder disagrees with decode_frame");
     if let Ok(beat) = decode_heartbeat(input.bytes) {
-        let again = encode_heartbeat(&beat).expect("a decoded heartbeat encodes");
-        assert_eq!(decode_heartbeat(&again), Ok(beat));
+        let (connector, acceptor) = session_pair();
+        let mut sealer = connector.beats_out.clone();
+        let again = encode_heartbeat(&beat, &mut sealer).expect("a decoded heartbeat encodes");
+        let sent = Heartbeat {
+            session: connector.id,
+            counter: 1,
+            ..beat
+        };
+        assert_eq!(decode_heartbeat(&again), Ok(sent));
+        // The fuzzer does not hold the key: its bytes open only if they are
+        // what the sealer makes (the session is the same in every run, so a
+        // datagram sealed in an earlier run is genuine).
+        let mut opener = acceptor.beats_in.clone();
+        if open_heartbeat(input.bytes, &mut opener).is_ok() {
+            assert_eq!(input.bytes, again.as_slice(), "forged heartbeat opened");
+        }
     }
 });

@@ -3,20 +3,41 @@
 //!
 //! `hypha_net` does not derive `Arbitrary`, so messages are built here from
 //! arbitrary fields. Whenever `encode_frame` succeeds, `decode_frame` of its
-//! bytes is the same message and takes all of them; when it fails, the
-//! reason is exactly what `Message::validate` says. Same for heartbeats.
+//! bytes is the same message and takes all of them, and the same message
+//! sealed with `seal_frame` comes out of an authenticated `FrameDecoder`;
+//! when it fails, the reason is exactly what `Message::validate` says. Same
+//! for heartbeats: sealed by one side of a session, `open_heartbeat` on the
+//! other side gives the beat back (with the session's id and counter 1)
+//! once, and a replay is refused.
 
 use arbitrary::{Result, Unstructured};
 use hypha_net::{
-    decode_frame, decode_heartbeat, encode_frame_to_vec, encode_heartbeat, CompactInfo, Decoded,
-    EncodeError, ErrorCode, Heartbeat, Hello, Message, NodeStatus, Purpose, RecordKind, Refuse,
-    RefuseReason, Role, Version, Welcome, WireRecord, WorkerInfo, CLUSTER_NAME_BYTES_MAX,
-    HELLO_MAGIC, MESSAGE_TAG_COUNT,
+    connector_finish, decode_frame, decode_heartbeat, encode_frame_to_vec, encode_heartbeat,
+    open_heartbeat, seal_frame, Acceptor, Challenge, ClusterKey, ClusterKeys, CompactInfo,
+    DecodeError, Decoded, EncodeError, ErrorCode, FrameDecoder, Heartbeat, Hello, Message,
+    NodeStatus, Prove, Purpose, RecordKind, Refuse, RefuseReason, Role, Session, Version, Welcome,
+    WireRecord, WorkerInfo, CLUSTER_NAME_BYTES_MAX, HELLO_MAGIC, MESSAGE_TAG_COUNT, NONCE_BYTES,
 };
 use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
 
 // A new message kind must get a case in `message` below.
-const _: () = assert!(MESSAGE_TAG_COUNT == 29);
+const _: () = assert!(MESSAGE_TAG_COUNT == 31);
+
+/// (connector, acceptor): one fixed session, made once; each input works
+/// on clones, so its counters start afresh.
+fn sessions() -> &'static (Session, Session) {
+    static SESSIONS: OnceLock<(Session, Session)> = OnceLock::new();
+    SESSIONS.get_or_init(|| {
+        let keys = ClusterKeys::one(ClusterKey::from_bytes([7; 32]));
+        let cluster = heapless::String::try_from("fuzz").expect("fits");
+        let mut hello = Hello::new(cluster, Role::Worker, 1, Purpose::Request);
+        hello.nonce = [0x11; NONCE_BYTES];
+        let (pending, challenge) = Acceptor::new(&keys, &hello, [0x22; NONCE_BYTES]);
+        let (prove, connector) = connector_finish(&keys, &hello, &challenge).expect("same key");
+        (connector, pending.finish(&prove).expect("same key"))
+    })
+}
 
 /// `HELLO_MAGIC` half the time, so validation passes often enough.
 fn magic(u: &mut Unstructured) -> Result<u32> {
@@ -52,11 +73,12 @@ fn hello(u: &mut Unstructured) -> Result<Hello> {
         history_id: u.arbitrary()?,
         applied_seq: u.arbitrary()?,
         purpose: *u.choose(&[Purpose::Replicate, Purpose::Request])?,
+        nonce: u.arbitrary()?,
     })
 }
 
 fn refuse_reason(u: &mut Unstructured) -> Result<RefuseReason> {
-    Ok(match u.int_in_range(0..=7)? {
+    Ok(match u.int_in_range(0..=8)? {
         0 => RefuseReason::BadMagic,
         1 => RefuseReason::VersionMismatch {
             ours: u.arbitrary()?,
@@ -68,7 +90,8 @@ fn refuse_reason(u: &mut Unstructured) -> Result<RefuseReason> {
         },
         5 => RefuseReason::NotMaster,
         6 => RefuseReason::Busy,
-        _ => RefuseReason::Unexpected,
+        7 => RefuseReason::Unexpected,
+        _ => RefuseReason::NotAuthenticated,
     })
 }
 
@@ -184,6 +207,7 @@ fn message(u: &mut Unstructured) -> Result<Message> {
                     value: u.arbitrary()?,
                 })
             })?,
+            omitted: 0,
         },
         15 => Message::ScanPage {
             req_id: u.arbitrary()?,
@@ -254,7 +278,7 @@ fn message(u: &mut Unstructured) -> Result<Message> {
             req_id: u.arbitrary()?,
             run: u.arbitrary()?,
         },
-        _ => Message::CompactIs {
+        28 => Message::CompactIs {
             req_id: u.arbitrary()?,
             info: CompactInfo {
                 compactions: u.arbitrary()?,
@@ -268,6 +292,13 @@ fn message(u: &mut Unstructured) -> Result<Message> {
                 last_millis: u.arbitrary()?,
             },
         },
+        29 => Message::Challenge(Challenge {
+            nonce: u.arbitrary()?,
+            proof: u.arbitrary()?,
+        }),
+        _ => Message::Prove(Prove {
+            proof: u.arbitrary()?,
+        }),
     };
     assert_eq!(m.tag(), tag, "case {tag} builds {}", m.name());
     Ok(m)
@@ -284,6 +315,9 @@ fn heartbeat(u: &mut Unstructured) -> Result<Heartbeat> {
         commit_seq: u.arbitrary()?,
         load: u.arbitrary()?,
         serve_port: u.arbitrary()?,
+        // The sealer overwrites both.
+        session: u.arbitrary()?,
+        counter: u.arbitrary()?,
     })
 }
 
@@ -297,18 +331,48 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(
                     back,
                     Ok(Decoded::Frame {
-                        message: m,
+                        message: m.clone(),
                         consumed
                     })
                 );
+                // Sealed, through an authenticated decoder.
+                let (connector, acceptor) = sessions();
+                let mut sealer = connector.sealer.clone();
+                let mut sealed = Vec::new();
+                seal_frame(&m, &mut sealer, &mut sealed).expect("encodes, so it seals");
+                assert_eq!(
+                    sealed[..consumed],
+                    bytes[..],
+                    "a sealed frame is the frame + MAC"
+                );
+                let mut decoder = FrameDecoder::new();
+                decoder.authenticate(acceptor.opener.clone());
+                decoder.feed(&sealed);
+                assert_eq!(decoder.next_message(), Ok(Some(m)));
+                assert_eq!(decoder.buffered_bytes(), 0);
             }
             Err(EncodeError::Rejected(why)) => assert_eq!(m.validate(), Err(why)),
             Err(other) => panic!("{} did not encode: {other}", m.name()),
         }
     }
     if let Ok(beat) = heartbeat(&mut u) {
-        match encode_heartbeat(&beat) {
-            Ok(bytes) => assert_eq!(decode_heartbeat(&bytes), Ok(beat)),
+        let (connector, acceptor) = sessions();
+        let mut sealer = connector.beats_out.clone();
+        match encode_heartbeat(&beat, &mut sealer) {
+            Ok(bytes) => {
+                let sent = Heartbeat {
+                    session: connector.id,
+                    counter: 1,
+                    ..beat
+                };
+                assert_eq!(decode_heartbeat(&bytes), Ok(sent.clone()));
+                let mut opener = acceptor.beats_in.clone();
+                assert_eq!(open_heartbeat(&bytes, &mut opener), Ok(sent));
+                assert_eq!(
+                    open_heartbeat(&bytes, &mut opener),
+                    Err(DecodeError::Replayed { counter: 1 })
+                );
+            }
             Err(EncodeError::Rejected(why)) => assert_eq!(beat.validate(), Err(why)),
             Err(other) => panic!("heartbeat did not encode: {other}"),
         }

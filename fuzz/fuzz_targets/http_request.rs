@@ -12,6 +12,7 @@
 //! TCP cut the stream.
 
 use futures_lite::future::block_on;
+use hypha_server::http::token::Token;
 use hypha_server::http::{
     parse_head, BodyFraming, ChunkedDecoder, HttpConfig, HttpError, MemBackend, Method, Response,
     Router, Status,
@@ -169,7 +170,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let config = HttpConfig {
-        token: (mode & 1 != 0).then(|| "fuzz-token".to_owned()),
+        token: (mode & 1 != 0).then(|| Token::new("fuzz-token")),
         token_for_reads: mode & 2 != 0,
         ..HttpConfig::default()
     };

@@ -108,7 +108,8 @@ impl Heartbeat {
 // | 4 + len  | 16       | mac     | HMAC-SHA-256 of crc and payload, cut     |
 //
 // The payload's first two fields, magic (varint u32) and version (varint
-// u16), are frozen so any version can recognise and skip another's beats.
+// u16), are frozen. A protocol-1 beat has no MAC: its last 16 bytes are
+// taken for one, so it fails the CRC check and is dropped as BadCrc.
 const HEARTBEAT_CRC_OFFSET: usize = 0;
 const HEARTBEAT_PAYLOAD_OFFSET: usize = HEARTBEAT_CRC_OFFSET + HEARTBEAT_CRC_BYTES;
 

@@ -17,7 +17,10 @@
 //!  3. hypha catch-up of a worker 1M records behind.
 //!  4. hypha snapshot to a new, empty worker.
 
-use hypha_net::{encode_frame, ErrorCode, FrameDecoder, Message, Purpose, Role};
+use hypha_net::{
+    connector_finish, encode_frame, seal_frame, ClusterKeys, ErrorCode, FrameDecoder, Message,
+    Purpose, Role, Sealer, CONNECTOR_HANDSHAKE_PAYLOAD_BYTES_MAX,
+};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -427,25 +430,56 @@ fn timed_out(e: &std::io::Error) -> bool {
 // ------------------------------------------------------------ hypha wire client
 
 /// Blocking framed connection (the same codec the nodes use: hypha_net).
+/// Plain frames during the handshake; once authenticated, every frame sent
+/// is sealed and every frame received must carry a valid MAC.
 struct FrameConn {
     s: TcpStream,
     dec: FrameDecoder,
     chunk: Vec<u8>,
     out: Vec<u8>,
+    /// Seals outgoing frames once the handshake is done.
+    sealer: Option<Sealer>,
 }
 
 impl FrameConn {
+    /// A connection in its handshake: frames up to a `Refuse` are taken.
     fn new(s: TcpStream) -> FrameConn {
         FrameConn {
             s,
-            dec: FrameDecoder::new(),
+            dec: FrameDecoder::with_payload_max(CONNECTOR_HANDSHAKE_PAYLOAD_BYTES_MAX),
             chunk: vec![0; 64 << 10],
             out: Vec::new(),
+            sealer: None,
         }
     }
 
     fn queue(&mut self, m: &Message) -> R<()> {
-        encode_frame(m, &mut self.out).map_err(|e| format!("encode {}: {e}", m.name()))
+        match self.sealer.as_mut() {
+            Some(sealer) => seal_frame(m, sealer, &mut self.out),
+            None => encode_frame(m, &mut self.out),
+        }
+        .map_err(|e| format!("encode {}: {e}", m.name()))
+    }
+
+    /// (writer, reader) on clones of the stream, for a sending and a
+    /// receiving thread: the writer keeps the sealer, the reader the
+    /// authenticated decoder (and whatever it has buffered).
+    fn split(self) -> R<(FrameConn, FrameConn)> {
+        let reader = FrameConn {
+            s: self.s.try_clone().map_err(|e| e.to_string())?,
+            dec: self.dec,
+            chunk: self.chunk,
+            out: Vec::new(),
+            sealer: None,
+        };
+        let writer = FrameConn {
+            s: self.s,
+            dec: FrameDecoder::new(),
+            chunk: Vec::new(),
+            out: self.out,
+            sealer: self.sealer,
+        };
+        Ok((writer, reader))
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -496,17 +530,29 @@ impl Hy {
         s.set_nodelay(true).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
         let mut c = FrameConn::new(s);
-        let hello = hypha_server::wire::hello(
+        // The authenticated handshake (net/WIRE.md §4) under the public
+        // insecure key: the nodes run on loopback without a key file.
+        let mut hello = hypha_server::wire::hello(
             "hypha",
             Role::Client,
             hypha_server::wire::random_u64(),
             Purpose::Request,
         )
         .map_err(|e| e.to_string())?;
-        c.send(&Message::Hello(hello))?;
+        hello.nonce = hypha_server::wire::random_bytes().map_err(|e| e.to_string())?;
+        c.send(&Message::Hello(hello.clone()))?;
+        let challenge = match c.recv().map_err(|e| format!("handshake with {addr}: {e}"))? {
+            Message::Challenge(challenge) => challenge,
+            other => return Err(format!("{addr} answered the Hello with {other:?}")),
+        };
+        let (prove, session) = connector_finish(&ClusterKeys::insecure(), &hello, &challenge)
+            .map_err(|e| format!("handshake with {addr}: {e}"))?;
+        c.send(&Message::Prove(prove))?;
+        c.dec.authenticate(session.opener);
+        c.sealer = Some(session.sealer);
         match c.recv().map_err(|e| format!("handshake with {addr}: {e}"))? {
             Message::Welcome(_) => Ok(Hy { c, next: 1 }),
-            other => Err(format!("{addr} answered the Hello with {other:?}")),
+            other => Err(format!("{addr} answered the Prove with {other:?}")),
         }
     }
 
@@ -868,17 +914,17 @@ fn bg_describe(who: &str, r: &BgReport) {
 
 fn hypha_bg(master: SocketAddr, rate: f64) -> R<Bg> {
     let hy = Hy::connect(master)?;
-    let s = hy.c.s;
-    let mut reader = FrameConn::new(s.try_clone().map_err(|e| e.to_string())?);
+    let (writer, mut reader) = hy.c.split()?;
     reader
         .s
         .set_read_timeout(Some(Duration::from_millis(100)))
         .map_err(|e| e.to_string())?;
+    let mut sealer = writer.sealer.ok_or("the connection is not authenticated")?;
     Ok(bg_start(
-        s,
+        writer.s,
         rate,
-        |i, buf| {
-            encode_frame(&put_msg(i + 1, b'b', i), buf).map_err(|e| e.to_string())
+        move |i, buf| {
+            seal_frame(&put_msg(i + 1, b'b', i), &mut sealer, buf).map_err(|e| e.to_string())
         },
         move || {
             Ok(match reader.recv()? {
@@ -1186,8 +1232,7 @@ fn hypha_load(master: SocketAddr, n: u64, conns: u64, window: u64, ns: u8) -> R<
     for c in 0..conns {
         let (lo_i, hi_i) = (n * c / conns, n * (c + 1) / conns);
         let hy = Hy::connect(master)?;
-        let mut writer = hy.c;
-        let mut reader = FrameConn::new(writer.s.try_clone().map_err(|e| e.to_string())?);
+        let (mut writer, mut reader) = hy.c.split()?;
         let (tx, rx) = mpsc::channel::<u64>();
         let rd = std::thread::spawn(move || -> R<()> {
             for _ in lo_i..hi_i {
