@@ -1,90 +1,149 @@
 //! Admission on the master's and workers' node ports: a cap on open
-//! connections and a smaller one on connections still in their handshake,
-//! so strangers on the overlay cannot hold every slot (each handshake is
-//! also bounded in time, `wire::HANDSHAKE_TIMEOUT_MS`, and in memory, one
-//! Hello-sized buffer).
+//! connections, a smaller one on connections still in their handshake, and
+//! a cap on handshakes per source, so strangers on the overlay cannot hold
+//! every slot. Each handshake is also bounded in time
+//! (`wire::HANDSHAKE_TIMEOUT_MS`) and in memory (one Hello-sized buffer).
+//!
+//! A source is an IPv4 address or an IPv6 /64: Mycelium gives every node a
+//! /64, so one stranger can use many addresses but only one /64.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 /// Default of `--max-connections`: connections a master or worker holds
 /// open at once (edges, workers, clients).
 pub const NODE_CONNECTIONS_MAX_DEFAULT: usize = 256;
-/// Connections that may be in their handshake at once, whoever they come
-/// from; the rest are closed at once. Strangers can fill these slots for at
-/// most `HANDSHAKE_TIMEOUT_MS` each, never the authenticated ones.
+/// Connections that may be in their handshake at once; the rest are closed
+/// at once. Strangers can hold these slots for at most
+/// `HANDSHAKE_TIMEOUT_MS` each, never the authenticated ones.
 pub const NODE_HANDSHAKES_MAX: usize = 32;
+/// Handshakes in progress from one source (an IPv4 address or an IPv6
+/// /64): one stranger can hold at most this many of the
+/// [`NODE_HANDSHAKES_MAX`] slots.
+pub const NODE_HANDSHAKES_PER_SOURCE_MAX: usize = 4;
 /// Default of `--idle-timeout-ms`: a request connection that sends nothing
 /// for this long is closed (the edge's connections carry a refresh every
 /// `--heartbeat-ms`).
 pub const NODE_IDLE_TIMEOUT_MS_DEFAULT: u64 = 300_000;
 
 const _: () = assert!(NODE_HANDSHAKES_MAX < NODE_CONNECTIONS_MAX_DEFAULT);
+const _: () = assert!(NODE_HANDSHAKES_PER_SOURCE_MAX * 4 <= NODE_HANDSHAKES_MAX);
+
+/// Where a connection comes from, as far as the caps are concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Source {
+    V4(u32),
+    /// The upper 64 bits.
+    V6(u64),
+}
+
+impl Source {
+    fn of(ip: IpAddr) -> Source {
+        match ip {
+            IpAddr::V4(v4) => Source::V4(u32::from(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Source::V4(u32::from(v4)),
+                None => Source::V6((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    open: usize,
+    handshaking: usize,
+    by_source: HashMap<Source, usize>,
+    refused: u64,
+}
 
 /// Counts a port's connections.
 #[derive(Debug)]
 pub struct Gate {
-    open: AtomicUsize,
-    handshaking: AtomicUsize,
+    counts: Mutex<Counts>,
     open_max: usize,
-    refused: AtomicU64,
 }
 
 /// One admitted connection; gives its slots back when dropped.
 #[derive(Debug)]
 pub struct Pass {
     gate: Arc<Gate>,
-    handshaking: bool,
+    /// The source whose handshake slot this holds, until authenticated.
+    handshaking: Option<Source>,
 }
 
 impl Gate {
     /// A gate for at most `open_max` connections.
     pub fn new(open_max: usize) -> Arc<Gate> {
         Arc::new(Gate {
-            open: AtomicUsize::new(0),
-            handshaking: AtomicUsize::new(0),
+            counts: Mutex::new(Counts::default()),
             open_max: open_max.max(NODE_HANDSHAKES_MAX + 1),
-            refused: AtomicU64::new(0),
         })
     }
 
-    /// A pass for a new connection, or why not (to log).
-    pub fn admit(self: &Arc<Self>) -> Result<Pass, String> {
-        let refuse = |what: String| {
-            let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-            Err(format!("{what}; {n} connections refused so far"))
-        };
-        if self.open.fetch_add(1, Ordering::AcqRel) >= self.open_max {
-            self.open.fetch_sub(1, Ordering::AcqRel);
-            return refuse(format!(
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A pass for a new connection from `ip`, or why not (to log).
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Pass, String> {
+        let source = Source::of(ip);
+        let mut counts = self.counts();
+        let full = if counts.open >= self.open_max {
+            Some(format!(
                 "{} connections open (--max-connections)",
                 self.open_max
-            ));
-        }
-        if self.handshaking.fetch_add(1, Ordering::AcqRel) >= NODE_HANDSHAKES_MAX {
-            self.handshaking.fetch_sub(1, Ordering::AcqRel);
-            self.open.fetch_sub(1, Ordering::AcqRel);
-            return refuse(format!(
+            ))
+        } else if counts.handshaking >= NODE_HANDSHAKES_MAX {
+            Some(format!(
                 "{NODE_HANDSHAKES_MAX} handshakes in progress (NODE_HANDSHAKES_MAX)"
+            ))
+        } else if counts.by_source.get(&source).copied().unwrap_or(0)
+            >= NODE_HANDSHAKES_PER_SOURCE_MAX
+        {
+            Some(format!(
+                "{NODE_HANDSHAKES_PER_SOURCE_MAX} handshakes in progress from its address or /64 \
+                 (NODE_HANDSHAKES_PER_SOURCE_MAX)"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = full {
+            counts.refused += 1;
+            return Err(format!(
+                "{why}; {} connections refused so far",
+                counts.refused
             ));
         }
+        counts.open += 1;
+        counts.handshaking += 1;
+        *counts.by_source.entry(source).or_insert(0) += 1;
         Ok(Pass {
             gate: self.clone(),
-            handshaking: true,
+            handshaking: Some(source),
         })
     }
 
     /// Connections open now.
     pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
+        self.counts().open
     }
 }
 
 impl Pass {
     /// The peer authenticated: it no longer holds a handshake slot.
     pub fn authenticated(&mut self) {
-        if std::mem::take(&mut self.handshaking) {
-            self.gate.handshaking.fetch_sub(1, Ordering::AcqRel);
+        let Some(source) = self.handshaking.take() else {
+            return;
+        };
+        let mut counts = self.gate.counts();
+        counts.handshaking -= 1;
+        if let Some(n) = counts.by_source.get_mut(&source) {
+            *n -= 1;
+            if *n == 0 {
+                counts.by_source.remove(&source);
+            }
         }
     }
 }
@@ -92,7 +151,7 @@ impl Pass {
 impl Drop for Pass {
     fn drop(&mut self) {
         self.authenticated();
-        self.gate.open.fetch_sub(1, Ordering::AcqRel);
+        self.gate.counts().open -= 1;
     }
 }
 
@@ -100,21 +159,51 @@ impl Drop for Pass {
 mod tests {
     use super::*;
 
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, n])
+    }
+
     #[test]
-    fn handshakes_and_connections_are_capped_and_given_back() {
+    fn handshakes_per_source_and_in_all_and_connections_are_capped_and_given_back() {
         let gate = Gate::new(NODE_HANDSHAKES_MAX + 2);
-        let mut passes: Vec<Pass> = (0..NODE_HANDSHAKES_MAX)
-            .map(|_| gate.admit().unwrap())
-            .collect();
-        assert!(gate.admit().unwrap_err().contains("NODE_HANDSHAKES_MAX"));
+        let mut passes = Vec::new();
+        for n in 0..(NODE_HANDSHAKES_MAX / NODE_HANDSHAKES_PER_SOURCE_MAX) as u8 {
+            for _ in 0..NODE_HANDSHAKES_PER_SOURCE_MAX {
+                passes.push(gate.admit(ip(n)).unwrap());
+            }
+        }
+        assert!(gate
+            .admit(ip(0))
+            .unwrap_err()
+            .contains("NODE_HANDSHAKES_MAX"));
         for p in &mut passes {
             p.authenticated();
         }
-        let extra = [gate.admit().unwrap(), gate.admit().unwrap()];
-        assert!(gate.admit().unwrap_err().contains("--max-connections"));
+        let extra = [gate.admit(ip(99)).unwrap(), gate.admit(ip(99)).unwrap()];
+        assert!(gate
+            .admit(ip(98))
+            .unwrap_err()
+            .contains("--max-connections"));
         drop(extra);
         passes.truncate(0);
         assert_eq!(gate.open(), 0);
-        assert!(gate.admit().is_ok());
+        let four: Vec<Pass> = (0..4).map(|_| gate.admit(ip(7)).unwrap()).collect();
+        assert!(gate
+            .admit(ip(7))
+            .unwrap_err()
+            .contains("NODE_HANDSHAKES_PER_SOURCE_MAX"));
+        assert!(gate.admit(ip(8)).is_ok());
+        drop(four);
+    }
+
+    #[test]
+    fn an_ipv6_source_is_its_64() {
+        let a: IpAddr = "4a0:1234:abcd:1::1".parse().unwrap();
+        let b: IpAddr = "4a0:1234:abcd:1:ffff::9".parse().unwrap();
+        let c: IpAddr = "4a0:1234:abcd:2::1".parse().unwrap();
+        assert_eq!(Source::of(a), Source::of(b));
+        assert_ne!(Source::of(a), Source::of(c));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(Source::of(mapped), Source::of(ip(1)));
     }
 }

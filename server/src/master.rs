@@ -203,10 +203,10 @@ impl Master {
             if !allowed(&self.cfg.allow, peer, "master") {
                 continue;
             }
-            let pass = match self.gate.admit() {
+            let pass = match self.gate.admit(peer.ip()) {
                 Ok(pass) => pass,
                 Err(why) => {
-                    log::warn!("master: closed a connection from {peer}: {why}");
+                    wire::stranger(|| format!("master: closed a connection from {peer}: {why}"));
                     continue;
                 }
             };
@@ -227,9 +227,13 @@ impl Master {
         mut pass: crate::gate::Pass,
     ) -> std::io::Result<()> {
         let keys = wire::current_keys(&self.cfg.keys);
-        let Some(accepted) = wire::accept(stream, peer, &keys, &self.cfg.cluster, "master").await?
-        else {
-            return Ok(());
+        let accepted = match wire::accept(stream, peer, &keys, &self.cfg.cluster, "master").await {
+            Ok(Some(accepted)) => accepted,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                wire::stranger(|| format!("master: {peer} broke off the handshake: {e}"));
+                return Ok(());
+            }
         };
         pass.authenticated();
         let wire::Accepted {

@@ -313,7 +313,7 @@ pub async fn accept(
             Ok(None) => return Ok(None),
             Err(DecodeError::UnsupportedVersion { ours, theirs }) => {
                 let msg = version_message(ours, theirs);
-                log::warn!("{who}: refused {peer}: {msg}");
+                stranger(|| format!("{who}: refused {peer}: {msg}"));
                 refuse(&mut w, RefuseReason::VersionMismatch { ours }, &msg).await;
                 return Ok(None);
             }
@@ -329,7 +329,7 @@ pub async fn accept(
                 RefuseReason::VersionMismatch { ours } => version_message(ours, hello.version),
                 _ => format!("refused: {reason:?}; this {who} serves cluster {cluster:?}"),
             };
-            log::warn!("{who}: refused {peer}: {msg}");
+            stranger(|| format!("{who}: refused {peer}: {msg}"));
             refuse(&mut w, reason, &msg).await;
             return Ok(None);
         }
@@ -344,23 +344,23 @@ pub async fn accept(
                 )))
             }
             None => {
-                log::warn!(
+                stranger(|| format!(
                     "{who}: refused {peer} ({:?} node {:016x}): it closed the connection instead \
                      of proving the cluster key: it holds another cluster key, or none",
                     hello.role,
                     hello.node_id
-                );
+                ));
                 return Ok(None);
             }
         };
         let session = match pending.finish(&prove) {
             Ok(session) => session,
             Err(e) => {
-                log::warn!(
+                stranger(|| format!(
                     "{who}: refused {peer} ({:?} node {:016x}): {e}",
                     hello.role,
                     hello.node_id
-                );
+                ));
                 let msg = "authentication failed: this node holds another cluster key";
                 refuse(&mut w, RefuseReason::NotAuthenticated, msg).await;
                 return Ok(None);
@@ -375,6 +375,59 @@ pub async fn accept(
         Ok(Some(Accepted { r, w, hello, beats }))
     })
     .await
+    .map_err(|e| match e.kind() {
+        io::ErrorKind::TimedOut => io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("did not finish the handshake within {HANDSHAKE_TIMEOUT_MS} ms (HANDSHAKE_TIMEOUT_MS)"),
+        ),
+        _ => e,
+    })
+}
+
+/// Lines about peers that have not authenticated, logged per window.
+pub const STRANGER_LOG_LINES_MAX: u32 = 20;
+/// The window of [`STRANGER_LOG_LINES_MAX`].
+pub const STRANGER_LOG_WINDOW_MS: u64 = 10_000;
+
+/// Logs (as a warning) a line about a peer that has not authenticated: at
+/// most [`STRANGER_LOG_LINES_MAX`] per [`STRANGER_LOG_WINDOW_MS`], so a flood
+/// of strangers cannot flood the log; the next line logged says how many
+/// were left out.
+pub fn stranger(line: impl FnOnce() -> String) {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    struct Window {
+        start: Option<Instant>,
+        lines: u32,
+        suppressed: u64,
+    }
+    static WINDOW: Mutex<Window> = Mutex::new(Window {
+        start: None,
+        lines: 0,
+        suppressed: 0,
+    });
+    let mut w = WINDOW.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    let expired = w.start.is_none_or(|start| {
+        now.duration_since(start) > Duration::from_millis(STRANGER_LOG_WINDOW_MS)
+    });
+    if expired {
+        (w.start, w.lines) = (Some(now), 0);
+    }
+    if w.lines >= STRANGER_LOG_LINES_MAX {
+        w.suppressed += 1;
+        return;
+    }
+    w.lines += 1;
+    let suppressed = std::mem::take(&mut w.suppressed);
+    drop(w);
+    match suppressed {
+        0 => log::warn!("{}", line()),
+        n => log::warn!(
+            "{} ({n} similar lines about unauthenticated peers left out before it)",
+            line()
+        ),
+    }
 }
 
 /// What a node says about a peer of another protocol version: both versions.
@@ -489,7 +542,7 @@ pub fn random_u64() -> u64 {
 pub fn allowed(allow: &Option<hypha_net::Allowlist>, peer: SocketAddr, what: &str) -> bool {
     match allow {
         Some(list) if !list.contains(peer.ip()) => {
-            log::warn!("{what}: refused connection from {peer}: not in --allow");
+            stranger(|| format!("{what}: refused connection from {peer}: not in --allow"));
             false
         }
         _ => true,

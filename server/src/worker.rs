@@ -405,10 +405,10 @@ impl Worker {
             if !allowed(&self.cfg.allow, peer, "worker") {
                 continue;
             }
-            let pass = match self.gate.admit() {
+            let pass = match self.gate.admit(peer.ip()) {
                 Ok(pass) => pass,
                 Err(why) => {
-                    log::warn!("worker: closed a connection from {peer}: {why}");
+                    wire::stranger(|| format!("worker: closed a connection from {peer}: {why}"));
                     continue;
                 }
             };
@@ -429,9 +429,13 @@ impl Worker {
         mut pass: crate::gate::Pass,
     ) -> std::io::Result<()> {
         let keys = wire::current_keys(&self.cfg.keys);
-        let Some(accepted) = wire::accept(stream, peer, &keys, &self.cfg.cluster, "worker").await?
-        else {
-            return Ok(());
+        let accepted = match wire::accept(stream, peer, &keys, &self.cfg.cluster, "worker").await {
+            Ok(Some(accepted)) => accepted,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                wire::stranger(|| format!("worker: {peer} broke off the handshake: {e}"));
+                return Ok(());
+            }
         };
         pass.authenticated();
         let wire::Accepted {

@@ -86,3 +86,40 @@ fn stalled_body_gets_408_after_the_body_timeout() -> TestResult {
     expect_status(&server.request("GET", "/kv/k", b"")?, 404)?;
     Ok(())
 }
+
+#[test]
+fn a_trickled_body_gets_408_at_the_whole_body_deadline() -> TestResult {
+    // Each read makes progress well within body_timeout_ms; only the
+    // deadline on the whole body can end it.
+    let total_ms = SHORT_MS * 3;
+    let server = Server::start(HttpConfig {
+        body_timeout_ms: 10_000,
+        body_total_timeout_ms: total_ms,
+        ..HttpConfig::default()
+    })?;
+    let mut client = server.client()?;
+    let mut trickle = client.stream.try_clone()?;
+    let started = Instant::now();
+    let writer = std::thread::spawn(move || {
+        let _ = trickle
+            .write_all(b"PUT /kv/slow HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n");
+        for _ in 0..1000 {
+            if trickle.write_all(b"x").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let reply = client.read_reply_then_eof()?;
+    let elapsed = started.elapsed();
+    expect_status(&reply, 408)?;
+    assert!(reply.error()?.contains("body_total_timeout_ms"));
+    assert!(
+        elapsed >= Duration::from_millis(total_ms),
+        "closed after {elapsed:?}"
+    );
+    assert!(elapsed < Duration::from_secs(5), "closed after {elapsed:?}");
+    drop(client);
+    writer.join().map_err(|_| "writer panicked")?;
+    Ok(())
+}
