@@ -1367,7 +1367,11 @@ struct Results {
     rd_wait: Lag,
     catchup: Option<(u64, f64, f64)>,
     snapshot: Option<(f64, f64, f64, String)>,
+    handshake: Stats,
 }
+
+/// Connections timed for the handshake row.
+const HANDSHAKES: usize = 500;
 
 fn main() -> ExitCode {
     let _reaper = Reaper;
@@ -1668,6 +1672,18 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
     let catchup = Some((behind, total, behind as f64 / total));
     wc.terminate()?;
 
+    // ---- 5b. handshake
+    say!("\n[3b] hypha handshake: TCP connect, Hello, Challenge, Prove, Welcome ({HANDSHAKES} connections to the master)");
+    let mut times = Vec::with_capacity(HANDSHAKES);
+    for _ in 0..HANDSHAKES {
+        let t = Instant::now();
+        let c = Hy::connect(mc_addr)?;
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+        drop(c);
+    }
+    let handshake = stats(&times);
+    say!("  p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs", handshake.p50, handshake.p99, handshake.max);
+
     // ---- 6. snapshot
     say!("\n[4] hypha snapshot: a NEW worker (empty data dir) joins the master holding {} records", target.2);
     let port = free_port();
@@ -1747,6 +1763,7 @@ fn run(opts: &Opts, dir: &Path) -> R<()> {
             rd_wait,
             catchup,
             snapshot,
+            handshake,
         },
     );
     Ok(())
@@ -1772,6 +1789,7 @@ fn report(opts: &Opts, r: &Results) {
             r.catchup.map(|(n, t, rps)| format!("{rps:.0} ({n} in {t:.2} s)")).unwrap_or_default(),
             "not measured".into(),
         ),
+        ("handshake: connect to Welcome (hypha), connect (Redis: none)".into(), fmt_stats(&r.handshake), "not measured".into()),
         (
             "snapshot to a new worker (key+value MB/s)".into(),
             r.snapshot.as_ref().map(|(t, mbs, rps, _)| format!("{mbs:.1} MB/s, {rps:.0} rec/s, {t:.2} s")).unwrap_or_default(),
@@ -1841,6 +1859,11 @@ fn report(opts: &Opts, r: &Results) {
             hp.map(fmt_us).unwrap_or("failed".into()),
         );
     }
+    check(
+        "handshake p99 ≤ 1 ms on loopback",
+        (r.handshake.n > 0).then(|| r.handshake.p99 <= 1000.0),
+        fmt_us(r.handshake.p99),
+    );
     check(
         "catch-up ≥ 300,000 records/s",
         r.catchup.map(|(_, _, rps)| rps >= 300_000.0),
