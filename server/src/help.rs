@@ -24,7 +24,9 @@ USAGE:
         workers N records behind. --body-budget-mb MB: request and response
         bodies held at once (default 64; beyond it 503 + Retry-After).
         --connections-per-addr N: connections one client address may hold
-        (default 64).
+        (default 64). --body-total-timeout-ms MS: the longest a whole request
+        body may take (default 120000). --json-values-max N: most values in one
+        JSON body of the curl dialects, counted before parsing (default 16384).
         POST /admin/compact compacts the master and every worker now.
     hypha keygen PATH
         Writes a new random cluster key to PATH (mode 0600; never overwrites).
@@ -62,6 +64,10 @@ FLAGS OF master:
                                at most 5 s). Also for worker.
     --idle-timeout-ms MS       close a request connection silent this long (default
                                300000). Also for worker.
+    --handshake-timeout-ms MS  close a connection that has not proved the cluster key
+                               this long after it was accepted (default 5000; at most
+                               4 handshakes per address or /64 at once). Also for
+                               worker.
     --forget-after MS          a worker neither connected nor heard this long leaves
                                the worker list, and compaction may drop deletes it
                                has not applied (default 3600000 = 1 h)

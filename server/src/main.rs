@@ -7,6 +7,7 @@ use hypha_server::help::HELP;
 use hypha_server::http::{serve_on, HttpConfig};
 use hypha_server::keys::{self, INSECURE_FLAG, KEY_FILE_FLAG};
 use hypha_server::master::{Master, MasterConfig};
+use hypha_server::wire::HANDSHAKE_TIMEOUT_MS;
 use hypha_server::worker::{Worker, WorkerConfig};
 use smol::stream::StreamExt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -192,6 +193,7 @@ pub fn master_config(args: &Args) -> Result<(MasterConfig, Option<std::path::Pat
         keys,
         connections_max: connections_max(args)?,
         idle_timeout_ms: args.number("idle-timeout-ms", gate::NODE_IDLE_TIMEOUT_MS_DEFAULT)?,
+        handshake_timeout_ms: args.number("handshake-timeout-ms", HANDSHAKE_TIMEOUT_MS)?,
     };
     Ok((cfg, key_file))
 }
@@ -208,6 +210,7 @@ fn run_master(raw: &[String]) -> Result<(), String> {
         "forget-after",
         "max-connections",
         "idle-timeout-ms",
+        "handshake-timeout-ms",
     ];
     let args = Args::parse(raw, &flags_with_compaction(&own), &[INSECURE_FLAG])?;
     let (cfg, key_file) = master_config(&args)?;
@@ -245,6 +248,7 @@ fn run_worker(raw: &[String]) -> Result<(), String> {
         "value-max",
         "max-connections",
         "idle-timeout-ms",
+        "handshake-timeout-ms",
     ];
     let switches = ["accept-new-history", INSECURE_FLAG];
     let args = Args::parse(raw, &flags_with_compaction(&own), &switches)?;
@@ -266,6 +270,7 @@ fn run_worker(raw: &[String]) -> Result<(), String> {
         keys: keys.clone(),
         connections_max: connections_max(&args)?,
         idle_timeout_ms: args.number("idle-timeout-ms", gate::NODE_IDLE_TIMEOUT_MS_DEFAULT)?,
+        handshake_timeout_ms: args.number("handshake-timeout-ms", HANDSHAKE_TIMEOUT_MS)?,
     };
     hypha_server::rt::run(with_reload(
         key_reload(key_file, &keys),
@@ -327,6 +332,9 @@ fn http_config(args: &Args) -> Result<(HttpConfig, keys::Reload), String> {
             "connections-per-addr",
             defaults.connections_per_addr_max as u64,
         )? as usize,
+        body_total_timeout_ms: args
+            .number("body-total-timeout-ms", defaults.body_total_timeout_ms)?,
+        json_values_max: args.number("json-values-max", defaults.json_values_max as u64)? as usize,
         ..defaults
     };
     Ok((cfg, reload))
@@ -426,6 +434,8 @@ fn run_http(raw: &[String]) -> Result<(), String> {
         "lag-max",
         "body-budget-mb",
         "connections-per-addr",
+        "body-total-timeout-ms",
+        "json-values-max",
     ];
     let args = Args::parse(raw, &flags(&own), &["token-reads", INSECURE_FLAG])?;
     let master = cli::addr("master", args.need("master")?)?;
@@ -466,6 +476,8 @@ fn run_all(raw: &[String]) -> Result<(), String> {
         "lag-max",
         "body-budget-mb",
         "connections-per-addr",
+        "body-total-timeout-ms",
+        "json-values-max",
     ];
     let args = Args::parse(raw, &flags_with_compaction(&own), &["token-reads"])?;
     let data = std::path::PathBuf::from(args.get_or("data", "./hypha-data"));
@@ -493,6 +505,7 @@ fn run_all(raw: &[String]) -> Result<(), String> {
         keys: keys.clone(),
         connections_max: gate::NODE_CONNECTIONS_MAX_DEFAULT,
         idle_timeout_ms: gate::NODE_IDLE_TIMEOUT_MS_DEFAULT,
+        handshake_timeout_ms: HANDSHAKE_TIMEOUT_MS,
     };
     let http = args.get_or("http", "localhost:8080").to_string();
     let (http_cfg, reload) = http_config(&args)?;
@@ -519,6 +532,7 @@ fn run_all(raw: &[String]) -> Result<(), String> {
                 keys: keys.clone(),
                 connections_max: gate::NODE_CONNECTIONS_MAX_DEFAULT,
                 idle_timeout_ms: gate::NODE_IDLE_TIMEOUT_MS_DEFAULT,
+                handshake_timeout_ms: HANDSHAKE_TIMEOUT_MS,
             };
             let w = Worker::bind(cfg)
                 .await

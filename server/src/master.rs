@@ -58,6 +58,9 @@ pub struct MasterConfig {
     pub connections_max: usize,
     /// A request connection silent this long is closed.
     pub idle_timeout_ms: u64,
+    /// A connection that has not proved the key this long after it was
+    /// accepted is closed.
+    pub handshake_timeout_ms: u64,
 }
 
 /// What the master knows of one worker. Everything here comes from the
@@ -227,7 +230,16 @@ impl Master {
         mut pass: crate::gate::Pass,
     ) -> std::io::Result<()> {
         let keys = wire::current_keys(&self.cfg.keys);
-        let accepted = match wire::accept(stream, peer, &keys, &self.cfg.cluster, "master").await {
+        let accepted = match wire::accept(
+            stream,
+            peer,
+            &keys,
+            &self.cfg.cluster,
+            "master",
+            self.cfg.handshake_timeout_ms,
+        )
+        .await
+        {
             Ok(Some(accepted)) => accepted,
             Ok(None) => return Ok(()),
             Err(e) => {

@@ -22,7 +22,8 @@ const READ_CHUNK_BYTES: usize = 64 << 10;
 const HANDSHAKE_CHUNK_BYTES: usize = 256;
 const _: () = assert!(ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX + 8 <= HANDSHAKE_CHUNK_BYTES);
 /// How long a peer has to finish the handshake (from the TCP accept to its
-/// `Prove`, or from connecting to the `Welcome`).
+/// `Prove`, or from connecting to the `Welcome`); the default of
+/// `--handshake-timeout-ms` on the accepting side.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
 
 /// The cluster keys of a node, shared by its tasks and replaced on SIGHUP:
@@ -294,7 +295,7 @@ pub struct Accepted {
 }
 
 /// Runs the acceptor's side of the handshake on a new connection, within
-/// [`HANDSHAKE_TIMEOUT_MS`]: reads the `Hello` (at most
+/// `handshake_ms` ([`HANDSHAKE_TIMEOUT_MS`] by default): reads the `Hello` (at most
 /// `ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX` bytes), checks magic, version and
 /// cluster, challenges the peer and checks its `Prove` against `keys`.
 /// `Ok(None)` when the peer was refused (logged with the reason, and told
@@ -305,9 +306,10 @@ pub async fn accept(
     keys: &ClusterKeys,
     cluster: &str,
     who: &str,
+    handshake_ms: u64,
 ) -> io::Result<Option<Accepted>> {
     let (mut r, mut w) = split(stream, ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX);
-    timeout(HANDSHAKE_TIMEOUT_MS, async {
+    timeout(handshake_ms, async {
         let hello = match r.recv_decoded().await? {
             Ok(Some(Message::Hello(hello))) => hello,
             Ok(None) => return Ok(None),
@@ -344,23 +346,26 @@ pub async fn accept(
                 )))
             }
             None => {
-                stranger(|| format!(
+                stranger(|| {
+                    format!(
                     "{who}: refused {peer} ({:?} node {:016x}): it closed the connection instead \
                      of proving the cluster key: it holds another cluster key, or none",
                     hello.role,
                     hello.node_id
-                ));
+                )
+                });
                 return Ok(None);
             }
         };
         let session = match pending.finish(&prove) {
             Ok(session) => session,
             Err(e) => {
-                stranger(|| format!(
-                    "{who}: refused {peer} ({:?} node {:016x}): {e}",
-                    hello.role,
-                    hello.node_id
-                ));
+                stranger(|| {
+                    format!(
+                        "{who}: refused {peer} ({:?} node {:016x}): {e}",
+                        hello.role, hello.node_id
+                    )
+                });
                 let msg = "authentication failed: this node holds another cluster key";
                 refuse(&mut w, RefuseReason::NotAuthenticated, msg).await;
                 return Ok(None);
@@ -378,7 +383,9 @@ pub async fn accept(
     .map_err(|e| match e.kind() {
         io::ErrorKind::TimedOut => io::Error::new(
             io::ErrorKind::TimedOut,
-            format!("did not finish the handshake within {HANDSHAKE_TIMEOUT_MS} ms (HANDSHAKE_TIMEOUT_MS)"),
+            format!(
+                "did not finish the handshake within {handshake_ms} ms (--handshake-timeout-ms)"
+            ),
         ),
         _ => e,
     })

@@ -68,6 +68,9 @@ pub struct WorkerConfig {
     pub connections_max: usize,
     /// A request connection silent this long is closed.
     pub idle_timeout_ms: u64,
+    /// A connection that has not proved the key this long after it was
+    /// accepted is closed.
+    pub handshake_timeout_ms: u64,
 }
 
 impl WorkerConfig {
@@ -429,7 +432,16 @@ impl Worker {
         mut pass: crate::gate::Pass,
     ) -> std::io::Result<()> {
         let keys = wire::current_keys(&self.cfg.keys);
-        let accepted = match wire::accept(stream, peer, &keys, &self.cfg.cluster, "worker").await {
+        let accepted = match wire::accept(
+            stream,
+            peer,
+            &keys,
+            &self.cfg.cluster,
+            "worker",
+            self.cfg.handshake_timeout_ms,
+        )
+        .await
+        {
             Ok(Some(accepted)) => accepted,
             Ok(None) => return Ok(()),
             Err(e) => {

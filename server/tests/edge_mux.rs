@@ -24,7 +24,15 @@ fn welcome() -> Message {
 async fn accept(listener: &TcpListener) -> io::Result<(Reader, Writer)> {
     let (stream, peer) = listener.accept().await?;
     let keys = ClusterKeys::insecure();
-    let accepted = wire::accept(stream, peer, &keys, "hypha", "test node").await?;
+    let accepted = wire::accept(
+        stream,
+        peer,
+        &keys,
+        "hypha",
+        "test node",
+        wire::HANDSHAKE_TIMEOUT_MS,
+    )
+    .await?;
     let wire::Accepted { r, mut w, .. } = accepted.expect("the edge authenticates");
     w.send(&welcome()).await?;
     Ok((r, w))

@@ -1,6 +1,7 @@
 //! A worker that stops heartbeating gets no reads at once (it is marked
-//! unhealthy) and leaves the master's worker table after `--forget-after`,
-//! so a worker that came and went does not stay listed forever.
+//! unhealthy) and leaves the master's worker table, and the edge's list of
+//! workers it learned from the master, after `--forget-after`: a worker
+//! that came and went does not stay listed forever.
 
 mod common;
 use common::*;
@@ -42,6 +43,16 @@ fn a_silent_worker_is_unhealthy_at_once_and_forgotten_after_forget_after() {
     args.extend_from_slice(&FAST_HB);
     let mut worker = Node::start(loopback(wport), &args);
     worker.wait_log("installed", 0, Duration::from_secs(30));
+    let hport = free_port();
+    let hlisten = loopback(hport).to_string();
+    let mut args = vec!["http", "--listen", &hlisten, "--master", &mlisten];
+    args.extend_from_slice(&FAST_HB);
+    let edge = Node::start(loopback(hport), &args);
+    edge.wait_log(
+        &format!("learned worker {wlisten}"),
+        0,
+        Duration::from_secs(30),
+    );
     let mut c = Client::wait_connect(master.addr);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !workers(&mut c).iter().any(|w| w.healthy) {
@@ -71,4 +82,9 @@ fn a_silent_worker_is_unhealthy_at_once_and_forgotten_after_forget_after() {
         killed.elapsed()
     );
     master.wait_log("--forget-after", 0, Duration::from_secs(5));
+    edge.wait_log(
+        &format!("no longer lists worker {wlisten}"),
+        0,
+        Duration::from_secs(10),
+    );
 }

@@ -66,6 +66,11 @@ fn token_for_reads_guards_reads_but_not_ping() -> TestResult {
         404,
     )?;
     expect_status(&client.request("GET", "/status", &[], b"")?, 401)?;
+    expect_status(&client.request("GET", "/metrics", &[], b"")?, 401)?;
+    expect_status(
+        &client.request("GET", "/metrics", &[("Authorization", &bearer)], b"")?,
+        200,
+    )?;
     expect_status(&client.request("GET", "/get?key=k", &[], b"")?, 401)?;
     expect_status(&client.request("GET", "/ping", &[], b"")?, 200)?;
     Ok(())

@@ -1,5 +1,5 @@
-//! Strangers flooding a master's node port cannot grow its memory or lock
-//! the cluster out: before a peer proves the key the master buffers at
+//! Strangers flooding a master's or a worker's node port cannot grow its
+//! memory or lock the cluster out: before a peer proves the key a node buffers at
 //! most one Hello-sized frame, refuses a frame header announcing more at
 //! once, holds at most `NODE_HANDSHAKES_PER_SOURCE_MAX` handshakes per
 //! source for at most `HANDSHAKE_TIMEOUT_MS`, and a node from another
@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 /// Stranger connections: each announces a 32 MiB frame and sends part of it.
 const FLOODERS: usize = 200;
-/// The anonymous memory the master may hold under the flood (the issue's
-/// bound for a master under floods is 16 MiB).
+/// The anonymous memory a node may hold under the flood (the bound the
+/// issue sets for a master or a worker under floods: 16 MiB).
 const RSS_ANON_KIB_MAX: u64 = 16 * 1024;
 
 #[test]
@@ -41,7 +41,51 @@ fn a_flood_of_unfinished_frames_stays_small_and_a_node_gets_in() {
         ],
     );
     master.wait_log("master", 0, Duration::from_secs(30));
-    let pid = master.child.id();
+    flood_then_authenticate(&master, port, &keys);
+}
+
+#[test]
+fn a_workers_port_holds_up_the_same() {
+    let dir = TempDir::new("worker-floods");
+    let (key_file, keys) = keygen(&dir, "cluster.key");
+    let (mport, wport) = (free_port(), free_port());
+    let (mlisten, mdata) = (loopback(mport).to_string(), data(&dir, "master"));
+    let master = Node::start(
+        loopback(mport),
+        &[
+            "master",
+            "--data",
+            &mdata,
+            "--listen",
+            &mlisten,
+            "--cluster-key-file",
+            &key_file,
+        ],
+    );
+    master.wait_log("master", 0, Duration::from_secs(30));
+    let (wlisten, wdata) = (format!("[::]:{wport}"), data(&dir, "w"));
+    let worker = Node::start(
+        loopback(wport),
+        &[
+            "worker",
+            "--data",
+            &wdata,
+            "--master",
+            &mlisten,
+            "--listen",
+            &wlisten,
+            "--cluster-key-file",
+            &key_file,
+        ],
+    );
+    worker.wait_log("installed", 0, Duration::from_secs(30));
+    flood_then_authenticate(&worker, wport, &keys);
+}
+
+/// Floods `node`'s port from 127.0.0.1, checks its memory and that a
+/// client holding `keys` gets in from ::1 meanwhile.
+fn flood_then_authenticate(node: &Node, port: u16, keys: &hypha_net::ClusterKeys) {
+    let pid = node.child.id();
 
     let mut frame = (32u32 << 20).to_le_bytes().to_vec();
     frame.extend_from_slice(&[0u8; 4]);
@@ -65,7 +109,7 @@ fn a_flood_of_unfinished_frames_stays_small_and_a_node_gets_in() {
             {
                 streams.push(s)
             }
-            // EOF or a reset: the master closed it.
+            // EOF or a reset: the node closed it.
             _ => closed_at_once += 1,
         }
     }
@@ -76,7 +120,7 @@ fn a_flood_of_unfinished_frames_stays_small_and_a_node_gets_in() {
     let anon = rss_anon_kib(pid);
     assert!(
         anon < RSS_ANON_KIB_MAX,
-        "master RssAnon {anon} KiB under the flood"
+        "node RssAnon {anon} KiB under the flood"
     );
 
     // Half-sent Hellos hold handshake slots, a few per source.
@@ -86,12 +130,12 @@ fn a_flood_of_unfinished_frames_stays_small_and_a_node_gets_in() {
     for s in &mut slow {
         let _ = s.write_all(&[0x30, 0, 0, 0, 1, 2]);
     }
-    let node: SocketAddr = format!("[::1]:{port}").parse().expect("addr");
+    let insider_addr: SocketAddr = format!("[::1]:{port}").parse().expect("addr");
     let started = Instant::now();
-    let mut insider = Client::connect_with(node, &keys).unwrap_or_else(|e| {
+    let mut insider = Client::connect_with(insider_addr, keys).unwrap_or_else(|e| {
         panic!(
-            "a node on another address was kept out: {e}; master log:\n{}",
-            master.log.lock().expect("log").join("\n")
+            "a node on another address was kept out: {e}; its log:\n{}",
+            node.log.lock().expect("log").join("\n")
         )
     });
     assert!(
@@ -99,18 +143,18 @@ fn a_flood_of_unfinished_frames_stays_small_and_a_node_gets_in() {
         "waited {:?}",
         started.elapsed()
     );
-    assert!(matches!(
-        insider.put(b"k", b"v"),
-        hypha_net::Message::Written { .. }
-    ));
-    // The flood's own address is full of handshakes: its slots come back
-    // only at the handshake deadline, when the master closes them.
     assert!(
-        Client::connect_with(loopback(port), &keys).is_err(),
+        insider.try_digest().is_some(),
+        "the node answers the insider"
+    );
+    // The flood's own address is full of handshakes: its slots come back
+    // only at the handshake deadline, when the node closes them.
+    assert!(
+        Client::connect_with(loopback(port), keys).is_err(),
         "a fifth handshake from the flooding source was let in"
     );
     let deadline = Instant::now() + Duration::from_secs(15);
-    while Client::connect_with(loopback(port), &keys).is_err() {
+    while Client::connect_with(loopback(port), keys).is_err() {
         assert!(
             Instant::now() < deadline,
             "the flood's handshake slots never came back"
@@ -118,7 +162,7 @@ fn a_flood_of_unfinished_frames_stays_small_and_a_node_gets_in() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // A flood of refusals is not a flood of log lines.
-    let lines = master.log_lines();
+    let lines = node.log_lines();
     assert!(
         lines < 100,
         "{lines} log lines for {} stranger connections",
@@ -127,7 +171,7 @@ fn a_flood_of_unfinished_frames_stays_small_and_a_node_gets_in() {
     let anon = rss_anon_kib(pid);
     assert!(
         anon < RSS_ANON_KIB_MAX,
-        "master RssAnon {anon} KiB after the flood"
+        "node RssAnon {anon} KiB after the flood"
     );
     drop((streams, slow));
 }

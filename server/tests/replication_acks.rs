@@ -141,7 +141,15 @@ fn a_worker_acks_everything_applied_before_it_answers_a_ping() -> std::io::Resul
         let listener = smol::net::TcpListener::try_from(listener)?;
         let (stream, peer) = wire::timeout(WAIT_MS, listener.accept()).await?;
         let keys = hypha_net::ClusterKeys::insecure();
-        let accepted = wire::accept(stream, peer, &keys, "hypha", "stand-in master").await?;
+        let accepted = wire::accept(
+            stream,
+            peer,
+            &keys,
+            "hypha",
+            "stand-in master",
+            wire::HANDSHAKE_TIMEOUT_MS,
+        )
+        .await?;
         let wire::Accepted {
             mut r,
             mut w,

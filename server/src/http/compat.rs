@@ -156,7 +156,13 @@ pub(crate) async fn handle<B: Backend>(
     head: &Head,
     query: &FormPairs,
     body: Vec<u8>,
+    json_values_max: usize,
 ) -> Response {
+    if takes_json(&route, &head.method) {
+        if let Err(refused) = check_json_values(&body, json_values_max) {
+            return refused;
+        }
+    }
     let result = match route {
         Route::Set if head.method == Method::Put => set_batch(backend, &body).await,
         Route::Set => form_set(backend, head, &body).await,
@@ -250,22 +256,37 @@ async fn form_delete<B: Backend>(
     delete(backend, form_key(&form)?).await
 }
 
-/// Most JSON values (arrays, objects, strings, numbers, ...) in one request
-/// body. A parsed value costs ~32 bytes and some work however short its
-/// text, so a 16 MiB body of `[0,0,...]` would cost ~300 MiB and a second
-/// of the executor thread; counting first bounds both (the largest batch
-/// the dialects carry is `SCAN_LIMIT_MAX` keys of a few values each).
-pub const JSON_VALUES_MAX: usize = 16 * 1024;
+/// Default of `--json-values-max`: most JSON values (arrays, objects,
+/// strings, numbers, ...) in one request body of the dialects. A parsed
+/// value costs ~32 bytes and some work however short its text, so a 16 MiB
+/// body of `[0,0,...]` would cost ~300 MiB and a second of the executor
+/// thread; counting first bounds both (the largest batch the dialects carry
+/// is `SCAN_LIMIT_MAX` keys of a few values each).
+pub const JSON_VALUES_MAX_DEFAULT: usize = 16 * 1024;
+
+/// Whether `route` carries a JSON body (when it has one).
+fn takes_json(route: &Route, method: &Method) -> bool {
+    match route {
+        Route::Store | Route::StoreKey | Route::Query => true,
+        Route::Set => *method == Method::Put,
+        Route::Fetch => *method == Method::Post,
+        _ => false,
+    }
+}
+
+/// Refuses, before parsing, a JSON body of more than `max` values.
+fn check_json_values(body: &[u8], max: usize) -> Result<(), Response> {
+    if json_values_at_least(body, max.saturating_add(1)) <= max {
+        return Ok(());
+    }
+    let message = format!(
+        "the JSON body holds more than {max} values (--json-values-max); send fewer keys or \
+         values per request"
+    );
+    Err(Response::error(413, message))
+}
 
 fn json_body(body: &[u8]) -> Result<Value, Response> {
-    let values = json_values_at_least(body, JSON_VALUES_MAX + 1);
-    if values > JSON_VALUES_MAX {
-        let message = format!(
-            "the JSON body holds more than {JSON_VALUES_MAX} values (JSON_VALUES_MAX); send \
-             fewer keys or values per request"
-        );
-        return Err(Response::error(413, message));
-    }
     serde_json::from_slice(body).map_err(|e| Response::error(400, format!("body is not JSON: {e}")))
 }
 
@@ -533,12 +554,18 @@ mod tests {
         assert_eq!(json_values_at_least(b"[1,2,3]", 100), 4);
         assert_eq!(json_values_at_least(br#"["a,b:[{", "c\"d,"]"#, 100), 3);
         assert_eq!(json_values_at_least(&b"[0,".repeat(1000), 10), 10);
-        let flood = [b"[".as_slice(), &b"0,".repeat(JSON_VALUES_MAX), b"0]"].concat();
-        let Err(refused) = json_body(&flood) else {
-            panic!("a body of too many values was parsed")
+        let flood = [
+            b"[".as_slice(),
+            &b"0,".repeat(JSON_VALUES_MAX_DEFAULT),
+            b"0]",
+        ]
+        .concat();
+        let Err(refused) = check_json_values(&flood, JSON_VALUES_MAX_DEFAULT) else {
+            panic!("a body of too many values was let through")
         };
         assert_eq!(refused.status, 413);
-        assert!(json_body(br#"[["a","b"]]"#).is_ok());
+        assert!(check_json_values(br#"[["a","b"]]"#, 3).is_ok());
+        assert!(check_json_values(br#"[["a","b"]]"#, 2).is_err());
     }
 
     use super::*;

@@ -24,6 +24,7 @@ use crate::http::budget::{
     AddrSlot, Budget, PerAddr, Reserved, BODY_BUDGET_BYTES_DEFAULT, BODY_BUDGET_STEP_BYTES,
     BUDGET_RETRY_AFTER_SECS, CONNECTIONS_PER_ADDR_MAX_DEFAULT, RESPONSE_UNCOUNTED_BYTES_MAX,
 };
+use crate::http::compat::JSON_VALUES_MAX_DEFAULT;
 use crate::http::deadline::{Cut, Registered, Watches};
 use crate::http::inbuf::InBuf;
 use crate::http::metrics::RouteId;
@@ -85,6 +86,8 @@ pub struct HttpConfig {
     pub body_budget_bytes: usize,
     /// See [`CONNECTIONS_PER_ADDR_MAX_DEFAULT`].
     pub connections_per_addr_max: usize,
+    /// See [`JSON_VALUES_MAX_DEFAULT`].
+    pub json_values_max: usize,
 }
 
 impl Default for HttpConfig {
@@ -99,6 +102,7 @@ impl Default for HttpConfig {
             body_total_timeout_ms: BODY_TOTAL_TIMEOUT_MS,
             body_budget_bytes: BODY_BUDGET_BYTES_DEFAULT,
             connections_per_addr_max: CONNECTIONS_PER_ADDR_MAX_DEFAULT,
+            json_values_max: JSON_VALUES_MAX_DEFAULT,
         }
     }
 }

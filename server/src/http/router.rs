@@ -95,6 +95,7 @@ pub struct Router<B> {
     backend: Arc<B>,
     token: Option<Token>,
     token_for_reads: bool,
+    json_values_max: usize,
     metrics: Metrics,
 }
 
@@ -108,6 +109,7 @@ impl<B: Backend> Router<B> {
             backend,
             token: config.token.clone(),
             token_for_reads: config.token_for_reads,
+            json_values_max: config.json_values_max,
             metrics: Metrics::default(),
         }
     }
@@ -216,7 +218,8 @@ impl<B: Backend> Router<B> {
                 .map(|d| Response::json(200, &d))
                 .map_err(backend_error),
             Route::Compat(route) => {
-                Ok(compat::handle(&*self.backend, route, head, query, body).await)
+                let json_values_max = self.json_values_max;
+                Ok(compat::handle(&*self.backend, route, head, query, body, json_values_max).await)
             }
         };
         result.unwrap_or_else(|response| response)
