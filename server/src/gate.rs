@@ -155,6 +155,78 @@ impl Drop for Pass {
     }
 }
 
+/// What a node port needs to admit a connection: the allowlist, the caps
+/// and the handshake.
+pub struct Port {
+    /// The role, for log lines.
+    pub who: &'static str,
+    /// Peers allowed to connect (all when `None`).
+    pub allow: Option<hypha_net::Allowlist>,
+    /// The cluster keys a peer must prove.
+    pub keys: crate::wire::Keys,
+    /// The cluster name a peer must give.
+    pub cluster: String,
+    /// Time a peer has to prove the key.
+    pub handshake_ms: u64,
+    /// The caps.
+    pub gate: Arc<Gate>,
+}
+
+/// Accepts connections on `listener` forever: each one that passes the
+/// allowlist and the caps gets a task that runs the handshake and, once
+/// the peer proved the key, `session` with the authenticated connection.
+/// What strangers cause is logged through [`crate::wire::stranger`]; a
+/// session's error is logged when it ends.
+pub async fn serve_port<F, Fut>(listener: &smol::net::TcpListener, port: Port, session: F)
+where
+    F: Fn(crate::wire::Accepted, std::net::SocketAddr) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let (port, session) = (Arc::new(port), Arc::new(session));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                log::warn!("{}: accept failed: {e}", port.who);
+                smol::Timer::after(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let who = port.who;
+        if !crate::wire::allowed(&port.allow, peer, who) {
+            continue;
+        }
+        let mut pass = match port.gate.admit(peer.ip()) {
+            Ok(pass) => pass,
+            Err(why) => {
+                crate::wire::stranger(|| format!("{who}: closed a connection from {peer}: {why}"));
+                continue;
+            }
+        };
+        let (port, session) = (port.clone(), session.clone());
+        crate::rt::spawn(async move {
+            let keys = crate::wire::current_keys(&port.keys);
+            let accepted =
+                crate::wire::accept(stream, peer, &keys, &port.cluster, who, port.handshake_ms)
+                    .await;
+            let accepted = match accepted {
+                Ok(Some(accepted)) => accepted,
+                Ok(None) => return,
+                Err(e) => {
+                    crate::wire::stranger(|| format!("{who}: {peer} broke off the handshake: {e}"));
+                    return;
+                }
+            };
+            pass.authenticated();
+            if let Err(e) = session(accepted, peer).await {
+                log::info!("{who}: connection from {peer} ended: {e}");
+            }
+            drop(pass);
+        })
+        .detach();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 mod stream;
 
 use crate::requests::{answer_read, error_message, serve_requests, wait_until, Answer, Me};
-use crate::wire::{self, allowed, refuse, Beats, Keys, Reader, Writer};
+use crate::wire::{self, refuse, Beats, Keys, Reader, Writer};
 use hypha_engine::{Db, Options};
 use hypha_net::{
     Allowlist, ErrorCode, Message, Purpose, RefuseReason, Role, Welcome, WorkerInfo,
@@ -194,60 +194,28 @@ impl Master {
     pub async fn run(self: Arc<Self>) {
         let _hb = crate::rt::spawn(self.clone().heartbeats());
         let _floor = crate::rt::spawn(self.clone().floor_loop());
-        loop {
-            let (stream, peer) = match self.listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    log::warn!("master: accept failed: {e}");
-                    smol::Timer::after(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            if !allowed(&self.cfg.allow, peer, "master") {
-                continue;
-            }
-            let pass = match self.gate.admit(peer.ip()) {
-                Ok(pass) => pass,
-                Err(why) => {
-                    wire::stranger(|| format!("master: closed a connection from {peer}: {why}"));
-                    continue;
-                }
-            };
-            let me = self.clone();
-            crate::rt::spawn(async move {
-                if let Err(e) = me.session(stream, peer, pass).await {
-                    log::info!("master: connection from {peer} ended: {e}");
-                }
-            })
-            .detach();
-        }
+        let port = crate::gate::Port {
+            who: "master",
+            allow: self.cfg.allow.clone(),
+            keys: self.cfg.keys.clone(),
+            cluster: self.cfg.cluster.clone(),
+            handshake_ms: self.cfg.handshake_timeout_ms,
+            gate: self.gate.clone(),
+        };
+        let me = self.clone();
+        crate::gate::serve_port(&self.listener, port, move |accepted, peer| {
+            me.clone().session(accepted, peer)
+        })
+        .await
     }
 
+    /// Serves one authenticated connection: requests, or a worker's
+    /// replication session.
     async fn session(
         self: Arc<Self>,
-        stream: smol::net::TcpStream,
+        accepted: wire::Accepted,
         peer: SocketAddr,
-        mut pass: crate::gate::Pass,
     ) -> std::io::Result<()> {
-        let keys = wire::current_keys(&self.cfg.keys);
-        let accepted = match wire::accept(
-            stream,
-            peer,
-            &keys,
-            &self.cfg.cluster,
-            "master",
-            self.cfg.handshake_timeout_ms,
-        )
-        .await
-        {
-            Ok(Some(accepted)) => accepted,
-            Ok(None) => return Ok(()),
-            Err(e) => {
-                wire::stranger(|| format!("master: {peer} broke off the handshake: {e}"));
-                return Ok(());
-            }
-        };
-        pass.authenticated();
         let wire::Accepted {
             r,
             mut w,

@@ -10,7 +10,7 @@
 mod snapshot;
 
 use crate::requests::{answer_read, min_seq, serve_requests, wait_applied, Answer, Me};
-use crate::wire::{self, allowed, from_wire, refuse, Beats, Keys, Reader};
+use crate::wire::{self, from_wire, refuse, Beats, Keys, Reader};
 use hypha_engine::{Db, Fsync, Options};
 use hypha_net::{
     Allowlist, ErrorCode, Message, Purpose, RefuseReason, Role, Welcome, PROTOCOL_VERSION,
@@ -396,60 +396,23 @@ impl Worker {
     }
 
     async fn serve(self: Arc<Self>) {
-        loop {
-            let (stream, peer) = match self.listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    log::warn!("worker: accept failed: {e}");
-                    smol::Timer::after(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            if !allowed(&self.cfg.allow, peer, "worker") {
-                continue;
-            }
-            let pass = match self.gate.admit(peer.ip()) {
-                Ok(pass) => pass,
-                Err(why) => {
-                    wire::stranger(|| format!("worker: closed a connection from {peer}: {why}"));
-                    continue;
-                }
-            };
-            let me = self.clone();
-            crate::rt::spawn(async move {
-                if let Err(e) = me.session(stream, peer, pass).await {
-                    log::info!("worker: connection from {peer} ended: {e}");
-                }
-            })
-            .detach();
-        }
+        let port = crate::gate::Port {
+            who: "worker",
+            allow: self.cfg.allow.clone(),
+            keys: self.cfg.keys.clone(),
+            cluster: self.cfg.cluster.clone(),
+            handshake_ms: self.cfg.handshake_timeout_ms,
+            gate: self.gate.clone(),
+        };
+        let me = self.clone();
+        crate::gate::serve_port(&self.listener, port, move |accepted, _| {
+            me.clone().session(accepted)
+        })
+        .await
     }
 
-    async fn session(
-        self: Arc<Self>,
-        stream: smol::net::TcpStream,
-        peer: SocketAddr,
-        mut pass: crate::gate::Pass,
-    ) -> std::io::Result<()> {
-        let keys = wire::current_keys(&self.cfg.keys);
-        let accepted = match wire::accept(
-            stream,
-            peer,
-            &keys,
-            &self.cfg.cluster,
-            "worker",
-            self.cfg.handshake_timeout_ms,
-        )
-        .await
-        {
-            Ok(Some(accepted)) => accepted,
-            Ok(None) => return Ok(()),
-            Err(e) => {
-                wire::stranger(|| format!("worker: {peer} broke off the handshake: {e}"));
-                return Ok(());
-            }
-        };
-        pass.authenticated();
+    /// Serves one authenticated connection: requests from the edge.
+    async fn session(self: Arc<Self>, accepted: wire::Accepted) -> std::io::Result<()> {
         let wire::Accepted {
             r, mut w, hello, ..
         } = accepted;
