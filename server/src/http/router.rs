@@ -10,8 +10,8 @@
 //! | `GET /kv/{key}` | 200 raw bytes, `ETag: "<seq>"`, `X-Hypha-Seq`; 304 on `If-None-Match`; 404 |
 //! | `HEAD /kv/{key}` | as GET, no body |
 //! | `DELETE /kv/{key}` | 200 `{"seq":N}`; 404 if absent |
-//! | `GET /kv/{key}?history=N` | `{"key","key_base64","versions":[{"seq","value"(base64)} or {"seq","deleted":true}]}` newest first |
-//! | `GET /kv?prefix=P&limit=L&cursor=C` | `{"keys":[{"key":utf8 or null,"base64"}],"next_cursor":"C" or null}` |
+//! | `GET /kv/{key}?history=N` (N ≤ `HISTORY_DEPTH_MAX`) | `{"key","key_base64","versions":[{"seq","value"(base64)} or {"seq","deleted":true}],"omitted":M}` newest first; `X-Hypha-Versions-Omitted: M` counts the older versions left out to keep one answer to about 1 MiB of values |
+//! | `GET /kv?prefix=P&limit=L&cursor=C` | `{"keys":[{"key":utf8 or null,"base64"}],"next_cursor":"C" or null}` in insertion order (each key where it was first written); follow `next_cursor` until null, a page may be short or empty |
 //! | `GET /ping`, `/status`, `/metrics`, `/digest` | pong, backend status, Prometheus text, backend digest |
 //!
 //! Keys are the percent-decoded rest of the path: `/kv/a/b` and `/kv/a%2Fb` are
