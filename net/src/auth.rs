@@ -210,7 +210,10 @@ pub struct Prove {
 fn transcript(hello: &Hello, nonce_a: &[u8; NONCE_BYTES]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(LABEL_TRANSCRIPT);
-    // postcard of a Hello needs at most HELLO_MESSAGE_BYTES_WORST bytes.
+    // postcard of a Hello needs at most HELLO_MESSAGE_BYTES_WORST bytes (a
+    // test encodes the largest one), so this cannot fail; if it could, both
+    // sides would leave the same bytes out and the proofs would still need
+    // the key.
     let mut buf = [0u8; crate::limits::HELLO_MESSAGE_BYTES_WORST];
     if let Ok(bytes) = postcard::to_slice(hello, &mut buf) {
         hasher.update(bytes);

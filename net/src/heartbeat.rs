@@ -41,8 +41,8 @@ pub struct Heartbeat {
     pub commit_seq: u64,
     /// How busy the sender is, in per-mille (`0..=LOAD_PERMILLE_MAX`).
     pub load: u16,
-    /// TCP port where the sender serves requests (0 = none); the host is the
-    /// datagram's source address.
+    /// TCP port where the sender serves requests (0 = none); the master takes
+    /// the host from the sender's authenticated session.
     pub serve_port: u16,
     /// The authenticated session whose keys sign this beat
     /// ([`Session::id`](crate::Session::id)).

@@ -17,7 +17,8 @@ fn frame_tag(mac: &HmacSha256, counter: u64, frame: &[u8]) -> [u8; FRAME_MAC_BYT
     tag
 }
 
-/// Seals the frames one side sends: after each frame, the MAC of its
+/// Seals the frames one side sends (a clone repeats the counter stream, so
+/// only tests and fuzzers clone one): after each frame, the MAC of its
 /// counter (0, 1, 2, ... per direction, never sent) and its bytes.
 #[derive(Clone)]
 pub struct Sealer {

@@ -30,16 +30,19 @@ pub const NODE_IDLE_TIMEOUT_MS_DEFAULT: u64 = 300_000;
 const _: () = assert!(NODE_HANDSHAKES_MAX < NODE_CONNECTIONS_MAX_DEFAULT);
 const _: () = assert!(NODE_HANDSHAKES_PER_SOURCE_MAX * 4 <= NODE_HANDSHAKES_MAX);
 
-/// Where a connection comes from, as far as the caps are concerned.
+/// Where a connection comes from, as far as the caps are concerned: an
+/// IPv4 address or an IPv6 /64 (the node ports' handshake cap and the
+/// edge's per-address cap both count by it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Source {
+pub(crate) enum Source {
     V4(u32),
     /// The upper 64 bits.
     V6(u64),
 }
 
 impl Source {
-    fn of(ip: IpAddr) -> Source {
+    /// The source of a connection from `ip`.
+    pub(crate) fn of(ip: IpAddr) -> Source {
         match ip {
             IpAddr::V4(v4) => Source::V4(u32::from(v4)),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -74,6 +74,10 @@ struct WorkerState {
     serve_port: u16,
     last_heard: Instant,
     connected: bool,
+    /// The id of the session this state belongs to: a worker that
+    /// reconnects while its old session still lingers gets a new one, and
+    /// only the current session may update or end it.
+    session: u64,
     /// The current session's heartbeat keys; `None` once it ended.
     beats: Option<Beats>,
 }
@@ -400,6 +404,7 @@ impl Master {
         };
         w.send(&self.welcome()).await?;
         let node = hello.node_id;
+        let sid = beats.inn.session();
         {
             let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
             let e = workers.entry(node).or_insert(WorkerState {
@@ -408,14 +413,18 @@ impl Master {
                 serve_port: 0,
                 last_heard: Instant::now(),
                 connected: true,
+                session: sid,
                 beats: None,
             });
             e.peer = peer;
+            e.session = sid;
             e.applied_seq = if snapshot { 0 } else { hello.applied_seq };
             e.connected = true;
             e.last_heard = Instant::now();
             e.beats = Some(beats);
         }
+        // An older session of this worker, if one lingers, ends now.
+        self.written.notify(usize::MAX);
         self.update_tombstone_floor();
         log::info!(
             "master: worker {node:016x} at {peer} joined at seq {} ({})",
@@ -429,44 +438,45 @@ impl Master {
         let acks = {
             let me = self.clone();
             crate::rt::spawn(async move {
-                let result = me.read_acks(&mut r, node).await;
+                let result = me.read_acks(&mut r, node, sid).await;
                 if let Err(e) = &result {
                     log::warn!("master: worker {node:016x} at {peer}: {e}; ending its session");
                 }
-                me.set_connected(node, false);
-                me.written.notify(usize::MAX);
+                me.end_session(node, sid);
                 result
             })
         };
         let sent = self
             .clone()
-            .send_log(&mut w, node, snapshot, hello.applied_seq)
+            .send_log(&mut w, node, sid, snapshot, hello.applied_seq)
             .await;
-        self.set_connected(node, false);
+        self.end_session(node, sid);
         drop(w);
         let _ = acks.cancel().await;
         log::info!("master: worker {node:016x} at {peer} left");
         sent
     }
 
-    fn set_connected(&self, node: u64, connected: bool) {
+    /// Marks `node` gone, unless a newer session of it took over.
+    fn end_session(&self, node: u64, sid: u64) {
         if let Some(w) = self
             .workers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get_mut(&node)
+            .filter(|w| w.session == sid)
         {
-            w.connected = connected;
-            if !connected {
-                w.beats = None;
-            }
+            w.connected = false;
+            w.beats = None;
         }
         self.acked.notify(usize::MAX);
         // Wakes the log sender of a worker that left, so it ends.
         self.written.notify(usize::MAX);
     }
 
-    async fn read_acks(&self, r: &mut Reader, node: u64) -> std::io::Result<()> {
+    /// Takes the acks of session `sid` until it ends or a newer session of
+    /// the same worker takes over (then its acks count no more).
+    async fn read_acks(&self, r: &mut Reader, node: u64, sid: u64) -> std::io::Result<()> {
         while let Some(m) = r.recv().await? {
             match m {
                 Message::Ack { applied_seq } => {
@@ -476,13 +486,12 @@ impl Master {
                             "worker acknowledged seq {applied_seq}, beyond the master's {seq}"
                         )));
                     }
-                    if let Some(w) = self
-                        .workers
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_mut(&node)
                     {
-                        w.applied_seq = w.applied_seq.max(applied_seq);
+                        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+                        match workers.get_mut(&node).filter(|w| w.session == sid) {
+                            Some(w) => w.applied_seq = w.applied_seq.max(applied_seq),
+                            None => return Ok(()),
+                        }
                     }
                     self.acked.notify(usize::MAX);
                 }
@@ -498,12 +507,13 @@ impl Master {
         Ok(())
     }
 
-    fn is_connected(&self, node: u64) -> bool {
+    /// Whether session `sid` is still `node`'s live session.
+    fn is_current(&self, node: u64, sid: u64) -> bool {
         self.workers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&node)
-            .is_some_and(|w| w.connected)
+            .is_some_and(|w| w.connected && w.session == sid)
     }
 }
 

@@ -235,13 +235,14 @@ pub fn cluster_name(name: &str) -> io::Result<heapless::String<CLUSTER_NAME_BYTE
 /// acceptor's answer, `Welcome` or `Refuse`, on the authenticated stream.
 /// Returns the authenticated halves, the answer and the session's heartbeat
 /// keys. A plain `Refuse` instead of a `Challenge` (a node of another
-/// protocol version, another cluster, or one that does not hold our key) is
-/// returned as the answer, without heartbeat keys.
+/// protocol version or cluster) is an error: nothing that did not prove the
+/// key may steer the caller, so only an authenticated `Refuse` is returned
+/// as an answer.
 pub async fn connect(
     addr: SocketAddr,
     mut hello: Hello,
     keys: &ClusterKeys,
-) -> io::Result<(Reader, Writer, Message, Option<Beats>)> {
+) -> io::Result<(Reader, Writer, Message, Beats)> {
     let stream = timeout(HANDSHAKE_TIMEOUT_MS, TcpStream::connect(addr)).await?;
     let (mut r, mut w) = split(stream, CONNECTOR_HANDSHAKE_PAYLOAD_BYTES_MAX);
     hello.nonce = random_bytes()?;
@@ -257,7 +258,7 @@ pub async fn connect(
         .ok_or_else(closed)?;
     let challenge = match first {
         Message::Challenge(challenge) => challenge,
-        Message::Refuse(refuse) => return Ok((r, w, Message::Refuse(refuse), None)),
+        Message::Refuse(refuse) => return Err(refusal(addr, &refuse)),
         other => {
             return Err(io::Error::other(format!(
                 "{addr} answered the Hello with {} instead of a Challenge",
@@ -277,7 +278,7 @@ pub async fn connect(
         out: session.beats_out,
         inn: session.beats_in,
     };
-    Ok((r, w, answer, Some(beats)))
+    Ok((r, w, answer, beats))
 }
 
 /// An accepted connection after the handshake: authenticated halves, the

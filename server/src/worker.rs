@@ -253,7 +253,7 @@ impl Worker {
             seq
         );
         *self.master_heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        *self.beats.lock().unwrap_or_else(|p| p.into_inner()) = beats;
+        *self.beats.lock().unwrap_or_else(|p| p.into_inner()) = Some(beats);
         let followed = self.follow_session(&mut r, &mut w).await;
         *self.beats.lock().unwrap_or_else(|p| p.into_inner()) = None;
         followed

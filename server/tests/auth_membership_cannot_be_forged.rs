@@ -281,3 +281,96 @@ fn a_stranger_posing_as_a_worker_gets_no_reads() -> std::io::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_lingering_old_session_does_not_end_the_workers_new_one() -> std::io::Result<()> {
+    let dir = TempDir::new("old-session");
+    let (key_file, keys) = keygen(&dir, "cluster.key");
+    let (mport, rport, wport) = (free_port(), free_port(), free_port());
+    let (mlisten, mdata) = (loopback(mport).to_string(), data(&dir, "master"));
+    let mut args = vec![
+        "master",
+        "--data",
+        &mdata,
+        "--listen",
+        &mlisten,
+        "--fsync",
+        "never",
+        "--sync",
+        "1",
+        "--sync-timeout-ms",
+        "3000",
+        "--cluster-key-file",
+        &key_file,
+    ];
+    args.extend_from_slice(&FAST_HB);
+    let master = Node::start(loopback(mport), &args);
+    master.wait_log("master", 0, Duration::from_secs(30));
+    let relay = Relay::start(rport, loopback(mport));
+    let (rlisten, wlisten, wdata) = (
+        relay.addr.to_string(),
+        loopback(wport).to_string(),
+        data(&dir, "w"),
+    );
+    let mut args = vec![
+        "worker",
+        "--data",
+        &wdata,
+        "--master",
+        &rlisten,
+        "--listen",
+        &wlisten,
+        "--cluster-key-file",
+        &key_file,
+    ];
+    args.extend_from_slice(&FAST_HB);
+    let worker = Node::start(loopback(wport), &args);
+    worker.wait_log("installed", 0, Duration::from_secs(30));
+    let mut insider = Client::wait_connect_with(master.addr, &keys);
+    assert!(matches!(insider.put(b"k1", b"v1"), Message::Written { .. }));
+
+    // A silent partition of the first session: the master does not notice,
+    // the worker gives up on it and opens a second one.
+    let seen = worker.log_lines();
+    relay
+        .udp_frozen
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    relay.freeze(0);
+    worker.wait_log("reconnecting", seen, Duration::from_secs(10));
+    relay
+        .udp_frozen
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Message::Written { .. } = insider.put(b"k2", b"v2") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second session never confirmed a write"
+        );
+    }
+    assert!(relay.connections() >= 2);
+    // The first session ends at last: the second one must go on.
+    relay.close(0);
+    master.wait_log("left", 0, Duration::from_secs(10));
+    for i in 0..5 {
+        match insider.put(format!("after{i}").as_bytes(), b"v") {
+            Message::Written { .. } => {}
+            other => panic!("the old session's end took the new one down: {other:?}"),
+        }
+    }
+    let listed = workers(&mut insider);
+    assert!(listed.iter().all(|w| w.healthy), "{listed:?}");
+    // The second session carried those writes: the worker never had to
+    // join a third time.
+    let joins = master
+        .log
+        .lock()
+        .expect("log")
+        .iter()
+        .filter(|l| l.contains("joined at seq"))
+        .count();
+    assert_eq!(joins, 2, "the old session's end tore down the new one");
+    Ok(())
+}

@@ -13,6 +13,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::gate::Source;
+
 /// Default of `--body-budget-mb`: request and response bodies held at once.
 pub const BODY_BUDGET_BYTES_DEFAULT: usize = 64 << 20;
 /// Default of `--connections-per-addr`: connections one client address may
@@ -100,18 +102,19 @@ impl Drop for Reserved<'_> {
     }
 }
 
-/// Open connections per client address.
+/// Open connections per client source: an IPv4 address, or an IPv6 /64
+/// (on Mycelium one node holds a whole /64).
 #[derive(Debug)]
 pub struct PerAddr {
-    open: Mutex<HashMap<IpAddr, usize>>,
+    open: Mutex<HashMap<Source, usize>>,
     max: usize,
 }
 
-/// One connection of an address; counted until dropped.
+/// One connection of a source; counted until dropped.
 #[derive(Debug)]
 pub struct AddrSlot {
     per_addr: Arc<PerAddr>,
-    addr: IpAddr,
+    addr: Source,
 }
 
 impl PerAddr {
@@ -130,6 +133,7 @@ impl PerAddr {
 
     /// A slot for one more connection from `addr`, or `None` at the cap.
     pub fn admit(self: &Arc<Self>, addr: IpAddr) -> Option<AddrSlot> {
+        let addr = Source::of(addr);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let count = open.entry(addr).or_insert(0);
         if *count >= self.max {
@@ -188,5 +192,11 @@ mod tests {
         assert!(per_addr.admit(two).is_some());
         drop(held);
         assert!(per_addr.admit(one).is_some());
+        // One Mycelium node holds a /64: its addresses share a cap.
+        let per_addr = Arc::new(PerAddr::new(1));
+        let a = IpAddr::from([0x4a0, 0x1234, 0xabcd, 1, 0, 0, 0, 1]);
+        let b = IpAddr::from([0x4a0, 0x1234, 0xabcd, 1, 0, 0, 0, 2]);
+        let _held = per_addr.admit(a);
+        assert!(per_addr.admit(b).is_none());
     }
 }

@@ -207,8 +207,8 @@ async fn accept_loop<B: Backend>(
             shared.per_addr.admit(peer.ip()).ok_or_else(|| {
                 let max = shared.per_addr.max();
                 format!(
-                    "{} holds {max} connections already (--connections-per-addr); close some \
-                     or retry later",
+                    "{} (its address, or its /64) holds {max} connections already \
+                     (--connections-per-addr); close some or retry later",
                     peer.ip()
                 )
             })

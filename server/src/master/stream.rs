@@ -19,6 +19,7 @@ impl Master {
         self: Arc<Self>,
         w: &mut Writer,
         node: u64,
+        sid: u64,
         snapshot: bool,
         mut after: u64,
     ) -> std::io::Result<()> {
@@ -28,7 +29,7 @@ impl Master {
         let mut it = self.db.read_from(after);
         let mut progress = Progress::new("catch-up", self.db.seq().saturating_sub(after));
         loop {
-            if !self.is_connected(node) {
+            if !self.is_current(node, sid) {
                 return Ok(());
             }
             let listener = self.written.listen();
@@ -50,7 +51,7 @@ impl Master {
             if batch.is_empty() {
                 progress.done();
                 // Nothing new: sleep until a write, or until this worker is
-                // marked gone (`set_connected` notifies too). No timer: each
+                // marked gone (`end_session` notifies too). No timer: each
                 // one interrupts the reactor, and this sleep follows every
                 // write.
                 listener.await;

@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +21,11 @@ pub struct Relay {
     pub udp_out: Arc<UdpSocket>,
     /// Writers towards the target of the TCP connections relayed so far.
     pub upstreams: Arc<Mutex<Vec<TcpStream>>>,
+    /// Per relayed connection: while set, its bytes are dropped in both
+    /// directions and the connection stays open (a silent partition).
+    pub frozen: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
+    /// While set, datagrams are dropped in both directions.
+    pub udp_frozen: Arc<AtomicBool>,
     target: SocketAddr,
 }
 
@@ -32,29 +38,35 @@ impl Relay {
         let udp_out = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("relay udp out"));
         let datagrams = Arc::new(Mutex::new(Vec::new()));
         let upstreams = Arc::new(Mutex::new(Vec::new()));
-        let ups = upstreams.clone();
+        let frozen = Arc::new(Mutex::new(Vec::new()));
+        let udp_frozen = Arc::new(AtomicBool::new(false));
+        let (ups, frz) = (upstreams.clone(), frozen.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().map_while(Result::ok) {
                 let Ok(upstream) = TcpStream::connect(target) else {
                     continue;
                 };
+                let flag = Arc::new(AtomicBool::new(false));
                 ups.lock()
                     .expect("upstreams")
                     .push(upstream.try_clone().expect("clone"));
-                pipe(
-                    client.try_clone().expect("clone"),
-                    upstream.try_clone().expect("clone"),
-                );
-                pipe(upstream, client);
+                frz.lock().expect("frozen").push(flag.clone());
+                let up = upstream.try_clone().expect("clone");
+                pipe(client.try_clone().expect("clone"), up, flag.clone());
+                pipe(upstream, client, flag);
             }
         });
         let (seen, out, inn) = (datagrams.clone(), udp_out.clone(), udp_in.clone());
+        let (udp_frz, udp_frz_back) = (udp_frozen.clone(), udp_frozen.clone());
         // Client → target; remembers the client to send answers back.
         let client = Arc::new(Mutex::new(None::<SocketAddr>));
         let back = client.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 2048];
             while let Ok((n, from)) = inn.recv_from(&mut buf) {
+                if udp_frz.load(Ordering::SeqCst) {
+                    continue;
+                }
                 *client.lock().expect("client") = Some(from);
                 seen.lock().expect("datagrams").push(buf[..n].to_vec());
                 let _ = out.send_to(&buf[..n], target);
@@ -64,6 +76,9 @@ impl Relay {
         std::thread::spawn(move || {
             let mut buf = [0u8; 2048];
             while let Ok((n, _)) = out.recv_from(&mut buf) {
+                if udp_frz_back.load(Ordering::SeqCst) {
+                    continue;
+                }
                 if let Some(to) = *back.lock().expect("client") {
                     let _ = inn.send_to(&buf[..n], to);
                 }
@@ -74,6 +89,8 @@ impl Relay {
             datagrams,
             udp_out,
             upstreams,
+            frozen,
+            udp_frozen,
             target,
         }
     }
@@ -84,6 +101,23 @@ impl Relay {
         let mut ups = self.upstreams.lock().expect("upstreams");
         let up = ups.last_mut().expect("a relayed connection");
         up.write_all(bytes).expect("inject");
+    }
+
+    /// Drops the bytes of relayed connection `index` (in the order they were
+    /// opened) from now on, without closing it.
+    pub fn freeze(&self, index: usize) {
+        self.frozen.lock().expect("frozen")[index].store(true, Ordering::SeqCst);
+    }
+
+    /// Closes relayed connection `index` towards the target.
+    pub fn close(&self, index: usize) {
+        let ups = self.upstreams.lock().expect("upstreams");
+        let _ = ups[index].shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Relayed connections so far.
+    pub fn connections(&self) -> usize {
+        self.upstreams.lock().expect("upstreams").len()
     }
 
     /// Sends every recorded datagram to the target again, from the relay's
@@ -97,13 +131,14 @@ impl Relay {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, frozen: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         let _ = from.set_read_timeout(Some(Duration::from_secs(600)));
         let mut buf = [0u8; 64 * 1024];
         loop {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
+                Ok(_) if frozen.load(Ordering::SeqCst) => {}
                 Ok(n) => {
                     if to.write_all(&buf[..n]).is_err() {
                         break;
@@ -111,7 +146,10 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
                 }
             }
         }
-        let _ = to.shutdown(std::net::Shutdown::Both);
-        let _ = from.shutdown(std::net::Shutdown::Both);
+        // A frozen connection stays open: a silent partition sends no FIN.
+        if !frozen.load(Ordering::SeqCst) {
+            let _ = to.shutdown(std::net::Shutdown::Both);
+            let _ = from.shutdown(std::net::Shutdown::Both);
+        }
     });
 }
