@@ -7,16 +7,17 @@
 //! A source is an IPv4 address or an IPv6 /64: Mycelium gives every node a
 //! /64, so one stranger can use many addresses but only one /64.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Default of `--max-connections`: connections a master or worker holds
 /// open at once (edges, workers, clients).
 pub const NODE_CONNECTIONS_MAX_DEFAULT: usize = 256;
-/// Connections that may be in their handshake at once; the rest are closed
-/// at once. Strangers can hold these slots for at most
-/// `HANDSHAKE_TIMEOUT_MS` each, never the authenticated ones.
+/// Connections that may be in their handshake at once. A new connection
+/// beyond it takes the slot of the oldest one still in its handshake, which
+/// is closed: a stranger cannot hold the slots, only churn them.
 pub const NODE_HANDSHAKES_MAX: usize = 32;
 /// Handshakes in progress from one source (an IPv4 address or an IPv6
 /// /64): one stranger can hold at most this many of the
@@ -53,12 +54,36 @@ impl Source {
     }
 }
 
+/// Lets a pending handshake know it gave its slot to a newer one.
+#[derive(Debug, Default)]
+struct Evict {
+    evicted: AtomicBool,
+    event: event_listener::Event,
+}
+
 #[derive(Debug, Default)]
 struct Counts {
     open: usize,
-    handshaking: usize,
+    /// Handshakes in progress by ticket (oldest first), with their source.
+    pending: BTreeMap<u64, (Source, Arc<Evict>)>,
     by_source: HashMap<Source, usize>,
+    next_ticket: u64,
     refused: u64,
+    evicted: u64,
+}
+
+impl Counts {
+    /// Frees the handshake slot of `ticket`, if it still holds one.
+    fn release(&mut self, ticket: u64) -> Option<Arc<Evict>> {
+        let (source, evict) = self.pending.remove(&ticket)?;
+        if let Some(n) = self.by_source.get_mut(&source) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_source.remove(&source);
+            }
+        }
+        Some(evict)
+    }
 }
 
 /// Counts a port's connections.
@@ -72,8 +97,9 @@ pub struct Gate {
 #[derive(Debug)]
 pub struct Pass {
     gate: Arc<Gate>,
-    /// The source whose handshake slot this holds, until authenticated.
-    handshaking: Option<Source>,
+    /// The handshake slot this holds, until authenticated or evicted.
+    ticket: Option<u64>,
+    evict: Arc<Evict>,
 }
 
 impl Gate {
@@ -89,7 +115,11 @@ impl Gate {
         self.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A pass for a new connection from `ip`, or why not (to log).
+    /// A pass for a new connection from `ip`, or why not (to log). When
+    /// every handshake slot is taken, the oldest pending handshake gives its
+    /// slot up (see [`Pass::evicted`]): strangers that hold slots without
+    /// finishing make room for whoever comes next instead of locking
+    /// everyone out.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Pass, String> {
         let source = Source::of(ip);
         let mut counts = self.counts();
@@ -97,10 +127,6 @@ impl Gate {
             Some(format!(
                 "{} connections open (--max-connections)",
                 self.open_max
-            ))
-        } else if counts.handshaking >= NODE_HANDSHAKES_MAX {
-            Some(format!(
-                "{NODE_HANDSHAKES_MAX} handshakes in progress (NODE_HANDSHAKES_MAX)"
             ))
         } else if counts.by_source.get(&source).copied().unwrap_or(0)
             >= NODE_HANDSHAKES_PER_SOURCE_MAX
@@ -119,12 +145,24 @@ impl Gate {
                 counts.refused
             ));
         }
+        if counts.pending.len() >= NODE_HANDSHAKES_MAX {
+            let oldest = counts.pending.keys().next().copied();
+            if let Some(evict) = oldest.and_then(|ticket| counts.release(ticket)) {
+                counts.evicted += 1;
+                evict.evicted.store(true, Ordering::Release);
+                evict.event.notify(usize::MAX);
+            }
+        }
+        let ticket = counts.next_ticket;
+        counts.next_ticket += 1;
+        let evict = Arc::new(Evict::default());
         counts.open += 1;
-        counts.handshaking += 1;
+        counts.pending.insert(ticket, (source, evict.clone()));
         *counts.by_source.entry(source).or_insert(0) += 1;
         Ok(Pass {
             gate: self.clone(),
-            handshaking: Some(source),
+            ticket: Some(ticket),
+            evict,
         })
     }
 
@@ -132,21 +170,33 @@ impl Gate {
     pub fn open(&self) -> usize {
         self.counts().open
     }
+
+    /// Pending handshakes that gave their slot to a newer one, so far.
+    pub fn evicted(&self) -> u64 {
+        self.counts().evicted
+    }
 }
 
 impl Pass {
     /// The peer authenticated: it no longer holds a handshake slot.
     pub fn authenticated(&mut self) {
-        let Some(source) = self.handshaking.take() else {
-            return;
-        };
-        let mut counts = self.gate.counts();
-        counts.handshaking -= 1;
-        if let Some(n) = counts.by_source.get_mut(&source) {
-            *n -= 1;
-            if *n == 0 {
-                counts.by_source.remove(&source);
+        if let Some(ticket) = self.ticket.take() {
+            self.gate.counts().release(ticket);
+        }
+    }
+
+    /// Completes when this connection's handshake slot was given to a newer
+    /// connection: the handshake must end.
+    pub async fn evicted(&self) {
+        loop {
+            if self.evict.evicted.load(Ordering::Acquire) {
+                return;
             }
+            let listener = self.evict.event.listen();
+            if self.evict.evicted.load(Ordering::Acquire) {
+                return;
+            }
+            listener.await;
         }
     }
 }
@@ -209,9 +259,15 @@ where
         let (port, session) = (port.clone(), session.clone());
         crate::rt::spawn(async move {
             let keys = crate::wire::current_keys(&port.keys);
-            let accepted =
-                crate::wire::accept(stream, peer, &keys, &port.cluster, who, port.handshake_ms)
-                    .await;
+            let handshake =
+                crate::wire::accept(stream, peer, &keys, &port.cluster, who, port.handshake_ms);
+            let evicted = async {
+                pass.evicted().await;
+                Err(std::io::Error::other(
+                    "its handshake slot went to a newer connection (NODE_HANDSHAKES_MAX)",
+                ))
+            };
+            let accepted = smol::future::or(handshake, evicted).await;
             let accepted = match accepted {
                 Ok(Some(accepted)) => accepted,
                 Ok(None) => return,
@@ -239,29 +295,8 @@ mod tests {
     }
 
     #[test]
-    fn handshakes_per_source_and_in_all_and_connections_are_capped_and_given_back() {
+    fn connections_and_handshakes_per_source_are_capped_and_given_back() {
         let gate = Gate::new(NODE_HANDSHAKES_MAX + 2);
-        let mut passes = Vec::new();
-        for n in 0..(NODE_HANDSHAKES_MAX / NODE_HANDSHAKES_PER_SOURCE_MAX) as u8 {
-            for _ in 0..NODE_HANDSHAKES_PER_SOURCE_MAX {
-                passes.push(gate.admit(ip(n)).unwrap());
-            }
-        }
-        assert!(gate
-            .admit(ip(0))
-            .unwrap_err()
-            .contains("NODE_HANDSHAKES_MAX"));
-        for p in &mut passes {
-            p.authenticated();
-        }
-        let extra = [gate.admit(ip(99)).unwrap(), gate.admit(ip(99)).unwrap()];
-        assert!(gate
-            .admit(ip(98))
-            .unwrap_err()
-            .contains("--max-connections"));
-        drop(extra);
-        passes.truncate(0);
-        assert_eq!(gate.open(), 0);
         let four: Vec<Pass> = (0..4).map(|_| gate.admit(ip(7)).unwrap()).collect();
         assert!(gate
             .admit(ip(7))
@@ -269,6 +304,37 @@ mod tests {
             .contains("NODE_HANDSHAKES_PER_SOURCE_MAX"));
         assert!(gate.admit(ip(8)).is_ok());
         drop(four);
+        let mut passes: Vec<Pass> = (0..NODE_HANDSHAKES_MAX + 2)
+            .map(|n| gate.admit(ip(n as u8)).unwrap())
+            .collect();
+        assert!(gate
+            .admit(ip(200))
+            .unwrap_err()
+            .contains("--max-connections"));
+        passes.iter_mut().for_each(Pass::authenticated);
+        passes.truncate(0);
+        assert_eq!(gate.open(), 0);
+    }
+
+    #[test]
+    fn a_full_set_of_handshakes_gives_the_oldest_slot_to_a_newcomer() {
+        let gate = Gate::new(NODE_CONNECTIONS_MAX_DEFAULT);
+        let strangers: Vec<Pass> = (0..NODE_HANDSHAKES_MAX)
+            .map(|n| {
+                gate.admit(ip((n / NODE_HANDSHAKES_PER_SOURCE_MAX) as u8))
+                    .unwrap()
+            })
+            .collect();
+        let mut node = gate.admit(ip(100)).expect("a newcomer is let in");
+        assert_eq!(gate.evicted(), 1);
+        // The oldest stranger is told to go; the others are not.
+        smol::block_on(strangers[0].evicted());
+        assert!(!strangers[1].evict.evicted.load(Ordering::Acquire));
+        node.authenticated();
+        // Its slot is free again: the next one evicts nobody.
+        drop(strangers);
+        assert!(gate.admit(ip(101)).is_ok());
+        assert_eq!(gate.evicted(), 1);
     }
 
     #[test]
