@@ -62,6 +62,7 @@ const LABEL_FRAMES_FROM_CONNECTOR: &[u8] = b"hypha/2 frames from connector";
 const LABEL_FRAMES_FROM_ACCEPTOR: &[u8] = b"hypha/2 frames from acceptor";
 const LABEL_BEATS_FROM_CONNECTOR: &[u8] = b"hypha/2 heartbeats from connector";
 const LABEL_BEATS_FROM_ACCEPTOR: &[u8] = b"hypha/2 heartbeats from acceptor";
+const LABEL_KEY_ID: &[u8] = b"hypha/2 key id";
 
 /// A 256-bit cluster key. Its `Debug` output never shows the bytes.
 #[derive(Clone, PartialEq, Eq)]
@@ -96,6 +97,18 @@ impl ClusterKey {
     /// The key's bytes (for writing a key file).
     pub fn as_bytes(&self) -> &[u8; CLUSTER_KEY_BYTES] {
         &self.0
+    }
+
+    /// A name for the key that gives nothing of it away: the first 8 bytes
+    /// of HMAC(key, "hypha/2 key id"). Tells which key a session was
+    /// authenticated under, e.g. to end the sessions of a removed key.
+    pub fn id(&self) -> u64 {
+        let mut mac = keyed(&self.0);
+        mac.update(LABEL_KEY_ID);
+        let full: [u8; 32] = mac.finalize().into_bytes().into();
+        let mut id = [0u8; 8];
+        id.copy_from_slice(full.get(..8).unwrap_or(&[0; 8]));
+        u64::from_le_bytes(id)
     }
 
     /// Parses 64 hex digits (either case).
@@ -312,6 +325,8 @@ enum Side {
 pub struct Session {
     /// Identifies the session in its heartbeats (the first 8 bytes of `th`).
     pub id: u64,
+    /// [`ClusterKey::id`] of the key the session was authenticated under.
+    pub key_id: u64,
     /// Seals the frames this side sends.
     pub sealer: Sealer,
     /// Checks the frames this side receives.
@@ -350,6 +365,7 @@ impl Session {
         id.copy_from_slice(th.get(..8).unwrap_or(&[0; 8]));
         let id = u64::from_le_bytes(id);
         Self {
+            key_id: key.id(),
             id,
             sealer: Sealer::new(derive_key(key, th, frames_out)),
             opener: Opener::new(derive_key(key, th, frames_in)),
@@ -392,6 +408,8 @@ pub(crate) mod tests {
     fn both_sides_derive_matching_keys() {
         let (mut connector, mut acceptor) = session_pair();
         assert_eq!(connector.id, acceptor.id);
+        assert_eq!((connector.key_id, acceptor.key_id), (KEY.id(), KEY.id()));
+        assert_ne!(KEY.id(), OTHER.id());
         let mut frame = alloc::vec![1, 2, 3];
         let mut tag = alloc::vec::Vec::new();
         connector.sealer.seal(&frame, &mut tag);

@@ -277,7 +277,16 @@ where
                 }
             };
             pass.authenticated();
-            if let Err(e) = session(accepted, peer).await {
+            // A session ends when the key it proved is taken out of the
+            // key file (SIGHUP), e.g. the old key after a rotation.
+            let key_id = accepted.key_id;
+            let revoked = async {
+                crate::wire::key_removed(&port.keys, key_id).await;
+                Err(std::io::Error::other(
+                    "the cluster key it proved was removed from the key file; session ended",
+                ))
+            };
+            if let Err(e) = smol::future::or(session(accepted, peer), revoked).await {
                 log::info!("{who}: connection from {peer} ended: {e}");
             }
             drop(pass);

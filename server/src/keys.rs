@@ -176,6 +176,7 @@ pub async fn reload_on_sighup(reload: Reload, role: &'static str) {
                 Ok(new) => {
                     let count = new.all().len();
                     *keys.write().unwrap_or_else(|p| p.into_inner()) = new;
+                    crate::wire::keys_replaced().notify(usize::MAX);
                     log::info!(
                         "{role}: SIGHUP: cluster key file {} read again ({count} key{})",
                         path.display(),

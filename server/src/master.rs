@@ -225,6 +225,7 @@ impl Master {
             mut w,
             hello,
             beats,
+            ..
         } = accepted;
         match hello.purpose {
             Purpose::Request => {

@@ -35,6 +35,25 @@ pub fn current_keys(keys: &Keys) -> ClusterKeys {
     keys.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
+/// Notified whenever a node's keys are replaced (SIGHUP): sessions whose key
+/// is gone end (see `gate::serve_port`).
+pub fn keys_replaced() -> &'static event_listener::Event {
+    static EVENT: std::sync::OnceLock<event_listener::Event> = std::sync::OnceLock::new();
+    EVENT.get_or_init(event_listener::Event::new)
+}
+
+/// Completes once `key_id` is no longer among `keys` (checked at every
+/// [`keys_replaced`] notification).
+pub async fn key_removed(keys: &Keys, key_id: u64) {
+    loop {
+        let listener = keys_replaced().listen();
+        if !current_keys(keys).all().iter().any(|k| k.id() == key_id) {
+            return;
+        }
+        listener.await;
+    }
+}
+
 /// A session's heartbeat keys: seal what this side sends, check what the
 /// other side sends (`net/WIRE.md` §8).
 #[derive(Debug)]
@@ -293,6 +312,8 @@ pub struct Accepted {
     pub hello: Hello,
     /// The session's heartbeat keys.
     pub beats: Beats,
+    /// [`hypha_net::ClusterKey::id`] of the key the peer proved.
+    pub key_id: u64,
 }
 
 /// Runs the acceptor's side of the handshake on a new connection, within
@@ -378,7 +399,14 @@ pub async fn accept(
             out: session.beats_out,
             inn: session.beats_in,
         };
-        Ok(Some(Accepted { r, w, hello, beats }))
+        let key_id = session.key_id;
+        Ok(Some(Accepted {
+            r,
+            w,
+            hello,
+            beats,
+            key_id,
+        }))
     })
     .await
     .map_err(|e| match e.kind() {

@@ -1,7 +1,8 @@
 //! Secrets come from files and are rotated without a restart: SIGHUP makes
 //! a node read its cluster key file (current key first, next key second)
-//! and the edge its token file again; sessions already open keep working,
-//! and a file that no longer parses leaves the old secret in place.
+//! and the edge its token file again; sessions already open keep working
+//! while their key is in the file and end once it is taken out, and a file
+//! that no longer parses leaves the old secret in place.
 
 mod common;
 use common::*;
@@ -65,6 +66,28 @@ fn a_master_takes_a_new_key_on_sighup_and_open_sessions_go_on() {
         "a node holding only the old key cannot check the master's proof with the new one"
     );
     assert!(matches!(open.put(b"k", b"v"), Message::Written { .. }));
+
+    // Step 3: the old key leaves the file; sessions that proved it end.
+    std::fs::write(&key_file, format!("{}\n", hex_of(&new))).expect("write");
+    let seen = master.log_lines();
+    hup(&master);
+    master.wait_log("read again (1 key)", seen, Duration::from_secs(10));
+    master.wait_log(
+        "was removed from the key file",
+        seen,
+        Duration::from_secs(10),
+    );
+    let mut fresh = Client::connect_with(master.addr, &new).expect("the new key works");
+    assert!(matches!(fresh.put(b"k2", b"v"), Message::Written { .. }));
+    let after = open.try_call(|req_id| Message::Put {
+        req_id,
+        key: b"k3".to_vec(),
+        value: b"v".to_vec(),
+    });
+    assert!(
+        after.is_err(),
+        "a session under the removed key was served: {after:?}"
+    );
 
     // A file that no longer parses: the old keys stay.
     std::fs::write(&key_file, "not a key\n").expect("write");

@@ -177,11 +177,19 @@ impl Client {
     }
 
     pub fn call(&mut self, f: impl FnOnce(u64) -> Message) -> Message {
+        self.try_call(f).expect("an answer")
+    }
+
+    /// As [`Client::call`], with the connection's failure as an error.
+    pub fn try_call(&mut self, f: impl FnOnce(u64) -> Message) -> std::io::Result<Message> {
         let id = self.next;
         self.next += 1;
         smol::block_on(async {
-            self.w.send(&f(id)).await.expect("send");
-            self.r.recv().await.expect("recv").expect("answer")
+            self.w.send(&f(id)).await?;
+            self.r
+                .recv()
+                .await?
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
         })
     }
 
