@@ -58,9 +58,19 @@ fn workers(c: &mut Client) -> Vec<hypha_net::WorkerInfo> {
     }
 }
 
-#[test]
-fn forged_replayed_and_injected_messages_confirm_no_write() -> std::io::Result<()> {
-    let dir = TempDir::new("auth-forged");
+/// A keyed master with `--sync 1` and one worker that reaches it through a
+/// relay that can record, replay, inject and freeze.
+struct Relayed {
+    dir: TempDir,
+    keys: ClusterKeys,
+    master: Node,
+    relay: Relay,
+    worker: Node,
+    wport: u16,
+}
+
+fn relayed(tag: &str, sync_timeout_ms: &str) -> Relayed {
+    let dir = TempDir::new(tag);
     let (key_file, keys) = keygen(&dir, "cluster.key");
     let (mport, rport, wport) = (free_port(), free_port(), free_port());
     let (mlisten, mdata) = (loopback(mport).to_string(), data(&dir, "master"));
@@ -75,15 +85,13 @@ fn forged_replayed_and_injected_messages_confirm_no_write() -> std::io::Result<(
         "--sync",
         "1",
         "--sync-timeout-ms",
-        "1500",
+        sync_timeout_ms,
         "--cluster-key-file",
         &key_file,
     ];
     args.extend_from_slice(&FAST_HB);
     let master = Node::start(loopback(mport), &args);
     master.wait_log("master", 0, Duration::from_secs(30));
-    // The worker reaches the master through a relay that can record,
-    // replay and inject.
     let relay = Relay::start(rport, loopback(mport));
     let (rlisten, wlisten, wdata) = (
         relay.addr.to_string(),
@@ -104,6 +112,26 @@ fn forged_replayed_and_injected_messages_confirm_no_write() -> std::io::Result<(
     args.extend_from_slice(&FAST_HB);
     let worker = Node::start(loopback(wport), &args);
     worker.wait_log("installed", 0, Duration::from_secs(30));
+    Relayed {
+        dir,
+        keys,
+        master,
+        relay,
+        worker,
+        wport,
+    }
+}
+
+#[test]
+fn forged_replayed_and_injected_messages_confirm_no_write() -> std::io::Result<()> {
+    let Relayed {
+        dir,
+        keys,
+        master,
+        relay,
+        worker,
+        wport,
+    } = relayed("auth-forged", "1500");
     let mut insider = Client::wait_connect_with(master.addr, &keys);
     assert!(matches!(insider.put(b"k1", b"v1"), Message::Written { .. }));
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -284,48 +312,13 @@ fn a_stranger_posing_as_a_worker_gets_no_reads() -> std::io::Result<()> {
 
 #[test]
 fn a_lingering_old_session_does_not_end_the_workers_new_one() -> std::io::Result<()> {
-    let dir = TempDir::new("old-session");
-    let (key_file, keys) = keygen(&dir, "cluster.key");
-    let (mport, rport, wport) = (free_port(), free_port(), free_port());
-    let (mlisten, mdata) = (loopback(mport).to_string(), data(&dir, "master"));
-    let mut args = vec![
-        "master",
-        "--data",
-        &mdata,
-        "--listen",
-        &mlisten,
-        "--fsync",
-        "never",
-        "--sync",
-        "1",
-        "--sync-timeout-ms",
-        "3000",
-        "--cluster-key-file",
-        &key_file,
-    ];
-    args.extend_from_slice(&FAST_HB);
-    let master = Node::start(loopback(mport), &args);
-    master.wait_log("master", 0, Duration::from_secs(30));
-    let relay = Relay::start(rport, loopback(mport));
-    let (rlisten, wlisten, wdata) = (
-        relay.addr.to_string(),
-        loopback(wport).to_string(),
-        data(&dir, "w"),
-    );
-    let mut args = vec![
-        "worker",
-        "--data",
-        &wdata,
-        "--master",
-        &rlisten,
-        "--listen",
-        &wlisten,
-        "--cluster-key-file",
-        &key_file,
-    ];
-    args.extend_from_slice(&FAST_HB);
-    let worker = Node::start(loopback(wport), &args);
-    worker.wait_log("installed", 0, Duration::from_secs(30));
+    let Relayed {
+        keys,
+        master,
+        relay,
+        worker,
+        ..
+    } = relayed("old-session", "3000");
     let mut insider = Client::wait_connect_with(master.addr, &keys);
     assert!(matches!(insider.put(b"k1", b"v1"), Message::Written { .. }));
 
