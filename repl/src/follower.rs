@@ -1,0 +1,403 @@
+//! The worker's side of replication: connect (resume from its applied seq,
+//! or ask for a snapshot), apply what the master streams one batch at a
+//! time, acknowledge after a short delay or at once when pinged, watch the
+//! master's liveness, and decide what a refusal means.
+
+use crate::limits::{Millis, ACK_DELAY_MS, HISTORY_RETRY_MS, PONGS_OWED_MAX, RECONNECT_MS};
+use hypha_net::{Message, WireRecord};
+
+/// The worker's settings.
+#[derive(Clone, Debug)]
+pub struct FollowerParams {
+    /// The master is presumed gone after this long without a word or a
+    /// heartbeat from it.
+    pub heartbeat_timeout_ms: Millis,
+    /// Replace local data when the master holds another history.
+    pub accept_new_history: bool,
+}
+
+/// What happened, as told by the driver.
+#[derive(Debug)]
+pub enum FollowerEvent {
+    /// Time passed (see [`Follower::next_deadline`]).
+    Tick,
+    /// The master accepted the `Hello` of a [`FollowerAction::Connect`].
+    Welcomed {
+        /// The master's node id.
+        node_id: u64,
+        /// The history it holds.
+        history_id: u64,
+        /// Its seq.
+        commit_seq: u64,
+    },
+    /// The master refused the `Hello`.
+    Refused {
+        /// Whether it holds another history (or lost writes this worker has).
+        history_mismatch: bool,
+        /// Its message.
+        message: String,
+    },
+    /// Connecting failed, or the session ended or failed.
+    Failed {
+        /// Why, for the log.
+        why: String,
+    },
+    /// A message of the session.
+    Received(Message),
+    /// The driver applied the last [`FollowerAction::Apply`]; the engine's
+    /// seq is now `seq`.
+    Applied {
+        /// The engine's seq.
+        seq: u64,
+    },
+    /// The driver installed the snapshot of [`FollowerAction::SnapshotEnd`].
+    SnapshotInstalled {
+        /// The history now followed.
+        history_id: u64,
+        /// The engine's seq.
+        seq: u64,
+    },
+    /// A heartbeat from the master, checked against the session's keys.
+    MasterHeard,
+}
+
+/// What the driver must do.
+#[derive(Debug, PartialEq)]
+pub enum FollowerAction {
+    /// Connect to the master and say `Hello` with this history and seq.
+    Connect {
+        /// The history followed (0: send a snapshot).
+        history_id: u64,
+        /// The highest seq applied.
+        applied_seq: u64,
+    },
+    /// Apply the records in order, then report [`FollowerEvent::Applied`].
+    /// No message is read from the master meanwhile.
+    Apply {
+        /// The records.
+        records: Vec<WireRecord>,
+    },
+    /// Start receiving a snapshot beside the current data.
+    SnapshotBegin {
+        /// The history it belongs to.
+        history_id: u64,
+        /// Its last seq.
+        upto_seq: u64,
+        /// Records it holds, for progress.
+        records_total: u64,
+        /// Bytes it may hold, for progress.
+        bytes_total: u64,
+    },
+    /// Apply a chunk to the snapshot being received.
+    SnapshotChunk {
+        /// The records.
+        records: Vec<WireRecord>,
+    },
+    /// The snapshot is whole: make it durable, swap it in by renames, then
+    /// report [`FollowerEvent::SnapshotInstalled`].
+    SnapshotEnd {
+        /// The history it belongs to.
+        history_id: u64,
+        /// Its last seq.
+        upto_seq: u64,
+    },
+    /// Send on the session.
+    Send(Message),
+    /// End the session (a half-received snapshot is discarded).
+    Disconnect {
+        /// Why, for the log.
+        why: String,
+    },
+}
+
+/// Where the worker is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting to connect until this time.
+    Waiting(Millis),
+    /// A `Connect` is out.
+    Connecting,
+    /// Following the master on a session.
+    Following,
+}
+
+/// A session with the master.
+#[derive(Debug, Default)]
+struct Session {
+    heard: Millis,
+    /// Applied but not acknowledged, and when the ack is due.
+    unacked: Option<u64>,
+    ack_at: Option<Millis>,
+    /// An `Apply` (or snapshot step) is out.
+    applying: bool,
+    /// Pings answered once the apply in flight is done.
+    pongs: Vec<u64>,
+    /// The snapshot being received: (history, upto).
+    snapshot: Option<(u64, u64)>,
+}
+
+/// The worker's replication state.
+#[derive(Debug)]
+pub struct Follower {
+    params: FollowerParams,
+    /// The history followed (0: none yet).
+    followed: u64,
+    /// The engine's seq.
+    applied: u64,
+    /// Ask for a snapshot at the next connect (`--accept-new-history`).
+    force_snapshot: bool,
+    phase: Phase,
+    session: Session,
+}
+
+impl Follower {
+    /// A worker that follows `followed` and applied up to `applied`; it
+    /// connects at the first tick.
+    pub fn new(params: FollowerParams, followed: u64, applied: u64) -> Self {
+        Follower {
+            params,
+            followed,
+            applied,
+            force_snapshot: false,
+            phase: Phase::Waiting(0),
+            session: Session::default(),
+        }
+    }
+
+    /// Where the worker is.
+    pub fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    /// The history followed.
+    pub fn followed(&self) -> u64 {
+        self.followed
+    }
+
+    /// Whether the driver may read the next message of the session: one
+    /// apply at a time, so nothing queues behind it.
+    pub fn wants_message(&self) -> bool {
+        self.phase == Phase::Following && !self.session.applying
+    }
+
+    /// When the driver must deliver [`FollowerEvent::Tick`] next.
+    pub fn next_deadline(&self) -> Millis {
+        match self.phase {
+            Phase::Waiting(until) => until,
+            Phase::Connecting => Millis::MAX,
+            Phase::Following => {
+                let silent = self.session.heard + self.params.heartbeat_timeout_ms;
+                silent.min(self.session.ack_at.unwrap_or(Millis::MAX))
+            }
+        }
+    }
+
+    /// Feeds one event; returns what to do, in order.
+    pub fn handle(&mut self, event: FollowerEvent, now: Millis) -> Vec<FollowerAction> {
+        let mut out = Vec::new();
+        match event {
+            FollowerEvent::Tick => self.tick(now, &mut out),
+            FollowerEvent::Welcomed {
+                node_id,
+                history_id,
+                commit_seq,
+            } if self.phase == Phase::Connecting => {
+                log::info!(
+                    "worker: following master {node_id:016x} (history {history_id:016x}, seq \
+                     {commit_seq}) from seq {}",
+                    self.applied
+                );
+                self.phase = Phase::Following;
+                self.session = Session {
+                    heard: now,
+                    ..Session::default()
+                };
+            }
+            FollowerEvent::Refused {
+                history_mismatch,
+                message,
+            } if self.phase == Phase::Connecting => self.refused(history_mismatch, message, now),
+            FollowerEvent::Welcomed { .. } | FollowerEvent::Refused { .. } => {}
+            FollowerEvent::Failed { why } => {
+                if !matches!(self.phase, Phase::Waiting(_)) {
+                    log::info!("worker: following the master failed: {why}; reconnecting");
+                }
+                self.retry(now + RECONNECT_MS);
+            }
+            FollowerEvent::Received(msg) => {
+                if self.phase == Phase::Following {
+                    self.session.heard = now;
+                    self.received(msg, now, &mut out);
+                }
+            }
+            FollowerEvent::Applied { seq } => {
+                self.applied = seq;
+                self.session.applying = false;
+                if self.phase == Phase::Following {
+                    self.session.unacked = Some(seq);
+                    if self.session.ack_at.is_none() {
+                        self.session.ack_at = Some(now + ACK_DELAY_MS);
+                    }
+                    self.pay_pongs(&mut out);
+                }
+            }
+            FollowerEvent::SnapshotInstalled { history_id, seq } => {
+                self.applied = seq;
+                self.followed = history_id;
+                self.force_snapshot = false;
+                self.session.applying = false;
+                if self.phase == Phase::Following {
+                    self.session.snapshot = None;
+                    self.session.unacked = Some(seq);
+                    self.session.ack_at = None;
+                    self.ack(&mut out);
+                    self.pay_pongs(&mut out);
+                }
+            }
+            FollowerEvent::MasterHeard => {
+                if self.phase == Phase::Following {
+                    self.session.heard = now;
+                }
+            }
+        }
+        out
+    }
+
+    fn tick(&mut self, now: Millis, out: &mut Vec<FollowerAction>) {
+        match self.phase {
+            Phase::Waiting(until) if now >= until => {
+                self.phase = Phase::Connecting;
+                let history_id = if self.force_snapshot {
+                    0
+                } else {
+                    self.followed
+                };
+                out.push(FollowerAction::Connect {
+                    history_id,
+                    applied_seq: self.applied,
+                });
+            }
+            Phase::Following => {
+                let silent = now.saturating_sub(self.session.heard);
+                if silent >= self.params.heartbeat_timeout_ms {
+                    let why = format!(
+                        "no word or heartbeat from the master for {} ms",
+                        self.params.heartbeat_timeout_ms
+                    );
+                    self.disconnect(why, now, out);
+                    return;
+                }
+                if self.session.ack_at.is_some_and(|at| at <= now) {
+                    self.ack(out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn refused(&mut self, history_mismatch: bool, message: String, now: Millis) {
+        if !history_mismatch {
+            log::info!("worker: the master refused: {message}; retrying");
+            self.retry(now + RECONNECT_MS);
+        } else if self.params.accept_new_history {
+            log::warn!(
+                "worker: {message}; --accept-new-history is set: taking a snapshot from the master"
+            );
+            self.force_snapshot = true;
+            self.retry(now + RECONNECT_MS);
+        } else {
+            log::error!(
+                "worker: NOT FOLLOWING the master: {message}. Local data is kept and still served."
+            );
+            self.retry(now + HISTORY_RETRY_MS);
+        }
+    }
+
+    fn retry(&mut self, at: Millis) {
+        self.phase = Phase::Waiting(at);
+        let applying = self.session.applying;
+        self.session = Session {
+            applying,
+            ..Session::default()
+        };
+    }
+
+    fn disconnect(&mut self, why: String, now: Millis, out: &mut Vec<FollowerAction>) {
+        log::info!("worker: {why}; reconnecting");
+        out.push(FollowerAction::Disconnect { why });
+        self.retry(now + RECONNECT_MS);
+    }
+
+    fn received(&mut self, msg: Message, now: Millis, out: &mut Vec<FollowerAction>) {
+        let s = &mut self.session;
+        match msg {
+            Message::Records { records, .. } if s.snapshot.is_none() && !s.applying => {
+                if !records.is_empty() {
+                    s.applying = true;
+                    out.push(FollowerAction::Apply { records });
+                }
+            }
+            Message::Ping { nonce } if s.pongs.len() < PONGS_OWED_MAX => {
+                s.pongs.push(nonce);
+                if !s.applying && s.snapshot.is_none() {
+                    self.pay_pongs(out);
+                }
+            }
+            Message::Pong { .. } => {}
+            Message::SnapshotBegin {
+                history_id,
+                upto_seq,
+                records_total,
+                bytes_total,
+            } if s.snapshot.is_none() && !s.applying => {
+                log::info!(
+                    "worker: receiving a snapshot of {records_total} records (~{:.1} MB) up to \
+                     seq {upto_seq}",
+                    bytes_total as f64 / 1e6
+                );
+                s.snapshot = Some((history_id, upto_seq));
+                out.push(FollowerAction::SnapshotBegin {
+                    history_id,
+                    upto_seq,
+                    records_total,
+                    bytes_total,
+                });
+            }
+            Message::SnapshotChunk { records } if s.snapshot.is_some() && !s.applying => {
+                out.push(FollowerAction::SnapshotChunk { records });
+            }
+            Message::SnapshotEnd { upto_seq } if s.snapshot.map(|s| s.1) == Some(upto_seq) => {
+                let history_id = s.snapshot.map_or(0, |s| s.0);
+                s.applying = true;
+                out.push(FollowerAction::SnapshotEnd {
+                    history_id,
+                    upto_seq,
+                });
+            }
+            other => {
+                let why = format!("unexpected {} from the master", other.name());
+                self.disconnect(why, now, out);
+            }
+        }
+    }
+
+    /// Sends the ack held back, if any.
+    fn ack(&mut self, out: &mut Vec<FollowerAction>) {
+        self.session.ack_at = None;
+        if let Some(applied_seq) = self.session.unacked.take() {
+            out.push(FollowerAction::Send(Message::Ack { applied_seq }));
+        }
+    }
+
+    /// Answers the pings owed: everything sent before them is applied, so
+    /// the ack goes first and each pong confirms it.
+    fn pay_pongs(&mut self, out: &mut Vec<FollowerAction>) {
+        if self.session.pongs.is_empty() {
+            return;
+        }
+        self.ack(out);
+        for nonce in std::mem::take(&mut self.session.pongs) {
+            out.push(FollowerAction::Send(Message::Pong { nonce }));
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! The master's side of replication: which worker may join and how (resume
+//! from its log position or take a snapshot), the log stream to each worker
+//! one batch at a time, acks, `--sync N` confirmations, liveness and the
+//! tombstone floor.
+
+pub use crate::events::{Conn, Join, MasterAction, MasterEvent};
+use crate::limits::{Millis, FLOOR_GRACE_TIMEOUTS};
+use crate::workers::{WorkerEntry, Workers};
+use hypha_net::{Message, RefuseReason, Role, Welcome, WireRecord, WorkerInfo, PROTOCOL_VERSION};
+use std::collections::BTreeMap;
+
+/// When a write is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// After the local commit.
+    Async,
+    /// After this many workers applied it.
+    Workers(u32),
+}
+
+/// The master's settings.
+#[derive(Clone, Debug)]
+pub struct MasterParams {
+    /// This node's id.
+    pub node_id: u64,
+    /// The history this master holds.
+    pub history_id: u64,
+    /// Write acknowledgement mode.
+    pub sync: SyncMode,
+    /// How long a `--sync N` write waits for workers.
+    pub sync_timeout_ms: Millis,
+    /// Heartbeat interval (the floor and forgetting are re-checked this often).
+    pub heartbeat_ms: Millis,
+    /// A worker silent this long is unhealthy.
+    pub heartbeat_timeout_ms: Millis,
+    /// A worker neither connected nor heard this long is forgotten.
+    pub forget_after_ms: Millis,
+}
+
+/// Where one worker's stream is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stream {
+    /// A snapshot is being sent.
+    Snapshot,
+    /// A `ReadLog` is out.
+    Reading,
+    /// A `Send` of records is out.
+    Sending,
+    /// Caught up with `committed`; waits for a commit.
+    Idle,
+}
+
+/// One replication connection.
+#[derive(Debug)]
+struct Session {
+    node: u64,
+    stream: Stream,
+    /// Highest seq handed to the socket (or covered by the snapshot).
+    sent: u64,
+}
+
+/// The master's replication state.
+#[derive(Debug)]
+pub struct MasterCore<B> {
+    params: MasterParams,
+    started: Millis,
+    /// Highest seq known committed (and so safe to stream).
+    committed: u64,
+    workers: Workers<B>,
+    sessions: BTreeMap<Conn, Session>,
+    /// Writes waiting for `--sync N`, by (seq, waiter), with their deadline.
+    waiting: BTreeMap<(u64, u64), Millis>,
+    next_check: Millis,
+}
+
+impl<B> MasterCore<B> {
+    /// A master whose engine committed up to `seq`, starting at `now`.
+    pub fn new(params: MasterParams, seq: u64, now: Millis) -> Self {
+        MasterCore {
+            params,
+            started: now,
+            committed: seq,
+            workers: Workers::new(),
+            sessions: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            next_check: now,
+        }
+    }
+
+    /// Feeds one event; returns what to do, in order.
+    pub fn handle(&mut self, event: MasterEvent<B>, now: Millis) -> Vec<MasterAction> {
+        let mut out = Vec::new();
+        match event {
+            MasterEvent::Joined {
+                conn,
+                join,
+                horizon,
+                beats,
+            } => self.joined(conn, join, horizon, beats, now, &mut out),
+            MasterEvent::Received { conn, msg } => self.received(conn, msg, now, &mut out),
+            MasterEvent::LogRead { conn, records } => self.log_read(conn, records, &mut out),
+            MasterEvent::SnapshotSent { conn, upto } => {
+                if let Some(s) = self.sessions.get_mut(&conn) {
+                    s.sent = upto;
+                    s.stream = Stream::Idle;
+                    self.committed = self.committed.max(upto);
+                    self.pump(conn, &mut out);
+                }
+            }
+            MasterEvent::Sent { conn } => {
+                if let Some(s) = self.sessions.get_mut(&conn) {
+                    if s.stream == Stream::Sending {
+                        s.stream = Stream::Idle;
+                        self.pump(conn, &mut out);
+                    }
+                }
+            }
+            MasterEvent::Closed { conn } => self.closed(conn),
+            MasterEvent::Committed { seq } => {
+                if seq > self.committed {
+                    self.committed = seq;
+                    let idle: Vec<Conn> = self.sessions.keys().copied().collect();
+                    for conn in idle {
+                        self.pump(conn, &mut out);
+                    }
+                }
+            }
+            MasterEvent::AwaitWorkers { waiter, seq } => {
+                let deadline = now + self.params.sync_timeout_ms;
+                self.waiting.insert((seq, waiter), deadline);
+                self.confirm(now, &mut out);
+            }
+            MasterEvent::Heard { node, serve_port } => {
+                if let Some(w) = self.workers.map.get_mut(&node) {
+                    if w.conn.is_some() {
+                        w.last_heard = now;
+                        w.serve_port = serve_port;
+                    }
+                }
+            }
+            MasterEvent::Tick => self.tick(now, &mut out),
+        }
+        out
+    }
+
+    /// When the driver must deliver [`MasterEvent::Tick`] next.
+    pub fn next_deadline(&self) -> Millis {
+        let waits = self.waiting.values().copied().min().unwrap_or(Millis::MAX);
+        waits.min(self.next_check)
+    }
+
+    /// The heartbeat keys of `node`'s current session, to check its beats.
+    pub fn beats_of(&mut self, node: u64) -> Option<&mut B> {
+        self.workers.map.get_mut(&node)?.beats.as_mut()
+    }
+
+    /// The highest seq known committed.
+    pub fn committed(&self) -> u64 {
+        self.committed
+    }
+
+    /// The workers that said where they serve reads, at most `max`.
+    pub fn worker_list(&self, now: Millis, max: usize) -> Vec<WorkerInfo> {
+        self.workers
+            .list(now, self.params.heartbeat_timeout_ms, max)
+    }
+
+    /// The worker table (for tests and status).
+    pub fn workers(&self) -> impl Iterator<Item = (&u64, &WorkerEntry<B>)> {
+        self.workers.map.iter()
+    }
+
+    /// Writes waiting for workers, and sessions: the sizes of every queue
+    /// this core keeps (the simulator checks they stay bounded).
+    pub fn queue_lens(&self) -> (usize, usize) {
+        (self.waiting.len(), self.sessions.len())
+    }
+
+    /// Whether `conn` is a live replication session.
+    pub fn is_session(&self, conn: Conn) -> bool {
+        self.sessions.contains_key(&conn)
+    }
+
+    fn joined(
+        &mut self,
+        conn: Conn,
+        join: Join,
+        horizon: u64,
+        beats: B,
+        now: Millis,
+        out: &mut Vec<MasterAction>,
+    ) {
+        let snapshot = match self.admit(&join, horizon) {
+            Ok(snapshot) => snapshot,
+            Err((reason, message)) => {
+                log::warn!(
+                    "master: refusing worker {:016x} at {}: {message}",
+                    join.node,
+                    join.peer
+                );
+                out.push(MasterAction::Refuse {
+                    conn,
+                    reason,
+                    message,
+                });
+                return;
+            }
+        };
+        out.push(MasterAction::Send {
+            conn,
+            msgs: vec![self.welcome()],
+        });
+        let applied = if snapshot { 0 } else { join.applied_seq };
+        let entry = self.workers.map.entry(join.node).or_insert(WorkerEntry {
+            peer: join.peer,
+            applied_seq: 0,
+            serve_port: 0,
+            last_heard: now,
+            conn: None,
+            beats: None,
+        });
+        // An older session of this worker, if one lingers, ends now.
+        if let Some(old) = entry.conn.replace(conn) {
+            out.push(MasterAction::Close {
+                conn: old,
+                why: "the worker opened a new session".into(),
+            });
+        }
+        entry.peer = join.peer;
+        entry.applied_seq = applied;
+        entry.last_heard = now;
+        entry.beats = Some(beats);
+        log::info!(
+            "master: worker {:016x} at {} joined at seq {} ({})",
+            join.node,
+            join.peer,
+            join.applied_seq,
+            if snapshot {
+                "snapshot"
+            } else {
+                "resuming from its log position"
+            }
+        );
+        let stream = if snapshot {
+            out.push(MasterAction::SendSnapshot {
+                conn,
+                upto: self.committed,
+            });
+            Stream::Snapshot
+        } else {
+            Stream::Idle
+        };
+        self.sessions.insert(
+            conn,
+            Session {
+                node: join.node,
+                stream,
+                sent: join.applied_seq,
+            },
+        );
+        self.pump(conn, out);
+        self.floor(now, out);
+    }
+
+    /// Whether `join` may follow: `Ok(true)` with a snapshot, `Ok(false)`
+    /// resuming from its position, `Err` with the refusal.
+    fn admit(&self, join: &Join, horizon: u64) -> Result<bool, (RefuseReason, String)> {
+        if join.role != Role::Worker {
+            let msg = format!("only workers replicate; a {:?} cannot", join.role);
+            return Err((RefuseReason::NotAllowed, msg));
+        }
+        let ours = self.params.history_id;
+        let seq = self.committed;
+        if join.history_id == ours && join.applied_seq <= seq {
+            if join.applied_seq < horizon {
+                log::warn!(
+                    "master: worker {:016x} at {} applied seq {}, but compaction dropped \
+                     deletes up to seq {horizon}: sending it a snapshot",
+                    join.node,
+                    join.peer,
+                    join.applied_seq
+                );
+            }
+            return Ok(join.applied_seq < horizon);
+        }
+        if join.history_id == 0 {
+            return Ok(true);
+        }
+        let msg = if join.history_id == ours {
+            format!(
+                "worker applied seq {} but this master only has {seq}: the master lost writes; \
+                 restart the worker with --accept-new-history to resync from this master",
+                join.applied_seq
+            )
+        } else {
+            format!(
+                "worker follows history {:016x}, this master holds {ours:016x}; restart the \
+                 worker with --accept-new-history to replace its data with this master's",
+                join.history_id
+            )
+        };
+        Err((RefuseReason::HistoryMismatch { ours }, msg))
+    }
+
+    fn welcome(&self) -> Message {
+        Message::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            role: Role::Master,
+            node_id: self.params.node_id,
+            history_id: self.params.history_id,
+            commit_seq: self.committed,
+        })
+    }
+
+    /// Starts the next log read of an idle session that is behind.
+    fn pump(&mut self, conn: Conn, out: &mut Vec<MasterAction>) {
+        let Some(s) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        if s.stream == Stream::Idle && s.sent < self.committed {
+            s.stream = Stream::Reading;
+            out.push(MasterAction::ReadLog {
+                conn,
+                after: s.sent,
+                upto: self.committed,
+            });
+        }
+    }
+
+    fn log_read(&mut self, conn: Conn, records: Vec<WireRecord>, out: &mut Vec<MasterAction>) {
+        let sync = self.params.sync;
+        let Some(s) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        if s.stream != Stream::Reading {
+            return;
+        }
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            // Nothing up to the bound (a compaction may have dropped the
+            // records between): caught up until the next commit.
+            s.sent = s.sent.max(self.committed);
+            s.stream = Stream::Idle;
+            return;
+        };
+        let (first_seq, last_seq) = (first.seq, last.seq);
+        s.sent = last_seq;
+        s.stream = Stream::Sending;
+        let mut msgs = vec![Message::Records { first_seq, records }];
+        if sync != SyncMode::Async {
+            // Writes wait for acks: a Ping right behind the records has the
+            // worker ack them at once (it answers a Ping only after an Ack
+            // of everything applied before it).
+            msgs.push(Message::Ping { nonce: last_seq });
+        }
+        out.push(MasterAction::Send { conn, msgs });
+    }
+
+    fn received(&mut self, conn: Conn, msg: Message, now: Millis, out: &mut Vec<MasterAction>) {
+        let Some(node) = self.sessions.get(&conn).map(|s| s.node) else {
+            return;
+        };
+        match msg {
+            Message::Ack { applied_seq } => {
+                let sent = self.sessions.get(&conn).map_or(0, |s| s.sent);
+                if applied_seq > sent.max(self.committed) {
+                    let why = format!(
+                        "worker acknowledged seq {applied_seq}, beyond the master's {}",
+                        self.committed
+                    );
+                    self.close(conn, why, out);
+                    return;
+                }
+                let Some(w) = self.workers.current(node, conn) else {
+                    return;
+                };
+                w.applied_seq = w.applied_seq.max(applied_seq);
+                w.last_heard = now;
+                self.confirm(now, out);
+            }
+            Message::Ping { .. } | Message::Pong { .. } => {}
+            other => {
+                let why = format!("unexpected {} from a worker", other.name());
+                self.close(conn, why, out);
+            }
+        }
+    }
+
+    /// Asks the driver to close `conn` and forgets it now.
+    fn close(&mut self, conn: Conn, why: String, out: &mut Vec<MasterAction>) {
+        out.push(MasterAction::Close { conn, why });
+        self.closed(conn);
+    }
+
+    fn closed(&mut self, conn: Conn) {
+        let Some(s) = self.sessions.remove(&conn) else {
+            return;
+        };
+        if let Some(w) = self.workers.current(s.node, conn) {
+            w.conn = None;
+            w.beats = None;
+            log::info!("master: worker {:016x} at {} left", s.node, w.peer);
+        }
+    }
+
+    /// Confirms the waiting writes enough workers acknowledged. A worker
+    /// that acknowledged a seq acknowledged every lower one, so the waits
+    /// are walked by seq and the walk stops at the first unconfirmed.
+    fn confirm(&mut self, _now: Millis, out: &mut Vec<MasterAction>) {
+        let SyncMode::Workers(wanted) = self.params.sync else {
+            for ((_, waiter), _) in std::mem::take(&mut self.waiting) {
+                out.push(MasterAction::Confirm { waiter });
+            }
+            return;
+        };
+        while let Some((&(seq, waiter), _)) = self.waiting.first_key_value() {
+            if self.workers.confirmed(seq) < wanted {
+                break;
+            }
+            self.waiting.remove(&(seq, waiter));
+            out.push(MasterAction::Confirm { waiter });
+        }
+    }
+
+    fn tick(&mut self, now: Millis, out: &mut Vec<MasterAction>) {
+        let wanted = match self.params.sync {
+            SyncMode::Workers(n) => n,
+            SyncMode::Async => 0,
+        };
+        let expired: Vec<(u64, u64)> = self
+            .waiting
+            .iter()
+            .filter(|(_, &deadline)| deadline <= now)
+            .map(|(&k, _)| k)
+            .collect();
+        for (seq, waiter) in expired {
+            self.waiting.remove(&(seq, waiter));
+            let confirmed = self.workers.confirmed(seq);
+            out.push(MasterAction::SyncFailed {
+                waiter,
+                seq,
+                confirmed,
+                wanted,
+            });
+        }
+        if now >= self.next_check {
+            self.next_check = now + self.params.heartbeat_ms.max(1);
+            self.workers.forget_silent(now, self.params.forget_after_ms);
+            self.floor(now, out);
+        }
+    }
+
+    /// Lets compaction drop only the deletes every connected or recently
+    /// heard worker has applied; keeps all of them for a grace period after
+    /// start, so that workers known before a restart can come back.
+    fn floor(&self, now: Millis, out: &mut Vec<MasterAction>) {
+        let grace = self.params.heartbeat_timeout_ms * FLOOR_GRACE_TIMEOUTS;
+        let floor = if now.saturating_sub(self.started) < grace {
+            0
+        } else {
+            self.workers.floor(now, self.params.forget_after_ms)
+        };
+        out.push(MasterAction::TombstoneFloor(floor));
+    }
+}
