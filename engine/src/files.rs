@@ -8,13 +8,13 @@
 //! the written length, so a record is readable as soon as it is appended.
 
 use crate::error::{Error, IoContext, Result};
-use crate::io::FileIo;
+use crate::io::{FileIo, OpenMode};
 use crate::limits::{FILE_HEADER_BYTES, FILE_NUMBER_MAX};
 use crate::location::Location;
 use crate::record::{self, Decoded, Seq};
 use crate::tables::FileHeader;
 use memmap2::{Mmap, MmapOptions};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -39,9 +39,8 @@ pub fn data_path(dir: &Path, n: u16) -> PathBuf {
 }
 
 /// fsyncs a directory so a created or renamed entry survives power loss.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+pub fn sync_dir(dir: &Path, io: &dyn FileIo) -> Result<()> {
+    io.sync_dir(dir)
         .ctx(|| format!("fsync directory {}", dir.display()))
 }
 
@@ -50,19 +49,16 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 pub fn replace_file(dir: &Path, name: &str, bytes: &[u8], io: &dyn FileIo) -> Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
-    let f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
+    let f = io
+        .open(&tmp, OpenMode::Truncate)
         .ctx(|| format!("create {}", tmp.display()))?;
     io.write_at(&f, bytes, 0)
         .ctx(|| format!("write {}", tmp.display()))?;
     io.sync_data(&f)
         .ctx(|| format!("fsync {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path)
+    io.rename(&tmp, &path)
         .ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
-    sync_dir(dir)
+    sync_dir(dir, io)
 }
 
 /// The bytes of `path`, or `None` if it does not exist.
@@ -79,11 +75,8 @@ pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
 
 /// Creates file `path` (it must not exist) and writes a data-file header.
 pub fn create_with_header(path: &Path, header: &FileHeader, io: &dyn FileIo) -> Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(path)
+    let file = io
+        .open(path, OpenMode::CreateNew)
         .ctx(|| format!("create {}", path.display()))?;
     io.write_at(&file, &header.encode(), 0)
         .ctx(|| format!("write header of {}", path.display()))?;
@@ -104,11 +97,9 @@ pub struct DataFile {
 
 impl DataFile {
     /// Opens an existing data file of `len` bytes.
-    pub fn open(path: PathBuf, file_size: u32) -> Result<DataFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
+    pub fn open(path: PathBuf, file_size: u32, io: &dyn FileIo) -> Result<DataFile> {
+        let file = io
+            .open(&path, OpenMode::Existing)
             .ctx(|| format!("open {}", path.display()))?;
         let len = file
             .metadata()
@@ -156,7 +147,7 @@ impl DataFile {
         let file = create_with_header(&path, &header, io)?;
         io.sync_data(&file)
             .ctx(|| format!("fsync {}", path.display()))?;
-        sync_dir(dir)?;
+        sync_dir(dir, io)?;
         let map = map_file(&file, file_size, &path)?;
         Ok(DataFile {
             file: Arc::new(file),
@@ -501,8 +492,8 @@ impl Log {
             .as_mut()
             .expect("the log always has a data file");
         if last.alloc > last.len {
-            last.file
-                .set_len(last.len as u64)
+            self.io
+                .set_len(&last.file, last.len as u64)
                 .ctx(|| format!("truncate {} to {}", last.path.display(), last.len))?;
             last.alloc = last.len;
         }
@@ -527,7 +518,7 @@ impl Log {
     /// Replaces file `n` with a fresh handle (after truncation).
     pub fn reopen(&mut self, n: u16) -> Result<()> {
         let path = self.file(n).expect("reopened file is open").path.clone();
-        let f = DataFile::open(path, self.file_size)?;
+        let f = DataFile::open(path, self.file_size, &*self.io)?;
         self.slots[n as usize] = Some(f);
         Ok(())
     }

@@ -12,12 +12,12 @@
 
 use crate::error::{Error, IoContext, Result};
 use crate::files::sync_dir;
-use crate::io::FileIo;
+use crate::io::{FileIo, OpenMode};
 use crate::limits::{INDEX_LOAD_PERCENT_MAX, INDEX_SLOTS_MIN, SLOT_BYTES, TABLE_HEADER_BYTES};
 use crate::lookup::{map_mut, write_coalesced, SlotMap};
 use crate::tables::{decode_slot, encode_slot, TableHeader, INDEX_MAGIC};
 use memmap2::MmapMut;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -54,7 +54,7 @@ impl KeyIndex {
     /// Creates an empty index with `slots` slots (replacing any file there).
     pub fn create(dir: &Path, seed: u64, slots: u64, io: &dyn FileIo) -> Result<KeyIndex> {
         let (file, map) = Self::create_file(&Self::path(dir), seed, slots, io)?;
-        sync_dir(dir)?;
+        sync_dir(dir, io)?;
         Ok(KeyIndex {
             dir: dir.to_path_buf(),
             file: Arc::new(file),
@@ -68,14 +68,10 @@ impl KeyIndex {
 
     fn create_file(path: &Path, seed: u64, slots: u64, io: &dyn FileIo) -> Result<(File, MmapMut)> {
         assert!(slots.is_power_of_two());
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
+        let file = io
+            .open(path, OpenMode::Truncate)
             .ctx(|| format!("create {}", path.display()))?;
-        file.set_len(TABLE_HEADER_BYTES as u64 + slots * SLOT_BYTES as u64)
+        io.set_len(&file, TABLE_HEADER_BYTES as u64 + slots * SLOT_BYTES as u64)
             .ctx(|| format!("size {}", path.display()))?;
         let header = TableHeader {
             width: SLOT_BYTES as u8,
@@ -92,12 +88,10 @@ impl KeyIndex {
     /// slot count comes from the file (it may have grown after the last
     /// checkpoint) and the used count is recounted, since a crash can leave
     /// slots the checkpoint did not count.
-    pub fn open(dir: &Path, seed: u64) -> Result<KeyIndex> {
+    pub fn open(dir: &Path, seed: u64, io: &dyn FileIo) -> Result<KeyIndex> {
         let path = Self::path(dir);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
+        let file = io
+            .open(&path, OpenMode::Existing)
             .ctx(|| format!("open {}", path.display()))?;
         let len = file
             .metadata()
@@ -265,9 +259,9 @@ impl KeyIndex {
         io.sync_data(&file)
             .ctx(|| format!("fsync {}", tmp.display()))?;
         let path = Self::path(&self.dir);
-        std::fs::rename(&tmp, &path)
+        io.rename(&tmp, &path)
             .ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
-        sync_dir(&self.dir)?;
+        sync_dir(&self.dir, io)?;
         log::debug!("key index grew to {slots} slots ({used} used)");
         self.file = Arc::new(file);
         self.map = map;
@@ -319,10 +313,10 @@ mod tests {
         assert_eq!(index.pending.len(), 100, "not written at KEY_PENDING_MAX");
         let pending = index.pending.len() as u64;
         // What the file holds: every slot but the pending ones.
-        let on_disk = KeyIndex::open(&dir, 7).expect("open");
+        let on_disk = KeyIndex::open(&dir, 7, &RealIo).expect("open");
         assert_eq!(on_disk.used, n - pending);
         index.write_pending(&RealIo).expect("write");
-        let on_disk = KeyIndex::open(&dir, 7).expect("open");
+        let on_disk = KeyIndex::open(&dir, 7, &RealIo).expect("open");
         assert_eq!(on_disk.used, n);
         for i in 1..=n {
             assert_eq!(on_disk.find(hash(i), |id| id == i as u32), Some(i as u32));
