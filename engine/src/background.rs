@@ -1,5 +1,5 @@
 //! The background threads of a database: the checkpointer (size and idle
-//! checkpoints), the compactor (automatic compaction) and the flusher of
+//! checkpoints, and the fsyncs a data-file rollover owes), the compactor (automatic compaction) and the flusher of
 //! `Fsync::EveryMs`. Each holds the database weakly or is stopped by
 //! `Db::close`/drop, and none holds the write lock across an fsync.
 
@@ -35,7 +35,7 @@ pub(crate) fn spawn_checkpointer(inner: Arc<Inner>) -> JoinHandle<()> {
             if changed {
                 inner.ckpt_sleeping.store(false, Ordering::SeqCst);
             }
-            if !sig.due && !sig.stop {
+            if !sig.due && !sig.stop && !sig.seal {
                 sig = match changed {
                     true => {
                         let idle = Duration::from_millis(CHECKPOINT_IDLE_MS);
@@ -53,6 +53,14 @@ pub(crate) fn spawn_checkpointer(inner: Arc<Inner>) -> JoinHandle<()> {
             inner.ckpt_sleeping.store(false, Ordering::SeqCst);
             if sig.stop {
                 return;
+            }
+            if std::mem::take(&mut sig.seal) {
+                drop(sig);
+                // A failure latches the database read-only.
+                if inner.writable().is_ok() {
+                    let _ = inner.finish_seal();
+                }
+                continue;
             }
             let asked = std::mem::take(&mut sig.due);
             drop(sig);

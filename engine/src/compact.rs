@@ -26,8 +26,9 @@
 //! rebuilds the tables from the log unless the final checkpoint was taken.
 
 use crate::compact_copy::{copy, DroppedNewest, Output};
+use crate::dir::{data_path, sync_dir};
 use crate::error::{CodecError, Error, IoContext, Result};
-use crate::files::{data_path, sync_dir, DataFile};
+use crate::files::DataFile;
 use crate::inner::{lock, Inner};
 use crate::limits::FILE_HEADER_BYTES;
 use crate::location::Location;
@@ -79,7 +80,8 @@ struct Sealed {
 fn seal(inner: &Inner) -> Result<Sealed> {
     // Most of the sealed file is made durable here, without the lock.
     inner.sync()?;
-    inner.mutate(|core| {
+    // (A size no record fits in front of: wait for a pending seal first.)
+    inner.mutate(usize::MAX / 2, |core| {
         if core.meta.keysize < 6 {
             return Err(Error::BadOptions {
                 detail: format!(

@@ -6,8 +6,8 @@
 //! Outputs are written with `pwrite` and fsynced (each, then the directory)
 //! before the commit.
 
+use crate::dir::{create_with_header, sync_dir};
 use crate::error::{CodecError, Error, IoContext, Result};
-use crate::files::{create_with_header, sync_dir};
 use crate::inner::Inner;
 use crate::limits::{FILE_HEADER_BYTES, RECORD_HEADER_BYTES};
 use crate::location::Location;

@@ -158,6 +158,8 @@ impl Db {
             last_compaction,
             tombstone_horizon: core.tombstone_horizon,
             checkpoint_seq: core.meta.seq,
+            write_lock_hold_max_us: self.inner.write_hold_max_us(),
+            rollover_stalls: core.log.seal_stalls,
         }
     }
 

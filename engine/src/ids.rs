@@ -39,7 +39,7 @@ impl Ids<'_> {
             self.check_id(id)?;
         }
         let ids_max = self.db.inner.opts.ids_max;
-        let (id, end) = self.db.inner.mutate(|core| {
+        let (id, end) = self.db.inner.mutate(data.len(), |core| {
             let id = match (core.meta.incremental, id) {
                 (true, None) => {
                     if core.next_id > ids_max {
@@ -109,7 +109,7 @@ impl Ids<'_> {
     /// Makes `id` read as absent; `None` if it already did.
     pub fn delete(&self, id: u32) -> Result<Option<Seq>> {
         self.check_id(id)?;
-        let done = self.db.inner.mutate(|core| {
+        let done = self.db.inner.mutate(crate::limits::KEY_BYTES_MAX, |core| {
             let Some((_, h, key)) = core.current(id)? else {
                 return Ok(None);
             };

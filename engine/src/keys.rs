@@ -24,21 +24,32 @@ impl Db {
         Self::check_key(key)?;
         self.check_value(value)?;
         let ids_max = self.inner.opts.ids_max;
-        let (seq, end) = self.inner.mutate(|core| {
-            let id = match core.find_key(key)? {
-                Some((id, _)) => id,
-                None => core.new_key_id(key, ids_max)?,
-            };
-            core.append(Write {
-                id,
-                key,
-                kind: RecordKind::Put,
-                value,
-                seq: None,
-            })
-        })?;
-        self.inner.durable(end)?;
-        Ok(seq)
+        loop {
+            let done = self.inner.mutate(key.len() + value.len(), |core| {
+                let id = match core.find_key(key)? {
+                    Some((id, _)) => id,
+                    // A new key waits for the key index to grow, outside
+                    // the lock (`Inner::grow_index`).
+                    None if core.keys.needs_grow() => return Ok(None),
+                    None => core.new_key_id(key, ids_max)?,
+                };
+                core.append(Write {
+                    id,
+                    key,
+                    kind: RecordKind::Put,
+                    value,
+                    seq: None,
+                })
+                .map(Some)
+            })?;
+            match done {
+                Some((seq, end)) => {
+                    self.inner.durable(end)?;
+                    return Ok(seq);
+                }
+                None => self.inner.grow_index()?,
+            }
+        }
     }
 
     /// The value of `key`, or `None`.
@@ -74,7 +85,7 @@ impl Db {
     /// (then nothing is written).
     pub fn delete(&self, key: &[u8]) -> Result<Option<Seq>> {
         Self::check_key(key)?;
-        let done = self.inner.mutate(|core| {
+        let done = self.inner.mutate(key.len(), |core| {
             let Some((id, _)) = core.find_key(key)? else {
                 return Ok(None);
             };
@@ -151,33 +162,49 @@ impl Db {
                 max: self.inner.opts.ids_max,
             });
         }
-        let done = self.inner.mutate(|core| {
-            if r.seq <= core.seq {
-                return Ok(None);
+        loop {
+            let done = self.inner.mutate(r.key.len() + r.value.len(), |core| {
+                if r.seq <= core.seq {
+                    return Ok(Applied::Old);
+                }
+                if !bind_applied(core, r)? {
+                    return Ok(Applied::GrowIndex);
+                }
+                let w = Write {
+                    id: r.id,
+                    key: &r.key,
+                    kind: r.kind,
+                    value: &r.value,
+                    seq: Some(r.seq),
+                };
+                core.append(w).map(|(_, end)| Applied::Written(end))
+            })?;
+            match done {
+                Applied::Written(end) => {
+                    self.inner.durable(end)?;
+                    return Ok(true);
+                }
+                Applied::Old => return Ok(false),
+                Applied::GrowIndex => self.inner.grow_index()?,
             }
-            bind_applied(core, r)?;
-            let w = Write {
-                id: r.id,
-                key: &r.key,
-                kind: r.kind,
-                value: &r.value,
-                seq: Some(r.seq),
-            };
-            core.append(w).map(Some)
-        })?;
-        match done {
-            Some((_, end)) => {
-                self.inner.durable(end)?;
-                Ok(true)
-            }
-            None => Ok(false),
         }
     }
 }
 
+/// What `apply` did under the lock.
+enum Applied {
+    /// The record's seq is not above this database's: nothing written.
+    Old,
+    /// The key index must grow before the record's key can be bound.
+    GrowIndex,
+    /// Written; the log position after it.
+    Written(u64),
+}
+
 /// Checks that applying `r` keeps every key bound to one id and binds its
-/// key here if it is new (records the slot in the key index).
-fn bind_applied(core: &mut Core, r: &Record) -> Result<()> {
+/// key here if it is new (records the slot in the key index). False if the
+/// key index must grow first (nothing done).
+fn bind_applied(core: &mut Core, r: &Record) -> Result<bool> {
     if r.key.is_empty() {
         if let Some((_, _, k)) = core.current(r.id)? {
             if !k.is_empty() {
@@ -186,7 +213,7 @@ fn bind_applied(core: &mut Core, r: &Record) -> Result<()> {
                 });
             }
         }
-        return Ok(());
+        return Ok(true);
     }
     match core.find_key(&r.key)? {
         // The key's old id ends in a delete: the source dropped that delete
@@ -203,7 +230,7 @@ fn bind_applied(core: &mut Core, r: &Record) -> Result<()> {
                 ),
             })
         }
-        Some(_) => return Ok(()),
+        Some(_) => return Ok(true),
         None => {
             if let Some((_, _, k)) = core.current(r.id)? {
                 if k != r.key.as_slice() {
@@ -214,7 +241,11 @@ fn bind_applied(core: &mut Core, r: &Record) -> Result<()> {
             }
         }
     }
+    if core.keys.needs_grow() {
+        return Ok(false);
+    }
     let io = core.log.io.clone();
     let hash = key_hash(&r.key, core.keys.seed);
-    core.keys.insert(hash, r.id, &*io)
+    core.keys.insert(hash, r.id, &*io)?;
+    Ok(true)
 }

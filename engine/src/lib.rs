@@ -40,6 +40,8 @@ mod compact_copy;
 #[cfg(feature = "std")]
 mod db;
 #[cfg(feature = "std")]
+mod dir;
+#[cfg(feature = "std")]
 mod files;
 #[cfg(feature = "std")]
 mod ids;

@@ -7,8 +7,8 @@
 //! old files it lists. Without it, `.compact` files are leftovers of one that
 //! never happened.
 
+use crate::dir::{data_path, read_if_exists, replace_file, sync_dir};
 use crate::error::{Error, IoContext, Result};
-use crate::files::{data_path, read_if_exists, replace_file, sync_dir};
 use crate::io::FileIo;
 use crate::tables::Marker;
 use std::fs;

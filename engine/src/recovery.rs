@@ -8,8 +8,9 @@
 //! a power cut) and the file is truncated, so no byte is destroyed and no
 //! corrupt value is ever served.
 
+use crate::dir::{data_path, read_if_exists, sync_dir};
 use crate::error::{CodecError, Error, IoContext, Result};
-use crate::files::{data_path, read_if_exists, sync_dir, DataFile, Log};
+use crate::files::{DataFile, Log};
 use crate::hash::key_hash;
 use crate::io::{FileIo, OpenMode};
 use crate::keyindex::KeyIndex;

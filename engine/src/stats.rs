@@ -54,6 +54,12 @@ pub struct Stats {
     /// Seq as of the last checkpoint: a crash now would replay the records
     /// after it.
     pub checkpoint_seq: Seq,
+    /// Longest hold of the write lock since open, in microseconds (`None`
+    /// unless built with the `lock-stats` feature).
+    pub write_lock_hold_max_us: Option<u64>,
+    /// Rollovers that had to run the previous rollover's fsyncs under the
+    /// write lock because a data file filled before they ran.
+    pub rollover_stalls: u64,
 }
 
 /// What one compaction did.

@@ -108,7 +108,7 @@ fn each_operation_of_a_rollover_can_fail() -> Result<(), Error> {
         let calls = io.calls(op);
         io.arm(op, 1);
         let e = put_all(&db, 10..2000, 0, &mut acked).expect("the rollover never failed");
-        assert_eq!(io.calls(op), calls + 1, "{case}: failed elsewhere");
+        assert!(io.calls(op) > calls, "{case}: failed elsewhere");
         assert_failed_at(&e, fragment, &case);
         let again = db.put(b"after", b"x").unwrap_err();
         assert!(matches!(again, Error::ReadOnly { .. }), "{case}: {again}");
