@@ -108,6 +108,7 @@ impl Inner {
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Core> {
         self.core.read().unwrap_or_else(|p| p.into_inner())
     }
+    #[track_caller]
     pub(crate) fn write(&self) -> WriteGuard<'_> {
         let guard = self.core.write().unwrap_or_else(|p| p.into_inner());
         WriteGuard {
@@ -116,6 +117,8 @@ impl Inner {
             since: std::time::Instant::now(),
             #[cfg(feature = "lock-stats")]
             max_us: &self.hold_max_us,
+            #[cfg(feature = "lock-stats")]
+            at: std::panic::Location::caller(),
         }
     }
     /// The longest the write lock was held, in microseconds (with the
@@ -307,13 +310,17 @@ impl Inner {
                 from = to;
             }
             grown.finish(&self.dir, io)?;
-            let mut core = self.write();
-            assert_eq!(
-                (core.keys.slots, core.keys.used),
-                (slots, used),
-                "a key was inserted while the key index grew"
-            );
-            core.keys.replace(grown);
+            let old = {
+                let mut core = self.write();
+                assert_eq!(
+                    (core.keys.slots, core.keys.used),
+                    (slots, used),
+                    "a key was inserted while the key index grew"
+                );
+                core.keys.replace(grown)
+            };
+            // Unmapping the old table takes milliseconds: not under the lock.
+            drop(old);
             Ok(())
         })();
         if let Err(e) = &result {
@@ -346,6 +353,8 @@ pub(crate) struct WriteGuard<'a> {
     since: std::time::Instant,
     #[cfg(feature = "lock-stats")]
     max_us: &'a AtomicUsize,
+    #[cfg(feature = "lock-stats")]
+    at: &'static std::panic::Location<'static>,
 }
 
 impl std::ops::Deref for WriteGuard<'_> {
@@ -365,7 +374,12 @@ impl std::ops::DerefMut for WriteGuard<'_> {
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
         let us = self.since.elapsed().as_micros().min(usize::MAX as u128) as usize;
-        self.max_us.fetch_max(us, Ordering::Relaxed);
+        if self.max_us.fetch_max(us, Ordering::Relaxed) < us {
+            log::debug!(
+                "longest write-lock hold so far: {us} us, taken at {}",
+                self.at
+            );
+        }
     }
 }
 

@@ -249,18 +249,20 @@ impl KeyIndex {
     }
 
     /// Takes `grown` (complete, durable and renamed over `keys.idx`) as the
-    /// table.
-    pub fn replace(&mut self, grown: Grown) {
+    /// table; returns the old table's file and mapping, for the caller to
+    /// drop (unmap) without its lock.
+    pub fn replace(&mut self, grown: Grown) -> (Arc<File>, MmapMut) {
         log::debug!(
             "key index grew to {} slots ({} used)",
             grown.slots,
             grown.used
         );
-        self.file = Arc::new(grown.file);
-        self.map = grown.map;
+        let file = std::mem::replace(&mut self.file, Arc::new(grown.file));
+        let map = std::mem::replace(&mut self.map, grown.map);
         self.pending.clear();
         self.slots = grown.slots;
         self.used = grown.used;
+        (file, map)
     }
 
     /// Doubles the table at once (see [`Grown`]); at open, where nothing
@@ -270,7 +272,7 @@ impl KeyIndex {
         let mut grown = Grown::create(&self.dir, self.seed, self.slots, io)?;
         self.copy_into(&mut grown, 0, self.slots);
         grown.finish(&self.dir, io)?;
-        self.replace(grown);
+        drop(self.replace(grown));
         Ok(())
     }
 
