@@ -7,14 +7,15 @@
 //! at a checkpoint and on close. Readers read the buffer for locations past
 //! the written length, so a record is readable as soon as it is appended.
 
+use crate::dir::{create_with_header, data_path, sync_dir};
 use crate::error::{Error, IoContext, Result};
-use crate::io::FileIo;
-use crate::limits::{FILE_HEADER_BYTES, FILE_NUMBER_MAX};
+use crate::io::{FileIo, OpenMode};
+use crate::limits::{FILE_HEADER_BYTES, FILE_NUMBER_MAX, RECORD_HEADER_BYTES};
 use crate::location::Location;
 use crate::record::{self, Decoded, Seq};
 use crate::tables::FileHeader;
 use memmap2::{Mmap, MmapOptions};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -33,61 +34,37 @@ pub const WRITE_BUFFER_BYTES: usize = 64 << 10;
 /// one zero `pwrite` per ~1,300 records of 200 bytes.
 pub const PREALLOC_BYTES: u32 = 256 << 10;
 
-/// The path of data file `n`.
-pub fn data_path(dir: &Path, n: u16) -> PathBuf {
-    dir.join(format!("{n}.db"))
+/// The fsyncs a rollover owes: the sealed file's tail (and its trimmed
+/// size), the new file's header and the directory entry that names it.
+/// They run without the write lock — on the checkpoint thread, or first in
+/// whatever makes the log durable next (a commit, `sync`, a checkpoint).
+///
+/// Invariant: at most one rollover's fsyncs are pending (`Log::roll` runs
+/// the previous ones first if they are still owed), and nothing is
+/// acknowledged durable or named by a checkpoint past a pending seal. So
+/// after a crash only the newest file, and the tail of the one before it,
+/// can miss bytes; recovery cuts the log at the first gap and keeps the
+/// bytes after it aside, which leaves a prefix of the writes.
+#[derive(Clone, Debug)]
+pub struct Seal {
+    /// The file that was full.
+    pub sealed: Arc<File>,
+    /// The file that follows it.
+    pub created: Arc<File>,
+    /// Counts rollovers: which one this is.
+    pub number: u64,
 }
 
-/// fsyncs a directory so a created or renamed entry survives power loss.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .ctx(|| format!("fsync directory {}", dir.display()))
-}
-
-/// Replaces `dir/name` atomically: writes `dir/name.tmp`, fsyncs it,
-/// renames it over `name`, fsyncs the directory.
-pub fn replace_file(dir: &Path, name: &str, bytes: &[u8], io: &dyn FileIo) -> Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let path = dir.join(name);
-    let f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .ctx(|| format!("create {}", tmp.display()))?;
-    io.write_at(&f, bytes, 0)
-        .ctx(|| format!("write {}", tmp.display()))?;
-    io.sync_data(&f)
-        .ctx(|| format!("fsync {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path)
-        .ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
-    sync_dir(dir)
-}
-
-/// The bytes of `path`, or `None` if it does not exist.
-pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::Io {
-            context: format!("read {}", path.display()),
-            source: e,
-        }),
+impl Seal {
+    /// Runs the fsyncs (sealed file first, so a crash in between leaves at
+    /// most a cut, never a hole followed by records).
+    pub fn sync(&self, dir: &Path, io: &dyn FileIo) -> Result<()> {
+        io.sync_data(&self.sealed)
+            .ctx(|| format!("fsync a sealed data file in {}", dir.display()))?;
+        io.sync_data(&self.created)
+            .ctx(|| format!("fsync a new data file in {}", dir.display()))?;
+        sync_dir(dir, io)
     }
-}
-
-/// Creates file `path` (it must not exist) and writes a data-file header.
-pub fn create_with_header(path: &Path, header: &FileHeader, io: &dyn FileIo) -> Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .ctx(|| format!("create {}", path.display()))?;
-    io.write_at(&file, &header.encode(), 0)
-        .ctx(|| format!("write header of {}", path.display()))?;
-    Ok(file)
 }
 
 pub struct DataFile {
@@ -104,11 +81,9 @@ pub struct DataFile {
 
 impl DataFile {
     /// Opens an existing data file of `len` bytes.
-    pub fn open(path: PathBuf, file_size: u32) -> Result<DataFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
+    pub fn open(path: PathBuf, file_size: u32, io: &dyn FileIo) -> Result<DataFile> {
+        let file = io
+            .open(&path, OpenMode::Existing)
             .ctx(|| format!("open {}", path.display()))?;
         let len = file
             .metadata()
@@ -148,15 +123,28 @@ impl DataFile {
         file_size: u32,
         io: &dyn FileIo,
     ) -> Result<DataFile> {
+        let f = DataFile::create_unsynced(dir, n, first_seq, file_size, io)?;
+        io.sync_data(&f.file)
+            .ctx(|| format!("fsync {}", f.path.display()))?;
+        sync_dir(dir, io)?;
+        Ok(f)
+    }
+
+    /// Creates data file `n` with its header; the caller makes the file and
+    /// its directory entry durable (see [`Seal`]).
+    pub fn create_unsynced(
+        dir: &Path,
+        n: u16,
+        first_seq: Seq,
+        file_size: u32,
+        io: &dyn FileIo,
+    ) -> Result<DataFile> {
         let path = data_path(dir, n);
         let header = FileHeader {
             file_no: n,
             first_seq,
         };
         let file = create_with_header(&path, &header, io)?;
-        io.sync_data(&file)
-            .ctx(|| format!("fsync {}", path.display()))?;
-        sync_dir(dir)?;
         let map = map_file(&file, file_size, &path)?;
         Ok(DataFile {
             file: Arc::new(file),
@@ -212,6 +200,14 @@ pub struct Log {
     /// Changes whenever files leave the log order (a compaction commits), so
     /// an iterator holding a file number knows to find its place again.
     pub generation: u64,
+    /// The fsyncs the last rollover still owes, if any.
+    pub unsealed: Option<Seal>,
+    /// Rollovers since open.
+    pub rollovers: u64,
+    /// Rollovers that found the previous one's fsyncs still owed and ran
+    /// them under the write lock (a data file filled faster than the
+    /// previous one was synced).
+    pub seal_stalls: u64,
 }
 
 impl Log {
@@ -228,6 +224,9 @@ impl Log {
             prealloc: false,
             appended: 0,
             generation: 0,
+            unsealed: None,
+            rollovers: 0,
+            seal_stalls: 0,
         };
         for f in files {
             log.order.push(f.header.file_no);
@@ -418,21 +417,50 @@ impl Log {
     }
 
     /// Seals the newest file and starts a new one whose records have seqs
-    /// from `next_seq` on.
-    ///
-    /// The sealed file is made durable before any record goes to the next:
-    /// recovery then only ever finds an unsynced tail in the newest file,
-    /// never a hole in an older one followed by newer records.
+    /// from `next_seq` on. No fsync runs here (the caller holds the write
+    /// lock): the rollover's fsyncs are left in `unsealed` (see [`Seal`]),
+    /// unless the previous rollover's are still owed — those run first.
     pub fn roll(&mut self, next_seq: Seq) -> Result<()> {
         self.trim()?;
-        let full = self.last();
-        self.io
-            .sync_data(&full.file)
-            .ctx(|| format!("fsync {}", full.path.display()))?;
+        if let Some(owed) = self.unsealed.take() {
+            self.seal_stalls += 1;
+            log::debug!(
+                "{}: a data file filled before the previous was synced",
+                self.dir.display()
+            );
+            if let Err(e) = owed.sync(&self.dir, &*self.io) {
+                self.unsealed = Some(owed);
+                return Err(e);
+            }
+        }
+        let full = self.last().file.clone();
         let n = self.free_number()?;
-        let f = DataFile::create(&self.dir, n, next_seq, self.file_size, &*self.io)?;
+        let f = DataFile::create_unsynced(&self.dir, n, next_seq, self.file_size, &*self.io)?;
+        self.rollovers += 1;
+        self.unsealed = Some(Seal {
+            sealed: full,
+            created: f.file.clone(),
+            number: self.rollovers,
+        });
         self.add(f);
         Ok(())
+    }
+
+    /// True if a record with `bytes` of key and value would roll over
+    /// while the last rollover's fsyncs are still owed.
+    pub fn roll_must_wait(&self, bytes: usize) -> bool {
+        self.unsealed.is_some()
+            && (self.end().offset as usize)
+                .saturating_add(RECORD_HEADER_BYTES)
+                .saturating_add(bytes)
+                > self.file_size as usize
+    }
+
+    /// Rollover `number`'s fsyncs ran: it is no longer owed.
+    pub fn sealed(&mut self, number: u64) {
+        if self.unsealed.as_ref().is_some_and(|s| s.number == number) {
+            self.unsealed = None;
+        }
     }
 
     /// Writes the buffer to the newest file. On error the buffer is kept, so
@@ -501,8 +529,8 @@ impl Log {
             .as_mut()
             .expect("the log always has a data file");
         if last.alloc > last.len {
-            last.file
-                .set_len(last.len as u64)
+            self.io
+                .set_len(&last.file, last.len as u64)
                 .ctx(|| format!("truncate {} to {}", last.path.display(), last.len))?;
             last.alloc = last.len;
         }
@@ -527,7 +555,7 @@ impl Log {
     /// Replaces file `n` with a fresh handle (after truncation).
     pub fn reopen(&mut self, n: u16) -> Result<()> {
         let path = self.file(n).expect("reopened file is open").path.clone();
-        let f = DataFile::open(path, self.file_size)?;
+        let f = DataFile::open(path, self.file_size, &*self.io)?;
         self.slots[n as usize] = Some(f);
         Ok(())
     }

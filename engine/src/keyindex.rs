@@ -10,14 +10,14 @@
 //! key comparison, and replay re-inserts the keys written since the last
 //! checkpoint. The table doubles into a new file renamed over the old one.
 
+use crate::dir::sync_dir;
 use crate::error::{Error, IoContext, Result};
-use crate::files::sync_dir;
-use crate::io::FileIo;
+use crate::io::{FileIo, OpenMode};
 use crate::limits::{INDEX_LOAD_PERCENT_MAX, INDEX_SLOTS_MIN, SLOT_BYTES, TABLE_HEADER_BYTES};
 use crate::lookup::{map_mut, write_coalesced, SlotMap};
 use crate::tables::{decode_slot, encode_slot, TableHeader, INDEX_MAGIC};
 use memmap2::MmapMut;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -54,7 +54,7 @@ impl KeyIndex {
     /// Creates an empty index with `slots` slots (replacing any file there).
     pub fn create(dir: &Path, seed: u64, slots: u64, io: &dyn FileIo) -> Result<KeyIndex> {
         let (file, map) = Self::create_file(&Self::path(dir), seed, slots, io)?;
-        sync_dir(dir)?;
+        sync_dir(dir, io)?;
         Ok(KeyIndex {
             dir: dir.to_path_buf(),
             file: Arc::new(file),
@@ -68,14 +68,10 @@ impl KeyIndex {
 
     fn create_file(path: &Path, seed: u64, slots: u64, io: &dyn FileIo) -> Result<(File, MmapMut)> {
         assert!(slots.is_power_of_two());
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
+        let file = io
+            .open(path, OpenMode::Truncate)
             .ctx(|| format!("create {}", path.display()))?;
-        file.set_len(TABLE_HEADER_BYTES as u64 + slots * SLOT_BYTES as u64)
+        io.set_len(&file, TABLE_HEADER_BYTES as u64 + slots * SLOT_BYTES as u64)
             .ctx(|| format!("size {}", path.display()))?;
         let header = TableHeader {
             width: SLOT_BYTES as u8,
@@ -92,12 +88,10 @@ impl KeyIndex {
     /// slot count comes from the file (it may have grown after the last
     /// checkpoint) and the used count is recounted, since a crash can leave
     /// slots the checkpoint did not count.
-    pub fn open(dir: &Path, seed: u64) -> Result<KeyIndex> {
+    pub fn open(dir: &Path, seed: u64, io: &dyn FileIo) -> Result<KeyIndex> {
         let path = Self::path(dir);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
+        let file = io
+            .open(&path, OpenMode::Existing)
             .ctx(|| format!("open {}", path.display()))?;
         let len = file
             .metadata()
@@ -237,43 +231,48 @@ impl KeyIndex {
         Ok(())
     }
 
-    /// Doubles the table into `keys.idx.new`, fsyncs it and renames it over
-    /// the old one. Stale slots are copied too (they are harmless), and the
-    /// pending ones.
-    fn grow(&mut self, io: &dyn FileIo) -> Result<()> {
-        let slots = (self.slots * 2).max(INDEX_SLOTS_MIN);
-        let tmp = self.dir.join("keys.idx.new");
-        let (file, mut map) = Self::create_file(&tmp, self.seed, slots, io)?;
-        let mask = slots - 1;
-        let mut used = 0;
-        for s in 0..self.slots {
+    /// True when the table must double before the next insert (it would
+    /// be more than `INDEX_LOAD_PERCENT_MAX` full).
+    pub fn needs_grow(&self) -> bool {
+        (self.used + 1) * 100 > self.slots * INDEX_LOAD_PERCENT_MAX
+    }
+
+    /// Copies slots `from..to` (file or pending; stale ones too, they are
+    /// harmless) into the doubled table `grown`.
+    pub fn copy_into(&self, grown: &mut Grown, from: u64, to: u64) {
+        for s in from..to.min(self.slots) {
             let (h, id) = self.entry(s);
-            if h == 0 {
-                continue;
+            if h != 0 {
+                grown.place(h, id);
             }
-            let mut i = h & mask;
-            loop {
-                let at = TABLE_HEADER_BYTES + i as usize * SLOT_BYTES;
-                if decode_slot(&map[at..at + SLOT_BYTES]).0 == 0 {
-                    map[at..at + SLOT_BYTES].copy_from_slice(&encode_slot(h, id));
-                    break;
-                }
-                i = (i + 1) & mask;
-            }
-            used += 1;
         }
-        io.sync_data(&file)
-            .ctx(|| format!("fsync {}", tmp.display()))?;
-        let path = Self::path(&self.dir);
-        std::fs::rename(&tmp, &path)
-            .ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
-        sync_dir(&self.dir)?;
-        log::debug!("key index grew to {slots} slots ({used} used)");
-        self.file = Arc::new(file);
-        self.map = map;
+    }
+
+    /// Takes `grown` (complete, durable and renamed over `keys.idx`) as the
+    /// table; returns the old table's file and mapping, for the caller to
+    /// drop (unmap) without its lock.
+    pub fn replace(&mut self, grown: Grown) -> (Arc<File>, MmapMut) {
+        log::debug!(
+            "key index grew to {} slots ({} used)",
+            grown.slots,
+            grown.used
+        );
+        let file = std::mem::replace(&mut self.file, Arc::new(grown.file));
+        let map = std::mem::replace(&mut self.map, grown.map);
         self.pending.clear();
-        self.slots = slots;
-        self.used = used;
+        self.slots = grown.slots;
+        self.used = grown.used;
+        (file, map)
+    }
+
+    /// Doubles the table at once (see [`Grown`]); at open, where nothing
+    /// runs concurrently. A running database grows it without its lock
+    /// (`Inner::grow_index`).
+    fn grow(&mut self, io: &dyn FileIo) -> Result<()> {
+        let mut grown = Grown::create(&self.dir, self.seed, self.slots, io)?;
+        self.copy_into(&mut grown, 0, self.slots);
+        grown.finish(&self.dir, io)?;
+        drop(self.replace(grown));
         Ok(())
     }
 
@@ -284,6 +283,60 @@ impl KeyIndex {
 
     pub fn file_bytes(&self) -> u64 {
         TABLE_HEADER_BYTES as u64 + self.slots * SLOT_BYTES as u64
+    }
+}
+
+/// A doubled key index being built in `keys.idx.new`: filled from the
+/// old table, fsynced, then renamed over `keys.idx`. Until the rename is
+/// durable a crash leaves the old table, which holds every slot a
+/// checkpoint counted; after it, the new one holds them too (it was fsynced
+/// first).
+pub struct Grown {
+    path: PathBuf,
+    file: File,
+    map: MmapMut,
+    slots: u64,
+    used: u64,
+}
+
+impl Grown {
+    /// An empty table of twice `slots` slots in `keys.idx.new`.
+    pub fn create(dir: &Path, seed: u64, slots: u64, io: &dyn FileIo) -> Result<Grown> {
+        let slots = (slots * 2).max(INDEX_SLOTS_MIN);
+        let path = dir.join("keys.idx.new");
+        let (file, map) = KeyIndex::create_file(&path, seed, slots, io)?;
+        Ok(Grown {
+            path,
+            file,
+            map,
+            slots,
+            used: 0,
+        })
+    }
+
+    fn place(&mut self, hash: u64, id: u32) {
+        let mask = self.slots - 1;
+        let mut i = hash & mask;
+        loop {
+            let at = TABLE_HEADER_BYTES + i as usize * SLOT_BYTES;
+            if decode_slot(&self.map[at..at + SLOT_BYTES]).0 == 0 {
+                self.map[at..at + SLOT_BYTES].copy_from_slice(&encode_slot(hash, id));
+                self.used += 1;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// fsyncs the table, renames it over `keys.idx` and fsyncs the
+    /// directory.
+    pub fn finish(&self, dir: &Path, io: &dyn FileIo) -> Result<()> {
+        io.sync_data(&self.file)
+            .ctx(|| format!("fsync {}", self.path.display()))?;
+        let to = KeyIndex::path(dir);
+        io.rename(&self.path, &to)
+            .ctx(|| format!("rename {} to {}", self.path.display(), to.display()))?;
+        sync_dir(dir, io)
     }
 }
 
@@ -319,10 +372,10 @@ mod tests {
         assert_eq!(index.pending.len(), 100, "not written at KEY_PENDING_MAX");
         let pending = index.pending.len() as u64;
         // What the file holds: every slot but the pending ones.
-        let on_disk = KeyIndex::open(&dir, 7).expect("open");
+        let on_disk = KeyIndex::open(&dir, 7, &RealIo).expect("open");
         assert_eq!(on_disk.used, n - pending);
         index.write_pending(&RealIo).expect("write");
-        let on_disk = KeyIndex::open(&dir, 7).expect("open");
+        let on_disk = KeyIndex::open(&dir, 7, &RealIo).expect("open");
         assert_eq!(on_disk.used, n);
         for i in 1..=n {
             assert_eq!(on_disk.find(hash(i), |id| id == i as u32), Some(i as u32));

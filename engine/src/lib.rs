@@ -30,21 +30,45 @@ pub mod record;
 pub mod tables;
 
 #[cfg(feature = "std")]
+mod background;
+#[cfg(feature = "std")]
+mod commit;
+#[cfg(feature = "std")]
 mod compact;
+#[cfg(feature = "std")]
+mod compact_copy;
 #[cfg(feature = "std")]
 mod db;
 #[cfg(feature = "std")]
+mod dir;
+#[cfg(feature = "std")]
 mod files;
+#[cfg(feature = "std")]
+mod ids;
+#[cfg(feature = "std")]
+mod inner;
 #[cfg(feature = "std")]
 pub mod io;
 #[cfg(feature = "std")]
 mod keyindex;
 #[cfg(feature = "std")]
+mod keys;
+#[cfg(feature = "std")]
+mod log_iter;
+#[cfg(feature = "std")]
 mod lookup;
+#[cfg(feature = "std")]
+mod marker;
+#[cfg(feature = "std")]
+mod options;
+#[cfg(feature = "std")]
+mod random;
 #[cfg(feature = "std")]
 mod recovery;
 #[cfg(feature = "std")]
 mod state;
+#[cfg(feature = "std")]
+mod stats;
 
 pub use error::CodecError;
 pub use location::Location;
@@ -53,15 +77,24 @@ pub use record::{Record, RecordKind, Seq};
 #[cfg(feature = "std")]
 pub use crate::state::{CHECKPOINT_BYTES_MAX, CHECKPOINT_IDS_MAX};
 #[cfg(feature = "std")]
-pub use compact::CompactReport;
+pub use background::{CHECKPOINT_IDLE_MS, COMPACT_CHECK_MS};
 #[cfg(feature = "std")]
-pub use db::{
-    Db, Fsync, Ids, LogIter, Options, ScanPage, Stats, Version, CHECKPOINT_IDLE_MS,
-    COMPACT_CHECK_MS, SCAN_IDS_PER_CALL_MAX,
-};
+pub use db::Db;
 #[cfg(feature = "std")]
 pub use error::Error;
 #[cfg(feature = "std")]
 pub use files::{PREALLOC_BYTES, WRITE_BUFFER_BYTES};
 #[cfg(feature = "std")]
+pub use ids::Ids;
+#[cfg(feature = "std")]
+pub use keys::SCAN_IDS_PER_CALL_MAX;
+#[cfg(feature = "std")]
+pub use log_iter::LogIter;
+#[cfg(feature = "std")]
+pub use options::{Fsync, Options};
+#[cfg(feature = "std")]
+pub use random::random_u64;
+#[cfg(feature = "std")]
 pub use recovery::Recovery;
+#[cfg(feature = "std")]
+pub use stats::{CompactReport, ScanPage, Stats, Version};

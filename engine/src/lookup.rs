@@ -8,13 +8,13 @@
 //! replaying the log from the checkpoint makes it exact.
 
 use crate::error::{Error, IoContext, Result};
-use crate::io::FileIo;
+use crate::io::{FileIo, OpenMode};
 use crate::limits::TABLE_HEADER_BYTES;
 use crate::location::{decode_entry, encode_entry, Location};
 use crate::tables::{TableHeader, LOOKUP_MAGIC};
 use memmap2::MmapMut;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -75,12 +75,8 @@ impl Lookup {
     /// Creates an empty table (replacing any file there).
     pub fn create(dir: &Path, keysize: u8, io: &dyn FileIo) -> Result<Lookup> {
         let path = Self::path(dir);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
+        let file = io
+            .open(&path, OpenMode::Truncate)
             .ctx(|| format!("create {}", path.display()))?;
         let header = TableHeader {
             width: keysize,
@@ -95,12 +91,10 @@ impl Lookup {
     }
 
     /// Opens the table; an error means it must be rebuilt from the log.
-    pub fn open(dir: &Path, keysize: u8) -> Result<Lookup> {
+    pub fn open(dir: &Path, keysize: u8, io: &dyn FileIo) -> Result<Lookup> {
         let path = Self::path(dir);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
+        let file = io
+            .open(&path, OpenMode::Existing)
             .ctx(|| format!("open {}", path.display()))?;
         Self::open_file(path, file, keysize)
     }
@@ -206,8 +200,7 @@ impl Lookup {
                 .max(GROW_IDS_MIN)
                 .min(u32::MAX as u64 + 1);
             let len = TABLE_HEADER_BYTES as u64 + capacity * self.keysize as u64;
-            self.file
-                .set_len(len)
+            io.set_len(&self.file, len)
                 .ctx(|| format!("grow {} to {len} bytes", self.path.display()))?;
             self.map = map_mut(&self.file, &self.path)?;
             self.capacity = capacity;

@@ -8,21 +8,24 @@
 //! a power cut) and the file is truncated, so no byte is destroyed and no
 //! corrupt value is ever served.
 
-use crate::compact;
-use crate::db::Options;
-use crate::error::{Error, IoContext, Result};
-use crate::files::{data_path, read_if_exists, sync_dir, DataFile, Log};
+use crate::dir::{data_path, read_if_exists, sync_dir};
+use crate::error::{CodecError, Error, IoContext, Result};
+use crate::files::{DataFile, Log};
 use crate::hash::key_hash;
+use crate::io::{FileIo, OpenMode};
 use crate::keyindex::KeyIndex;
 use crate::limits::{FILE_HEADER_BYTES, INDEX_SLOTS_MIN, META_BYTES};
 use crate::location::Location;
 use crate::lookup::Lookup;
+use crate::marker::{finish_or_undo, remove_marker};
+use crate::options::Options;
+use crate::random::random_u64;
 use crate::record;
 use crate::state::{write_meta, Core};
-use crate::tables::Meta;
+use crate::tables::{Marker, Meta};
 use std::fs;
-use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
 /// What `open` found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,6 +45,8 @@ pub struct Recovery {
     pub rebuilt: bool,
 }
 
+/// Opens (or creates) the database in `dir`: the state to serve from and
+/// what recovery did.
 pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
     let io = opts.io.clone();
     let meta_path = dir.join("meta");
@@ -55,7 +60,7 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
     };
     // A compaction that wrote its marker is finished here; one that did not
     // left only `.compact` files, which are removed.
-    let marker = compact::finish_or_undo(dir)?;
+    let marker = finish_or_undo(dir, &*io)?;
     let numbers = data_file_numbers(dir)?;
     let mut report = Recovery::default();
     let mut meta = match stored {
@@ -76,87 +81,17 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
         }
     };
     if numbers.is_empty() {
-        let f = DataFile::create(dir, 0, 1, meta.file_size, &*io)?;
-        let log = Log::new(dir.to_path_buf(), meta.file_size, vec![f], io);
-        let lookup = Lookup::create(dir, meta.keysize, &*log.io)?;
-        let keys = KeyIndex::create(dir, meta.hash_seed, INDEX_SLOTS_MIN, &*log.io)?;
-        meta.ckpt = log.end();
-        meta.index_slots = keys.slots;
-        meta.live_bytes = Some(0);
-        meta.file_count = 1;
-        write_meta(dir, &meta, &*log.io)?;
-        let core = core_from(log, lookup, keys, meta);
-        return Ok((core, report));
+        return Ok((create(dir, meta, io)?, report));
     }
-    let files = open_files(dir, &numbers, &meta, &mut report)?;
+    let files = open_files(dir, &numbers, &meta, &mut report, &*io)?;
     let log = Log::new(dir.to_path_buf(), meta.file_size, files, io);
     if let Some(m) = &marker {
-        if meta.compact_id != m.compact_id {
-            log::warn!(
-                "{}: a compaction was interrupted while it switched files; rebuilding the \
-                 tables from the log",
-                dir.display()
-            );
-            report.rebuilt = true;
-        }
-        meta.compact_seq = meta.compact_seq.max(m.compact_seq);
-        meta.tombstone_horizon = meta.tombstone_horizon.max(m.tombstone_horizon);
-        meta.compact_id = m.compact_id;
-        meta.seq = meta.seq.max(m.compact_seq);
-        meta.next_id = meta.next_id.max(m.next_id);
+        follow_marker(&mut meta, m, &mut report, dir);
     }
     if !report.rebuilt {
         check_file_count(&log, &meta)?;
     }
-    let tables = if report.rebuilt {
-        None
-    } else {
-        match (
-            Lookup::open(dir, meta.keysize),
-            KeyIndex::open(dir, meta.hash_seed),
-        ) {
-            (Ok(l), Ok(k)) => Some((l, k)),
-            (l, k) => {
-                let why = l
-                    .err()
-                    .or(k.err())
-                    .map(|e| e.to_string())
-                    .unwrap_or_default();
-                log::warn!(
-                    "rebuilding lookup table and key index of {} from the log: {why}",
-                    dir.display()
-                );
-                None
-            }
-        }
-    };
-    let (lookup, keys) = match tables {
-        Some(t) => t,
-        None => {
-            report.rebuilt = true;
-            // Rebuilding keeps what the log alone may not show: a compaction
-            // may have dropped the newest records (deletes), whose seqs and
-            // ids must never be issued again.
-            meta = Meta {
-                history_id: meta.history_id,
-                hash_seed: meta.hash_seed,
-                compact_seq: meta.compact_seq,
-                tombstone_horizon: meta.tombstone_horizon,
-                compact_id: meta.compact_id,
-                seq: meta.seq.max(meta.compact_seq),
-                next_id: meta.next_id,
-                ..fresh_meta(opts)
-            };
-            (
-                Lookup::create(dir, meta.keysize, &*log.io)?,
-                KeyIndex::create(dir, meta.hash_seed, INDEX_SLOTS_MIN, &*log.io)?,
-            )
-        }
-    };
-    if report.rebuilt {
-        meta.ckpt = Location::NONE;
-        meta.live_bytes = Some(0);
-    }
+    let (lookup, keys) = load_tables(&log, &mut meta, &mut report, opts)?;
     let mut core = core_from(log, lookup, keys, meta);
     replay(&mut core, &mut report)?;
     if meta.live_bytes.is_none() {
@@ -164,7 +99,7 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
     }
     core.checkpoint()?;
     if marker.is_some() {
-        compact::remove_marker(dir)?;
+        remove_marker(dir, &*core.log.io)?;
     }
     if report.replayed > 0 || report.truncated_bytes > 0 || report.zeros_cut > 0 {
         log::info!(
@@ -177,6 +112,90 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
         );
     }
     Ok((core, report))
+}
+
+/// A new database in the empty directory `dir`.
+fn create(dir: &Path, mut meta: Meta, io: Arc<dyn FileIo>) -> Result<Core> {
+    let f = DataFile::create(dir, 0, 1, meta.file_size, &*io)?;
+    let log = Log::new(dir.to_path_buf(), meta.file_size, vec![f], io);
+    let lookup = Lookup::create(dir, meta.keysize, &*log.io)?;
+    let keys = KeyIndex::create(dir, meta.hash_seed, INDEX_SLOTS_MIN, &*log.io)?;
+    meta.ckpt = log.end();
+    meta.index_slots = keys.slots;
+    meta.live_bytes = Some(0);
+    meta.file_count = 1;
+    write_meta(dir, &meta, &*log.io)?;
+    Ok(core_from(log, lookup, keys, meta))
+}
+
+/// A compaction committed (marker `m`) since the checkpoint `meta`: its
+/// counters win, and unless its final checkpoint was taken the tables are
+/// rebuilt from the log.
+fn follow_marker(meta: &mut Meta, m: &Marker, report: &mut Recovery, dir: &Path) {
+    if meta.compact_id != m.compact_id {
+        log::warn!(
+            "{}: a compaction was interrupted while it switched files; rebuilding the \
+             tables from the log",
+            dir.display()
+        );
+        report.rebuilt = true;
+    }
+    meta.compact_seq = meta.compact_seq.max(m.compact_seq);
+    meta.tombstone_horizon = meta.tombstone_horizon.max(m.tombstone_horizon);
+    meta.compact_id = m.compact_id;
+    meta.seq = meta.seq.max(m.compact_seq);
+    meta.next_id = meta.next_id.max(m.next_id);
+}
+
+/// The lookup table and key index as the checkpoint left them, or new empty
+/// ones (and a checkpoint to rebuild them from the whole log) if they are
+/// damaged or a rebuild was decided.
+fn load_tables(
+    log: &Log,
+    meta: &mut Meta,
+    report: &mut Recovery,
+    opts: &Options,
+) -> Result<(Lookup, KeyIndex)> {
+    let dir = log.dir.as_path();
+    let io = &*log.io;
+    if !report.rebuilt {
+        let lookup = Lookup::open(dir, meta.keysize, io);
+        let keys = KeyIndex::open(dir, meta.hash_seed, io);
+        match (lookup, keys) {
+            (Ok(l), Ok(k)) => return Ok((l, k)),
+            (l, k) => {
+                let why = l
+                    .err()
+                    .or(k.err())
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                log::warn!(
+                    "rebuilding lookup table and key index of {} from the log: {why}",
+                    dir.display()
+                );
+            }
+        }
+    }
+    report.rebuilt = true;
+    // Rebuilding keeps what the log alone may not show: a compaction may
+    // have dropped the newest records (deletes), whose seqs and ids must
+    // never be issued again.
+    *meta = Meta {
+        history_id: meta.history_id,
+        hash_seed: meta.hash_seed,
+        compact_seq: meta.compact_seq,
+        tombstone_horizon: meta.tombstone_horizon,
+        compact_id: meta.compact_id,
+        seq: meta.seq.max(meta.compact_seq),
+        next_id: meta.next_id,
+        ckpt: Location::NONE,
+        live_bytes: Some(0),
+        ..fresh_meta(opts)
+    };
+    Ok((
+        Lookup::create(dir, meta.keysize, io)?,
+        KeyIndex::create(dir, meta.hash_seed, INDEX_SLOTS_MIN, io)?,
+    ))
 }
 
 fn core_from(log: Log, lookup: Lookup, keys: KeyIndex, meta: Meta) -> Core {
@@ -271,11 +290,12 @@ fn open_files(
     numbers: &[u16],
     meta: &Meta,
     report: &mut Recovery,
+    io: &dyn FileIo,
 ) -> Result<Vec<DataFile>> {
     let mut files = Vec::with_capacity(numbers.len());
     let mut torn = Vec::new();
     for &n in numbers {
-        let f = DataFile::open(data_path(dir, n), meta.file_size)?;
+        let f = DataFile::open(data_path(dir, n), meta.file_size, io)?;
         if f.header.file_no == n {
             files.push(f);
         } else if f.header.file_no == u16::MAX && n != u16::MAX {
@@ -292,11 +312,12 @@ fn open_files(
         }
         1 => {
             let (n, f) = torn.pop().expect("one torn file");
-            keep_torn(dir, n, 0, f.bytes())?;
+            keep_torn(dir, n, 0, f.bytes(), io)?;
             report.truncated_bytes += f.len as u64;
             report.truncated_at = Some((n, 0));
-            fs::remove_file(&f.path).ctx(|| format!("remove {}", f.path.display()))?;
-            sync_dir(dir)?;
+            io.remove_file(&f.path)
+                .ctx(|| format!("remove {}", f.path.display()))?;
+            sync_dir(dir, io)?;
         }
         _ => return Err(bad_header(&torn[0].1)),
     }
@@ -307,7 +328,7 @@ fn bad_header(f: &DataFile) -> Error {
     Error::Corrupted {
         file: f.path.clone(),
         offset: 0,
-        cause: crate::CodecError::BadField {
+        cause: CodecError::BadField {
             what: "data file header (number or length)",
         },
     }
@@ -354,7 +375,7 @@ fn replay(core: &mut Core, report: &mut Recovery) -> Result<()> {
             return Err(Error::Corrupted {
                 file: file.path.clone(),
                 offset: len as u64,
-                cause: crate::CodecError::BadField {
+                cause: CodecError::BadField {
                     what: "file shorter than the checkpoint says",
                 },
             });
@@ -449,14 +470,19 @@ fn count_live_bytes(core: &Core) -> Result<u64> {
 
 /// Writes `bytes` (the part of file `n` from `from` on) to `torn/` unless
 /// they are all zeros.
-fn keep_torn(dir: &Path, n: u16, from: usize, bytes: &[u8]) -> Result<()> {
+fn keep_torn(dir: &Path, n: u16, from: usize, bytes: &[u8], io: &dyn FileIo) -> Result<()> {
     if bytes.iter().all(|&b| b == 0) {
         return Ok(());
     }
     let torn_dir = dir.join("torn");
-    fs::create_dir_all(&torn_dir).ctx(|| format!("create {}", torn_dir.display()))?;
+    io.create_dir_all(&torn_dir)
+        .ctx(|| format!("create {}", torn_dir.display()))?;
     let keep = torn_dir.join(format!("{n}.db.from-{from}"));
-    fs::write(&keep, bytes).ctx(|| format!("write {}", keep.display()))?;
+    let f = io
+        .open(&keep, OpenMode::Truncate)
+        .ctx(|| format!("create {}", keep.display()))?;
+    io.write_at(&f, bytes, 0)
+        .ctx(|| format!("write {}", keep.display()))?;
     log::warn!(
         "cut {} bytes off {}.db at offset {from} (torn or corrupt tail); they are kept in {}",
         bytes.len(),
@@ -470,53 +496,38 @@ fn keep_torn(dir: &Path, n: u16, from: usize, bytes: &[u8]) -> Result<()> {
 /// to `torn/` unless they are all zeros, and truncates.
 fn cut_tail(log: &mut Log, at: Location, report: &mut Recovery) -> Result<()> {
     let dir = log.dir.clone();
+    let io = log.io.clone();
     let i = log.position(at.file).expect("cut inside a live file");
     let later: Vec<u16> = log.order[i + 1..].to_vec();
     let mut cut = 0u64;
     for &n in later.iter().rev() {
         let f = log.close_file(n).expect("later file is open");
-        keep_torn(&dir, n, 0, f.bytes())?;
+        keep_torn(&dir, n, 0, f.bytes(), &*io)?;
         cut += f.len as u64;
-        fs::remove_file(&f.path).ctx(|| format!("remove {}", f.path.display()))?;
+        io.remove_file(&f.path)
+            .ctx(|| format!("remove {}", f.path.display()))?;
     }
     let f = log.file(at.file).expect("cut inside a live file");
     let tail = &f.bytes()[at.offset as usize..];
-    keep_torn(&dir, at.file, at.offset as usize, tail)?;
+    keep_torn(&dir, at.file, at.offset as usize, tail, &*io)?;
     if tail.iter().all(|&b| b == 0) {
         report.zeros_cut += tail.len() as u64;
     } else {
         cut += tail.len() as u64;
     }
     if at.offset < f.len {
-        f.file
-            .set_len(at.offset as u64)
+        io.set_len(&f.file, at.offset as u64)
             .ctx(|| format!("truncate {}", f.path.display()))?;
-        f.file
-            .sync_all()
+        io.sync_data(&f.file)
             .ctx(|| format!("fsync {}", f.path.display()))?;
     }
-    sync_dir(&dir)?;
+    sync_dir(&dir, &*io)?;
     log.reopen(at.file)?;
     if cut > 0 {
         report.truncated_bytes += cut;
         report.truncated_at = Some((at.file, at.offset));
     }
     Ok(())
-}
-
-/// 64 random bits from the OS, or from time and pid if it has none.
-pub fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    if fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_ok()
-    {
-        return u64::from_le_bytes(b);
-    }
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    crate::hash::hash64(&t.to_le_bytes(), std::process::id() as u64)
 }
 
 const _: () = assert!(META_BYTES < 4096);

@@ -272,6 +272,9 @@ impl Core {
     pub fn checkpoint(&mut self) -> Result<Location> {
         let io = self.log.io.clone();
         self.log.trim()?;
+        if let Some(seal) = self.log.unsealed.take() {
+            seal.sync(&self.log.dir, &*io)?;
+        }
         let (files, meta) = self.checkpoint_begin()?;
         sync_files(&files, &self.log.dir, &*io)?;
         let tables = self.checkpoint_tables()?;
@@ -304,5 +307,5 @@ pub fn sync_files(files: &[Arc<File>], dir: &Path, io: &dyn FileIo) -> Result<()
 
 /// Replaces `dir/meta` atomically: write `meta.tmp`, fsync, rename, fsync dir.
 pub fn write_meta(dir: &Path, meta: &Meta, io: &dyn FileIo) -> Result<()> {
-    crate::files::replace_file(dir, "meta", &meta.encode(), io)
+    crate::dir::replace_file(dir, "meta", &meta.encode(), io)
 }

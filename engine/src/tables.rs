@@ -1,10 +1,12 @@
 //! Fixed headers: data-file header, table header (lookup table, key index),
-//! key-index slots and the checkpoint (`meta`). See `FORMAT.md`.
+//! key-index slots, the checkpoint (`meta`) and the compaction marker
+//! (`COMPACT`). See `FORMAT.md`.
 
 use crate::error::CodecError;
 use crate::limits::{FILE_HEADER_BYTES, META_BYTES, META_BYTES_V1, SLOT_BYTES, TABLE_HEADER_BYTES};
 use crate::location::{check_keysize, Location};
 use crate::record::Seq;
+use alloc::vec::Vec;
 
 /// Version of every structure in this module and of the record format.
 pub const FORMAT_VERSION: u16 = 1;
@@ -338,6 +340,105 @@ impl Meta {
     }
 }
 
+// Compaction marker (COMPACT):
+//   0 magic[8] | 8 version u16 | 10 old count u16 | 12 new count u16
+//  14 reserved u16 | 16 compact_seq u64 | 24 tombstone_horizon u64
+//  32 compact_id u64 | 40 next_id u32 | 44 reserved u32
+//  48 old file numbers u16 each, then the new ones | crc32 of all before
+const CM_VERSION: usize = 8;
+const CM_OLD_COUNT: usize = CM_VERSION + 2;
+const CM_NEW_COUNT: usize = CM_OLD_COUNT + 2;
+const CM_COMPACT_SEQ: usize = CM_NEW_COUNT + 2 + 2;
+const CM_HORIZON: usize = CM_COMPACT_SEQ + 8;
+const CM_COMPACT_ID: usize = CM_HORIZON + 8;
+const CM_NEXT_ID: usize = CM_COMPACT_ID + 8;
+/// Bytes of the marker before the file numbers.
+pub const MARKER_FIXED_BYTES: usize = CM_NEXT_ID + 4 + 4;
+const _: () = assert!(MARKER_FIXED_BYTES == 48);
+
+/// Magic of the compaction marker.
+pub const MARKER_MAGIC: [u8; 8] = *b"HYPHACP\0";
+/// Version of the compaction marker.
+pub const MARKER_VERSION: u16 = 1;
+
+/// The commit marker of a compaction: which files it replaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Marker {
+    /// Records with a seq up to this were rewritten.
+    pub compact_seq: Seq,
+    /// Highest seq of a delete the compaction dropped (or the previous
+    /// horizon).
+    pub tombstone_horizon: Seq,
+    /// Random, names this compaction: its final checkpoint records it.
+    pub compact_id: u64,
+    /// Next id at the seal: no id a dropped record had is issued again.
+    pub next_id: u32,
+    /// Numbers of the data files compacted (removed).
+    pub old: Vec<u16>,
+    /// Numbers of the data files written.
+    pub new: Vec<u16>,
+}
+
+impl Marker {
+    /// Encodes the marker.
+    pub fn encode(&self) -> Vec<u8> {
+        let numbers = 2 * (self.old.len() + self.new.len());
+        let mut b = Vec::with_capacity(MARKER_FIXED_BYTES + numbers + 4);
+        b.extend_from_slice(&MARKER_MAGIC);
+        b.extend_from_slice(&MARKER_VERSION.to_le_bytes());
+        b.extend_from_slice(&(self.old.len() as u16).to_le_bytes());
+        b.extend_from_slice(&(self.new.len() as u16).to_le_bytes());
+        b.extend_from_slice(&0u16.to_le_bytes());
+        b.extend_from_slice(&self.compact_seq.to_le_bytes());
+        b.extend_from_slice(&self.tombstone_horizon.to_le_bytes());
+        b.extend_from_slice(&self.compact_id.to_le_bytes());
+        b.extend_from_slice(&self.next_id.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        debug_assert_eq!(b.len(), MARKER_FIXED_BYTES);
+        for n in self.old.iter().chain(&self.new) {
+            b.extend_from_slice(&n.to_le_bytes());
+        }
+        let c = crc(&b);
+        b.extend_from_slice(&c.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a marker.
+    pub fn decode(b: &[u8]) -> Result<Marker, CodecError> {
+        let what = "compaction marker";
+        if b.len() < MARKER_FIXED_BYTES + 4 || b[..8] != MARKER_MAGIC {
+            return Err(CodecError::BadMagic { what });
+        }
+        let version = u16_at(b, CM_VERSION);
+        if version != MARKER_VERSION {
+            return Err(CodecError::BadVersion {
+                what,
+                found: version,
+            });
+        }
+        let n_old = u16_at(b, CM_OLD_COUNT) as usize;
+        let n_new = u16_at(b, CM_NEW_COUNT) as usize;
+        let len = MARKER_FIXED_BYTES + 2 * (n_old + n_new) + 4;
+        if b.len() != len {
+            return Err(CodecError::BadField {
+                what: "compaction marker length",
+            });
+        }
+        check_crc(b, len - 4)?;
+        let numbers: Vec<u16> = (0..n_old + n_new)
+            .map(|i| u16_at(b, MARKER_FIXED_BYTES + 2 * i))
+            .collect();
+        Ok(Marker {
+            compact_seq: u64_at(b, CM_COMPACT_SEQ),
+            tombstone_horizon: u64_at(b, CM_HORIZON),
+            compact_id: u64_at(b, CM_COMPACT_ID),
+            next_id: u32_at(b, CM_NEXT_ID),
+            old: numbers[..n_old].to_vec(),
+            new: numbers[n_old..].to_vec(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,5 +538,29 @@ mod tests {
             [1, 2, 3, 4, 5, 6, 7, 8, 0xa, 0xb, 0xc, 0xd]
         );
         assert_eq!(decode_slot(&encode_slot(5, 6)), (5, 6));
+    }
+
+    #[test]
+    fn marker_round_trips_and_every_flip_is_caught() {
+        let m = Marker {
+            compact_seq: 77,
+            tombstone_horizon: 40,
+            compact_id: 0x1234_5678_9abc_def0,
+            next_id: 99,
+            old: alloc::vec![0, 1, 5],
+            new: alloc::vec![2, 3],
+        };
+        let b = m.encode();
+        assert_eq!(&b[..10], b"HYPHACP\0\x01\x00");
+        assert_eq!(&b[16..24], &77u64.to_le_bytes());
+        assert_eq!(&b[40..44], &99u32.to_le_bytes());
+        assert_eq!(&b[48..58], &[0, 0, 1, 0, 5, 0, 2, 0, 3, 0]);
+        assert_eq!(Marker::decode(&b).unwrap(), m);
+        for bit in 0..b.len() * 8 {
+            let mut c = b.clone();
+            c[bit / 8] ^= 1 << (bit % 8);
+            assert!(Marker::decode(&c).is_err(), "bit {bit}");
+        }
+        assert!(Marker::decode(&b[..b.len() - 1]).is_err());
     }
 }

@@ -1,0 +1,399 @@
+//! The shared state behind a [`Db`](crate::Db): the lock around [`Core`],
+//! the read-only latch, mutations and checkpoints.
+//!
+//! Invariants kept here:
+//! - a failed write or fsync latches the database read-only (`fail`); what
+//!   was acknowledged before stays readable and durable;
+//! - a checkpoint never holds the write lock across an fsync (`checkpoint`,
+//!   see `Core::checkpoint_begin`), and runs one at a time (`ckpt_lock`).
+
+use crate::commit::{GroupCommit, Syncer};
+use crate::error::{Error, Result};
+use crate::keyindex::Grown;
+use crate::options::{Fsync, Options};
+use crate::record::Seq;
+use crate::state::{sync_files, write_meta, Core, CHECKPOINT_IDS_MAX};
+use crate::stats::CompactReport;
+use std::fs::File;
+use std::path::PathBuf;
+#[cfg(feature = "lock-stats")]
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// A writer takes a checkpoint itself when this many times
+/// `CHECKPOINT_IDS_MAX` ids changed without one (the checkpoint thread is
+/// behind), which bounds the overlay's memory.
+pub const CHECKPOINT_BACKLOG: usize = 4;
+
+/// Slots of the key index copied per hold of the read lock while it grows.
+pub const GROW_COPY_SLOTS: u64 = 1 << 14;
+
+/// What the checkpoint thread is asked to do.
+#[derive(Default)]
+pub(crate) struct CkptSignal {
+    /// A checkpoint is due.
+    pub(crate) due: bool,
+    /// A rollover owes its fsyncs (`Log::unsealed`).
+    pub(crate) seal: bool,
+    /// The database is closing.
+    pub(crate) stop: bool,
+}
+
+pub(crate) struct Inner {
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: Options,
+    core: RwLock<Core>,
+    commit: GroupCommit,
+    read_only: AtomicBool,
+    failure: Mutex<Option<String>>,
+    /// Held while a compaction runs (one at a time).
+    pub(crate) compacting: Mutex<()>,
+    /// Held while a checkpoint runs (one at a time).
+    ckpt_lock: Mutex<()>,
+    /// Held while the key index grows (one at a time; writers of new keys
+    /// wait for it, see `grow_index`).
+    growing: Mutex<()>,
+    /// Longest hold of the write lock so far, in microseconds.
+    #[cfg(feature = "lock-stats")]
+    pub(crate) hold_max_us: AtomicUsize,
+    /// Requests to the checkpoint thread.
+    pub(crate) ckpt_signal: Mutex<CkptSignal>,
+    /// The checkpoint thread waits with nothing to checkpoint (no timer).
+    pub(crate) ckpt_sleeping: AtomicBool,
+    pub(crate) ckpt_cv: Condvar,
+    /// Deletes with a seq up to this may be dropped by compaction.
+    /// (A mutex, not an AtomicU64: 32-bit MIPS routers have no 64-bit atomics.)
+    pub(crate) tombstone_floor: Mutex<Seq>,
+    /// Progress of a running compaction: input bytes done, total (0: none).
+    pub(crate) progress: Mutex<(u64, u64)>,
+    /// Compactions finished since open, and the last one's report.
+    pub(crate) compactions: Mutex<(u64, Option<CompactReport>)>,
+    _lock: File,
+}
+
+/// Locks `m`, ignoring poisoning (a panicked holder left valid state: every
+/// guarded value here is replaced whole).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Inner {
+    /// The state of an opened database in `dir`, whose directory lock is
+    /// `lock_file`.
+    pub(crate) fn new(dir: PathBuf, opts: Options, core: Core, lock_file: File) -> Inner {
+        let synced = core.log.appended;
+        Inner {
+            dir,
+            opts,
+            core: RwLock::new(core),
+            commit: GroupCommit::new(synced),
+            read_only: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            compacting: Mutex::new(()),
+            ckpt_lock: Mutex::new(()),
+            growing: Mutex::new(()),
+            #[cfg(feature = "lock-stats")]
+            hold_max_us: AtomicUsize::new(0),
+            ckpt_signal: Mutex::new(CkptSignal::default()),
+            ckpt_sleeping: AtomicBool::new(false),
+            ckpt_cv: Condvar::new(),
+            tombstone_floor: Mutex::new(Seq::MAX),
+            progress: Mutex::new((0, 0)),
+            compactions: Mutex::new((0, None)),
+            _lock: lock_file,
+        }
+    }
+
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Core> {
+        self.core.read().unwrap_or_else(|p| p.into_inner())
+    }
+    #[track_caller]
+    pub(crate) fn write(&self) -> WriteGuard<'_> {
+        let guard = self.core.write().unwrap_or_else(|p| p.into_inner());
+        WriteGuard {
+            guard,
+            #[cfg(feature = "lock-stats")]
+            since: std::time::Instant::now(),
+            #[cfg(feature = "lock-stats")]
+            max_us: &self.hold_max_us,
+            #[cfg(feature = "lock-stats")]
+            at: std::panic::Location::caller(),
+        }
+    }
+    /// The longest the write lock was held, in microseconds (with the
+    /// `lock-stats` feature).
+    pub(crate) fn write_hold_max_us(&self) -> Option<u64> {
+        #[cfg(feature = "lock-stats")]
+        return Some(self.hold_max_us.load(Ordering::Relaxed) as u64);
+        #[cfg(not(feature = "lock-stats"))]
+        None
+    }
+    pub(crate) fn tombstone_floor(&self) -> Seq {
+        *lock(&self.tombstone_floor)
+    }
+    pub(crate) fn progress_set(&self, done: u64, total: u64) {
+        *lock(&self.progress) = (done, total);
+    }
+
+    pub(crate) fn writable(&self) -> Result<()> {
+        if self.read_only.load(Ordering::Acquire) {
+            let cause = lock(&self.failure).clone().unwrap_or_default();
+            return Err(Error::ReadOnly { cause });
+        }
+        Ok(())
+    }
+
+    /// Records a failed write or fsync: from now on the database is read-only.
+    pub(crate) fn fail(&self, e: &Error) {
+        let mut f = lock(&self.failure);
+        if f.is_none() {
+            log::error!("{}: stopping writes: {e}", self.dir.display());
+            *f = Some(e.to_string());
+        }
+        self.read_only.store(true, Ordering::Release);
+    }
+
+    /// Runs a mutation that appends at most one record with `bytes` of key
+    /// and value under the write lock; an I/O failure makes the database
+    /// read-only (the bytes may be half written).
+    ///
+    /// If the record would roll the log over while the previous rollover's
+    /// fsyncs are still owed (the writer outran the disk), those run first,
+    /// here, without the lock; so `Log::roll` does not run them under it.
+    pub(crate) fn mutate<T>(
+        &self,
+        bytes: usize,
+        f: impl FnOnce(&mut Core) -> Result<T>,
+    ) -> Result<T> {
+        self.writable()?;
+        let (r, due, rolled) = {
+            let mut core = self.write();
+            while core.log.roll_must_wait(bytes) {
+                drop(core);
+                self.finish_seal()?;
+                core = self.write();
+            }
+            let rollovers = core.log.rollovers;
+            let r = f(&mut core);
+            let due = r.is_ok() && core.checkpoint_due();
+            (r, due, core.log.rollovers != rollovers)
+        };
+        if let Err(e @ Error::Io { .. }) = &r {
+            self.fail(e);
+        }
+        if rolled {
+            // The checkpoint thread runs the rollover's fsyncs.
+            lock(&self.ckpt_signal).seal = true;
+            self.ckpt_cv.notify_one();
+        }
+        if due {
+            self.checkpoint_due()?;
+        } else if r.is_ok() && self.ckpt_sleeping.load(Ordering::SeqCst) {
+            // The first change since the checkpoint thread found none: it
+            // starts counting towards an idle checkpoint. (Checked again
+            // under the lock: the thread may have seen this change already.)
+            let _sig = lock(&self.ckpt_signal);
+            if self.ckpt_sleeping.swap(false, Ordering::SeqCst) {
+                self.ckpt_cv.notify_one();
+            }
+        }
+        r
+    }
+
+    /// A checkpoint is due: the checkpoint thread takes it, so the writer
+    /// that noticed does not wait for its fsyncs. A writer runs one itself
+    /// only when the thread has fallen far behind (`CHECKPOINT_BACKLOG`).
+    fn checkpoint_due(&self) -> Result<()> {
+        let behind = self.read().lookup.dirty() >= CHECKPOINT_BACKLOG * CHECKPOINT_IDS_MAX;
+        if behind {
+            return self.checkpoint(true);
+        }
+        let mut sig = lock(&self.ckpt_signal);
+        sig.due = true;
+        self.ckpt_cv.notify_one();
+        Ok(())
+    }
+
+    /// Takes a checkpoint without holding the write lock across an fsync
+    /// (see `Core::checkpoint_begin`). With `wait` false it returns at once
+    /// if another thread is taking one. A failure makes the database
+    /// read-only.
+    pub(crate) fn checkpoint(&self, wait: bool) -> Result<()> {
+        let _one = match wait {
+            true => lock(&self.ckpt_lock),
+            false => match self.ckpt_lock.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            },
+        };
+        let io = self.opts.io.clone();
+        let result = (|| {
+            let (files, meta) = self.write().checkpoint_begin()?;
+            // Every file up to the checkpoint's must be named durably.
+            self.finish_seal()?;
+            sync_files(&files, &self.dir, &*io)?;
+            let tables = self.write().checkpoint_tables()?;
+            sync_files(&tables, &self.dir, &*io)?;
+            write_meta(&self.dir, &meta, &*io)?;
+            self.write().meta = meta;
+            Ok(())
+        })();
+        if let Err(e) = &result {
+            self.fail(e);
+        }
+        result
+    }
+
+    /// Runs the fsyncs the last rollover owes, if any (see `Seal`). A
+    /// failure makes the database read-only.
+    pub(crate) fn finish_seal(&self) -> Result<()> {
+        let Some(seal) = self.read().log.unsealed.clone() else {
+            return Ok(());
+        };
+        if let Err(e) = seal.sync(&self.dir, &*self.opts.io) {
+            self.fail(&e);
+            return Err(e);
+        }
+        self.write().log.sealed(seal.number);
+        Ok(())
+    }
+
+    /// Writes the buffer and fdatasyncs the newest data file, after the
+    /// fsyncs a rollover still owes; returns the position synced.
+    fn sync_active(&self) -> Result<u64> {
+        let (file, end, seal) = {
+            let mut core = self.write();
+            core.log.flush()?;
+            let seal = core.log.unsealed.clone();
+            (core.log.active_file(), core.log.appended, seal)
+        };
+        if let Some(seal) = &seal {
+            seal.sync(&self.dir, &*self.opts.io)?;
+        }
+        self.opts.io.sync_data(&file).map_err(|source| Error::Io {
+            context: format!("fdatasync a data file in {}", self.dir.display()),
+            source,
+        })?;
+        if let Some(seal) = seal {
+            self.write().log.sealed(seal.number);
+        }
+        Ok(end)
+    }
+
+    /// Doubles the key index without holding the write lock across the
+    /// work: the new table is filled from the old one `GROW_COPY_SLOTS`
+    /// slots per hold of the read lock, fsynced and renamed over the old
+    /// one, then swapped in under the write lock (memory only).
+    ///
+    /// Writers of new keys call this when the index is full enough
+    /// (`KeyIndex::needs_grow`) instead of inserting, and wait here for the
+    /// one that grows it; so no slot is added while the copy runs, and the
+    /// copy is the whole table. Reads and writes to existing keys go on.
+    pub(crate) fn grow_index(&self) -> Result<()> {
+        let _one = lock(&self.growing);
+        let (seed, slots, used) = {
+            let core = self.read();
+            if !core.keys.needs_grow() {
+                return Ok(()); // another writer grew it
+            }
+            (core.keys.seed, core.keys.slots, core.keys.used)
+        };
+        let io = &*self.opts.io;
+        let result = (|| {
+            let mut grown = Grown::create(&self.dir, seed, slots, io)?;
+            let mut from = 0;
+            while from < slots {
+                let to = from.saturating_add(GROW_COPY_SLOTS).min(slots);
+                self.read().keys.copy_into(&mut grown, from, to);
+                from = to;
+            }
+            grown.finish(&self.dir, io)?;
+            let old = {
+                let mut core = self.write();
+                assert_eq!(
+                    (core.keys.slots, core.keys.used),
+                    (slots, used),
+                    "a key was inserted while the key index grew"
+                );
+                core.keys.replace(grown)
+            };
+            // Unmapping the old table takes milliseconds: not under the lock.
+            drop(old);
+            Ok(())
+        })();
+        if let Err(e) = &result {
+            self.fail(e);
+        }
+        result
+    }
+
+    /// Makes everything appended so far durable, whatever the fsync mode.
+    pub(crate) fn sync(&self) -> Result<()> {
+        let end = self.read().log.appended;
+        self.commit.commit(end, self)
+    }
+
+    /// Returns once a write ending at `end` is as durable as the fsync mode
+    /// promises: fdatasync'ed under `Fsync::Always`, at once otherwise.
+    pub(crate) fn durable(&self, end: u64) -> Result<()> {
+        match self.opts.fsync {
+            Fsync::Always => self.commit.commit(end, self),
+            Fsync::EveryMs(_) | Fsync::Never => Ok(()),
+        }
+    }
+}
+
+/// The write lock on [`Core`]; with the `lock-stats` feature it records
+/// how long it was held (`Inner::write_hold_max_us`).
+pub(crate) struct WriteGuard<'a> {
+    guard: RwLockWriteGuard<'a, Core>,
+    #[cfg(feature = "lock-stats")]
+    since: std::time::Instant,
+    #[cfg(feature = "lock-stats")]
+    max_us: &'a AtomicUsize,
+    #[cfg(feature = "lock-stats")]
+    at: &'static std::panic::Location<'static>,
+}
+
+impl std::ops::Deref for WriteGuard<'_> {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for WriteGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Core {
+        &mut self.guard
+    }
+}
+
+#[cfg(feature = "lock-stats")]
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        let us = self.since.elapsed().as_micros().min(usize::MAX as u128) as usize;
+        if self.max_us.fetch_max(us, Ordering::Relaxed) < us {
+            log::debug!(
+                "longest write-lock hold so far: {us} us, taken at {}",
+                self.at
+            );
+        }
+    }
+}
+
+impl Syncer for Inner {
+    fn writable(&self) -> Result<()> {
+        Inner::writable(self)
+    }
+    fn sync_log(&self) -> Result<u64> {
+        self.sync_active()
+    }
+    fn appended(&self) -> u64 {
+        self.read().log.appended
+    }
+    fn fail(&self, e: &Error) {
+        Inner::fail(self, e)
+    }
+}

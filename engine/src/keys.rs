@@ -1,0 +1,251 @@
+//! The key API: binary keys bound to ids through the key index.
+//!
+//! A key is bound to one id for good (its records carry the key); only after
+//! compaction dropped a deleted key's tombstone can a later put bind it to a
+//! new id (see `Core::find_key`). Every mutation gets the next seq; `apply`
+//! replays another database's record with its own seq, id and key, and
+//! refuses one that contradicts the bindings here (`Error::Diverged`).
+
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::hash::key_hash;
+use crate::log_iter::walk_history;
+use crate::record::{Record, RecordKind, Seq};
+use crate::state::{Core, Write};
+use crate::stats::{ScanPage, Version};
+
+/// Most ids one `scan` call examines; a page may hold fewer keys than asked
+/// and still have a next cursor.
+pub const SCAN_IDS_PER_CALL_MAX: u64 = 1 << 16;
+
+impl Db {
+    /// Stores `value` under `key`; returns the write's seq.
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<Seq> {
+        Self::check_key(key)?;
+        self.check_value(value)?;
+        let ids_max = self.inner.opts.ids_max;
+        loop {
+            let done = self.inner.mutate(key.len() + value.len(), |core| {
+                let id = match core.find_key(key)? {
+                    Some((id, _)) => id,
+                    // A new key waits for the key index to grow, outside
+                    // the lock (`Inner::grow_index`).
+                    None if core.keys.needs_grow() => return Ok(None),
+                    None => core.new_key_id(key, ids_max)?,
+                };
+                core.append(Write {
+                    id,
+                    key,
+                    kind: RecordKind::Put,
+                    value,
+                    seq: None,
+                })
+                .map(Some)
+            })?;
+            match done {
+                Some((seq, end)) => {
+                    self.inner.durable(end)?;
+                    return Ok(seq);
+                }
+                None => self.inner.grow_index()?,
+            }
+        }
+    }
+
+    /// The value of `key`, or `None`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.get_versioned(key)?.map(|(_, v)| v))
+    }
+
+    /// The value of `key` with the seq of the write that stored it.
+    pub fn get_versioned(&self, key: &[u8]) -> Result<Option<(Seq, Vec<u8>)>> {
+        Self::check_key(key)?;
+        let core = self.inner.read();
+        let Some((_, loc)) = core.find_key(key)? else {
+            return Ok(None);
+        };
+        let r = core.log.record(loc)?;
+        Ok(match r.header.kind {
+            RecordKind::Put => Some((r.header.seq, r.value.to_vec())),
+            RecordKind::Delete => None,
+        })
+    }
+
+    /// True if `key` holds a value.
+    pub fn contains(&self, key: &[u8]) -> Result<bool> {
+        Self::check_key(key)?;
+        let core = self.inner.read();
+        let Some((id, _)) = core.find_key(key)? else {
+            return Ok(false);
+        };
+        Ok(matches!(core.current(id)?, Some((_, h, _)) if h.kind == RecordKind::Put))
+    }
+
+    /// Deletes `key`; returns the delete's seq, or `None` if it was absent
+    /// (then nothing is written).
+    pub fn delete(&self, key: &[u8]) -> Result<Option<Seq>> {
+        Self::check_key(key)?;
+        let done = self.inner.mutate(key.len(), |core| {
+            let Some((id, _)) = core.find_key(key)? else {
+                return Ok(None);
+            };
+            if !matches!(core.current(id)?, Some((_, h, _)) if h.kind == RecordKind::Put) {
+                return Ok(None);
+            }
+            core.append(Write {
+                id,
+                key,
+                kind: RecordKind::Delete,
+                value: &[],
+                seq: None,
+            })
+            .map(Some)
+        })?;
+        match done {
+            Some((seq, end)) => {
+                self.inner.durable(end)?;
+                Ok(Some(seq))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `depth` versions of `key`, newest first (deletes included).
+    pub fn history(&self, key: &[u8], depth: usize) -> Result<Vec<Version>> {
+        Self::check_key(key)?;
+        let core = self.inner.read();
+        match core.find_key(key)? {
+            Some((id, loc)) => walk_history(&core, id, loc, depth),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Up to `limit` live keys starting with `prefix`, from `cursor` (0 for
+    /// the start) on. Order is by id: stable, and keys written after the scan
+    /// started appear at its end.
+    pub fn scan(&self, cursor: u64, prefix: &[u8], limit: usize) -> Result<ScanPage> {
+        let core = self.inner.read();
+        let bound = core.lookup.id_bound().max(core.next_id as u64);
+        let mut page = ScanPage::default();
+        let mut id = cursor.max(1);
+        let stop = bound.min(id.saturating_add(SCAN_IDS_PER_CALL_MAX));
+        while id < stop && page.keys.len() < limit {
+            if let Some((loc, h, key)) = core.current(id as u32)? {
+                if h.kind == RecordKind::Put && !key.is_empty() && key.starts_with(prefix) {
+                    page.keys.push(core.log.record(loc)?.key.to_vec());
+                }
+            }
+            id += 1;
+        }
+        page.next_cursor = (id < bound).then_some(id);
+        Ok(page)
+    }
+
+    /// Writes a record from another database keeping its seq, id and key.
+    /// Returns `false` (and writes nothing) if its seq is not above this
+    /// database's: applying a record twice changes nothing.
+    pub fn apply(&self, r: &Record) -> Result<bool> {
+        Self::check_key(&r.key)?;
+        self.check_value(&r.value)?;
+        if r.kind == RecordKind::Delete && !r.value.is_empty() {
+            return Err(Error::InvalidRecord {
+                detail: format!(
+                    "seq {}: a delete carries a {}-byte value",
+                    r.seq,
+                    r.value.len()
+                ),
+            });
+        }
+        if r.id == 0 || r.id > self.inner.opts.ids_max {
+            return Err(Error::IdOutOfRange {
+                id: r.id,
+                max: self.inner.opts.ids_max,
+            });
+        }
+        loop {
+            let done = self.inner.mutate(r.key.len() + r.value.len(), |core| {
+                if r.seq <= core.seq {
+                    return Ok(Applied::Old);
+                }
+                if !bind_applied(core, r)? {
+                    return Ok(Applied::GrowIndex);
+                }
+                let w = Write {
+                    id: r.id,
+                    key: &r.key,
+                    kind: r.kind,
+                    value: &r.value,
+                    seq: Some(r.seq),
+                };
+                core.append(w).map(|(_, end)| Applied::Written(end))
+            })?;
+            match done {
+                Applied::Written(end) => {
+                    self.inner.durable(end)?;
+                    return Ok(true);
+                }
+                Applied::Old => return Ok(false),
+                Applied::GrowIndex => self.inner.grow_index()?,
+            }
+        }
+    }
+}
+
+/// What `apply` did under the lock.
+enum Applied {
+    /// The record's seq is not above this database's: nothing written.
+    Old,
+    /// The key index must grow before the record's key can be bound.
+    GrowIndex,
+    /// Written; the log position after it.
+    Written(u64),
+}
+
+/// Checks that applying `r` keeps every key bound to one id and binds its
+/// key here if it is new (records the slot in the key index). False if the
+/// key index must grow first (nothing done).
+fn bind_applied(core: &mut Core, r: &Record) -> Result<bool> {
+    if r.key.is_empty() {
+        if let Some((_, _, k)) = core.current(r.id)? {
+            if !k.is_empty() {
+                return Err(Error::Diverged {
+                    detail: format!("seq {}: id {} holds a key here", r.seq, r.id),
+                });
+            }
+        }
+        return Ok(true);
+    }
+    match core.find_key(&r.key)? {
+        // The key's old id ends in a delete: the source dropped that delete
+        // in a compaction and bound the key anew.
+        Some((id, _))
+            if id != r.id
+                && matches!(core.current(id)?, Some((_, h, _)) if h.kind == RecordKind::Delete)
+                && core.lookup.get(r.id)?.is_none() => {}
+        Some((id, _)) if id != r.id => {
+            return Err(Error::Diverged {
+                detail: format!(
+                    "seq {}: key is id {id} here, id {} in the record",
+                    r.seq, r.id
+                ),
+            })
+        }
+        Some(_) => return Ok(true),
+        None => {
+            if let Some((_, _, k)) = core.current(r.id)? {
+                if k != r.key.as_slice() {
+                    return Err(Error::Diverged {
+                        detail: format!("seq {}: id {} holds another key here", r.seq, r.id),
+                    });
+                }
+            }
+        }
+    }
+    if core.keys.needs_grow() {
+        return Ok(false);
+    }
+    let io = core.log.io.clone();
+    let hash = key_hash(&r.key, core.keys.seed);
+    core.keys.insert(hash, r.id, &*io)?;
+    Ok(true)
+}
