@@ -20,13 +20,13 @@ static EXECUTOR: OnceLock<Arc<Executor<'static>>> = OnceLock::new();
 /// second and per CPU-second than one). Blocking work (fdatasync, snapshot
 /// installs) runs on smol's blocking pool.
 ///
-/// This thread waits for I/O after idle spells too. Published async-io
-/// hands the reactor to its helper thread once the process has been idle
-/// for about 20 ms, and from then on every socket event costs a wake-up of
-/// this thread as well (a worker's read after a pause: p99 49-54 µs instead
-/// of 14-29 µs, `benches/` replication). The workspace builds a patched
-/// copy that keeps the reactor with a lone `block_on`:
-/// `vendor/async-io/PATCHED.md`, test `tests/reactor_thread.rs`.
+/// This thread waits for I/O until the process has been idle for about
+/// 20 ms; then async-io (as published) hands the reactor to its helper
+/// thread, and every socket event costs a wake-up of the helper and then of
+/// this thread, until events keep this thread busy again (a worker's read
+/// after a pause: p99 49-54 µs instead of 14-29 µs with a patched reactor,
+/// `benches/` replication on a 2-core VM). The change that would avoid it is
+/// described as a proposal to upstream in `docs/async-io-proposal.md`.
 ///
 /// `f` runs as a task too: the future given to `Executor::run` is polled
 /// again every time the executor wakes, and a role's top-level future (an

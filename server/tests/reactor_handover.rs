@@ -1,17 +1,12 @@
-//! The patched async-io (`vendor/async-io/PATCHED.md`) must never leave
-//! I/O that somebody waits for unpolled. First case: a lone `block_on` that
-//! finds the reactor held by async-io's helper thread must still get its
-//! I/O. Between `block_on` calls the helper is the one
-//! waiting for I/O. A `block_on` that starts then waits for the helper to
-//! deliver its events. If the helper stops waiting, the `block_on` thread
-//! has to take over. Tests and tools that call `smol::block_on` once per
-//! request do exactly this.
-//!
-//! A first version of the patch
-//! parked the helper as soon as one `block_on` was running. When the
-//! helper's wait ended with no event for the `block_on`, for example when a
-//! new timer interrupted it, nobody was left waiting for I/O, and the
-//! `block_on` slept forever. `tests/compaction.rs` hung that way.
+//! async-io must never leave I/O that somebody waits for unpolled, however
+//! the reactor passes between `block_on` threads and async-io's helper
+//! thread. hypha's tests and tools call `smol::block_on` once per request,
+//! after pauses long enough for the helper to take the reactor; the binary
+//! runs one long-lived `block_on` (`rt::run`) beside threads that may wait
+//! outside it. A change to how the reactor is handed over (such as the one
+//! in `docs/async-io-proposal.md`, which hypha once built as a patched
+//! copy, and whose first version hung `tests/compaction.rs` this way) must
+//! keep these three cases making progress.
 //!
 //! The tests take turns (`ONE_AT_A_TIME`): each needs to know how many
 //! `block_on` calls its process runs.
@@ -89,8 +84,8 @@ fn block_on_after_the_helper_held_the_reactor_gets_its_events() {
 }
 
 /// Two `block_on` threads at once, one for good and one per request: the
-/// count goes 1 → 2 → 1 all the time, and the long one gives the reactor up
-/// when it has waited 500 µs for the other's events.
+/// number of `block_on` calls goes 1 → 2 → 1 all the time, and the reactor
+/// moves between the two threads.
 #[test]
 fn overlapping_block_on_calls_get_their_events() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
@@ -123,9 +118,9 @@ fn overlapping_block_on_calls_get_their_events() {
 }
 
 /// A lone `block_on` thread stuck in a task (here: waiting for another
-/// thread) leaves nobody in the reactor. The "async-io" thread takes the
-/// ready events on its periodic check, so a thread that waits for a timer
-/// outside `block_on` still gets it, as it would upstream.
+/// thread) leaves nobody in the reactor. The "async-io" helper thread must
+/// take the ready events, so that a thread that waits for a timer outside
+/// `block_on` still gets it.
 #[test]
 fn a_timer_waited_for_outside_block_on_fires_while_block_on_is_stuck() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());

@@ -15,19 +15,6 @@ use std::sync::{Arc, Mutex};
 
 use crate::gate::Source;
 
-/// Default of `--body-budget-mb`: request and response bodies held at once.
-pub const BODY_BUDGET_BYTES_DEFAULT: usize = 64 << 20;
-/// Default of `--connections-per-addr`: connections one client address may
-/// hold open, so one address cannot take every connection.
-pub const CONNECTIONS_PER_ADDR_MAX_DEFAULT: usize = 64;
-/// A chunked body reserves budget in steps of this many bytes as it grows.
-pub const BODY_BUDGET_STEP_BYTES: usize = 1 << 20;
-/// Response bodies up to this size are not counted (headers and error
-/// messages): the connection cap bounds them.
-pub const RESPONSE_UNCOUNTED_BYTES_MAX: usize = 64 << 10;
-/// `Retry-After` of a request turned away for the budget, in seconds.
-pub const BUDGET_RETRY_AFTER_SECS: u32 = 1;
-
 /// The body bytes the server holds, against their budget.
 #[derive(Debug)]
 pub struct Budget {

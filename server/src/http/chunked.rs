@@ -9,13 +9,9 @@
 //! smuggling starts. The body limit is checked when a chunk size is announced,
 //! before its data arrives.
 
+use crate::http::config::{CHUNK_LINE_BYTES_MAX, TRAILERS_BYTES_MAX};
 use crate::http::error::HttpError;
-use crate::http::request::{Status, HEAD_BYTES_MAX};
-
-/// Longest chunk-size line (size digits plus extensions) in bytes.
-pub const CHUNK_LINE_BYTES_MAX: usize = 1024;
-/// Most trailer bytes after the last chunk (trailers are read and dropped).
-pub const TRAILERS_BYTES_MAX: usize = HEAD_BYTES_MAX;
+use crate::http::request::Status;
 /// Most hex digits in a chunk size: 16 fill a u64.
 const SIZE_DIGITS_MAX: u32 = 16;
 

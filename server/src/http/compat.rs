@@ -18,12 +18,15 @@
 //! a plain JSON string is accepted as a string key. Answers use `string` when the
 //! bytes are UTF-8, else `binary`. A trailing `/` on path routes is dropped.
 
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
-use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::http::backend::Backend;
+use crate::http::compat_json::{
+    batch, batch_keys, check_json_values, decode_typed, encode_typed, json_body, string_field,
+};
+use crate::http::config::{BodyKind, FETCH_LIMIT_DEFAULT, FETCH_SCAN_KEYS, FETCH_VALUES_BYTES_MAX};
 use crate::http::metrics::RouteId;
 use crate::http::params::{
     backend_error, check_value_len, consistency, decode_key, limit_param, number_param,
@@ -32,27 +35,6 @@ use crate::http::params::{
 use crate::http::percent::{form_value, parse_form, FormPairs};
 use crate::http::request::{Head, Method};
 use crate::http::response::Response;
-use crate::http::router::BodyKind;
-
-/// Most keys in one `POST /fetch`, `POST /query` or `PUT /set`.
-pub const BATCH_KEYS_MAX: usize = 1000;
-/// Keys per page of `GET /fetch` when `limit` is not given.
-pub const FETCH_LIMIT_DEFAULT: u32 = 100;
-/// Value bytes after which `GET /fetch` ends its page early and `POST /fetch`
-/// refuses; keeps one response from holding the whole store in memory.
-pub const FETCH_VALUES_BYTES_MAX: usize = 32 * 1024 * 1024;
-/// Keys scanned per backend call while filling a `GET /fetch` page, so a page
-/// can stop close to [`FETCH_VALUES_BYTES_MAX`].
-const FETCH_SCAN_KEYS: u32 = 16;
-
-const _: () = assert!(FETCH_LIMIT_DEFAULT <= crate::http::router::SCAN_LIMIT_MAX);
-const _: () = assert!(BATCH_KEYS_MAX as u32 >= crate::http::router::SCAN_LIMIT_MAX);
-
-/// Base64 that accepts data with or without `=` padding.
-const BASE64_LENIENT: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 /// A compat route with its decoded path parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,14 +238,6 @@ async fn form_delete<B: Backend>(
     delete(backend, form_key(&form)?).await
 }
 
-/// Default of `--json-values-max`: most JSON values (arrays, objects,
-/// strings, numbers, ...) in one request body of the dialects. A parsed
-/// value costs ~32 bytes and some work however short its text, so a 16 MiB
-/// body of `[0,0,...]` would cost ~300 MiB and a second of the executor
-/// thread; counting first bounds both (the largest batch the dialects carry
-/// is `SCAN_LIMIT_MAX` keys of a few values each).
-pub const JSON_VALUES_MAX_DEFAULT: usize = 16 * 1024;
-
 /// Whether `route` carries a JSON body (when it has one).
 fn takes_json(route: &Route, method: &Method) -> bool {
     match route {
@@ -271,53 +245,6 @@ fn takes_json(route: &Route, method: &Method) -> bool {
         Route::Set => *method == Method::Put,
         Route::Fetch => *method == Method::Post,
         _ => false,
-    }
-}
-
-/// Refuses, before parsing, a JSON body of more than `max` values.
-fn check_json_values(body: &[u8], max: usize) -> Result<(), Response> {
-    if json_values_at_least(body, max.saturating_add(1)) <= max {
-        return Ok(());
-    }
-    let message = format!(
-        "the JSON body holds more than {max} values (--json-values-max); send fewer keys or \
-         values per request"
-    );
-    Err(Response::error(413, message))
-}
-
-fn json_body(body: &[u8]) -> Result<Value, Response> {
-    serde_json::from_slice(body).map_err(|e| Response::error(400, format!("body is not JSON: {e}")))
-}
-
-/// A cheap upper bound on the values in a JSON text, counted until `stop`:
-/// every `[`, `{`, `,` and `:` outside strings starts at most one value.
-fn json_values_at_least(text: &[u8], stop: usize) -> usize {
-    let (mut count, mut in_string, mut escaped) = (1, false, false);
-    for &byte in text {
-        match (in_string, byte) {
-            (true, _) if escaped => escaped = false,
-            (true, b'\\') => escaped = true,
-            (true, b'"') | (false, b'"') => in_string = !in_string,
-            (false, b'[' | b'{' | b',' | b':') => {
-                count += 1;
-                if count >= stop {
-                    break;
-                }
-            }
-            _ => {}
-        }
-    }
-    count
-}
-
-fn string_field(document: &Value, name: &str, shape: &str) -> Result<Vec<u8>, Response> {
-    match document.get(name) {
-        Some(Value::String(text)) => Ok(text.clone().into_bytes()),
-        _ => Err(Response::error(
-            400,
-            format!("the body must be {shape}; \"{name}\" is not a string"),
-        )),
     }
 }
 
@@ -364,65 +291,6 @@ async fn store_hash<B: Backend>(backend: &B) -> Result<Response, Response> {
         }
     };
     Ok(Response::json(200, &json!({ "hash": hash })))
-}
-
-/// `{"encoding":"string"|"binary","data":…}` (or a plain string) to bytes.
-fn decode_typed(item: &Value) -> Result<Vec<u8>, String> {
-    let shape = r#"{"encoding":"string"|"binary","data":"..."}"#;
-    let object = match item {
-        Value::String(text) => return Ok(text.clone().into_bytes()),
-        Value::Object(object) => object,
-        _ => return Err(format!("expected {shape}")),
-    };
-    let Some(Value::String(data)) = object.get("data") else {
-        return Err(format!("\"data\" must be a string in {shape}"));
-    };
-    match object
-        .get("encoding")
-        .and_then(Value::as_str)
-        .unwrap_or("string")
-    {
-        "string" => Ok(data.clone().into_bytes()),
-        "binary" => BASE64_LENIENT
-            .decode(data)
-            .map_err(|e| format!("binary data is not base64: {e}")),
-        other => Err(format!("encoding {other:?} is not string or binary")),
-    }
-}
-
-/// Bytes to the typed form: `string` when UTF-8, else `binary` (base64).
-fn encode_typed(bytes: &[u8]) -> Value {
-    match core::str::from_utf8(bytes) {
-        Ok(text) => json!({"encoding": "string", "data": text}),
-        Err(_) => json!({"encoding": "binary", "data": STANDARD.encode(bytes)}),
-    }
-}
-
-/// A JSON array of at most [`BATCH_KEYS_MAX`] items.
-fn batch(body: &[u8], shape: &str) -> Result<Vec<Value>, Response> {
-    let Value::Array(items) = json_body(body)? else {
-        return Err(Response::error(
-            400,
-            format!("the body must be a JSON array: {shape}"),
-        ));
-    };
-    if items.len() > BATCH_KEYS_MAX {
-        let message = format!(
-            "{} items; send at most {BATCH_KEYS_MAX} (BATCH_KEYS_MAX) per request",
-            items.len()
-        );
-        return Err(Response::error(400, message));
-    }
-    Ok(items)
-}
-
-fn batch_keys(body: &[u8]) -> Result<Vec<Vec<u8>>, Response> {
-    let shape = r#"[{"encoding":"string","data":"k"}, ...]"#;
-    let items = batch(body, shape)?;
-    let decode = |(at, item): (usize, &Value)| {
-        decode_typed(item).map_err(|e| Response::error(400, format!("key {at}: {e}")))
-    };
-    items.iter().enumerate().map(decode).collect()
 }
 
 async fn set_batch<B: Backend>(backend: &B, body: &[u8]) -> Result<Response, Response> {
@@ -549,49 +417,7 @@ async fn query_keys<B: Backend>(
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn json_values_are_counted_outside_strings_and_counting_stops_early() {
-        assert_eq!(json_values_at_least(b"[1,2,3]", 100), 4);
-        assert_eq!(json_values_at_least(br#"["a,b:[{", "c\"d,"]"#, 100), 3);
-        assert_eq!(json_values_at_least(&b"[0,".repeat(1000), 10), 10);
-        let flood = [
-            b"[".as_slice(),
-            &b"0,".repeat(JSON_VALUES_MAX_DEFAULT),
-            b"0]",
-        ]
-        .concat();
-        let Err(refused) = check_json_values(&flood, JSON_VALUES_MAX_DEFAULT) else {
-            panic!("a body of too many values was let through")
-        };
-        assert_eq!(refused.status, 413);
-        // Counted as 4: two `[` and one `,` start values, plus the first.
-        assert!(check_json_values(br#"[["a","b"]]"#, 4).is_ok());
-        assert!(check_json_values(br#"[["a","b"]]"#, 3).is_err());
-    }
-
     use super::*;
-
-    #[test]
-    fn typed_values_round_trip_strings_and_binary() {
-        let binary = [0u8, 0xff, b'/'];
-        assert_eq!(
-            encode_typed(b"hi"),
-            json!({"encoding": "string", "data": "hi"})
-        );
-        assert_eq!(decode_typed(&encode_typed(&binary)), Ok(binary.to_vec()));
-        assert_eq!(
-            decode_typed(&json!({"encoding": "binary", "data": "AP8v"})),
-            Ok(binary.to_vec())
-        );
-        assert_eq!(
-            decode_typed(&json!({"encoding": "binary", "data": "AA"})),
-            Ok(vec![0])
-        );
-        assert_eq!(decode_typed(&json!("plain")), Ok(b"plain".to_vec()));
-        assert!(decode_typed(&json!({"encoding": "hex", "data": "00"})).is_err());
-        assert!(decode_typed(&json!({"encoding": "binary", "data": "!!"})).is_err());
-        assert!(decode_typed(&json!(7)).is_err());
-    }
 
     #[test]
     fn path_routes_decode_keys_and_drop_one_trailing_slash() {

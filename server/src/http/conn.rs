@@ -20,96 +20,23 @@ use smol::{Executor, Timer};
 
 use crate::http::backend::Backend;
 use crate::http::body::Body;
-use crate::http::budget::{
-    AddrSlot, Budget, PerAddr, Reserved, BODY_BUDGET_BYTES_DEFAULT, BODY_BUDGET_STEP_BYTES,
-    BUDGET_RETRY_AFTER_SECS, CONNECTIONS_PER_ADDR_MAX_DEFAULT, RESPONSE_UNCOUNTED_BYTES_MAX,
+use crate::http::budget::{AddrSlot, Budget, PerAddr, Reserved};
+use crate::http::config::{
+    HttpConfig, ACCEPT_RETRY_MS, BODY_BUDGET_STEP_BYTES, BUDGET_RETRY_AFTER_SECS,
+    COALESCE_BODY_BYTES_MAX, LINGER_TIMEOUT_MS, REFUSALS_INFLIGHT_MAX, REFUSAL_TIMEOUT_MS,
+    RESPONSE_UNCOUNTED_BYTES_MAX,
 };
-use crate::http::compat::JSON_VALUES_MAX_DEFAULT;
-use crate::http::deadline::{Cut, Registered, Watches};
+use crate::http::deadline::Watches;
 use crate::http::inbuf::InBuf;
 use crate::http::metrics::RouteId;
 use crate::http::request::{parse_head, BodyFraming, Head, Method, Status};
 use crate::http::response::{Response, CONTINUE_100};
 use crate::http::router::Router;
-use crate::http::socket::{linger_close, write_all, Socket, LINGER_TIMEOUT_MS};
-use crate::http::token::Token;
+use crate::http::socket::{linger_close, write_all, Link, Read, Socket};
 
-/// Default time a client has to send a complete head, from accept (first
-/// request) or from its first byte (later requests). Stops slowloris.
-pub const HEAD_TIMEOUT_MS: u64 = 10_000;
-/// Default time a keep-alive connection may sit between requests.
-pub const IDLE_TIMEOUT_MS: u64 = 60_000;
-/// Default time one body read or response write may make no progress.
-pub const BODY_TIMEOUT_MS: u64 = 30_000;
-/// Default cap on open connections; beyond it new ones get 503 and are closed.
-pub const CONNECTIONS_MAX: usize = 1024;
-/// Default time a whole request body may take, however steadily it comes
-/// (a 16 MiB value at 1.1 Mbit/s): a client cannot hold its share of the
-/// body budget forever by trickling.
-pub const BODY_TOTAL_TIMEOUT_MS: u64 = 120_000;
-
-/// Bytes asked of the socket per read while reading heads and chunked bodies.
-pub(super) const READ_CHUNK_BYTES: usize = 16 * 1024;
-/// Most bytes read into a `Content-Length` body per read.
-pub(super) const BODY_READ_CHUNK_BYTES: usize = 256 * 1024;
-/// Most refusals (503 over the cap) being written at once; beyond it excess
-/// connections are closed without an answer.
-const REFUSALS_INFLIGHT_MAX: usize = 64;
-/// Time to write a refusal.
-const REFUSAL_TIMEOUT_MS: u64 = 1_000;
-/// Pause after a failed accept (e.g. out of file descriptors).
-const ACCEPT_RETRY_MS: u64 = 50;
-
-const _: () = assert!(HEAD_TIMEOUT_MS <= IDLE_TIMEOUT_MS);
-const _: () = assert!(BODY_TIMEOUT_MS <= BODY_TOTAL_TIMEOUT_MS);
-const _: () = assert!(LINGER_TIMEOUT_MS < HEAD_TIMEOUT_MS);
-const _: () = assert!(READ_CHUNK_BYTES <= BODY_READ_CHUNK_BYTES);
-
-/// Settings of one HTTP server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpConfig {
-    /// See [`HEAD_TIMEOUT_MS`].
-    pub head_timeout_ms: u64,
-    /// See [`IDLE_TIMEOUT_MS`].
-    pub idle_timeout_ms: u64,
-    /// See [`BODY_TIMEOUT_MS`]; also bounds each response write.
-    pub body_timeout_ms: u64,
-    /// See [`CONNECTIONS_MAX`].
-    pub connections_max: usize,
-    /// When set, writes need `Authorization: Bearer <token>` (401 otherwise).
-    pub token: Option<Token>,
-    /// With `token`, reads need it too; `/ping` stays open.
-    pub token_for_reads: bool,
-    /// See [`BODY_TOTAL_TIMEOUT_MS`].
-    pub body_total_timeout_ms: u64,
-    /// See [`BODY_BUDGET_BYTES_DEFAULT`].
-    pub body_budget_bytes: usize,
-    /// See [`CONNECTIONS_PER_ADDR_MAX_DEFAULT`].
-    pub connections_per_addr_max: usize,
-    /// See [`JSON_VALUES_MAX_DEFAULT`].
-    pub json_values_max: usize,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            head_timeout_ms: HEAD_TIMEOUT_MS,
-            idle_timeout_ms: IDLE_TIMEOUT_MS,
-            body_timeout_ms: BODY_TIMEOUT_MS,
-            connections_max: CONNECTIONS_MAX,
-            token: None,
-            token_for_reads: false,
-            body_total_timeout_ms: BODY_TOTAL_TIMEOUT_MS,
-            body_budget_bytes: BODY_BUDGET_BYTES_DEFAULT,
-            connections_per_addr_max: CONNECTIONS_PER_ADDR_MAX_DEFAULT,
-            json_values_max: JSON_VALUES_MAX_DEFAULT,
-        }
-    }
-}
-
-pub(super) struct Shared<B> {
+struct Shared<B> {
     router: Router<B>,
-    pub(super) config: HttpConfig,
+    config: HttpConfig,
     /// Every connection's deadline, and the shutdown flag.
     watches: Watches,
     /// Refusals being written now, against [`REFUSALS_INFLIGHT_MAX`].
@@ -238,9 +165,11 @@ async fn accept_loop<B: Backend>(
                 let shared = &*shared;
                 let mut connection = Connection {
                     shared,
-                    stream: Socket::new(stream),
-                    watch: shared.watches.register(),
-                    buf: InBuf::default(),
+                    link: Link {
+                        stream: Socket::new(stream),
+                        watch: shared.watches.register(),
+                        buf: InBuf::default(),
+                    },
                     out: Vec::new(),
                 };
                 if let Err(error) = connection.run().await {
@@ -294,38 +223,26 @@ async fn refuse<B>(
     }
 }
 
-/// How a read ended.
-pub(super) enum Read {
-    Data,
-    Eof,
-    TimedOut,
-    Stopped,
-}
-
 /// A response, its metrics label and the budget its body holds.
 type Answer<'s> = (RouteId, Response, Option<Reserved<'s>>);
 
-pub(super) struct Connection<'s, B> {
-    pub(super) shared: &'s Shared<B>,
-    pub(super) stream: Socket,
-    /// The deadline of whatever this connection waits for.
-    pub(super) watch: Registered<'s>,
-    /// Received bytes not used yet: part of a head, or pipelined requests.
-    pub(super) buf: InBuf,
+struct Connection<'s, B> {
+    shared: &'s Shared<B>,
+    link: Link<'s>,
     /// The response being written, kept between responses.
     out: Vec<u8>,
 }
 
 impl<'s, B: Backend> Connection<'s, B> {
     async fn run(&mut self) -> io::Result<()> {
-        let _ = self.stream.inner.get_ref().set_nodelay(true);
+        let _ = self.link.stream.inner.get_ref().set_nodelay(true);
         let mut first = true;
         while let Some(head) = self.read_head(first).await? {
             first = false;
             if !self.exchange(head).await? {
                 break;
             }
-            if self.buf.is_empty() {
+            if self.link.buf.is_empty() {
                 // The client has only just been sent its answer: let the
                 // other connections run first, so the next read is more
                 // likely to find the next request than to fail and wait.
@@ -341,12 +258,12 @@ impl<'s, B: Backend> Connection<'s, B> {
         let config = &self.shared.config;
         let now = Instant::now();
         let head_timeout = Duration::from_millis(config.head_timeout_ms);
-        let mut head_deadline = (first || !self.buf.is_empty()).then(|| now + head_timeout);
+        let mut head_deadline = (first || !self.link.buf.is_empty()).then(|| now + head_timeout);
         let idle_deadline = now + Duration::from_millis(config.idle_timeout_ms);
         loop {
-            match parse_head(self.buf.data()) {
+            match parse_head(self.link.buf.data()) {
                 Ok(Status::Complete(head)) => {
-                    self.buf.consume(head.len);
+                    self.link.buf.consume(head.len);
                     return Ok(Some(head));
                 }
                 Ok(Status::Partial) => {}
@@ -358,8 +275,9 @@ impl<'s, B: Backend> Connection<'s, B> {
                 }
             }
             // No byte of a request yet: shutdown may close the connection.
-            let idle = self.buf.is_empty();
+            let idle = self.link.buf.is_empty();
             match self
+                .link
                 .read_more(head_deadline.unwrap_or(idle_deadline), idle)
                 .await?
             {
@@ -425,12 +343,18 @@ impl<'s, B: Backend> Connection<'s, B> {
             return Ok(Some((route_id, self.over_budget().closing(), None)));
         };
         // RFC 9110 10.1.1: no need for 100 once body bytes have arrived.
-        if head.expect_continue && head.has_body() && self.buf.is_empty() {
+        if head.expect_continue && head.has_body() && self.link.buf.is_empty() {
             let stall = Duration::from_millis(shared.config.body_timeout_ms);
-            write_all(&self.watch, &mut self.stream, CONTINUE_100, stall).await?;
+            write_all(&self.link.watch, &mut self.link.stream, CONTINUE_100, stall).await?;
         }
         let body = self
-            .read_body(head.body, admitted.body_bytes_max, &mut reserved)
+            .link
+            .read_body(
+                head.body,
+                admitted.body_bytes_max,
+                &mut reserved,
+                &shared.config,
+            )
             .await?;
         let response = match body {
             Body::Complete(body) => router.handle(head, admitted, body).await,
@@ -470,27 +394,6 @@ impl<'s, B: Backend> Connection<'s, B> {
         Response::error(503, message).header("Retry-After", BUDGET_RETRY_AFTER_SECS.to_string())
     }
 
-    /// Appends one read to `buf`. With `stoppable`, shutdown ends the wait.
-    pub(super) async fn read_more(
-        &mut self,
-        deadline: Instant,
-        stoppable: bool,
-    ) -> io::Result<Read> {
-        let read = self.stream.read(self.buf.spare(READ_CHUNK_BYTES));
-        let outcome = self.watch.by(deadline, stoppable, read).await;
-        if let Ok(Ok(got)) = &outcome {
-            self.buf.filled(*got);
-        }
-        Ok(match outcome {
-            Err(Cut::Stopped) => Read::Stopped,
-            Err(Cut::Expired) => Read::TimedOut,
-            Ok(read) => match read? {
-                0 => Read::Eof,
-                _ => Read::Data,
-            },
-        })
-    }
-
     /// Writes `response`, counts it, and lingers before closing if it closes.
     async fn respond(
         &mut self,
@@ -512,11 +415,17 @@ impl<'s, B: Backend> Connection<'s, B> {
         if body && response.body.len() <= COALESCE_BODY_BYTES_MAX {
             // One write, one segment: head and a small body together.
             out.extend_from_slice(&response.body);
-            write_all(&self.watch, &mut self.stream, &out, stall).await?;
+            write_all(&self.link.watch, &mut self.link.stream, &out, stall).await?;
         } else {
-            write_all(&self.watch, &mut self.stream, &out, stall).await?;
+            write_all(&self.link.watch, &mut self.link.stream, &out, stall).await?;
             if body {
-                write_all(&self.watch, &mut self.stream, &response.body, stall).await?;
+                write_all(
+                    &self.link.watch,
+                    &mut self.link.stream,
+                    &response.body,
+                    stall,
+                )
+                .await?;
             }
         }
         if out.capacity() <= COALESCE_BODY_BYTES_MAX * 2 {
@@ -524,15 +433,11 @@ impl<'s, B: Backend> Connection<'s, B> {
             self.out = out;
         }
         if response.close {
-            linger_close(&self.watch, &mut self.stream).await;
+            linger_close(&self.link.watch, &mut self.link.stream).await;
         }
         Ok(())
     }
 }
-
-/// Bodies up to this size are copied behind the head and sent in one write;
-/// larger ones go in a second write rather than being copied.
-const COALESCE_BODY_BYTES_MAX: usize = 16 << 10;
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@
 
 use core::fmt;
 
-use super::request::{HEADERS_COUNT_MAX, HEAD_BYTES_MAX, REQUEST_LINE_BYTES_MAX};
+use crate::http::config::{HEADERS_COUNT_MAX, HEAD_BYTES_MAX, REQUEST_LINE_BYTES_MAX};
 
 /// A request that cannot be served as sent.
 ///

@@ -1,9 +1,13 @@
 //! hypha's HTTP/1.1 edge: a binary-safe REST API over a [`Backend`], plus the
 //! dialects of older KV services ([`compat`]).
 //!
-//! Layers, outermost first: [`conn`] (sockets, timeouts, cap, shutdown) →
-//! [`request`] and [`chunked`] (sans-IO parsing) → [`router`] and [`compat`]
-//! (routes) → [`Backend`]. Start a server with [`serve`].
+//! Layers, outermost first: [`conn`] (accept loop, cap, shutdown, one task
+//! per connection) → `body` and `socket` (reads and writes under deadlines)
+//! → [`request`] and [`chunked`] (sans-IO parsing) → [`router`] and
+//! [`compat`] (routes; [`params`] and `compat_json` decode their inputs) →
+//! [`Backend`]. [`config`] holds the settings and every limit; it and the
+//! leaf modules (errors, responses, metrics, budget, percent-decoding)
+//! import none of the layers above. Start a server with [`serve`].
 
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -13,6 +17,8 @@ mod body;
 pub mod budget;
 pub mod chunked;
 pub mod compat;
+mod compat_json;
+pub mod config;
 pub mod conn;
 pub(crate) mod deadline;
 pub mod error;
@@ -29,9 +35,8 @@ pub mod token;
 
 pub use backend::{Backend, BackendError, Consistency, Entry, History, ScanPage, Version};
 pub use chunked::ChunkedDecoder;
-pub use conn::{
-    serve, serve_on, HttpConfig, BODY_TIMEOUT_MS, CONNECTIONS_MAX, HEAD_TIMEOUT_MS, IDLE_TIMEOUT_MS,
-};
+pub use config::{HttpConfig, BODY_TIMEOUT_MS, CONNECTIONS_MAX, HEAD_TIMEOUT_MS, IDLE_TIMEOUT_MS};
+pub use conn::{serve, serve_on};
 pub use error::{HttpError, PercentError};
 #[doc(hidden)]
 pub use mem::MemBackend;

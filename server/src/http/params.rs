@@ -2,9 +2,9 @@
 //! values, value sizes) and the error responses for bad ones.
 
 use crate::http::backend::{Backend, BackendError, Consistency};
+use crate::http::config::SCAN_LIMIT_MAX;
 use crate::http::percent::{decode_path, form_value, FormPairs};
 use crate::http::response::{decimal, Response};
-use crate::http::router::SCAN_LIMIT_MAX;
 
 /// Percent-decodes a key from a path; empty keys are refused.
 pub(crate) fn decode_key(encoded: &str, shape: &str) -> Result<Vec<u8>, String> {

@@ -5,18 +5,8 @@
 
 use core::mem::MaybeUninit;
 
+use crate::http::config::{HEADERS_COUNT_MAX, HEAD_BYTES_MAX, REQUEST_LINE_BYTES_MAX};
 use crate::http::error::HttpError;
-
-/// Largest request head (request line + headers + blank line) in bytes; over it → 431.
-pub const HEAD_BYTES_MAX: usize = 8 * 1024;
-/// Largest request line in bytes; over it → 414.
-pub const REQUEST_LINE_BYTES_MAX: usize = 4 * 1024;
-/// Most header fields in one request; over it → 431.
-pub const HEADERS_COUNT_MAX: usize = 64;
-
-const _: () = assert!(REQUEST_LINE_BYTES_MAX < HEAD_BYTES_MAX);
-// The smallest header line, "a:\r\n", is 4 bytes: the count limit must be reachable.
-const _: () = assert!(HEADERS_COUNT_MAX * 4 < HEAD_BYTES_MAX);
 
 /// Result of feeding bytes to a sans-IO reader.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use crate::http::backend::{Backend, Version};
 use crate::http::compat;
-use crate::http::conn::HttpConfig;
+use crate::http::config::{BodyKind, HttpConfig, HISTORY_DEPTH_MAX, SCAN_LIMIT_DEFAULT};
 use crate::http::metrics::{Metrics, RouteId};
 use crate::http::params::{
     backend_error, check_value_len, consistency, decode_key, limit_param, number_param,
@@ -36,20 +36,6 @@ use crate::http::percent::{form_value, parse_form, FormPairs};
 use crate::http::request::{BodyFraming, Head, Method};
 use crate::http::response::{decimal, Response};
 use crate::http::token::Token;
-
-/// Body allowance beyond `value_bytes_max` for JSON and form endpoints (escaping,
-/// field names, several small values), and the whole allowance of endpoints that
-/// take no body.
-pub const BODY_ENVELOPE_BYTES: usize = 64 * 1024;
-/// Keys per scan page when `limit` is not given.
-pub const SCAN_LIMIT_DEFAULT: u32 = 100;
-/// Largest `limit` a scan accepts: the wire's (`crate::limits`).
-pub const SCAN_LIMIT_MAX: u32 = crate::limits::SCAN_LIMIT_MAX as u32;
-/// Largest `history=N`: the wire's (`crate::limits`).
-pub const HISTORY_DEPTH_MAX: u32 = crate::limits::HISTORY_DEPTH_MAX as u32;
-
-const _: () = assert!(SCAN_LIMIT_DEFAULT <= SCAN_LIMIT_MAX);
-const _: () = assert!(BODY_ENVELOPE_BYTES >= crate::http::request::HEAD_BYTES_MAX);
 
 const GET_HEAD: &str = "GET, HEAD";
 
@@ -64,17 +50,6 @@ pub(crate) enum Route {
     Digest,
     AdminCompact,
     Compat(compat::Route),
-}
-
-/// What a route does with a request body; decides the body limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BodyKind {
-    /// The body is the value: limit `value_bytes_max`.
-    Value,
-    /// JSON or a form carrying values: limit `value_bytes_max + BODY_ENVELOPE_BYTES`.
-    Envelope,
-    /// Ignored: limit `BODY_ENVELOPE_BYTES`.
-    Unused,
 }
 
 /// A request that passed [`Router::admit`]: read at most `body_bytes_max` body bytes.
@@ -149,12 +124,7 @@ impl<B: Backend> Router<B> {
         self.authorize(head, &route)
             .map_err(|response| (route_id, response))?;
         let body_kind = body_kind(&route, &head.method);
-        let value_bytes_max = self.backend.value_bytes_max();
-        let body_bytes_max = match body_kind {
-            BodyKind::Value => value_bytes_max,
-            BodyKind::Envelope => value_bytes_max.saturating_add(BODY_ENVELOPE_BYTES),
-            BodyKind::Unused => BODY_ENVELOPE_BYTES,
-        };
+        let body_bytes_max = body_kind.body_bytes_max(self.backend.value_bytes_max());
         let admitted = Admitted {
             route_id,
             body_bytes_max,

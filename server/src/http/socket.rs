@@ -1,4 +1,5 @@
-//! A connection's socket and the deadline-bound reads and writes on it.
+//! A connection's socket, its receive buffer, and the deadline-bound reads
+//! and writes on it.
 
 use std::future::Future;
 use std::io::{self, Read as _, Write as _};
@@ -8,16 +9,11 @@ use std::time::{Duration, Instant};
 
 use async_io::Async;
 
-use crate::http::deadline::Registered;
-
-/// How long a closing connection keeps reading (and dropping) what the client
-/// still sends, so the kernel does not reset the connection before the client
-/// reads our last response.
-pub(crate) const LINGER_TIMEOUT_MS: u64 = 1_000;
-/// Most bytes dropped while lingering.
-const LINGER_BYTES_MAX: usize = 1024 * 1024;
-/// Bytes read at a time while lingering.
-const LINGER_READ_BYTES: usize = 16 * 1024;
+use crate::http::config::{
+    LINGER_BYTES_MAX, LINGER_READ_BYTES, LINGER_TIMEOUT_MS, READ_CHUNK_BYTES,
+};
+use crate::http::deadline::{Cut, Registered};
+use crate::http::inbuf::InBuf;
 
 /// A connection's socket.
 ///
@@ -45,6 +41,48 @@ impl Socket {
     /// One write of a prefix of `bytes`.
     pub(crate) async fn write(&self, bytes: &[u8]) -> io::Result<usize> {
         self.inner.write_with(|s| (&*s).write(bytes)).await
+    }
+}
+
+/// How a read ended.
+pub(crate) enum Read {
+    Data,
+    Eof,
+    TimedOut,
+    Stopped,
+}
+
+/// One connection's socket, the deadline it waits under, and the bytes it
+/// received and has not used yet. Heads are read here
+/// ([`read_more`](Self::read_more)), bodies in `body.rs`.
+pub(crate) struct Link<'s> {
+    pub(crate) stream: Socket,
+    /// The deadline of whatever this connection waits for.
+    pub(crate) watch: Registered<'s>,
+    /// Received bytes not used yet: part of a head, or pipelined requests.
+    pub(crate) buf: InBuf,
+}
+
+impl Link<'_> {
+    /// Appends one read to `buf`. With `stoppable`, shutdown ends the wait.
+    pub(crate) async fn read_more(
+        &mut self,
+        deadline: Instant,
+        stoppable: bool,
+    ) -> io::Result<Read> {
+        let read = self.stream.read(self.buf.spare(READ_CHUNK_BYTES));
+        let outcome = self.watch.by(deadline, stoppable, read).await;
+        if let Ok(Ok(got)) = &outcome {
+            self.buf.filled(*got);
+        }
+        Ok(match outcome {
+            Err(Cut::Stopped) => Read::Stopped,
+            Err(Cut::Expired) => Read::TimedOut,
+            Ok(read) => match read? {
+                0 => Read::Eof,
+                _ => Read::Data,
+            },
+        })
     }
 }
 
