@@ -21,6 +21,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLock
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+mod unsynced;
+
 /// Most ids one `scan` call examines; a page may hold fewer keys than asked
 /// and still have a next cursor.
 pub const SCAN_IDS_PER_CALL_MAX: u64 = 1 << 16;
