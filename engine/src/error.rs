@@ -133,6 +133,10 @@ mod std_error {
             /// The configured limit.
             max: usize,
         },
+        /// A call that must not wait found it would have to: a bug in the
+        /// engine, never a client's mistake (the `try_` calls answer
+        /// `Ok(None)` instead).
+        WouldBlock,
         /// The engine stopped accepting writes after a failed write or fsync.
         ReadOnly {
             /// The failure that stopped it.
@@ -222,6 +226,10 @@ mod std_error {
                     f,
                     "value is {len} bytes; the limit is {max} (value_bytes_max); raise the option \
                      or store the value in smaller pieces"
+                ),
+                Error::WouldBlock => write!(
+                    f,
+                    "internal error: a write was retried after it ran (please report it)"
                 ),
                 Error::ReadOnly { cause } => write!(
                     f,

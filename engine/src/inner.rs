@@ -166,13 +166,32 @@ impl Inner {
         bytes: usize,
         f: impl FnOnce(&mut Core) -> Result<T>,
     ) -> Result<T> {
+        let mut f = Some(f);
+        loop {
+            let once = |core: &mut Core| match f.take() {
+                Some(f) => f(core),
+                None => Err(Error::WouldBlock),
+            };
+            if let Some(r) = self.try_mutate(bytes, once)? {
+                return Ok(r);
+            }
+            // The rollover before the next must have its fsyncs done.
+            self.finish_seal()?;
+        }
+    }
+
+    /// [`Inner::mutate`] that does not wait for the last rollover's fsyncs:
+    /// `Ok(None)`, without calling `f`, when it would.
+    pub(crate) fn try_mutate<T>(
+        &self,
+        bytes: usize,
+        f: impl FnOnce(&mut Core) -> Result<T>,
+    ) -> Result<Option<T>> {
         self.writable()?;
         let (r, due, rolled) = {
             let mut core = self.write();
-            while core.log.roll_must_wait(bytes) {
-                drop(core);
-                self.finish_seal()?;
-                core = self.write();
+            if core.log.roll_must_wait(bytes) {
+                return Ok(None);
             }
             let rollovers = core.log.rollovers;
             let r = f(&mut core);
@@ -198,7 +217,7 @@ impl Inner {
                 self.ckpt_cv.notify_one();
             }
         }
-        r
+        r.map(Some)
     }
 
     /// A checkpoint is due: the checkpoint thread takes it, so the writer

@@ -21,11 +21,39 @@ pub const SCAN_IDS_PER_CALL_MAX: u64 = 1 << 16;
 impl Db {
     /// Stores `value` under `key`; returns the write's seq.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<Seq> {
+        let (seq, end) = self.put_at(key, value, true)?.ok_or(Error::WouldBlock)?;
+        self.inner.durable(end)?;
+        Ok(seq)
+    }
+
+    /// Stores `value` under `key` like [`Db::put`], but returns without
+    /// waiting for an fdatasync, whatever the fsync mode: the write is
+    /// durable once a [`Db::sync`] called after this returned has returned.
+    /// Readers see it at once (as they see a `put` waiting for its
+    /// fdatasync). For a server that receives many writes on one thread:
+    /// it appends them all, makes them durable with one `sync` on another
+    /// thread, and answers them together.
+    pub fn put_unsynced(&self, key: &[u8], value: &[u8]) -> Result<Seq> {
+        Ok(self.put_at(key, value, true)?.ok_or(Error::WouldBlock)?.0)
+    }
+
+    /// [`Db::put_unsynced`] that never waits for slow work: `Ok(None)` when
+    /// the write would first wait for the key index to grow or for the last
+    /// rollover's fsyncs (then nothing was written; retry with
+    /// `put_unsynced` on a thread that may block). An executor thread calls
+    /// this, so no task stalls behind a table rebuild or an fdatasync.
+    pub fn try_put_unsynced(&self, key: &[u8], value: &[u8]) -> Result<Option<Seq>> {
+        Ok(self.put_at(key, value, false)?.map(|(seq, _)| seq))
+    }
+
+    /// Appends a put: `(seq, end of the record)`, or `None` when `wait` is
+    /// false and the write would have to wait.
+    fn put_at(&self, key: &[u8], value: &[u8], wait: bool) -> Result<Option<(Seq, u64)>> {
         Self::check_key(key)?;
         self.check_value(value)?;
         let ids_max = self.inner.opts.ids_max;
         loop {
-            let done = self.inner.mutate(key.len() + value.len(), |core| {
+            let append = |core: &mut Core| {
                 let id = match core.find_key(key)? {
                     Some((id, _)) => id,
                     // A new key waits for the key index to grow, outside
@@ -41,13 +69,17 @@ impl Db {
                     seq: None,
                 })
                 .map(Some)
-            })?;
+            };
+            let bytes = key.len() + value.len();
+            let done = if wait {
+                self.inner.mutate(bytes, append)?
+            } else {
+                self.inner.try_mutate(bytes, append)?.flatten()
+            };
             match done {
-                Some((seq, end)) => {
-                    self.inner.durable(end)?;
-                    return Ok(seq);
-                }
-                None => self.inner.grow_index()?,
+                Some(written) => return Ok(Some(written)),
+                None if wait => self.inner.grow_index()?,
+                None => return Ok(None),
             }
         }
     }
@@ -84,8 +116,35 @@ impl Db {
     /// Deletes `key`; returns the delete's seq, or `None` if it was absent
     /// (then nothing is written).
     pub fn delete(&self, key: &[u8]) -> Result<Option<Seq>> {
+        match self.delete_at(key, true)?.ok_or(Error::WouldBlock)? {
+            Some((seq, end)) => {
+                self.inner.durable(end)?;
+                Ok(Some(seq))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// [`Db::delete`] without waiting for an fdatasync (see
+    /// [`Db::put_unsynced`]).
+    pub fn delete_unsynced(&self, key: &[u8]) -> Result<Option<Seq>> {
+        let done = self.delete_at(key, true)?.ok_or(Error::WouldBlock)?;
+        Ok(done.map(|(seq, _)| seq))
+    }
+
+    /// [`Db::delete_unsynced`] that never waits for slow work (see
+    /// [`Db::try_put_unsynced`]): the outer `None` means retry on a thread
+    /// that may block.
+    pub fn try_delete_unsynced(&self, key: &[u8]) -> Result<Option<Option<Seq>>> {
+        let done = self.delete_at(key, false)?;
+        Ok(done.map(|d| d.map(|(seq, _)| seq)))
+    }
+
+    /// Appends a delete: the outer `None` when `wait` is false and it would
+    /// have to wait, the inner `None` when the key was absent.
+    fn delete_at(&self, key: &[u8], wait: bool) -> Result<Option<Option<(Seq, u64)>>> {
         Self::check_key(key)?;
-        let done = self.inner.mutate(key.len(), |core| {
+        let append = |core: &mut Core| {
             let Some((id, _)) = core.find_key(key)? else {
                 return Ok(None);
             };
@@ -100,13 +159,11 @@ impl Db {
                 seq: None,
             })
             .map(Some)
-        })?;
-        match done {
-            Some((seq, end)) => {
-                self.inner.durable(end)?;
-                Ok(Some(seq))
-            }
-            None => Ok(None),
+        };
+        if wait {
+            self.inner.mutate(key.len(), append).map(Some)
+        } else {
+            self.inner.try_mutate(key.len(), append)
         }
     }
 

@@ -2,6 +2,7 @@
 //! log to every connected worker, answers the edge, and waits for worker acks
 //! in `sync N` mode.
 
+mod durable;
 mod stream;
 
 use crate::requests::{answer_read, error_message, serve_requests, wait_until, Answer, Me};
@@ -98,6 +99,8 @@ pub struct Master {
     udp: UdpSocket,
     started: Instant,
     gate: Arc<crate::gate::Gate>,
+    /// Group commit of `--fsync always` writes.
+    committer: durable::Committer,
 }
 
 /// Default of `--forget-after`: a worker heard from within this long still
@@ -142,6 +145,7 @@ impl Master {
             listener,
             udp,
             started: Instant::now(),
+            committer: durable::Committer::default(),
         }))
     }
 
@@ -248,8 +252,11 @@ impl Master {
         })
     }
 
-    /// Answers reads and, unless they must wait for an fdatasync or for
-    /// workers, writes at once; other writes in their own task.
+    /// Answers reads and writes at once, unless they must wait for an
+    /// fdatasync or for workers: then in their own task. Every write is
+    /// appended here, at once; under `--fsync always` its answer waits for
+    /// an fdatasync it shares with the writes appended meanwhile
+    /// ([`durable`]).
     fn answer(
         self: &Arc<Self>,
         m: Message,
@@ -260,19 +267,20 @@ impl Master {
         let is_write = matches!(m, Message::Put { .. } | Message::Delete { .. });
         if matches!(m, Message::Compact { .. }) || (is_write && self.writes_wait()) {
             let me = self.clone();
+            let later = match m {
+                Message::Compact { req_id, run } => Err((req_id, run)),
+                m => Ok(write(&self.db, m)),
+            };
             return Answer::Later(async move {
-                if let Message::Compact { req_id, run } = m {
-                    return crate::requests::answer_compact(me.db.clone(), req_id, run).await;
+                match later {
+                    Ok(written) => {
+                        let written = me.durable(written).await;
+                        me.after_write(written).await
+                    }
+                    Err((req_id, run)) => {
+                        crate::requests::answer_compact(me.db.clone(), req_id, run).await
+                    }
                 }
-                let db = me.db.clone();
-                // Only a write that waits for an fdatasync is worth a hop
-                // to the blocking pool.
-                let written = if me.fsync_always() {
-                    smol::unblock(move || write(&db, m)).await
-                } else {
-                    write(&db, m)
-                };
-                me.after_write(written).await
             });
         }
         match m {
@@ -306,6 +314,22 @@ impl Master {
 
     fn fsync_always(&self) -> bool {
         matches!(self.cfg.engine.fsync, hypha_engine::Fsync::Always)
+    }
+
+    /// Under `--fsync always`, waits until the write is durable; a failed
+    /// fdatasync turns its answer into the error.
+    async fn durable(&self, written: Written) -> Written {
+        let Some(seq) = written.seq.filter(|_| self.fsync_always()) else {
+            return written;
+        };
+        match self.committer.durable(&self.db, seq).await {
+            Ok(()) => written,
+            Err(e) => Written {
+                req_id: written.req_id,
+                seq: None,
+                answer: error_message(written.req_id, &e),
+            },
+        }
     }
 
     /// Wakes the senders, then (in `sync N`) waits for N workers to apply.
@@ -527,17 +551,19 @@ struct Written {
     answer: Message,
 }
 
-/// Runs a `Put` or `Delete` against the engine (blocking under `--fsync always`).
+/// Appends a `Put` or `Delete` to the engine, without waiting for an
+/// fdatasync whatever the fsync mode (under `--fsync always` the answer
+/// waits in [`Master::durable`]).
 fn write(db: &Db, m: Message) -> Written {
     let (req_id, result) = match m {
         Message::Put { req_id, key, value } => (
             req_id,
-            db.put(&key, &value)
+            db.put_unsynced(&key, &value)
                 .map(|seq| (Some(seq), Message::Written { req_id, seq })),
         ),
         Message::Delete { req_id, key } => (
             req_id,
-            db.delete(&key)
+            db.delete_unsynced(&key)
                 .map(|seq| (seq, Message::Deleted { req_id, seq })),
         ),
         other => {

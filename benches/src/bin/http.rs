@@ -13,6 +13,11 @@
 //!   3 put       same hypha process                                  PUT /kv/{random key}, 150 B
 //!   4 put-sync  fresh hypha, --fsync always                         PUT /kv/{random key}, 150 B
 //!
+//! Case `durable` (only with `--only durable`; see `http/durable.rs`): hypha
+//! `--fsync always`, hypha `--fsync never` and etcd side by side, PUTs of new
+//! keys at 32 and 128 connections, with the disk's fdatasync rate probed in
+//! the same run.
+//!
 //! nginx and the first hypha run side by side, and cases 1-3 are measured in
 //! `--rounds` alternating windows (default 5 rounds of 2 s each, after 0.5 s
 //! of warm-up), summed per case: a slow spell of the shared machine hits the
@@ -25,8 +30,12 @@
 //! ```sh
 //! cd benches && CARGO_TARGET_DIR=/work/target-bench cargo run --release --bin http -- \
 //!     [--hypha PATH] [--nginx PATH] [--secs 10] [--warmup 2] [--conns 32] [--keys 10000] \
-//!     [--only ceiling,get,put,put-sync]
+//!     [--only ceiling,get,put,put-sync,durable] [--etcd PATH] [--durable-conns 32,128]
 //! ```
+
+// The crate root resolves modules beside itself, not in `http/`.
+#[path = "http/durable.rs"]
+mod durable;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -48,6 +57,9 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 struct Opts {
     hypha: PathBuf,
     nginx: PathBuf,
+    etcd: PathBuf,
+    /// Connection counts of the `durable` case.
+    durable_conns: Vec<usize>,
     secs: f64,
     warmup: f64,
     conns: usize,
@@ -61,6 +73,8 @@ fn parse_opts() -> Result<Opts, String> {
     let mut o = Opts {
         hypha: PathBuf::from("/work/target-bench/release/hypha"),
         nginx: PathBuf::from("/usr/sbin/nginx"),
+        etcd: PathBuf::from("/usr/bin/etcd"),
+        durable_conns: vec![32, 128],
         secs: 10.0,
         warmup: 2.0,
         conns: 32,
@@ -75,6 +89,13 @@ fn parse_opts() -> Result<Opts, String> {
         match a.as_str() {
             "--hypha" => o.hypha = val()?.into(),
             "--nginx" => o.nginx = val()?.into(),
+            "--etcd" => o.etcd = val()?.into(),
+            "--durable-conns" => {
+                o.durable_conns = val()?
+                    .split(',')
+                    .map(|c| c.parse().map_err(|e| format!("--durable-conns: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
             "--secs" => o.secs = val()?.parse().map_err(|e| format!("--secs: {e}"))?,
             "--warmup" => o.warmup = val()?.parse().map_err(|e| format!("--warmup: {e}"))?,
             "--conns" => o.conns = val()?.parse().map_err(|e| format!("--conns: {e}"))?,
@@ -84,23 +105,29 @@ fn parse_opts() -> Result<Opts, String> {
             "--only" => o.only = Some(val()?.split(',').map(str::to_string).collect()),
             "-h" | "--help" => {
                 println!(
-                    "http [--hypha PATH] [--nginx PATH] [--secs S] [--warmup S] [--conns N] \
-                     [--keys N] [--rounds R] [--dir TMPDIR] [--only ceiling,get,put,put-sync]"
+                    "http [--hypha PATH] [--nginx PATH] [--etcd PATH] [--secs S] [--warmup S] [--conns N] \
+                     [--keys N] [--rounds R] [--dir TMPDIR] [--only ceiling,get,put,put-sync,durable] \
+                     [--durable-conns 32,128]\n\
+                     `durable` runs only when named in --only."
                 );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?}; see --help")),
         }
     }
-    if o.conns == 0 || o.secs <= 0.0 || o.keys == 0 || o.rounds == 0 {
+    if o.conns == 0 || o.secs <= 0.0 || o.keys == 0 || o.rounds == 0 || o.durable_conns.contains(&0) {
         return Err("--conns, --secs, --keys and --rounds must be > 0".into());
     }
     Ok(o)
 }
 
 impl Opts {
+    /// Whether `case` runs: every case but `durable` by default.
     fn wants(&self, case: &str) -> bool {
-        self.only.as_ref().is_none_or(|l| l.iter().any(|c| c == case))
+        match &self.only {
+            Some(l) => l.iter().any(|c| c == case),
+            None => case != "durable",
+        }
     }
 }
 
@@ -198,6 +225,10 @@ enum Work {
     Get { keys: u64 },
     /// PUT /kv/{key} of 150 bytes over `keys` keys.
     Put { keys: u64 },
+    /// PUT /kv/new-{random} of 150 bytes: a new key every time.
+    PutNew,
+    /// etcd's `POST /v3/kv/put` of a new key, 150 bytes.
+    EtcdPut,
 }
 
 struct Conn {
@@ -338,6 +369,27 @@ fn request(work: Work, rng: u64, out: &mut Vec<u8>) {
                 .as_bytes(),
             );
             out.extend_from_slice(&values()[(rng >> 58) as usize]);
+        }
+        Work::PutNew => {
+            out.extend_from_slice(
+                format!(
+                    "PUT /kv/new-{rng:016x} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {VALUE_BYTES}\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            out.extend_from_slice(&values()[(rng >> 58) as usize]);
+        }
+        Work::EtcdPut => {
+            let mut body = String::with_capacity(320);
+            let key = format!("new-{rng:016x}");
+            durable::etcd_put_body(key.as_bytes(), &values()[(rng >> 58) as usize], &mut body);
+            out.extend_from_slice(
+                format!(
+                    "POST /v3/kv/put HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
         }
     }
 }
@@ -547,6 +599,8 @@ fn work_seed(w: Work) -> u64 {
         Work::Static => 1,
         Work::Get { .. } => 2,
         Work::Put { .. } => 3,
+        Work::PutNew => 4,
+        Work::EtcdPut => 5,
     }
 }
 
@@ -827,10 +881,15 @@ fn nginx_window(o: &Opts, p: &mut Proc, addr: SocketAddr, pids: &[u32], warmup: 
 }
 
 fn start_hypha(o: &Opts, dir: &Path, tag: &str, fsync: &str) -> Result<(Proc, SocketAddr), String> {
+    start_hypha_with(o, dir, tag, fsync, &[])
+}
+
+/// [`start_hypha`] with more arguments.
+fn start_hypha_with(o: &Opts, dir: &Path, tag: &str, fsync: &str, more: &[String]) -> Result<(Proc, SocketAddr), String> {
     let data = dir.join(format!("hypha-{tag}"));
     let addr = free_port()?;
     let mut cmd = Command::new(&o.hypha);
-    cmd.arg("--data")
+    cmd.args(more).arg("--data")
         .arg(&data)
         .arg("--http")
         .arg(addr.to_string())
@@ -929,7 +988,9 @@ fn machine_info(o: &Opts) {
             println!("WARNING: {} is older than the newest file in server/, engine/, net/: rebuild it", o.hypha.display());
         }
     }
-    println!("nginx: {}", sh(&o.nginx.display().to_string(), &["-v"]));
+    if o.wants("ceiling") {
+        println!("nginx: {}", sh(&o.nginx.display().to_string(), &["-v"]));
+    }
     println!(
         "load: {} keep-alive connections (one thread each), {} s measured per case in {} alternating windows \
          (each after {:.1} s of warm-up; put-sync: one window after {} s), closed loop (each connection waits for its answer)",
@@ -1134,6 +1195,9 @@ fn run(o: &Opts, dir: &Path) -> Result<Vec<CaseResult>, String> {
         report_hypha_log(&p);
         eprintln!("  hypha {}", p.stop());
     }
+    if o.wants("durable") {
+        durable::run(o, dir)?;
+    }
     if o.wants("put-sync") {
         eprintln!("case put-sync: fresh hypha --fsync always");
         let (mut p, addr) = start_hypha(o, dir, "always", "always")?;
@@ -1157,9 +1221,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    for (what, p) in [("--hypha", &o.hypha), ("--nginx", &o.nginx)] {
+    let needed = [("--hypha", &o.hypha, true), ("--nginx", &o.nginx, o.wants("ceiling")), ("--etcd", &o.etcd, o.wants("durable"))];
+    for (what, p, _) in needed.iter().filter(|n| n.2) {
         if !p.exists() {
-            eprintln!("http: {what} {} does not exist (build hypha with `cargo build --release -p hypha-server`; install nginx with apt-get)", p.display());
+            eprintln!("http: {what} {} does not exist (build hypha with `cargo build --release -p hypha-server`; install nginx and etcd-server with apt-get)", p.display());
             return ExitCode::from(2);
         }
     }
@@ -1173,7 +1238,9 @@ fn main() -> ExitCode {
     let outcome = std::panic::catch_unwind(|| run(&o, &dir));
     let code = match outcome {
         Ok(Ok(results)) => {
-            print_table(&results);
+            if !results.is_empty() {
+                print_table(&results);
+            }
             ExitCode::SUCCESS
         }
         Ok(Err(e)) => {
