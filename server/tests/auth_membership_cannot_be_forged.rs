@@ -91,7 +91,7 @@ fn relayed(tag: &str, sync_timeout_ms: &str) -> Relayed {
     ];
     args.extend_from_slice(&FAST_HB);
     let master = Node::start(loopback(mport), &args);
-    master.wait_log("master", 0, Duration::from_secs(30));
+    master.wait_log("(tcp+udp)", 0, Duration::from_secs(30));
     let relay = Relay::start(rport, loopback(mport));
     let (rlisten, wlisten, wdata) = (
         relay.addr.to_string(),
@@ -237,7 +237,7 @@ fn a_stranger_posing_as_a_worker_gets_no_reads() -> std::io::Result<()> {
     ];
     args.extend_from_slice(&FAST_HB);
     let master = Node::start(loopback(mport), &args);
-    master.wait_log("master", 0, Duration::from_secs(30));
+    master.wait_log("(tcp+udp)", 0, Duration::from_secs(30));
     let (wlisten, wdata) = (loopback(wport).to_string(), data(&dir, "w"));
     let mut args = vec![
         "worker",

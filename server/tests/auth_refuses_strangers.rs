@@ -173,7 +173,7 @@ fn a_node_of_the_previous_protocol_is_told_both_versions() -> std::io::Result<()
             "master", "--data", &mdata, "--listen", &listen, "--fsync", "never",
         ],
     );
-    master.wait_log("master", 0, Duration::from_secs(30));
+    master.wait_log("(tcp+udp)", 0, Duration::from_secs(30));
     let hex: String = PROTOCOL_1_HELLO.split_whitespace().collect();
     let bytes: Vec<u8> = (0..hex.len())
         .step_by(2)

@@ -59,7 +59,7 @@ fn compaction_through_protocol_http_and_offline_keeps_replicas_right() {
     ];
     margs.extend_from_slice(&FAST_HB);
     let mut m = Node::start(loopback(mport), &margs);
-    m.wait_log("master", 0, Duration::from_secs(30));
+    m.wait_log("(tcp+udp)", 0, Duration::from_secs(30));
     let wport = free_port();
     let wlisten = loopback(wport).to_string();
     let wdata = data(&dir, "w1");
@@ -171,7 +171,7 @@ fn compaction_through_protocol_http_and_offline_keeps_replicas_right() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no hypha database"));
 
     m.restart();
-    m.wait_log("master", 0, Duration::from_secs(30));
+    m.wait_log("(tcp+udp)", 0, Duration::from_secs(30));
     w.restart();
     m.wait_log("sending it a snapshot", 0, Duration::from_secs(30));
     let mut mc = Client::wait_connect(m.addr);

@@ -36,7 +36,7 @@ fn a_silent_worker_is_unhealthy_at_once_and_forgotten_after_forget_after() {
     ];
     args.extend_from_slice(&FAST_HB);
     let master = Node::start(loopback(mport), &args);
-    master.wait_log("master", 0, Duration::from_secs(30));
+    master.wait_log("(tcp+udp)", 0, Duration::from_secs(30));
     let mut args = vec![
         "worker", "--data", &wdata, "--master", &mlisten, "--listen", &wlisten,
     ];

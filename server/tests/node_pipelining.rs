@@ -44,7 +44,7 @@ fn pipelined_requests_are_all_answered_and_a_waiting_read_holds_up_none() -> std
     ];
     args.extend_from_slice(&FAST_HB);
     let master = Node::start(loopback(mport), &args);
-    master.wait_log("master", 0, Duration::from_secs(30));
+    master.wait_log("(tcp+udp)", 0, Duration::from_secs(30));
 
     // Writes and reads interleaved on one connection to the master.
     let requests = (1..=PIPELINED)

@@ -40,7 +40,7 @@ fn a_flood_of_unfinished_frames_stays_small_and_a_node_gets_in() {
             &key_file,
         ],
     );
-    master.wait_log("master", 0, Duration::from_secs(30));
+    master.wait_log("(tcp+udp)", 0, Duration::from_secs(30));
     flood_then_authenticate(&master, port, &keys);
 }
 
@@ -62,7 +62,7 @@ fn a_workers_port_holds_up_the_same() {
             &key_file,
         ],
     );
-    master.wait_log("master", 0, Duration::from_secs(30));
+    master.wait_log("(tcp+udp)", 0, Duration::from_secs(30));
     let (wlisten, wdata) = (format!("[::]:{wport}"), data(&dir, "w"));
     let worker = Node::start(
         loopback(wport),

@@ -16,7 +16,7 @@ fn master(dir: &TempDir, port: u16, extra: &[&str]) -> Node {
     args.extend_from_slice(extra);
     args.extend_from_slice(&FAST_HB);
     let n = Node::start(loopback(port), &args);
-    n.wait_log("master", 0, Duration::from_secs(30));
+    n.wait_log("(tcp+udp)", 0, Duration::from_secs(30));
     n
 }
 

@@ -39,7 +39,7 @@ fn master_with_stand_in_worker(tag: &str, extra: &[&str]) -> std::io::Result<Set
     ];
     args.extend_from_slice(extra);
     let master = Node::start(loopback(port), &args);
-    master.wait_log("master", 0, Duration::from_secs(30));
+    master.wait_log("(tcp+udp)", 0, Duration::from_secs(30));
     let addr = master.addr;
     let (client, worker) = smol::block_on(async {
         let hello = wire::hello("hypha", Role::Client, 1, Purpose::Request)?;

@@ -50,7 +50,7 @@ fn a_master_takes_a_new_key_on_sighup_and_open_sessions_go_on() {
             &key_file,
         ],
     );
-    master.wait_log("master", 0, Duration::from_secs(30));
+    master.wait_log("(tcp+udp)", 0, Duration::from_secs(30));
     let mut open = Client::wait_connect_with(master.addr, &old);
     assert!(Client::connect_with(master.addr, &new).is_err());
 
