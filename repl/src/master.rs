@@ -57,6 +57,8 @@ struct Session {
     stream: Stream,
     /// Highest seq handed to the socket (or covered by the snapshot).
     sent: u64,
+    /// The bound of the `ReadLog` out.
+    reading_upto: u64,
 }
 
 /// The master's replication state.
@@ -256,6 +258,7 @@ impl<B> MasterCore<B> {
                 node: join.node,
                 stream,
                 sent: join.applied_seq,
+                reading_upto: 0,
             },
         );
         self.pump(conn, out);
@@ -319,6 +322,7 @@ impl<B> MasterCore<B> {
         };
         if s.stream == Stream::Idle && s.sent < self.committed {
             s.stream = Stream::Reading;
+            s.reading_upto = self.committed;
             out.push(MasterAction::ReadLog {
                 conn,
                 after: s.sent,
@@ -337,8 +341,9 @@ impl<B> MasterCore<B> {
         }
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             // Nothing up to the bound (a compaction may have dropped the
-            // records between): caught up until the next commit.
-            s.sent = s.sent.max(self.committed);
+            // records between): caught up to the read's bound (not to
+            // `committed`, which may have moved since).
+            s.sent = s.sent.max(s.reading_upto);
             s.stream = Stream::Idle;
             return;
         };

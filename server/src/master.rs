@@ -5,28 +5,25 @@
 mod durable;
 mod stream;
 
-use crate::requests::{answer_read, error_message, serve_requests, wait_until, Answer, Me};
-use crate::wire::{self, refuse, Beats, Keys, Reader, Writer};
+use crate::requests::{answer_read, error_message, serve_requests, Answer, Me};
+use crate::wire::{self, Beats, Keys};
 use hypha_engine::{Db, Options};
-use hypha_net::{
-    Allowlist, ErrorCode, Message, Purpose, RefuseReason, Role, Welcome, WorkerInfo,
-    PROTOCOL_VERSION,
-};
+use hypha_net::{Allowlist, ErrorCode, Message, Purpose, Role, Welcome, PROTOCOL_VERSION};
+use hypha_repl::{Conn, MasterAction, MasterCore, MasterEvent, MasterParams, Millis};
 use smol::net::{TcpListener, UdpSocket};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// When a write is acknowledged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SyncMode {
-    /// After the local commit.
-    Async,
-    /// After this many workers applied it.
-    Workers(u32),
-}
+#[cfg(not(target_has_atomic = "64"))]
+use portable_atomic::AtomicU64;
+#[cfg(target_has_atomic = "64")]
+use std::sync::atomic::AtomicU64;
+
+pub use hypha_repl::SyncMode;
 
 /// How to run a master.
 #[derive(Clone, Debug)]
@@ -64,42 +61,29 @@ pub struct MasterConfig {
     pub handshake_timeout_ms: u64,
 }
 
-/// What the master knows of one worker. Everything here comes from the
-/// worker's authenticated replication session or from heartbeats signed
-/// with that session's keys.
-struct WorkerState {
-    peer: SocketAddr,
-    /// Highest seq the worker acknowledged on its session (never from a
-    /// heartbeat).
-    applied_seq: u64,
-    serve_port: u16,
-    last_heard: Instant,
-    connected: bool,
-    /// The id of the session this state belongs to: a worker that
-    /// reconnects while its old session still lingers gets a new one, and
-    /// only the current session may update or end it.
-    session: u64,
-    /// The current session's heartbeat keys; `None` once it ended.
-    beats: Option<Beats>,
-}
-
-/// A running master's shared state.
+/// A running master: the replication core and what drives it.
 pub struct Master {
     cfg: MasterConfig,
     db: Arc<Db>,
     me: Me,
-    workers: Mutex<HashMap<u64, WorkerState>>,
-    /// Notified after every local write: replication senders wake up.
-    written: event_listener::Event,
-    /// Notified on every worker ack: `sync N` waiters wake up.
-    acked: event_listener::Event,
+    /// The replication protocol's state (`hypha-repl`): every decision
+    /// about workers is taken there; this file and `stream.rs` only do
+    /// what it says.
+    core: Mutex<MasterCore<Beats>>,
+    /// Where the actions for each replication connection go (its writer).
+    links: Mutex<HashMap<Conn, smol::channel::Sender<MasterAction>>>,
+    /// `--sync N` writes waiting for their confirmation.
+    waiters: Mutex<HashMap<u64, smol::channel::Sender<MasterAction>>>,
+    next_waiter: AtomicU64,
+    /// Wakes the ticker when the core's next deadline moved earlier.
+    tick: event_listener::Event,
+    ticker_at: AtomicU64,
+    clock: Instant,
     /// The bound TCP address (useful when listening on port 0).
     pub local_addr: SocketAddr,
     listener: TcpListener,
     udp: UdpSocket,
-    started: Instant,
     gate: Arc<crate::gate::Gate>,
-    /// Group commit of `--fsync always` writes.
     committer: durable::Committer,
 }
 
@@ -108,9 +92,11 @@ pub struct Master {
 /// applied, so it resumes from the log instead of taking a snapshot) and
 /// stays in the master's table.
 pub const FORGET_AFTER_MS_DEFAULT: u64 = 3_600_000;
-/// For this many heartbeat timeouts after start the master keeps every
-/// delete: workers it knew before a restart have time to reconnect.
-pub const FLOOR_GRACE_TIMEOUTS: u32 = 10;
+
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 impl Master {
     /// Opens the database and binds the sockets.
@@ -133,64 +119,32 @@ impl Master {
             db.seq(),
             db.len()
         );
+        let params = MasterParams {
+            node_id,
+            history_id: me.history_id,
+            sync: cfg.sync,
+            sync_timeout_ms: cfg.sync_timeout_ms,
+            heartbeat_ms: cfg.heartbeat_ms,
+            heartbeat_timeout_ms: cfg.heartbeat_timeout_ms,
+            forget_after_ms: cfg.forget_after_ms,
+        };
         Ok(Arc::new(Master {
             gate: crate::gate::Gate::new(cfg.connections_max),
+            core: Mutex::new(MasterCore::new(params, db.seq(), 0)),
             cfg,
             db: Arc::new(db),
             me,
-            workers: Mutex::new(HashMap::new()),
-            written: event_listener::Event::new(),
-            acked: event_listener::Event::new(),
+            links: Mutex::new(HashMap::new()),
+            waiters: Mutex::new(HashMap::new()),
+            next_waiter: AtomicU64::new(1),
+            tick: event_listener::Event::new(),
+            ticker_at: AtomicU64::new(u64::MAX),
+            clock: Instant::now(),
             local_addr,
             listener,
             udp,
-            started: Instant::now(),
             committer: durable::Committer::default(),
         }))
-    }
-
-    /// Lets compaction drop only the deletes every connected or recently
-    /// heard worker has applied (see `Db::set_tombstone_floor`).
-    fn update_tombstone_floor(&self) {
-        let grace = Duration::from_millis(self.cfg.heartbeat_timeout_ms) * FLOOR_GRACE_TIMEOUTS;
-        let floor = if self.started.elapsed() < grace {
-            0
-        } else {
-            let recent = Duration::from_millis(self.cfg.forget_after_ms);
-            let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
-            workers
-                .values()
-                .filter(|w| w.connected || w.last_heard.elapsed() < recent)
-                .map(|w| w.applied_seq)
-                .min()
-                .unwrap_or(u64::MAX)
-        };
-        self.db.set_tombstone_floor(floor);
-    }
-
-    /// Drops the workers neither connected nor heard for `--forget-after`.
-    fn forget_silent_workers(&self) {
-        let forget = Duration::from_millis(self.cfg.forget_after_ms);
-        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
-        workers.retain(|id, w| {
-            let keep = w.connected || w.last_heard.elapsed() < forget;
-            if !keep {
-                log::info!(
-                    "master: forgetting worker {id:016x} at {}: not heard for {} ms (--forget-after)",
-                    w.peer,
-                    self.cfg.forget_after_ms
-                );
-            }
-            keep
-        });
-    }
-
-    async fn floor_loop(self: Arc<Self>) {
-        loop {
-            self.forget_silent_workers();
-            self.update_tombstone_floor();
-            smol::Timer::after(Duration::from_millis(self.cfg.heartbeat_ms)).await;
-        }
     }
 
     /// The database.
@@ -198,10 +152,75 @@ impl Master {
         &self.db
     }
 
+    fn now(&self) -> Millis {
+        self.clock.elapsed().as_millis() as Millis
+    }
+
+    /// Feeds the core one event and does what it says.
+    fn handle(&self, event: MasterEvent<Beats>) {
+        let (actions, deadline) = {
+            let mut core = lock(&self.core);
+            let actions = core.handle(event, self.now());
+            (actions, core.next_deadline())
+        };
+        if deadline < self.ticker_at.load(Ordering::Acquire) {
+            self.tick.notify(1);
+        }
+        self.dispatch(actions);
+    }
+
+    /// Hands each action to whoever carries it out: a connection's writer,
+    /// a waiting write, or the engine.
+    fn dispatch(&self, actions: Vec<MasterAction>) {
+        for action in actions {
+            match action {
+                MasterAction::Send { conn, .. }
+                | MasterAction::Refuse { conn, .. }
+                | MasterAction::Close { conn, .. }
+                | MasterAction::SendSnapshot { conn, .. }
+                | MasterAction::ReadLog { conn, .. } => {
+                    if let Some(link) = lock(&self.links).get(&conn) {
+                        // Unbounded, but the core keeps at most one read or
+                        // send out per connection (plus a close).
+                        let _ = link.try_send(action);
+                    }
+                }
+                MasterAction::Confirm { waiter } | MasterAction::SyncFailed { waiter, .. } => {
+                    if let Some(done) = lock(&self.waiters).remove(&waiter) {
+                        let _ = done.try_send(action);
+                    }
+                }
+                MasterAction::TombstoneFloor(floor) => self.db.set_tombstone_floor(floor),
+            }
+        }
+    }
+
+    /// Delivers the core's timer: `--sync N` deadlines, forgetting silent
+    /// workers and the tombstone floor (every heartbeat interval).
+    async fn ticker(self: Arc<Self>) {
+        loop {
+            let listener = self.tick.listen();
+            let at = lock(&self.core).next_deadline();
+            self.ticker_at.store(at, Ordering::Release);
+            let now = self.now();
+            if at > now {
+                let wait = Duration::from_millis((at - now).min(self.cfg.heartbeat_ms.max(1)));
+                smol::future::or(
+                    async {
+                        smol::Timer::after(wait).await;
+                    },
+                    listener,
+                )
+                .await;
+            }
+            self.handle(MasterEvent::Tick);
+        }
+    }
+
     /// Serves until the future is dropped.
     pub async fn run(self: Arc<Self>) {
         let _hb = crate::rt::spawn(self.clone().heartbeats());
-        let _floor = crate::rt::spawn(self.clone().floor_loop());
+        let _ticker = crate::rt::spawn(self.clone().ticker());
         let port = crate::gate::Port {
             who: "master",
             allow: self.cfg.allow.clone(),
@@ -252,11 +271,8 @@ impl Master {
         })
     }
 
-    /// Answers reads and writes at once, unless they must wait for an
-    /// fdatasync or for workers: then in their own task. Every write is
-    /// appended here, at once; under `--fsync always` its answer waits for
-    /// an fdatasync it shares with the writes appended meanwhile
-    /// ([`durable`]).
+    /// Answers reads at once; writes at once unless they must wait for an
+    /// fdatasync, for workers, or for slow engine work (then in a task).
     fn answer(
         self: &Arc<Self>,
         m: Message,
@@ -264,44 +280,48 @@ impl Master {
         if let Some(a) = answer_read(&self.db, self.me, &m) {
             return Answer::Now(a);
         }
-        let is_write = matches!(m, Message::Put { .. } | Message::Delete { .. });
-        if matches!(m, Message::Compact { .. }) || (is_write && self.writes_wait()) {
-            let me = self.clone();
-            let later = match m {
-                Message::Compact { req_id, run } => Err((req_id, run)),
-                m => Ok(write(&self.db, m)),
-            };
-            return Answer::Later(async move {
-                match later {
-                    Ok(written) => {
-                        let written = me.durable(written).await;
-                        me.after_write(written).await
+        let later = match m {
+            Message::Put { .. } | Message::Delete { .. } => match try_write(&self.db, m) {
+                Wrote::Done(written) if !self.writes_wait() => {
+                    if let Some(seq) = written.seq {
+                        self.handle(MasterEvent::Committed { seq });
                     }
-                    Err((req_id, run)) => {
-                        crate::requests::answer_compact(me.db.clone(), req_id, run).await
-                    }
+                    return Answer::Wrote(written.answer);
                 }
-            });
-        }
-        match m {
-            Message::Put { .. } | Message::Delete { .. } => {
-                let written = write(&self.db, m);
-                self.written.notify(usize::MAX);
-                Answer::Wrote(written.answer)
+                Wrote::Done(written) => Later::Wrote(written),
+                // Key-index growth or a rollover's fsyncs: on the blocking
+                // pool, not the executor thread.
+                Wrote::Blocked(m) => Later::Write(m),
+            },
+            Message::Compact { req_id, run } => Later::Compact(req_id, run),
+            Message::Workers { req_id } => {
+                let workers = lock(&self.core).worker_list(self.now(), hypha_net::WORKERS_MAX);
+                return Answer::Now(Message::WorkerList { req_id, workers });
             }
-            Message::Workers { req_id } => Answer::Now(Message::WorkerList {
-                req_id,
-                workers: self.worker_list(),
-            }),
             other => {
                 let req_id = other.req_id().unwrap_or(0);
-                Answer::Now(Message::error(
+                return Answer::Now(Message::error(
                     req_id,
                     ErrorCode::BadRequest,
                     &format!("a master does not answer {}", other.name()),
-                ))
+                ));
             }
-        }
+        };
+        let me = self.clone();
+        Answer::Later(async move {
+            let written = match later {
+                Later::Wrote(written) => written,
+                Later::Write(m) => {
+                    let db = me.db.clone();
+                    smol::unblock(move || write(&db, m)).await
+                }
+                Later::Compact(req_id, run) => {
+                    return crate::requests::answer_compact(me.db.clone(), req_id, run).await
+                }
+            };
+            let written = me.durable(written).await;
+            me.after_write(written).await
+        })
     }
 
     /// Whether a write is acknowledged only after something slow: an
@@ -332,214 +352,47 @@ impl Master {
         }
     }
 
-    /// Wakes the senders, then (in `sync N`) waits for N workers to apply.
+    /// Tells the core the write committed (its senders stream it), then (in
+    /// `sync N`) waits for the core to confirm N workers applied it.
     async fn after_write(&self, written: Written) -> Message {
-        self.written.notify(usize::MAX);
-        let (SyncMode::Workers(wanted), Some(seq)) = (self.cfg.sync, written.seq) else {
+        let Some(seq) = written.seq else {
             return written.answer;
         };
-        let deadline = Instant::now() + Duration::from_millis(self.cfg.sync_timeout_ms);
-        if wait_until(&self.acked, deadline, || self.confirmed(seq) >= wanted).await {
+        self.handle(MasterEvent::Committed { seq });
+        let SyncMode::Workers(_) = self.cfg.sync else {
             return written.answer;
-        }
-        let confirmed = self.confirmed(seq);
-        Message::error(
-            written.req_id,
-            ErrorCode::SyncFailed { confirmed, wanted },
-            &format!(
-                "write seq {seq} is durable on the master but only {confirmed} of {wanted} workers \
-                 applied it within {} ms",
-                self.cfg.sync_timeout_ms
+        };
+        let waiter = self.next_waiter.fetch_add(1, Ordering::Relaxed);
+        let (done, confirmed) = smol::channel::bounded(1);
+        lock(&self.waiters).insert(waiter, done);
+        self.handle(MasterEvent::AwaitWorkers { waiter, seq });
+        match confirmed.recv().await {
+            Ok(MasterAction::Confirm { .. }) => written.answer,
+            Ok(MasterAction::SyncFailed {
+                confirmed, wanted, ..
+            }) => Message::error(
+                written.req_id,
+                ErrorCode::SyncFailed { confirmed, wanted },
+                &format!(
+                    "write seq {seq} is durable on the master but only {confirmed} of {wanted} \
+                     workers applied it within {} ms",
+                    self.cfg.sync_timeout_ms
+                ),
             ),
-        )
-    }
-
-    fn confirmed(&self, seq: u64) -> u32 {
-        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
-        workers
-            .values()
-            .filter(|w| w.connected && w.applied_seq >= seq)
-            .count() as u32
-    }
-
-    fn worker_list(&self) -> Vec<WorkerInfo> {
-        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
-        let timeout = Duration::from_millis(self.cfg.heartbeat_timeout_ms);
-        workers
-            .iter()
-            .filter(|(_, w)| w.serve_port != 0)
-            .take(hypha_net::WORKERS_MAX)
-            .map(|(id, w)| WorkerInfo {
-                node_id: *id,
-                addr: SocketAddr::new(w.peer.ip(), w.serve_port).to_string(),
-                applied_seq: w.applied_seq,
-                healthy: w.connected && w.last_heard.elapsed() < timeout,
-            })
-            .collect()
-    }
-
-    async fn replicate(
-        self: Arc<Self>,
-        mut r: Reader,
-        mut w: Writer,
-        hello: hypha_net::Hello,
-        peer: SocketAddr,
-        beats: Beats,
-    ) -> std::io::Result<()> {
-        if hello.role != Role::Worker {
-            let msg = format!("only workers replicate; a {:?} cannot", hello.role);
-            refuse(&mut w, RefuseReason::NotAllowed, &msg).await;
-            return Ok(());
+            _ => Message::error(
+                written.req_id,
+                ErrorCode::Internal,
+                "the master stopped waiting for workers",
+            ),
         }
-        let ours = self.me.history_id;
-        let seq = self.db.seq();
-        let horizon = self.db.tombstone_horizon();
-        let snapshot = if hello.history_id == ours && hello.applied_seq <= seq {
-            if hello.applied_seq < horizon {
-                log::warn!(
-                    "master: worker {:016x} at {peer} applied seq {}, but compaction dropped \
-                     deletes up to seq {horizon}: sending it a snapshot",
-                    hello.node_id,
-                    hello.applied_seq
-                );
-            }
-            hello.applied_seq < horizon
-        } else if hello.history_id == 0 {
-            true
-        } else {
-            let msg = if hello.history_id == ours {
-                format!(
-                    "worker applied seq {} but this master only has {seq}: the master lost writes; \
-                     restart the worker with --accept-new-history to resync from this master",
-                    hello.applied_seq
-                )
-            } else {
-                format!(
-                    "worker follows history {:016x}, this master holds {ours:016x}; restart the worker \
-                     with --accept-new-history to replace its data with this master's",
-                    hello.history_id
-                )
-            };
-            log::warn!(
-                "master: refusing worker {:016x} at {peer}: {msg}",
-                hello.node_id
-            );
-            refuse(&mut w, RefuseReason::HistoryMismatch { ours }, &msg).await;
-            return Ok(());
-        };
-        w.send(&self.welcome()).await?;
-        let node = hello.node_id;
-        let sid = beats.inn.session();
-        {
-            let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
-            let e = workers.entry(node).or_insert(WorkerState {
-                peer,
-                applied_seq: 0,
-                serve_port: 0,
-                last_heard: Instant::now(),
-                connected: true,
-                session: sid,
-                beats: None,
-            });
-            e.peer = peer;
-            e.session = sid;
-            e.applied_seq = if snapshot { 0 } else { hello.applied_seq };
-            e.connected = true;
-            e.last_heard = Instant::now();
-            e.beats = Some(beats);
-        }
-        // An older session of this worker, if one lingers, ends now.
-        self.written.notify(usize::MAX);
-        self.update_tombstone_floor();
-        log::info!(
-            "master: worker {node:016x} at {peer} joined at seq {} ({})",
-            hello.applied_seq,
-            if snapshot {
-                "snapshot"
-            } else {
-                "resuming from its log position"
-            }
-        );
-        let acks = {
-            let me = self.clone();
-            crate::rt::spawn(async move {
-                let result = me.read_acks(&mut r, node, sid).await;
-                if let Err(e) = &result {
-                    log::warn!("master: worker {node:016x} at {peer}: {e}; ending its session");
-                }
-                me.end_session(node, sid);
-                result
-            })
-        };
-        let sent = self
-            .clone()
-            .send_log(&mut w, node, sid, snapshot, hello.applied_seq)
-            .await;
-        self.end_session(node, sid);
-        drop(w);
-        let _ = acks.cancel().await;
-        log::info!("master: worker {node:016x} at {peer} left");
-        sent
     }
+}
 
-    /// Marks `node` gone, unless a newer session of it took over.
-    fn end_session(&self, node: u64, sid: u64) {
-        if let Some(w) = self
-            .workers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&node)
-            .filter(|w| w.session == sid)
-        {
-            w.connected = false;
-            w.beats = None;
-        }
-        self.acked.notify(usize::MAX);
-        // Wakes the log sender of a worker that left, so it ends.
-        self.written.notify(usize::MAX);
-    }
-
-    /// Takes the acks of session `sid` until it ends or a newer session of
-    /// the same worker takes over (then its acks count no more).
-    async fn read_acks(&self, r: &mut Reader, node: u64, sid: u64) -> std::io::Result<()> {
-        while let Some(m) = r.recv().await? {
-            match m {
-                Message::Ack { applied_seq } => {
-                    let seq = self.db.seq();
-                    if applied_seq > seq {
-                        return Err(std::io::Error::other(format!(
-                            "worker acknowledged seq {applied_seq}, beyond the master's {seq}"
-                        )));
-                    }
-                    {
-                        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
-                        match workers.get_mut(&node).filter(|w| w.session == sid) {
-                            Some(w) => w.applied_seq = w.applied_seq.max(applied_seq),
-                            None => return Ok(()),
-                        }
-                    }
-                    self.acked.notify(usize::MAX);
-                }
-                Message::Ping { .. } | Message::Pong { .. } => {}
-                other => {
-                    return Err(std::io::Error::other(format!(
-                        "unexpected {} from a worker",
-                        other.name()
-                    )))
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether session `sid` is still `node`'s live session.
-    fn is_current(&self, node: u64, sid: u64) -> bool {
-        self.workers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&node)
-            .is_some_and(|w| w.connected && w.session == sid)
-    }
+/// What an answer still has to do in its task.
+enum Later {
+    Wrote(Written),
+    Write(Message),
+    Compact(u64, bool),
 }
 
 /// The outcome of a local write.
@@ -551,42 +404,68 @@ struct Written {
     answer: Message,
 }
 
-/// Appends a `Put` or `Delete` to the engine, without waiting for an
-/// fdatasync whatever the fsync mode (under `--fsync always` the answer
-/// waits in [`Master::durable`]).
+/// A write tried on the executor thread.
+enum Wrote {
+    Done(Written),
+    /// It would have waited for slow engine work: run [`write`] where
+    /// blocking is fine.
+    Blocked(Message),
+}
+
+/// Appends a `Put` or `Delete` without waiting for an fdatasync (under
+/// `--fsync always` the answer waits in [`Master::durable`]) or for anything
+/// slow.
+fn try_write(db: &Db, m: Message) -> Wrote {
+    let result = match &m {
+        Message::Put { key, value, .. } => db
+            .try_put_unsynced(key, value)
+            .map(|seq| seq.map(Some)),
+        Message::Delete { key, .. } => db.try_delete_unsynced(key),
+        _ => Ok(Some(None)),
+    };
+    match result {
+        Ok(None) => Wrote::Blocked(m),
+        Ok(Some(seq)) => Wrote::Done(written(m, Ok(seq))),
+        Err(e) => Wrote::Done(written(m, Err(e))),
+    }
+}
+
+/// [`try_write`] that may wait (on the blocking pool).
 fn write(db: &Db, m: Message) -> Written {
-    let (req_id, result) = match m {
-        Message::Put { req_id, key, value } => (
-            req_id,
-            db.put_unsynced(&key, &value)
-                .map(|seq| (Some(seq), Message::Written { req_id, seq })),
-        ),
-        Message::Delete { req_id, key } => (
-            req_id,
-            db.delete_unsynced(&key)
-                .map(|seq| (seq, Message::Deleted { req_id, seq })),
-        ),
-        other => {
-            let req_id = other.req_id().unwrap_or(0);
-            let message = format!("{} is not a write", other.name());
-            let answer = Message::error(req_id, ErrorCode::Internal, &message);
+    let result = match &m {
+        Message::Put { key, value, .. } => db.put_unsynced(key, value).map(Some),
+        Message::Delete { key, .. } => db.delete_unsynced(key),
+        _ => Ok(None),
+    };
+    written(m, result)
+}
+
+/// The answer to write `m` that got `seq` (`None`: nothing written).
+fn written(m: Message, result: Result<Option<u64>, hypha_engine::Error>) -> Written {
+    let req_id = m.req_id().unwrap_or(0);
+    let answer = match (&m, result) {
+        (_, Err(e)) => {
             return Written {
                 req_id,
                 seq: None,
-                answer,
-            };
+                answer: error_message(req_id, &e),
+            }
+        }
+        (Message::Put { .. }, Ok(Some(seq))) => Message::Written { req_id, seq },
+        (Message::Delete { .. }, Ok(seq)) => Message::Deleted { req_id, seq },
+        (other, _) => {
+            let message = format!("{} is not a write", other.name());
+            Message::error(req_id, ErrorCode::Internal, &message)
         }
     };
-    match result {
-        Ok((seq, answer)) => Written {
-            req_id,
-            seq,
-            answer,
-        },
-        Err(e) => Written {
-            req_id,
-            seq: None,
-            answer: error_message(req_id, &e),
-        },
+    let seq = match answer {
+        Message::Written { seq, .. } => Some(seq),
+        Message::Deleted { seq, .. } => seq,
+        _ => None,
+    };
+    Written {
+        req_id,
+        seq,
+        answer,
     }
 }

@@ -13,8 +13,10 @@ use crate::requests::{answer_read, min_seq, serve_requests, wait_applied, Answer
 use crate::wire::{self, from_wire, refuse, Beats, Keys, Reader};
 use hypha_engine::{Db, Fsync, Options};
 use hypha_net::{
-    Allowlist, ErrorCode, Message, Purpose, RefuseReason, Role, Welcome, PROTOCOL_VERSION,
+    Allowlist, ErrorCode, Message, Purpose, RefuseReason, Role, Welcome, WireRecord,
+    PROTOCOL_VERSION,
 };
+use hypha_repl::{Follower, FollowerAction, FollowerEvent, FollowerParams, Millis};
 #[cfg(not(target_has_atomic = "64"))]
 use portable_atomic::AtomicU64;
 use smol::net::{TcpListener, UdpSocket};
@@ -26,17 +28,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-/// Wait before reconnecting to the master after a failure.
-pub const RECONNECT_MS: u64 = 200;
-
-/// How long a worker holds back the `Ack` of records it applied, so that
-/// one `Ack` covers every batch applied meanwhile. A master that waits for
-/// acks (`--sync N`) asks for one at once with a `Ping` after the records;
-/// otherwise an ack per batch would wake the master on every write just
-/// when its client turns to a worker to read.
-pub const ACK_DELAY_MS: u64 = 50;
-/// Wait before retrying a master that holds another history.
-pub const HISTORY_RETRY_MS: u64 = 5_000;
+pub use hypha_repl::{ACK_DELAY_MS, HISTORY_RETRY_MS, RECONNECT_MS};
 /// How often a snapshot swap checks whether in-flight reads let go of the
 /// old database.
 const SWAP_POLL_MS: u64 = 1;
@@ -92,7 +84,6 @@ pub struct Worker {
     db: RwLock<Option<Arc<Db>>>,
     followed: AtomicU64,
     applied: event_listener::Event,
-    master_heard: std::sync::Mutex<Instant>,
     /// The heartbeat keys of the session with the master, while it lasts.
     beats: std::sync::Mutex<Option<Beats>>,
     /// The bound request address.
@@ -151,7 +142,6 @@ impl Worker {
             db: RwLock::new(Some(Arc::new(db))),
             followed: AtomicU64::new(followed),
             applied: event_listener::Event::new(),
-            master_heard: std::sync::Mutex::new(Instant::now()),
             beats: std::sync::Mutex::new(None),
             local_addr,
             listener,
@@ -180,64 +170,155 @@ impl Worker {
     /// Serves reads and follows the master until dropped.
     pub async fn run(self: Arc<Self>) {
         let _serve = crate::rt::spawn(self.clone().serve());
-        let _hb = crate::rt::spawn(self.clone().heartbeats());
-        let mut force_snapshot = false;
+        let (heard, beats) = smol::channel::bounded(1);
+        let _hb = crate::rt::spawn(self.clone().heartbeats(heard));
+        self.follow(beats).await
+    }
+
+    /// Drives the replication core (`hypha_repl::Follower`): connects when
+    /// it says, feeds it the master's messages one at a time (none while an
+    /// apply runs), applies records and snapshots on the blocking pool when
+    /// they may wait for an fdatasync, and sends what it says.
+    async fn follow(&self, heard: smol::channel::Receiver<()>) {
+        let params = FollowerParams {
+            heartbeat_timeout_ms: self.cfg.heartbeat_timeout_ms,
+            accept_new_history: self.cfg.accept_new_history,
+        };
+        let applied = self.db().map_or(0, |db| db.seq());
+        let mut core = Follower::new(params, self.followed.load(Ordering::Acquire), applied);
+        let clock = Instant::now();
+        let now = || clock.elapsed().as_millis() as Millis;
+        let mut link = Link::default();
+        // One timer for the whole run, moved to each deadline: a timer per
+        // message is a reactor registration and a wake-up on the
+        // replication path.
+        let mut timer = smol::Timer::never();
+        let mut timer_at = Millis::MAX;
+        let mut events = std::collections::VecDeque::from([FollowerEvent::Tick]);
         loop {
-            match self.follow(force_snapshot).await {
-                Ok(Follow::HistoryMismatch(msg)) => {
-                    if self.cfg.accept_new_history {
-                        log::warn!("worker: {msg}; --accept-new-history is set: taking a snapshot from the master");
-                        force_snapshot = true;
-                        continue;
+            let event = match events.pop_front() {
+                Some(event) => event,
+                None => {
+                    let at = core.next_deadline();
+                    if at != timer_at {
+                        timer_at = at;
+                        timer = match at {
+                            Millis::MAX => smol::Timer::never(),
+                            at => smol::Timer::at(clock + Duration::from_millis(at)),
+                        };
                     }
-                    log::error!(
-                        "worker: NOT FOLLOWING the master at {}: {msg}. Local data is kept and still served.",
-                        self.cfg.master
-                    );
-                    smol::Timer::after(Duration::from_millis(HISTORY_RETRY_MS)).await;
+                    let reading = core.wants_message();
+                    next_event(&mut link, reading, &mut timer, &heard).await
                 }
-                Ok(Follow::Ended) => {
-                    force_snapshot = false;
-                    log::info!(
-                        "worker: master {} closed the stream; reconnecting",
-                        self.cfg.master
-                    );
-                }
-                Err(e) => log::info!(
-                    "worker: following {} failed: {e}; reconnecting",
-                    self.cfg.master
-                ),
+            };
+            if matches!(event, FollowerEvent::Tick) {
+                timer_at = Millis::MAX;
             }
-            smol::Timer::after(Duration::from_millis(RECONNECT_MS)).await;
+            for action in core.handle(event, now()) {
+                if let Some(event) = self.act(action, &mut link).await {
+                    events.push_back(event);
+                }
+            }
         }
     }
 
-    async fn follow(&self, force_snapshot: bool) -> std::io::Result<Follow> {
-        let seq = self.db_or_busy()?.seq();
+    /// Carries out one action of the core; the event it results in, if any.
+    async fn act(&self, action: FollowerAction, link: &mut Link) -> Option<FollowerEvent> {
+        let failed = |link: &mut Link, why: String| {
+            link.close();
+            *self.beats.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            Some(FollowerEvent::Failed { why })
+        };
+        match action {
+            FollowerAction::Connect {
+                history_id,
+                applied_seq,
+            } => match self.connect(history_id, applied_seq).await {
+                Ok((r, w, event)) => {
+                    link.open(r, w);
+                    Some(event)
+                }
+                Err(e) => failed(link, e.to_string()),
+            },
+            FollowerAction::Apply { records } => match self.apply(records).await {
+                Ok(seq) => {
+                    self.applied.notify(usize::MAX);
+                    Some(FollowerEvent::Applied { seq })
+                }
+                Err(e) => failed(link, format!("applying records: {e}")),
+            },
+            FollowerAction::SnapshotBegin {
+                records_total,
+                ..
+            } => match self.snapshot_begin(records_total).await {
+                Ok(rx) => {
+                    link.snapshot = Some(rx);
+                    None
+                }
+                Err(e) => failed(link, format!("starting a snapshot: {e}")),
+            },
+            FollowerAction::SnapshotChunk { records } => {
+                let rx = link.snapshot.as_mut()?;
+                match rx.chunk(records).await {
+                    Ok(()) => None,
+                    Err(e) => failed(link, format!("applying the snapshot: {e}")),
+                }
+            }
+            FollowerAction::SnapshotEnd {
+                history_id,
+                upto_seq,
+            } => {
+                let rx = link.snapshot.take()?;
+                match self.snapshot_end(rx, history_id, upto_seq).await {
+                    Ok(seq) => Some(FollowerEvent::SnapshotInstalled { history_id, seq }),
+                    Err(e) => failed(link, format!("installing the snapshot: {e}")),
+                }
+            }
+            FollowerAction::Send(msg) => {
+                let w = link.w.as_mut()?;
+                match w.send(&msg).await {
+                    Ok(()) => None,
+                    Err(e) => failed(link, format!("sending to the master: {e}")),
+                }
+            }
+            FollowerAction::Disconnect { .. } => {
+                link.close();
+                *self.beats.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                None
+            }
+        }
+    }
+
+    /// Connects to the master with a `Hello` for `history_id` at
+    /// `applied_seq`; the session and the master's answer.
+    async fn connect(
+        &self,
+        history_id: u64,
+        applied_seq: u64,
+    ) -> std::io::Result<(Reader, wire::Writer, FollowerEvent)> {
         let mut hello = wire::hello(
             &self.cfg.cluster,
             Role::Worker,
             self.node_id,
             Purpose::Replicate,
         )?;
-        hello.history_id = if force_snapshot {
-            0
-        } else {
-            self.followed.load(Ordering::Acquire)
-        };
-        hello.applied_seq = seq;
+        hello.history_id = history_id;
+        hello.applied_seq = applied_seq;
         let keys = wire::current_keys(&self.cfg.keys);
-        let (mut r, mut w, answer, beats) = wire::connect(self.cfg.master, hello, &keys).await?;
-        let welcome = match answer {
-            Message::Welcome(welcome) => welcome,
-            Message::Refuse(refusal) => {
-                return match refusal.reason {
-                    RefuseReason::HistoryMismatch { .. } => {
-                        Ok(Follow::HistoryMismatch(refusal.message))
-                    }
-                    _ => Err(wire::refusal(self.cfg.master, &refusal)),
-                }
-            }
+        let (r, w, answer, beats) = wire::connect(self.cfg.master, hello, &keys).await?;
+        let event = match answer {
+            Message::Welcome(welcome) => FollowerEvent::Welcomed {
+                node_id: welcome.node_id,
+                history_id: welcome.history_id,
+                commit_seq: welcome.commit_seq,
+            },
+            Message::Refuse(refusal) => match refusal.reason {
+                RefuseReason::HistoryMismatch { .. } => FollowerEvent::Refused {
+                    history_mismatch: true,
+                    message: refusal.message.to_string(),
+                },
+                _ => return Err(wire::refusal(self.cfg.master, &refusal)),
+            },
             other => {
                 return Err(std::io::Error::other(format!(
                     "master answered {} to Hello",
@@ -245,154 +326,26 @@ impl Worker {
                 )))
             }
         };
-        log::info!(
-            "worker: following master {:016x} (history {:016x}, seq {}) from seq {}",
-            welcome.node_id,
-            welcome.history_id,
-            welcome.commit_seq,
-            seq
-        );
-        *self.master_heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         *self.beats.lock().unwrap_or_else(|p| p.into_inner()) = Some(beats);
-        let followed = self.follow_session(&mut r, &mut w).await;
-        *self.beats.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        followed
+        Ok((r, w, event))
     }
 
-    /// Applies what the master streams on an authenticated session until it
-    /// ends or the master falls silent.
-    async fn follow_session(
-        &self,
-        r: &mut Reader,
-        w: &mut wire::Writer,
-    ) -> std::io::Result<Follow> {
-        // Liveness is watched by one timer for the whole session, not one
-        // per message: a timer per message is a reactor registration and a
-        // wake-up on the replication path.
-        let watchdog = async {
-            loop {
-                smol::Timer::after(Duration::from_millis(self.cfg.heartbeat_ms)).await;
-                let heard = *self.master_heard.lock().unwrap_or_else(|p| p.into_inner());
-                if heard.elapsed() > Duration::from_millis(self.cfg.heartbeat_timeout_ms) {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!(
-                            "no heartbeat from the master for {} ms",
-                            self.cfg.heartbeat_timeout_ms
-                        ),
-                    ));
-                }
+    /// Applies records in order; the engine's seq after them. Only an
+    /// fdatasync per apply is slow enough to be worth a hop to the blocking
+    /// pool.
+    async fn apply(&self, records: Vec<WireRecord>) -> std::io::Result<u64> {
+        let db = self.db_or_busy()?;
+        let apply = move || -> Result<u64, hypha_engine::Error> {
+            for r in records {
+                db.apply(&from_wire(r))?;
             }
+            Ok(db.seq())
         };
-        let receive = async {
-            // Applied but not acknowledged yet, and the timer that sends the
-            // ack (one per ack, not one per wait: creating a timer interrupts
-            // the reactor).
-            let mut unacked: Option<u64> = None;
-            let mut ack_timer: Option<smol::Timer> = None;
-            loop {
-                let m = match r.try_recv()? {
-                    Some(m) => m,
-                    None => {
-                        let more = match ack_timer.as_mut() {
-                            None => r.fill().await?,
-                            Some(timer) => {
-                                let fill = async { r.fill().await.map(Some) };
-                                let due = async {
-                                    timer.await;
-                                    Ok(None)
-                                };
-                                match smol::future::or(fill, due).await? {
-                                    Some(more) => more,
-                                    None => {
-                                        ack_timer = None;
-                                        if let Some(applied) = unacked.take() {
-                                            w.send(&Message::Ack {
-                                                applied_seq: applied,
-                                            })
-                                            .await?;
-                                        }
-                                        continue;
-                                    }
-                                }
-                            }
-                        };
-                        if !more {
-                            return Ok(Follow::Ended);
-                        }
-                        continue;
-                    }
-                };
-                // Anything from the master proves it alive, as a heartbeat
-                // does (under loss and rate limits the datagrams are the
-                // first to go while the stream keeps flowing).
-                *self.master_heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-                match m {
-                    Message::Records { records, .. } => {
-                        let db = self.db_or_busy()?;
-                        let apply = move || -> Result<u64, hypha_engine::Error> {
-                            for r in records {
-                                db.apply(&from_wire(r))?;
-                            }
-                            Ok(db.seq())
-                        };
-                        // Only an fdatasync per apply is slow enough to be worth a
-                        // hop to the blocking pool.
-                        let applied = match self.cfg.engine.fsync {
-                            Fsync::Always => smol::unblock(apply).await,
-                            _ => apply(),
-                        }
-                        .map_err(|e| std::io::Error::other(format!("applying records: {e}")))?;
-                        self.applied.notify(usize::MAX);
-                        unacked = Some(applied);
-                        if ack_timer.is_none() {
-                            ack_timer =
-                                Some(smol::Timer::after(Duration::from_millis(ACK_DELAY_MS)));
-                        }
-                    }
-                    Message::SnapshotBegin {
-                        history_id,
-                        upto_seq,
-                        records_total,
-                        bytes_total,
-                    } => {
-                        log::info!(
-                            "worker: receiving a snapshot of {records_total} records (~{:.1} MB) up to seq {upto_seq}",
-                            bytes_total as f64 / 1e6
-                        );
-                        self.receive_snapshot(r, history_id, records_total).await?;
-                        (unacked, ack_timer) = (None, None);
-                        w.send(&Message::Ack {
-                            applied_seq: self.db_or_busy()?.seq(),
-                        })
-                        .await?;
-                    }
-                    Message::Ping { nonce } => {
-                        // Everything sent before the Ping is applied: ack it
-                        // first, so the Pong confirms it.
-                        let mut out = Vec::new();
-                        ack_timer = None;
-                        if let Some(applied) = unacked.take() {
-                            w.encode(
-                                &Message::Ack {
-                                    applied_seq: applied,
-                                },
-                                &mut out,
-                            )?;
-                        }
-                        w.encode(&Message::Pong { nonce }, &mut out)?;
-                        w.send_encoded(&out).await?;
-                    }
-                    other => {
-                        return Err(std::io::Error::other(format!(
-                            "unexpected {} from the master",
-                            other.name()
-                        )))
-                    }
-                }
-            }
-        };
-        smol::future::or(receive, watchdog).await
+        match self.cfg.engine.fsync {
+            Fsync::Always => smol::unblock(apply).await,
+            _ => apply(),
+        }
+        .map_err(std::io::Error::other)
     }
 
     async fn serve(self: Arc<Self>) {
@@ -495,9 +448,85 @@ impl Worker {
     }
 }
 
-enum Follow {
-    Ended,
-    HistoryMismatch(String),
+/// The session with the master, while there is one.
+#[derive(Default)]
+struct Link {
+    r: Option<Reader>,
+    w: Option<wire::Writer>,
+    snapshot: Option<snapshot::Receiving>,
+}
+
+impl Link {
+    fn open(&mut self, r: Reader, w: wire::Writer) {
+        (self.r, self.w, self.snapshot) = (Some(r), Some(w), None);
+    }
+
+    fn close(&mut self) {
+        (self.r, self.w, self.snapshot) = (None, None, None);
+    }
+}
+
+/// What woke [`next_event`].
+enum Woke {
+    Bytes(std::io::Result<bool>),
+    Due,
+    Beat,
+}
+
+/// Waits for the next thing the core must hear: a message of the session
+/// (when it wants one), its timer, or a heartbeat from the master.
+async fn next_event(
+    link: &mut Link,
+    reading: bool,
+    timer: &mut smol::Timer,
+    heard: &smol::channel::Receiver<()>,
+) -> FollowerEvent {
+    loop {
+        if let Some(r) = link.r.as_mut().filter(|_| reading) {
+            match r.try_recv() {
+                Ok(Some(msg)) => return FollowerEvent::Received(msg),
+                Ok(None) => {}
+                Err(e) => {
+                    link.close();
+                    let why = format!("reading from the master: {e}");
+                    return FollowerEvent::Failed { why };
+                }
+            }
+        }
+        let fill = async {
+            match link.r.as_mut().filter(|_| reading) {
+                // `fill` only appends to the decoder's buffer: dropping it
+                // for the timer or a heartbeat loses nothing.
+                Some(r) => Woke::Bytes(r.fill().await),
+                None => std::future::pending().await,
+            }
+        };
+        let due = async {
+            (&mut *timer).await;
+            Woke::Due
+        };
+        let beat = async {
+            match heard.recv().await {
+                Ok(()) => Woke::Beat,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        match smol::future::or(fill, smol::future::or(due, beat)).await {
+            Woke::Due => return FollowerEvent::Tick,
+            Woke::Beat => return FollowerEvent::MasterHeard,
+            Woke::Bytes(Ok(true)) => {}
+            Woke::Bytes(Ok(false)) => {
+                link.close();
+                let why = "the master closed the stream".to_string();
+                return FollowerEvent::Failed { why };
+            }
+            Woke::Bytes(Err(e)) => {
+                link.close();
+                let why = format!("reading from the master: {e}");
+                return FollowerEvent::Failed { why };
+            }
+        }
+    }
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {

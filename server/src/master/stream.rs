@@ -1,90 +1,173 @@
-//! The master's side of a replication session once it is under way: the
-//! snapshot and log stream it sends, and the heartbeats it checks and
-//! answers for the session.
+//! The master's I/O for one replication session: the reader feeds the
+//! worker's messages to the core, the writer carries out what the core says
+//! for the session (welcome or refuse, one log batch or the snapshot at a
+//! time, close), and heartbeats are checked and answered with the session's
+//! keys.
 
-use super::{Master, SyncMode};
+use super::{lock, Master};
 use crate::progress::Progress;
-use crate::wire::{self, allowed, to_wire, wire_bytes, Writer};
+use crate::wire::{self, allowed, refuse, to_wire, wire_bytes, Beats, Reader, Writer};
+use hypha_engine::LogIter;
 use hypha_net::{
-    decode_heartbeat, encode_heartbeat, open_heartbeat, Heartbeat, Message, Role, BATCH_BYTES_MAX,
-    BATCH_RECORDS_MAX,
+    decode_heartbeat, encode_heartbeat, open_heartbeat, Heartbeat, Message, Role, WireRecord,
+    BATCH_BYTES_MAX, BATCH_RECORDS_MAX,
 };
+use hypha_repl::{Conn, Join, MasterAction, MasterEvent};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+
+/// Where a session's log reads stand: the engine iterator is kept between
+/// batches, with the first record past the last read's bound.
+struct Cursor {
+    it: LogIter,
+    /// Every record up to this was returned.
+    position: u64,
+    ahead: Option<WireRecord>,
+    progress: Progress,
+}
 
 impl Master {
-    /// Streams a snapshot (if asked) and then the log, forever.
-    pub(super) async fn send_log(
+    /// Serves a worker's replication session until it ends.
+    pub(super) async fn replicate(
         self: Arc<Self>,
-        w: &mut Writer,
-        node: u64,
-        sid: u64,
-        snapshot: bool,
-        mut after: u64,
+        mut r: Reader,
+        mut w: Writer,
+        hello: hypha_net::Hello,
+        peer: SocketAddr,
+        beats: Beats,
     ) -> std::io::Result<()> {
-        if snapshot {
-            after = self.send_snapshot(w).await?;
-        }
-        let mut it = self.db.read_from(after);
-        let mut progress = Progress::new("catch-up", self.db.seq().saturating_sub(after));
-        loop {
-            if !self.is_current(node, sid) {
-                return Ok(());
+        let conn = beats.inn.session();
+        let (link, actions) = smol::channel::unbounded();
+        lock(&self.links).insert(conn, link);
+        let join = Join {
+            node: hello.node_id,
+            role: hello.role,
+            history_id: hello.history_id,
+            applied_seq: hello.applied_seq,
+            peer,
+        };
+        let horizon = self.db.tombstone_horizon();
+        self.handle(MasterEvent::Joined {
+            conn,
+            join,
+            horizon,
+            beats,
+        });
+        let reader = async {
+            while let Some(msg) = r.recv().await? {
+                self.handle(MasterEvent::Received { conn, msg });
             }
-            let listener = self.written.listen();
-            let mut batch = Vec::new();
-            let mut bytes = 0;
-            while batch.len() < BATCH_RECORDS_MAX && bytes < BATCH_BYTES_MAX {
-                match it.next() {
-                    Some(Ok(rec)) => {
-                        let rec = to_wire(rec);
-                        bytes += wire_bytes(&rec);
-                        batch.push(rec);
+            Ok(())
+        };
+        let result = smol::future::or(reader, self.write_session(&mut w, conn, actions)).await;
+        lock(&self.links).remove(&conn);
+        self.handle(MasterEvent::Closed { conn });
+        if let Err(e) = &result {
+            log::warn!(
+                "master: worker {:016x} at {peer}: {e}; ending its session",
+                hello.node_id
+            );
+        }
+        result
+    }
+
+    /// Carries out the core's actions for session `conn` until it closes.
+    async fn write_session(
+        &self,
+        w: &mut Writer,
+        conn: Conn,
+        actions: smol::channel::Receiver<MasterAction>,
+    ) -> std::io::Result<()> {
+        let mut cursor: Option<Cursor> = None;
+        while let Ok(action) = actions.recv().await {
+            match action {
+                MasterAction::Send { msgs, .. } => {
+                    let mut out = Vec::new();
+                    for m in &msgs {
+                        w.encode(m, &mut out)?;
                     }
+                    w.send_encoded(&out).await?;
+                    self.handle(MasterEvent::Sent { conn });
+                }
+                MasterAction::Refuse {
+                    reason, message, ..
+                } => {
+                    refuse(w, reason, &message).await;
+                    return Ok(());
+                }
+                MasterAction::Close { why, .. } => {
+                    return Err(std::io::Error::other(why));
+                }
+                MasterAction::SendSnapshot { upto, .. } => {
+                    let upto = self.send_snapshot(w, upto).await?;
+                    self.handle(MasterEvent::SnapshotSent { conn, upto });
+                }
+                MasterAction::ReadLog { after, upto, .. } => {
+                    let records = self.read_log(&mut cursor, after, upto)?;
+                    self.handle(MasterEvent::LogRead { conn, records });
+                }
+                MasterAction::Confirm { .. }
+                | MasterAction::SyncFailed { .. }
+                | MasterAction::TombstoneFloor(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// One batch of the records with `after < seq <= upto`. Reads the
+    /// mapped log on this thread: no fsync, no lock held for long.
+    fn read_log(
+        &self,
+        cursor: &mut Option<Cursor>,
+        after: u64,
+        upto: u64,
+    ) -> std::io::Result<Vec<WireRecord>> {
+        if cursor.as_ref().is_none_or(|c| c.position != after) {
+            *cursor = Some(Cursor {
+                it: self.db.read_from(after),
+                position: after,
+                ahead: None,
+                progress: Progress::new("catch-up", self.db.seq().saturating_sub(after)),
+            });
+        }
+        let c = cursor.as_mut().expect("just set");
+        let (mut batch, mut bytes) = (Vec::new(), 0);
+        while batch.len() < BATCH_RECORDS_MAX && bytes < BATCH_BYTES_MAX {
+            let rec = match c.ahead.take() {
+                Some(rec) => rec,
+                None => match c.it.next() {
+                    Some(Ok(rec)) => to_wire(rec),
                     Some(Err(e)) => {
                         return Err(std::io::Error::other(format!("reading the log: {e}")))
                     }
                     None => break,
-                }
-            }
-            if batch.is_empty() {
-                progress.done();
-                // Nothing new: sleep until a write, or until this worker is
-                // marked gone (`end_session` notifies too). No timer: each
-                // one interrupts the reactor, and this sleep follows every
-                // write.
-                listener.await;
-                continue;
-            }
-            progress.add(
-                batch.len() as u64,
-                bytes as u64,
-                self.db.seq().saturating_sub(it.position()),
-            );
-            let first_seq = batch[0].seq;
-            let last_seq = batch[batch.len() - 1].seq;
-            let records = Message::Records {
-                first_seq,
-                records: batch,
+                },
             };
-            if self.cfg.sync == SyncMode::Async {
-                w.send(&records).await?;
-            } else {
-                // Writes wait for acks: a Ping right behind the records has
-                // the worker ack them at once (it answers a Ping only
-                // after an Ack of everything applied before it).
-                let mut out = Vec::new();
-                w.encode(&records, &mut out)?;
-                w.encode(&Message::Ping { nonce: last_seq }, &mut out)?;
-                w.send_encoded(&out).await?;
+            if rec.seq > upto {
+                c.ahead = Some(rec);
+                break;
             }
+            bytes += wire_bytes(&rec);
+            c.position = rec.seq;
+            batch.push(rec);
         }
+        // Compaction may have dropped records up to the bound.
+        if batch.is_empty() || c.ahead.is_some() {
+            c.position = c.position.max(upto.min(c.ahead.as_ref().map_or(upto, |r| r.seq - 1)));
+        }
+        if batch.is_empty() {
+            c.progress.done();
+        } else {
+            let behind = self.db.seq().saturating_sub(c.position);
+            c.progress.add(batch.len() as u64, bytes as u64, behind);
+        }
+        Ok(batch)
     }
 
-    async fn send_snapshot(&self, w: &mut Writer) -> std::io::Result<u64> {
+    /// Sends the live records with seq ≤ `upto`, built in chunks on the
+    /// blocking pool; returns `upto`.
+    async fn send_snapshot(&self, w: &mut Writer, upto: u64) -> std::io::Result<u64> {
         let stats = self.db.stats();
-        let upto = stats.seq;
         w.send(&Message::SnapshotBegin {
             history_id: self.me.history_id,
             upto_seq: upto,
@@ -95,33 +178,15 @@ impl Master {
         })
         .await?;
         let mut progress = Progress::new("snapshot", stats.live);
-        let mut it = self.db.snapshot();
-        loop {
-            let mut chunk = Vec::new();
-            let mut bytes = 0;
-            let mut end = false;
-            while chunk.len() < BATCH_RECORDS_MAX && bytes < BATCH_BYTES_MAX {
-                match it.next() {
-                    Some(Ok(rec)) if rec.seq <= upto => {
-                        let rec = to_wire(rec);
-                        bytes += wire_bytes(&rec);
-                        chunk.push(rec);
-                    }
-                    Some(Ok(_)) | None => {
-                        end = true;
-                        break;
-                    }
-                    Some(Err(e)) => {
-                        return Err(std::io::Error::other(format!("reading the snapshot: {e}")))
-                    }
-                }
-            }
+        let mut it = Some(self.db.snapshot());
+        while let Some(snapshot) = it.take() {
+            let (rest, chunk) = smol::unblock(move || snapshot_chunk(snapshot, upto)).await;
+            let chunk = chunk?;
+            it = rest;
             if !chunk.is_empty() {
+                let bytes: usize = chunk.iter().map(wire_bytes).sum();
                 progress.add(chunk.len() as u64, bytes as u64, 0);
                 w.send(&Message::SnapshotChunk { records: chunk }).await?;
-            }
-            if end {
-                break;
             }
         }
         progress.done();
@@ -161,9 +226,9 @@ impl Master {
                 return None;
             }
         };
-        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
-        let w = workers.get_mut(&node)?;
-        let beats = w.beats.as_mut()?;
+        let now = self.now();
+        let mut core = lock(&self.core);
+        let beats = core.beats_of(node)?;
         let hb = match open_heartbeat(datagram, &mut beats.inn) {
             Ok(hb) => hb,
             Err(e) => {
@@ -171,9 +236,12 @@ impl Master {
                 return None;
             }
         };
-        w.last_heard = Instant::now();
-        w.serve_port = hb.serve_port;
-        self.heartbeat(&mut beats.out).ok()
+        let reply = self.heartbeat(&mut beats.out).ok();
+        let serve_port = hb.serve_port;
+        let actions = core.handle(MasterEvent::Heard { node, serve_port }, now);
+        drop(core);
+        self.dispatch(actions);
+        reply
     }
 
     fn heartbeat(
@@ -191,4 +259,28 @@ impl Master {
         hb.serve_port = self.local_addr.port();
         encode_heartbeat(&hb, sealer)
     }
+}
+
+/// The next chunk of a snapshot (records with seq ≤ `upto`, in seq order),
+/// and the iterator if there is more.
+fn snapshot_chunk(
+    mut it: LogIter,
+    upto: u64,
+) -> (Option<LogIter>, std::io::Result<Vec<WireRecord>>) {
+    let (mut chunk, mut bytes) = (Vec::new(), 0);
+    while chunk.len() < BATCH_RECORDS_MAX && bytes < BATCH_BYTES_MAX {
+        match it.next() {
+            Some(Ok(rec)) if rec.seq <= upto => {
+                let rec = to_wire(rec);
+                bytes += wire_bytes(&rec);
+                chunk.push(rec);
+            }
+            Some(Ok(_)) | None => return (None, Ok(chunk)),
+            Some(Err(e)) => {
+                let e = std::io::Error::other(format!("reading the snapshot: {e}"));
+                return (None, Err(e));
+            }
+        }
+    }
+    (Some(it), Ok(chunk))
 }

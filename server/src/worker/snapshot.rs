@@ -3,62 +3,73 @@
 //! session with the master.
 
 use super::{history_path, sync_dir, Worker, SWAP_POLL_MS};
-use crate::wire::{self, from_wire, Reader};
+use crate::wire::{self, from_wire};
 use hypha_engine::{Db, Fsync, Options};
-use hypha_net::{encode_heartbeat, open_heartbeat, Heartbeat, Message, Role};
+use hypha_net::{encode_heartbeat, open_heartbeat, Heartbeat, Role, WireRecord};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// A snapshot being received into `DIR/snapshot.tmp`.
+pub(super) struct Receiving {
+    db: Arc<Db>,
+    progress: crate::progress::Progress,
+}
+
+impl Receiving {
+    /// Applies one chunk on the blocking pool.
+    pub(super) async fn chunk(&mut self, records: Vec<WireRecord>) -> std::io::Result<()> {
+        let n = records.len() as u64;
+        let bytes: usize = records.iter().map(crate::wire::wire_bytes).sum();
+        let db = self.db.clone();
+        smol::unblock(move || -> Result<(), hypha_engine::Error> {
+            for r in records {
+                db.apply(&from_wire(r))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| std::io::Error::other(format!("applying the snapshot: {e}")))?;
+        self.progress.add(n, bytes as u64, 0);
+        Ok(())
+    }
+}
 
 impl Worker {
-    pub(super) async fn receive_snapshot(
-        &self,
-        r: &mut Reader,
-        history_id: u64,
-        total: u64,
-    ) -> std::io::Result<()> {
+    /// Starts a snapshot beside the current data (a half-received one is
+    /// discarded first).
+    pub(super) async fn snapshot_begin(&self, total: u64) -> std::io::Result<Receiving> {
         let tmp = self.cfg.data.join("snapshot.tmp");
         let opts = Options {
             fsync: Fsync::Never,
             ..self.cfg.engine.clone()
         };
-        let dir = tmp.clone();
         let fresh = smol::unblock(move || -> std::io::Result<Db> {
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir)?;
+            if tmp.exists() {
+                std::fs::remove_dir_all(&tmp)?;
             }
-            Db::open(&dir, opts).map_err(std::io::Error::other)
+            Db::open(&tmp, opts).map_err(std::io::Error::other)
         })
         .await?;
-        let fresh = Arc::new(fresh);
-        let mut progress = crate::progress::Progress::new("snapshot", total);
-        let upto = loop {
-            match r.recv().await? {
-                Some(Message::SnapshotChunk { records }) => {
-                    let n = records.len() as u64;
-                    let bytes: usize = records.iter().map(crate::wire::wire_bytes).sum();
-                    let db = fresh.clone();
-                    smol::unblock(move || -> Result<(), hypha_engine::Error> {
-                        for r in records {
-                            db.apply(&from_wire(r))?;
-                        }
-                        Ok(())
-                    })
-                    .await
-                    .map_err(|e| std::io::Error::other(format!("applying the snapshot: {e}")))?;
-                    progress.add(n, bytes as u64, 0);
-                }
-                Some(Message::SnapshotEnd { upto_seq }) => break upto_seq,
-                Some(other) => {
-                    return Err(std::io::Error::other(format!(
-                        "unexpected {} in a snapshot",
-                        other.name()
-                    )))
-                }
-                None => return Err(std::io::Error::other("master closed during the snapshot")),
-            }
-        };
+        Ok(Receiving {
+            db: Arc::new(fresh),
+            progress: crate::progress::Progress::new("snapshot", total),
+        })
+    }
+
+    /// Makes the received snapshot durable and swaps it in; the engine's
+    /// seq after it.
+    pub(super) async fn snapshot_end(
+        &self,
+        rx: Receiving,
+        history_id: u64,
+        upto: u64,
+    ) -> std::io::Result<u64> {
+        let Receiving {
+            db: fresh,
+            mut progress,
+        } = rx;
         progress.done();
         let fresh = Arc::try_unwrap(fresh)
             .map_err(|_| std::io::Error::other("snapshot db still in use"))?;
@@ -70,10 +81,14 @@ impl Worker {
         })
         .await
         .map_err(std::io::Error::other)?;
-        self.swap_in(tmp, history_id).await?;
+        self.swap_in(self.cfg.data.join("snapshot.tmp"), history_id)
+            .await?;
         crate::rt::release_free_memory();
-        log::info!("worker: snapshot up to seq {upto} installed ({seq} applied), following history {history_id:016x}");
-        Ok(())
+        log::info!(
+            "worker: snapshot up to seq {upto} installed ({seq} applied), following history \
+             {history_id:016x}"
+        );
+        Ok(self.db().map_or(seq, |db| db.seq()))
     }
 
     /// Replaces `DIR/db` with the snapshot in `tmp`, by renames. The old
@@ -119,8 +134,9 @@ impl Worker {
 
     /// Sends a heartbeat to the master every `--heartbeat-ms`, signed with
     /// the keys of the current session (none while there is none), and
-    /// takes the master's signed answers as proof that it is alive.
-    pub(super) async fn heartbeats(self: Arc<Self>) {
+    /// tells the follower (`heard`) when a signed answer proves the master
+    /// alive.
+    pub(super) async fn heartbeats(self: Arc<Self>, heard: smol::channel::Sender<()>) {
         let send = async {
             loop {
                 let mut hb = Heartbeat::new(
@@ -151,15 +167,16 @@ impl Worker {
                 let Ok((n, from)) = self.udp.recv_from(&mut buf).await else {
                     continue;
                 };
-                let mut beats = self.beats.lock().unwrap_or_else(|p| p.into_inner());
-                let Some(beats) = beats.as_mut() else {
-                    continue;
+                let opened = {
+                    let mut beats = self.beats.lock().unwrap_or_else(|p| p.into_inner());
+                    let Some(beats) = beats.as_mut() else {
+                        continue;
+                    };
+                    open_heartbeat(&buf[..n], &mut beats.inn)
                 };
-                match open_heartbeat(&buf[..n], &mut beats.inn) {
-                    Ok(hb) if hb.role == Role::Master => {
-                        *self.master_heard.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Instant::now();
-                    }
+                match opened {
+                    // Full means the follower has one to read already.
+                    Ok(hb) if hb.role == Role::Master => drop(heard.try_send(())),
                     Ok(_) => {}
                     Err(e) => log::debug!("worker: heartbeat from {from} dropped: {e}"),
                 }
