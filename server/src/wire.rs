@@ -558,21 +558,9 @@ pub fn node_id(path: &std::path::Path) -> io::Result<u64> {
     Ok(id)
 }
 
-/// 64 random bits from the OS.
-pub fn random_u64() -> u64 {
-    use std::io::Read;
-    let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_ok()
-    {
-        return u64::from_le_bytes(b);
-    }
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    t ^ (std::process::id() as u64) << 32
-}
+
+/// A random u64 (the engine's: `/dev/urandom`, else time and pid).
+pub use hypha_engine::random_u64;
 
 /// Whether `peer` may connect, logging a refusal.
 pub fn allowed(allow: &Option<hypha_net::Allowlist>, peer: SocketAddr, what: &str) -> bool {
