@@ -93,7 +93,6 @@ pub struct Master {
 /// stays in the master's table.
 pub const FORGET_AFTER_MS_DEFAULT: u64 = 3_600_000;
 
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -417,9 +416,7 @@ enum Wrote {
 /// slow.
 fn try_write(db: &Db, m: Message) -> Wrote {
     let result = match &m {
-        Message::Put { key, value, .. } => db
-            .try_put_unsynced(key, value)
-            .map(|seq| seq.map(Some)),
+        Message::Put { key, value, .. } => db.try_put_unsynced(key, value).map(|seq| seq.map(Some)),
         Message::Delete { key, .. } => db.try_delete_unsynced(key),
         _ => Ok(Some(None)),
     };

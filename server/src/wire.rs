@@ -558,7 +558,6 @@ pub fn node_id(path: &std::path::Path) -> io::Result<u64> {
     Ok(id)
 }
 
-
 /// A random u64 (the engine's: `/dev/urandom`, else time and pid).
 pub use hypha_engine::random_u64;
 

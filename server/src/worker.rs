@@ -247,16 +247,15 @@ impl Worker {
                 }
                 Err(e) => failed(link, format!("applying records: {e}")),
             },
-            FollowerAction::SnapshotBegin {
-                records_total,
-                ..
-            } => match self.snapshot_begin(records_total).await {
-                Ok(rx) => {
-                    link.snapshot = Some(rx);
-                    None
+            FollowerAction::SnapshotBegin { records_total, .. } => {
+                match self.snapshot_begin(records_total).await {
+                    Ok(rx) => {
+                        link.snapshot = Some(rx);
+                        None
+                    }
+                    Err(e) => failed(link, format!("starting a snapshot: {e}")),
                 }
-                Err(e) => failed(link, format!("starting a snapshot: {e}")),
-            },
+            }
             FollowerAction::SnapshotChunk { records } => {
                 let rx = link.snapshot.as_mut()?;
                 match rx.chunk(records).await {

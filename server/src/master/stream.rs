@@ -153,13 +153,17 @@ impl Master {
         }
         // Compaction may have dropped records up to the bound.
         if batch.is_empty() || c.ahead.is_some() {
-            c.position = c.position.max(upto.min(c.ahead.as_ref().map_or(upto, |r| r.seq - 1)));
+            c.position = c
+                .position
+                .max(upto.min(c.ahead.as_ref().map_or(upto, |r| r.seq - 1)));
         }
-        if batch.is_empty() {
-            c.progress.done();
-        } else {
-            let behind = self.db.seq().saturating_sub(c.position);
+        let behind = self.db.seq().saturating_sub(c.position);
+        if !batch.is_empty() {
             c.progress.add(batch.len() as u64, bytes as u64, behind);
+        }
+        if behind == 0 || batch.is_empty() {
+            // Caught up: a later burst is timed on its own.
+            c.progress.done();
         }
         Ok(batch)
     }
