@@ -11,8 +11,6 @@ use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::str::FromStr;
 
-use crate::error::CidrError;
-
 /// A block of addresses: an address and a prefix length, e.g. `400::/7`.
 ///
 /// The address has no bits set after the prefix (parsing refuses
@@ -157,6 +155,78 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// An allowlist entry that is not a CIDR block or address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CidrError {
+    /// The part before `/` is not an IPv4 or IPv6 address.
+    BadAddress {
+        /// The entry as written.
+        input: String,
+    },
+    /// The part after `/` is not a decimal number.
+    BadPrefix {
+        /// The entry as written.
+        input: String,
+    },
+    /// The prefix length is larger than the address has bits.
+    PrefixTooLong {
+        /// The entry as written.
+        input: String,
+        /// Prefix length given.
+        prefix_len: u32,
+        /// 32 for IPv4, 128 for IPv6.
+        max: u8,
+    },
+    /// The address has bits set after the prefix, so the entry is ambiguous.
+    HostBitsSet {
+        /// The entry as written.
+        input: String,
+        /// The network the prefix describes.
+        network: Cidr,
+    },
+}
+
+impl fmt::Display for CidrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadAddress { input } => write!(
+                f,
+                "bad CIDR {input:?}: not an IPv4 or IPv6 address; \
+                 write e.g. \"10.0.0.0/8\", \"400::/7\" or \"2001:db8::1\""
+            ),
+            Self::BadPrefix { input } => write!(
+                f,
+                "bad CIDR {input:?}: the prefix length after '/' must be a decimal number"
+            ),
+            Self::PrefixTooLong {
+                input,
+                prefix_len,
+                max,
+            } => {
+                let family = if *max == 32 { "IPv4" } else { "IPv6" };
+                write!(
+                    f,
+                    "bad CIDR {input:?}: prefix length {prefix_len} exceeds {max} for {family}"
+                )
+            }
+            Self::HostBitsSet { input, network } => {
+                let host_len = if network.addr().is_ipv4() { 32 } else { 128 };
+                let host = input.split('/').next().unwrap_or_default();
+                write!(
+                    f,
+                    "bad CIDR {input:?}: address bits are set after the /{} prefix; \
+                     write \"{network}\" for the network or \"{host}/{host_len}\" for one host",
+                    network.prefix_len()
+                )
+            }
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for CidrError {}
+
 /// A list of [`Cidr`] blocks; an address is allowed if any block holds it.
 /// An empty list allows nobody.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -264,5 +334,18 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn prefix_error_says_what_to_fix() {
+        let why = CidrError::PrefixTooLong {
+            input: "400::/200".into(),
+            prefix_len: 200,
+            max: 128,
+        };
+        assert_eq!(
+            why.to_string(),
+            "bad CIDR \"400::/200\": prefix length 200 exceeds 128 for IPv6"
+        );
     }
 }

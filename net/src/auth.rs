@@ -27,33 +27,18 @@
 //! a new primitive.
 
 use hkdf::Hkdf;
-use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
+use hmac::Mac;
 use sha2::{Digest, Sha256};
 
 use crate::error::AuthError;
-use crate::handshake::Hello;
-use crate::session::{BeatOpener, BeatSealer, Opener, Sealer};
-
-pub(crate) type HmacSha256 = Hmac<Sha256>;
+use crate::handshake::{Challenge, Hello, Prove};
+use crate::limits::{HELLO_MESSAGE_BYTES_WORST, NONCE_BYTES, PROOF_BYTES};
+use crate::session::{BeatOpener, BeatSealer, HmacSha256, Opener, Sealer};
 
 /// Bytes of a cluster key.
 pub const CLUSTER_KEY_BYTES: usize = 32;
 /// Most keys a node holds at once: the current one and the next (rotation).
 pub const CLUSTER_KEYS_MAX: usize = 2;
-/// Bytes of each side's handshake nonce.
-pub const NONCE_BYTES: usize = 32;
-/// Bytes of a handshake proof (a whole HMAC-SHA-256).
-pub const PROOF_BYTES: usize = 32;
-/// Bytes of the MAC after every authenticated frame: HMAC-SHA-256 cut to
-/// 128 bits.
-pub const FRAME_MAC_BYTES: usize = 16;
-/// Bytes of the MAC at the end of every heartbeat datagram.
-pub const HEARTBEAT_MAC_BYTES: usize = 16;
-/// Width of a heartbeat receiver's replay window, in counters: a beat up to
-/// this far behind the newest one seen is still accepted once (UDP
-/// reorders), anything older is dropped.
-pub const HEARTBEAT_REPLAY_WINDOW: u64 = 64;
 
 const LABEL_TRANSCRIPT: &[u8] = b"hypha/2 transcript";
 const LABEL_PROOF_ACCEPTOR: &[u8] = b"hypha/2 acceptor proof";
@@ -204,22 +189,6 @@ impl ClusterKeys {
     }
 }
 
-/// The acceptor's answer to a `Hello`: its nonce and its proof of the key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Challenge {
-    /// The acceptor's fresh nonce.
-    pub nonce: [u8; NONCE_BYTES],
-    /// HMAC(key, "hypha/2 acceptor proof" ‖ th).
-    pub proof: [u8; PROOF_BYTES],
-}
-
-/// The connector's proof of the key, the last plain frame.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Prove {
-    /// HMAC(key, "hypha/2 connector proof" ‖ th).
-    pub proof: [u8; PROOF_BYTES],
-}
-
 fn transcript(hello: &Hello, nonce_a: &[u8; NONCE_BYTES]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(LABEL_TRANSCRIPT);
@@ -227,7 +196,7 @@ fn transcript(hello: &Hello, nonce_a: &[u8; NONCE_BYTES]) -> [u8; 32] {
     // test encodes the largest one), so this cannot fail; if it could, both
     // sides would leave the same bytes out and the proofs would still need
     // the key.
-    let mut buf = [0u8; crate::limits::HELLO_MESSAGE_BYTES_WORST];
+    let mut buf = [0u8; HELLO_MESSAGE_BYTES_WORST];
     if let Ok(bytes) = postcard::to_slice(hello, &mut buf) {
         hasher.update(bytes);
     }

@@ -1,13 +1,15 @@
 //! The crate's errors: what went wrong decoding bytes from a peer, encoding a
-//! message for one, or parsing an allowlist entry.
+//! message for one, or authenticating one. The error of parsing an
+//! allowlist entry, [`CidrError`](crate::CidrError), lives beside the
+//! [`Cidr`](crate::Cidr) it carries: each needs the other.
 //!
 //! Every message names the limit constant it enforces, so an operator can
 //! find the rule in `net/WIRE.md` and in [`limits`](crate::limits).
 
-use alloc::string::String;
 use core::fmt;
 
-use crate::Cidr;
+use crate::handshake::HELLO_MAGIC;
+use crate::message::MESSAGE_TAG_COUNT;
 
 /// Bytes from a peer that are not a valid frame, message or heartbeat.
 ///
@@ -127,7 +129,7 @@ impl fmt::Display for DecodeError {
                 f,
                 "unknown message tag {tag} (this version knows 0..MESSAGE_TAG_COUNT = {}); \
                  the peer runs a newer protocol",
-                crate::MESSAGE_TAG_COUNT
+                MESSAGE_TAG_COUNT
             ),
             Self::TrailingBytes { extra } => {
                 write!(f, "{extra} bytes after the end of the message")
@@ -141,7 +143,7 @@ impl fmt::Display for DecodeError {
             Self::BadMagic { found } => write!(
                 f,
                 "bad magic {found:#010x}, want HELLO_MAGIC ({:#010x}); not a hypha peer",
-                crate::HELLO_MAGIC
+                HELLO_MAGIC
             ),
             Self::UnsupportedVersion { ours, theirs } => write!(
                 f,
@@ -231,75 +233,6 @@ impl fmt::Display for AuthError {
 #[cfg(feature = "std")]
 impl std::error::Error for AuthError {}
 
-/// An allowlist entry that is not a CIDR block or address.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CidrError {
-    /// The part before `/` is not an IPv4 or IPv6 address.
-    BadAddress {
-        /// The entry as written.
-        input: String,
-    },
-    /// The part after `/` is not a decimal number.
-    BadPrefix {
-        /// The entry as written.
-        input: String,
-    },
-    /// The prefix length is larger than the address has bits.
-    PrefixTooLong {
-        /// The entry as written.
-        input: String,
-        /// Prefix length given.
-        prefix_len: u32,
-        /// 32 for IPv4, 128 for IPv6.
-        max: u8,
-    },
-    /// The address has bits set after the prefix, so the entry is ambiguous.
-    HostBitsSet {
-        /// The entry as written.
-        input: String,
-        /// The network the prefix describes.
-        network: Cidr,
-    },
-}
-
-impl fmt::Display for CidrError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::BadAddress { input } => write!(
-                f,
-                "bad CIDR {input:?}: not an IPv4 or IPv6 address; \
-                 write e.g. \"10.0.0.0/8\", \"400::/7\" or \"2001:db8::1\""
-            ),
-            Self::BadPrefix { input } => write!(
-                f,
-                "bad CIDR {input:?}: the prefix length after '/' must be a decimal number"
-            ),
-            Self::PrefixTooLong {
-                input,
-                prefix_len,
-                max,
-            } => {
-                let family = if *max == 32 { "IPv4" } else { "IPv6" };
-                write!(
-                    f,
-                    "bad CIDR {input:?}: prefix length {prefix_len} exceeds {max} for {family}"
-                )
-            }
-            Self::HostBitsSet { input, network } => {
-                let host_len = if network.addr().is_ipv4() { 32 } else { 128 };
-                let host = input.split('/').next().unwrap_or_default();
-                write!(
-                    f,
-                    "bad CIDR {input:?}: address bits are set after the /{} prefix; \
-                     write \"{network}\" for the network or \"{host}/{host_len}\" for one host",
-                    network.prefix_len()
-                )
-            }
-        }
-    }
-}
-
 #[cfg(feature = "std")]
 impl std::error::Error for DecodeError {}
 
@@ -312,9 +245,6 @@ impl std::error::Error for EncodeError {
         }
     }
 }
-
-#[cfg(feature = "std")]
-impl std::error::Error for CidrError {}
 
 /// A decode error surfaces as `InvalidData`, so a reader loop can use `?`.
 #[cfg(feature = "std")]
@@ -351,18 +281,5 @@ mod tests {
         );
         let why = DecodeError::FrameTooLarge { len: 1, max: 0 };
         assert!(why.to_string().contains("FRAME_PAYLOAD_BYTES_MAX"));
-    }
-
-    #[test]
-    fn prefix_error_says_what_to_fix() {
-        let why = CidrError::PrefixTooLong {
-            input: "400::/200".into(),
-            prefix_len: 200,
-            max: 128,
-        };
-        assert_eq!(
-            why.to_string(),
-            "bad CIDR \"400::/200\": prefix length 200 exceeds 128 for IPv6"
-        );
     }
 }

@@ -10,10 +10,11 @@ use alloc::vec::Vec;
 
 use postcard::ser_flavors::Flavor;
 
-use crate::auth::FRAME_MAC_BYTES;
 use crate::error::{DecodeError, EncodeError};
 use crate::handshake::{HELLO_MAGIC, PROTOCOL_VERSION};
-use crate::limits::{DECODER_KEEP_BYTES, FRAME_PAYLOAD_BYTES_MAX};
+use crate::limits::{
+    DECODER_KEEP_BYTES, FRAME_HEADER_BYTES, FRAME_MAC_BYTES, FRAME_PAYLOAD_BYTES_MAX,
+};
 use crate::message::{Message, MESSAGE_TAG_COUNT};
 use crate::session::{Opener, Sealer};
 
@@ -30,10 +31,8 @@ const FRAME_CRC_OFFSET: usize = FRAME_LEN_OFFSET + FRAME_LEN_BYTES;
 const FRAME_CRC_BYTES: usize = 4;
 const FRAME_PAYLOAD_OFFSET: usize = FRAME_CRC_OFFSET + FRAME_CRC_BYTES;
 
-/// Size of the frame header: `len` and `crc`, 4 bytes each.
-pub const FRAME_HEADER_BYTES: usize = FRAME_PAYLOAD_OFFSET;
-
-const _: () = assert!(FRAME_HEADER_BYTES == 8);
+// `FRAME_HEADER_BYTES` in the table of limits is the size of this header.
+const _: () = assert!(FRAME_PAYLOAD_OFFSET == FRAME_HEADER_BYTES);
 
 /// Result of [`decode_frame`] on a buffer that holds no error (yet).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! The handshake that opens every TCP connection: the connecting side sends
 //! [`Hello`], the accepting side answers [`Welcome`] or [`Refuse`] and, after
-//! a `Refuse`, closes.
+//! a `Refuse`, closes. Between them the two sides prove the cluster key with
+//! [`Challenge`] and [`Prove`], whose proofs [`auth`](crate::auth) computes.
 //!
 //! `Hello` is message tag 0 and its first two fields, `magic` and `version`,
 //! are frozen across every protocol version: whatever else changes, a node
@@ -10,7 +11,7 @@ use alloc::string::String;
 
 use serde::{Deserialize, Serialize};
 
-use crate::limits::{CLUSTER_NAME_BYTES_MAX, MESSAGE_STRING_BYTES_MAX};
+use crate::limits::{CLUSTER_NAME_BYTES_MAX, MESSAGE_STRING_BYTES_MAX, NONCE_BYTES, PROOF_BYTES};
 
 /// First field of every [`Hello`] and heartbeat: "HYPH" in ASCII, read
 /// big-endian. Encoded as a varint like any `u32` (5 bytes on the wire).
@@ -63,8 +64,8 @@ pub struct Hello {
     /// What the connection is for.
     pub purpose: Purpose,
     /// The connector's fresh handshake nonce (protocol 2): see
-    /// [`Challenge`](crate::Challenge).
-    pub nonce: [u8; crate::NONCE_BYTES],
+    /// [`Challenge`].
+    pub nonce: [u8; NONCE_BYTES],
 }
 
 impl Hello {
@@ -84,9 +85,25 @@ impl Hello {
             history_id: 0,
             applied_seq: 0,
             purpose,
-            nonce: [0; crate::NONCE_BYTES],
+            nonce: [0; NONCE_BYTES],
         }
     }
+}
+
+/// The acceptor's answer to a `Hello`: its nonce and its proof of the key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    /// The acceptor's fresh nonce.
+    pub nonce: [u8; NONCE_BYTES],
+    /// HMAC(key, "hypha/2 acceptor proof" ‖ th).
+    pub proof: [u8; PROOF_BYTES],
+}
+
+/// The connector's proof of the key, the last plain frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prove {
+    /// HMAC(key, "hypha/2 connector proof" ‖ th).
+    pub proof: [u8; PROOF_BYTES],
 }
 
 /// The accepting side's yes to a [`Hello`].

@@ -8,13 +8,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::HEARTBEAT_MAC_BYTES;
 use crate::error::{DecodeError, EncodeError};
 use crate::frame::read_varint_u32;
 use crate::handshake::{Role, HELLO_MAGIC, PROTOCOL_VERSION};
 use crate::limits::{
     CLUSTER_NAME_BYTES_MAX, HEARTBEAT_BYTES_MAX, HEARTBEAT_BYTES_WORST, HEARTBEAT_CRC_BYTES,
-    LOAD_PERMILLE_MAX,
+    HEARTBEAT_MAC_BYTES, LOAD_PERMILLE_MAX,
 };
 use crate::session::{BeatOpener, BeatSealer};
 

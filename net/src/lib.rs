@@ -64,20 +64,18 @@ mod message;
 mod session;
 mod validate;
 
-pub use allowlist::{Allowlist, Cidr};
+pub use allowlist::{Allowlist, Cidr, CidrError};
 pub use auth::{
-    connector_finish, Acceptor, Challenge, ClusterKey, ClusterKeys, Prove, Session,
-    CLUSTER_KEYS_MAX, CLUSTER_KEY_BYTES, FRAME_MAC_BYTES, HEARTBEAT_MAC_BYTES,
-    HEARTBEAT_REPLAY_WINDOW, NONCE_BYTES, PROOF_BYTES,
+    connector_finish, Acceptor, ClusterKey, ClusterKeys, Session, CLUSTER_KEYS_MAX,
+    CLUSTER_KEY_BYTES,
 };
-pub use error::{AuthError, CidrError, DecodeError, EncodeError};
+pub use error::{AuthError, DecodeError, EncodeError};
 pub use frame::{
     decode_frame, encode_frame, encode_frame_to_vec, seal_frame, Decoded, FrameDecoder,
-    FRAME_HEADER_BYTES,
 };
 pub use handshake::{
-    check_hello, check_welcome, Hello, Purpose, Refuse, RefuseReason, Role, Welcome, HELLO_MAGIC,
-    PROTOCOL_VERSION,
+    check_hello, check_welcome, Challenge, Hello, Prove, Purpose, Refuse, RefuseReason, Role,
+    Welcome, HELLO_MAGIC, PROTOCOL_VERSION,
 };
 pub use heartbeat::{
     decode_heartbeat, encode_heartbeat, open_heartbeat, Heartbeat, HeartbeatBytes,

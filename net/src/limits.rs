@@ -65,8 +65,22 @@ pub const DECODER_KEEP_BYTES: usize = 64 * 1024;
 /// message below, so the spare room is headroom, not a tight fit.
 pub const FRAME_BYTES_MAX: usize = 32 * 1024 * 1024;
 
+/// Size of the frame header: `len` and `crc`, 4 bytes each. The byte map is
+/// in `frame.rs`, which checks at compile time that its offsets add up to this.
+pub const FRAME_HEADER_BYTES: usize = 8;
+
 /// Largest frame payload (the postcard bytes of one message).
-pub const FRAME_PAYLOAD_BYTES_MAX: usize = FRAME_BYTES_MAX - crate::FRAME_HEADER_BYTES;
+pub const FRAME_PAYLOAD_BYTES_MAX: usize = FRAME_BYTES_MAX - FRAME_HEADER_BYTES;
+
+/// Bytes of the MAC after every authenticated frame: HMAC-SHA-256 cut to
+/// 128 bits.
+pub const FRAME_MAC_BYTES: usize = 16;
+
+/// Bytes of each side's handshake nonce.
+pub const NONCE_BYTES: usize = 32;
+
+/// Bytes of a handshake proof (a whole HMAC-SHA-256).
+pub const PROOF_BYTES: usize = 32;
 
 /// MTU of the Mycelium TUN device that carries heartbeats.
 pub const OVERLAY_MTU_BYTES: usize = 1400;
@@ -80,6 +94,14 @@ pub const UDP_HEADER_BYTES: usize = 8;
 /// Largest heartbeat datagram: what one UDP datagram carries through the
 /// overlay without fragmentation (1400 - 40 - 8 = 1352).
 pub const HEARTBEAT_BYTES_MAX: usize = OVERLAY_MTU_BYTES - IPV6_HEADER_BYTES - UDP_HEADER_BYTES;
+
+/// Bytes of the MAC at the end of every heartbeat datagram.
+pub const HEARTBEAT_MAC_BYTES: usize = 16;
+
+/// Width of a heartbeat receiver's replay window, in counters: a beat up to
+/// this far behind the newest one seen is still accepted once (UDP
+/// reorders), anything older is dropped.
+pub const HEARTBEAT_REPLAY_WINDOW: u64 = 64;
 
 /// Bytes of a postcard varint holding `value` (LEB128: 7 bits per byte).
 pub const fn varint_bytes(value: u64) -> usize {
@@ -185,14 +207,13 @@ pub const HELLO_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
     + 1
     + 3 * VARINT_U64_BYTES_MAX
     + 1
-    + crate::NONCE_BYTES;
+    + NONCE_BYTES;
 
 /// Largest [`Challenge`](crate::Challenge) payload: tag, nonce, proof.
-pub const CHALLENGE_MESSAGE_BYTES_WORST: usize =
-    TAG_BYTES_MAX + crate::NONCE_BYTES + crate::PROOF_BYTES;
+pub const CHALLENGE_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX + NONCE_BYTES + PROOF_BYTES;
 
 /// Largest [`Prove`](crate::Prove) payload: tag, proof.
-pub const PROVE_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX + crate::PROOF_BYTES;
+pub const PROVE_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX + PROOF_BYTES;
 
 /// Largest [`Refuse`](crate::Refuse) payload: tag, reason (tag and a u64),
 /// message.
@@ -224,7 +245,7 @@ pub const HEARTBEAT_BYTES_WORST: usize = HEARTBEAT_CRC_BYTES
     + varint_bytes(LOAD_PERMILLE_MAX as u64)
     + VARINT_U16_BYTES_MAX
     + 2 * VARINT_U64_BYTES_MAX
-    + crate::HEARTBEAT_MAC_BYTES;
+    + HEARTBEAT_MAC_BYTES;
 
 // Every message a sender may build fits a frame.
 const _: () = assert!(RECORDS_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);

@@ -11,8 +11,8 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Challenge, Prove};
-use crate::handshake::{Hello, Refuse, Role, Welcome};
+use crate::handshake::{truncate_str, Challenge, Hello, Prove, Refuse, Role, Welcome};
+use crate::limits::MESSAGE_STRING_BYTES_MAX;
 
 /// Number of message tags this version knows: tags are `0..MESSAGE_TAG_COUNT`.
 /// A payload starting with a larger tag is [`DecodeError::UnknownMessage`](crate::DecodeError::UnknownMessage).
@@ -500,7 +500,7 @@ impl Message {
     /// An `Error` response whose message is cut to `MESSAGE_STRING_BYTES_MAX`
     /// bytes on a character boundary, so it always passes validation.
     pub fn error(req_id: u64, code: ErrorCode, message: &str) -> Self {
-        let message = crate::handshake::truncate_str(message, crate::MESSAGE_STRING_BYTES_MAX);
+        let message = truncate_str(message, MESSAGE_STRING_BYTES_MAX);
         Self::Error {
             req_id,
             code,

@@ -2,10 +2,14 @@
 //! frames in order (`net/WIRE.md` §2) and heartbeats with a replay window
 //! (§8). The keys come from the handshake in [`auth`](crate::auth).
 
-use hmac::Mac;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
-use crate::auth::{HmacSha256, FRAME_MAC_BYTES, HEARTBEAT_MAC_BYTES, HEARTBEAT_REPLAY_WINDOW};
 use crate::error::DecodeError;
+use crate::limits::{FRAME_MAC_BYTES, HEARTBEAT_MAC_BYTES, HEARTBEAT_REPLAY_WINDOW};
+
+/// The MAC of frames, heartbeats and handshake proofs.
+pub(crate) type HmacSha256 = Hmac<Sha256>;
 
 fn frame_tag(mac: &HmacSha256, counter: u64, frame: &[u8]) -> [u8; FRAME_MAC_BYTES] {
     let mut mac = mac.clone();

@@ -154,24 +154,11 @@ where
     // An answer in `out` acknowledges a write (see `Answer::Wrote`).
     let mut wrote = false;
     loop {
-        while open && out.len() < REPLY_BATCH_BYTES_MAX {
-            let Some(m) = r.try_recv()? else { break };
-            match answer(m) {
-                Answer::Now(reply) => encode_reply(&mut w, &reply, &mut out, who),
-                Answer::Wrote(reply) => {
-                    wrote = true;
-                    encode_reply(&mut w, &reply, &mut out, who);
-                }
-                Answer::Later(reply) => {
-                    waiting += 1;
-                    let late_send = late_send.clone();
-                    crate::rt::spawn(async move {
-                        // Fails only once this connection is gone.
-                        let _ = late_send.send(reply.await).await;
-                    })
-                    .detach();
-                }
-            }
+        if open {
+            let (spawned, acked) =
+                answer_received(&mut r, &mut w, who, &answer, &mut out, &late_send)?;
+            waiting += spawned;
+            wrote |= acked;
         }
         while let Ok(reply) = late.try_recv() {
             waiting -= 1;
@@ -229,6 +216,46 @@ where
             }
         }
     }
+}
+
+/// Answers the requests already received, until none is left or `out`
+/// holds `REPLY_BATCH_BYTES_MAX` bytes: ready answers are appended to `out`,
+/// answers that must wait run in their own task and arrive on `late_send`.
+/// Returns how many went to a task, and whether an answer in `out`
+/// acknowledges a write.
+fn answer_received<F, Fut>(
+    r: &mut Reader,
+    w: &mut Writer,
+    who: &str,
+    answer: &F,
+    out: &mut Vec<u8>,
+    late_send: &smol::channel::Sender<Message>,
+) -> std::io::Result<(usize, bool)>
+where
+    F: Fn(Message) -> Answer<Fut>,
+    Fut: std::future::Future<Output = Message> + Send + 'static,
+{
+    let (mut spawned, mut wrote) = (0, false);
+    while out.len() < REPLY_BATCH_BYTES_MAX {
+        let Some(m) = r.try_recv()? else { break };
+        match answer(m) {
+            Answer::Now(reply) => encode_reply(w, &reply, out, who),
+            Answer::Wrote(reply) => {
+                wrote = true;
+                encode_reply(w, &reply, out, who);
+            }
+            Answer::Later(reply) => {
+                spawned += 1;
+                let late_send = late_send.clone();
+                crate::rt::spawn(async move {
+                    // Fails only once this connection is gone.
+                    let _ = late_send.send(reply.await).await;
+                })
+                .detach();
+            }
+        }
+    }
+    Ok((spawned, wrote))
 }
 
 /// Appends `reply` to `out`; one that cannot be encoded becomes an error
