@@ -1,5 +1,6 @@
 //! The background threads of a database: the checkpointer (size and idle
-//! checkpoints, and the fsyncs a data-file rollover owes), the compactor (automatic compaction) and the flusher of
+//! checkpoints, the fsyncs a data-file rollover owes, and the writes of
+//! pending key-index slots), the compactor (automatic compaction) and the flusher of
 //! `Fsync::EveryMs`. Each holds the database weakly or is stopped by
 //! `Db::close`/drop, and none holds the write lock across an fsync.
 
@@ -35,7 +36,7 @@ pub(crate) fn spawn_checkpointer(inner: Arc<Inner>) -> JoinHandle<()> {
             if changed {
                 inner.ckpt_sleeping.store(false, Ordering::SeqCst);
             }
-            if !sig.due && !sig.stop && !sig.seal {
+            if !sig.due && !sig.stop && !sig.seal && !sig.keys {
                 sig = match changed {
                     true => {
                         let idle = Duration::from_millis(CHECKPOINT_IDLE_MS);
@@ -59,6 +60,14 @@ pub(crate) fn spawn_checkpointer(inner: Arc<Inner>) -> JoinHandle<()> {
                 // A failure latches the database read-only.
                 if inner.writable().is_ok() {
                     let _ = inner.finish_seal();
+                }
+                continue;
+            }
+            if std::mem::take(&mut sig.keys) {
+                drop(sig);
+                if inner.writable().is_ok() {
+                    // A failure latches the database read-only.
+                    let _ = inner.flush_keys();
                 }
                 continue;
             }

@@ -186,7 +186,7 @@ impl Db {
         self.stop_flusher();
         self.crashed = true; // Drop must not do it again
         self.inner.writable()?;
-        let r = self.inner.write().checkpoint().map(|_| ());
+        let r = self.inner.checkpoint_closing().map(|_| ());
         if let Err(e) = &r {
             self.inner.fail(e);
         }
@@ -223,7 +223,7 @@ impl Drop for Db {
         if self.crashed || self.inner.writable().is_err() {
             return;
         }
-        if let Err(e) = self.inner.write().checkpoint() {
+        if let Err(e) = self.inner.checkpoint_closing() {
             log::error!("closing {}: {e}", self.inner.dir.display());
         }
     }

@@ -4,12 +4,17 @@
 //! Invariants kept here:
 //! - a failed write or fsync latches the database read-only (`fail`); what
 //!   was acknowledged before stays readable and durable;
-//! - a checkpoint never holds the write lock across an fsync (`checkpoint`,
-//!   see `Core::checkpoint_begin`), and runs one at a time (`ckpt_lock`).
+//! - a checkpoint never holds the write lock across an fsync or a table
+//!   write (`checkpoint`, see `Core::checkpoint_begin`), and runs one at a
+//!   time (`ckpt_lock`);
+//! - pending key-index slots are written without the write lock, one write
+//!   at a time (`flush_keys`, `key_flush`); lock order: `ckpt_lock`, then
+//!   `key_flush`, then the write lock.
 
 use crate::commit::{GroupCommit, Syncer};
 use crate::error::{Error, Result};
-use crate::keyindex::Grown;
+use crate::keyindex::{Grown, KEY_PENDING_MAX, KEY_PENDING_WRITER_MAX};
+use crate::location::Location;
 use crate::options::{Fsync, Options};
 use crate::record::Seq;
 use crate::state::{sync_files, write_meta, Core, CHECKPOINT_IDS_MAX};
@@ -36,6 +41,8 @@ pub(crate) struct CkptSignal {
     pub(crate) due: bool,
     /// A rollover owes its fsyncs (`Log::unsealed`).
     pub(crate) seal: bool,
+    /// `KEY_PENDING_MAX` key-index slots wait to be written (`flush_keys`).
+    pub(crate) keys: bool,
     /// The database is closing.
     pub(crate) stop: bool,
 }
@@ -51,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) compacting: Mutex<()>,
     /// Held while a checkpoint runs (one at a time).
     ckpt_lock: Mutex<()>,
+    /// Held while pending key-index slots are written (one write at a time).
+    key_flush: Mutex<()>,
     /// Held while the key index grows (one at a time; writers of new keys
     /// wait for it, see `grow_index`).
     growing: Mutex<()>,
@@ -92,6 +101,7 @@ impl Inner {
             failure: Mutex::new(None),
             compacting: Mutex::new(()),
             ckpt_lock: Mutex::new(()),
+            key_flush: Mutex::new(()),
             growing: Mutex::new(()),
             #[cfg(feature = "lock-stats")]
             hold_max_us: AtomicUsize::new(0),
@@ -188,7 +198,7 @@ impl Inner {
         f: impl FnOnce(&mut Core) -> Result<T>,
     ) -> Result<Option<T>> {
         self.writable()?;
-        let (r, due, rolled) = {
+        let (r, due, rolled, keys) = {
             let mut core = self.write();
             if core.log.roll_must_wait(bytes) {
                 return Ok(None);
@@ -196,15 +206,23 @@ impl Inner {
             let rollovers = core.log.rollovers;
             let r = f(&mut core);
             let due = r.is_ok() && core.checkpoint_due();
-            (r, due, core.log.rollovers != rollovers)
+            let keys = core.keys.pending_len();
+            (r, due, core.log.rollovers != rollovers, keys)
         };
         if let Err(e @ Error::Io { .. }) = &r {
             self.fail(e);
         }
-        if rolled {
-            // The checkpoint thread runs the rollover's fsyncs.
-            lock(&self.ckpt_signal).seal = true;
+        if rolled || keys >= KEY_PENDING_MAX {
+            // The checkpoint thread runs the rollover's fsyncs and writes
+            // the pending key-index slots.
+            let mut sig = lock(&self.ckpt_signal);
+            sig.seal |= rolled;
+            sig.keys |= keys >= KEY_PENDING_MAX;
             self.ckpt_cv.notify_one();
+        }
+        if r.is_ok() && keys >= KEY_PENDING_WRITER_MAX {
+            // The checkpoint thread is behind: bound the memory here.
+            self.flush_keys()?;
         }
         if due {
             self.checkpoint_due()?;
@@ -253,7 +271,11 @@ impl Inner {
             // Every file up to the checkpoint's must be named durably.
             self.finish_seal()?;
             sync_files(&files, &self.dir, &*io)?;
-            let tables = self.write().checkpoint_tables()?;
+            self.write_frozen()?;
+            // Every key-index slot up to the checkpoint's position is
+            // pending or written by now: write them.
+            self.flush_keys()?;
+            let tables = self.read().table_files();
             sync_files(&tables, &self.dir, &*io)?;
             write_meta(&self.dir, &meta, &*io)?;
             self.write().meta = meta;
@@ -263,6 +285,45 @@ impl Inner {
             self.fail(e);
         }
         result
+    }
+
+    /// Checkpoint, phase 3: writes the frozen lookup entries into
+    /// `lookup.tbl` without the lock (see `FrozenWrite`); the caller holds
+    /// `ckpt_lock`.
+    fn write_frozen(&self) -> Result<()> {
+        let Some(mut job) = self.read().lookup.frozen_write() else {
+            return Ok(());
+        };
+        job.write(&*self.opts.io)?;
+        let done = self.write().lookup.frozen_written(job);
+        // Unmapping and freeing take time: not under the lock.
+        drop(done);
+        Ok(())
+    }
+
+    /// Writes the pending key-index slots into `keys.idx` without holding
+    /// the write lock across the writes (see `KeyFlush`). A failure makes
+    /// the database read-only.
+    pub(crate) fn flush_keys(&self) -> Result<()> {
+        let _one = lock(&self.key_flush);
+        let Some(job) = self.write().keys.flush_begin() else {
+            return Ok(());
+        };
+        if let Err(e) = job.write(&*self.opts.io) {
+            self.fail(&e);
+            return Err(e);
+        }
+        let done = self.write().keys.flush_end(job);
+        drop(done);
+        Ok(())
+    }
+
+    /// The closing checkpoint (all phases under the write lock, see
+    /// `Core::checkpoint`), after any running checkpoint or key-index write.
+    pub(crate) fn checkpoint_closing(&self) -> Result<Location> {
+        let _ckpt = lock(&self.ckpt_lock);
+        let _keys = lock(&self.key_flush);
+        self.write().checkpoint()
     }
 
     /// Runs the fsyncs the last rollover owes, if any (see `Seal`). A

@@ -2,8 +2,11 @@
 //! hash to id, read through a memory mapping and written with `pwrite` (see
 //! `KEY_PENDING_MAX`). Slots hold (hash, id); the key itself lives in the id's records,
 //! so a probe confirms a hash match by reading the key. Slots filled since
-//! they were last written wait in `pending` (at most `KEY_PENDING_MAX`) and
-//! reach the file together, at the latest at the next checkpoint.
+//! they were last written wait in `pending` and reach the file together
+//! ([`KeyFlush`], without the database lock: asked of the checkpoint thread
+//! at `KEY_PENDING_MAX`), at the latest at the next checkpoint. While they
+//! are written they wait in `flushing`, which a probe reads before the
+//! mapping, so it never sees a half-written slot.
 //!
 //! Slots are written in place and never cleared (deleted keys keep their id),
 //! so a slot lost or left stale by a crash is harmless: a stale slot fails the
@@ -32,15 +35,30 @@ use std::sync::Arc;
 /// shootdown per page that interrupts the core the writer runs on (~45 % of
 /// a writer's time with 1M new keys).
 pub const KEY_PENDING_MAX: usize = 1 << 15;
+/// Pending slots at which a writer writes them itself (without the lock)
+/// rather than wait for the checkpoint thread, which is behind.
+pub const KEY_PENDING_WRITER_MAX: usize = 2 * KEY_PENDING_MAX;
+/// Pending slots at which `KeyIndex::insert` writes them at once, under the
+/// caller's lock: only where no thread writes them (recovery replaying the
+/// log), since a running database writes them before (above).
+pub const KEY_PENDING_INLINE_MAX: usize = 4 * KEY_PENDING_MAX;
+const _: () = assert!(KEY_PENDING_MAX < KEY_PENDING_WRITER_MAX);
+const _: () = assert!(KEY_PENDING_WRITER_MAX < KEY_PENDING_INLINE_MAX);
 
 pub struct KeyIndex {
     dir: PathBuf,
     file: Arc<File>,
-    map: MmapMut,
+    /// Shared with a running [`KeyFlush`] (which copies the unchanged bytes
+    /// between slots from it).
+    map: Arc<MmapMut>,
     /// Filled slots not yet written to the file: slot number → (hash, id).
-    /// Only slots the file shows empty, so a probe looks here at an empty
-    /// slot only.
+    /// Only slots the file (and `flushing`) show empty, so a probe looks
+    /// here at an empty slot only.
     pending: SlotMap<(u64, u32)>,
+    /// Slots a [`KeyFlush`] is writing to the file, found here before the
+    /// mapping is read; cleared only once the file holds them (or a grown
+    /// table replaced the file).
+    flushing: Arc<SlotMap<(u64, u32)>>,
     pub slots: u64,
     pub used: u64,
     pub seed: u64,
@@ -58,8 +76,9 @@ impl KeyIndex {
         Ok(KeyIndex {
             dir: dir.to_path_buf(),
             file: Arc::new(file),
-            map,
+            map: Arc::new(map),
             pending: SlotMap::default(),
+            flushing: Arc::default(),
             slots,
             used: 0,
             seed,
@@ -125,8 +144,9 @@ impl KeyIndex {
         let mut index = KeyIndex {
             dir: dir.to_path_buf(),
             file: Arc::new(file),
-            map,
+            map: Arc::new(map),
             pending: SlotMap::default(),
+            flushing: Arc::default(),
             slots,
             used: 0,
             seed,
@@ -140,8 +160,14 @@ impl KeyIndex {
         decode_slot(&self.map[at..at + SLOT_BYTES])
     }
 
-    /// Slot `i` as the index stands: the file's, or a pending one.
+    /// Slot `i` as the index stands: one being written, the file's, or a
+    /// pending one.
     fn entry(&self, i: u64) -> (u64, u32) {
+        if !self.flushing.is_empty() {
+            if let Some(&f) = self.flushing.get(&i) {
+                return f;
+            }
+        }
         let s = self.slot(i);
         if s.0 == 0 && !self.pending.is_empty() {
             if let Some(&p) = self.pending.get(&i) {
@@ -169,7 +195,8 @@ impl KeyIndex {
     }
 
     /// Inserts (hash, id); the caller checked the key is not present. The
-    /// slot waits in `pending`, written when `KEY_PENDING_MAX` are.
+    /// slot waits in `pending` (see `KEY_PENDING_MAX`); written here, at
+    /// once, only at `KEY_PENDING_INLINE_MAX`.
     pub fn insert(&mut self, hash: u64, id: u32, io: &dyn FileIo) -> Result<()> {
         if (self.used + 1) * 100 > self.slots * INDEX_LOAD_PERCENT_MAX {
             self.grow(io)?;
@@ -181,7 +208,7 @@ impl KeyIndex {
                 if self.entry(i).0 == 0 {
                     self.pending.insert(i, (hash, id));
                     self.used += 1;
-                    if self.pending.len() >= KEY_PENDING_MAX {
+                    if self.pending.len() >= KEY_PENDING_INLINE_MAX {
                         self.write_pending(io)?;
                     }
                     return Ok(());
@@ -193,41 +220,56 @@ impl KeyIndex {
         }
     }
 
-    /// Writes the pending slots to the file (nearby ones in one `pwrite`).
-    /// On error they stay pending, so lookups still find them.
-    pub fn write_pending(&mut self, io: &dyn FileIo) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let mut slots: Vec<u64> = self.pending.keys().copied().collect();
-        slots.sort_unstable();
-        let ats: Vec<usize> = slots
-            .iter()
-            .map(|&i| TABLE_HEADER_BYTES + i as usize * SLOT_BYTES)
-            .collect();
-        let path = Self::path(&self.dir);
-        write_coalesced(
-            &self.file,
-            &path,
-            &self.map,
-            &ats,
-            SLOT_BYTES,
-            io,
-            |k, out| {
-                let (hash, id) = self.pending[&slots[k]];
-                out.copy_from_slice(&encode_slot(hash, id));
-                Ok(())
-            },
-        )?;
-        self.pending.clear();
-        Ok(())
+    /// Slots waiting to be written.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
     }
 
-    /// Writes the pending slots and frees the table's memory (at a
-    /// checkpoint: a burst of new keys leaves nothing allocated behind it).
-    pub fn write_pending_and_release(&mut self, io: &dyn FileIo) -> Result<()> {
-        self.write_pending(io)?;
-        self.pending.shrink_to(0);
+    /// Moves the pending slots to `flushing` and returns their write, to
+    /// run without the lock (`None`: nothing to write). The new pending
+    /// table gets room for as many slots and a quarter more, so a stream of
+    /// new keys does not rehash it under the write lock, and a burst of new
+    /// keys leaves little allocated behind it.
+    pub fn flush_begin(&mut self) -> Option<KeyFlush> {
+        if self.pending.is_empty() && self.flushing.is_empty() {
+            return None;
+        }
+        let room = self.pending.len() + self.pending.len() / 4;
+        let fresh = SlotMap::with_capacity_and_hasher(room, Default::default());
+        let pending = std::mem::replace(&mut self.pending, fresh);
+        if self.flushing.is_empty() {
+            self.flushing = Arc::new(pending);
+        } else {
+            // A write that failed half way: write its slots again too.
+            Arc::make_mut(&mut self.flushing).extend(pending);
+        }
+        Some(KeyFlush {
+            path: Self::path(&self.dir),
+            file: self.file.clone(),
+            map: self.map.clone(),
+            slots: self.flushing.clone(),
+        })
+    }
+
+    /// Ends a [`KeyFlush`] that succeeded: its slots are in the file, or a
+    /// grown table replaced the file meanwhile (and holds them). Returns
+    /// what to drop (unmap, free) without the lock.
+    pub fn flush_end(&mut self, done: KeyFlush) -> (KeyFlush, Arc<SlotMap<(u64, u32)>>) {
+        let taken = match Arc::ptr_eq(&self.flushing, &done.slots) {
+            true => std::mem::take(&mut self.flushing),
+            false => Arc::default(),
+        };
+        (done, taken)
+    }
+
+    /// Writes the pending slots to the file at once (open, close, tests).
+    /// On error they stay in `flushing`, so lookups still find them.
+    pub fn write_pending(&mut self, io: &dyn FileIo) -> Result<()> {
+        let Some(job) = self.flush_begin() else {
+            return Ok(());
+        };
+        job.write(io)?;
+        drop(self.flush_end(job));
         Ok(())
     }
 
@@ -251,15 +293,18 @@ impl KeyIndex {
     /// Takes `grown` (complete, durable and renamed over `keys.idx`) as the
     /// table; returns the old table's file and mapping, for the caller to
     /// drop (unmap) without its lock.
-    pub fn replace(&mut self, grown: Grown) -> (Arc<File>, MmapMut) {
+    pub fn replace(&mut self, grown: Grown) -> (Arc<File>, Arc<MmapMut>) {
         log::debug!(
             "key index grew to {} slots ({} used)",
             grown.slots,
             grown.used
         );
         let file = std::mem::replace(&mut self.file, Arc::new(grown.file));
-        let map = std::mem::replace(&mut self.map, grown.map);
-        self.pending.clear();
+        let map = std::mem::replace(&mut self.map, Arc::new(grown.map));
+        self.pending = SlotMap::default();
+        // A running KeyFlush writes the old file; the grown table holds
+        // its slots (`copy_into` read them here).
+        self.flushing = Arc::default();
         self.slots = grown.slots;
         self.used = grown.used;
         (file, map)
@@ -283,6 +328,45 @@ impl KeyIndex {
 
     pub fn file_bytes(&self) -> u64 {
         TABLE_HEADER_BYTES as u64 + self.slots * SLOT_BYTES as u64
+    }
+}
+
+/// A write of the slots in `KeyIndex::flushing` into `keys.idx`, run
+/// without the database lock (`KeyIndex::flush_begin`, `write`, then
+/// `KeyIndex::flush_end` under it). Only one runs at a time
+/// (`Inner::flush_keys`), and nothing else writes the file meanwhile.
+pub struct KeyFlush {
+    path: PathBuf,
+    file: Arc<File>,
+    map: Arc<MmapMut>,
+    slots: Arc<SlotMap<(u64, u32)>>,
+}
+
+impl KeyFlush {
+    /// Writes the slots (nearby ones in one `pwrite`, the bytes between
+    /// them rewritten unchanged); the caller fsyncs the file at the next
+    /// checkpoint. Readers find these slots in `flushing` meanwhile.
+    pub fn write(&self, io: &dyn FileIo) -> Result<()> {
+        let mut slots: Vec<u64> = self.slots.keys().copied().collect();
+        slots.sort_unstable();
+        let ats: Vec<usize> = slots
+            .iter()
+            .map(|&i| TABLE_HEADER_BYTES + i as usize * SLOT_BYTES)
+            .collect();
+        let all = &self.slots;
+        write_coalesced(
+            &self.file,
+            &self.path,
+            &self.map,
+            &ats,
+            SLOT_BYTES,
+            io,
+            |k, out| {
+                let (hash, id) = all[&slots[k]];
+                out.copy_from_slice(&encode_slot(hash, id));
+                Ok(())
+            },
+        )
     }
 }
 
@@ -360,16 +444,20 @@ mod tests {
     fn pending_slots_are_found_and_reach_the_file_in_batches() {
         let dir = temp_dir("pending");
         // Big enough not to grow (growing writes every slot anyway).
-        let slots = (KEY_PENDING_MAX as u64 * 4).next_power_of_two();
+        let slots = (KEY_PENDING_INLINE_MAX as u64 * 4).next_power_of_two();
         let mut index = KeyIndex::create(&dir, 7, slots, &RealIo).expect("create");
-        let n = KEY_PENDING_MAX as u64 + 100;
+        let n = KEY_PENDING_INLINE_MAX as u64 + 100;
         for i in 1..=n {
             index.insert(hash(i), i as u32, &RealIo).expect("insert");
             // Found at once, pending or written.
             assert_eq!(index.find(hash(i), |id| id == i as u32), Some(i as u32));
         }
         assert_eq!(index.slots, slots, "grew");
-        assert_eq!(index.pending.len(), 100, "not written at KEY_PENDING_MAX");
+        assert_eq!(
+            index.pending.len(),
+            100,
+            "not written at KEY_PENDING_INLINE_MAX"
+        );
         let pending = index.pending.len() as u64;
         // What the file holds: every slot but the pending ones.
         let on_disk = KeyIndex::open(&dir, 7, &RealIo).expect("open");
@@ -381,6 +469,36 @@ mod tests {
             assert_eq!(on_disk.find(hash(i), |id| id == i as u32), Some(i as u32));
         }
         assert_eq!(on_disk.find(hash(n + 1), |_| true), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn slots_being_flushed_are_found_and_not_reused() {
+        let dir = temp_dir("flushing");
+        let mut index = KeyIndex::create(&dir, 7, 1 << 12, &RealIo).expect("create");
+        // Colliding hashes: every slot probes the same run.
+        let same = |i: u64| (hash(1) & !0xfff) | 5 | (i << 40);
+        for i in 1..=10 {
+            index.insert(same(i), i as u32, &RealIo).expect("insert");
+        }
+        let job = index.flush_begin().expect("slots to write");
+        assert!(index.pending.is_empty());
+        // Inserted while the first ten are written: probes past them.
+        for i in 11..=20 {
+            index.insert(same(i), i as u32, &RealIo).expect("insert");
+        }
+        job.write(&RealIo).expect("write");
+        for i in 1..=20 {
+            assert_eq!(index.find(same(i), |id| id == i as u32), Some(i as u32));
+        }
+        drop(index.flush_end(job));
+        assert!(index.flushing.is_empty());
+        index.write_pending(&RealIo).expect("write");
+        let on_disk = KeyIndex::open(&dir, 7, &RealIo).expect("open");
+        assert_eq!(on_disk.used, 20, "a slot was written twice");
+        for i in 1..=20 {
+            assert_eq!(on_disk.find(same(i), |id| id == i as u32), Some(i as u32));
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

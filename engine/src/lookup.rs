@@ -6,6 +6,10 @@
 //! data files were fsynced. So after a crash the file is the table as of some
 //! point between the last checkpoint and the durable end of the log, and
 //! replaying the log from the checkpoint makes it exact.
+//!
+//! A checkpoint writes the frozen entries without the database lock
+//! ([`FrozenWrite`]): readers find those ids in `frozen`, never in the
+//! mapping, until the write is done, so they never see a half-written entry.
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::{FileIo, OpenMode};
@@ -57,14 +61,33 @@ pub type SlotMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 pub struct Lookup {
     path: PathBuf,
     file: Arc<File>,
-    map: MmapMut,
+    /// Shared with a running [`FrozenWrite`] (which copies the unchanged
+    /// bytes between entries from it).
+    map: Arc<MmapMut>,
     keysize: u8,
     /// Ids the file has entries for (id 0 included, never used).
     capacity: u64,
     overlay: IdMap<Location>,
     /// Entries a running checkpoint is writing to the file: the overlay as
     /// of the checkpoint's position (read after `overlay`, before the file).
-    frozen: IdMap<Location>,
+    /// Shared with the checkpoint's [`FrozenWrite`]; cleared (by
+    /// `frozen_written`) only once the file holds them.
+    frozen: Arc<IdMap<Location>>,
+}
+
+/// A checkpoint's write of the frozen entries into `lookup.tbl`, run
+/// without the database lock (`Lookup::frozen_write`, `write`, then
+/// `Lookup::frozen_written` under it). Only one runs at a time (the
+/// checkpoint lock), and nothing else writes the file meanwhile.
+pub struct FrozenWrite {
+    path: PathBuf,
+    file: Arc<File>,
+    map: Arc<MmapMut>,
+    keysize: u8,
+    capacity: u64,
+    /// Set when `write` grew the file: the mapping and capacity to take.
+    grown: bool,
+    entries: Arc<IdMap<Location>>,
 }
 
 impl Lookup {
@@ -126,11 +149,11 @@ impl Lookup {
         Ok(Lookup {
             path,
             file: Arc::new(file),
-            map,
+            map: Arc::new(map),
             keysize,
             capacity,
             overlay: IdMap::default(),
-            frozen: IdMap::default(),
+            frozen: Arc::default(),
         })
     }
 
@@ -167,57 +190,64 @@ impl Lookup {
     }
 
     /// Starts a checkpoint: the overlay becomes the frozen entries, which
-    /// `write_frozen` puts in the file once their records are durable.
+    /// a [`FrozenWrite`] puts in the file once their records are durable.
+    /// The new overlay gets room for as many ids as the old one held and a
+    /// quarter more, so a steady stream of writes does not rehash it (which
+    /// takes about a millisecond, under the write lock) as it fills, and an
+    /// idle database keeps little.
     pub fn freeze(&mut self) {
+        let room = self.overlay.len() + self.overlay.len() / 4;
+        let fresh = IdMap::with_capacity_and_hasher(room, Default::default());
+        let newer = std::mem::replace(&mut self.overlay, fresh);
         if self.frozen.is_empty() {
-            self.frozen = std::mem::take(&mut self.overlay);
+            self.frozen = Arc::new(newer);
         } else {
             // A checkpoint that failed half way: keep its entries too.
-            let newer = std::mem::take(&mut self.overlay);
-            self.frozen.extend(newer);
+            Arc::make_mut(&mut self.frozen).extend(newer);
         }
     }
 
-    /// Writes the frozen entries into the file (growing it if needed); the
-    /// caller fsyncs the file.
-    ///
-    /// The entries go in with `pwrite`, never through the mapping: pages
-    /// dirtied through a shared mapping must be write-protected again when
-    /// they are written back, one TLB shootdown (an interrupt to every core
-    /// running this process) per page, which cost a writer on the other core
-    /// about 45 % of its time. Nearby entries share one write: a run
-    /// continues while the next entry is less than `COALESCE_GAP_BYTES` away,
-    /// up to `COALESCE_RUN_BYTES_MAX`, the bytes in between copied from the
-    /// mapping.
-    pub fn write_frozen(&mut self, io: &dyn FileIo) -> Result<()> {
+    /// The write of the frozen entries, to run without the lock (`None`:
+    /// nothing is frozen).
+    pub fn frozen_write(&self) -> Option<FrozenWrite> {
         if self.frozen.is_empty() {
+            return None;
+        }
+        Some(FrozenWrite {
+            path: self.path.clone(),
+            file: self.file.clone(),
+            map: self.map.clone(),
+            keysize: self.keysize,
+            capacity: self.capacity,
+            grown: false,
+            entries: self.frozen.clone(),
+        })
+    }
+
+    /// Ends a [`FrozenWrite`] that succeeded: takes the grown mapping, if
+    /// any, and clears the frozen entries (the file holds them now).
+    /// Returns what to drop (unmap, free) without the lock.
+    pub fn frozen_written(&mut self, done: FrozenWrite) -> (FrozenWrite, Arc<IdMap<Location>>) {
+        assert!(
+            Arc::ptr_eq(&self.frozen, &done.entries),
+            "the frozen lookup entries changed while a checkpoint wrote them"
+        );
+        let mut done = done;
+        if done.grown {
+            std::mem::swap(&mut self.map, &mut done.map);
+            self.capacity = done.capacity;
+        }
+        (done, std::mem::take(&mut self.frozen))
+    }
+
+    /// Writes the frozen entries into the file at once (open and close,
+    /// holding `&mut self`).
+    pub fn write_frozen(&mut self, io: &dyn FileIo) -> Result<()> {
+        let Some(mut job) = self.frozen_write() else {
             return Ok(());
-        }
-        let max_id = self.frozen.keys().copied().max().unwrap_or(0) as u64;
-        if max_id >= self.capacity {
-            let capacity = (max_id + 1)
-                .max(self.capacity * 2)
-                .max(GROW_IDS_MIN)
-                .min(u32::MAX as u64 + 1);
-            let len = TABLE_HEADER_BYTES as u64 + capacity * self.keysize as u64;
-            io.set_len(&self.file, len)
-                .ctx(|| format!("grow {} to {len} bytes", self.path.display()))?;
-            self.map = map_mut(&self.file, &self.path)?;
-            self.capacity = capacity;
-        }
-        let ks = self.keysize as usize;
-        let mut ids: Vec<u32> = self.frozen.keys().copied().collect();
-        ids.sort_unstable();
-        let ats: Vec<usize> = ids
-            .iter()
-            .map(|&id| TABLE_HEADER_BYTES + id as usize * ks)
-            .collect();
-        write_coalesced(&self.file, &self.path, &self.map, &ats, ks, io, |k, out| {
-            encode_entry(self.frozen[&ids[k]], out).map_err(|e| Error::Full {
-                reason: e.to_string(),
-            })
-        })?;
-        self.frozen.clear();
+        };
+        job.write(io)?;
+        drop(self.frozen_written(job));
         Ok(())
     }
 
@@ -240,6 +270,51 @@ impl Lookup {
 
     pub fn file_bytes(&self) -> u64 {
         TABLE_HEADER_BYTES as u64 + self.capacity * self.keysize as u64
+    }
+}
+
+impl FrozenWrite {
+    /// Writes the entries into the file (growing it if needed); the caller
+    /// fsyncs the file. Runs without the database lock: readers look these
+    /// ids up in `Lookup::frozen`, and the bytes between them are rewritten
+    /// unchanged; growing only lengthens the file (the old mapping stays
+    /// valid) and maps it anew for `Lookup::frozen_written` to take.
+    ///
+    /// The entries go in with `pwrite`, never through the mapping: pages
+    /// dirtied through a shared mapping must be write-protected again when
+    /// they are written back, one TLB shootdown (an interrupt to every core
+    /// running this process) per page, which cost a writer on the other core
+    /// about 45 % of its time. Nearby entries share one write: a run
+    /// continues while the next entry is less than `COALESCE_GAP_BYTES` away,
+    /// up to `COALESCE_RUN_BYTES_MAX`, the bytes in between copied from the
+    /// mapping.
+    pub fn write(&mut self, io: &dyn FileIo) -> Result<()> {
+        let max_id = self.entries.keys().copied().max().unwrap_or(0) as u64;
+        if max_id >= self.capacity {
+            let capacity = (max_id + 1)
+                .max(self.capacity * 2)
+                .max(GROW_IDS_MIN)
+                .min(u32::MAX as u64 + 1);
+            let len = TABLE_HEADER_BYTES as u64 + capacity * self.keysize as u64;
+            io.set_len(&self.file, len)
+                .ctx(|| format!("grow {} to {len} bytes", self.path.display()))?;
+            self.map = Arc::new(map_mut(&self.file, &self.path)?);
+            self.capacity = capacity;
+            self.grown = true;
+        }
+        let ks = self.keysize as usize;
+        let mut ids: Vec<u32> = self.entries.keys().copied().collect();
+        ids.sort_unstable();
+        let ats: Vec<usize> = ids
+            .iter()
+            .map(|&id| TABLE_HEADER_BYTES + id as usize * ks)
+            .collect();
+        let entries = &self.entries;
+        write_coalesced(&self.file, &self.path, &self.map, &ats, ks, io, |k, out| {
+            encode_entry(entries[&ids[k]], out).map_err(|e| Error::Full {
+                reason: e.to_string(),
+            })
+        })
     }
 }
 
@@ -290,6 +365,10 @@ pub fn map_mut(file: &File, path: &Path) -> Result<MmapMut> {
     // SAFETY: the directory is locked against other hypha processes; this
     // process changes the file only with `&mut` to its owner (through this
     // mapping, `pwrite` or set_len, after which it maps again before touching
-    // the new bytes), so no slice of the mapping is alive while it changes.
+    // the new bytes), or without the lock through `pwrite` of entries that
+    // readers meanwhile take from memory, never from the mapping (the
+    // lookup's `frozen`, the key index's `flushing`), with the bytes between
+    // them rewritten unchanged. So no slice of the mapping that is read
+    // changes while it is alive.
     unsafe { MmapMut::map_mut(file) }.ctx(|| format!("mmap {}", path.display()))
 }

@@ -229,11 +229,13 @@ impl Core {
     /// the lookup overlay and the counters as of the end of the log. Returns
     /// the data files to fsync and the checkpoint to write.
     ///
-    /// Phase 2 (no lock) fsyncs those files; phase 3 (`checkpoint_tables`,
-    /// under the lock) writes the frozen entries into `lookup.tbl`, which
-    /// then references only durable records; phase 4 (no lock) fsyncs the
-    /// tables and replaces `meta`. So a checkpoint holds the lock for memory
-    /// work only, never for an fsync.
+    /// Phase 2 (no lock) fsyncs those files; phase 3 (`Inner::checkpoint`:
+    /// `FrozenWrite`, `KeyFlush`, each taken and ended under the lock,
+    /// written without it) writes the frozen entries into `lookup.tbl`,
+    /// which then references only durable records, and the pending
+    /// key-index slots into `keys.idx`; phase 4 (no lock) fsyncs the tables
+    /// and replaces `meta`. So a checkpoint holds the lock for memory work
+    /// only, never for a table write or an fsync.
     pub fn checkpoint_begin(&mut self) -> Result<(Vec<Arc<File>>, Meta)> {
         self.log.flush()?;
         let files = self.log.files_from(self.meta.ckpt.file);
@@ -257,13 +259,18 @@ impl Core {
         Ok((files, meta))
     }
 
-    /// Checkpoint, phase 3 (under the write lock, after the data files are
-    /// durable): writes the frozen lookup entries and the pending key-index
-    /// slots; returns the table files to fsync.
+    /// Checkpoint, phase 3 at once (holding `&mut self`, after the data
+    /// files are durable): writes the frozen lookup entries and the pending
+    /// key-index slots; returns the table files to fsync.
     pub fn checkpoint_tables(&mut self) -> Result<[Arc<File>; 2]> {
         self.lookup.write_frozen(&*self.log.io)?;
-        self.keys.write_pending_and_release(&*self.log.io)?;
-        Ok([self.lookup.file_handle(), self.keys.file_handle()])
+        self.keys.write_pending(&*self.log.io)?;
+        Ok(self.table_files())
+    }
+
+    /// The table files, to fsync without the lock.
+    pub fn table_files(&self) -> [Arc<File>; 2] {
+        [self.lookup.file_handle(), self.keys.file_handle()]
     }
 
     /// All phases of a checkpoint at once, holding `&mut self` throughout
