@@ -202,6 +202,19 @@ impl Db {
     /// Returns `false` (and writes nothing) if its seq is not above this
     /// database's: applying a record twice changes nothing.
     pub fn apply(&self, r: &Record) -> Result<bool> {
+        self.apply_at(r, true)?.ok_or(Error::WouldBlock)
+    }
+
+    /// [`Db::apply`] that never waits for slow work: `Ok(None)`, with
+    /// nothing written, when it would first wait for the key index to grow
+    /// or for the last rollover's fsyncs (retry with `apply` on a thread
+    /// that may block). Under `Fsync::Always` it still waits for its
+    /// fdatasync: call it from an executor thread only in the other modes.
+    pub fn try_apply(&self, r: &Record) -> Result<Option<bool>> {
+        self.apply_at(r, false)
+    }
+
+    fn apply_at(&self, r: &Record, wait: bool) -> Result<Option<bool>> {
         Self::check_key(&r.key)?;
         self.check_value(&r.value)?;
         if r.kind == RecordKind::Delete && !r.value.is_empty() {
@@ -220,7 +233,8 @@ impl Db {
             });
         }
         loop {
-            let done = self.inner.mutate(r.key.len() + r.value.len(), |core| {
+            let bytes = r.key.len() + r.value.len();
+            let append = |core: &mut Core| {
                 if r.seq <= core.seq {
                     return Ok(Applied::Old);
                 }
@@ -235,14 +249,23 @@ impl Db {
                     seq: Some(r.seq),
                 };
                 core.append(w).map(|(_, end)| Applied::Written(end))
-            })?;
+            };
+            let done = if wait {
+                self.inner.mutate(bytes, append)?
+            } else {
+                match self.inner.try_mutate(bytes, append)? {
+                    Some(done) => done,
+                    None => return Ok(None),
+                }
+            };
             match done {
                 Applied::Written(end) => {
                     self.inner.durable(end)?;
-                    return Ok(true);
+                    return Ok(Some(true));
                 }
-                Applied::Old => return Ok(false),
-                Applied::GrowIndex => self.inner.grow_index()?,
+                Applied::Old => return Ok(Some(false)),
+                Applied::GrowIndex if wait => self.inner.grow_index()?,
+                Applied::GrowIndex => return Ok(None),
             }
         }
     }

@@ -82,3 +82,57 @@ fn a_failed_sync_of_unsynced_writes_is_an_error_and_the_db_turns_read_only() -> 
     assert!(matches!(again, Error::ReadOnly { .. }), "{again}");
     Ok(())
 }
+
+/// The `try_` writes never wait for key-index growth: when a new key would,
+/// they write nothing and say so, and the waiting call then goes through.
+#[test]
+fn try_writes_refuse_to_wait_for_key_index_growth_and_write_nothing() -> Result<(), Error> {
+    let dir = TempDir::new("try-writes-growth");
+    let db = Db::open(
+        dir.path(),
+        Options {
+            fsync: Fsync::Never,
+            ..Options::default()
+        },
+    )?;
+    let key = |i: u32| format!("key-{i:06}").into_bytes();
+    let mut blocked = None;
+    for i in 0..100_000u32 {
+        match db.try_put_unsynced(&key(i), b"v")? {
+            Some(_) => {}
+            None => {
+                blocked = Some(i);
+                break;
+            }
+        }
+    }
+    let i = blocked.expect("a new key eventually needs the key index to grow");
+    let seq = db.seq();
+    assert_eq!(db.get(&key(i))?, None, "a refused try_put wrote nothing");
+    // An existing key needs no growth.
+    assert!(db.try_put_unsynced(&key(0), b"again")?.is_some());
+    assert_eq!(db.seq(), seq + 1);
+    // The waiting call grows the index; then new keys go through again.
+    db.put_unsynced(&key(i), b"v")?;
+    assert!(db.try_put_unsynced(&key(i + 1), b"v")?.is_some());
+
+    // A replica applying the same records meets the same wall with
+    // try_apply, and apply gets past it.
+    let replica_dir = TempDir::new("try-apply-growth");
+    let replica = Db::open(replica_dir.path(), Options::default())?;
+    let mut waited = 0;
+    for r in db.read_from(0) {
+        let r = r?;
+        match replica.try_apply(&r)? {
+            Some(applied) => assert!(applied),
+            None => {
+                waited += 1;
+                assert!(replica.seq() < r.seq, "a refused try_apply wrote nothing");
+                assert!(replica.apply(&r)?);
+            }
+        }
+    }
+    assert!(waited >= 1, "the replica's key index had to grow too");
+    assert_eq!(replica.digest(), db.digest());
+    Ok(())
+}

@@ -329,21 +329,34 @@ impl Worker {
         Ok((r, w, event))
     }
 
-    /// Applies records in order; the engine's seq after them. Only an
-    /// fdatasync per apply is slow enough to be worth a hop to the blocking
-    /// pool.
+    /// Applies records in order; the engine's seq after them. Nothing that
+    /// can stall (an fdatasync, key-index growth, a rollover's fsyncs) runs
+    /// on the executor thread.
     async fn apply(&self, records: Vec<WireRecord>) -> std::io::Result<u64> {
         let db = self.db_or_busy()?;
-        let apply = move || -> Result<u64, hypha_engine::Error> {
-            for r in records {
-                db.apply(&from_wire(r))?;
+        let mut records = records.into_iter().map(from_wire).peekable();
+        if !matches!(self.cfg.engine.fsync, Fsync::Always) {
+            // On this thread while nothing slow is in the way.
+            while let Some(r) = records.peek() {
+                match db.try_apply(r).map_err(std::io::Error::other)? {
+                    Some(_) => drop(records.next()),
+                    None => break,
+                }
+            }
+        }
+        let rest: Vec<_> = records.collect();
+        if rest.is_empty() {
+            return Ok(db.seq());
+        }
+        // An fdatasync per record (`--fsync always`), key-index growth or a
+        // rollover's fsyncs: on the blocking pool.
+        smol::unblock(move || -> Result<u64, hypha_engine::Error> {
+            for r in rest {
+                db.apply(&r)?;
             }
             Ok(db.seq())
-        };
-        match self.cfg.engine.fsync {
-            Fsync::Always => smol::unblock(apply).await,
-            _ => apply(),
-        }
+        })
+        .await
         .map_err(std::io::Error::other)
     }
 
