@@ -171,13 +171,24 @@ impl Db {
     /// The records with seq > `after`, in seq order. At the end `next()`
     /// returns `None`; called again later it yields records written since.
     pub fn read_from(&self, after: Seq) -> LogIter {
-        LogIter::new(self.inner.clone(), after, false)
+        LogIter::new(self.inner.clone(), after, None)
     }
 
     /// The live records (newest version of each id that holds a value), in
     /// seq order: what a new replica needs.
     pub fn snapshot(&self) -> LogIter {
-        LogIter::new(self.inner.clone(), 0, true)
+        LogIter::new(self.inner.clone(), 0, Some(Seq::MAX))
+    }
+
+    /// The store as it was after seq `upto`: for each id, its newest version
+    /// with a seq at most `upto`, if that holds a value; in seq order, and
+    /// the same whatever is written while it is read (a key overwritten or
+    /// deleted after `upto` still appears with its value at `upto`). What a
+    /// replica that then follows the log from `upto` needs. A version
+    /// compaction already dropped cannot be returned: call it with an
+    /// `upto` no older than the writes of the last seconds.
+    pub fn snapshot_at(&self, upto: Seq) -> LogIter {
+        LogIter::new(self.inner.clone(), 0, Some(upto))
     }
 
     /// Closes cleanly: writes the buffer, fsyncs and takes a checkpoint so

@@ -55,6 +55,29 @@ pub(crate) fn walk_history(
     Ok(out)
 }
 
+/// Where the newest version of `id` with a seq at most `upto` is
+/// (`Location::NONE` if none is left): its current version, or one found by
+/// walking its history back past the versions written after `upto`.
+fn newest_at(core: &Core, id: u32, upto: Seq) -> Result<Location> {
+    let mut loc = core.lookup.get(id)?;
+    while !loc.is_none() {
+        let Some((h, _)) = core.log.header_and_key(loc) else {
+            return Ok(Location::NONE);
+        };
+        if h.seq <= upto {
+            return Ok(loc);
+        }
+        loc = match core.prev_version(&h, loc) {
+            Ok(prev) => prev.map_or(Location::NONE, |(p, _)| p),
+            // A version a compaction moved, behind a record written while
+            // it ran: the chain ends there.
+            Err(_) if core.may_dangle(&h) => Location::NONE,
+            Err(e) => return Err(e),
+        };
+    }
+    Ok(loc)
+}
+
 /// Iterator over records in log (= seq) order; see [`Db::read_from`]. It
 /// does not keep the database open: once the `Db` is closed it ends. It
 /// survives compaction: it finds its place again by seq.
@@ -63,7 +86,9 @@ pub struct LogIter {
     pos: Location,
     generation: u64,
     after: Seq,
-    live_only: bool,
+    /// `Some(upto)`: only the newest version of each id at `upto` that
+    /// holds a value (a snapshot); `None`: every record.
+    live_at: Option<Seq>,
 }
 
 /// The first live file that can hold a record with a seq above `after`.
@@ -81,7 +106,7 @@ fn seek(core: &Core, after: Seq) -> Location {
 }
 
 impl LogIter {
-    pub(crate) fn new(inner: Arc<Inner>, after: Seq, live_only: bool) -> LogIter {
+    pub(crate) fn new(inner: Arc<Inner>, after: Seq, live_at: Option<Seq>) -> LogIter {
         let (pos, generation) = {
             let core = inner.read();
             (seek(&core, after), core.log.generation)
@@ -91,7 +116,7 @@ impl LogIter {
             pos,
             generation,
             after,
-            live_only,
+            live_at,
         }
     }
 
@@ -107,7 +132,7 @@ impl Iterator for LogIter {
     fn next(&mut self) -> Option<Result<Record>> {
         let inner = self.inner.upgrade()?;
         let core = inner.read();
-        if !self.live_only && self.after < core.tombstone_horizon {
+        if self.live_at.is_none() && self.after < core.tombstone_horizon {
             return Some(Err(Error::Compacted {
                 after: self.after,
                 horizon: core.tombstone_horizon,
@@ -139,13 +164,16 @@ impl Iterator for LogIter {
             if r.header.seq <= self.after {
                 continue;
             }
-            if self.live_only {
-                let current = match core.lookup.get(r.header.id) {
-                    Ok(l) => l,
+            if let Some(upto) = self.live_at {
+                if r.header.seq > upto {
+                    // Seq order: nothing further is at or below `upto`.
+                    self.after = Seq::MAX;
+                    return None;
+                }
+                match newest_at(&core, r.header.id, upto) {
+                    Ok(newest) if newest == at && r.header.kind == RecordKind::Put => {}
+                    Ok(_) => continue,
                     Err(e) => return Some(Err(e)),
-                };
-                if current != at || r.header.kind != RecordKind::Put {
-                    continue;
                 }
             }
             self.after = r.header.seq;

@@ -182,7 +182,7 @@ impl Master {
         })
         .await?;
         let mut progress = Progress::new("snapshot", stats.live);
-        let mut it = Some(self.db.snapshot());
+        let mut it = Some(self.db.snapshot_at(upto));
         while let Some(snapshot) = it.take() {
             let (rest, chunk) = smol::unblock(move || snapshot_chunk(snapshot, upto)).await;
             let chunk = chunk?;
