@@ -130,7 +130,7 @@ impl<B> MasterCore<B> {
             MasterEvent::AwaitWorkers { waiter, seq } => {
                 let deadline = now + self.params.sync_timeout_ms;
                 self.waiting.insert((seq, waiter), deadline);
-                self.confirm(now, &mut out);
+                self.confirm(&mut out);
             }
             MasterEvent::Heard { node, serve_port } => {
                 if let Some(w) = self.workers.map.get_mut(&node) {
@@ -380,7 +380,7 @@ impl<B> MasterCore<B> {
                 };
                 w.applied_seq = w.applied_seq.max(applied_seq);
                 w.last_heard = now;
-                self.confirm(now, out);
+                self.confirm(out);
             }
             Message::Ping { .. } | Message::Pong { .. } => {}
             other => {
@@ -410,7 +410,7 @@ impl<B> MasterCore<B> {
     /// Confirms the waiting writes enough workers acknowledged. A worker
     /// that acknowledged a seq acknowledged every lower one, so the waits
     /// are walked by seq and the walk stops at the first unconfirmed.
-    fn confirm(&mut self, _now: Millis, out: &mut Vec<MasterAction>) {
+    fn confirm(&mut self, out: &mut Vec<MasterAction>) {
         let SyncMode::Workers(wanted) = self.params.sync else {
             for ((_, waiter), _) in std::mem::take(&mut self.waiting) {
                 out.push(MasterAction::Confirm { waiter });

@@ -18,8 +18,9 @@
 //! fdatasync that then succeeded; a seq is durable once its record is
 //! appended, so every seq up to `synced` is durable.
 
+use super::lock;
 use hypha_engine::{Db, Error};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 /// Most fdatasyncs one hand-off to the blocking pool runs back to back
 /// (each for the writes appended while the previous one ran) before it
@@ -40,10 +41,6 @@ pub struct Committer {
     state: Arc<Mutex<State>>,
     /// Notified when `synced` grew or a run of fdatasyncs ended.
     progress: Arc<event_listener::Event>,
-}
-
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Ends a run of fdatasyncs, also when its future is dropped: another

@@ -151,11 +151,10 @@ impl Master {
             c.position = rec.seq;
             batch.push(rec);
         }
-        // Compaction may have dropped records up to the bound.
+        // Every record up to the bound was returned (an `ahead` record is
+        // past it), or compaction dropped the rest up to it.
         if batch.is_empty() || c.ahead.is_some() {
-            c.position = c
-                .position
-                .max(upto.min(c.ahead.as_ref().map_or(upto, |r| r.seq - 1)));
+            c.position = c.position.max(upto);
         }
         let behind = self.db.seq().saturating_sub(c.position);
         if !batch.is_empty() {
