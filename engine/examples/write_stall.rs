@@ -6,6 +6,7 @@
 //! `--features lock-stats`, the engine's own longest write-lock hold.
 //!
 //! cargo run --release -p hypha-engine --example write_stall --features lock-stats -- [DIR] [PUTS]
+//! (`WRITE_STALL_LOG=1` prints where each new longest hold was taken)
 
 use hypha_engine::{Db, Fsync, Options};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,7 +28,24 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
+/// Prints the engine's log lines (`WRITE_STALL_LOG=1`), which name the
+/// call site of each new longest write-lock hold.
+struct Stderr;
+impl log::Log for Stderr {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, r: &log::Record) {
+        eprintln!("{} {}", r.level(), r.args());
+    }
+    fn flush(&self) {}
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("WRITE_STALL_LOG").is_some() {
+        log::set_logger(&Stderr).map_err(|e| e.to_string())?;
+        log::set_max_level(log::LevelFilter::Debug);
+    }
     let mut args = std::env::args().skip(1);
     let dir = args.next().unwrap_or_else(|| {
         std::env::temp_dir()
@@ -108,10 +126,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(feature = "lock-stats")]
 fn report_lock(db: &Db) {
     let s = db.stats();
+    let (preempted, preempted_max) = s.write_lock_preempted.unwrap_or((0, 0));
     println!(
-        "longest write-lock hold (engine): {} us; rollovers that synced under the lock: {}",
+        "longest write-lock hold (engine): {} us; holds over 1 ms: {}; rollovers that synced under the lock: {}",
         s.write_lock_hold_max_us.unwrap_or(0),
+        s.write_lock_holds_over_target.unwrap_or(0),
         s.rollover_stalls
+    );
+    println!(
+        "holds the scheduler interrupted: {preempted} (longest {preempted_max} us, not counted above)"
     );
 }
 

@@ -158,7 +158,9 @@ impl Db {
             last_compaction,
             tombstone_horizon: core.tombstone_horizon,
             checkpoint_seq: core.meta.seq,
-            write_lock_hold_max_us: self.inner.write_hold_max_us(),
+            write_lock_hold_max_us: self.inner.write_holds().map(|h| h.0),
+            write_lock_holds_over_target: self.inner.write_holds().map(|h| h.1),
+            write_lock_preempted: self.inner.write_holds().map(|h| h.2),
             rollover_stalls: core.log.seal_stalls,
         }
     }

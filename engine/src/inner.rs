@@ -21,8 +21,6 @@ use crate::state::{sync_files, write_meta, Core, CHECKPOINT_IDS_MAX};
 use crate::stats::CompactReport;
 use std::fs::File;
 use std::path::PathBuf;
-#[cfg(feature = "lock-stats")]
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -63,9 +61,9 @@ pub(crate) struct Inner {
     /// Held while the key index grows (one at a time; writers of new keys
     /// wait for it, see `grow_index`).
     growing: Mutex<()>,
-    /// Longest hold of the write lock so far, in microseconds.
+    /// How long the write lock was held.
     #[cfg(feature = "lock-stats")]
-    pub(crate) hold_max_us: AtomicUsize,
+    pub(crate) holds: crate::lock_stats::HoldStats,
     /// Requests to the checkpoint thread.
     pub(crate) ckpt_signal: Mutex<CkptSignal>,
     /// The checkpoint thread waits with nothing to checkpoint (no timer).
@@ -104,7 +102,7 @@ impl Inner {
             key_flush: Mutex::new(()),
             growing: Mutex::new(()),
             #[cfg(feature = "lock-stats")]
-            hold_max_us: AtomicUsize::new(0),
+            holds: Default::default(),
             ckpt_signal: Mutex::new(CkptSignal::default()),
             ckpt_sleeping: AtomicBool::new(false),
             ckpt_cv: Condvar::new(),
@@ -124,18 +122,22 @@ impl Inner {
         WriteGuard {
             guard,
             #[cfg(feature = "lock-stats")]
-            since: std::time::Instant::now(),
+            hold: crate::lock_stats::Hold::start(std::panic::Location::caller()),
             #[cfg(feature = "lock-stats")]
-            max_us: &self.hold_max_us,
-            #[cfg(feature = "lock-stats")]
-            at: std::panic::Location::caller(),
+            stats: &self.holds,
         }
     }
-    /// The longest the write lock was held, in microseconds (with the
+    /// The longest hold of the write lock the scheduler did not interrupt,
+    /// how many such holds passed `HOLD_TARGET_US`, and the interrupted
+    /// holds with the longest of them, in microseconds (with the
     /// `lock-stats` feature).
-    pub(crate) fn write_hold_max_us(&self) -> Option<u64> {
+    pub(crate) fn write_holds(&self) -> Option<(u64, u64, (u64, u64))> {
         #[cfg(feature = "lock-stats")]
-        return Some(self.hold_max_us.load(Ordering::Relaxed) as u64);
+        return Some((
+            self.holds.own_max_us(),
+            self.holds.own_over(),
+            self.holds.preempted(),
+        ));
         #[cfg(not(feature = "lock-stats"))]
         None
     }
@@ -426,15 +428,13 @@ impl Inner {
 }
 
 /// The write lock on [`Core`]; with the `lock-stats` feature it records
-/// how long it was held (`Inner::write_hold_max_us`).
+/// how long it was held (`Inner::write_holds`).
 pub(crate) struct WriteGuard<'a> {
     guard: RwLockWriteGuard<'a, Core>,
     #[cfg(feature = "lock-stats")]
-    since: std::time::Instant,
+    hold: crate::lock_stats::Hold,
     #[cfg(feature = "lock-stats")]
-    max_us: &'a AtomicUsize,
-    #[cfg(feature = "lock-stats")]
-    at: &'static std::panic::Location<'static>,
+    stats: &'a crate::lock_stats::HoldStats,
 }
 
 impl std::ops::Deref for WriteGuard<'_> {
@@ -453,13 +453,7 @@ impl std::ops::DerefMut for WriteGuard<'_> {
 #[cfg(feature = "lock-stats")]
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
-        let us = self.since.elapsed().as_micros().min(usize::MAX as u128) as usize;
-        if self.max_us.fetch_max(us, Ordering::Relaxed) < us {
-            log::debug!(
-                "longest write-lock hold so far: {us} us, taken at {}",
-                self.at
-            );
-        }
+        self.stats.end(&self.hold);
     }
 }
 

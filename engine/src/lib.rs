@@ -53,6 +53,8 @@ pub mod io;
 mod keyindex;
 #[cfg(feature = "std")]
 mod keys;
+#[cfg(feature = "lock-stats")]
+mod lock_stats;
 #[cfg(feature = "std")]
 mod log_iter;
 #[cfg(feature = "std")]

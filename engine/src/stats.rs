@@ -54,9 +54,17 @@ pub struct Stats {
     /// Seq as of the last checkpoint: a crash now would replay the records
     /// after it.
     pub checkpoint_seq: Seq,
-    /// Longest hold of the write lock since open, in microseconds (`None`
-    /// unless built with the `lock-stats` feature).
+    /// Longest hold of the write lock since open that the scheduler did not
+    /// interrupt (blocking I/O under the lock counts), in microseconds
+    /// (`None` unless built with the `lock-stats` feature).
     pub write_lock_hold_max_us: Option<u64>,
+    /// Of those holds, how many took over 1 ms (the target; `None` without
+    /// `lock-stats`).
+    pub write_lock_holds_over_target: Option<u64>,
+    /// Holds of the write lock during which the scheduler ran another thread
+    /// on the holder's CPU, and the longest of them in microseconds (wall
+    /// time, which the engine does not control; `None` without `lock-stats`).
+    pub write_lock_preempted: Option<(u64, u64)>,
     /// Rollovers that had to run the previous rollover's fsyncs under the
     /// write lock because a data file filled before they ran.
     pub rollover_stalls: u64,
