@@ -17,7 +17,8 @@ use crate::dir::sync_dir;
 use crate::error::{Error, IoContext, Result};
 use crate::io::{FileIo, OpenMode};
 use crate::limits::{INDEX_LOAD_PERCENT_MAX, INDEX_SLOTS_MIN, SLOT_BYTES, TABLE_HEADER_BYTES};
-use crate::lookup::{map_mut, write_coalesced, SlotMap};
+use crate::lookup::{map_mut, write_coalesced};
+use crate::shardmap::SlotMap;
 use crate::tables::{decode_slot, encode_slot, TableHeader, INDEX_MAGIC};
 use memmap2::MmapMut;
 use std::fs::File;
@@ -235,7 +236,7 @@ impl KeyIndex {
             return None;
         }
         let room = self.pending.len() + self.pending.len() / 4;
-        let fresh = SlotMap::with_capacity_and_hasher(room, Default::default());
+        let fresh = SlotMap::with_capacity(room);
         let pending = std::mem::replace(&mut self.pending, fresh);
         if self.flushing.is_empty() {
             self.flushing = Arc::new(pending);

@@ -68,6 +68,8 @@ mod random;
 #[cfg(feature = "std")]
 mod recovery;
 #[cfg(feature = "std")]
+mod shardmap;
+#[cfg(feature = "std")]
 mod state;
 #[cfg(feature = "std")]
 mod stats;

@@ -15,37 +15,15 @@ use crate::error::{Error, IoContext, Result};
 use crate::io::{FileIo, OpenMode};
 use crate::limits::TABLE_HEADER_BYTES;
 use crate::location::{decode_entry, encode_entry, Location};
+use crate::shardmap::IdMap;
 use crate::tables::{TableHeader, LOOKUP_MAGIC};
 use memmap2::MmapMut;
-use std::collections::HashMap;
 use std::fs::File;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Ids the table file grows by at least (so growth is rare).
 const GROW_IDS_MIN: u64 = 1 << 14;
-
-/// Hasher for dense u32 ids: one multiply (Fibonacci hashing).
-#[derive(Default)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.0 = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.0 = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
 
 /// Table entries (lookup entries, key-index slots) closer than this share
 /// one `pwrite`, the bytes between them rewritten unchanged
@@ -53,10 +31,6 @@ impl Hasher for IdHasher {
 const COALESCE_GAP_BYTES: usize = 4096;
 /// Longest run of a table written by one `pwrite`.
 const COALESCE_RUN_BYTES_MAX: usize = 256 << 10;
-
-pub type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
-/// Key-index slot number → slot, with the same hasher.
-pub type SlotMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
 pub struct Lookup {
     path: PathBuf,
@@ -197,7 +171,7 @@ impl Lookup {
     /// idle database keeps little.
     pub fn freeze(&mut self) {
         let room = self.overlay.len() + self.overlay.len() / 4;
-        let fresh = IdMap::with_capacity_and_hasher(room, Default::default());
+        let fresh = IdMap::with_capacity(room);
         let newer = std::mem::replace(&mut self.overlay, fresh);
         if self.frozen.is_empty() {
             self.frozen = Arc::new(newer);
