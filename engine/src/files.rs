@@ -1,178 +1,25 @@
-//! The append-only data files and the write buffer in front of the newest.
+//! The append-only data files in log order and the write buffer in front of
+//! the newest.
 //!
-//! Every data file is mapped read-only once, `file_size` bytes long (an
-//! address-space reservation; only bytes below the written length are ever
-//! read). Appends go to `buf`, which holds the bytes that follow the newest
-//! file's written length; it is written with one `pwrite` when full, on sync,
-//! at a checkpoint and on close. Readers read the buffer for locations past
-//! the written length, so a record is readable as soon as it is appended.
+//! Appends go to `buf`, which holds the bytes that follow the newest file's
+//! written length (and the buffer in flight, if any). A full buffer is
+//! written without the write lock (see `outbuf`); a rollover, a
+//! checkpoint's start and close write what is left under it. Readers read
+//! the buffers for locations past the written length, so a record is
+//! readable as soon as it is appended.
 
-use crate::dir::{create_with_header, data_path, sync_dir};
+pub use crate::datafile::{DataFile, Seal};
+use crate::dir::data_path;
 use crate::error::{Error, IoContext, Result};
-use crate::io::{FileIo, OpenMode};
+use crate::io::FileIo;
 use crate::limits::{FILE_HEADER_BYTES, FILE_NUMBER_MAX, RECORD_HEADER_BYTES};
 use crate::location::Location;
+use crate::outbuf::{lock, FlushJob, Inflight, Target, Written};
+use crate::outbuf::{WRITE_BUFFER_BYTES, WRITE_BUFFER_MAX};
 use crate::record::{self, Decoded, Seq};
-use crate::tables::FileHeader;
-use memmap2::{Mmap, MmapOptions};
 use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-/// Bytes the write buffer collects before it is written out. The writer
-/// that fills it writes it, holding the write lock: at 1 MiB that `pwrite`
-/// took 3-10 ms on a small VM (a stall every ~6,000 writes for a master
-/// serving from one thread); 64 KiB costs a syscall per ~300 small records
-/// and ran single-writer puts faster too (fits in L2).
-pub const WRITE_BUFFER_BYTES: usize = 64 << 10;
-
-/// With [`Log::prealloc`] (`Fsync::Always`), the newest data file is written
-/// ahead with zeros in steps of this many bytes. An fdatasync that changes a
-/// file's size also writes its inode (with a journal, a journal commit); one into
-/// space already written does not: 4,300-4,800 against 6,600-8,200 small
-/// append+fdatasync rounds per second on the development VM. A step costs
-/// one zero `pwrite` per ~1,300 records of 200 bytes.
-pub const PREALLOC_BYTES: u32 = 256 << 10;
-
-/// The fsyncs a rollover owes: the sealed file's tail (and its trimmed
-/// size), the new file's header and the directory entry that names it.
-/// They run without the write lock — on the checkpoint thread, or first in
-/// whatever makes the log durable next (a commit, `sync`, a checkpoint).
-///
-/// Invariant: at most one rollover's fsyncs are pending (`Log::roll` runs
-/// the previous ones first if they are still owed), and nothing is
-/// acknowledged durable or named by a checkpoint past a pending seal. So
-/// after a crash only the newest file, and the tail of the one before it,
-/// can miss bytes; recovery cuts the log at the first gap and keeps the
-/// bytes after it aside, which leaves a prefix of the writes.
-#[derive(Clone, Debug)]
-pub struct Seal {
-    /// The file that was full.
-    pub sealed: Arc<File>,
-    /// The file that follows it.
-    pub created: Arc<File>,
-    /// Counts rollovers: which one this is.
-    pub number: u64,
-}
-
-impl Seal {
-    /// Runs the fsyncs (sealed file first, so a crash in between leaves at
-    /// most a cut, never a hole followed by records).
-    pub fn sync(&self, dir: &Path, io: &dyn FileIo) -> Result<()> {
-        io.sync_data(&self.sealed)
-            .ctx(|| format!("fsync a sealed data file in {}", dir.display()))?;
-        io.sync_data(&self.created)
-            .ctx(|| format!("fsync a new data file in {}", dir.display()))?;
-        sync_dir(dir, io)
-    }
-}
-
-pub struct DataFile {
-    pub file: Arc<File>,
-    map: Mmap,
-    /// Bytes written to the file (header included).
-    pub len: u32,
-    /// The file's length on disk: `len` plus zeros written ahead
-    /// ([`PREALLOC_BYTES`]), which are not part of the log.
-    pub alloc: u32,
-    pub header: FileHeader,
-    pub path: PathBuf,
-}
-
-impl DataFile {
-    /// Opens an existing data file of `len` bytes.
-    pub fn open(path: PathBuf, file_size: u32, io: &dyn FileIo) -> Result<DataFile> {
-        let file = io
-            .open(&path, OpenMode::Existing)
-            .ctx(|| format!("open {}", path.display()))?;
-        let len = file
-            .metadata()
-            .ctx(|| format!("stat {}", path.display()))?
-            .len();
-        let len = u32::try_from(len).map_err(|_| Error::BadOptions {
-            detail: format!(
-                "{} is {len} bytes, beyond the 4 GiB a data file may hold",
-                path.display()
-            ),
-        })?;
-        let map = map_file(&file, file_size.max(len), &path)?;
-        // A torn or garbled header (a crash while the file was created) is
-        // marked with an impossible number; recovery decides what it means.
-        let header = match FileHeader::decode(&map[..(len as usize).min(FILE_HEADER_BYTES)]) {
-            Ok(Some(h)) => h,
-            Ok(None) | Err(_) => FileHeader {
-                file_no: u16::MAX,
-                first_seq: 0,
-            },
-        };
-        Ok(DataFile {
-            file: Arc::new(file),
-            map,
-            len,
-            alloc: len,
-            header,
-            path,
-        })
-    }
-
-    /// Creates data file `n` with its header, fsyncs it and the directory.
-    pub fn create(
-        dir: &Path,
-        n: u16,
-        first_seq: Seq,
-        file_size: u32,
-        io: &dyn FileIo,
-    ) -> Result<DataFile> {
-        let f = DataFile::create_unsynced(dir, n, first_seq, file_size, io)?;
-        io.sync_data(&f.file)
-            .ctx(|| format!("fsync {}", f.path.display()))?;
-        sync_dir(dir, io)?;
-        Ok(f)
-    }
-
-    /// Creates data file `n` with its header; the caller makes the file and
-    /// its directory entry durable (see [`Seal`]).
-    pub fn create_unsynced(
-        dir: &Path,
-        n: u16,
-        first_seq: Seq,
-        file_size: u32,
-        io: &dyn FileIo,
-    ) -> Result<DataFile> {
-        let path = data_path(dir, n);
-        let header = FileHeader {
-            file_no: n,
-            first_seq,
-        };
-        let file = create_with_header(&path, &header, io)?;
-        let map = map_file(&file, file_size, &path)?;
-        Ok(DataFile {
-            file: Arc::new(file),
-            map,
-            len: FILE_HEADER_BYTES as u32,
-            alloc: FILE_HEADER_BYTES as u32,
-            header,
-            path,
-        })
-    }
-
-    /// The written bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.map[..self.len as usize]
-    }
-}
-
-fn map_file(file: &File, len: u32, path: &Path) -> Result<Mmap> {
-    // SAFETY: the database directory is locked (LOCK) against other hypha
-    // processes, and the engine only reads bytes below the length it wrote
-    // itself, so the mapped bytes never change under a reader and no page past
-    // the end of the file is touched. Truncation below the written length
-    // happens only at open, before any reader exists, and re-creates the
-    // mapping; trimming zeros written ahead (`Log::trim`) removes only bytes
-    // past it.
-    unsafe { MmapOptions::new().len(len as usize).map(file) }
-        .ctx(|| format!("mmap {}", path.display()))
-}
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// The data files plus the write buffer.
 ///
@@ -189,7 +36,12 @@ pub struct Log {
     pub order: Vec<u16>,
     /// Numbers taken by a running compaction's output files.
     pub reserved: Vec<u16>,
+    /// Records appended after the buffer in flight (see `outbuf`).
     pub buf: Vec<u8>,
+    /// The buffer being written out without the write lock, if any.
+    pub inflight: Option<Inflight>,
+    /// Held across every write into the newest file (see `outbuf`).
+    pub out: Arc<Mutex<Written>>,
     pub io: Arc<dyn FileIo>,
     /// Write zeros ahead of the newest file's end ([`PREALLOC_BYTES`]), so
     /// that a commit's fdatasync does not change the file's size. Set under
@@ -220,6 +72,8 @@ impl Log {
             order: Vec::new(),
             reserved: Vec::new(),
             buf: Vec::new(),
+            inflight: None,
+            out: Arc::default(),
             io,
             prealloc: false,
             appended: 0,
@@ -292,8 +146,15 @@ impl Log {
         self.order.get(i + 1).copied()
     }
 
-    fn last(&self) -> &DataFile {
+    pub(crate) fn last(&self) -> &DataFile {
         self.file(self.last_no())
+            .expect("the log always has a data file")
+    }
+
+    pub(crate) fn last_mut(&mut self) -> &mut DataFile {
+        let n = self.last_no() as usize;
+        self.slots[n]
+            .as_mut()
             .expect("the log always has a data file")
     }
 
@@ -318,15 +179,16 @@ impl Log {
     pub fn end(&self) -> Location {
         Location {
             file: self.last_no(),
-            offset: self.last().len + self.buf.len() as u32,
+            offset: self.last().len + self.unwritten(),
         }
     }
 
-    /// Readable end of file `n`: written bytes plus, for the newest, the buffer.
+    /// Readable end of file `n`: written bytes plus, for the newest, the
+    /// buffers.
     pub fn readable_end(&self, n: u16) -> u32 {
         let Some(f) = self.file(n) else { return 0 };
         if n == self.last_no() {
-            f.len + self.buf.len() as u32
+            f.len + self.unwritten()
         } else {
             f.len
         }
@@ -340,12 +202,19 @@ impl Log {
         };
         let off = loc.offset as usize;
         if off < f.len as usize {
-            &f.bytes()[off..]
-        } else if loc.file == self.last_no() && off - (f.len as usize) < self.buf.len() {
-            &self.buf[off - f.len as usize..]
-        } else {
-            &[]
+            return &f.bytes()[off..];
         }
+        if loc.file != self.last_no() {
+            return &[];
+        }
+        let mut past = off - f.len as usize;
+        if let Some(inf) = &self.inflight {
+            if past < inf.bytes.len() {
+                return &inf.bytes[past..];
+            }
+            past -= inf.bytes.len();
+        }
+        self.buf.get(past..).unwrap_or(&[])
     }
 
     /// Decodes and checks the record at `loc`.
@@ -463,54 +332,107 @@ impl Log {
         }
     }
 
-    /// Writes the buffer to the newest file. On error the buffer is kept, so
-    /// readers still see the records, and the caller stops accepting writes.
+    /// The write of the buffer in flight, or else of the buffer (which goes
+    /// in flight); `None` if both are empty. Runs under the write lock, and
+    /// only moves memory.
+    pub fn detach(&mut self) -> Option<FlushJob> {
+        if self.inflight.is_none() {
+            if self.buf.is_empty() {
+                return None;
+            }
+            let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(WRITE_BUFFER_BYTES));
+            self.inflight = Some(Inflight {
+                epoch: self.rollovers,
+                at: self.last().len,
+                bytes: Arc::new(bytes),
+            });
+        }
+        let inf = self.inflight.as_ref()?;
+        let last = self.last();
+        Some(FlushJob {
+            epoch: inf.epoch,
+            file: last.file.clone(),
+            path: last.path.clone(),
+            at: inf.at,
+            alloc: last.alloc,
+            bytes: inf.bytes.clone(),
+            prealloc: self.prealloc,
+            file_size: self.file_size,
+            out: self.out.clone(),
+            io: self.io.clone(),
+        })
+    }
+
+    /// Publishes a [`FlushJob`] that succeeded (under the write lock), if
+    /// its buffer is still the one in flight; `alloc` is what its `write`
+    /// returned.
+    pub fn landed(&mut self, job: &FlushJob, alloc: u32) {
+        let ours = self
+            .inflight
+            .as_ref()
+            .is_some_and(|i| Arc::ptr_eq(&i.bytes, &job.bytes));
+        if ours {
+            self.inflight = None;
+            let last = self.last_mut();
+            last.len = job.at + job.bytes.len() as u32;
+            last.alloc = last.alloc.max(alloc);
+        }
+    }
+
+    /// True if the buffer outgrew [`WRITE_BUFFER_MAX`] while another is in
+    /// flight: the writer helps write that one out first.
+    pub fn out_must_wait(&self) -> bool {
+        self.inflight.is_some() && self.buf.len() >= WRITE_BUFFER_MAX
+    }
+
+    /// Bytes appended but not yet published as written (in flight and
+    /// buffered).
+    pub fn unwritten(&self) -> u32 {
+        let inflight = self.inflight.as_ref().map_or(0, |i| i.bytes.len());
+        (inflight + self.buf.len()) as u32
+    }
+
+    /// Writes the buffer in flight and the buffer to the newest file, under
+    /// the write lock (a rollover, a checkpoint's start, close). On error
+    /// both are kept, so readers still see the records, and the caller stops
+    /// accepting writes.
     pub fn flush(&mut self) -> Result<()> {
-        if self.buf.is_empty() {
+        if self.inflight.is_none() && self.buf.is_empty() {
             return Ok(());
         }
-        let n = self.last_no() as usize;
-        let last = self.slots[n]
-            .as_mut()
-            .expect("the log always has a data file");
-        self.io
-            .write_at(&last.file, &self.buf, last.len as u64)
-            .ctx(|| {
-                format!(
-                    "write {} bytes to {} at {}",
-                    self.buf.len(),
-                    last.path.display(),
-                    last.len
-                )
-            })?;
-        last.len += self.buf.len() as u32;
+        let out = self.out.clone();
+        let mut w = lock(&out);
+        let (len, alloc) = (self.last().len, self.last().alloc);
+        let current = w.track(self.rollovers, len, alloc);
+        assert!(current, "no write is ahead of the newest file");
+        let last = self.last();
+        let to = Target {
+            io: &*self.io,
+            file: &last.file,
+            path: &last.path,
+            prealloc: self.prealloc,
+            file_size: self.file_size,
+        };
+        let mut end = len;
+        if let Some(inf) = &self.inflight {
+            end = inf.at + inf.bytes.len() as u32;
+            if w.len < end {
+                w.put(&to, &inf.bytes)?;
+            }
+        }
+        if !self.buf.is_empty() {
+            w.put(&to, &self.buf)?;
+            end = w.len;
+        }
+        self.inflight = None;
         self.buf.clear();
         if self.buf.capacity() > 2 * WRITE_BUFFER_BYTES {
             self.buf.shrink_to(WRITE_BUFFER_BYTES);
         }
-        if self.prealloc && last.len > last.alloc {
-            // The file grew: write the next step of zeros now, so the
-            // fdatasyncs of the next ~PREALLOC_BYTES of records find its size
-            // unchanged. The step is aligned, so it ends where the next
-            // begins; it stops at file_size, where the file rolls over.
-            let to = (last.len / PREALLOC_BYTES + 1)
-                .saturating_mul(PREALLOC_BYTES)
-                .min(self.file_size);
-            if to > last.len {
-                let zeros = vec![0u8; (to - last.len) as usize];
-                self.io
-                    .write_at(&last.file, &zeros, last.len as u64)
-                    .ctx(|| {
-                        format!(
-                            "write {} zero bytes ahead in {} at {}",
-                            zeros.len(),
-                            last.path.display(),
-                            last.len
-                        )
-                    })?;
-            }
-            last.alloc = to.max(last.len);
-        }
+        let alloc = w.alloc;
+        let last = self.last_mut();
+        last.len = end;
+        last.alloc = alloc;
         Ok(())
     }
 
@@ -524,16 +446,20 @@ impl Log {
         let flushed = self.flush();
         self.prealloc = prealloc;
         flushed?;
-        let n = self.last_no() as usize;
-        let last = self.slots[n]
-            .as_mut()
-            .expect("the log always has a data file");
+        let out = self.out.clone();
+        let mut w = lock(&out);
+        let io = self.io.clone();
+        let last = self.last_mut();
         if last.alloc > last.len {
-            self.io
-                .set_len(&last.file, last.len as u64)
+            io.set_len(&last.file, last.len as u64)
                 .ctx(|| format!("truncate {} to {}", last.path.display(), last.len))?;
             last.alloc = last.len;
         }
+        *w = Written {
+            epoch: Some(self.rollovers),
+            len: self.last().len,
+            alloc: self.last().alloc,
+        };
         Ok(())
     }
 
@@ -562,6 +488,6 @@ impl Log {
 
     /// Bytes written to the data files (live and retired).
     pub fn data_bytes(&self) -> u64 {
-        self.all().map(|f| f.len as u64).sum::<u64>() + self.buf.len() as u64
+        self.all().map(|f| f.len as u64).sum::<u64>() + self.unwritten() as u64
     }
 }

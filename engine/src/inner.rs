@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::keyindex::{Grown, KEY_PENDING_MAX, KEY_PENDING_WRITER_MAX};
 use crate::location::Location;
 use crate::options::{Fsync, Options};
+use crate::outbuf::{FlushJob, WRITE_BUFFER_BYTES};
 use crate::record::Seq;
 use crate::state::{sync_files, write_meta, Core, CHECKPOINT_IDS_MAX};
 use crate::stats::CompactReport;
@@ -173,6 +174,8 @@ impl Inner {
     /// If the record would roll the log over while the previous rollover's
     /// fsyncs are still owed (the writer outran the disk), those run first,
     /// here, without the lock; so `Log::roll` does not run them under it.
+    /// Likewise a buffer in flight when the next is full (`WRITE_BUFFER_MAX`)
+    /// is written here first.
     pub(crate) fn mutate<T>(
         &self,
         bytes: usize,
@@ -187,32 +190,46 @@ impl Inner {
             if let Some(r) = self.try_mutate(bytes, once)? {
                 return Ok(r);
             }
-            // The rollover before the next must have its fsyncs done.
+            // The rollover before the next must have its fsyncs done, and
+            // the buffer in flight must land.
             self.finish_seal()?;
+            let end = self.read().log.appended;
+            self.flush_out(end)?;
         }
     }
 
-    /// [`Inner::mutate`] that does not wait for the last rollover's fsyncs:
-    /// `Ok(None)`, without calling `f`, when it would.
+    /// [`Inner::mutate`] that does not wait for the last rollover's fsyncs
+    /// or a buffer in flight: `Ok(None)`, without calling `f`, when it
+    /// would. A writer that fills the buffer writes it out here, without
+    /// the lock (see `outbuf`).
     pub(crate) fn try_mutate<T>(
         &self,
         bytes: usize,
         f: impl FnOnce(&mut Core) -> Result<T>,
     ) -> Result<Option<T>> {
         self.writable()?;
-        let (r, due, rolled, keys) = {
+        let (r, due, rolled, keys, out) = {
             let mut core = self.write();
-            if core.log.roll_must_wait(bytes) {
+            if core.log.roll_must_wait(bytes) || core.log.out_must_wait() {
                 return Ok(None);
             }
             let rollovers = core.log.rollovers;
             let r = f(&mut core);
             let due = r.is_ok() && core.checkpoint_due();
             let keys = core.keys.pending_len();
-            (r, due, core.log.rollovers != rollovers, keys)
+            // A full buffer goes in flight; this writer writes it below.
+            let out = match core.log.buf.len() >= WRITE_BUFFER_BYTES && core.log.inflight.is_none()
+            {
+                true => core.log.detach(),
+                false => None,
+            };
+            (r, due, core.log.rollovers != rollovers, keys, out)
         };
         if let Err(e @ Error::Io { .. }) = &r {
             self.fail(e);
+        }
+        if let Some(job) = out {
+            self.write_out(job)?;
         }
         if rolled || keys >= KEY_PENDING_MAX {
             // The checkpoint thread runs the rollover's fsyncs and writes
@@ -269,6 +286,9 @@ impl Inner {
         };
         let io = self.opts.io.clone();
         let result = (|| {
+            // Most of the buffer is written without the lock.
+            let end = self.read().log.appended;
+            self.flush_out(end)?;
             let (files, meta) = self.write().checkpoint_begin()?;
             // Every file up to the checkpoint's must be named durably.
             self.finish_seal()?;
@@ -342,14 +362,52 @@ impl Inner {
         Ok(())
     }
 
-    /// Writes the buffer and fdatasyncs the newest data file, after the
+    /// Writes out the buffers (without the write lock) until everything
+    /// appended before `upto` (a `Log::appended` position) is in the data
+    /// files.
+    pub(crate) fn flush_out(&self, upto: u64) -> Result<()> {
+        loop {
+            let job = {
+                let mut core = self.write();
+                let written = core.log.appended - core.log.unwritten() as u64;
+                if written >= upto {
+                    return Ok(());
+                }
+                core.log.detach()
+            };
+            match job {
+                Some(job) => self.write_out(job)?,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Runs a [`FlushJob`] without the write lock, then publishes it under
+    /// the lock. A failure makes the database read-only (the records stay
+    /// readable from the buffer in flight).
+    fn write_out(&self, job: FlushJob) -> Result<()> {
+        match job.write() {
+            Ok(alloc) => {
+                self.write().log.landed(&job, alloc);
+                Ok(())
+            }
+            Err(e) => {
+                self.fail(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the buffers and fdatasyncs the newest data file, after the
     /// fsyncs a rollover still owes; returns the position synced.
     fn sync_active(&self) -> Result<u64> {
-        let (file, end, seal) = {
-            let mut core = self.write();
-            core.log.flush()?;
-            let seal = core.log.unsealed.clone();
-            (core.log.active_file(), core.log.appended, seal)
+        let end = self.read().log.appended;
+        self.flush_out(end)?;
+        // A rollover since then wrote the bytes up to `end` into the file it
+        // sealed, and left its fsyncs in `unsealed`, or ran them.
+        let (file, seal) = {
+            let core = self.read();
+            (core.log.active_file(), core.log.unsealed.clone())
         };
         if let Some(seal) = &seal {
             seal.sync(&self.dir, &*self.opts.io)?;

@@ -38,6 +38,8 @@ mod compact;
 #[cfg(feature = "std")]
 mod compact_copy;
 #[cfg(feature = "std")]
+mod datafile;
+#[cfg(feature = "std")]
 mod db;
 #[cfg(feature = "std")]
 mod dir;
@@ -64,6 +66,8 @@ mod marker;
 #[cfg(feature = "std")]
 mod options;
 #[cfg(feature = "std")]
+mod outbuf;
+#[cfg(feature = "std")]
 mod random;
 #[cfg(feature = "std")]
 mod recovery;
@@ -87,8 +91,6 @@ pub use db::Db;
 #[cfg(feature = "std")]
 pub use error::Error;
 #[cfg(feature = "std")]
-pub use files::{PREALLOC_BYTES, WRITE_BUFFER_BYTES};
-#[cfg(feature = "std")]
 pub use ids::Ids;
 #[cfg(feature = "std")]
 pub use keys::SCAN_IDS_PER_CALL_MAX;
@@ -96,6 +98,8 @@ pub use keys::SCAN_IDS_PER_CALL_MAX;
 pub use log_iter::LogIter;
 #[cfg(feature = "std")]
 pub use options::{Fsync, Options};
+#[cfg(feature = "std")]
+pub use outbuf::{PREALLOC_BYTES, WRITE_BUFFER_BYTES, WRITE_BUFFER_MAX};
 #[cfg(feature = "std")]
 pub use random::random_u64;
 #[cfg(feature = "std")]

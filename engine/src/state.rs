@@ -2,7 +2,7 @@
 //! method here runs under `Db`'s `RwLock` (reads shared, writes exclusive).
 
 use crate::error::{Error, IoContext, Result};
-use crate::files::{Log, WRITE_BUFFER_BYTES};
+use crate::files::Log;
 use crate::hash::key_hash;
 use crate::io::FileIo;
 use crate::keyindex::KeyIndex;
@@ -196,11 +196,9 @@ impl Core {
         self.next_id = self.next_id.max(w.id.saturating_add(1));
         self.ckpt_bytes += len as u64;
         self.log.appended += len as u64;
-        let end = self.log.appended;
-        if self.log.buf.len() >= WRITE_BUFFER_BYTES {
-            self.log.flush()?;
-        }
-        Ok((seq, end))
+        // A full buffer is written out after the lock is released
+        // (`Inner::try_mutate`).
+        Ok((seq, self.log.appended))
     }
 
     /// Updates live count, live bytes and digest for a record replacing `old`.
