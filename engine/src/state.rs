@@ -163,7 +163,18 @@ impl Core {
     /// checkpoint when one is due. Returns the seq and the position (in
     /// `Log::appended`) just past the record: what a durable write must sync.
     pub fn append(&mut self, w: Write<'_>) -> Result<(Seq, u64)> {
-        let prev = self.lookup.get(w.id)?;
+        // An id at or past `next_id` was never written (a checkpoint's
+        // table entries point at records that recovery replays, which set
+        // `next_id` past them), so its entry is none: not read from the
+        // table, whose page may not be mapped yet (a page fault under the
+        // write lock can wait on the checkpoint thread's write of that page).
+        let prev = match w.id >= self.next_id {
+            true => {
+                debug_assert!(self.lookup.get(w.id)?.is_none(), "id {} past next_id", w.id);
+                Location::NONE
+            }
+            false => self.lookup.get(w.id)?,
+        };
         let old = match prev.is_none() {
             true => None,
             false => Some(
