@@ -40,6 +40,8 @@ pub struct Log {
     pub buf: Vec<u8>,
     /// The buffer being written out without the write lock, if any.
     pub inflight: Option<Inflight>,
+    /// The memory of the last buffer that landed, for the next one.
+    spare: Vec<u8>,
     /// Held across every write into the newest file (see `outbuf`).
     pub out: Arc<Mutex<Written>>,
     pub io: Arc<dyn FileIo>,
@@ -73,6 +75,7 @@ impl Log {
             reserved: Vec::new(),
             buf: Vec::new(),
             inflight: None,
+            spare: Vec::new(),
             out: Arc::default(),
             io,
             prealloc: false,
@@ -340,7 +343,11 @@ impl Log {
             if self.buf.is_empty() {
                 return None;
             }
-            let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(WRITE_BUFFER_BYTES));
+            let next = match self.spare.capacity() {
+                0 => Vec::with_capacity(WRITE_BUFFER_BYTES),
+                _ => std::mem::take(&mut self.spare),
+            };
+            let bytes = std::mem::replace(&mut self.buf, next);
             self.inflight = Some(Inflight {
                 epoch: self.rollovers,
                 at: self.last().len,
@@ -366,7 +373,8 @@ impl Log {
     /// Publishes a [`FlushJob`] that succeeded (under the write lock), if
     /// its buffer is still the one in flight; `alloc` is what its `write`
     /// returned.
-    pub fn landed(&mut self, job: &FlushJob, alloc: u32) {
+    /// Its buffer becomes the next one's memory if nothing else holds it.
+    pub fn landed(&mut self, job: FlushJob, alloc: u32) {
         let ours = self
             .inflight
             .as_ref()
@@ -376,6 +384,10 @@ impl Log {
             let last = self.last_mut();
             last.len = job.at + job.bytes.len() as u32;
             last.alloc = last.alloc.max(alloc);
+            if let Ok(mut spare) = Arc::try_unwrap(job.bytes) {
+                spare.clear();
+                self.spare = spare;
+            }
         }
     }
 

@@ -388,7 +388,7 @@ impl Inner {
     fn write_out(&self, job: FlushJob) -> Result<()> {
         match job.write() {
             Ok(alloc) => {
-                self.write().log.landed(&job, alloc);
+                self.write().log.landed(job, alloc);
                 Ok(())
             }
             Err(e) => {

@@ -61,6 +61,8 @@ type Part<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 #[derive(Clone)]
 pub struct ShardMap<K, V> {
     parts: Vec<Part<K, V>>,
+    /// Entries in all parts (read on every write: `Lookup::dirty`).
+    len: usize,
 }
 
 /// Lookup id → value.
@@ -82,6 +84,7 @@ impl<K: ShardKey, V> ShardMap<K, V> {
             parts: (0..MAP_SHARDS)
                 .map(|_| Part::with_capacity_and_hasher(each, Default::default()))
                 .collect(),
+            len: 0,
         }
     }
 
@@ -90,15 +93,17 @@ impl<K: ShardKey, V> ShardMap<K, V> {
     }
 
     pub fn insert(&mut self, k: K, v: V) -> Option<V> {
-        self.parts[k.shard()].insert(k, v)
+        let old = self.parts[k.shard()].insert(k, v);
+        self.len += usize::from(old.is_none());
+        old
     }
 
     pub fn len(&self) -> usize {
-        self.parts.iter().map(|p| p.len()).sum()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.parts.iter().all(|p| p.is_empty())
+        self.len == 0
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &K> + '_ {
@@ -110,6 +115,7 @@ impl<K: ShardKey, V> ShardMap<K, V> {
         for (mine, theirs) in self.parts.iter_mut().zip(other.parts) {
             mine.extend(theirs);
         }
+        self.len = self.parts.iter().map(|p| p.len()).sum();
     }
 }
 
