@@ -33,30 +33,36 @@ pub(crate) struct Hold {
     since: Instant,
     switches: i64,
     faults: i64,
+    sleeps: i64,
     at: &'static std::panic::Location<'static>,
 }
 
-/// The calling thread's involuntary context switches and page faults
-/// (minor and major) so far.
-fn usage() -> (i64, i64) {
+/// The calling thread's involuntary context switches, page faults (minor
+/// and major) and voluntary context switches (sleeps) so far.
+fn usage() -> (i64, i64, i64) {
     // SAFETY: getrusage writes a `rusage` into the zeroed value it is given.
     unsafe {
         let mut u: libc::rusage = std::mem::zeroed();
         if libc::getrusage(libc::RUSAGE_THREAD, &mut u) != 0 {
-            return (0, 0);
+            return (0, 0, 0);
         }
-        (u.ru_nivcsw as i64, (u.ru_minflt + u.ru_majflt) as i64)
+        (
+            u.ru_nivcsw as i64,
+            (u.ru_minflt + u.ru_majflt) as i64,
+            u.ru_nvcsw as i64,
+        )
     }
 }
 
 impl Hold {
     #[track_caller]
     pub(crate) fn start(at: &'static std::panic::Location<'static>) -> Hold {
-        let (switches, faults) = usage();
+        let (switches, faults, sleeps) = usage();
         Hold {
             since: Instant::now(),
             switches,
             faults,
+            sleeps,
             at,
         }
     }
@@ -66,7 +72,7 @@ impl HoldStats {
     /// Records a hold that ends now.
     pub(crate) fn end(&self, h: &Hold) {
         let us = h.since.elapsed().as_micros().min(usize::MAX as u128) as usize;
-        let (switches, faults) = usage();
+        let (switches, faults, sleeps) = usage();
         if switches != h.switches {
             self.preempted.fetch_add(1, Ordering::Relaxed);
             self.preempted_max_us.fetch_max(us, Ordering::Relaxed);
@@ -77,9 +83,11 @@ impl HoldStats {
         }
         if self.own_max_us.fetch_max(us, Ordering::Relaxed) < us || us > HOLD_TARGET_US {
             log::debug!(
-                "write-lock hold of {us} us (longest so far, or over target), taken at {}, {} page faults",
+                "write-lock hold of {us} us (longest so far, or over target), taken at {}, \
+                 {} page faults, {} sleeps",
                 h.at,
-                faults - h.faults
+                faults - h.faults,
+                sleeps - h.sleeps
             );
         }
     }
