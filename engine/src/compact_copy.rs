@@ -9,13 +9,13 @@
 use crate::dir::{create_with_header, sync_dir};
 use crate::error::{CodecError, Error, IoContext, Result};
 use crate::inner::Inner;
-use crate::limits::{FILE_HEADER_BYTES, RECORD_HEADER_BYTES};
+use crate::limits::FILE_HEADER_BYTES;
 use crate::location::Location;
 use crate::marker::compact_path;
-use crate::record::{self, Header, RecordKind, RecordRef, Seq};
+use crate::record::{self, Header, RecordKind, RecordMeta, RecordRef, Seq};
 use crate::state::Core;
 use crate::stats::CompactReport;
-use crate::tables::FileHeader;
+use crate::tables::{FileHeader, DATA_VERSION};
 use memmap2::{Mmap, MmapOptions};
 use std::collections::HashMap;
 use std::fs::File;
@@ -136,6 +136,7 @@ impl<'a> Output<'a> {
             let n = self.spare.take().expect("a spare number is reserved");
             let path = compact_path(&self.dir, n);
             let header = FileHeader {
+                version: DATA_VERSION,
                 file_no: n,
                 first_seq: seq,
             };
@@ -329,15 +330,23 @@ impl Copy<'_> {
                         false => Location::NONE,
                     };
                     let at = out.place(rlen, h.seq)?;
-                    let body = loc.offset as usize + RECORD_HEADER_BYTES;
+                    let body = loc.offset as usize + h.header_len();
                     let key = &map[body..body + h.key_len as usize];
                     let value = &map[body + h.key_len as usize..loc.offset as usize + rlen];
+                    // Compaction reads only sealed files, whose batches are
+                    // whole: the copy drops superseded records of a batch,
+                    // so its records no longer mark one.
+                    let meta = RecordMeta {
+                        batch_more: false,
+                        ..h.meta
+                    };
                     let r = RecordRef {
                         seq: h.seq,
                         id: h.id,
                         kind: h.kind,
                         key,
                         value,
+                        meta,
                     };
                     record::encode(&mut out.buf, &r, prev);
                     if self.keep > 1 {

@@ -10,7 +10,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::io::{FileIo, OpenMode};
 use crate::limits::FILE_HEADER_BYTES;
 use crate::record::Seq;
-use crate::tables::FileHeader;
+use crate::tables::{FileHeader, DATA_VERSION};
 use memmap2::{Mmap, MmapOptions};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -83,6 +83,7 @@ impl DataFile {
         let header = match FileHeader::decode(&map[..(len as usize).min(FILE_HEADER_BYTES)]) {
             Ok(Some(h)) => h,
             Ok(None) | Err(_) => FileHeader {
+                version: DATA_VERSION,
                 file_no: u16::MAX,
                 first_seq: 0,
             },
@@ -123,6 +124,7 @@ impl DataFile {
     ) -> Result<DataFile> {
         let path = data_path(dir, n);
         let header = FileHeader {
+            version: DATA_VERSION,
             file_no: n,
             first_seq,
         };

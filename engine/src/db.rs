@@ -127,6 +127,25 @@ impl Db {
         self.inner.read().seq
     }
 
+    /// The (term, seq) of the newest record: what a vote compares (terms
+    /// are 0 before failover and in logs of format 1).
+    pub fn last_log_id(&self) -> (u64, Seq) {
+        let core = self.inner.read();
+        (core.last_term, core.seq)
+    }
+
+    /// The term this node's own writes carry from now on. At open it is the
+    /// highest term in the log replayed, or of the newest record at the
+    /// checkpoint. Records applied from a master keep the master's term.
+    pub fn set_term(&self, term: u64) {
+        self.inner.write().term = term;
+    }
+
+    /// The term this node's own writes carry.
+    pub fn term(&self) -> u64 {
+        self.inner.read().term
+    }
+
     /// Order-independent digest of the live pairs, O(1): equal on any two
     /// databases with the same live pairs.
     pub fn digest(&self) -> u64 {
@@ -158,6 +177,7 @@ impl Db {
             last_compaction,
             tombstone_horizon: core.tombstone_horizon,
             checkpoint_seq: core.meta.seq,
+            last_term: core.last_term,
             write_lock_hold_max_us: self.inner.write_holds().map(|h| h.0),
             write_lock_holds_over_target: self.inner.write_holds().map(|h| h.1),
             write_lock_preempted: self.inner.write_holds().map(|h| h.2),

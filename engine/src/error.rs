@@ -43,6 +43,12 @@ pub enum CodecError {
     },
     /// A keysize other than 2, 3, 4 or 6.
     BadKeysize(u8),
+    /// A well-formed structure this release cannot apply (a newer hypha
+    /// wrote it): never cut or skipped.
+    Unsupported {
+        /// What it is.
+        what: &'static str,
+    },
     /// A location that the lookup entry width cannot hold.
     LocationDoesNotFit {
         /// Entry width in bytes.
@@ -66,6 +72,9 @@ impl fmt::Display for CodecError {
             }
             CodecError::BadKind(k) => {
                 write!(f, "record kind {k} is neither put (1) nor delete (2)")
+            }
+            CodecError::Unsupported { what } => {
+                write!(f, "{what}, which this release cannot apply")
             }
             CodecError::TooLong { what, len, max } => {
                 write!(f, "{what} length {len} exceeds {max}")
@@ -212,6 +221,16 @@ mod std_error {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             match self {
                 Error::Io { context, source } => write!(f, "{context}: {source}"),
+                Error::Corrupted {
+                    file,
+                    offset,
+                    cause: cause @ CodecError::Unsupported { .. },
+                } => write!(
+                    f,
+                    "{} at offset {offset} holds a {cause}; open the database with the hypha \
+                     release that wrote it (nothing was changed)",
+                    file.display()
+                ),
                 Error::Corrupted { file, offset, cause } => write!(
                     f,
                     "corrupt data in {} at offset {offset}: {cause}; the record is not returned",

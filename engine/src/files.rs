@@ -12,11 +12,14 @@ pub use crate::datafile::{DataFile, Seal};
 use crate::dir::data_path;
 use crate::error::{Error, IoContext, Result};
 use crate::io::FileIo;
-use crate::limits::{FILE_HEADER_BYTES, FILE_NUMBER_MAX, RECORD_HEADER_BYTES};
+use crate::limits::{
+    FILE_HEADER_BYTES, FILE_NUMBER_MAX, RECORD_EXT_BYTES_MAX, RECORD_HEADER_BYTES,
+};
 use crate::location::Location;
 use crate::outbuf::{lock, FlushJob, Inflight, Target, Written};
 use crate::outbuf::{WRITE_BUFFER_BYTES, WRITE_BUFFER_MAX};
 use crate::record::{self, Decoded, Seq};
+use crate::tables::DATA_VERSION;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -240,10 +243,7 @@ impl Log {
     pub fn header_and_key(&self, loc: Location) -> Option<(record::Header, &[u8])> {
         let bytes = self.tail(loc);
         let h = record::decode_header(bytes).ok()??;
-        let key = bytes.get(
-            crate::limits::RECORD_HEADER_BYTES
-                ..crate::limits::RECORD_HEADER_BYTES + h.key_len as usize,
-        )?;
+        let key = bytes.get(h.header_len()..h.header_len() + h.key_len as usize)?;
         Some((h, key))
     }
 
@@ -260,14 +260,23 @@ impl Log {
     }
 
     /// Makes room for a record of `len` bytes, rolling over to a new file if
-    /// the newest is full; returns where the record goes.
-    pub fn reserve(&mut self, len: usize, next_seq: Seq, single_file: bool) -> Result<Location> {
+    /// the newest is full, or if it is a format-1 file and the record has
+    /// optional fields (`v2`; a format-1 file holds format-1 records only,
+    /// unless keysize < 6 allows no other file); returns where it goes.
+    pub fn reserve(
+        &mut self,
+        len: usize,
+        next_seq: Seq,
+        single_file: bool,
+        v2: bool,
+    ) -> Result<Location> {
         let room = self.file_size as usize - FILE_HEADER_BYTES;
         if len > room {
             return Err(Error::RecordTooLarge { len, room });
         }
         let end = self.end();
-        if end.offset as usize + len <= self.file_size as usize {
+        let upgrade = v2 && !single_file && self.last().header.version < DATA_VERSION;
+        if end.offset as usize + len <= self.file_size as usize && !upgrade {
             return Ok(end);
         }
         if single_file {
@@ -280,8 +289,12 @@ impl Log {
             });
         }
         self.roll(next_seq)?;
+        let why = match upgrade {
+            true => "is format 1 and a record has a term or other optional fields",
+            false => "full",
+        };
         log::info!(
-            "data file {} full; continuing in {}",
+            "data file {} {why}; continuing in {}",
             end.file,
             self.last().path.display()
         );
@@ -318,12 +331,13 @@ impl Log {
         Ok(())
     }
 
-    /// True if a record with `bytes` of key and value would roll over
-    /// while the last rollover's fsyncs are still owed.
+    /// True if a record with `bytes` of key and value might roll over
+    /// while the last rollover's fsyncs are still owed (counting its
+    /// optional fields at their longest).
     pub fn roll_must_wait(&self, bytes: usize) -> bool {
         self.unsealed.is_some()
             && (self.end().offset as usize)
-                .saturating_add(RECORD_HEADER_BYTES)
+                .saturating_add(RECORD_HEADER_BYTES + RECORD_EXT_BYTES_MAX)
                 .saturating_add(bytes)
                 > self.file_size as usize
     }

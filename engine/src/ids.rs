@@ -70,6 +70,7 @@ impl Ids<'_> {
                 kind: RecordKind::Put,
                 value: data,
                 seq: None,
+                meta: None,
             })?;
             Ok((id, end))
         })?;
@@ -123,6 +124,7 @@ impl Ids<'_> {
                 kind: RecordKind::Delete,
                 value: &[],
                 seq: None,
+                meta: None,
             })
             .map(Some)
         })?;

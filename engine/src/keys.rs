@@ -67,6 +67,7 @@ impl Db {
                     kind: RecordKind::Put,
                     value,
                     seq: None,
+                    meta: None,
                 })
                 .map(Some)
             };
@@ -157,6 +158,7 @@ impl Db {
                 kind: RecordKind::Delete,
                 value: &[],
                 seq: None,
+                meta: None,
             })
             .map(Some)
         };
@@ -247,6 +249,7 @@ impl Db {
                     kind: r.kind,
                     value: &r.value,
                     seq: Some(r.seq),
+                    meta: Some(r.meta),
                 };
                 core.append(w).map(|(_, end)| Applied::Written(end))
             };

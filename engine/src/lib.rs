@@ -80,7 +80,7 @@ mod stats;
 
 pub use error::CodecError;
 pub use location::Location;
-pub use record::{Record, RecordKind, Seq};
+pub use record::{Record, RecordKind, RecordMeta, Seq};
 
 #[cfg(feature = "std")]
 pub use crate::state::{CHECKPOINT_BYTES_MAX, CHECKPOINT_IDS_MAX};

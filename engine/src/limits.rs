@@ -8,10 +8,14 @@
 pub const FILE_HEADER_BYTES: usize = 32;
 /// Bytes of the fixed header in front of every data record.
 pub const RECORD_HEADER_BYTES: usize = 40;
+/// Most bytes of optional fields after it (term, deadline, request id).
+pub const RECORD_EXT_BYTES_MAX: usize = 32;
 /// Bytes of the header at the start of `lookup.tbl` and `keys.idx`.
 pub const TABLE_HEADER_BYTES: usize = 32;
-/// Bytes of the checkpoint file `meta` (version 2).
-pub const META_BYTES: usize = 128;
+/// Bytes of the checkpoint file `meta` (version 3).
+pub const META_BYTES: usize = 136;
+/// Bytes of a version-2 checkpoint, still read.
+pub const META_BYTES_V2: usize = 128;
 /// Bytes of a version-1 checkpoint, still read.
 pub const META_BYTES_V1: usize = 96;
 /// Bytes of one key-index slot: hash u64 + id u32.
@@ -48,16 +52,26 @@ pub const COMPACT_GARBAGE_PERCENT_DEFAULT: u8 = 50;
 /// Default for `Options::compact_min_bytes`.
 pub const COMPACT_MIN_BYTES_DEFAULT: u64 = 64 << 20;
 
+/// Most records one atomic batch may hold: recovery keeps a batch's
+/// headers in memory until its last record, and cuts a longer run as
+/// corrupt.
+pub const BATCH_RECORDS_MAX: usize = 4096;
+
 /// Fewest slots the key index starts with (a power of two).
 pub const INDEX_SLOTS_MIN: u64 = 1 << 12;
 /// The key index doubles before more than this percentage of slots is used.
 pub const INDEX_LOAD_PERCENT_MAX: u64 = 70;
 
-const _: () =
-    assert!(FILE_HEADER_BYTES + RECORD_HEADER_BYTES + KEY_BYTES_MAX <= FILE_SIZE_MIN as usize);
+const _: () = assert!(
+    FILE_HEADER_BYTES + RECORD_HEADER_BYTES + RECORD_EXT_BYTES_MAX + KEY_BYTES_MAX
+        <= FILE_SIZE_MIN as usize
+);
 const _: () = assert!(FILE_HEADER_BYTES < FILE_SIZE_MIN as usize);
 const _: () = assert!(VALUE_BYTES_MAX_DEFAULT <= VALUE_BYTES_LIMIT);
-const _: () = assert!(VALUE_BYTES_LIMIT + KEY_BYTES_MAX + RECORD_HEADER_BYTES < u32::MAX as usize);
+const _: () = assert!(
+    VALUE_BYTES_LIMIT + KEY_BYTES_MAX + RECORD_HEADER_BYTES + RECORD_EXT_BYTES_MAX
+        < u32::MAX as usize
+);
 const _: () = assert!(INDEX_SLOTS_MIN.is_power_of_two());
 const _: () = assert!(INDEX_LOAD_PERCENT_MAX < 100);
 const _: () = assert!(KEY_BYTES_MAX <= u16::MAX as usize);

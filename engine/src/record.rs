@@ -2,24 +2,30 @@
 //!
 //! ```text
 //! offset size field
-//!      0    4 crc32      CRC-32 (IEEE) of bytes 4..40, the key and the value
+//!      0    4 crc32      CRC-32 (IEEE) of bytes 4.., through the value
 //!      4    2 magic      RECORD_MAGIC
-//!      6    1 kind       1 = put, 2 = delete (tombstone)
-//!      7    1 reserved   0
+//!      6    1 kind       1 = put, 2 = delete (tombstone), 3 = range delete
+//!      7    1 flags      which optional fields follow; 0 in format 1
 //!      8    2 key_len    0 for records of the id API
 //!     10    2 prev_file  location of the previous version of this id
 //!     12    4 value_len  0 for a delete
 //!     16    4 id
 //!     20    4 prev_offset (prev_file, prev_offset) = (0, 0): no previous version
 //!     24    8 seq
-//!     32    8 pair_hash  hash::pair_hash(key, id, value) of a put, 0 for a delete
-//!     40      key bytes, then value bytes
+//!     32    8 pair_hash  hash::pair_hash(key, id, value) of a put, 0 otherwise
+//!     40      optional fields, in this order, each present iff its flag is:
+//!        8   term        (FLAG_TERM) term of the master that wrote it, ≠ 0
+//!        8   deadline    (FLAG_DEADLINE) expiry, ms since the Unix epoch, ≠ 0
+//!       16   request_id  (FLAG_REQUEST) the client request that wrote it, ≠ 0
+//!      then key bytes, then value bytes
 //! ```
-//! All integers little-endian.
+//! All integers little-endian. `FLAG_BATCH_MORE` (no field) marks every
+//! record of an atomic batch but its last. A format-1 record is a format-2
+//! record with no flags: term 0, no deadline, no request id, no batch.
 
 use crate::error::CodecError;
 use crate::hash::pair_hash;
-use crate::limits::{KEY_BYTES_MAX, RECORD_HEADER_BYTES, VALUE_BYTES_LIMIT};
+use crate::limits::{KEY_BYTES_MAX, RECORD_EXT_BYTES_MAX, RECORD_HEADER_BYTES, VALUE_BYTES_LIMIT};
 use crate::location::Location;
 use alloc::vec::Vec;
 
@@ -29,8 +35,8 @@ pub const RECORD_MAGIC: u16 = 0x4879; // "yH" on disk
 const CRC: usize = 0;
 const MAGIC: usize = CRC + 4;
 const KIND: usize = MAGIC + 2;
-const RESERVED: usize = KIND + 1;
-const KEY_LEN: usize = RESERVED + 1;
+const FLAGS: usize = KIND + 1;
+const KEY_LEN: usize = FLAGS + 1;
 const PREV_FILE: usize = KEY_LEN + 2;
 const VALUE_LEN: usize = PREV_FILE + 2;
 const ID: usize = VALUE_LEN + 4;
@@ -42,6 +48,78 @@ const _: () = assert!(END == RECORD_HEADER_BYTES);
 
 /// A mutation's sequence number: strictly increasing across the database.
 pub type Seq = u64;
+
+/// Flag: a term (u64, ≠ 0) follows the fixed header.
+pub const FLAG_TERM: u8 = 1;
+/// Flag: an expiry deadline (u64 ms since the Unix epoch, ≠ 0) follows.
+pub const FLAG_DEADLINE: u8 = 2;
+/// Flag: a request id (16 bytes, not all zero) follows.
+pub const FLAG_REQUEST: u8 = 4;
+/// Flag: more records of the same atomic batch follow this one.
+pub const FLAG_BATCH_MORE: u8 = 8;
+/// Every flag this format defines.
+const FLAGS_KNOWN: u8 = FLAG_TERM | FLAG_DEADLINE | FLAG_REQUEST | FLAG_BATCH_MORE;
+/// Kind byte of a range delete (see `FORMAT.md`): this release decodes it
+/// but does not apply it, and refuses a log holding one.
+pub const KIND_RANGE_DELETE: u8 = 3;
+const _: () = assert!(8 + 8 + REQUEST_ID_BYTES == RECORD_EXT_BYTES_MAX);
+
+/// Bytes of a request id.
+pub const REQUEST_ID_BYTES: usize = 16;
+
+/// The optional fields of a record (format 2). The default (all zero, no
+/// batch) is what every format-1 record reads as.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RecordMeta {
+    /// Term of the master that wrote the record; 0 before failover.
+    pub term: u64,
+    /// Expiry, ms since the Unix epoch; 0: none.
+    pub deadline_ms: u64,
+    /// The client request that wrote it; all zero: none.
+    pub request_id: [u8; REQUEST_ID_BYTES],
+    /// More records of the same atomic batch follow.
+    pub batch_more: bool,
+}
+
+impl RecordMeta {
+    /// The flags byte that encodes these fields.
+    pub fn flags(&self) -> u8 {
+        let mut f = 0;
+        if self.term != 0 {
+            f |= FLAG_TERM;
+        }
+        if self.deadline_ms != 0 {
+            f |= FLAG_DEADLINE;
+        }
+        if self.request_id != [0; REQUEST_ID_BYTES] {
+            f |= FLAG_REQUEST;
+        }
+        if self.batch_more {
+            f |= FLAG_BATCH_MORE;
+        }
+        f
+    }
+
+    /// Bytes of the optional fields these flags announce.
+    pub fn ext_len(flags: u8) -> usize {
+        let mut n = 0;
+        if flags & FLAG_TERM != 0 {
+            n += 8;
+        }
+        if flags & FLAG_DEADLINE != 0 {
+            n += 8;
+        }
+        if flags & FLAG_REQUEST != 0 {
+            n += REQUEST_ID_BYTES;
+        }
+        n
+    }
+}
+
+/// Bytes of the encoded record.
+pub fn encoded_len(key: usize, value: usize, meta: &RecordMeta) -> usize {
+    RECORD_HEADER_BYTES + RecordMeta::ext_len(meta.flags()) + key + value
+}
 
 /// What a record does to its id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -71,12 +149,20 @@ pub struct Header {
     pub seq: Seq,
     /// `pair_hash` of a put; 0 for a delete.
     pub pair_hash: u64,
+    /// The optional fields.
+    pub meta: RecordMeta,
 }
 
 impl Header {
-    /// Bytes of the whole record: header, key and value.
+    /// Bytes of the fixed header and the optional fields: where the key
+    /// starts.
+    pub fn header_len(&self) -> usize {
+        RECORD_HEADER_BYTES + RecordMeta::ext_len(self.meta.flags())
+    }
+
+    /// Bytes of the whole record: header, optional fields, key and value.
     pub fn record_len(&self) -> usize {
-        RECORD_HEADER_BYTES + self.key_len as usize + self.value_len as usize
+        self.header_len() + self.key_len as usize + self.value_len as usize
     }
 }
 
@@ -93,6 +179,8 @@ pub struct Record {
     pub key: Vec<u8>,
     /// Value (empty for a delete).
     pub value: Vec<u8>,
+    /// Term, deadline, request id, batch marker.
+    pub meta: RecordMeta,
 }
 
 /// Appends the encoding of one record to `out`.
@@ -107,9 +195,11 @@ pub fn encode(out: &mut Vec<u8>, r: &RecordRef<'_>, prev: Location) {
         r.value.len()
     );
     let start = out.len();
-    let mut h = [0u8; RECORD_HEADER_BYTES];
+    let flags = r.meta.flags();
+    let mut h = [0u8; RECORD_HEADER_BYTES + RECORD_EXT_BYTES_MAX];
     h[MAGIC..KIND].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
     h[KIND] = r.kind as u8;
+    h[FLAGS] = flags;
     h[KEY_LEN..PREV_FILE].copy_from_slice(&(r.key.len() as u16).to_le_bytes());
     h[PREV_FILE..VALUE_LEN].copy_from_slice(&prev.file.to_le_bytes());
     h[VALUE_LEN..ID].copy_from_slice(&(r.value.len() as u32).to_le_bytes());
@@ -121,18 +211,33 @@ pub fn encode(out: &mut Vec<u8>, r: &RecordRef<'_>, prev: Location) {
         RecordKind::Delete => 0,
     };
     h[PAIR_HASH..END].copy_from_slice(&ph.to_le_bytes());
+    let mut at = END;
+    let mut field = |bytes: &[u8]| {
+        h[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    if flags & FLAG_TERM != 0 {
+        field(&r.meta.term.to_le_bytes());
+    }
+    if flags & FLAG_DEADLINE != 0 {
+        field(&r.meta.deadline_ms.to_le_bytes());
+    }
+    if flags & FLAG_REQUEST != 0 {
+        field(&r.meta.request_id);
+    }
+    let h = &mut h[..at];
     let mut crc = crc32fast::Hasher::new();
     crc.update(&h[MAGIC..]);
     crc.update(r.key);
     crc.update(r.value);
     h[CRC..MAGIC].copy_from_slice(&crc.finalize().to_le_bytes());
-    out.reserve(RECORD_HEADER_BYTES + r.key.len() + r.value.len());
-    out.extend_from_slice(&h);
+    out.reserve(h.len() + r.key.len() + r.value.len());
+    out.extend_from_slice(h);
     out.extend_from_slice(r.key);
     out.extend_from_slice(r.value);
     debug_assert_eq!(
         out.len() - start,
-        RECORD_HEADER_BYTES + r.key.len() + r.value.len()
+        encoded_len(r.key.len(), r.value.len(), &r.meta)
     );
 }
 
@@ -149,6 +254,8 @@ pub struct RecordRef<'a> {
     pub key: &'a [u8],
     /// Value.
     pub value: &'a [u8],
+    /// Term, deadline, request id, batch marker.
+    pub meta: RecordMeta,
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -163,10 +270,11 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
-/// Decodes and checks the fixed header at the start of `bytes` without
-/// checking the CRC (which needs the key and value too).
+/// Decodes and checks the header and optional fields at the start of
+/// `bytes` without checking the CRC (which needs the key and value too).
 ///
-/// Returns `Ok(None)` when fewer than `RECORD_HEADER_BYTES` are given.
+/// Returns `Ok(None)` when `bytes` ends inside them. A range delete (kind
+/// 3) is `CodecError::Unsupported` (see [`decode`]).
 pub fn decode_header(bytes: &[u8]) -> Result<Option<Header>, CodecError> {
     if bytes.len() < RECORD_HEADER_BYTES {
         return Ok(None);
@@ -177,6 +285,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<Option<Header>, CodecError> {
     let kind = match bytes[KIND] {
         1 => RecordKind::Put,
         2 => RecordKind::Delete,
+        KIND_RANGE_DELETE => return Err(unsupported_range_delete(bytes)),
         other => return Err(CodecError::BadKind(other)),
     };
     let key_len = u16_at(bytes, KEY_LEN);
@@ -195,11 +304,14 @@ pub fn decode_header(bytes: &[u8]) -> Result<Option<Header>, CodecError> {
             max: VALUE_BYTES_LIMIT as u64,
         });
     }
-    if bytes[RESERVED] != 0 || (kind == RecordKind::Delete && value_len != 0) {
+    if kind == RecordKind::Delete && value_len != 0 {
         return Err(CodecError::BadField {
-            what: "record reserved byte or delete length",
+            what: "record delete length",
         });
     }
+    let Some(meta) = decode_meta(bytes)? else {
+        return Ok(None);
+    };
     Ok(Some(Header {
         crc: u32_at(bytes, CRC),
         kind,
@@ -212,7 +324,68 @@ pub fn decode_header(bytes: &[u8]) -> Result<Option<Header>, CodecError> {
         },
         seq: u64_at(bytes, SEQ),
         pair_hash: u64_at(bytes, PAIR_HASH),
+        meta,
     }))
+}
+
+/// The optional fields after the fixed header (`Ok(None)`: `bytes` ends
+/// inside them). Each is present iff its flag is, and then not zero, so
+/// every record has one encoding.
+fn decode_meta(bytes: &[u8]) -> Result<Option<RecordMeta>, CodecError> {
+    let flags = bytes[FLAGS];
+    if flags & !FLAGS_KNOWN != 0 {
+        return Err(CodecError::BadField {
+            what: "record flags (unknown bits)",
+        });
+    }
+    let end = RECORD_HEADER_BYTES + RecordMeta::ext_len(flags);
+    if bytes.len() < end {
+        return Ok(None);
+    }
+    let mut at = END;
+    let mut meta = RecordMeta {
+        batch_more: flags & FLAG_BATCH_MORE != 0,
+        ..RecordMeta::default()
+    };
+    if flags & FLAG_TERM != 0 {
+        meta.term = u64_at(bytes, at);
+        at += 8;
+    }
+    if flags & FLAG_DEADLINE != 0 {
+        meta.deadline_ms = u64_at(bytes, at);
+        at += 8;
+    }
+    if flags & FLAG_REQUEST != 0 {
+        meta.request_id
+            .copy_from_slice(&bytes[at..at + REQUEST_ID_BYTES]);
+    }
+    if meta.flags() != flags {
+        return Err(CodecError::BadField {
+            what: "record optional field flagged but zero",
+        });
+    }
+    Ok(Some(meta))
+}
+
+/// A range delete whose CRC holds is a record a newer hypha wrote, which
+/// this release must not skip or cut; one whose CRC fails is damage.
+fn unsupported_range_delete(bytes: &[u8]) -> CodecError {
+    let (key_len, value_len) = (u16_at(bytes, KEY_LEN), u32_at(bytes, VALUE_LEN));
+    let body = key_len as usize + value_len as usize;
+    let len = RecordMeta::ext_len(bytes[FLAGS] & FLAGS_KNOWN)
+        .saturating_add(RECORD_HEADER_BYTES)
+        .saturating_add(body);
+    if key_len as usize > KEY_BYTES_MAX || value_len as usize > KEY_BYTES_MAX || bytes.len() < len {
+        return CodecError::BadKind(KIND_RANGE_DELETE);
+    }
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&bytes[MAGIC..len]);
+    match crc.finalize() == u32_at(bytes, CRC) {
+        true => CodecError::Unsupported {
+            what: "range delete record (kind 3), written by a newer hypha",
+        },
+        false => CodecError::BadKind(KIND_RANGE_DELETE),
+    }
 }
 
 /// A record decoded and checked in place.
@@ -235,6 +408,7 @@ impl Decoded<'_> {
             kind: self.header.kind,
             key: self.key.to_vec(),
             value: self.value.to_vec(),
+            meta: self.header.meta,
         }
     }
 }
@@ -260,8 +434,9 @@ pub fn decode(bytes: &[u8]) -> Result<Option<Decoded<'_>>, CodecError> {
             actual,
         });
     }
-    let key_end = RECORD_HEADER_BYTES + header.key_len as usize;
-    let key = &bytes[RECORD_HEADER_BYTES..key_end];
+    let key_start = header.header_len();
+    let key_end = key_start + header.key_len as usize;
+    let key = &bytes[key_start..key_end];
     let value = &bytes[key_end..len];
     if header.kind == RecordKind::Put && pair_hash(key, header.id, value) != header.pair_hash {
         return Err(CodecError::BadField {
@@ -272,98 +447,4 @@ pub fn decode(bytes: &[u8]) -> Result<Option<Decoded<'_>>, CodecError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> Vec<u8> {
-        let mut out = Vec::new();
-        let r = RecordRef {
-            seq: 7,
-            id: 3,
-            kind: RecordKind::Put,
-            key: b"k",
-            value: b"val",
-        };
-        encode(
-            &mut out,
-            &r,
-            Location {
-                file: 1,
-                offset: 0x20,
-            },
-        );
-        out
-    }
-
-    #[test]
-    fn golden_bytes_pin_the_record_encoding() {
-        let b = sample();
-        assert_eq!(b.len(), RECORD_HEADER_BYTES + 4);
-        // magic, kind, reserved, key_len, prev_file
-        assert_eq!(&b[4..12], &[0x79, 0x48, 1, 0, 1, 0, 1, 0]);
-        // value_len, id, prev_offset
-        assert_eq!(&b[12..24], &[3, 0, 0, 0, 3, 0, 0, 0, 0x20, 0, 0, 0]);
-        assert_eq!(&b[24..32], &[7, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(&b[32..40], &pair_hash(b"k", 3, b"val").to_le_bytes());
-        assert_eq!(&b[40..], b"kval");
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&b[4..]);
-        assert_eq!(&b[0..4], &crc.finalize().to_le_bytes());
-    }
-
-    #[test]
-    fn round_trip() {
-        let b = sample();
-        let d = decode(&b).unwrap().unwrap();
-        assert_eq!(d.key, b"k");
-        assert_eq!(d.value, b"val");
-        assert_eq!(d.header.seq, 7);
-        assert_eq!(
-            d.header.prev,
-            Location {
-                file: 1,
-                offset: 0x20
-            }
-        );
-        assert_eq!(d.to_record().kind, RecordKind::Put);
-    }
-
-    #[test]
-    fn every_prefix_is_partial_and_every_flip_is_caught() {
-        let b = sample();
-        for cut in 0..b.len() {
-            assert!(matches!(decode(&b[..cut]), Ok(None)), "cut {cut}");
-        }
-        for bit in 0..b.len() * 8 {
-            let mut c = b.clone();
-            c[bit / 8] ^= 1 << (bit % 8);
-            match decode(&c) {
-                Err(_) | Ok(None) => {}
-                Ok(Some(_)) => panic!("flip of bit {bit} went unnoticed"),
-            }
-        }
-    }
-
-    #[test]
-    fn bad_lengths_are_errors_not_allocations() {
-        let mut b = sample();
-        b[8..10].copy_from_slice(&u16::MAX.to_le_bytes());
-        assert!(matches!(
-            decode(&b),
-            Err(CodecError::TooLong { what: "key", .. })
-        ));
-        let mut b = sample();
-        b[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(
-            decode(&b),
-            Err(CodecError::TooLong { what: "value", .. })
-        ));
-        assert!(matches!(
-            decode(&[0u8; 64]),
-            Err(CodecError::BadMagic { .. })
-        ));
-        let mut b = sample();
-        b[6] = 9;
-        assert!(matches!(decode(&b), Err(CodecError::BadKind(9))));
-    }
-}
+mod tests;

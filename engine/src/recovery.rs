@@ -14,7 +14,7 @@ use crate::files::{DataFile, Log};
 use crate::hash::key_hash;
 use crate::io::{FileIo, OpenMode};
 use crate::keyindex::KeyIndex;
-use crate::limits::{FILE_HEADER_BYTES, INDEX_SLOTS_MIN, META_BYTES};
+use crate::limits::{BATCH_RECORDS_MAX, FILE_HEADER_BYTES, INDEX_SLOTS_MIN, META_BYTES};
 use crate::location::Location;
 use crate::lookup::Lookup;
 use crate::marker::{finish_or_undo, remove_marker};
@@ -212,6 +212,10 @@ fn core_from(log: Log, lookup: Lookup, keys: KeyIndex, meta: Meta) -> Core {
         compact_seq: meta.compact_seq,
         compact_id: meta.compact_id,
         tombstone_horizon: meta.tombstone_horizon,
+        // A node goes on writing in the term of its log until told another
+        // (`Db::set_term`).
+        term: meta.last_term,
+        last_term: meta.last_term,
         meta,
     }
 }
@@ -235,6 +239,7 @@ fn fresh_meta(opts: &Options) -> Meta {
         live_bytes: Some(0),
         file_count: 0,
         compact_id: 0,
+        last_term: 0,
     }
 }
 
@@ -357,7 +362,10 @@ fn check_file_count(log: &Log, meta: &Meta) -> Result<()> {
 }
 
 /// Replays the records from the checkpoint (or, rebuilding, from the start)
-/// to the end of the log, in log order.
+/// to the end of the log, in log order. The records of an atomic batch are
+/// replayed together once its last one is read; a batch the log ends inside
+/// is cut with the torn tail. A record this release cannot apply (a newer
+/// hypha wrote it) stops the open and changes nothing.
 fn replay(core: &mut Core, report: &mut Recovery) -> Result<()> {
     let first = core.log.order[0];
     let mut pos = core.meta.ckpt;
@@ -368,6 +376,8 @@ fn replay(core: &mut Core, report: &mut Recovery) -> Result<()> {
         };
     }
     pos.offset = pos.offset.max(FILE_HEADER_BYTES as u32);
+    // The records of a batch not ended yet.
+    let mut batch: Vec<(record::Header, Location)> = Vec::new();
     loop {
         let file = core.log.file(pos.file).expect("replayed file is open");
         let len = file.len;
@@ -385,6 +395,13 @@ fn replay(core: &mut Core, report: &mut Recovery) -> Result<()> {
             let decoded = record::decode(bytes);
             let (header, key) = match decoded {
                 Ok(Some(d)) => (d.header, d.key.to_vec()),
+                Err(cause @ CodecError::Unsupported { .. }) => {
+                    return Err(Error::Corrupted {
+                        file: core.log.file(pos.file).expect("open").path.clone(),
+                        offset: pos.offset as u64,
+                        cause,
+                    })
+                }
                 Ok(None) | Err(_) => {
                     if let Err(e) = &decoded {
                         // All zeros from here is the normal end of a log
@@ -397,13 +414,33 @@ fn replay(core: &mut Core, report: &mut Recovery) -> Result<()> {
                             );
                         }
                     }
-                    cut_tail(&mut core.log, pos, report)?;
+                    let cut = batch.first().map_or(pos, |&(_, at)| at);
+                    cut_tail(&mut core.log, cut, report)?;
                     return Ok(());
                 }
             };
-            replay_one(core, &header, &key, pos, report.rebuilt)?;
-            report.replayed += 1;
-            pos.offset += header.record_len() as u32;
+            let len = header.record_len() as u32;
+            if header.meta.batch_more || !batch.is_empty() {
+                if batch.len() >= BATCH_RECORDS_MAX {
+                    log::warn!(
+                        "a batch of more than {BATCH_RECORDS_MAX} records (BATCH_RECORDS_MAX) \
+                         in file {} at offset {}: cut as corrupt",
+                        pos.file,
+                        pos.offset
+                    );
+                    let cut = batch[0].1;
+                    cut_tail(&mut core.log, cut, report)?;
+                    return Ok(());
+                }
+                batch.push((header, pos));
+                if !header.meta.batch_more {
+                    replay_batch(core, &mut batch, report)?;
+                }
+            } else {
+                replay_one(core, &header, &key, pos, report.rebuilt)?;
+                report.replayed += 1;
+            }
+            pos.offset += len;
         }
         match core.log.next_after(pos.file) {
             Some(next) => {
@@ -412,9 +449,32 @@ fn replay(core: &mut Core, report: &mut Recovery) -> Result<()> {
                     offset: FILE_HEADER_BYTES as u32,
                 }
             }
-            None => return Ok(()),
+            None if batch.is_empty() => return Ok(()),
+            None => {
+                // The log ends inside a batch: none of it happened.
+                let cut = batch[0].1;
+                cut_tail(&mut core.log, cut, report)?;
+                return Ok(());
+            }
         }
     }
+}
+
+/// Replays the records of one whole batch (and empties `batch`).
+fn replay_batch(
+    core: &mut Core,
+    batch: &mut Vec<(record::Header, Location)>,
+    report: &mut Recovery,
+) -> Result<()> {
+    for (h, at) in batch.drain(..) {
+        let key = match core.log.header_and_key(at) {
+            Some((_, key)) => key.to_vec(),
+            None => Vec::new(),
+        };
+        replay_one(core, &h, &key, at, report.rebuilt)?;
+        report.replayed += 1;
+    }
+    Ok(())
 }
 
 fn replay_one(
@@ -450,6 +510,8 @@ fn replay_one(
     }
     core.account(old.as_ref(), h);
     core.seq = core.seq.max(h.seq);
+    core.last_term = h.meta.term;
+    core.term = core.term.max(h.meta.term);
     core.next_id = core.next_id.max(h.id.saturating_add(1));
     Ok(())
 }

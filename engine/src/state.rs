@@ -6,10 +6,9 @@ use crate::files::Log;
 use crate::hash::key_hash;
 use crate::io::FileIo;
 use crate::keyindex::KeyIndex;
-use crate::limits::RECORD_HEADER_BYTES;
 use crate::location::Location;
 use crate::lookup::Lookup;
-use crate::record::{self, Header, RecordKind, RecordRef, Seq};
+use crate::record::{self, Header, RecordKind, RecordMeta, RecordRef, Seq};
 use crate::tables::Meta;
 use std::fs::File;
 use std::path::Path;
@@ -42,6 +41,11 @@ pub struct Core {
     pub compact_id: u64,
     /// Highest seq of a delete compaction dropped (see `Db::read_from`).
     pub tombstone_horizon: Seq,
+    /// The term this node's own writes carry (`Db::set_term`); 0 before
+    /// failover.
+    pub term: u64,
+    /// The term of the newest record in the log.
+    pub last_term: u64,
 }
 
 /// One mutation to append.
@@ -52,6 +56,9 @@ pub struct Write<'a> {
     pub value: &'a [u8],
     /// `Some` when a replica applies a record with its original seq.
     pub seq: Option<Seq>,
+    /// `Some` when a replica applies a record with its original term,
+    /// deadline, request id and batch marker; `None`: the node's own term.
+    pub meta: Option<RecordMeta>,
 }
 
 impl Core {
@@ -185,8 +192,14 @@ impl Core {
         };
         let seq = w.seq.unwrap_or(self.seq + 1);
         assert!(seq > self.seq, "seq {seq} after {}", self.seq);
-        let len = RECORD_HEADER_BYTES + w.key.len() + w.value.len();
-        let loc = self.log.reserve(len, seq, self.meta.keysize < 6)?;
+        let meta = w.meta.unwrap_or(RecordMeta {
+            term: self.term,
+            ..RecordMeta::default()
+        });
+        let len = record::encoded_len(w.key.len(), w.value.len(), &meta);
+        let loc = self
+            .log
+            .reserve(len, seq, self.meta.keysize < 6, meta.flags() != 0)?;
         self.lookup.check_fits(loc)?;
         let start = self.log.buf.len();
         let r = RecordRef {
@@ -195,6 +208,7 @@ impl Core {
             kind: w.kind,
             key: w.key,
             value: w.value,
+            meta,
         };
         record::encode(&mut self.log.buf, &r, prev);
         let new = record::decode_header(&self.log.buf[start..])
@@ -204,6 +218,7 @@ impl Core {
         self.lookup.set(w.id, loc);
         self.account(old.as_ref(), &new);
         self.seq = seq;
+        self.last_term = meta.term;
         self.next_id = self.next_id.max(w.id.saturating_add(1));
         self.ckpt_bytes += len as u64;
         self.log.appended += len as u64;
@@ -262,6 +277,7 @@ impl Core {
             live_bytes: Some(self.live_bytes),
             file_count: self.log.order.len() as u32,
             compact_id: self.compact_id,
+            last_term: self.last_term,
             ..self.meta
         };
         self.ckpt_bytes = 0;

@@ -54,6 +54,8 @@ pub struct Stats {
     /// Seq as of the last checkpoint: a crash now would replay the records
     /// after it.
     pub checkpoint_seq: Seq,
+    /// Term of the newest record (0 before failover).
+    pub last_term: u64,
     /// Longest hold of the write lock since open that the scheduler did not
     /// interrupt (blocking I/O under the lock counts), in microseconds
     /// (`None` unless built with the `lock-stats` feature).

@@ -3,13 +3,19 @@
 //! (`COMPACT`). See `FORMAT.md`.
 
 use crate::error::CodecError;
-use crate::limits::{FILE_HEADER_BYTES, META_BYTES, META_BYTES_V1, SLOT_BYTES, TABLE_HEADER_BYTES};
+use crate::limits::{
+    FILE_HEADER_BYTES, META_BYTES, META_BYTES_V1, META_BYTES_V2, SLOT_BYTES, TABLE_HEADER_BYTES,
+};
 use crate::location::{check_keysize, Location};
 use crate::record::Seq;
 use alloc::vec::Vec;
 
-/// Version of every structure in this module and of the record format.
+/// Version of the table headers and the compaction marker.
 pub const FORMAT_VERSION: u16 = 1;
+/// Version of the data files written now: 2, whose records may carry the
+/// optional fields of format revision 2 (`record.rs`). Version 1 files
+/// (records without them) are still read.
+pub const DATA_VERSION: u16 = 2;
 /// Magic of a data file.
 pub const DATA_MAGIC: [u8; 8] = *b"HYPHADB\0";
 /// Magic of the lookup table.
@@ -65,6 +71,8 @@ const _: () = assert!(FH_CRC + 4 == FILE_HEADER_BYTES);
 /// Header of data file `N.db`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileHeader {
+    /// 1 (format 1) or [`DATA_VERSION`].
+    pub version: u16,
     /// The file's number (its name).
     pub file_no: u16,
     /// No record in this file has a seq below this.
@@ -76,7 +84,7 @@ impl FileHeader {
     pub fn encode(&self) -> [u8; FILE_HEADER_BYTES] {
         let mut b = [0u8; FILE_HEADER_BYTES];
         b[0..8].copy_from_slice(&DATA_MAGIC);
-        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[8..10].copy_from_slice(&self.version.to_le_bytes());
         b[FH_FILE_NO..FH_FILE_NO + 2].copy_from_slice(&self.file_no.to_le_bytes());
         b[FH_FIRST_SEQ..FH_FIRST_SEQ + 8].copy_from_slice(&self.first_seq.to_le_bytes());
         let c = crc(&b[..FH_CRC]);
@@ -89,9 +97,21 @@ impl FileHeader {
         if b.len() < FILE_HEADER_BYTES {
             return Ok(None);
         }
-        check_magic_version(b, &DATA_MAGIC, "data file header")?;
+        if b[0..8] != DATA_MAGIC {
+            return Err(CodecError::BadMagic {
+                what: "data file header",
+            });
+        }
+        let version = u16_at(b, 8);
+        if version != 1 && version != DATA_VERSION {
+            return Err(CodecError::BadVersion {
+                what: "data file header",
+                found: version,
+            });
+        }
         check_crc(b, FH_CRC)?;
         Ok(Some(FileHeader {
+            version,
             file_no: u16_at(b, FH_FILE_NO),
             first_seq: u64_at(b, FH_FIRST_SEQ),
         }))
@@ -190,13 +210,20 @@ const M_HORIZON: usize = 96;
 const M_LIVE_BYTES: usize = 104;
 const M_FILE_COUNT: usize = 112;
 const M_COMPACT_ID: usize = 116;
-const M_CRC: usize = 124;
+const M_CRC_V2: usize = 124;
+// Version 3 (format revision 2) appends last_term; bytes 0..124 are as in
+// version 2.
+const M_LAST_TERM: usize = 124;
+const M_CRC: usize = 132;
 const _: () = assert!(M_CRC_V1 + 4 == META_BYTES_V1);
+const _: () = assert!(M_CRC_V2 + 4 == META_BYTES_V2);
 const _: () = assert!(M_CRC + 4 == META_BYTES);
 
-/// Version of the checkpoint written now (2: with the compaction fields);
-/// version 1 (`META_BYTES_V1` bytes) is still read.
-pub const META_VERSION: u16 = 2;
+/// Version of the checkpoint written now (3: format revision 2, with the
+/// last record's term); versions 1 and 2 are still read. A release that
+/// knows only version 2 refuses a database this one opened, before it could
+/// misread a record with optional fields.
+pub const META_VERSION: u16 = 3;
 
 /// The checkpoint: everything before `ckpt` is reflected in the lookup table
 /// and key index on disk, and the counters are as of `ckpt`.
@@ -241,6 +268,8 @@ pub struct Meta {
     /// Random id of the last compaction whose final checkpoint this is (or
     /// follows); 0: none.
     pub compact_id: u64,
+    /// Term of the newest record at `ckpt` (0 before version 3).
+    pub last_term: u64,
 }
 
 impl Meta {
@@ -268,6 +297,7 @@ impl Meta {
         b[M_LIVE_BYTES..M_LIVE_BYTES + 8].copy_from_slice(&live_bytes.to_le_bytes());
         b[M_FILE_COUNT..M_FILE_COUNT + 4].copy_from_slice(&self.file_count.to_le_bytes());
         b[M_COMPACT_ID..M_COMPACT_ID + 8].copy_from_slice(&self.compact_id.to_le_bytes());
+        b[M_LAST_TERM..M_LAST_TERM + 8].copy_from_slice(&self.last_term.to_le_bytes());
         let c = crc(&b[..M_CRC]);
         b[M_CRC..].copy_from_slice(&c.to_le_bytes());
         b
@@ -281,6 +311,7 @@ impl Meta {
         let version = u16_at(b, 8);
         let (len, crc_at) = match version {
             1 => (META_BYTES_V1, M_CRC_V1),
+            2 => (META_BYTES_V2, M_CRC_V2),
             META_VERSION => (META_BYTES, M_CRC),
             found => {
                 return Err(CodecError::BadVersion {
@@ -308,7 +339,7 @@ impl Meta {
                 what: "meta index_slots (not a power of two)",
             });
         }
-        let v2 = version == META_VERSION;
+        let v2 = version >= 2;
         let field = |at: usize| if v2 { u64_at(b, at) } else { 0 };
         let live_bytes = match field(M_LIVE_BYTES) {
             _ if !v2 => None,
@@ -336,6 +367,11 @@ impl Meta {
             live_bytes,
             file_count: if v2 { u32_at(b, M_FILE_COUNT) } else { 0 },
             compact_id: field(M_COMPACT_ID),
+            last_term: if version >= 3 {
+                u64_at(b, M_LAST_TERM)
+            } else {
+                0
+            },
         })
     }
 }
@@ -440,127 +476,4 @@ impl Marker {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn meta() -> Meta {
-        Meta {
-            keysize: 6,
-            incremental: true,
-            file_size: 1 << 20,
-            history_id: 0x1122_3344_5566_7788,
-            hash_seed: 9,
-            ckpt: Location {
-                file: 2,
-                offset: 64,
-            },
-            seq: 100,
-            next_id: 51,
-            live: 40,
-            digest: 0xdead_beef,
-            index_used: 50,
-            index_slots: 4096,
-            compact_seq: 70,
-            tombstone_horizon: 65,
-            live_bytes: Some(12_345),
-            file_count: 3,
-            compact_id: 0xfeed,
-        }
-    }
-
-    #[test]
-    fn golden_bytes_pin_the_file_header() {
-        let b = FileHeader {
-            file_no: 3,
-            first_seq: 0x0102,
-        }
-        .encode();
-        assert_eq!(&b[..16], b"HYPHADB\0\x01\x00\x03\x00\x00\x00\x00\x00");
-        assert_eq!(&b[16..28], &[2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(FileHeader::decode(&b).unwrap().unwrap().first_seq, 0x0102);
-        assert_eq!(FileHeader::decode(&b[..31]).unwrap(), None);
-    }
-
-    #[test]
-    fn meta_round_trips_and_every_flip_is_caught() {
-        let m = meta();
-        let b = m.encode();
-        assert_eq!(&b[..10], b"HYPHAMT\0\x02\x00");
-        assert_eq!(&b[88..96], &70u64.to_le_bytes());
-        assert_eq!(&b[112..116], &3u32.to_le_bytes());
-        assert_eq!(Meta::decode(&b).unwrap(), m);
-        for bit in 0..META_BYTES * 8 {
-            let mut c = b;
-            c[bit / 8] ^= 1 << (bit % 8);
-            assert!(Meta::decode(&c).is_err(), "bit {bit}");
-        }
-    }
-
-    #[test]
-    fn version_1_meta_is_still_read() {
-        // A version-1 checkpoint: the first 92 bytes of version 2 with
-        // version 1 and a CRC at 92.
-        let m = meta();
-        let v2 = m.encode();
-        let mut b = [0u8; META_BYTES_V1];
-        b[..88].copy_from_slice(&v2[..88]);
-        b[8..10].copy_from_slice(&1u16.to_le_bytes());
-        let c = crc(&b[..M_CRC_V1]);
-        b[M_CRC_V1..].copy_from_slice(&c.to_le_bytes());
-        let read = Meta::decode(&b).unwrap();
-        assert_eq!(
-            read,
-            Meta {
-                compact_seq: 0,
-                tombstone_horizon: 0,
-                live_bytes: None,
-                file_count: 0,
-                compact_id: 0,
-                ..m
-            }
-        );
-        let mut bad = b;
-        bad[8] = 3;
-        assert!(matches!(
-            Meta::decode(&bad),
-            Err(CodecError::BadVersion { found: 3, .. })
-        ));
-    }
-
-    #[test]
-    fn table_header_and_slot_round_trip() {
-        let h = TableHeader { width: 6, seed: 77 };
-        let b = h.encode(&LOOKUP_MAGIC);
-        assert_eq!(TableHeader::decode(&b, &LOOKUP_MAGIC, "lookup").unwrap(), h);
-        assert!(TableHeader::decode(&b, &INDEX_MAGIC, "index").is_err());
-        assert_eq!(
-            encode_slot(0x0807060504030201, 0x0d0c0b0a),
-            [1, 2, 3, 4, 5, 6, 7, 8, 0xa, 0xb, 0xc, 0xd]
-        );
-        assert_eq!(decode_slot(&encode_slot(5, 6)), (5, 6));
-    }
-
-    #[test]
-    fn marker_round_trips_and_every_flip_is_caught() {
-        let m = Marker {
-            compact_seq: 77,
-            tombstone_horizon: 40,
-            compact_id: 0x1234_5678_9abc_def0,
-            next_id: 99,
-            old: alloc::vec![0, 1, 5],
-            new: alloc::vec![2, 3],
-        };
-        let b = m.encode();
-        assert_eq!(&b[..10], b"HYPHACP\0\x01\x00");
-        assert_eq!(&b[16..24], &77u64.to_le_bytes());
-        assert_eq!(&b[40..44], &99u32.to_le_bytes());
-        assert_eq!(&b[48..58], &[0, 0, 1, 0, 5, 0, 2, 0, 3, 0]);
-        assert_eq!(Marker::decode(&b).unwrap(), m);
-        for bit in 0..b.len() * 8 {
-            let mut c = b.clone();
-            c[bit / 8] ^= 1 << (bit % 8);
-            assert!(Marker::decode(&c).is_err(), "bit {bit}");
-        }
-        assert!(Marker::decode(&b[..b.len() - 1]).is_err());
-    }
-}
+mod tests;

@@ -435,8 +435,8 @@ fn a_database_with_a_version_1_checkpoint_opens_and_counts_live_bytes() -> Resul
     db.close()?;
     assert_eq!(
         std::fs::read(&path).unwrap().len(),
-        128,
-        "rewritten as version 2"
+        hypha_engine::limits::META_BYTES,
+        "rewritten as the current version"
     );
     Ok(())
 }

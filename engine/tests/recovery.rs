@@ -184,6 +184,7 @@ fn a_record_whose_chain_points_at_another_id_fails_open_without_panicking() -> R
         kind: RecordKind::Put,
         key: b"b",
         value: b"2",
+        meta: Default::default(),
     };
     encode(
         &mut bytes,

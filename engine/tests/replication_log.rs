@@ -165,6 +165,7 @@ fn apply_refuses_a_record_from_another_history() -> Result<(), Error> {
         kind: RecordKind::Put,
         key: b"k".to_vec(),
         value: b"w".to_vec(),
+        meta: Default::default(),
     };
     assert!(matches!(db.apply(&other), Err(Error::Diverged { .. })));
     assert_eq!(db.get(b"k")?.as_deref(), Some(&b"v"[..]));
@@ -181,6 +182,7 @@ fn apply_refuses_a_delete_that_carries_a_value() -> Result<(), Error> {
         kind: RecordKind::Delete,
         key: b"k".to_vec(),
         value: b"x".to_vec(),
+        meta: Default::default(),
     };
     assert!(matches!(db.apply(&bad), Err(Error::InvalidRecord { .. })));
     assert_eq!(db.seq(), 0, "nothing written");

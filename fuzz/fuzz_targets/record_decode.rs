@@ -18,8 +18,10 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use hypha_engine::limits::{FILE_SIZE_MIN, KEYSIZES};
-use hypha_engine::record::{self, RecordKind, RecordRef};
-use hypha_engine::tables::{FileHeader, Meta, TableHeader, INDEX_MAGIC, LOOKUP_MAGIC};
+use hypha_engine::record::{self, RecordKind, RecordMeta, RecordRef};
+use hypha_engine::tables::{
+    FileHeader, Meta, TableHeader, DATA_VERSION, INDEX_MAGIC, LOOKUP_MAGIC,
+};
 use hypha_engine::Location;
 use hypha_engine::{Db, Fsync, Options};
 use hypha_fuzz::{Files, TempDir};
@@ -42,6 +44,7 @@ fn check_decoders(data: &[u8]) {
                 kind: h.kind,
                 key: d.key,
                 value: d.value,
+                meta: h.meta,
             };
             record::encode(&mut again, &r, h.prev);
             assert_eq!(
@@ -76,6 +79,12 @@ struct Spec {
     prev: u8,
     key: Vec<u8>,
     value: Vec<u8>,
+    /// Format-2 optional fields: term, deadline, request id (0: absent)
+    /// and the batch marker, so batches (whole or cut) reach recovery.
+    term: u8,
+    deadline: u16,
+    request: u8,
+    batch_more: bool,
 }
 
 /// Encodes the records `bytes` describe; what is left is appended raw.
@@ -101,6 +110,12 @@ fn records(bytes: &[u8], out: &mut Vec<u8>) {
             },
             key: &s.key,
             value: &s.value,
+            meta: RecordMeta {
+                term: s.term as u64,
+                deadline_ms: s.deadline as u64,
+                request_id: [s.request; 16],
+                batch_more: s.batch_more,
+            },
         };
         starts.push(Location {
             file: 0,
@@ -172,7 +187,8 @@ fuzz_target!(|data: &[u8]| {
     check_decoders(data);
     // First byte: keysize (bits 0-1), whether the fresh database's tables
     // and meta come along (bit 2), whether a valid file header is put in
-    // front (bit 3), whether the bytes describe records (bit 4, implies 3).
+    // front (bit 3), whether the bytes describe records (bit 4, implies 3),
+    // and whether that header says version 1 (bit 5) or 2.
     let Some((&mode, file)) = data.split_first() else {
         return;
     };
@@ -184,6 +200,7 @@ fuzz_target!(|data: &[u8]| {
     let mut bytes = Vec::new();
     if mode & 0x18 != 0 {
         let header = FileHeader {
+            version: if mode & 0x20 != 0 { 1 } else { DATA_VERSION },
             file_no: 0,
             first_seq: 1,
         };

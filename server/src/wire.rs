@@ -2,7 +2,7 @@
 //! TCP stream, the authenticated handshake both sides run (`net/WIRE.md`
 //! §4), and engine ↔ wire records.
 
-use hypha_engine::{Record, RecordKind};
+use hypha_engine::{Record, RecordKind, RecordMeta};
 use hypha_net::{
     check_hello, connector_finish, encode_frame, seal_frame, Acceptor, BeatOpener, BeatSealer,
     ClusterKeys, DecodeError, FrameDecoder, Hello, Message, Opener, Purpose, Refuse, RefuseReason,
@@ -527,7 +527,9 @@ pub fn to_wire(r: Record) -> WireRecord {
     }
 }
 
-/// Wire record → engine.
+/// Wire record → engine. Protocol 2 carries no term, deadline, request id
+/// or batch marker: nothing writes them yet (a master's term stays 0 until
+/// failover, whose protocol revision carries them).
 pub fn from_wire(r: WireRecord) -> Record {
     Record {
         seq: r.seq,
@@ -538,6 +540,7 @@ pub fn from_wire(r: WireRecord) -> Record {
         },
         key: r.key,
         value: r.value,
+        meta: RecordMeta::default(),
     }
 }
 
