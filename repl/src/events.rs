@@ -91,7 +91,7 @@ pub enum MasterEvent<B> {
         /// Where it serves reads.
         serve_port: u16,
     },
-    /// Time passed (see [`MasterCore::next_deadline`]).
+    /// Time passed (see [`MasterCore::next_deadline`](crate::MasterCore::next_deadline)).
     Tick,
 }
 

@@ -1,6 +1,8 @@
 //! hypha-repl: the replication protocol as plain state machines.
 //!
-//! A master keeps one [`MasterCore`]; a worker keeps one [`Follower`]. Both
+//! A master keeps one [`MasterCore`]; a worker keeps one [`Follower`]; a
+//! member of a failover group will keep an [`election::Election`] (leader
+//! election; not wired to the server yet, tested by `tests/election_sim/`). All
 //! are fed `(event, now)` — a decoded message, a timer firing, the result of
 //! engine work their driver did — and return actions: frames to send, log
 //! ranges to read, records to apply, snapshots to begin, confirmations for
@@ -23,6 +25,7 @@
 
 #![deny(missing_docs)]
 
+pub mod election;
 mod events;
 mod follower;
 mod limits;
