@@ -12,6 +12,7 @@ use crate::options::{Fsync, Options};
 use crate::record::Seq;
 use crate::recovery::{open_core, Recovery};
 use crate::stats::{CompactReport, Stats};
+use crate::tables::Vote;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -45,7 +46,8 @@ impl Db {
         }
         let (mut core, recovery) = open_core(&dir, &opts)?;
         core.log.prealloc = opts.fsync == Fsync::Always;
-        let inner = Arc::new(Inner::new(dir, opts.clone(), core, lock_file));
+        let vote = crate::vote::load(&dir)?;
+        let inner = Arc::new(Inner::new(dir, opts.clone(), core, vote, lock_file));
         let flusher = match opts.fsync {
             Fsync::EveryMs(ms) => Some(spawn_flusher(Arc::downgrade(&inner), ms)),
             _ => None,
@@ -144,6 +146,27 @@ impl Db {
     /// The term this node's own writes carry.
     pub fn term(&self) -> u64 {
         self.inner.read().term
+    }
+
+    /// The failover term and vote on disk (term 0, no vote, if never set).
+    pub fn vote(&self) -> Vote {
+        *lock(&self.inner.vote)
+    }
+
+    /// Makes `vote` durable (write, fdatasync, rename, directory fsync) and
+    /// returns once it is: a member sends a vote, or campaigns, only after
+    /// this returned. Refuses a vote that takes back a term or a vote cast
+    /// (`Error::InvalidVote`). Blocks for the fsyncs: call it off an
+    /// executor thread. A failure leaves the vote on disk either as it was
+    /// or as asked, and the one returned by [`Db::vote`] as it was.
+    pub fn set_vote(&self, vote: Vote) -> Result<()> {
+        let mut now = lock(&self.inner.vote);
+        crate::vote::check(&now, &vote)?;
+        if *now != vote {
+            crate::vote::save(&self.inner.dir, &vote, &*self.inner.opts.io)?;
+            *now = vote;
+        }
+        Ok(())
     }
 
     /// Order-independent digest of the live pairs, O(1): equal on any two

@@ -197,6 +197,12 @@ mod std_error {
             /// What is wrong with it.
             detail: String,
         },
+        /// A vote that would take back a term or a vote already persisted
+        /// (`Db::set_vote`): a bug in the caller, refused.
+        InvalidVote {
+            /// The vote on disk and the one refused.
+            detail: String,
+        },
         /// Options that cannot work, or that contradict the database on disk.
         BadOptions {
             /// What to change.
@@ -278,6 +284,7 @@ mod std_error {
                 ),
                 Error::Diverged { detail } => write!(f, "replica diverged: {detail}"),
                 Error::InvalidRecord { detail } => write!(f, "invalid record: {detail}"),
+                Error::InvalidVote { detail } => write!(f, "vote refused: {detail}"),
                 Error::BadOptions { detail } => write!(f, "bad options: {detail}"),
                 Error::Compacted { after, horizon } => write!(
                     f,

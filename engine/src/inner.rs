@@ -77,6 +77,8 @@ pub(crate) struct Inner {
     pub(crate) progress: Mutex<(u64, u64)>,
     /// Compactions finished since open, and the last one's report.
     pub(crate) compactions: Mutex<(u64, Option<CompactReport>)>,
+    /// The failover term and vote, as on disk (held while one is saved).
+    pub(crate) vote: Mutex<crate::tables::Vote>,
     _lock: File,
 }
 
@@ -89,7 +91,13 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Inner {
     /// The state of an opened database in `dir`, whose directory lock is
     /// `lock_file`.
-    pub(crate) fn new(dir: PathBuf, opts: Options, core: Core, lock_file: File) -> Inner {
+    pub(crate) fn new(
+        dir: PathBuf,
+        opts: Options,
+        core: Core,
+        vote: crate::tables::Vote,
+        lock_file: File,
+    ) -> Inner {
         let synced = core.log.appended;
         Inner {
             dir,
@@ -110,6 +118,7 @@ impl Inner {
             tombstone_floor: Mutex::new(Seq::MAX),
             progress: Mutex::new((0, 0)),
             compactions: Mutex::new((0, None)),
+            vote: Mutex::new(vote),
             _lock: lock_file,
         }
     }

@@ -77,6 +77,8 @@ mod shardmap;
 mod state;
 #[cfg(feature = "std")]
 mod stats;
+#[cfg(feature = "std")]
+mod vote;
 
 pub use error::CodecError;
 pub use location::Location;
@@ -106,3 +108,5 @@ pub use random::random_u64;
 pub use recovery::Recovery;
 #[cfg(feature = "std")]
 pub use stats::{CompactReport, ScanPage, Stats, Version};
+#[cfg(feature = "std")]
+pub use tables::Vote;

@@ -18,6 +18,8 @@ pub const META_BYTES: usize = 136;
 pub const META_BYTES_V2: usize = 128;
 /// Bytes of a version-1 checkpoint, still read.
 pub const META_BYTES_V1: usize = 96;
+/// Bytes of the vote file `vote` (a failover member's term and vote).
+pub const VOTE_BYTES: usize = 32;
 /// Bytes of one key-index slot: hash u64 + id u32.
 pub const SLOT_BYTES: usize = 12;
 

@@ -5,6 +5,7 @@
 use crate::error::CodecError;
 use crate::limits::{
     FILE_HEADER_BYTES, META_BYTES, META_BYTES_V1, META_BYTES_V2, SLOT_BYTES, TABLE_HEADER_BYTES,
+    VOTE_BYTES,
 };
 use crate::location::{check_keysize, Location};
 use crate::record::Seq;
@@ -471,6 +472,64 @@ impl Marker {
             next_id: u32_at(b, CM_NEXT_ID),
             old: numbers[..n_old].to_vec(),
             new: numbers[n_old..].to_vec(),
+        })
+    }
+}
+
+// Vote (`vote`):
+//   0 magic[8] | 8 version u16 | 10 reserved u16 | 12 reserved u32
+//  16 term u64 | 24 voted_for u32 (member + 1; 0: none) | 28 crc32 of 0..28
+const V_TERM: usize = 16;
+const V_VOTED_FOR: usize = 24;
+const V_CRC: usize = 28;
+const _: () = assert!(V_CRC + 4 == VOTE_BYTES);
+
+/// Magic of the vote file.
+pub const VOTE_MAGIC: [u8; 8] = *b"HYPHAVT\0";
+
+/// A failover member's term and the member it voted for in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Vote {
+    /// The member's current term.
+    pub term: u64,
+    /// The member it voted for in `term` (its index in the member list).
+    pub voted_for: Option<u32>,
+}
+
+impl Vote {
+    /// Encodes the vote file.
+    pub fn encode(&self) -> [u8; VOTE_BYTES] {
+        let mut b = [0u8; VOTE_BYTES];
+        b[0..8].copy_from_slice(&VOTE_MAGIC);
+        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[V_TERM..V_TERM + 8].copy_from_slice(&self.term.to_le_bytes());
+        let voted = self.voted_for.map_or(0, |m| m.saturating_add(1));
+        b[V_VOTED_FOR..V_VOTED_FOR + 4].copy_from_slice(&voted.to_le_bytes());
+        let c = crc(&b[..V_CRC]);
+        b[V_CRC..].copy_from_slice(&c.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks the vote file.
+    pub fn decode(b: &[u8]) -> Result<Vote, CodecError> {
+        if b.len() != VOTE_BYTES {
+            return Err(CodecError::TooLong {
+                what: "vote",
+                len: b.len() as u64,
+                max: VOTE_BYTES as u64,
+            });
+        }
+        check_magic_version(b, &VOTE_MAGIC, "vote")?;
+        check_crc(b, V_CRC)?;
+        if b[10..V_TERM].iter().any(|&x| x != 0) {
+            return Err(CodecError::BadField {
+                what: "vote reserved bytes",
+            });
+        }
+        let voted = u32_at(b, V_VOTED_FOR);
+        Ok(Vote {
+            term: u64_at(b, V_TERM),
+            voted_for: voted.checked_sub(1),
         })
     }
 }

@@ -139,3 +139,34 @@ fn marker_round_trips_and_every_flip_is_caught() {
     }
     assert!(Marker::decode(&b[..b.len() - 1]).is_err());
 }
+
+#[test]
+fn vote_round_trips_and_every_flip_is_caught() {
+    for v in [
+        Vote::default(),
+        Vote {
+            term: 9,
+            voted_for: Some(0),
+        },
+        Vote {
+            term: u64::MAX,
+            voted_for: Some(4),
+        },
+    ] {
+        let b = v.encode();
+        assert_eq!(Vote::decode(&b), Ok(v));
+        for bit in 0..VOTE_BYTES * 8 {
+            let mut c = b;
+            c[bit / 8] ^= 1 << (bit % 8);
+            assert!(Vote::decode(&c).is_err(), "bit {bit}");
+        }
+        assert!(Vote::decode(&b[..31]).is_err());
+    }
+    let b = Vote {
+        term: 0x0102,
+        voted_for: Some(2),
+    }
+    .encode();
+    assert_eq!(&b[..10], b"HYPHAVT\0\x01\x00");
+    assert_eq!(&b[16..28], &[2, 1, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0]);
+}
