@@ -172,14 +172,13 @@ impl Core {
     pub fn append(&mut self, w: Write<'_>) -> Result<(Seq, u64)> {
         // An id at or past `next_id` was never written (a checkpoint's
         // table entries point at records that recovery replays, which set
-        // `next_id` past them), so its entry is none: not read from the
-        // table, whose page may not be mapped yet (a page fault under the
-        // write lock can wait on the checkpoint thread's write of that page).
+        // `next_id` past them), so it has no previous version: its entry is
+        // not read from the table, whose page may not be mapped yet (a page
+        // fault under the write lock can wait on the checkpoint thread's
+        // write of that page). An entry there anyway is damage in the table,
+        // which this write replaces.
         let prev = match w.id >= self.next_id {
-            true => {
-                debug_assert!(self.lookup.get(w.id)?.is_none(), "id {} past next_id", w.id);
-                Location::NONE
-            }
+            true => Location::NONE,
             false => self.lookup.get(w.id)?,
         };
         let old = match prev.is_none() {
