@@ -249,6 +249,40 @@ impl Db {
         r
     }
 
+    /// Rejoin: cuts the log back to `after`, for a former master whose
+    /// records after it no majority acknowledged, and reopens. The records
+    /// cut are kept in `diverged/after-{after}/` (fsynced before anything
+    /// is cut) and named in the log; the tables are rebuilt from the log;
+    /// the next write or applied record takes seq `after + 1`
+    /// (`Recovery::diverged_after` and `diverged_bytes` of the reopened
+    /// database say what happened). Crash-safe: a durable marker asks for
+    /// the cut and every open finishes it until it is done.
+    ///
+    /// `after` at or above the newest seq cuts nothing. Below what
+    /// compaction rewrote or the tombstone horizon it fails with
+    /// `Error::Compacted` (versions the cut would need are gone): take a
+    /// snapshot instead. Log readers must be dropped first (the reopen
+    /// needs the directory lock).
+    pub fn truncate_after(self, after: Seq) -> Result<Db> {
+        let (seq, compacted) = {
+            let core = self.inner.read();
+            (core.seq, core.compact_seq.max(core.tombstone_horizon))
+        };
+        if after >= seq {
+            return Ok(self);
+        }
+        if after < compacted {
+            return Err(Error::Compacted {
+                after,
+                horizon: compacted,
+            });
+        }
+        let (dir, opts) = (self.inner.dir.clone(), self.inner.opts.clone());
+        crate::truncate::request(&dir, after, &*opts.io)?;
+        self.close()?;
+        Db::open(dir, opts)
+    }
+
     /// Test aid: drops the database as a killed process would, without
     /// writing the buffer or a checkpoint.
     #[doc(hidden)]

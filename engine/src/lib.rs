@@ -38,6 +38,8 @@ mod compact;
 #[cfg(feature = "std")]
 mod compact_copy;
 #[cfg(feature = "std")]
+mod cut;
+#[cfg(feature = "std")]
 mod datafile;
 #[cfg(feature = "std")]
 mod db;
@@ -77,6 +79,8 @@ mod shardmap;
 mod state;
 #[cfg(feature = "std")]
 mod stats;
+#[cfg(feature = "std")]
+mod truncate;
 #[cfg(feature = "std")]
 mod vote;
 

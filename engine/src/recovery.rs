@@ -8,11 +8,12 @@
 //! a power cut) and the file is truncated, so no byte is destroyed and no
 //! corrupt value is ever served.
 
+use crate::cut::{cut_tail, keep_cut, Keep};
 use crate::dir::{data_path, read_if_exists, sync_dir};
 use crate::error::{CodecError, Error, IoContext, Result};
 use crate::files::{DataFile, Log};
 use crate::hash::key_hash;
-use crate::io::{FileIo, OpenMode};
+use crate::io::FileIo;
 use crate::keyindex::KeyIndex;
 use crate::limits::{BATCH_RECORDS_MAX, FILE_HEADER_BYTES, INDEX_SLOTS_MIN, META_BYTES};
 use crate::location::Location;
@@ -23,6 +24,7 @@ use crate::random::random_u64;
 use crate::record;
 use crate::state::{write_meta, Core};
 use crate::tables::{Marker, Meta};
+use crate::truncate;
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
@@ -43,6 +45,11 @@ pub struct Recovery {
     pub zeros_cut: u64,
     /// The tables were rebuilt from the whole log.
     pub rebuilt: bool,
+    /// Bytes of records cut by a rejoin (`Db::truncate_after`), kept in
+    /// `diverged/after-SEQ/`.
+    pub diverged_bytes: u64,
+    /// The seq the log was cut back to by a rejoin, if it was.
+    pub diverged_after: Option<u64>,
 }
 
 /// Opens (or creates) the database in `dir`: the state to serve from and
@@ -84,7 +91,21 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
         return Ok((create(dir, meta, io)?, report));
     }
     let files = open_files(dir, &numbers, &meta, &mut report, &*io)?;
-    let log = Log::new(dir.to_path_buf(), meta.file_size, files, io);
+    let mut log = Log::new(dir.to_path_buf(), meta.file_size, files, io);
+    let truncating = truncate::pending(dir)?;
+    if let Some(after) = truncating {
+        // A rejoin's cut: the tables may name cut records, so they are
+        // rebuilt, and the log ends at `after` (`Db::truncate_after`).
+        let cut = truncate::apply(
+            &mut log,
+            after,
+            meta.compact_seq.max(meta.tombstone_horizon),
+        )?;
+        report.diverged_bytes += cut.bytes;
+        report.diverged_after = Some(after);
+        report.rebuilt = true;
+        meta.seq = after;
+    }
     if let Some(m) = &marker {
         follow_marker(&mut meta, m, &mut report, dir);
     }
@@ -100,6 +121,9 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
     core.checkpoint()?;
     if marker.is_some() {
         remove_marker(dir, &*core.log.io)?;
+    }
+    if truncating.is_some() {
+        truncate::finish(dir, &*core.log.io)?;
     }
     if report.replayed > 0 || report.truncated_bytes > 0 || report.zeros_cut > 0 {
         log::info!(
@@ -317,7 +341,7 @@ fn open_files(
         }
         1 => {
             let (n, f) = torn.pop().expect("one torn file");
-            keep_torn(dir, n, 0, f.bytes(), io)?;
+            keep_cut(dir, n, 0, f.bytes(), Keep::Torn, io)?;
             report.truncated_bytes += f.len as u64;
             report.truncated_at = Some((n, 0));
             io.remove_file(&f.path)
@@ -415,7 +439,7 @@ fn replay(core: &mut Core, report: &mut Recovery) -> Result<()> {
                         }
                     }
                     let cut = batch.first().map_or(pos, |&(_, at)| at);
-                    cut_tail(&mut core.log, cut, report)?;
+                    cut_torn(&mut core.log, cut, report)?;
                     return Ok(());
                 }
             };
@@ -429,7 +453,7 @@ fn replay(core: &mut Core, report: &mut Recovery) -> Result<()> {
                         pos.offset
                     );
                     let cut = batch[0].1;
-                    cut_tail(&mut core.log, cut, report)?;
+                    cut_torn(&mut core.log, cut, report)?;
                     return Ok(());
                 }
                 batch.push((header, pos));
@@ -453,7 +477,7 @@ fn replay(core: &mut Core, report: &mut Recovery) -> Result<()> {
             None => {
                 // The log ends inside a batch: none of it happened.
                 let cut = batch[0].1;
-                cut_tail(&mut core.log, cut, report)?;
+                cut_torn(&mut core.log, cut, report)?;
                 return Ok(());
             }
         }
@@ -530,63 +554,12 @@ fn count_live_bytes(core: &Core) -> Result<u64> {
     Ok(total)
 }
 
-/// Writes `bytes` (the part of file `n` from `from` on) to `torn/` unless
-/// they are all zeros.
-fn keep_torn(dir: &Path, n: u16, from: usize, bytes: &[u8], io: &dyn FileIo) -> Result<()> {
-    if bytes.iter().all(|&b| b == 0) {
-        return Ok(());
-    }
-    let torn_dir = dir.join("torn");
-    io.create_dir_all(&torn_dir)
-        .ctx(|| format!("create {}", torn_dir.display()))?;
-    let keep = torn_dir.join(format!("{n}.db.from-{from}"));
-    let f = io
-        .open(&keep, OpenMode::Truncate)
-        .ctx(|| format!("create {}", keep.display()))?;
-    io.write_at(&f, bytes, 0)
-        .ctx(|| format!("write {}", keep.display()))?;
-    log::warn!(
-        "cut {} bytes off {}.db at offset {from} (torn or corrupt tail); they are kept in {}",
-        bytes.len(),
-        n,
-        keep.display()
-    );
-    Ok(())
-}
-
-/// Ends the log at `at`: moves the bytes from there on (and any later files)
-/// to `torn/` unless they are all zeros, and truncates.
-fn cut_tail(log: &mut Log, at: Location, report: &mut Recovery) -> Result<()> {
-    let dir = log.dir.clone();
-    let io = log.io.clone();
-    let i = log.position(at.file).expect("cut inside a live file");
-    let later: Vec<u16> = log.order[i + 1..].to_vec();
-    let mut cut = 0u64;
-    for &n in later.iter().rev() {
-        let f = log.close_file(n).expect("later file is open");
-        keep_torn(&dir, n, 0, f.bytes(), &*io)?;
-        cut += f.len as u64;
-        io.remove_file(&f.path)
-            .ctx(|| format!("remove {}", f.path.display()))?;
-    }
-    let f = log.file(at.file).expect("cut inside a live file");
-    let tail = &f.bytes()[at.offset as usize..];
-    keep_torn(&dir, at.file, at.offset as usize, tail, &*io)?;
-    if tail.iter().all(|&b| b == 0) {
-        report.zeros_cut += tail.len() as u64;
-    } else {
-        cut += tail.len() as u64;
-    }
-    if at.offset < f.len {
-        io.set_len(&f.file, at.offset as u64)
-            .ctx(|| format!("truncate {}", f.path.display()))?;
-        io.sync_data(&f.file)
-            .ctx(|| format!("fsync {}", f.path.display()))?;
-    }
-    sync_dir(&dir, &*io)?;
-    log.reopen(at.file)?;
-    if cut > 0 {
-        report.truncated_bytes += cut;
+/// Ends the log at `at`, a torn or corrupt tail (kept in `torn/`).
+fn cut_torn(log: &mut Log, at: Location, report: &mut Recovery) -> Result<()> {
+    let cut = cut_tail(log, at, Keep::Torn)?;
+    report.zeros_cut += cut.zeros;
+    if cut.bytes > 0 {
+        report.truncated_bytes += cut.bytes;
         report.truncated_at = Some((at.file, at.offset));
     }
     Ok(())

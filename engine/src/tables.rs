@@ -534,5 +534,54 @@ impl Vote {
     }
 }
 
+// Truncation marker (`TRUNCATE`):
+//   0 magic[8] | 8 version u16 | 10 reserved u16 | 12 reserved u32
+//  16 after u64 | 24 reserved u32 | 28 crc32 of 0..28
+const T_AFTER: usize = 16;
+const T_CRC: usize = 28;
+
+/// Magic of the truncation marker.
+pub const TRUNCATE_MAGIC: [u8; 8] = *b"HYPHATR\0";
+/// Bytes of the truncation marker.
+pub const TRUNCATE_BYTES: usize = 32;
+const _: () = assert!(T_CRC + 4 == TRUNCATE_BYTES);
+
+/// A requested cut of the log after seq `after` (a rejoining member), done
+/// by the next open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TruncateMarker {
+    /// The last seq kept.
+    pub after: Seq,
+}
+
+impl TruncateMarker {
+    /// Encodes the marker.
+    pub fn encode(&self) -> [u8; TRUNCATE_BYTES] {
+        let mut b = [0u8; TRUNCATE_BYTES];
+        b[0..8].copy_from_slice(&TRUNCATE_MAGIC);
+        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[T_AFTER..T_AFTER + 8].copy_from_slice(&self.after.to_le_bytes());
+        let c = crc(&b[..T_CRC]);
+        b[T_CRC..].copy_from_slice(&c.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks the marker.
+    pub fn decode(b: &[u8]) -> Result<TruncateMarker, CodecError> {
+        if b.len() != TRUNCATE_BYTES {
+            return Err(CodecError::TooLong {
+                what: "truncation marker",
+                len: b.len() as u64,
+                max: TRUNCATE_BYTES as u64,
+            });
+        }
+        check_magic_version(b, &TRUNCATE_MAGIC, "truncation marker")?;
+        check_crc(b, T_CRC)?;
+        Ok(TruncateMarker {
+            after: u64_at(b, T_AFTER),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@
 //!
 //! The decoders (`record::decode`, `record::decode_header`,
 //! `FileHeader::decode`, `Meta::decode`, `TableHeader::decode`,
-//! `Vote::decode`) must return an
+//! `Vote::decode`, `TruncateMarker::decode`) must return an
 //! error or a value, never panic; a decoded record lies inside the input and
 //! re-encodes to the same bytes (puts) and every decoded structure
 //! round-trips. Then the bytes become `0.db` of a database, with the other
@@ -21,7 +21,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use hypha_engine::limits::{FILE_SIZE_MIN, KEYSIZES};
 use hypha_engine::record::{self, RecordKind, RecordMeta, RecordRef};
 use hypha_engine::tables::{
-    FileHeader, Meta, TableHeader, Vote, DATA_VERSION, INDEX_MAGIC, LOOKUP_MAGIC,
+    FileHeader, Meta, TableHeader, TruncateMarker, Vote, DATA_VERSION, INDEX_MAGIC, LOOKUP_MAGIC,
 };
 use hypha_engine::Location;
 use hypha_engine::{Db, Fsync, Options};
@@ -62,6 +62,9 @@ fn check_decoders(data: &[u8]) {
     }
     if let Ok(m) = Meta::decode(data) {
         assert_eq!(Meta::decode(&m.encode()), Ok(m));
+    }
+    if let Ok(t) = TruncateMarker::decode(data) {
+        assert_eq!(&t.encode()[..], data, "truncation marker re-encodes differently");
     }
     if let Ok(v) = Vote::decode(data) {
         assert_eq!(Vote::decode(&v.encode()), Ok(v));

@@ -170,3 +170,17 @@ fn vote_round_trips_and_every_flip_is_caught() {
     assert_eq!(&b[..10], b"HYPHAVT\0\x01\x00");
     assert_eq!(&b[16..28], &[2, 1, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0]);
 }
+
+#[test]
+fn truncation_marker_round_trips_and_every_flip_is_caught() {
+    let m = TruncateMarker { after: 0x0102 };
+    let b = m.encode();
+    assert_eq!(&b[..10], b"HYPHATR\0\x01\x00");
+    assert_eq!(&b[16..24], &0x0102u64.to_le_bytes());
+    assert_eq!(TruncateMarker::decode(&b), Ok(m));
+    for bit in 0..TRUNCATE_BYTES * 8 {
+        let mut c = b;
+        c[bit / 8] ^= 1 << (bit % 8);
+        assert!(TruncateMarker::decode(&c).is_err(), "bit {bit}");
+    }
+}
