@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::TempDir;
+use common::{TempDir, WriteGate};
 use hypha_engine::{Db, Error, Fsync, Options, WRITE_BUFFER_BYTES, WRITE_BUFFER_MAX};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long the test waits for anything before it calls it a hang.
@@ -16,58 +16,10 @@ const HANG_MS: u64 = 30_000;
 /// Value bytes per put.
 const VALUE_BYTES: usize = 100;
 
-/// A file layer that holds a full buffer's write to a data file while the
-/// gate is closed (smaller writes pass: the lock holder's own writes).
-#[derive(Debug, Default)]
-struct DataGate {
-    /// (closed, writes held so far)
-    state: Mutex<(bool, u64)>,
-    changed: Condvar,
-}
-
-impl DataGate {
-    fn set_closed(&self, closed: bool) {
-        self.state.lock().expect("lock").0 = closed;
-        self.changed.notify_all();
-    }
-    fn held(&self) -> u64 {
-        self.state.lock().expect("lock").1
-    }
-    /// Waits (at most `HANG_MS`) until a write is held; false if none was.
-    fn wait_held(&self) -> bool {
-        let st = self.state.lock().expect("lock");
-        let (st, _) = self
-            .changed
-            .wait_timeout_while(st, Duration::from_millis(HANG_MS), |st| st.1 == 0)
-            .expect("lock");
-        st.1 > 0
-    }
-}
-
-fn is_data_file(file: &std::fs::File) -> std::io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
-    Ok(path.extension().is_some_and(|e| e == "db"))
-}
-
-impl hypha_engine::io::FileIo for DataGate {
-    fn write_at(&self, file: &std::fs::File, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        if buf.len() >= WRITE_BUFFER_BYTES && is_data_file(file)? {
-            let mut st = self.state.lock().expect("lock");
-            if st.0 {
-                st.1 += 1;
-                self.changed.notify_all();
-                while st.0 {
-                    st = self.changed.wait(st).expect("lock");
-                }
-            }
-        }
-        file.write_all_at(buf, offset)
-    }
-    fn sync_data(&self, file: &std::fs::File) -> std::io::Result<()> {
-        file.sync_data()
-    }
+/// Holds a full buffer's write to a data file (smaller writes pass: the
+/// lock holder's own writes).
+fn buffer_writes(path: &std::path::Path, buf: &[u8]) -> bool {
+    buf.len() >= WRITE_BUFFER_BYTES && path.extension().is_some_and(|e| e == "db")
 }
 
 fn key(i: u32) -> [u8; 8] {
@@ -87,7 +39,7 @@ fn value(i: u32) -> Vec<u8> {
 /// included: its record is appended before its buffer is written).
 fn put_until_held(
     db: &Arc<Db>,
-    gate: &Arc<DataGate>,
+    gate: &Arc<WriteGate>,
 ) -> (std::thread::JoinHandle<Result<u32, Error>>, u32) {
     let written = Arc::new(Mutex::new(0u32));
     let filler = {
@@ -104,7 +56,7 @@ fn put_until_held(
             Ok(n)
         })
     };
-    assert!(gate.wait_held(), "no data-file write was held");
+    assert!(gate.wait_held(HANG_MS), "no data-file write was held");
     let n = *written.lock().expect("lock");
     (filler, n)
 }
@@ -112,7 +64,7 @@ fn put_until_held(
 #[test]
 fn reads_and_writes_go_on_while_a_full_buffer_is_written() -> Result<(), Error> {
     let dir = TempDir::new("buffer-off-lock");
-    let gate = Arc::new(DataGate::default());
+    let gate = Arc::new(WriteGate::new(buffer_writes));
     let opts = Options {
         fsync: Fsync::Never,
         io: gate.clone(),
@@ -120,7 +72,7 @@ fn reads_and_writes_go_on_while_a_full_buffer_is_written() -> Result<(), Error> 
         ..Options::default()
     };
     let db = Arc::new(Db::open(dir.path(), opts)?);
-    gate.set_closed(true);
+    gate.close();
     let (filler, n) = put_until_held(&db, &gate);
     // Fewer than fill the next buffer to WRITE_BUFFER_MAX (where a writer
     // helps the one in flight), so none of these waits for the gate.
@@ -142,7 +94,7 @@ fn reads_and_writes_go_on_while_a_full_buffer_is_written() -> Result<(), Error> 
     };
     let finished = rx.recv_timeout(Duration::from_millis(HANG_MS));
     let held = gate.held();
-    gate.set_closed(false);
+    gate.open();
     racer.join().expect("racer panicked")?;
     assert!(
         finished.is_ok(),

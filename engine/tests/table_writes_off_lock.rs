@@ -5,11 +5,11 @@
 
 mod common;
 
-use common::TempDir;
+use common::{TempDir, WriteFilter, WriteGate};
 use hypha_engine::{Db, Error, Fsync, Options};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long the test waits for anything before it calls it a hang.
@@ -21,67 +21,14 @@ const PUTS_MAX: u32 = 4 * hypha_engine::CHECKPOINT_IDS_MAX as u32;
 /// make a writer wait for it (a full key-index backlog).
 const PUTS_HELD: u32 = 1000;
 
-/// A file layer whose writes to one table file wait while the gate is
-/// closed; it counts the writes waiting.
-#[derive(Debug)]
-struct TableGate {
-    table: &'static str,
-    state: Mutex<(bool, u64)>,
-    changed: Condvar,
+/// Holds writes to `lookup.tbl`.
+fn lookup_writes(path: &Path, _: &[u8]) -> bool {
+    path.file_name().is_some_and(|n| n == "lookup.tbl")
 }
 
-fn path_of(file: &std::fs::File) -> std::io::Result<PathBuf> {
-    use std::os::fd::AsRawFd;
-    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
-}
-
-impl TableGate {
-    fn new(table: &'static str) -> TableGate {
-        TableGate {
-            table,
-            state: Mutex::new((false, 0)),
-            changed: Condvar::new(),
-        }
-    }
-    fn close(&self) {
-        self.state.lock().expect("lock").0 = true;
-    }
-    fn open(&self) {
-        self.state.lock().expect("lock").0 = false;
-        self.changed.notify_all();
-    }
-    fn held(&self) -> u64 {
-        self.state.lock().expect("lock").1
-    }
-    /// Waits (at most `HANG_MS`) until a write is held; false if none was.
-    fn wait_held(&self) -> bool {
-        let st = self.state.lock().expect("lock");
-        let (st, _) = self
-            .changed
-            .wait_timeout_while(st, Duration::from_millis(HANG_MS), |st| st.1 == 0)
-            .expect("lock");
-        st.1 > 0
-    }
-}
-
-impl hypha_engine::io::FileIo for TableGate {
-    fn write_at(&self, file: &std::fs::File, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        if path_of(file)?.file_name().is_some_and(|n| n == self.table) {
-            let mut st = self.state.lock().expect("lock");
-            if st.0 {
-                st.1 += 1;
-                self.changed.notify_all();
-                while st.0 {
-                    st = self.changed.wait(st).expect("lock");
-                }
-            }
-        }
-        file.write_all_at(buf, offset)
-    }
-    fn sync_data(&self, file: &std::fs::File) -> std::io::Result<()> {
-        file.sync_data()
-    }
+/// Holds writes to `keys.idx`.
+fn key_index_writes(path: &Path, _: &[u8]) -> bool {
+    path.file_name().is_some_and(|n| n == "keys.idx")
 }
 
 fn key(i: u32) -> [u8; 8] {
@@ -132,12 +79,15 @@ fn check_all(dir: &Path, n: u32) -> Result<(), Error> {
 
 /// Puts new keys until a write to the gated table is held (and a little
 /// past it, if puts go on); returns how many, or `None` if the puts hung.
-fn fill_until_held(db: &Arc<Db>, gate: &Arc<TableGate>) -> Result<Option<u32>, Error> {
+fn fill_until_held(
+    db: &Arc<Db>,
+    gate: &Arc<WriteGate>,
+    table: &'static str,
+) -> Result<Option<u32>, Error> {
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::channel();
     let filler = {
         let (db, stop) = (db.clone(), stop.clone());
-        let table = gate.table;
         std::thread::spawn(move || -> Result<(), Error> {
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
@@ -149,23 +99,23 @@ fn fill_until_held(db: &Arc<Db>, gate: &Arc<TableGate>) -> Result<Option<u32>, E
             Ok(())
         })
     };
-    let held = gate.wait_held();
+    let held = gate.wait_held(HANG_MS);
     stop.store(true, Ordering::SeqCst);
     let n = rx.recv_timeout(Duration::from_millis(HANG_MS)).ok();
     if n.is_none() {
         gate.open();
     }
     filler.join().expect("filler panicked")?;
-    assert!(held, "no write to {} was held", gate.table);
+    assert!(held, "no write to {table} was held");
     Ok(n)
 }
 
 /// While a write to the gated table is held: new keys, updates and reads,
 /// then a sync. Returns the keys written before.
-fn race_held_write(db: &Arc<Db>, gate: &Arc<TableGate>) -> Result<u32, Error> {
-    let n = fill_until_held(db, gate)?;
+fn race_held_write(db: &Arc<Db>, gate: &Arc<WriteGate>, table: &'static str) -> Result<u32, Error> {
+    let n = fill_until_held(db, gate, table)?;
     let Some(n) = n else {
-        panic!("a put waited for a held write to {}", gate.table);
+        panic!("a put waited for a held write to {table}");
     };
     assert!(n > 2 * PUTS_HELD, "held after {n} puts");
     db.sync()?;
@@ -193,8 +143,7 @@ fn race_held_write(db: &Arc<Db>, gate: &Arc<TableGate>) -> Result<u32, Error> {
     racer.join().expect("racer panicked")?;
     assert!(
         finished.is_ok(),
-        "a read or write waited for a held write to {}",
-        gate.table
+        "a read or write waited for a held write to {table}"
     );
     Ok(n)
 }
@@ -202,10 +151,13 @@ fn race_held_write(db: &Arc<Db>, gate: &Arc<TableGate>) -> Result<u32, Error> {
 #[test]
 fn reads_and_writes_go_on_while_table_writes_are_held_and_a_crash_keeps_synced_writes(
 ) -> Result<(), Error> {
-    for table in ["lookup.tbl", "keys.idx"] {
+    for (table, filter) in [
+        ("lookup.tbl", lookup_writes as WriteFilter),
+        ("keys.idx", key_index_writes),
+    ] {
         let dir = TempDir::new(&format!("held-{table}"));
         let copy = TempDir::new(&format!("held-{table}-crash"));
-        let gate = Arc::new(TableGate::new(table));
+        let gate = Arc::new(WriteGate::new(filter));
         let opts = Options {
             fsync: Fsync::Never,
             io: gate.clone(),
@@ -215,7 +167,7 @@ fn reads_and_writes_go_on_while_table_writes_are_held_and_a_crash_keeps_synced_w
         };
         let db = Arc::new(Db::open(dir.path(), opts)?);
         gate.close();
-        let n = race_held_write(&db, &gate)?;
+        let n = race_held_write(&db, &gate, table)?;
         // A crash while the table write is still held.
         assert!(gate.held() > 0, "the write to {table} was not held");
         copy_dir(dir.path(), copy.path()).expect("copy");
