@@ -139,6 +139,7 @@ impl<'a> Output<'a> {
                 version: DATA_VERSION,
                 file_no: n,
                 first_seq: seq,
+                prev_len: 0,
             };
             let f = create_with_header(&path, &header, &*self.inner.opts.io)?;
             if let Some((_, prev)) = self.files.last() {

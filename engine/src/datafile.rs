@@ -86,6 +86,7 @@ impl DataFile {
                 version: DATA_VERSION,
                 file_no: u16::MAX,
                 first_seq: 0,
+                prev_len: 0,
             },
         };
         Ok(DataFile {
@@ -106,19 +107,21 @@ impl DataFile {
         file_size: u32,
         io: &dyn FileIo,
     ) -> Result<DataFile> {
-        let f = DataFile::create_unsynced(dir, n, first_seq, file_size, io)?;
+        let f = DataFile::create_unsynced(dir, n, first_seq, 0, file_size, io)?;
         io.sync_data(&f.file)
             .ctx(|| format!("fsync {}", f.path.display()))?;
         sync_dir(dir, io)?;
         Ok(f)
     }
 
-    /// Creates data file `n` with its header; the caller makes the file and
-    /// its directory entry durable (see [`Seal`]).
+    /// Creates data file `n` with its header (`prev_len`: the length of the
+    /// file a rollover sealed, see `FileHeader::prev_len`); the caller makes
+    /// the file and its directory entry durable (see [`Seal`]).
     pub fn create_unsynced(
         dir: &Path,
         n: u16,
         first_seq: Seq,
+        prev_len: u32,
         file_size: u32,
         io: &dyn FileIo,
     ) -> Result<DataFile> {
@@ -127,6 +130,7 @@ impl DataFile {
             version: DATA_VERSION,
             file_no: n,
             first_seq,
+            prev_len,
         };
         let file = create_with_header(&path, &header, io)?;
         let map = map_file(&file, file_size, &path)?;

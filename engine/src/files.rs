@@ -320,7 +320,15 @@ impl Log {
         }
         let full = self.last().file.clone();
         let n = self.free_number()?;
-        let f = DataFile::create_unsynced(&self.dir, n, next_seq, self.file_size, &*self.io)?;
+        let sealed_len = self.last().len;
+        let f = DataFile::create_unsynced(
+            &self.dir,
+            n,
+            next_seq,
+            sealed_len,
+            self.file_size,
+            &*self.io,
+        )?;
         self.rollovers += 1;
         self.unsealed = Some(Seal {
             sealed: full,

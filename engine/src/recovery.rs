@@ -21,7 +21,7 @@ use crate::lookup::Lookup;
 use crate::marker::{finish_or_undo, remove_marker};
 use crate::options::Options;
 use crate::random::random_u64;
-use crate::record;
+use crate::record::{self, Seq};
 use crate::state::{write_meta, Core};
 use crate::tables::{Marker, Meta};
 use crate::truncate;
@@ -466,22 +466,51 @@ fn replay(core: &mut Core, report: &mut Recovery) -> Result<()> {
             }
             pos.offset += len;
         }
-        match core.log.next_after(pos.file) {
-            Some(next) => {
-                pos = Location {
-                    file: next,
-                    offset: FILE_HEADER_BYTES as u32,
-                }
-            }
-            None if batch.is_empty() => return Ok(()),
-            None => {
-                // The log ends inside a batch: none of it happened.
-                let cut = batch[0].1;
-                cut_torn(&mut core.log, cut, report)?;
-                return Ok(());
-            }
+        match next_file(core, pos.file, &batch, report)? {
+            Some(next) => pos = next,
+            None => return Ok(()),
         }
     }
+}
+
+/// Where replay goes on after file `file`, or `None` where the log ends:
+/// after the newest file, or where a power cut took the tail of the file a
+/// rollover sealed (the next file says how long it was sealed at; nothing
+/// after it was acknowledged). A batch the log ends inside is cut whole.
+fn next_file(
+    core: &mut Core,
+    file: u16,
+    batch: &[(record::Header, Location)],
+    report: &mut Recovery,
+) -> Result<Option<Location>> {
+    let next = core.log.next_after(file);
+    let end = match next {
+        Some(n) if !lost_tail(&core.log, file, n, core.compact_seq) => {
+            return Ok(Some(Location {
+                file: n,
+                offset: FILE_HEADER_BYTES as u32,
+            }))
+        }
+        None if batch.is_empty() => return Ok(None),
+        _ => Location {
+            file,
+            offset: core.log.file(file).expect("open").len,
+        },
+    };
+    let cut = batch.first().map_or(end, |&(_, at)| at);
+    cut_torn(&mut core.log, cut, report)?;
+    Ok(None)
+}
+
+/// True if file `next` was created by sealing `file` at a length `file`
+/// no longer has. Only a file newer than the last compaction can be the
+/// one sealed (compaction outputs hold seqs up to `compact_seq` and replace
+/// the files that were sealed then).
+fn lost_tail(log: &Log, file: u16, next: u16, compact_seq: Seq) -> bool {
+    let (Some(f), Some(n)) = (log.file(file), log.file(next)) else {
+        return false;
+    };
+    n.header.prev_len != 0 && f.header.first_seq > compact_seq && f.len < n.header.prev_len
 }
 
 /// Replays the records of one whole batch (and empties `batch`).

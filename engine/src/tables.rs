@@ -63,9 +63,11 @@ fn check_magic_version(b: &[u8], magic: &[u8; 8], what: &'static str) -> Result<
 
 // Data-file header:
 //   0 magic[8] | 8 version u16 | 10 file_no u16 | 12 reserved u32
-//  16 first_seq u64 | 24 reserved u32 | 28 crc32 of 0..28
+//  16 first_seq u64 | 24 prev_len u32 (version 2; reserved 0 in 1)
+//  28 crc32 of 0..28
 const FH_FILE_NO: usize = 10;
 const FH_FIRST_SEQ: usize = 16;
+const FH_PREV_LEN: usize = 24;
 const FH_CRC: usize = 28;
 const _: () = assert!(FH_CRC + 4 == FILE_HEADER_BYTES);
 
@@ -78,6 +80,12 @@ pub struct FileHeader {
     pub file_no: u16,
     /// No record in this file has a seq below this.
     pub first_seq: Seq,
+    /// For a file a rollover created: the length of the file it sealed,
+    /// which was synced before anything in this one was acknowledged; a
+    /// shorter file before it means that file lost its tail in a power cut
+    /// (recovery ends the log there). 0: not known (format 1, compaction
+    /// output, the first file).
+    pub prev_len: u32,
 }
 
 impl FileHeader {
@@ -88,6 +96,7 @@ impl FileHeader {
         b[8..10].copy_from_slice(&self.version.to_le_bytes());
         b[FH_FILE_NO..FH_FILE_NO + 2].copy_from_slice(&self.file_no.to_le_bytes());
         b[FH_FIRST_SEQ..FH_FIRST_SEQ + 8].copy_from_slice(&self.first_seq.to_le_bytes());
+        b[FH_PREV_LEN..FH_PREV_LEN + 4].copy_from_slice(&self.prev_len.to_le_bytes());
         let c = crc(&b[..FH_CRC]);
         b[FH_CRC..].copy_from_slice(&c.to_le_bytes());
         b
@@ -115,6 +124,7 @@ impl FileHeader {
             version,
             file_no: u16_at(b, FH_FILE_NO),
             first_seq: u64_at(b, FH_FIRST_SEQ),
+            prev_len: u32_at(b, FH_PREV_LEN),
         }))
     }
 }

@@ -211,6 +211,7 @@ fuzz_target!(|data: &[u8]| {
             version: if mode & 0x20 != 0 { 1 } else { DATA_VERSION },
             file_no: 0,
             first_seq: 1,
+            prev_len: 0,
         };
         bytes.extend_from_slice(&header.encode());
     }

@@ -33,10 +33,11 @@ fn golden_bytes_pin_the_file_header() {
         version: DATA_VERSION,
         file_no: 3,
         first_seq: 0x0102,
+        prev_len: 0x0304,
     }
     .encode();
     assert_eq!(&b[..16], b"HYPHADB\0\x02\x00\x03\x00\x00\x00\x00\x00");
-    assert_eq!(&b[16..28], &[2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(&b[16..28], &[2, 1, 0, 0, 0, 0, 0, 0, 4, 3, 0, 0]);
     assert_eq!(FileHeader::decode(&b).unwrap().unwrap().first_seq, 0x0102);
     assert_eq!(FileHeader::decode(&b[..31]).unwrap(), None);
 }
