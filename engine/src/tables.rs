@@ -486,18 +486,50 @@ impl Marker {
     }
 }
 
-// Vote (`vote`):
+// Small records (`vote`, `TRUNCATE`), `SMALL_BYTES` each:
 //   0 magic[8] | 8 version u16 | 10 reserved u16 | 12 reserved u32
-//  16 term u64 | 24 voted_for u32 (member + 1; 0: none) | 28 crc32 of 0..28
-const V_TERM: usize = 16;
-const V_VOTED_FOR: usize = 24;
-const V_CRC: usize = 28;
-const _: () = assert!(V_CRC + 4 == VOTE_BYTES);
+//  16 a u64 | 24 b u32 | 28 crc32 of 0..28
+const S_A: usize = 16;
+const S_B: usize = 24;
+const S_CRC: usize = 28;
+const SMALL_BYTES: usize = 32;
+const _: () = assert!(S_CRC + 4 == SMALL_BYTES);
+const _: () = assert!(VOTE_BYTES == SMALL_BYTES);
+
+/// Encodes a small record: `magic`, the version, `a` and `b`, a CRC.
+fn small_encode(magic: &[u8; 8], a: u64, b: u32) -> [u8; SMALL_BYTES] {
+    let mut out = [0u8; SMALL_BYTES];
+    out[0..8].copy_from_slice(magic);
+    out[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out[S_A..S_A + 8].copy_from_slice(&a.to_le_bytes());
+    out[S_B..S_B + 4].copy_from_slice(&b.to_le_bytes());
+    let c = crc(&out[..S_CRC]);
+    out[S_CRC..].copy_from_slice(&c.to_le_bytes());
+    out
+}
+
+/// Decodes and checks a small record: `(a, b)`.
+fn small_decode(b: &[u8], magic: &[u8; 8], what: &'static str) -> Result<(u64, u32), CodecError> {
+    if b.len() != SMALL_BYTES {
+        return Err(CodecError::TooLong {
+            what,
+            len: b.len() as u64,
+            max: SMALL_BYTES as u64,
+        });
+    }
+    check_magic_version(b, magic, what)?;
+    check_crc(b, S_CRC)?;
+    if b[10..S_A].iter().any(|&x| x != 0) {
+        return Err(CodecError::BadField { what });
+    }
+    Ok((u64_at(b, S_A), u32_at(b, S_B)))
+}
 
 /// Magic of the vote file.
 pub const VOTE_MAGIC: [u8; 8] = *b"HYPHAVT\0";
 
-/// A failover member's term and the member it voted for in it.
+/// A failover member's term and the member it voted for in it (`vote`: a
+/// small record, a = term, b = voted_for + 1, 0 for none).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Vote {
     /// The member's current term.
@@ -509,55 +541,27 @@ pub struct Vote {
 impl Vote {
     /// Encodes the vote file.
     pub fn encode(&self) -> [u8; VOTE_BYTES] {
-        let mut b = [0u8; VOTE_BYTES];
-        b[0..8].copy_from_slice(&VOTE_MAGIC);
-        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        b[V_TERM..V_TERM + 8].copy_from_slice(&self.term.to_le_bytes());
         let voted = self.voted_for.map_or(0, |m| m.saturating_add(1));
-        b[V_VOTED_FOR..V_VOTED_FOR + 4].copy_from_slice(&voted.to_le_bytes());
-        let c = crc(&b[..V_CRC]);
-        b[V_CRC..].copy_from_slice(&c.to_le_bytes());
-        b
+        small_encode(&VOTE_MAGIC, self.term, voted)
     }
 
     /// Decodes and checks the vote file.
     pub fn decode(b: &[u8]) -> Result<Vote, CodecError> {
-        if b.len() != VOTE_BYTES {
-            return Err(CodecError::TooLong {
-                what: "vote",
-                len: b.len() as u64,
-                max: VOTE_BYTES as u64,
-            });
-        }
-        check_magic_version(b, &VOTE_MAGIC, "vote")?;
-        check_crc(b, V_CRC)?;
-        if b[10..V_TERM].iter().any(|&x| x != 0) {
-            return Err(CodecError::BadField {
-                what: "vote reserved bytes",
-            });
-        }
-        let voted = u32_at(b, V_VOTED_FOR);
+        let (term, voted) = small_decode(b, &VOTE_MAGIC, "vote")?;
         Ok(Vote {
-            term: u64_at(b, V_TERM),
+            term,
             voted_for: voted.checked_sub(1),
         })
     }
 }
 
-// Truncation marker (`TRUNCATE`):
-//   0 magic[8] | 8 version u16 | 10 reserved u16 | 12 reserved u32
-//  16 after u64 | 24 reserved u32 | 28 crc32 of 0..28
-const T_AFTER: usize = 16;
-const T_CRC: usize = 28;
-
 /// Magic of the truncation marker.
 pub const TRUNCATE_MAGIC: [u8; 8] = *b"HYPHATR\0";
 /// Bytes of the truncation marker.
-pub const TRUNCATE_BYTES: usize = 32;
-const _: () = assert!(T_CRC + 4 == TRUNCATE_BYTES);
+pub const TRUNCATE_BYTES: usize = SMALL_BYTES;
 
 /// A requested cut of the log after seq `after` (a rejoining member), done
-/// by the next open.
+/// by the next open (`TRUNCATE`: a small record, a = after, b = 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TruncateMarker {
     /// The last seq kept.
@@ -567,29 +571,17 @@ pub struct TruncateMarker {
 impl TruncateMarker {
     /// Encodes the marker.
     pub fn encode(&self) -> [u8; TRUNCATE_BYTES] {
-        let mut b = [0u8; TRUNCATE_BYTES];
-        b[0..8].copy_from_slice(&TRUNCATE_MAGIC);
-        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        b[T_AFTER..T_AFTER + 8].copy_from_slice(&self.after.to_le_bytes());
-        let c = crc(&b[..T_CRC]);
-        b[T_CRC..].copy_from_slice(&c.to_le_bytes());
-        b
+        small_encode(&TRUNCATE_MAGIC, self.after, 0)
     }
 
     /// Decodes and checks the marker.
     pub fn decode(b: &[u8]) -> Result<TruncateMarker, CodecError> {
-        if b.len() != TRUNCATE_BYTES {
-            return Err(CodecError::TooLong {
+        match small_decode(b, &TRUNCATE_MAGIC, "truncation marker")? {
+            (after, 0) => Ok(TruncateMarker { after }),
+            _ => Err(CodecError::BadField {
                 what: "truncation marker",
-                len: b.len() as u64,
-                max: TRUNCATE_BYTES as u64,
-            });
+            }),
         }
-        check_magic_version(b, &TRUNCATE_MAGIC, "truncation marker")?;
-        check_crc(b, T_CRC)?;
-        Ok(TruncateMarker {
-            after: u64_at(b, T_AFTER),
-        })
     }
 }
 
