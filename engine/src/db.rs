@@ -13,6 +13,7 @@ use crate::record::Seq;
 use crate::recovery::{open_core, Recovery};
 use crate::stats::{CompactReport, Stats};
 use crate::tables::Vote;
+use crate::term_table::TermStart;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -146,6 +147,23 @@ impl Db {
     /// The term this node's own writes carry.
     pub fn term(&self) -> u64 {
         self.inner.read().term
+    }
+
+    /// Where the newest terms start in the log, oldest first (at most
+    /// `TERMS_KEPT`; the file `terms`). Kept up to date by every write and
+    /// apply, and by [`Db::truncate_after`].
+    pub fn term_history(&self) -> Vec<TermStart> {
+        self.inner.read().terms.starts().to_vec()
+    }
+
+    /// Replaces the term boundaries: a replica that installed a snapshot
+    /// takes its master's (whose records it holds up to its seq). Entries
+    /// past the seq are dropped; invalid ones (not ascending, more than
+    /// `TERMS_KEPT`) are an error.
+    pub fn set_term_history(&self, starts: &[TermStart]) -> Result<()> {
+        let mut core = self.inner.write();
+        let (dir, io, seq) = (core.log.dir.clone(), core.log.io.clone(), core.seq);
+        core.terms.replace(starts, seq, &dir, &*io)
     }
 
     /// The failover term and vote on disk (term 0, no vote, if never set).

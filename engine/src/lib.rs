@@ -28,6 +28,7 @@ pub mod limits;
 pub mod location;
 pub mod record;
 pub mod tables;
+pub mod term_table;
 
 #[cfg(feature = "std")]
 mod background;
@@ -80,13 +81,16 @@ mod state;
 #[cfg(feature = "std")]
 mod stats;
 #[cfg(feature = "std")]
+mod terms;
+#[cfg(feature = "std")]
 mod truncate;
 #[cfg(feature = "std")]
 mod vote;
 
 pub use error::CodecError;
 pub use location::Location;
-pub use record::{Record, RecordKind, RecordMeta, Seq};
+pub use record::{Record, RecordKind, RecordMeta, Seq, REQUEST_ID_BYTES};
+pub use term_table::TermStart;
 
 #[cfg(feature = "std")]
 pub use crate::state::{CHECKPOINT_BYTES_MAX, CHECKPOINT_IDS_MAX};

@@ -20,6 +20,11 @@ pub const META_BYTES_V2: usize = 128;
 pub const META_BYTES_V1: usize = 96;
 /// Bytes of the vote file `vote` (a failover member's term and vote).
 pub const VOTE_BYTES: usize = 32;
+/// Most entries of the term table `terms` (failover: where each of the
+/// newest terms starts in the log). The wire's `TERMS_KEPT` is the same.
+pub const TERMS_KEPT: usize = 32;
+/// Bytes of the term table's head (magic, version, count, reserved).
+pub const TERM_TABLE_HEAD_BYTES: usize = 16;
 /// Bytes of one key-index slot: hash u64 + id u32.
 pub const SLOT_BYTES: usize = 12;
 

@@ -8,6 +8,9 @@
 //! a power cut) and the file is truncated, so no byte is destroyed and no
 //! corrupt value is ever served.
 
+mod setup;
+use setup::{check_options, fresh_meta};
+
 use crate::cut::{cut_tail, keep_cut, Keep};
 use crate::dir::{data_path, read_if_exists, sync_dir};
 use crate::error::{CodecError, Error, IoContext, Result};
@@ -20,10 +23,10 @@ use crate::location::Location;
 use crate::lookup::Lookup;
 use crate::marker::{finish_or_undo, remove_marker};
 use crate::options::Options;
-use crate::random::random_u64;
 use crate::record::{self, Seq};
 use crate::state::{write_meta, Core};
 use crate::tables::{Marker, Meta};
+use crate::terms::Terms;
 use crate::truncate;
 use std::fs;
 use std::path::Path;
@@ -88,7 +91,9 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
         }
     };
     if numbers.is_empty() {
-        return Ok((create(dir, meta, io)?, report));
+        let mut core = create(dir, meta, io)?;
+        core.terms = Terms::load(dir, 0, 0, &*core.log.io)?;
+        return Ok((core, report));
     }
     let files = open_files(dir, &numbers, &meta, &mut report, &*io)?;
     let mut log = Log::new(dir.to_path_buf(), meta.file_size, files, io);
@@ -125,6 +130,8 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
     if truncating.is_some() {
         truncate::finish(dir, &*core.log.io)?;
     }
+    // After the cut: a cut's terms go with its records.
+    core.terms = Terms::load(dir, core.seq, core.last_term, &*core.log.io)?;
     if report.replayed > 0 || report.truncated_bytes > 0 || report.zeros_cut > 0 {
         log::info!(
             "recovered {}: replayed {} records since the checkpoint, cut {} bytes of torn or \
@@ -240,56 +247,9 @@ fn core_from(log: Log, lookup: Lookup, keys: KeyIndex, meta: Meta) -> Core {
         // (`Db::set_term`).
         term: meta.last_term,
         last_term: meta.last_term,
+        terms: Default::default(),
         meta,
     }
-}
-
-fn fresh_meta(opts: &Options) -> Meta {
-    Meta {
-        keysize: opts.keysize,
-        incremental: opts.incremental,
-        file_size: opts.file_size,
-        history_id: random_u64() | 1,
-        hash_seed: random_u64(),
-        ckpt: Location::NONE,
-        seq: 0,
-        next_id: 1,
-        live: 0,
-        digest: 0,
-        index_used: 0,
-        index_slots: INDEX_SLOTS_MIN,
-        compact_seq: 0,
-        tombstone_horizon: 0,
-        live_bytes: Some(0),
-        file_count: 0,
-        compact_id: 0,
-        last_term: 0,
-    }
-}
-
-fn check_options(m: &Meta, opts: &Options, dir: &Path) -> Result<()> {
-    if m.keysize != opts.keysize || m.incremental != opts.incremental {
-        return Err(Error::BadOptions {
-            detail: format!(
-                "{} was created with keysize {} and incremental = {}; open it with the same \
-                 (asked: keysize {}, incremental = {})",
-                dir.display(),
-                m.keysize,
-                m.incremental,
-                opts.keysize,
-                opts.incremental
-            ),
-        });
-    }
-    if m.file_size != opts.file_size {
-        log::info!(
-            "{}: using its file_size {} (asked {})",
-            dir.display(),
-            m.file_size,
-            opts.file_size
-        );
-    }
-    Ok(())
 }
 
 /// Numbers of the data files `N.db` in `dir`, ascending.

@@ -46,6 +46,8 @@ pub struct Core {
     pub term: u64,
     /// The term of the newest record in the log.
     pub last_term: u64,
+    /// Where the newest terms start in the log (the file `terms`).
+    pub terms: crate::terms::Terms,
 }
 
 /// One mutation to append.
@@ -195,6 +197,21 @@ impl Core {
             term: self.term,
             ..RecordMeta::default()
         });
+        if meta.term < self.last_term && self.seq > 0 {
+            return Err(Error::InvalidRecord {
+                detail: format!(
+                    "seq {seq} has term {}, below the term {} of the newest record: terms never \
+                     go back along a log",
+                    meta.term, self.last_term
+                ),
+            });
+        }
+        if self.terms.changes(meta.term, seq) {
+            // Durable before the record: the table never claims less than
+            // the log holds (once per term; see `terms.rs`).
+            let (dir, io) = (self.log.dir.clone(), self.log.io.clone());
+            self.terms.note(meta.term, seq, &dir, &*io)?;
+        }
         let len = record::encoded_len(w.key.len(), w.value.len(), &meta);
         let loc = self
             .log

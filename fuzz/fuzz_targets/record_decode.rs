@@ -4,7 +4,8 @@
 //!
 //! The decoders (`record::decode`, `record::decode_header`,
 //! `FileHeader::decode`, `Meta::decode`, `TableHeader::decode`,
-//! `Vote::decode`, `TruncateMarker::decode`) must return an
+//! `Vote::decode`, `TruncateMarker::decode`, `term_table::decode`) must
+//! return an
 //! error or a value, never panic; a decoded record lies inside the input and
 //! re-encodes to the same bytes (puts) and every decoded structure
 //! round-trips. Then the bytes become `0.db` of a database, with the other
@@ -23,6 +24,7 @@ use hypha_engine::record::{self, RecordKind, RecordMeta, RecordRef};
 use hypha_engine::tables::{
     FileHeader, Meta, TableHeader, TruncateMarker, Vote, DATA_VERSION, INDEX_MAGIC, LOOKUP_MAGIC,
 };
+use hypha_engine::term_table;
 use hypha_engine::Location;
 use hypha_engine::{Db, Fsync, Options};
 use hypha_fuzz::{Files, TempDir};
@@ -65,6 +67,10 @@ fn check_decoders(data: &[u8]) {
     }
     if let Ok(t) = TruncateMarker::decode(data) {
         assert_eq!(&t.encode()[..], data, "truncation marker re-encodes differently");
+    }
+    if let Ok(starts) = term_table::decode(data) {
+        assert!(term_table::check(&starts).is_ok(), "a decoded table breaks its rules");
+        assert_eq!(&term_table::encode(&starts)[..], data, "term table re-encodes differently");
     }
     if let Ok(v) = Vote::decode(data) {
         assert_eq!(Vote::decode(&v.encode()), Ok(v));

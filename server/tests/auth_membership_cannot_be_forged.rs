@@ -133,7 +133,8 @@ fn forged_replayed_and_injected_messages_confirm_no_write() -> std::io::Result<(
         wport,
     } = relayed("auth-forged", "1500");
     let mut insider = Client::wait_connect_with(master.addr, &keys);
-    assert!(matches!(insider.put(b"k1", b"v1"), Message::Written { .. }));
+    let first = insider.put(b"k1", b"v1");
+    assert!(matches!(first, Message::Written { .. }), "{first:?}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while relay.datagrams.lock().expect("datagrams").len() < 3 {
         assert!(Instant::now() < deadline, "no heartbeats through the relay");
@@ -312,7 +313,10 @@ fn a_stranger_posing_as_a_worker_gets_no_reads() -> std::io::Result<()> {
 
 #[test]
 fn a_lingering_old_session_does_not_end_the_workers_new_one() -> std::io::Result<()> {
+    // `_dir` keeps the data directories until the end (a `..` would drop
+    // and remove them at once, under the running nodes).
     let Relayed {
+        dir: _dir,
         keys,
         master,
         relay,
@@ -320,7 +324,8 @@ fn a_lingering_old_session_does_not_end_the_workers_new_one() -> std::io::Result
         ..
     } = relayed("old-session", "3000");
     let mut insider = Client::wait_connect_with(master.addr, &keys);
-    assert!(matches!(insider.put(b"k1", b"v1"), Message::Written { .. }));
+    let first = insider.put(b"k1", b"v1");
+    assert!(matches!(first, Message::Written { .. }), "{first:?}");
 
     // A silent partition of the first session: the master does not notice,
     // the worker gives up on it and opens a second one.
