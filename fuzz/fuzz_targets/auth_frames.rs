@@ -88,7 +88,10 @@ impl Sample {
         let n = u64::from(self.n);
         match self.kind % 5 {
             0 => Message::Ping { nonce: n },
-            1 => Message::Ack { applied_seq: n },
+            1 => Message::Ack {
+                term: n,
+                applied_seq: n,
+            },
             2 => Message::Digest { req_id: n },
             3 => Message::Written { req_id: n, seq: n },
             _ => Message::Put {

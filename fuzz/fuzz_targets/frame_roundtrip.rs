@@ -16,13 +16,13 @@ use hypha_net::{
     open_heartbeat, seal_frame, Acceptor, Challenge, ClusterKey, ClusterKeys, CompactInfo,
     DecodeError, Decoded, EncodeError, ErrorCode, FrameDecoder, Heartbeat, Hello, Message,
     NodeStatus, Prove, Purpose, RecordKind, Refuse, RefuseReason, Role, Session, Version, Welcome,
-    WireRecord, WorkerInfo, CLUSTER_NAME_BYTES_MAX, HELLO_MAGIC, MESSAGE_TAG_COUNT, NONCE_BYTES,
+    WireRecord, WorkerInfo, CLUSTER_NAME_BYTES_MAX, Ballot, LogId, TermStart, WireMeta, HELLO_MAGIC, MESSAGE_TAG_COUNT, NONCE_BYTES,
 };
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
 // A new message kind must get a case in `message` below.
-const _: () = assert!(MESSAGE_TAG_COUNT == 31);
+const _: () = assert!(MESSAGE_TAG_COUNT == 32);
 
 /// (connector, acceptor): one fixed session, made once; each input works
 /// on clones, so its counters start afresh.
@@ -60,7 +60,13 @@ fn cluster(u: &mut Unstructured) -> Result<heapless::String<CLUSTER_NAME_BYTES_M
 }
 
 fn role(u: &mut Unstructured) -> Result<Role> {
-    Ok(*u.choose(&[Role::Master, Role::Worker, Role::Edge, Role::Client])?)
+    Ok(*u.choose(&[
+        Role::Master,
+        Role::Worker,
+        Role::Edge,
+        Role::Client,
+        Role::Member,
+    ])?)
 }
 
 fn hello(u: &mut Unstructured) -> Result<Hello> {
@@ -72,13 +78,15 @@ fn hello(u: &mut Unstructured) -> Result<Hello> {
         node_id: u.arbitrary()?,
         history_id: u.arbitrary()?,
         applied_seq: u.arbitrary()?,
-        purpose: *u.choose(&[Purpose::Replicate, Purpose::Request])?,
+        purpose: *u.choose(&[Purpose::Replicate, Purpose::Request, Purpose::Elect])?,
         nonce: u.arbitrary()?,
+        term: u.arbitrary()?,
+        last_term: u.arbitrary()?,
     })
 }
 
 fn refuse_reason(u: &mut Unstructured) -> Result<RefuseReason> {
-    Ok(match u.int_in_range(0..=8)? {
+    Ok(match u.int_in_range(0..=9)? {
         0 => RefuseReason::BadMagic,
         1 => RefuseReason::VersionMismatch {
             ours: u.arbitrary()?,
@@ -91,7 +99,10 @@ fn refuse_reason(u: &mut Unstructured) -> Result<RefuseReason> {
         5 => RefuseReason::NotMaster,
         6 => RefuseReason::Busy,
         7 => RefuseReason::Unexpected,
-        _ => RefuseReason::NotAuthenticated,
+        8 => RefuseReason::NotAuthenticated,
+        _ => RefuseReason::StaleTerm {
+            current: u.arbitrary()?,
+        },
     })
 }
 
@@ -119,6 +130,49 @@ fn record(u: &mut Unstructured) -> Result<WireRecord> {
         kind: *u.choose(&[RecordKind::Put, RecordKind::Delete])?,
         key: u.arbitrary()?,
         value: u.arbitrary()?,
+        meta: WireMeta {
+            term: u.arbitrary()?,
+            deadline_ms: u.arbitrary()?,
+            request_id: u.arbitrary()?,
+            batch_more: u.arbitrary()?,
+        },
+    })
+}
+
+fn log_id(u: &mut Unstructured) -> Result<LogId> {
+    Ok(LogId {
+        term: u.arbitrary()?,
+        seq: u.arbitrary()?,
+    })
+}
+
+fn ballot(u: &mut Unstructured) -> Result<Ballot> {
+    let term = u.arbitrary()?;
+    Ok(match u.int_in_range(0..=5)? {
+        0 => Ballot::PreVote {
+            term,
+            last: log_id(u)?,
+        },
+        1 => Ballot::PreVoteReply {
+            term,
+            granted: u.arbitrary()?,
+        },
+        2 => Ballot::RequestVote {
+            term,
+            last: log_id(u)?,
+        },
+        3 => Ballot::Vote {
+            term,
+            granted: u.arbitrary()?,
+        },
+        4 => Ballot::Heartbeat {
+            term,
+            last: log_id(u)?,
+        },
+        _ => Ballot::HeartbeatAck {
+            term,
+            last: log_id(u)?,
+        },
     })
 }
 
@@ -144,6 +198,13 @@ fn message(u: &mut Unstructured) -> Result<Message> {
             node_id: u.arbitrary()?,
             history_id: u.arbitrary()?,
             commit_seq: u.arbitrary()?,
+            term: u.arbitrary()?,
+            terms: list(u, |u| {
+                Ok(TermStart {
+                    term: u.arbitrary()?,
+                    first_seq: u.arbitrary()?,
+                })
+            })?,
         }),
         2 => Message::Refuse(Refuse {
             reason: refuse_reason(u)?,
@@ -250,13 +311,16 @@ fn message(u: &mut Unstructured) -> Result<Message> {
             message: u.arbitrary()?,
         },
         20 => Message::Records {
+            term: u.arbitrary()?,
             first_seq: u.arbitrary()?,
             records: list(u, record)?,
         },
         21 => Message::Ack {
+            term: u.arbitrary()?,
             applied_seq: u.arbitrary()?,
         },
         22 => Message::SnapshotBegin {
+            term: u.arbitrary()?,
             history_id: u.arbitrary()?,
             upto_seq: u.arbitrary()?,
             records_total: u.arbitrary()?,
@@ -296,6 +360,7 @@ fn message(u: &mut Unstructured) -> Result<Message> {
             nonce: u.arbitrary()?,
             proof: u.arbitrary()?,
         }),
+        31 => Message::Ballot(ballot(u)?),
         _ => Message::Prove(Prove {
             proof: u.arbitrary()?,
         }),

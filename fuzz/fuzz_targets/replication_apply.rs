@@ -36,6 +36,8 @@ struct Rec {
     delete: bool,
     key_idx: u8,
     value: Vec<u8>,
+    term: u8,
+    deadline_ms: u16,
 }
 
 impl Rec {
@@ -54,6 +56,11 @@ impl Rec {
             },
             key,
             value: self.value.clone(),
+            meta: hypha_net::WireMeta {
+                term: u64::from(self.term),
+                deadline_ms: u64::from(self.deadline_ms),
+                ..Default::default()
+            },
         }
     }
 }
@@ -66,6 +73,7 @@ enum Outcome {
     ValueTooLong,
     IdOutOfRange,
     Diverged,
+    TermBehind,
 }
 
 fn outcome(result: Result<bool, Error>) -> Outcome {
@@ -76,6 +84,9 @@ fn outcome(result: Result<bool, Error>) -> Outcome {
         Err(Error::ValueTooLong { .. }) => Outcome::ValueTooLong,
         Err(Error::IdOutOfRange { .. }) => Outcome::IdOutOfRange,
         Err(Error::Diverged { .. }) => Outcome::Diverged,
+        Err(Error::InvalidRecord { detail }) if detail.contains("terms never go back") => {
+            Outcome::TermBehind
+        }
         Err(e) => panic!("apply failed: {e}"),
     }
 }
@@ -105,7 +116,8 @@ impl Model {
             return Outcome::Stale;
         }
         let id_has_other_key = self.ids.get(&r.id).is_some_and(|(k, _)| *k != r.key);
-        match self.bound(&r.key) {
+        let last_term = self.accepted.last().map_or(0, |a| a.meta.term);
+        let outcome = match self.bound(&r.key) {
             // The key's id ends in a delete and the record's id is unused.
             Some(id) if id != r.id => {
                 match self.ids[&id].1.is_none() && !self.ids.contains_key(&r.id) {
@@ -116,6 +128,10 @@ impl Model {
             Some(_) => Outcome::Applied,
             None if id_has_other_key => Outcome::Diverged,
             None => Outcome::Applied,
+        };
+        match outcome {
+            Outcome::Applied if r.meta.term < last_term => Outcome::TermBehind,
+            o => o,
         }
     }
 
@@ -165,6 +181,15 @@ fn check_contents(db: &Db, model: &Model) {
     assert_eq!(db.seq(), model.seq, "seq");
     let shipped: Vec<Record> = db.read_from(0).map(|r| r.expect("read_from")).collect();
     assert_eq!(shipped, model.accepted, "read_from(0) ships other records");
+    // The term table names each accepted record's term.
+    let starts = db.term_history();
+    for r in &model.accepted {
+        match starts.iter().rev().find(|s| s.first_seq <= r.seq) {
+            Some(entry) => assert_eq!(entry.term, r.meta.term, "term table {starts:?} at {r:?}"),
+            // Older than the terms kept.
+            None => assert_eq!(starts.len(), hypha_engine::limits::TERMS_KEPT, "{starts:?}"),
+        }
+    }
 }
 
 fuzz_target!(|stream: Vec<Rec>| {

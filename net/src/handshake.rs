@@ -8,9 +8,11 @@
 //! can always read them and refuse a peer of another version politely.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
+use crate::failover::TermStart;
 use crate::limits::{CLUSTER_NAME_BYTES_MAX, MESSAGE_STRING_BYTES_MAX, NONCE_BYTES, PROOF_BYTES};
 
 /// First field of every [`Hello`] and heartbeat: "HYPH" in ASCII, read
@@ -20,7 +22,7 @@ pub const HELLO_MAGIC: u32 = 0x4859_5048;
 /// The protocol version this crate speaks. See the version rule in
 /// `net/WIRE.md`: anything but appending a message variant, or a variant to
 /// a nested enum, bumps it.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// What a node is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -33,6 +35,9 @@ pub enum Role {
     Edge,
     /// A tool speaking the protocol directly (tests, admin CLI). Tag 3.
     Client,
+    /// A data member of a failover group (`hypha member`, protocol 3): it
+    /// votes, may lead, and follows the leader as a worker does. Tag 4.
+    Member,
 }
 
 /// Why a connection is opened; fixed for the life of the connection.
@@ -42,6 +47,9 @@ pub enum Purpose {
     Replicate,
     /// Requests (`Get`, `Put`, ...) and their responses. Tag 1.
     Request,
+    /// Election messages ([`Message::Ballot`](crate::Message::Ballot))
+    /// between members of a failover group (protocol 3). Tag 2.
+    Elect,
 }
 
 /// The first message on every connection, sent by the side that connects.
@@ -66,6 +74,13 @@ pub struct Hello {
     /// The connector's fresh handshake nonce (protocol 2): see
     /// [`Challenge`].
     pub nonce: [u8; NONCE_BYTES],
+    /// The sender's current term (protocol 3; 0 outside failover groups).
+    /// An acceptor in a higher term refuses with
+    /// [`RefuseReason::StaleTerm`].
+    pub term: u64,
+    /// Term of the newest record the sender holds (with `applied_seq`, its
+    /// last log id).
+    pub last_term: u64,
 }
 
 impl Hello {
@@ -86,6 +101,8 @@ impl Hello {
             applied_seq: 0,
             purpose,
             nonce: [0; NONCE_BYTES],
+            term: 0,
+            last_term: 0,
         }
     }
 }
@@ -119,6 +136,12 @@ pub struct Welcome {
     pub history_id: u64,
     /// Highest seq the accepting side knows to be committed.
     pub commit_seq: u64,
+    /// The accepting side's term (protocol 3; 0 outside failover groups).
+    pub term: u64,
+    /// A master's newest term boundaries, oldest first, at most
+    /// `TERMS_KEPT` (protocol 3; empty outside failover groups): a follower
+    /// finds with them where its log agrees with the master's.
+    pub terms: Vec<TermStart>,
 }
 
 /// The accepting side's no to a [`Hello`]; it closes the connection after it.
@@ -169,6 +192,12 @@ pub enum RefuseReason {
     Unexpected,
     /// The peer did not prove it holds this cluster's key. Tag 8.
     NotAuthenticated,
+    /// The peer's term is lower than ours: it follows a deposed master or
+    /// missed an election (protocol 3). Tag 9.
+    StaleTerm {
+        /// Our term.
+        current: u64,
+    },
 }
 
 /// The checks every node makes on a [`Hello`] before anything else: magic,
@@ -256,6 +285,8 @@ mod tests {
             node_id: 1,
             history_id: 9,
             commit_seq: 100,
+            term: 0,
+            terms: Vec::new(),
         };
         assert_eq!(check_welcome(&welcome), Ok(()));
         welcome.version = 0;

@@ -56,6 +56,7 @@ mod allowlist;
 mod auth;
 mod bytes;
 mod error;
+mod failover;
 mod frame;
 mod handshake;
 mod heartbeat;
@@ -70,6 +71,7 @@ pub use auth::{
     CLUSTER_KEY_BYTES,
 };
 pub use error::{AuthError, DecodeError, EncodeError};
+pub use failover::{Ballot, LogId, TermStart};
 pub use frame::{
     decode_frame, encode_frame, encode_frame_to_vec, seal_frame, Decoded, FrameDecoder,
 };
@@ -82,7 +84,7 @@ pub use heartbeat::{
 };
 pub use limits::*;
 pub use message::{
-    CompactInfo, ErrorCode, Message, NodeStatus, RecordKind, Version, WireRecord, WorkerInfo,
-    MESSAGE_TAG_COUNT,
+    CompactInfo, ErrorCode, Message, NodeStatus, RecordKind, Version, WireMeta, WireRecord,
+    WorkerInfo, MESSAGE_TAG_COUNT,
 };
 pub use session::{BeatOpener, BeatSealer, Opener, ReplayWindow, Sealer};

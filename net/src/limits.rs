@@ -52,6 +52,16 @@ pub const HISTORY_DEPTH_MAX: usize = 256;
 /// Most workers in one [`Message::WorkerList`](crate::Message::WorkerList).
 pub const WORKERS_MAX: usize = 256;
 
+/// Bytes of a client request id in a record's
+/// [`WireMeta`](crate::WireMeta) (the engine's `REQUEST_ID_BYTES`).
+pub const REQUEST_ID_BYTES: usize = 16;
+
+/// Most term boundaries a node keeps and a
+/// [`Welcome`](crate::Welcome) carries (protocol 3): enough to find where a
+/// follower's log agrees with the master's after this many elections that
+/// wrote records; a follower further apart takes a snapshot.
+pub const TERMS_KEPT: usize = 32;
+
 /// Largest [`Heartbeat::load`](crate::Heartbeat::load): load is in per-mille.
 pub const LOAD_PERMILLE_MAX: u16 = 1000;
 
@@ -130,12 +140,18 @@ const fn sized_bytes_max(max: usize) -> usize {
 const TAG_BYTES_MAX: usize = 1;
 
 /// Largest encoding of a [`WireRecord`](crate::WireRecord) apart from its key
-/// and value bytes: seq, id, kind and the two length prefixes.
+/// and value bytes: seq, id, kind, the two length prefixes and the meta
+/// (term, deadline, request id, batch flag).
 pub const WIRE_RECORD_OVERHEAD_BYTES_MAX: usize = VARINT_U64_BYTES_MAX
     + VARINT_U32_BYTES_MAX
     + 1
     + varint_bytes(KEY_BYTES_MAX as u64)
-    + varint_bytes(VALUE_BYTES_MAX as u64);
+    + varint_bytes(VALUE_BYTES_MAX as u64)
+    + WIRE_META_BYTES_MAX;
+
+/// Largest encoding of a [`WireMeta`](crate::WireMeta): two u64 varints, an
+/// option tag with the request id, the batch flag.
+pub const WIRE_META_BYTES_MAX: usize = 2 * VARINT_U64_BYTES_MAX + 1 + REQUEST_ID_BYTES + 1;
 
 /// Largest record list a batch can carry under the [`BATCH_BYTES_MAX`] rule:
 /// full overhead on every record, the target filled, then one largest record.
@@ -147,7 +163,7 @@ pub const BATCH_RECORDS_BYTES_WORST: usize = varint_bytes(BATCH_RECORDS_MAX as u
 
 /// Largest [`Message::Records`](crate::Message::Records) payload.
 pub const RECORDS_MESSAGE_BYTES_WORST: usize =
-    TAG_BYTES_MAX + VARINT_U64_BYTES_MAX + BATCH_RECORDS_BYTES_WORST;
+    TAG_BYTES_MAX + 2 * VARINT_U64_BYTES_MAX + BATCH_RECORDS_BYTES_WORST;
 
 /// Largest [`Message::Put`](crate::Message::Put) payload.
 pub const PUT_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
@@ -199,7 +215,7 @@ pub const WORKER_LIST_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
     + WORKERS_MAX * (2 * VARINT_U64_BYTES_MAX + sized_bytes_max(ADDR_BYTES_MAX) + 1);
 
 /// Largest [`Hello`](crate::Hello) payload: tag, magic, version, cluster,
-/// role, node id, history id, applied seq, purpose, nonce.
+/// role, node id, history id, applied seq, purpose, nonce, term, last term.
 pub const HELLO_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
     + VARINT_U32_BYTES_MAX
     + VARINT_U16_BYTES_MAX
@@ -207,7 +223,17 @@ pub const HELLO_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
     + 1
     + 3 * VARINT_U64_BYTES_MAX
     + 1
-    + NONCE_BYTES;
+    + NONCE_BYTES
+    + 2 * VARINT_U64_BYTES_MAX;
+
+/// Largest [`Welcome`](crate::Welcome) payload: tag, version, role, node id,
+/// history id, commit seq, term, `TERMS_KEPT` term boundaries.
+pub const WELCOME_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
+    + VARINT_U16_BYTES_MAX
+    + 1
+    + 4 * VARINT_U64_BYTES_MAX
+    + varint_bytes(TERMS_KEPT as u64)
+    + TERMS_KEPT * 2 * VARINT_U64_BYTES_MAX;
 
 /// Largest [`Challenge`](crate::Challenge) payload: tag, nonce, proof.
 pub const CHALLENGE_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX + NONCE_BYTES + PROOF_BYTES;
@@ -254,6 +280,7 @@ const _: () = assert!(VALUE_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
 const _: () = assert!(VERSIONS_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
 const _: () = assert!(SCAN_PAGE_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
 const _: () = assert!(WORKER_LIST_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
+const _: () = assert!(WELCOME_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
 // The frame length field is a u32.
 const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
 // A batch target smaller than one record would still work (the one-record

@@ -11,12 +11,13 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
+use crate::failover::Ballot;
 use crate::handshake::{truncate_str, Challenge, Hello, Prove, Refuse, Role, Welcome};
-use crate::limits::MESSAGE_STRING_BYTES_MAX;
+use crate::limits::{MESSAGE_STRING_BYTES_MAX, REQUEST_ID_BYTES};
 
 /// Number of message tags this version knows: tags are `0..MESSAGE_TAG_COUNT`.
 /// A payload starting with a larger tag is [`DecodeError::UnknownMessage`](crate::DecodeError::UnknownMessage).
-pub const MESSAGE_TAG_COUNT: u32 = 31;
+pub const MESSAGE_TAG_COUNT: u32 = 32;
 
 /// One protocol message. The tag of each variant is in its doc, after "Tag".
 ///
@@ -190,6 +191,9 @@ pub enum Message {
     /// Tag 20. Master to worker: consecutive records of the write log.
     /// Pipelined: the master sends more before the `Ack` of earlier ones.
     Records {
+        /// The master's term (protocol 3): the session's, set at the
+        /// handshake; a frame of another term ends the session.
+        term: u64,
         /// Seq of the first record; equals `records[0].seq` if any.
         first_seq: u64,
         /// Records in strictly increasing seq order, at most
@@ -201,12 +205,16 @@ pub enum Message {
     /// it back, but sends it before answering a `Ping` on the replication
     /// stream (see WIRE.md, "Replication").
     Ack {
+        /// The worker's term (protocol 3).
+        term: u64,
         /// Highest seq applied.
         applied_seq: u64,
     },
     /// Tag 22. Master to worker: a full copy of the store follows, replacing
     /// whatever the worker holds.
     SnapshotBegin {
+        /// The master's term (protocol 3).
+        term: u64,
         /// History the snapshot belongs to; the worker adopts it.
         history_id: u64,
         /// The snapshot holds every write up to and including this seq.
@@ -261,6 +269,9 @@ pub enum Message {
     /// Tag 30. The connector's proof of the cluster key, the last plain
     /// frame; every later frame carries a MAC. Answer: `Welcome` / `Refuse`.
     Prove(Prove),
+    /// Tag 31. Between members of a failover group, on a connection of
+    /// purpose `Elect` (protocol 3): an election or liveness message.
+    Ballot(Ballot),
 }
 
 /// A node's compaction counters, in [`Message::CompactIs`].
@@ -310,6 +321,23 @@ pub struct WireRecord {
     /// The value, at most `VALUE_BYTES_MAX` bytes; empty for a delete.
     #[serde(with = "crate::bytes::vec")]
     pub value: Vec<u8>,
+    /// What the record carries besides its key and value (protocol 3).
+    pub meta: WireMeta,
+}
+
+/// The fields of a record beyond key and value (protocol 3), as the engine
+/// stores them (`engine/FORMAT.md`, record format 2): a worker writes them
+/// back unchanged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireMeta {
+    /// Term of the master that wrote the record; 0 before failover.
+    pub term: u64,
+    /// Expiry, ms since the Unix epoch; 0: none.
+    pub deadline_ms: u64,
+    /// The client request that wrote it; never all zero.
+    pub request_id: Option<[u8; REQUEST_ID_BYTES]>,
+    /// More records of the same atomic batch follow.
+    pub batch_more: bool,
 }
 
 /// One version of a key, in [`Message::Versions`].
@@ -419,6 +447,7 @@ impl Message {
             Self::CompactIs { .. } => 28,
             Self::Challenge(_) => 29,
             Self::Prove(_) => 30,
+            Self::Ballot(_) => 31,
         }
     }
 
@@ -456,6 +485,7 @@ impl Message {
             Self::CompactIs { .. } => "CompactIs",
             Self::Challenge(_) => "Challenge",
             Self::Prove(_) => "Prove",
+            Self::Ballot(_) => "Ballot",
         }
     }
 
@@ -493,7 +523,8 @@ impl Message {
             | Self::Ping { .. }
             | Self::Pong { .. }
             | Self::Challenge(_)
-            | Self::Prove(_) => None,
+            | Self::Prove(_)
+            | Self::Ballot(_) => None,
         }
     }
 

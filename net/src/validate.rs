@@ -7,10 +7,12 @@
 //! message it sends, so both ends enforce the same rules.
 
 use crate::error::DecodeError;
+use crate::failover::TermStart;
 use crate::handshake::HELLO_MAGIC;
 use crate::limits::{
     ADDR_BYTES_MAX, BATCH_BYTES_MAX, BATCH_RECORDS_MAX, HISTORY_DEPTH_MAX, KEY_BYTES_MAX,
-    MESSAGE_STRING_BYTES_MAX, SCAN_LIMIT_MAX, VALUE_BYTES_MAX, WORKERS_MAX,
+    MESSAGE_STRING_BYTES_MAX, REQUEST_ID_BYTES, SCAN_LIMIT_MAX, TERMS_KEPT, VALUE_BYTES_MAX,
+    WORKERS_MAX,
 };
 use crate::message::{Message, RecordKind, Version, WireRecord, WorkerInfo};
 
@@ -93,13 +95,15 @@ impl Message {
             }
             Self::WorkerList { workers, .. } => check_workers(workers),
             Self::Error { message, .. } => check_message_string("Error.message", message),
-            Self::Records { first_seq, records } => {
+            Self::Records {
+                first_seq, records, ..
+            } => {
                 check_batch(records, &RECORDS_NAMES)?;
                 check_record_order(*first_seq, records)
             }
             Self::SnapshotChunk { records } => check_batch(records, &SNAPSHOT_NAMES),
-            Self::Welcome(_)
-            | Self::Digest { .. }
+            Self::Welcome(welcome) => check_terms(&welcome.terms),
+            Self::Digest { .. }
             | Self::Status { .. }
             | Self::Workers { .. }
             | Self::Written { .. }
@@ -114,7 +118,8 @@ impl Message {
             | Self::Compact { .. }
             | Self::CompactIs { .. }
             | Self::Challenge(_)
-            | Self::Prove(_) => Ok(()),
+            | Self::Prove(_)
+            | Self::Ballot(_) => Ok(()),
         }
     }
 }
@@ -197,11 +202,37 @@ fn check_batch(records: &[WireRecord], names: &BatchNames) -> Result<(), DecodeE
         if record.kind == RecordKind::Delete && !record.value.is_empty() {
             return Err(DecodeError::Invalid("a Delete record carries a value"));
         }
+        if record.meta.request_id == Some([0; REQUEST_ID_BYTES]) {
+            return Err(DecodeError::Invalid(
+                "a record's request_id is all zero (absent is None)",
+            ));
+        }
     }
     let sizes = records
         .iter()
         .map(|record| record.key.len().saturating_add(record.value.len()));
     check_batch_bytes(names.bytes, sizes)
+}
+
+/// Term boundaries ascend in term and first seq, start at seq 1 or later,
+/// and are at most `TERMS_KEPT`.
+fn check_terms(terms: &[TermStart]) -> Result<(), DecodeError> {
+    check_len("Welcome.terms", "TERMS_KEPT", terms.len(), TERMS_KEPT)?;
+    let mut prev: Option<TermStart> = None;
+    for t in terms {
+        if t.first_seq == 0 {
+            return Err(DecodeError::Invalid(
+                "Welcome.terms[].first_seq is 0 (seqs start at 1)",
+            ));
+        }
+        if prev.is_some_and(|p| p.term >= t.term || p.first_seq >= t.first_seq) {
+            return Err(DecodeError::Invalid(
+                "Welcome.terms do not strictly ascend in term and first_seq",
+            ));
+        }
+        prev = Some(*t);
+    }
+    Ok(())
 }
 
 fn check_record_order(first_seq: u64, records: &[WireRecord]) -> Result<(), DecodeError> {
@@ -275,6 +306,7 @@ mod tests {
             kind: RecordKind::Put,
             key: vec![b'k'],
             value: vec![0; value_len],
+            meta: crate::WireMeta::default(),
         }
     }
 
@@ -283,6 +315,7 @@ mod tests {
         // Target reached exactly, then one largest record: allowed.
         let mut records = vec![record(1, BATCH_BYTES_MAX - 1), record(2, VALUE_BYTES_MAX)];
         let message = Message::Records {
+            term: 0,
             first_seq: 1,
             records: records.clone(),
         };
@@ -291,6 +324,7 @@ mod tests {
         // One byte more before the last record: rejected.
         records.insert(0, record(0, 0));
         let message = Message::Records {
+            term: 0,
             first_seq: 0,
             records,
         };
@@ -307,20 +341,67 @@ mod tests {
     #[test]
     fn records_must_start_at_first_seq_and_increase() {
         let message = Message::Records {
+            term: 0,
             first_seq: 5,
             records: vec![record(6, 1)],
         };
         assert!(matches!(message.validate(), Err(DecodeError::Invalid(_))));
         let message = Message::Records {
+            term: 0,
             first_seq: 5,
             records: vec![record(5, 1), record(5, 1)],
         };
         assert!(matches!(message.validate(), Err(DecodeError::Invalid(_))));
         let message = Message::Records {
+            term: 0,
             first_seq: 5,
             records: Vec::new(),
         };
         assert_eq!(message.validate(), Ok(()));
+    }
+
+    #[test]
+    fn welcome_terms_must_ascend_and_stay_few() {
+        let start = |term, first_seq| TermStart { term, first_seq };
+        let welcome = |terms: Vec<TermStart>| {
+            Message::Welcome(crate::Welcome {
+                version: crate::PROTOCOL_VERSION,
+                role: crate::Role::Master,
+                node_id: 1,
+                history_id: 2,
+                commit_seq: 3,
+                term: 4,
+                terms,
+            })
+        };
+        assert_eq!(welcome(vec![start(0, 1), start(4, 3)]).validate(), Ok(()));
+        for bad in [
+            vec![start(1, 0)],
+            vec![start(2, 5), start(2, 6)],
+            vec![start(2, 5), start(3, 5)],
+            vec![start(3, 5), start(2, 6)],
+        ] {
+            assert!(matches!(
+                welcome(bad).validate(),
+                Err(DecodeError::Invalid(_))
+            ));
+        }
+        let many = (1..=TERMS_KEPT as u64 + 1).map(|t| start(t, t)).collect();
+        assert!(matches!(
+            welcome(many).validate(),
+            Err(DecodeError::LimitExceeded {
+                limit: "TERMS_KEPT",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_request_id_is_never_all_zero() {
+        let mut r = record(1, 1);
+        r.meta.request_id = Some([0; REQUEST_ID_BYTES]);
+        let message = Message::SnapshotChunk { records: vec![r] };
+        assert!(matches!(message.validate(), Err(DecodeError::Invalid(_))));
     }
 
     #[test]

@@ -124,7 +124,10 @@ fn garbage_payloads_are_malformed() {
 
 #[test]
 fn bytes_after_the_message_are_trailing() -> TestResult {
-    let frame = unchecked_frame(&Message::Ack { applied_seq: 5 });
+    let frame = unchecked_frame(&Message::Ack {
+        term: 0,
+        applied_seq: 5,
+    });
     let mut payload = frame[FRAME_HEADER_BYTES..].to_vec();
     payload.extend_from_slice(&[0, 0, 0]);
     assert_eq!(
@@ -167,14 +170,15 @@ fn a_hello_with_the_wrong_magic_is_bad_magic() {
 
 #[test]
 fn a_cluster_name_over_its_limit_is_malformed() {
-    // Hello by hand: tag, magic, version 2, then a 65-byte cluster name,
-    // the rest, and the nonce.
+    // Hello by hand: tag, magic, version 3, then a 65-byte cluster name,
+    // the rest, the nonce, term and last term.
     let mut payload = vec![0];
     payload.extend(postcard::to_allocvec(&hypha_net::HELLO_MAGIC).unwrap_or_default());
-    payload.extend([2, 65]);
+    payload.extend([3, 65]);
     payload.extend([b'c'; 65]);
     payload.extend([1, 7, 0, 0, 0]);
     payload.extend([0x11; hypha_net::NONCE_BYTES]);
+    payload.extend([0, 0]);
     let result = decode_frame(&frame_of_payload(&payload));
     assert!(
         matches!(result, Err(DecodeError::Malformed(_))),

@@ -87,6 +87,7 @@ fn nested_enum_variants_round_trip() -> TestResult {
         RefuseReason::Busy,
         RefuseReason::Unexpected,
         RefuseReason::NotAuthenticated,
+        RefuseReason::StaleTerm { current: u64::MAX },
     ];
     let codes = [
         ErrorCode::NotFound,
@@ -102,7 +103,13 @@ fn nested_enum_variants_round_trip() -> TestResult {
             wanted: u32::MAX,
         },
     ];
-    let roles = [Role::Master, Role::Worker, Role::Edge, Role::Client];
+    let roles = [
+        Role::Master,
+        Role::Worker,
+        Role::Edge,
+        Role::Client,
+        Role::Member,
+    ];
     let mut messages: Vec<Message> = Vec::new();
     messages.extend(reasons.map(|reason| Message::Refuse(Refuse::new(reason, ""))));
     messages.extend(codes.map(|code| Message::error(1, code, "é")));
@@ -113,6 +120,8 @@ fn nested_enum_variants_round_trip() -> TestResult {
             node_id: 0,
             history_id: 0,
             commit_seq: 0,
+            term: 0,
+            terms: Vec::new(),
         })
     }));
     for message in messages {

@@ -31,13 +31,13 @@ fn assert_frame(message: Message, golden: &str) -> TestResult {
 
 #[test]
 fn hello_frame_is_pinned() -> TestResult {
-    // len 49 | crc | tag 0, magic c8a0e5c204, version 2, "lab", Worker,
+    // len 51 | crc | tag 0, magic c8a0e5c204, version 3, "lab", Worker,
     // node 7, history 0, applied 300 (ac02), Replicate, nonce [0x11; 32]
-    // (a fixed array: no length prefix)
+    // (a fixed array: no length prefix), term 0, last term 0
     assert_frame(
         Message::Hello(hello()),
-        "31000000 20226382 00 c8a0e5c204 02 036c6162 01 07 00 ac02 00 \
-         1111111111111111111111111111111111111111111111111111111111111111"
+        "33000000 96ddaba2 00 c8a0e5c204 03 036c6162 01 07 00 ac02 00 \
+         1111111111111111111111111111111111111111111111111111111111111111 00 00"
             .replace(' ', "")
             .as_str(),
     )
@@ -46,9 +46,9 @@ fn hello_frame_is_pinned() -> TestResult {
 /// The acceptor's proof of key `[7; 32]` for `hello()` and nonce `[0x22; 32]`:
 /// HMAC-SHA-256(key, "hypha/2 acceptor proof" ‖ th), where
 /// th = SHA-256("hypha/2 transcript" ‖ postcard(Hello) ‖ nonce_a).
-const ACCEPTOR_PROOF: &str = "ce8dc701b19d91c7fae5e0736b2421baf637277b14d90c5fc56b96df6032d778";
+const ACCEPTOR_PROOF: &str = "750dac48c43204f02e326dcf0b85a0a6ec3e3840f1dd72a20ceb6015db3c9fd8";
 /// The connector's proof: HMAC-SHA-256(key, "hypha/2 connector proof" ‖ th).
-const CONNECTOR_PROOF: &str = "324146efe7a3d0fe741d48db1e896ba18cbff8b2261ac34278d864ce4fdf269e";
+const CONNECTOR_PROOF: &str = "04593887da7d6c9d7c19ad627b6b71e571ce7922b451c39e51c90a256ab3cced";
 
 #[test]
 fn challenge_frame_is_pinned() -> TestResult {
@@ -57,7 +57,7 @@ fn challenge_frame_is_pinned() -> TestResult {
     assert_frame(
         Message::Challenge(challenge),
         &format!(
-            "41000000 c82649f3 1d \
+            "41000000 cdd6754d 1d \
              2222222222222222222222222222222222222222222222222222222222222222 \
              {ACCEPTOR_PROOF}"
         )
@@ -74,7 +74,7 @@ fn prove_frame_is_pinned() -> TestResult {
     // len 33 | crc | tag 30 (1e), proof (32 bytes)
     assert_frame(
         Message::Prove(prove),
-        &format!("21000000 40de82ed 1e {CONNECTOR_PROOF}").replace(' ', ""),
+        &format!("21000000 5c86be3b 1e {CONNECTOR_PROOF}").replace(' ', ""),
     )
 }
 
@@ -82,7 +82,7 @@ fn prove_frame_is_pinned() -> TestResult {
 fn session_id_is_pinned() {
     // The first 8 bytes of th, little-endian.
     let (connector, acceptor) = session_pair();
-    assert_eq!(connector.id, 0xc363_cbdc_f36a_ecb5);
+    assert_eq!(connector.id, 0x5c62_529d_6da6_3e93);
     assert_eq!(acceptor.id, connector.id);
 }
 
@@ -98,7 +98,7 @@ fn sealed_frame_is_pinned() -> TestResult {
     // len 2 | crc | tag 25 (19), nonce 1 | MAC: the first 16 bytes of
     // HMAC-SHA-256(k, counter 0 as u64 LE ‖ the 10 frame bytes), where
     // k = HKDF-SHA-256(salt th, key, info "hypha/2 frames from connector")
-    let golden = "02000000 718bdead 19 01 244041d5755abb6b7dc740cb9a6e24ed".replace(' ', "");
+    let golden = "02000000 718bdead 19 01 af5582d77f6c28a94dbf0ac5fde5b7a4".replace(' ', "");
     assert_eq!(hex(&frame), golden);
     let mut decoder = FrameDecoder::new();
     decoder.authenticate(acceptor.opener);
@@ -124,15 +124,19 @@ fn put_frame_is_pinned() -> TestResult {
 
 #[test]
 fn records_frame_with_one_record_is_pinned() -> TestResult {
-    // len 14 | crc | tag 20, first_seq 300, 1 record: seq 300, id 1, Put,
-    // key "k1", value "hi"
+    // len 19 | crc | tag 20, term 2, first_seq 300, 1 record: seq 300,
+    // id 1, Put, key "k1", value "hi", meta: term 2, no deadline, no
+    // request id, not in a batch
+    let mut r = record(300, b"k1", b"hi");
+    r.meta.term = 2;
     let records = Message::Records {
+        term: 2,
         first_seq: 300,
-        records: vec![record(300, b"k1", b"hi")],
+        records: vec![r],
     };
     assert_frame(
         records,
-        &"0e000000 1f0af52a 14 ac02 01 ac02 01 00 026b31 026869".replace(' ', ""),
+        &"13000000 f1d9365b 14 02 ac02 01 ac02 01 00 026b31 026869 02 00 00 00".replace(' ', ""),
     )
 }
 
@@ -143,13 +147,13 @@ fn heartbeat_datagram_is_pinned() -> TestResult {
     beat.commit_seq = 299;
     beat.load = 250;
     beat.serve_port = 7401;
-    // crc (of the payload) | magic, version 2, "lab", node 3, Worker,
+    // crc (of the payload) | magic, version 3, "lab", node 3, Worker,
     // applied 300, commit 299, load 250, port 7401, session
-    // 0xc363cbdcf36aecb5 (b5d9ab9bcffbf2b1c301), counter 1 | MAC: the first
+    // 0x5c62529d6da63e93 (93fd98edd6d394b15c), counter 1 | MAC: the first
     // 16 bytes of HMAC-SHA-256(k, crc ‖ payload), where
     // k = HKDF-SHA-256(salt th, key, info "hypha/2 heartbeats from connector")
-    let golden = "377b6085 c8a0e5c204 02 036c6162 03 01 ac02 ab02 fa01 e939 \
-                  b5d9ab9bcffbf2b1c301 01 526ff07b6df0321684afed76322b1894"
+    let golden = "5017f28b c8a0e5c204 03 036c6162 03 01 ac02 ab02 fa01 e939 \
+                  93fd98edd6d394b15c 01 421ee11d1a03fd5ae22ade3e7629b763"
         .replace(' ', "");
     let (mut connector, mut acceptor) = session_pair();
     let bytes = encode_heartbeat(&beat, &mut connector.beats_out)?;

@@ -46,16 +46,16 @@ fn worst_case_heartbeat_fits_one_datagram() -> TestResult {
     let bytes = encode_heartbeat(&worst_case(), &mut connector.beats_out)?;
     // The computed bound is exact but for three fields the encoder does not
     // let us set to their largest:
-    // * version: 2 takes one varint byte, the bound allows any u16 (three);
+    // * version: 3 takes one varint byte, the bound allows any u16 (three);
     // * counter: the sealer sets it, and a fresh sealer's first beat is 1
     //   (one byte), the bound allows any u64 (ten);
     // * session: the sealer sets it to the session id, the first 8 bytes of
-    //   the transcript hash; the fixed session's id, 0xc363cbdcf36aecb5, has
-    //   its top bit set, so it takes the full ten bytes and adds no slack.
+    //   the transcript hash; the fixed session's id, 0x5c62529d6da63e93,
+    //   has its top bit clear, so it takes nine bytes: one byte of slack.
     let version_slack = VARINT_U16_BYTES_MAX - varint_bytes(u64::from(PROTOCOL_VERSION));
     let counter_slack = VARINT_U64_BYTES_MAX - varint_bytes(1);
     let session_slack = VARINT_U64_BYTES_MAX - varint_bytes(connector.id);
-    assert_eq!((version_slack, counter_slack, session_slack), (2, 9, 0));
+    assert_eq!((version_slack, counter_slack, session_slack), (2, 9, 1));
     assert_eq!(
         bytes.len(),
         HEARTBEAT_BYTES_WORST - version_slack - counter_slack - session_slack

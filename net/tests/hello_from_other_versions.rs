@@ -10,8 +10,32 @@ use hypha_net::{
 };
 
 #[test]
-fn this_is_protocol_2() {
-    assert_eq!(PROTOCOL_VERSION, 2);
+fn this_is_protocol_3() {
+    assert_eq!(PROTOCOL_VERSION, 3);
+}
+
+/// The `Hello` payload a protocol-2 node (the previous release) sent, as its
+/// golden test pinned it: version 2, and no term fields.
+const V2_HELLO_PAYLOAD: &str = "00 c8a0e5c204 02 036c6162 01 07 00 ac02 00 \
+     1111111111111111111111111111111111111111111111111111111111111111";
+
+#[test]
+fn a_protocol_2_hello_is_refused_naming_both_versions() {
+    let hex: String = V2_HELLO_PAYLOAD.split_whitespace().collect();
+    let payload: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect();
+    let expected = DecodeError::UnsupportedVersion { ours: 3, theirs: 2 };
+    let mut decoder = FrameDecoder::with_payload_max(ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX);
+    decoder.feed(&frame_of_payload(&payload));
+    let err = decoder.next_message().expect_err("a v2 Hello is not ours");
+    assert_eq!(err, expected);
+    let text = err.to_string();
+    assert!(
+        text.contains("protocol version 2") && text.contains("PROTOCOL_VERSION 3"),
+        "{text}"
+    );
 }
 
 /// The frame a protocol-1 node sends: our `hello()` with version 1 and
@@ -26,7 +50,7 @@ fn v1_hello_frame() -> Vec<u8> {
 
 #[test]
 fn a_version_1_hello_without_the_nonce_is_unsupported_version() {
-    let expected = DecodeError::UnsupportedVersion { ours: 2, theirs: 1 };
+    let expected = DecodeError::UnsupportedVersion { ours: 3, theirs: 1 };
     assert_eq!(decode_frame(&v1_hello_frame()), Err(expected.clone()));
     // Also through the acceptor's handshake decoder.
     let mut decoder = FrameDecoder::with_payload_max(ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX);

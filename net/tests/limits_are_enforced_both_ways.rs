@@ -260,6 +260,7 @@ fn over_limit_cases() -> Vec<(Message, &'static str, &'static str, usize, usize)
         ),
         (
             Message::Records {
+                term: 0,
                 first_seq: 1,
                 records: records(BATCH_RECORDS_MAX + 1),
             },
@@ -270,6 +271,7 @@ fn over_limit_cases() -> Vec<(Message, &'static str, &'static str, usize, usize)
         ),
         (
             Message::Records {
+                term: 0,
                 first_seq: 1,
                 records: vec![record(1, &key(k + 1), b"")],
             },
@@ -280,6 +282,7 @@ fn over_limit_cases() -> Vec<(Message, &'static str, &'static str, usize, usize)
         ),
         (
             Message::Records {
+                term: 0,
                 first_seq: 1,
                 records: vec![record(1, b"k", &vec![0; VALUE_BYTES_MAX + 1])],
             },
@@ -290,6 +293,7 @@ fn over_limit_cases() -> Vec<(Message, &'static str, &'static str, usize, usize)
         ),
         (
             Message::Records {
+                term: 0,
                 first_seq: 1,
                 records: vec![
                     record(1, b"k", &vec![0; BATCH_BYTES_MAX]),
@@ -403,6 +407,7 @@ fn messages_exactly_at_the_limits_pass() -> TestResult {
             &"e".repeat(MESSAGE_STRING_BYTES_MAX),
         ),
         Message::Records {
+            term: 0,
             first_seq: 1,
             records: records(BATCH_RECORDS_MAX),
         },
@@ -424,18 +429,22 @@ fn protocol_rules_besides_lengths_are_invalid() {
     delete_with_value.kind = hypha_net::RecordKind::Delete;
     let cases = [
         Message::Records {
+            term: 0,
             first_seq: 1,
             records: vec![delete_with_value],
         },
         Message::Records {
+            term: 0,
             first_seq: 2,
             records: vec![record(1, b"k", b"")],
         },
         Message::Records {
+            term: 0,
             first_seq: 1,
             records: vec![record(1, b"k", b""), record(1, b"k", b"")],
         },
         Message::Records {
+            term: 0,
             first_seq: 2,
             records: vec![record(2, b"k", b""), record(1, b"k", b"")],
         },

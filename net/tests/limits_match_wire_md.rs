@@ -5,7 +5,7 @@ use hypha_net::*;
 
 #[test]
 fn limits_have_the_documented_values() {
-    let documented: [(&str, usize, usize); 23] = [
+    let documented: [(&str, usize, usize); 26] = [
         ("KEY_BYTES_MAX", KEY_BYTES_MAX, 4096),
         ("VALUE_BYTES_MAX", VALUE_BYTES_MAX, 16_777_216),
         ("CLUSTER_NAME_BYTES_MAX", CLUSTER_NAME_BYTES_MAX, 64),
@@ -29,15 +29,23 @@ fn limits_have_the_documented_values() {
         (
             "RECORDS_MESSAGE_BYTES_WORST",
             RECORDS_MESSAGE_BYTES_WORST,
-            18_010_125,
+            18_321_431,
         ),
         (
             "PUT_MESSAGE_BYTES_WORST",
             PUT_MESSAGE_BYTES_WORST,
             16_781_329,
         ),
-        // 1 + 5 + 3 + 65 + 1 + 3 × 10 + 1 + 32
-        ("HELLO_MESSAGE_BYTES_WORST", HELLO_MESSAGE_BYTES_WORST, 138),
+        // 1 + 5 + 3 + 65 + 1 + 3 × 10 + 1 + 32 + 2 × 10
+        ("HELLO_MESSAGE_BYTES_WORST", HELLO_MESSAGE_BYTES_WORST, 158),
+        // 1 + 3 + 1 + 4 × 10 + 1 + 32 × 2 × 10
+        (
+            "WELCOME_MESSAGE_BYTES_WORST",
+            WELCOME_MESSAGE_BYTES_WORST,
+            686,
+        ),
+        ("REQUEST_ID_BYTES", REQUEST_ID_BYTES, 16),
+        ("TERMS_KEPT", TERMS_KEPT, 32),
         // 1 + 32 + 32
         (
             "CHALLENGE_MESSAGE_BYTES_WORST",
@@ -56,7 +64,7 @@ fn limits_have_the_documented_values() {
         (
             "ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX",
             ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX,
-            138,
+            158,
         ),
         // = REFUSE_MESSAGE_BYTES_WORST
         (
@@ -72,9 +80,9 @@ fn limits_have_the_documented_values() {
 
 #[test]
 fn protocol_constants_have_the_documented_values() {
-    assert_eq!(PROTOCOL_VERSION, 2);
+    assert_eq!(PROTOCOL_VERSION, 3);
     assert_eq!(HELLO_MAGIC, 0x4859_5048);
-    assert_eq!(MESSAGE_TAG_COUNT, 31);
+    assert_eq!(MESSAGE_TAG_COUNT, 32);
     assert_eq!(FRAME_HEADER_BYTES, 8);
 }
 

@@ -12,11 +12,13 @@ use hypha_net::{
     PROOF_BYTES, PROTOCOL_VERSION, PROVE_MESSAGE_BYTES_WORST, PUT_MESSAGE_BYTES_WORST,
     RECORDS_MESSAGE_BYTES_WORST, REFUSE_MESSAGE_BYTES_WORST, VALUE_BYTES_MAX, VARINT_U16_BYTES_MAX,
 };
+use hypha_net::{TermStart, Welcome, TERMS_KEPT, WELCOME_MESSAGE_BYTES_WORST};
 
 #[test]
 fn a_full_batch_plus_one_largest_record_fits_a_frame() -> TestResult {
     let key = vec![b'k'; KEY_BYTES_MAX];
     let message = Message::Records {
+        term: u64::MAX,
         first_seq: u64::MAX - 1,
         records: vec![
             record(
@@ -77,8 +79,10 @@ fn the_largest_hello_fits_the_acceptors_handshake_limit() -> TestResult {
         applied_seq: u64::MAX,
         purpose: Purpose::Request,
         nonce: [0xff; NONCE_BYTES],
+        term: u64::MAX,
+        last_term: u64::MAX,
     });
-    // Exact but for the version: 2 takes one varint byte, the bound allows
+    // Exact but for the version: 3 takes one varint byte, the bound allows
     // any u16 (three).
     let version_slack = VARINT_U16_BYTES_MAX - varint_bytes(u64::from(PROTOCOL_VERSION));
     assert_eq!(
@@ -86,6 +90,31 @@ fn the_largest_hello_fits_the_acceptors_handshake_limit() -> TestResult {
         HELLO_MESSAGE_BYTES_WORST - version_slack
     );
     handshake_decoder_takes(&hello, ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX)
+}
+
+#[test]
+fn the_largest_welcome_is_exactly_its_worst_case() -> TestResult {
+    let terms = (0..TERMS_KEPT as u64)
+        .map(|i| TermStart {
+            term: u64::MAX - TERMS_KEPT as u64 + i,
+            first_seq: u64::MAX - TERMS_KEPT as u64 + i,
+        })
+        .collect();
+    let welcome = Message::Welcome(Welcome {
+        version: PROTOCOL_VERSION,
+        role: Role::Master,
+        node_id: u64::MAX,
+        history_id: u64::MAX,
+        commit_seq: u64::MAX,
+        term: u64::MAX,
+        terms,
+    });
+    let version_slack = VARINT_U16_BYTES_MAX - varint_bytes(u64::from(PROTOCOL_VERSION));
+    assert_eq!(
+        payload_len(&welcome)?,
+        WELCOME_MESSAGE_BYTES_WORST - version_slack
+    );
+    Ok(())
 }
 
 #[test]

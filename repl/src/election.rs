@@ -33,74 +33,7 @@ use crate::limits::Millis;
 /// A member: its index in the group's member list, the same on every member.
 pub type MemberId = usize;
 
-/// The (term, seq) of a log's newest record. Ordered by term, then seq: the
-/// newer log is the greater.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct LogId {
-    /// Term of the newest record.
-    pub term: u64,
-    /// Its seq.
-    pub seq: u64,
-}
-
-/// What members say to each other about elections and liveness.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ballot {
-    /// "Would you vote for me in `term`?" (the asker's term + 1; nobody's
-    /// term changes).
-    PreVote {
-        /// The term the asker would campaign in.
-        term: u64,
-        /// The asker's last log id.
-        last: LogId,
-    },
-    /// Answer to a `PreVote`: `term` is the asked term if granted, else the
-    /// answerer's own.
-    PreVoteReply {
-        /// See above.
-        term: u64,
-        /// Whether it would vote.
-        granted: bool,
-    },
-    /// "Vote for me in `term`."
-    RequestVote {
-        /// The candidate's term.
-        term: u64,
-        /// The candidate's last log id.
-        last: LogId,
-    },
-    /// Answer to a `RequestVote`, in the voter's term.
-    Vote {
-        /// The voter's term.
-        term: u64,
-        /// Whether it voted for the candidate.
-        granted: bool,
-    },
-    /// The leader of `term` is alive (replication traffic counts as one).
-    Heartbeat {
-        /// The leader's term.
-        term: u64,
-    },
-    /// A member heard the leader's `Heartbeat`, in the member's term.
-    HeartbeatAck {
-        /// The member's term.
-        term: u64,
-    },
-}
-
-impl Ballot {
-    /// The term the message carries.
-    pub fn term(&self) -> u64 {
-        match *self {
-            Ballot::PreVote { term, .. }
-            | Ballot::PreVoteReply { term, .. }
-            | Ballot::RequestVote { term, .. }
-            | Ballot::Vote { term, .. }
-            | Ballot::Heartbeat { term }
-            | Ballot::HeartbeatAck { term } => term,
-        }
-    }
-}
+pub use hypha_net::{Ballot, LogId};
 
 /// A member's role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +67,10 @@ pub enum ElectionEvent {
     /// The log's newest record changed (an append, an applied record, a
     /// truncation).
     LogChanged(LogId),
+    /// A replication handshake or frame carried this term: a higher one is
+    /// adopted (persisted) and a leader or candidate steps down, as for any
+    /// message.
+    SawTerm(u64),
 }
 
 /// What the driver must do, in order.
@@ -319,6 +256,11 @@ impl Election {
             ElectionEvent::Received { .. } => {}
             ElectionEvent::Tick => self.tick(now, &mut out),
             ElectionEvent::LogChanged(last) => self.last = last,
+            ElectionEvent::SawTerm(term) => {
+                if term > self.state.term {
+                    self.adopt(term, now, &mut out);
+                }
+            }
         }
         out
     }
@@ -419,7 +361,7 @@ impl Election {
                     }
                 }
             }
-            Ballot::Heartbeat { term } => {
+            Ballot::Heartbeat { term, .. } => {
                 if term == self.state.term {
                     // Only one leader per term: a candidate of it lost.
                     self.follow(Some(from), now, out);
@@ -428,6 +370,7 @@ impl Election {
                     to: from,
                     msg: Ballot::HeartbeatAck {
                         term: self.state.term,
+                        last: self.last,
                     },
                 });
             }
@@ -502,6 +445,7 @@ impl Election {
     fn heartbeat(&mut self, now: Millis, out: &mut Vec<ElectionAction>) {
         let msg = Ballot::Heartbeat {
             term: self.state.term,
+            last: self.last,
         };
         self.broadcast(msg, out);
         self.deadline = now + self.params.heartbeat_ms.max(1);

@@ -19,6 +19,8 @@ pub struct Join {
     pub history_id: u64,
     /// The highest seq it applied.
     pub applied_seq: u64,
+    /// The term of its newest record (with `applied_seq`, its last log id).
+    pub last_term: u64,
     /// Where the connection came from.
     pub peer: SocketAddr,
 }

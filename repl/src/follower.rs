@@ -4,7 +4,8 @@
 //! master's liveness, and decide what a refusal means.
 
 use crate::limits::{Millis, ACK_DELAY_MS, HISTORY_RETRY_MS, PONGS_OWED_MAX, RECONNECT_MS};
-use hypha_net::{Message, WireRecord};
+use crate::terms::{agreement, Agreement, TermHistory};
+use hypha_net::{Message, TermStart, WireRecord};
 
 /// The worker's settings.
 #[derive(Clone, Debug)]
@@ -29,6 +30,13 @@ pub enum FollowerEvent {
         history_id: u64,
         /// Its seq.
         commit_seq: u64,
+        /// Its term: every frame of the session must carry it.
+        term: u64,
+        /// Its log's newest term boundaries (empty from a fixed-role
+        /// master, term 0).
+        terms: Vec<TermStart>,
+        /// This worker's own term boundaries, read from its engine now.
+        mine: TermHistory,
     },
     /// The master refused the `Hello`.
     Refused {
@@ -59,6 +67,18 @@ pub enum FollowerEvent {
     },
     /// A heartbeat from the master, checked against the session's keys.
     MasterHeard,
+    /// The driver did the [`FollowerAction::Truncate`]: the log now ends at
+    /// `seq`.
+    Truncated {
+        /// The engine's seq.
+        seq: u64,
+    },
+    /// The [`FollowerAction::Truncate`] could not be done (compaction
+    /// already merged the records to cut): a snapshot replaces the data.
+    TruncateFailed {
+        /// Why, for the log.
+        why: String,
+    },
 }
 
 /// What the driver must do.
@@ -100,6 +120,9 @@ pub enum FollowerAction {
         history_id: u64,
         /// Its last seq.
         upto_seq: u64,
+        /// The master's term boundaries up to `upto_seq`: the snapshot's
+        /// (`Db::set_term_history`).
+        terms: Vec<TermStart>,
     },
     /// Send on the session.
     Send(Message),
@@ -107,6 +130,15 @@ pub enum FollowerAction {
     Disconnect {
         /// Why, for the log.
         why: String,
+    },
+    /// The session is over. Cut the log back to end at `after`
+    /// (`Db::truncate_after`, keeping the records cut in `diverged/`): they
+    /// are not in the master's log, so no majority ever held them. Then
+    /// report [`FollowerEvent::Truncated`] or
+    /// [`FollowerEvent::TruncateFailed`].
+    Truncate {
+        /// The last seq kept.
+        after: u64,
     },
 }
 
@@ -119,11 +151,17 @@ pub enum Phase {
     Connecting,
     /// Following the master on a session.
     Following,
+    /// A `Truncate` is out.
+    Truncating,
 }
 
 /// A session with the master.
 #[derive(Debug, Default)]
 struct Session {
+    /// The master's term, from its `Welcome`.
+    term: u64,
+    /// The master's term boundaries, from its `Welcome`.
+    terms: Vec<TermStart>,
     heard: Millis,
     /// Applied but not acknowledged, and when the ack is due.
     unacked: Option<u64>,
@@ -184,7 +222,7 @@ impl Follower {
     pub fn next_deadline(&self) -> Millis {
         match self.phase {
             Phase::Waiting(until) => until,
-            Phase::Connecting => Millis::MAX,
+            Phase::Connecting | Phase::Truncating => Millis::MAX,
             Phase::Following => {
                 let silent = self.session.heard + self.params.heartbeat_timeout_ms;
                 silent.min(self.session.ack_at.unwrap_or(Millis::MAX))
@@ -201,7 +239,16 @@ impl Follower {
                 node_id,
                 history_id,
                 commit_seq,
+                term,
+                terms,
+                mine,
             } if self.phase == Phase::Connecting => {
+                // A worker that asked for a snapshot takes the master's data
+                // whole: where the logs agree does not matter.
+                let check = term > 0 && !self.force_snapshot;
+                if check && !self.agrees(&terms, commit_seq, &mine, now, &mut out) {
+                    return out;
+                }
                 log::info!(
                     "worker: following master {node_id:016x} (history {history_id:016x}, seq \
                      {commit_seq}) from seq {}",
@@ -209,6 +256,8 @@ impl Follower {
                 );
                 self.phase = Phase::Following;
                 self.session = Session {
+                    term,
+                    terms,
                     heard: now,
                     ..Session::default()
                 };
@@ -259,8 +308,68 @@ impl Follower {
                     self.session.heard = now;
                 }
             }
+            FollowerEvent::Truncated { seq } => {
+                if self.phase == Phase::Truncating {
+                    log::info!("worker: log cut back to seq {seq}; reconnecting");
+                    self.applied = seq;
+                    self.retry(now);
+                }
+            }
+            FollowerEvent::TruncateFailed { why } => {
+                if self.phase == Phase::Truncating {
+                    log::warn!("worker: cutting the log back failed: {why}; taking a snapshot");
+                    self.force_snapshot = true;
+                    self.retry(now);
+                }
+            }
         }
         out
+    }
+
+    /// In a failover group: whether this worker's log is a prefix of the
+    /// master's (its `Welcome` gave the master's term boundaries). If not,
+    /// the session ends with a `Truncate` to where the logs agree, or with
+    /// a snapshot asked for when the boundaries cannot tell.
+    fn agrees(
+        &mut self,
+        terms: &[TermStart],
+        master_last: u64,
+        mine: &TermHistory,
+        now: Millis,
+        out: &mut Vec<FollowerAction>,
+    ) -> bool {
+        let theirs = match TermHistory::from_starts(terms) {
+            Ok(t) => t,
+            Err(e) => {
+                self.disconnect(format!("the master's term boundaries: {e}"), now, out);
+                return false;
+            }
+        };
+        match agreement(&theirs, master_last, mine, self.applied) {
+            Agreement::Prefix => true,
+            Agreement::CutAfter(after) => {
+                log::warn!(
+                    "worker: records after seq {after} (up to {}) are not in the master's log: \
+                     no majority acknowledged them; cutting them (kept in diverged/)",
+                    self.applied
+                );
+                out.push(FollowerAction::Disconnect {
+                    why: "cutting back a diverged log".into(),
+                });
+                out.push(FollowerAction::Truncate { after });
+                self.phase = Phase::Truncating;
+                false
+            }
+            Agreement::Unknown => {
+                log::warn!(
+                    "worker: cannot tell where this log and the master's agree from the term \
+                     boundaries kept; taking a snapshot"
+                );
+                self.force_snapshot = true;
+                self.disconnect("asking for a snapshot".into(), now, out);
+                false
+            }
+        }
     }
 
     fn tick(&mut self, now: Millis, out: &mut Vec<FollowerAction>) {
@@ -330,6 +439,17 @@ impl Follower {
 
     fn received(&mut self, msg: Message, now: Millis, out: &mut Vec<FollowerAction>) {
         let s = &mut self.session;
+        let term = match &msg {
+            Message::Records { term, .. } | Message::SnapshotBegin { term, .. } => Some(*term),
+            _ => None,
+        };
+        if let Some(term) = term.filter(|&t| t != s.term) {
+            let why = format!(
+                "the master sent a frame of term {term} on a session of term {}",
+                s.term
+            );
+            return self.disconnect(why, now, out);
+        }
         match msg {
             Message::Records { records, .. } if s.snapshot.is_none() && !s.applying => {
                 if !records.is_empty() {
@@ -346,6 +466,7 @@ impl Follower {
             Message::Pong { .. } => {}
             Message::SnapshotBegin {
                 history_id,
+                term: _,
                 upto_seq,
                 records_total,
                 bytes_total,
@@ -369,9 +490,11 @@ impl Follower {
             Message::SnapshotEnd { upto_seq } if s.snapshot.map(|s| s.1) == Some(upto_seq) => {
                 let history_id = s.snapshot.map_or(0, |s| s.0);
                 s.applying = true;
+                let terms = s.terms.iter().copied();
                 out.push(FollowerAction::SnapshotEnd {
                     history_id,
                     upto_seq,
+                    terms: terms.filter(|t| t.first_seq <= upto_seq).collect(),
                 });
             }
             other => {
@@ -385,7 +508,10 @@ impl Follower {
     fn ack(&mut self, out: &mut Vec<FollowerAction>) {
         self.session.ack_at = None;
         if let Some(applied_seq) = self.session.unacked.take() {
-            out.push(FollowerAction::Send(Message::Ack { applied_seq }));
+            out.push(FollowerAction::Send(Message::Ack {
+                term: self.session.term,
+                applied_seq,
+            }));
         }
     }
 

@@ -30,6 +30,7 @@ mod events;
 mod follower;
 mod limits;
 mod master;
+pub mod terms;
 mod workers;
 
 pub use follower::{Follower, FollowerAction, FollowerEvent, FollowerParams, Phase};

@@ -5,8 +5,11 @@
 
 pub use crate::events::{Conn, Join, MasterAction, MasterEvent};
 use crate::limits::{Millis, FLOOR_GRACE_TIMEOUTS};
+use crate::terms::TermHistory;
 use crate::workers::{WorkerEntry, Workers};
-use hypha_net::{Message, RefuseReason, Role, Welcome, WireRecord, WorkerInfo, PROTOCOL_VERSION};
+
+mod admit;
+use hypha_net::{Message, Role, TermStart, Welcome, WireRecord, WorkerInfo, PROTOCOL_VERSION};
 use std::collections::BTreeMap;
 
 /// When a write is acknowledged.
@@ -16,6 +19,13 @@ pub enum SyncMode {
     Async,
     /// After this many workers applied it.
     Workers(u32),
+    /// After a majority of a failover group's `voters` (this master
+    /// included) hold it: the master's local commit and the acks of the
+    /// members (workers of role `Member`).
+    Majority {
+        /// Voting members of the group, this master included.
+        voters: u32,
+    },
 }
 
 /// The master's settings.
@@ -25,6 +35,12 @@ pub struct MasterParams {
     pub node_id: u64,
     /// The history this master holds.
     pub history_id: u64,
+    /// This master's term (0: a fixed-role master, outside failover
+    /// groups). Every frame it sends carries it.
+    pub term: u64,
+    /// Its log's newest term boundaries (empty outside failover groups),
+    /// sent in `Welcome` so a follower can find where its log agrees.
+    pub terms: Vec<TermStart>,
     /// Write acknowledgement mode.
     pub sync: SyncMode,
     /// How long a `--sync N` write waits for workers.
@@ -40,6 +56,8 @@ pub struct MasterParams {
 /// Where one worker's stream is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stream {
+    /// Nothing is sent: the worker's log diverged (see [`Start::Diverged`]).
+    Held,
     /// A snapshot is being sent.
     Snapshot,
     /// A `ReadLog` is out.
@@ -73,11 +91,30 @@ pub struct MasterCore<B> {
     /// Writes waiting for `--sync N`, by (seq, waiter), with their deadline.
     waiting: BTreeMap<(u64, u64), Millis>,
     next_check: Millis,
+    /// This master's log's term boundaries (failover groups).
+    terms: TermHistory,
+    /// Highest seq a majority holds (failover groups, `SyncMode::Majority`):
+    /// at least the first seq of this master's term (Raft commits an
+    /// earlier term's records only with one of its own).
+    majority: u64,
 }
 
 impl<B> MasterCore<B> {
     /// A master whose engine committed up to `seq`, starting at `now`.
+    ///
+    /// In a failover group (`params.term` > 0) `params.terms` must end with
+    /// this master's term, starting at the seq of its first write (the
+    /// driver writes a record right after the election, so that the
+    /// records of earlier terms commit with it).
     pub fn new(params: MasterParams, seq: u64, now: Millis) -> Self {
+        let terms = TermHistory::from_starts(&params.terms).unwrap_or_else(|e| {
+            debug_assert!(false, "master: bad term boundaries: {e}");
+            TermHistory::new()
+        });
+        debug_assert!(
+            params.term == 0 || terms.last_term() == Some(params.term),
+            "a failover master's boundaries end with its own term"
+        );
         MasterCore {
             params,
             started: now,
@@ -86,7 +123,15 @@ impl<B> MasterCore<B> {
             sessions: BTreeMap::new(),
             waiting: BTreeMap::new(),
             next_check: now,
+            terms,
+            majority: 0,
         }
+    }
+
+    /// The highest seq a majority of the group holds (0 until a record of
+    /// this master's term does): what a linearizable read must see.
+    pub fn majority_commit(&self) -> u64 {
+        self.majority
     }
 
     /// Feeds one event; returns what to do, in order.
@@ -121,6 +166,8 @@ impl<B> MasterCore<B> {
             MasterEvent::Committed { seq } => {
                 if seq > self.committed {
                     self.committed = seq;
+                    self.advance_majority();
+                    self.confirm(&mut out);
                     let idle: Vec<Conn> = self.sessions.keys().copied().collect();
                     for conn in idle {
                         self.pump(conn, &mut out);
@@ -183,128 +230,6 @@ impl<B> MasterCore<B> {
         self.sessions.contains_key(&conn)
     }
 
-    fn joined(
-        &mut self,
-        conn: Conn,
-        join: Join,
-        horizon: u64,
-        beats: B,
-        now: Millis,
-        out: &mut Vec<MasterAction>,
-    ) {
-        let snapshot = match self.admit(&join, horizon) {
-            Ok(snapshot) => snapshot,
-            Err((reason, message)) => {
-                log::warn!(
-                    "master: refusing worker {:016x} at {}: {message}",
-                    join.node,
-                    join.peer
-                );
-                out.push(MasterAction::Refuse {
-                    conn,
-                    reason,
-                    message,
-                });
-                return;
-            }
-        };
-        out.push(MasterAction::Send {
-            conn,
-            msgs: vec![self.welcome()],
-        });
-        let applied = if snapshot { 0 } else { join.applied_seq };
-        let entry = self.workers.map.entry(join.node).or_insert(WorkerEntry {
-            peer: join.peer,
-            applied_seq: 0,
-            serve_port: 0,
-            last_heard: now,
-            conn: None,
-            beats: None,
-        });
-        // An older session of this worker, if one lingers, ends now.
-        if let Some(old) = entry.conn.replace(conn) {
-            out.push(MasterAction::Close {
-                conn: old,
-                why: "the worker opened a new session".into(),
-            });
-        }
-        entry.peer = join.peer;
-        entry.applied_seq = applied;
-        entry.last_heard = now;
-        entry.beats = Some(beats);
-        log::info!(
-            "master: worker {:016x} at {} joined at seq {} ({})",
-            join.node,
-            join.peer,
-            join.applied_seq,
-            if snapshot {
-                "snapshot"
-            } else {
-                "resuming from its log position"
-            }
-        );
-        let stream = if snapshot {
-            out.push(MasterAction::SendSnapshot {
-                conn,
-                upto: self.committed,
-            });
-            Stream::Snapshot
-        } else {
-            Stream::Idle
-        };
-        self.sessions.insert(
-            conn,
-            Session {
-                node: join.node,
-                stream,
-                sent: join.applied_seq,
-                reading_upto: 0,
-            },
-        );
-        self.pump(conn, out);
-        self.floor(now, out);
-    }
-
-    /// Whether `join` may follow: `Ok(true)` with a snapshot, `Ok(false)`
-    /// resuming from its position, `Err` with the refusal.
-    fn admit(&self, join: &Join, horizon: u64) -> Result<bool, (RefuseReason, String)> {
-        if join.role != Role::Worker {
-            let msg = format!("only workers replicate; a {:?} cannot", join.role);
-            return Err((RefuseReason::NotAllowed, msg));
-        }
-        let ours = self.params.history_id;
-        let seq = self.committed;
-        if join.history_id == ours && join.applied_seq <= seq {
-            if join.applied_seq < horizon {
-                log::warn!(
-                    "master: worker {:016x} at {} applied seq {}, but compaction dropped \
-                     deletes up to seq {horizon}: sending it a snapshot",
-                    join.node,
-                    join.peer,
-                    join.applied_seq
-                );
-            }
-            return Ok(join.applied_seq < horizon);
-        }
-        if join.history_id == 0 {
-            return Ok(true);
-        }
-        let msg = if join.history_id == ours {
-            format!(
-                "worker applied seq {} but this master only has {seq}: the master lost writes; \
-                 restart the worker with --accept-new-history to resync from this master",
-                join.applied_seq
-            )
-        } else {
-            format!(
-                "worker follows history {:016x}, this master holds {ours:016x}; restart the \
-                 worker with --accept-new-history to replace its data with this master's",
-                join.history_id
-            )
-        };
-        Err((RefuseReason::HistoryMismatch { ours }, msg))
-    }
-
     fn welcome(&self) -> Message {
         Message::Welcome(Welcome {
             version: PROTOCOL_VERSION,
@@ -312,6 +237,8 @@ impl<B> MasterCore<B> {
             node_id: self.params.node_id,
             history_id: self.params.history_id,
             commit_seq: self.committed,
+            term: self.params.term,
+            terms: self.params.terms.clone(),
         })
     }
 
@@ -350,7 +277,11 @@ impl<B> MasterCore<B> {
         let (first_seq, last_seq) = (first.seq, last.seq);
         s.sent = last_seq;
         s.stream = Stream::Sending;
-        let mut msgs = vec![Message::Records { first_seq, records }];
+        let mut msgs = vec![Message::Records {
+            term: self.params.term,
+            first_seq,
+            records,
+        }];
         if sync != SyncMode::Async {
             // Writes wait for acks: a Ping right behind the records has the
             // worker ack them at once (it answers a Ping only after an Ack
@@ -365,7 +296,14 @@ impl<B> MasterCore<B> {
             return;
         };
         match msg {
-            Message::Ack { applied_seq } => {
+            Message::Ack { term, .. } if term != self.params.term => {
+                let why = format!(
+                    "worker acknowledged in term {term} on a session of term {}",
+                    self.params.term
+                );
+                self.close(conn, why, out);
+            }
+            Message::Ack { applied_seq, .. } => {
                 let sent = self.sessions.get(&conn).map_or(0, |s| s.sent);
                 if applied_seq > sent.max(self.committed) {
                     let why = format!(
@@ -380,6 +318,7 @@ impl<B> MasterCore<B> {
                 };
                 w.applied_seq = w.applied_seq.max(applied_seq);
                 w.last_heard = now;
+                self.advance_majority();
                 self.confirm(out);
             }
             Message::Ping { .. } | Message::Pong { .. } => {}
@@ -411,14 +350,20 @@ impl<B> MasterCore<B> {
     /// that acknowledged a seq acknowledged every lower one, so the waits
     /// are walked by seq and the walk stops at the first unconfirmed.
     fn confirm(&mut self, out: &mut Vec<MasterAction>) {
-        let SyncMode::Workers(wanted) = self.params.sync else {
+        let sync = self.params.sync;
+        if sync == SyncMode::Async {
             for ((_, waiter), _) in std::mem::take(&mut self.waiting) {
                 out.push(MasterAction::Confirm { waiter });
             }
             return;
-        };
+        }
         while let Some((&(seq, waiter), _)) = self.waiting.first_key_value() {
-            if self.workers.confirmed(seq) < wanted {
+            let done = match sync {
+                SyncMode::Workers(wanted) => self.workers.confirmed(seq) >= wanted,
+                SyncMode::Majority { .. } => seq <= self.majority,
+                SyncMode::Async => true,
+            };
+            if !done {
                 break;
             }
             self.waiting.remove(&(seq, waiter));
@@ -426,9 +371,30 @@ impl<B> MasterCore<B> {
         }
     }
 
+    /// Moves the majority commit point: the highest seq this master
+    /// committed and `voters / 2` members acknowledged, if it is of this
+    /// master's term (Raft's commit rule).
+    fn advance_majority(&mut self) {
+        let SyncMode::Majority { voters } = self.params.sync else {
+            return;
+        };
+        let others = (voters / 2) as usize;
+        let held = self.committed.min(self.workers.nth_voter_ack(others));
+        let first_own = self
+            .terms
+            .starts()
+            .last()
+            .filter(|t| t.term == self.params.term)
+            .map(|t| t.first_seq);
+        if first_own.is_some_and(|first| held >= first) && held > self.majority {
+            self.majority = held;
+        }
+    }
+
     fn tick(&mut self, now: Millis, out: &mut Vec<MasterAction>) {
         let wanted = match self.params.sync {
             SyncMode::Workers(n) => n,
+            SyncMode::Majority { voters } => voters / 2 + 1,
             SyncMode::Async => 0,
         };
         let expired: Vec<(u64, u64)> = self
@@ -439,7 +405,10 @@ impl<B> MasterCore<B> {
             .collect();
         for (seq, waiter) in expired {
             self.waiting.remove(&(seq, waiter));
-            let confirmed = self.workers.confirmed(seq);
+            let confirmed = match self.params.sync {
+                SyncMode::Majority { .. } => 1 + self.workers.voters_confirmed(seq),
+                _ => self.workers.confirmed(seq),
+            };
             out.push(MasterAction::SyncFailed {
                 waiter,
                 seq,

@@ -27,6 +27,9 @@ pub struct WorkerEntry<B> {
     pub conn: Option<Conn>,
     /// The current session's heartbeat keys; `None` once it ended.
     pub beats: Option<B>,
+    /// A member of the master's failover group: its acks count toward the
+    /// majority that commits a write.
+    pub voter: bool,
 }
 
 /// Every worker the master knows, by node id.
@@ -53,6 +56,30 @@ impl<B> Workers<B> {
             .values()
             .filter(|w| w.conn.is_some() && w.applied_seq >= seq)
             .count() as u32
+    }
+
+    /// How many connected voters acknowledged `seq` or more.
+    pub(crate) fn voters_confirmed(&self, seq: u64) -> u32 {
+        self.map
+            .values()
+            .filter(|w| w.voter && w.conn.is_some() && w.applied_seq >= seq)
+            .count() as u32
+    }
+
+    /// The highest seq that `n` connected voters acknowledged (0 if fewer
+    /// than `n` are connected).
+    pub(crate) fn nth_voter_ack(&self, n: usize) -> u64 {
+        let mut acks: Vec<u64> = self
+            .map
+            .values()
+            .filter(|w| w.voter && w.conn.is_some())
+            .map(|w| w.applied_seq)
+            .collect();
+        acks.sort_unstable_by(|a, b| b.cmp(a));
+        match n {
+            0 => u64::MAX,
+            n => acks.get(n - 1).copied().unwrap_or(0),
+        }
     }
 
     /// The lowest seq acknowledged by a worker connected or heard within

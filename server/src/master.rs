@@ -121,6 +121,9 @@ impl Master {
         let params = MasterParams {
             node_id,
             history_id: me.history_id,
+            // A fixed-role master: term 0, as every record it writes.
+            term: 0,
+            terms: Vec::new(),
             sync: cfg.sync,
             sync_timeout_ms: cfg.sync_timeout_ms,
             heartbeat_ms: cfg.heartbeat_ms,
@@ -257,6 +260,13 @@ impl Master {
                 serve_requests(r, w, "master", idle_ms, move |m| me.answer(m)).await
             }
             Purpose::Replicate => self.replicate(r, w, hello, peer, beats).await,
+            Purpose::Elect => {
+                let why = "this node is a fixed-role master (`hypha master`): elections run \
+                           between members of a failover group (`hypha member`)";
+                wire::stranger(|| format!("master: refused an election connection from {peer}"));
+                wire::refuse(&mut w, hypha_net::RefuseReason::NotAllowed, why).await;
+                Ok(())
+            }
         }
     }
 
@@ -267,6 +277,8 @@ impl Master {
             node_id: self.me.node_id,
             history_id: self.me.history_id,
             commit_seq: self.db.seq(),
+            term: 0,
+            terms: Vec::new(),
         })
     }
 

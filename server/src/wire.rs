@@ -2,11 +2,13 @@
 //! TCP stream, the authenticated handshake both sides run (`net/WIRE.md`
 //! §4), and engine ↔ wire records.
 
-use hypha_engine::{Record, RecordKind, RecordMeta};
+mod records;
+pub use records::{from_wire, terms_from_wire, terms_to_wire, to_wire, wire_bytes};
+
 use hypha_net::{
     check_hello, connector_finish, encode_frame, seal_frame, Acceptor, BeatOpener, BeatSealer,
     ClusterKeys, DecodeError, FrameDecoder, Hello, Message, Opener, Purpose, Refuse, RefuseReason,
-    Role, Sealer, WireRecord, ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX, CLUSTER_NAME_BYTES_MAX,
+    Role, Sealer, ACCEPTOR_HANDSHAKE_PAYLOAD_BYTES_MAX, CLUSTER_NAME_BYTES_MAX,
     CONNECTOR_HANDSHAKE_PAYLOAD_BYTES_MAX, PROTOCOL_VERSION,
 };
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -511,42 +513,6 @@ pub fn hello(cluster: &str, role: Role, node_id: u64, purpose: Purpose) -> io::R
 /// Sends a refusal (best effort) with a message that says what to fix.
 pub async fn refuse(w: &mut Writer, reason: RefuseReason, message: &str) {
     let _ = w.send(&Message::Refuse(Refuse::new(reason, message))).await;
-}
-
-/// Engine record → wire.
-pub fn to_wire(r: Record) -> WireRecord {
-    WireRecord {
-        seq: r.seq,
-        id: r.id,
-        kind: match r.kind {
-            RecordKind::Put => hypha_net::RecordKind::Put,
-            RecordKind::Delete => hypha_net::RecordKind::Delete,
-        },
-        key: r.key,
-        value: r.value,
-    }
-}
-
-/// Wire record → engine. Protocol 2 carries no term, deadline, request id
-/// or batch marker: nothing writes them yet (a master's term stays 0 until
-/// failover, whose protocol revision carries them).
-pub fn from_wire(r: WireRecord) -> Record {
-    Record {
-        seq: r.seq,
-        id: r.id,
-        kind: match r.kind {
-            hypha_net::RecordKind::Put => RecordKind::Put,
-            hypha_net::RecordKind::Delete => RecordKind::Delete,
-        },
-        key: r.key,
-        value: r.value,
-        meta: RecordMeta::default(),
-    }
-}
-
-/// Bytes a record adds to a batch (payload plus a bound on its framing).
-pub fn wire_bytes(r: &WireRecord) -> usize {
-    r.key.len() + r.value.len() + hypha_net::WIRE_RECORD_OVERHEAD_BYTES_MAX
 }
 
 /// Reads a node id from `path`, or makes and stores a random one.

@@ -266,9 +266,10 @@ impl Worker {
             FollowerAction::SnapshotEnd {
                 history_id,
                 upto_seq,
+                terms,
             } => {
                 let rx = link.snapshot.take()?;
-                match self.snapshot_end(rx, history_id, upto_seq).await {
+                match self.snapshot_end(rx, history_id, upto_seq, terms).await {
                     Ok(seq) => Some(FollowerEvent::SnapshotInstalled { history_id, seq }),
                     Err(e) => failed(link, format!("installing the snapshot: {e}")),
                 }
@@ -285,6 +286,11 @@ impl Worker {
                 *self.beats.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 None
             }
+            FollowerAction::Truncate { after } => match self.truncate(after).await {
+                Ok(Ok(seq)) => Some(FollowerEvent::Truncated { seq }),
+                Ok(Err(why)) => Some(FollowerEvent::TruncateFailed { why }),
+                Err(e) => Some(FollowerEvent::TruncateFailed { why: e.to_string() }),
+            },
         }
     }
 
@@ -303,6 +309,7 @@ impl Worker {
         )?;
         hello.history_id = history_id;
         hello.applied_seq = applied_seq;
+        hello.last_term = self.db().map_or(0, |db| db.last_log_id().0);
         let keys = wire::current_keys(&self.cfg.keys);
         let (r, w, answer, beats) = wire::connect(self.cfg.master, hello, &keys).await?;
         let event = match answer {
@@ -310,6 +317,12 @@ impl Worker {
                 node_id: welcome.node_id,
                 history_id: welcome.history_id,
                 commit_seq: welcome.commit_seq,
+                term: welcome.term,
+                mine: hypha_repl::terms::TermHistory::from_starts(&wire::terms_to_wire(
+                    &self.db().map_or_else(Vec::new, |db| db.term_history()),
+                ))
+                .unwrap_or_default(),
+                terms: welcome.terms,
             },
             Message::Refuse(refusal) => match refusal.reason {
                 RefuseReason::HistoryMismatch { .. } => FollowerEvent::Refused {
@@ -396,6 +409,8 @@ impl Worker {
             node_id: self.node_id,
             history_id: self.followed.load(Ordering::Acquire),
             commit_seq: self.db().map_or(0, |db| db.seq()),
+            term: 0,
+            terms: Vec::new(),
         }))
         .await?;
         let me = self.clone();

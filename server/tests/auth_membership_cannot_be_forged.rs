@@ -170,6 +170,7 @@ fn forged_replayed_and_injected_messages_confirm_no_write() -> std::io::Result<(
     // A frame injected into the session: an Ack of everything, with a
     // made-up MAC.
     let mut ack = encode_frame_to_vec(&Message::Ack {
+        term: 0,
         applied_seq: u64::MAX,
     })
     .map_err(std::io::Error::other)?;

@@ -158,12 +158,17 @@ fn a_node_on_a_public_address_needs_a_key_or_an_explicit_opt_out() -> std::io::R
     Ok(())
 }
 
-/// The `Hello` a protocol-1 worker sends (its bytes as the previous release
-/// pinned them in `net/WIRE.md`): cluster "lab", node 7, applied seq 300.
+/// The `Hello` a protocol-1 worker sends (its bytes as that release pinned
+/// them in `net/WIRE.md`): cluster "lab", node 7, applied seq 300.
 const PROTOCOL_1_HELLO: &str = "11000000 5ead23f0 00 c8a0e5c204 01 036c6162 01 07 00 ac02 00";
 
+/// The `Hello` a protocol-2 worker (the previous release) sends, as its
+/// `net/WIRE.md` pinned it: the same, with the nonce `[0x11; 32]`.
+const PROTOCOL_2_HELLO: &str = "31000000 20226382 00 c8a0e5c204 02 036c6162 01 07 00 ac02 00 \
+     1111111111111111111111111111111111111111111111111111111111111111";
+
 #[test]
-fn a_node_of_the_previous_protocol_is_told_both_versions() -> std::io::Result<()> {
+fn nodes_of_earlier_protocols_are_told_both_versions() -> std::io::Result<()> {
     let dir = TempDir::new("auth-old-peer");
     let port = free_port();
     let (listen, mdata) = (loopback(port).to_string(), data(&dir, "master"));
@@ -174,30 +179,33 @@ fn a_node_of_the_previous_protocol_is_told_both_versions() -> std::io::Result<()
         ],
     );
     master.wait_log("(tcp+udp)", 0, Duration::from_secs(30));
-    let hex: String = PROTOCOL_1_HELLO.split_whitespace().collect();
-    let bytes: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-        .collect();
-    let mut raw = std::net::TcpStream::connect(master.addr)?;
-    raw.set_read_timeout(Some(Duration::from_secs(10)))?;
-    raw.write_all(&bytes)?;
-    let mut answer = Vec::new();
-    let _ = raw.read_to_end(&mut answer);
-    let refusal = hypha_net::decode_frame(&answer).map_err(std::io::Error::other)?;
-    let hypha_net::Decoded::Frame {
-        message: Message::Refuse(refuse),
-        ..
-    } = refusal
-    else {
-        panic!("a protocol-1 peer got {refusal:?}");
-    };
-    assert_eq!(refuse.reason, RefuseReason::VersionMismatch { ours: 2 });
-    assert!(
-        refuse.message.contains("protocol 2") && refuse.message.contains("the peer 1"),
-        "{}",
-        refuse.message
-    );
-    master.wait_log("the peer 1", 0, Duration::from_secs(10));
+    for (theirs, hello) in [(1, PROTOCOL_1_HELLO), (2, PROTOCOL_2_HELLO)] {
+        let hex: String = hello.split_whitespace().collect();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect();
+        let mut raw = std::net::TcpStream::connect(master.addr)?;
+        raw.set_read_timeout(Some(Duration::from_secs(10)))?;
+        raw.write_all(&bytes)?;
+        let mut answer = Vec::new();
+        let _ = raw.read_to_end(&mut answer);
+        let refusal = hypha_net::decode_frame(&answer).map_err(std::io::Error::other)?;
+        let hypha_net::Decoded::Frame {
+            message: Message::Refuse(refuse),
+            ..
+        } = refusal
+        else {
+            panic!("a protocol-{theirs} peer got {refusal:?}");
+        };
+        assert_eq!(refuse.reason, RefuseReason::VersionMismatch { ours: 3 });
+        let peer = format!("the peer {theirs}");
+        assert!(
+            refuse.message.contains("protocol 3") && refuse.message.contains(&peer),
+            "{}",
+            refuse.message
+        );
+        master.wait_log(&peer, 0, Duration::from_secs(10));
+    }
     Ok(())
 }

@@ -17,6 +17,8 @@ fn welcome() -> Message {
         node_id: 1,
         history_id: 1,
         commit_seq: 0,
+        term: 0,
+        terms: Vec::new(),
     })
 }
 

@@ -163,6 +163,8 @@ fn a_worker_acks_everything_applied_before_it_answers_a_ping() -> std::io::Resul
             node_id: 9,
             history_id: 77,
             commit_seq: 3,
+            term: 0,
+            terms: Vec::new(),
         }))
         .await?;
         let records = (1..=3)
@@ -172,11 +174,13 @@ fn a_worker_acks_everything_applied_before_it_answers_a_ping() -> std::io::Resul
                 kind: RecordKind::Put,
                 key: format!("k{seq}").into_bytes(),
                 value: b"v".to_vec(),
+                meta: Default::default(),
             })
             .collect();
         let mut out = Vec::new();
         w.encode(
             &Message::Records {
+                term: 0,
                 first_seq: 1,
                 records,
             },
@@ -186,7 +190,10 @@ fn a_worker_acks_everything_applied_before_it_answers_a_ping() -> std::io::Resul
         w.send_encoded(&out).await?;
         // An Ack sent on the worker's timer instead would come after the Pong.
         match wire::timeout(WAIT_MS, r.recv()).await? {
-            Some(Message::Ack { applied_seq: 3 }) => {}
+            Some(Message::Ack {
+                term: 0,
+                applied_seq: 3,
+            }) => {}
             other => panic!("expected Ack of seq 3 before the Pong, got {other:?}"),
         }
         match wire::timeout(WAIT_MS, r.recv()).await? {
@@ -226,6 +233,7 @@ fn a_master_that_waits_for_acks_pings_behind_every_batch() -> std::io::Result<()
                         let mut out = Vec::new();
                         ww.encode(
                             &Message::Ack {
+                                term: 0,
                                 applied_seq: applied,
                             },
                             &mut out,

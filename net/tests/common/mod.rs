@@ -3,10 +3,10 @@
 #![allow(dead_code)]
 
 use hypha_net::{
-    connector_finish, Acceptor, Challenge, ClusterKey, ClusterKeys, ErrorCode, Hello, Message,
-    NodeStatus, Prove, Purpose, RecordKind, Refuse, RefuseReason, Role, Session, Version, Welcome,
-    WireRecord, WorkerInfo, FRAME_HEADER_BYTES, HELLO_MAGIC, NONCE_BYTES, PROOF_BYTES,
-    PROTOCOL_VERSION,
+    connector_finish, Acceptor, Ballot, Challenge, ClusterKey, ClusterKeys, ErrorCode, Hello,
+    LogId, Message, NodeStatus, Prove, Purpose, RecordKind, Refuse, RefuseReason, Role, Session,
+    TermStart, Version, Welcome, WireMeta, WireRecord, WorkerInfo, FRAME_HEADER_BYTES, HELLO_MAGIC,
+    NONCE_BYTES, PROOF_BYTES, PROTOCOL_VERSION, REQUEST_ID_BYTES,
 };
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -26,6 +26,8 @@ pub fn hello() -> Hello {
         applied_seq: 300,
         purpose: Purpose::Replicate,
         nonce: HELLO_NONCE,
+        term: 0,
+        last_term: 0,
     }
 }
 
@@ -84,6 +86,7 @@ pub fn record(seq: u64, key: &[u8], value: &[u8]) -> WireRecord {
         kind: RecordKind::Put,
         key: key.to_vec(),
         value: value.to_vec(),
+        meta: WireMeta::default(),
     }
 }
 
@@ -97,6 +100,17 @@ pub fn every_message() -> Vec<Message> {
             node_id: 1,
             history_id: 0xdead_beef_cafe,
             commit_seq: 1 << 40,
+            term: 3,
+            terms: vec![
+                TermStart {
+                    term: 0,
+                    first_seq: 1,
+                },
+                TermStart {
+                    term: 3,
+                    first_seq: 1 << 40,
+                },
+            ],
         }),
         Message::Refuse(Refuse::new(
             RefuseReason::HistoryMismatch { ours: 42 },
@@ -199,6 +213,7 @@ pub fn every_message() -> Vec<Message> {
             "1 of 2 workers confirmed",
         ),
         Message::Records {
+            term: 3,
             first_seq: 21,
             records: vec![
                 record(21, b"a", b"1"),
@@ -208,11 +223,21 @@ pub fn every_message() -> Vec<Message> {
                     kind: RecordKind::Delete,
                     key: b"b".to_vec(),
                     value: Vec::new(),
+                    meta: WireMeta {
+                        term: 3,
+                        deadline_ms: 1_800_000_000_000,
+                        request_id: Some([0x5c; REQUEST_ID_BYTES]),
+                        batch_more: true,
+                    },
                 },
             ],
         },
-        Message::Ack { applied_seq: 22 },
+        Message::Ack {
+            term: 3,
+            applied_seq: 22,
+        },
         Message::SnapshotBegin {
+            term: 3,
             history_id: 5,
             upto_seq: 22,
             records_total: 1,
@@ -248,6 +273,10 @@ pub fn every_message() -> Vec<Message> {
         }),
         Message::Prove(Prove {
             proof: [0x5a; PROOF_BYTES],
+        }),
+        Message::Ballot(Ballot::RequestVote {
+            term: 4,
+            last: LogId { term: 3, seq: 22 },
         }),
     ]
 }

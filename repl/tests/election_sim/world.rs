@@ -269,7 +269,7 @@ impl World {
         if self.members[to].election.is_none() {
             return Ok(());
         }
-        if let (Ballot::Heartbeat { term }, Some(log)) = (p.msg, &p.log) {
+        if let (Ballot::Heartbeat { term, .. }, Some(log)) = (p.msg, &p.log) {
             let mine = self.members[to]
                 .election
                 .as_ref()
@@ -296,7 +296,7 @@ impl World {
                 return self.run_actions_with_match(to, acts, log.len());
             }
         }
-        if let (Ballot::HeartbeatAck { term }, Some(matched)) = (p.msg, p.matched) {
+        if let (Ballot::HeartbeatAck { term, .. }, Some(matched)) = (p.msg, p.matched) {
             self.ack(to, p.from, term, matched)?;
         }
         let now = self.local(to);

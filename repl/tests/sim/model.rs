@@ -2,7 +2,7 @@
 //! and models of the master's and the workers' storage with the engine's
 //! durability contract.
 
-use hypha_net::{RecordKind, WireRecord};
+use hypha_net::{RecordKind, WireMeta, WireRecord};
 use std::collections::BTreeMap;
 
 /// splitmix64: every choice of a run comes from one of these, seeded once.
@@ -113,6 +113,10 @@ impl MasterStore {
             },
             key,
             value: value.unwrap_or_default(),
+            meta: WireMeta {
+                term: 7,
+                ..WireMeta::default()
+            },
         };
         apply(&mut self.state, &r);
         self.digests.push(digest(&self.state));

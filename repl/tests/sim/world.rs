@@ -5,7 +5,8 @@
 //! crashes and compaction. Every choice comes from one seeded [`Rng`].
 
 use crate::model::{digest, MasterStore, Rng, WorkerStore};
-use hypha_net::{Message, RefuseReason};
+use hypha_net::{Message, RefuseReason, TermStart};
+use hypha_repl::terms::TermHistory;
 use hypha_repl::{
     Follower, FollowerEvent, FollowerParams, Join, MasterCore, MasterEvent, MasterParams, Millis,
     SyncMode,
@@ -147,6 +148,8 @@ pub struct World {
 }
 
 const HISTORY: u64 = 0x4859_5048_4153_494d;
+/// The master's term: every frame and record of the run carries it.
+const TERM: u64 = 7;
 
 impl World {
     pub fn new(seed: u64) -> World {
@@ -155,6 +158,11 @@ impl World {
         let params = MasterParams {
             node_id: 1,
             history_id: HISTORY,
+            term: TERM,
+            terms: vec![TermStart {
+                term: TERM,
+                first_seq: 1,
+            }],
             sync: setup.sync,
             sync_timeout_ms: 1_000,
             heartbeat_ms: HEARTBEAT_MS,
@@ -473,10 +481,20 @@ impl World {
             self.at(next.max(self.now), Ev::Deliver { conn, to_master });
         }
         let event = match msg {
-            Message::Welcome(w) if connecting => FollowerEvent::Welcomed {
-                node_id: w.node_id,
-                history_id: w.history_id,
-                commit_seq: w.commit_seq,
+            Message::Welcome(welcome) if connecting => FollowerEvent::Welcomed {
+                node_id: welcome.node_id,
+                history_id: welcome.history_id,
+                commit_seq: welcome.commit_seq,
+                term: welcome.term,
+                terms: welcome.terms,
+                // Every record of the run is of `TERM`.
+                mine: match self.workers[w].store.applied {
+                    0 => TermHistory::new(),
+                    _ => TermHistory::from_starts(&[TermStart {
+                        term: TERM,
+                        first_seq: 1,
+                    }])?,
+                },
             },
             Message::Refuse(r) if connecting => FollowerEvent::Refused {
                 history_mismatch: matches!(r.reason, RefuseReason::HistoryMismatch { .. }),
@@ -496,6 +514,7 @@ impl World {
                     role: hello.role,
                     history_id: hello.history_id,
                     applied_seq: hello.applied_seq,
+                    last_term: hello.last_term,
                     peer: SocketAddr::from(([10, 0, 0, w as u8], 9000)),
                 },
                 horizon: self.store.horizon,

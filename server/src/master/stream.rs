@@ -44,6 +44,7 @@ impl Master {
             role: hello.role,
             history_id: hello.history_id,
             applied_seq: hello.applied_seq,
+            last_term: hello.last_term,
             peer,
         };
         let horizon = self.db.tombstone_horizon();
@@ -172,6 +173,7 @@ impl Master {
     async fn send_snapshot(&self, w: &mut Writer, upto: u64) -> std::io::Result<u64> {
         let stats = self.db.stats();
         w.send(&Message::SnapshotBegin {
+            term: 0,
             history_id: self.me.history_id,
             upto_seq: upto,
             records_total: stats.live,

@@ -65,6 +65,7 @@ impl Worker {
         rx: Receiving,
         history_id: u64,
         upto: u64,
+        terms: Vec<hypha_net::TermStart>,
     ) -> std::io::Result<u64> {
         let Receiving {
             db: fresh,
@@ -73,7 +74,11 @@ impl Worker {
         progress.done();
         let fresh = Arc::try_unwrap(fresh)
             .map_err(|_| std::io::Error::other("snapshot db still in use"))?;
+        let terms = wire::terms_from_wire(&terms);
         let seq = smol::unblock(move || -> Result<u64, hypha_engine::Error> {
+            // The snapshot's records came in any order: its term table is
+            // the master's, up to the snapshot's seq.
+            fresh.set_term_history(&terms)?;
             fresh.sync()?;
             let seq = fresh.seq();
             fresh.close()?;
@@ -98,18 +103,7 @@ impl Worker {
     /// executor thread they run on, and does the file work on the blocking
     /// pool.
     async fn swap_in(&self, tmp: PathBuf, history_id: u64) -> std::io::Result<()> {
-        let mut current = self.db.write().unwrap_or_else(|p| p.into_inner()).take();
-        let old_db = loop {
-            match current.map(Arc::try_unwrap) {
-                None => break None,
-                Some(Ok(db)) => break Some(db),
-                Some(Err(shared)) => {
-                    // An in-flight read still holds it; it finishes quickly.
-                    current = Some(shared);
-                    smol::Timer::after(Duration::from_millis(SWAP_POLL_MS)).await;
-                }
-            }
-        };
+        let old_db = self.take_db().await;
         let (data, engine) = (self.cfg.data.clone(), self.cfg.engine.clone());
         let fresh = smol::unblock(move || -> std::io::Result<Db> {
             if let Some(db) = old_db {
@@ -130,6 +124,50 @@ impl Worker {
         self.followed.store(history_id, Ordering::Release);
         self.applied.notify(usize::MAX);
         Ok(())
+    }
+
+    /// Takes the database out of service (reads answer "unavailable" until
+    /// it is back), once in-flight reads let go of it, without blocking
+    /// the executor thread they run on.
+    async fn take_db(&self) -> Option<Db> {
+        let mut current = self.db.write().unwrap_or_else(|p| p.into_inner()).take();
+        loop {
+            match current.map(Arc::try_unwrap) {
+                None => return None,
+                Some(Ok(db)) => return Some(db),
+                Some(Err(shared)) => {
+                    // An in-flight read still holds it; it finishes quickly.
+                    current = Some(shared);
+                    smol::Timer::after(Duration::from_millis(SWAP_POLL_MS)).await;
+                }
+            }
+        }
+    }
+
+    /// Cuts the log back to end at `after` (`Db::truncate_after`: a
+    /// failover member whose records no majority held). `Ok(Err(why))`
+    /// when compaction already merged what must be cut (a snapshot then
+    /// replaces the data).
+    pub(super) async fn truncate(&self, after: u64) -> std::io::Result<Result<u64, String>> {
+        let Some(db) = self.take_db().await else {
+            return Err(std::io::Error::other("no database to cut"));
+        };
+        let (dir, engine) = (self.cfg.data.join("db"), self.cfg.engine.clone());
+        let (db, outcome) = smol::unblock(move || match db.truncate_after(after) {
+            Ok(db) => {
+                let seq = db.seq();
+                (Ok(db), Ok(seq))
+            }
+            // The database was closed and the cut refused or failed: it
+            // opens again as it was (or with the cut done, if its marker
+            // was written).
+            Err(e) => (Db::open(&dir, engine), Err(e.to_string())),
+        })
+        .await;
+        let db = db.map_err(std::io::Error::other)?;
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
+        self.applied.notify(usize::MAX);
+        Ok(outcome)
     }
 
     /// Sends a heartbeat to the master every `--heartbeat-ms`, signed with

@@ -1,7 +1,7 @@
 //! The simulator's drivers: what the server's I/O loops do with the state
 //! machines' actions, done on the simulated network and storage models.
 
-use super::{node_of, Conn, Ev, Pending, World, HISTORY, QUEUE_MAX, WINDOW};
+use super::{node_of, Conn, Ev, Pending, World, HISTORY, QUEUE_MAX, TERM, WINDOW};
 use hypha_net::{Hello, Message, Purpose, Role, BATCH_RECORDS_MAX};
 use hypha_repl::{FollowerAction, FollowerEvent, MasterAction, MasterEvent};
 use std::collections::VecDeque;
@@ -81,6 +81,7 @@ impl World {
                     conn,
                     false,
                     Message::SnapshotBegin {
+                        term: TERM,
                         history_id: HISTORY,
                         upto_seq: upto,
                         records_total: state.len() as u64,
@@ -95,6 +96,10 @@ impl World {
                         kind: hypha_net::RecordKind::Put,
                         key,
                         value,
+                        meta: hypha_net::WireMeta {
+                            term: TERM,
+                            ..Default::default()
+                        },
                     })
                     .collect();
                 records.sort_by_key(|r| r.seq);
@@ -123,6 +128,9 @@ impl World {
                 let wanted = match self.params.sync {
                     hypha_repl::SyncMode::Workers(n) => n as usize,
                     hypha_repl::SyncMode::Async => 0,
+                    hypha_repl::SyncMode::Majority { .. } => {
+                        return Err("the fixed-master simulator runs no failover group".into())
+                    }
                 };
                 // "Applied" as the README promises it: a worker may crash
                 // after its ack and lose what its last sync did not cover.
@@ -217,6 +225,7 @@ impl World {
                 let mut hello = Hello::new(cluster, Role::Worker, node_of(w), Purpose::Replicate);
                 hello.history_id = history_id;
                 hello.applied_seq = applied_seq;
+                hello.last_term = if applied_seq > 0 { TERM } else { 0 };
                 self.send(conn, true, Message::Hello(hello));
             }
             FollowerAction::Apply { records } => {
@@ -236,10 +245,24 @@ impl World {
                     crate::model::apply(tmp, r);
                 }
             }
+            FollowerAction::Truncate { after } => {
+                // One master, one term: a worker's log is always a prefix.
+                return Err(format!("worker {w} asked to cut its log after {after}"));
+            }
             FollowerAction::SnapshotEnd {
                 history_id,
                 upto_seq,
+                terms,
             } => {
+                let first = hypha_net::TermStart {
+                    term: TERM,
+                    first_seq: 1,
+                };
+                if upto_seq > 0 && terms != [first] {
+                    return Err(format!(
+                        "snapshot to {upto_seq} with term boundaries {terms:?}"
+                    ));
+                }
                 self.workers[w].pending = Some(Pending::Snapshot {
                     history_id,
                     upto: upto_seq,

@@ -1,0 +1,99 @@
+//! The wire types of failover groups (protocol 3): terms, log ids, term
+//! boundaries and the election messages members exchange.
+//!
+//! A **term** numbers a master's reign: every record carries the term of the
+//! master that wrote it, and every replication frame the sender's term. Term
+//! 0 is the fixed-role master's (`hypha master`), and every record written
+//! before failover existed.
+
+use serde::{Deserialize, Serialize};
+
+/// The (term, seq) of a log's newest record. Ordered by term, then seq: the
+/// newer log is the greater.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct LogId {
+    /// Term of the newest record.
+    pub term: u64,
+    /// Its seq.
+    pub seq: u64,
+}
+
+/// Where a term's records start in a log: the records from `first_seq` up to
+/// the next boundary's `first_seq` (exclusive) carry `term`. A log's
+/// boundaries ascend in both fields; a node keeps the newest `TERMS_KEPT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TermStart {
+    /// The term.
+    pub term: u64,
+    /// Seq of its first record (at least 1).
+    pub first_seq: u64,
+}
+
+/// What members of a failover group say to each other about elections and
+/// liveness, in [`Message::Ballot`](crate::Message::Ballot). Variants are
+/// append-only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ballot {
+    /// "Would you vote for me in `term`?" (the asker's term + 1; nobody's
+    /// term changes). Tag 0.
+    PreVote {
+        /// The term the asker would campaign in.
+        term: u64,
+        /// The asker's last log id.
+        last: LogId,
+    },
+    /// Answer to a `PreVote`: `term` is the asked term if granted, else the
+    /// answerer's own. Tag 1.
+    PreVoteReply {
+        /// See above.
+        term: u64,
+        /// Whether it would vote.
+        granted: bool,
+    },
+    /// "Vote for me in `term`." Tag 2.
+    RequestVote {
+        /// The candidate's term.
+        term: u64,
+        /// The candidate's last log id.
+        last: LogId,
+    },
+    /// Answer to a `RequestVote`, in the voter's term. Tag 3.
+    Vote {
+        /// The voter's term.
+        term: u64,
+        /// Whether it voted for the candidate.
+        granted: bool,
+    },
+    /// The leader of `term` is alive (replication traffic counts as one).
+    /// Tag 4.
+    Heartbeat {
+        /// The leader's term.
+        term: u64,
+        /// The leader's last log id (a witness keeps it, to vote only for
+        /// logs at least as new).
+        last: LogId,
+    },
+    /// A member heard the leader's `Heartbeat`, in the member's term. Tag 5.
+    HeartbeatAck {
+        /// The member's term.
+        term: u64,
+        /// The member's last log id (a witness: the newest it keeps).
+        last: LogId,
+    },
+}
+
+impl Ballot {
+    /// The term the message carries.
+    pub fn term(&self) -> u64 {
+        match *self {
+            Ballot::PreVote { term, .. }
+            | Ballot::PreVoteReply { term, .. }
+            | Ballot::RequestVote { term, .. }
+            | Ballot::Vote { term, .. }
+            | Ballot::Heartbeat { term, .. }
+            | Ballot::HeartbeatAck { term, .. } => term,
+        }
+    }
+}
