@@ -1,0 +1,194 @@
+//! The invariants of failover, checked while the run goes and at its end.
+
+use crate::member::Rec;
+use crate::world::World;
+use hypha_repl::election::Role;
+
+/// A write is acknowledged only when a majority of the members hold its
+/// record durably; then it and everything before it in the leader's log
+/// are committed, and must never change.
+pub fn acknowledged(w: &mut World, m: usize, key: u64, seq: u64, term: u64) -> Result<(), String> {
+    let want = Rec { seq, term, key };
+    let holding = (0..w.members.len())
+        .filter(|&o| w.durable(o).get(seq as usize - 1) == Some(&want))
+        .count();
+    let majority = w.members.len() / 2 + 1;
+    if holding < majority {
+        return Err(format!(
+            "member {m} acknowledged {want:?} held durably by {holding} of {} members",
+            w.members.len()
+        ));
+    }
+    // Everything before it in this leader's log is committed with it.
+    let from = w.committed.range(..=seq).next_back().map_or(0, |(&s, _)| s);
+    let from = from.saturating_sub(64).min(seq);
+    let log = w.members[m].store.log[from as usize..seq as usize].to_vec();
+    for r in log {
+        if let Some(t) = w.committed.insert(r.seq, r.term) {
+            if t != r.term {
+                return Err(format!(
+                    "seq {} was committed in term {t}, now in term {}",
+                    r.seq, r.term
+                ));
+            }
+        }
+    }
+    w.acked.insert(key, (seq, term));
+    if let Some(late) = w.late_writes.get_mut(&key) {
+        *late = true;
+    }
+    w.stats.acked += 1;
+    Ok(())
+}
+
+/// One leader per term, holding every committed record.
+pub fn new_leader(w: &mut World, m: usize, term: u64) -> Result<(), String> {
+    if let Some(&other) = w.leaders.get(&term) {
+        if other != m {
+            return Err(format!("two leaders in term {term}: {other} and {m}"));
+        }
+    }
+    w.leaders.insert(term, m);
+    let log = &w.members[m].store.log;
+    for (&seq, &t) in &w.committed {
+        if log.get(seq as usize - 1).map(|r| r.term) != Some(t) {
+            return Err(format!(
+                "member {m} leads term {term} without committed seq {seq} (term {t}); its log \
+                 ends at {:?}",
+                w.members[m].store.last()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Logs agree up to the commit point: the leader of the highest term
+/// holds every committed record, and a member following a leader on an
+/// established session holds a prefix of that leader's log. (A member cut
+/// off may hold records at committed seqs that no majority took, until it
+/// rejoins and cuts them: `cut` checks that cut.)
+pub fn logs(w: &World) -> Result<(), String> {
+    let top = (0..w.members.len())
+        .filter_map(|m| w.members[m].lead.as_ref().map(|l| (l.term, m)))
+        .max();
+    if let Some((term, l)) = top {
+        let log = &w.members[l].store.log;
+        for (&seq, &t) in &w.committed {
+            if log.get(seq as usize - 1).map(|r| r.term) != Some(t) {
+                return Err(format!(
+                    "leader {l} of term {term} lacks committed seq {seq} of term {t}"
+                ));
+            }
+        }
+    }
+    for (m, mem) in w.members.iter().enumerate() {
+        let Some(f) = mem.follow.as_ref() else {
+            continue;
+        };
+        let Some(l) = f.leader.filter(|&l| w.members[l].lead.is_some()) else {
+            continue;
+        };
+        if *f.core.phase() != hypha_repl::Phase::Following || f.conn.is_none() || f.snapshot_asked {
+            continue;
+        }
+        let theirs = &w.members[l].store.log;
+        if !theirs.starts_with(&mem.store.log) {
+            return Err(format!(
+                "member {m} follows leader {l} but its log (to {:?}) is not a prefix of the \
+                 leader's (to {:?})",
+                mem.store.last(),
+                w.members[l].store.last()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A member cuts only records that were never committed.
+pub fn cut(w: &World, m: usize, after: u64) -> Result<(), String> {
+    let log = &w.members[m].store.log;
+    for r in log.iter().skip(after as usize) {
+        if w.committed.get(&r.seq) == Some(&r.term) {
+            return Err(format!(
+                "member {m} cuts its log after seq {after}, losing committed {r:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A snapshot holds every committed record up to its end.
+pub fn snapshot_keeps_committed(w: &World, m: usize, recs: &[Rec]) -> Result<(), String> {
+    for (&seq, &t) in w.committed.range(..=recs.len() as u64) {
+        if recs[seq as usize - 1].term != t {
+            return Err(format!(
+                "member {m} got a snapshot without committed seq {seq}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The member's term boundaries say what its log holds: each boundary's
+/// first record is of its term, every record kept after the oldest
+/// boundary has the term of the boundary before it, and none starts past
+/// the end.
+pub fn terms_match_log(w: &World, m: usize) -> Result<(), String> {
+    let s = &w.members[m].store;
+    let starts = s.terms.starts();
+    for r in &s.log {
+        let Some(b) = starts.iter().rev().find(|b| b.first_seq <= r.seq) else {
+            continue;
+        };
+        if b.term != r.term {
+            return Err(format!(
+                "member {m}: {r:?} but its term boundaries {starts:?} say term {}",
+                b.term
+            ));
+        }
+    }
+    if starts.iter().any(|b| b.first_seq > s.log.len() as u64) {
+        return Err(format!(
+            "member {m}: term boundaries {starts:?} past its log's end {}",
+            s.log.len()
+        ));
+    }
+    Ok(())
+}
+
+/// After healing: one leader followed by all, every log the same, every
+/// acknowledged write in it, and the writes made after healing
+/// acknowledged.
+pub fn settled(w: &World) -> Result<(), String> {
+    let roles: Vec<Option<Role>> = w.members.iter().map(|m| m.role()).collect();
+    let leaders: Vec<usize> = (0..roles.len())
+        .filter(|&m| roles[m] == Some(Role::Leader))
+        .collect();
+    let [leader] = leaders[..] else {
+        return Err(format!("no single leader after healing: {roles:?}"));
+    };
+    let want = &w.members[leader].store.log;
+    for (m, mem) in w.members.iter().enumerate() {
+        if mem.store.log != *want {
+            return Err(format!(
+                "member {m}'s log (to {:?}) differs from leader {leader}'s (to {:?})",
+                mem.store.last(),
+                w.members[leader].store.last()
+            ));
+        }
+    }
+    for (&key, &(seq, term)) in &w.acked {
+        if want.get(seq as usize - 1) != Some(&Rec { seq, term, key }) {
+            return Err(format!("acknowledged write {key} at seq {seq} is lost"));
+        }
+    }
+    if let Some((key, _)) = w.late_writes.iter().find(|(_, &acked)| !acked) {
+        return Err(format!(
+            "write {key}, made after healing, was never acknowledged"
+        ));
+    }
+    if w.late_writes.is_empty() {
+        return Err("no write was made after healing".into());
+    }
+    Ok(())
+}

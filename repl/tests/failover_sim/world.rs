@@ -1,0 +1,450 @@
+//! The simulated group: members, the network, faults, clients and the run.
+
+use crate::member::{Member, Rec};
+use crate::net::{Conn, Conns, Item, Side};
+use hypha_net::Ballot;
+use hypha_repl::election::{ElectionParams, Role, ELECTION_DEFAULTS, ELECTION_ETCD_TIMING};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+/// Simulated milliseconds of faults, then of healed running.
+pub const CHAOS_MS: u64 = 20_000;
+pub const HEALED_MS: u64 = 20_000;
+/// Writes issued this long after healing must be acknowledged.
+const LIVE_AFTER_HEAL_MS: u64 = 8_000;
+/// The group's history id (every member starts in it, empty).
+pub const HISTORY: u64 = 0x4859_5048_4641_494c;
+/// Most items in flight in the network at once (a bounded network).
+const IN_FLIGHT_MAX: usize = 50_000;
+
+pub fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// splitmix64: every choice of a run comes from it.
+pub struct Rng(u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// Whether follower `m` reads the next message of `conn` now: one apply
+/// at a time on its session; a connection that is not its session (any
+/// more) it reads and drops.
+fn follower_reads(m: &Member, conn: u64) -> bool {
+    match &m.follow {
+        Some(f) if f.conn == Some(conn) => {
+            *f.core.phase() != hypha_repl::Phase::Following || f.core.wants_message()
+        }
+        _ => true,
+    }
+}
+
+/// What happens at a time.
+pub enum Ev {
+    /// An election datagram arrives.
+    Ballot { from: usize, to: usize, msg: Ballot },
+    /// A leader's liveness datagram arrives (the UDP heartbeat of a session).
+    Beat { from: usize, to: usize },
+    /// The head of a connection's queue toward `to` may arrive.
+    Conn { conn: u64, to: Side },
+    /// A member's own engine work finished (it is ignored if the member
+    /// restarted since).
+    Local {
+        m: usize,
+        incarnation: u64,
+        work: Work,
+    },
+}
+
+/// Engine work that takes time.
+pub enum Work {
+    /// The leader's fdatasync covering `seq` returned.
+    Commit(u64),
+    /// A follower's apply returned.
+    Applied,
+    /// A cut returned.
+    Truncated,
+    /// A cut was refused: compaction merged what it would cut.
+    TruncateFailed,
+    /// A snapshot was swapped in.
+    Installed { history_id: u64 },
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub acked: u64,
+    pub unknown: u64,
+    pub elections: u64,
+    pub truncations: u64,
+    pub snapshots: u64,
+    pub crashes: u64,
+}
+
+impl Stats {
+    pub fn add(&mut self, o: &Stats) {
+        self.acked += o.acked;
+        self.unknown += o.unknown;
+        self.elections += o.elections;
+        self.truncations += o.truncations;
+        self.snapshots += o.snapshots;
+        self.crashes += o.crashes;
+    }
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} writes acknowledged, {} left in doubt, {} elections, {} logs cut back, {} \
+             snapshots, {} crashes",
+            self.acked,
+            self.unknown,
+            self.elections,
+            self.truncations,
+            self.snapshots,
+            self.crashes
+        )
+    }
+}
+
+pub struct World {
+    pub rng: Rng,
+    pub now: u64,
+    pub params: ElectionParams,
+    pub members: Vec<Member>,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    events: BTreeMap<u64, Ev>,
+    next_event: u64,
+    pub conns: Conns,
+    /// link[from][to] up?
+    pub link: Vec<Vec<bool>>,
+    pub loss: u64,
+    dup: u64,
+    pub delay_max: u64,
+    /// The leader of each term.
+    pub leaders: BTreeMap<u64, usize>,
+    /// Every acknowledged write: key → (seq, term).
+    pub acked: BTreeMap<u64, (u64, u64)>,
+    /// Seqs known committed, with their term.
+    pub committed: BTreeMap<u64, u64>,
+    pub next_key: u64,
+    /// Keys written after healing, and whether each was acknowledged.
+    pub late_writes: BTreeMap<u64, bool>,
+    pub stats: Stats,
+    pub trace: bool,
+    pub setup: String,
+}
+
+impl World {
+    pub fn new(seed: u64) -> World {
+        let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let n = [1, 2, 3, 3, 3, 4, 5, 5][rng.below(8) as usize];
+        let params = if rng.chance(50) {
+            ELECTION_DEFAULTS
+        } else {
+            ELECTION_ETCD_TIMING
+        };
+        let (loss, dup, delay_max) = (rng.below(10), rng.below(5), 1 + rng.below(100));
+        let members = (0..n)
+            .map(|_| Member::new(950 + rng.below(101), rng.below(1_000_000)))
+            .collect();
+        let setup = format!(
+            "{n} members, {params:?}, ballot loss {loss}%, dup {dup}%, delay <= {delay_max} ms"
+        );
+        let mut w = World {
+            rng,
+            now: 0,
+            params,
+            members,
+            queue: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            next_event: 0,
+            conns: Conns::default(),
+            link: vec![vec![true; n]; n],
+            loss,
+            dup,
+            delay_max,
+            leaders: BTreeMap::new(),
+            acked: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            next_key: 1,
+            late_writes: BTreeMap::new(),
+            stats: Stats::default(),
+            trace: env_u64("SIM_SEED").is_some(),
+            setup,
+        };
+        for m in 0..n {
+            w.start(m);
+        }
+        w
+    }
+
+    /// Member `m`'s clock.
+    pub fn local(&self, m: usize) -> u64 {
+        self.now * self.members[m].rate / 1000 + self.members[m].offset
+    }
+
+    pub fn at(&mut self, t: u64, ev: Ev) {
+        let id = self.next_event;
+        self.next_event += 1;
+        self.events.insert(id, ev);
+        self.queue.push(Reverse((t, id)));
+    }
+
+    fn delay(&mut self) -> u64 {
+        1 + self.rng.below(self.delay_max)
+    }
+
+    /// An election datagram: lost on a cut link or by chance.
+    pub fn send_ballot(&mut self, from: usize, to: usize, msg: Ballot) {
+        if self.trace {
+            println!("{:>6} ms  {from} -> {to}: {msg:?}", self.now);
+        }
+        if !self.link[from][to] || self.rng.chance(self.loss) {
+            return;
+        }
+        let copies = if self.rng.chance(self.dup) { 2 } else { 1 };
+        for _ in 0..copies {
+            let t = self.now + self.delay();
+            self.at(t, Ev::Ballot { from, to, msg });
+        }
+    }
+
+    pub fn send_beat(&mut self, from: usize, to: usize) {
+        if self.link[from][to] && !self.rng.chance(self.loss) {
+            let t = self.now + self.delay();
+            self.at(t, Ev::Beat { from, to });
+        }
+    }
+
+    /// Opens a connection from follower `f` to `leader`.
+    pub fn connect(&mut self, f: usize, leader: usize) -> u64 {
+        self.conns.open(Conn {
+            follower: f,
+            leader,
+            follower_inc: self.members[f].incarnation,
+            leader_inc: self.members[leader].incarnation,
+            to_leader: Default::default(),
+            to_follower: Default::default(),
+            closed_by_follower: false,
+            closed_by_leader: false,
+        })
+    }
+
+    /// Puts `item` on `conn` toward side `to`, after what is already there.
+    pub fn send_on(&mut self, conn: u64, to: Side, item: Item) {
+        if self.trace {
+            if let Item::Msg(m) = &item {
+                println!("{:>6} ms  conn {conn} -> {to:?}: {}", self.now, m.name());
+            }
+        }
+        let t = self.now + self.delay();
+        let Some(c) = self.conns.map.get_mut(&conn) else {
+            return;
+        };
+        let from = match to {
+            Side::Leader => Side::Follower,
+            Side::Follower => Side::Leader,
+        };
+        if c.closed_by(from) {
+            return;
+        }
+        if matches!(item, Item::Fin) {
+            match from {
+                Side::Leader => c.closed_by_leader = true,
+                Side::Follower => c.closed_by_follower = true,
+            }
+        }
+        let q = c.queue(to);
+        let t = q.back().map_or(t, |&(last, _)| t.max(last));
+        let first = q.is_empty();
+        q.push_back((t, item));
+        if first {
+            self.at(t, Ev::Conn { conn, to });
+        }
+    }
+
+    /// The head of `conn`'s queue toward `to`, if it may arrive now: its
+    /// time came, the link is up, and the receiver takes it.
+    fn conn_head(&mut self, conn: u64, to: Side) -> Result<(), String> {
+        let Some(c) = self.conns.map.get_mut(&conn) else {
+            return Ok(());
+        };
+        let (m, from) = (
+            c.member(to),
+            c.member(match to {
+                Side::Leader => Side::Follower,
+                Side::Follower => Side::Leader,
+            }),
+        );
+        let inc = match to {
+            Side::Leader => c.leader_inc,
+            Side::Follower => c.follower_inc,
+        };
+        let q = c.queue(to);
+        let Some(&(t, _)) = q.front() else {
+            return Ok(());
+        };
+        let gone = self.members[m].incarnation != inc || !self.members[m].up;
+        if gone {
+            // The receiver restarted: nothing of this connection reaches it.
+            q.clear();
+            return Ok(());
+        }
+        let link_up = self.link[from][m];
+        let takes = to == Side::Leader || follower_reads(&self.members[m], conn);
+        if t > self.now || !link_up || !takes {
+            let retry = t.max(self.now + if link_up { 1 } else { 20 });
+            self.at(retry, Ev::Conn { conn, to });
+            return Ok(());
+        }
+        let (_, item) = q.pop_front().expect("head");
+        if let Some(&(next, _)) = q.front() {
+            self.at(next.max(self.now), Ev::Conn { conn, to });
+        }
+        match to {
+            Side::Leader => self.at_leader(m, conn, item),
+            Side::Follower => self.at_follower(m, conn, item),
+        }
+    }
+
+    fn deliver(&mut self, ev: Ev) -> Result<(), String> {
+        match ev {
+            Ev::Ballot { from, to, msg } => self.ballot(from, to, msg),
+            Ev::Beat { from, to } => self.beat(from, to),
+            Ev::Conn { conn, to } => self.conn_head(conn, to),
+            Ev::Local {
+                m,
+                incarnation,
+                work,
+            } => {
+                if self.members[m].up && self.members[m].incarnation == incarnation {
+                    self.local_work(m, work)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn fault(&mut self) {
+        let n = self.members.len();
+        match self.rng.below(7) {
+            0 => {
+                let side: Vec<bool> = (0..n).map(|_| self.rng.chance(50)).collect();
+                let one_way = self.rng.chance(30);
+                for a in 0..n {
+                    for b in 0..n {
+                        if side[a] != side[b] && (!one_way || side[a]) {
+                            self.link[a][b] = false;
+                        }
+                    }
+                }
+            }
+            1 | 2 => {
+                let (a, b) = (
+                    self.rng.below(n as u64) as usize,
+                    self.rng.below(n as u64) as usize,
+                );
+                self.link[a][b] = !self.link[a][b];
+            }
+            3 => self.link = vec![vec![true; n]; n],
+            4 => {
+                // A compaction: the log up to what is durable is merged.
+                let m = self.rng.below(n as u64) as usize;
+                let s = &mut self.members[m].store;
+                s.horizon = s.durable as u64;
+            }
+            _ => {
+                let leader = (0..n).find(|&m| self.members[m].role() == Some(Role::Leader));
+                let m = match leader {
+                    Some(l) if self.rng.chance(60) => l,
+                    _ => self.rng.below(n as u64) as usize,
+                };
+                if self.members[m].up {
+                    let down = 100 + self.rng.below(4_000);
+                    self.crash(m, down);
+                }
+            }
+        }
+    }
+
+    /// A client write to a member that believes it leads (stale ones too).
+    fn client(&mut self) -> Result<(), String> {
+        let leading: Vec<usize> = (0..self.members.len())
+            .filter(|&m| self.members[m].lead.is_some())
+            .collect();
+        if leading.is_empty() {
+            return Ok(());
+        }
+        let m = leading[self.rng.below(leading.len() as u64) as usize];
+        let key = self.next_key;
+        self.next_key += 1;
+        if self.now >= CHAOS_MS + LIVE_AFTER_HEAL_MS && self.now < CHAOS_MS + HEALED_MS - 2_000 {
+            self.late_writes.insert(key, false);
+        }
+        self.write(m, key)
+    }
+
+    pub fn run(&mut self) -> Result<(), String> {
+        let end = CHAOS_MS + HEALED_MS;
+        while self.now < end {
+            if self.now < CHAOS_MS && self.rng.chance(1) && self.rng.chance(25) {
+                self.fault();
+            }
+            if self.now == CHAOS_MS {
+                self.heal();
+            }
+            while let Some(&Reverse((t, id))) = self.queue.peek() {
+                if t > self.now {
+                    break;
+                }
+                self.queue.pop();
+                let ev = self.events.remove(&id).expect("queued event");
+                self.deliver(ev)?;
+            }
+            for m in 0..self.members.len() {
+                self.step_member(m)?;
+            }
+            if self.now + 2_000 < end && self.rng.chance(5) {
+                self.client()?;
+            }
+            if self.now.is_multiple_of(500) {
+                crate::check::logs(self)?;
+                self.conns.reap();
+                let in_flight = self.conns.in_flight() + self.events.len();
+                if in_flight > IN_FLIGHT_MAX {
+                    return Err(format!("{in_flight} items in flight"));
+                }
+            }
+            self.now += 1;
+        }
+        crate::check::settled(self)
+    }
+
+    fn heal(&mut self) {
+        let n = self.members.len();
+        self.link = vec![vec![true; n]; n];
+        self.loss = 0;
+        for m in 0..n {
+            self.members[m].down_until = self.now;
+        }
+    }
+
+    /// Durable records of `m` (what survives a crash).
+    pub fn durable(&self, m: usize) -> &[Rec] {
+        let s = &self.members[m].store;
+        &s.log[..s.durable]
+    }
+}
