@@ -24,6 +24,21 @@ fn t(term: u64, first_seq: u64) -> TermStart {
     TermStart { term, first_seq }
 }
 
+/// A put from a master: key `k{seq}` at `seq`, of `term`.
+fn from_master(seq: u64, term: u64) -> Record {
+    Record {
+        seq,
+        id: seq as u32,
+        kind: RecordKind::Put,
+        key: format!("k{seq}").into_bytes(),
+        value: b"v".to_vec(),
+        meta: RecordMeta {
+            term,
+            ..RecordMeta::default()
+        },
+    }
+}
+
 /// Every record of the log carries the term the table says its seq has
 /// (records before the oldest kept entry are not checked), and no entry
 /// starts further than the next record.
@@ -78,17 +93,7 @@ fn applied_records_carry_their_terms_into_the_table() -> Result<(), Error> {
     let dir = TempDir::new("terms-apply");
     let db = Db::open(dir.path(), opts(Fsync::Never))?;
     for (seq, term) in [(1, 2), (2, 2), (3, 5), (4, 9), (5, 9)] {
-        db.apply(&Record {
-            seq,
-            id: seq as u32,
-            kind: RecordKind::Put,
-            key: format!("k{seq}").into_bytes(),
-            value: b"v".to_vec(),
-            meta: RecordMeta {
-                term,
-                ..RecordMeta::default()
-            },
-        })?;
+        db.apply(&from_master(seq, term))?;
     }
     assert_eq!(db.term_history(), vec![t(2, 1), t(5, 3), t(9, 4)]);
     table_matches_log(&db)?;
@@ -138,18 +143,8 @@ fn the_table_keeps_the_newest_terms() -> Result<(), Error> {
 fn a_snapshot_replica_takes_its_masters_table() -> Result<(), Error> {
     let dir = TempDir::new("terms-snapshot");
     let db = Db::open(dir.path(), opts(Fsync::Never))?;
-    for seq in [3u64, 8] {
-        db.apply(&Record {
-            seq,
-            id: seq as u32,
-            kind: RecordKind::Put,
-            key: format!("k{seq}").into_bytes(),
-            value: b"v".to_vec(),
-            meta: RecordMeta {
-                term: if seq == 3 { 2 } else { 6 },
-                ..RecordMeta::default()
-            },
-        })?;
+    for (seq, term) in [(3, 2), (8, 6)] {
+        db.apply(&from_master(seq, term))?;
     }
     // The master's table runs past the snapshot's seq: that part goes.
     db.set_term_history(&[t(0, 1), t(2, 3), t(6, 5), t(7, 12)])?;
@@ -175,35 +170,16 @@ fn an_entry_for_a_record_never_written_gives_way_to_the_record_that_is() -> Resu
     db.set_term_history(&[t(2, 1), t(5, 11)])?;
     assert_eq!(db.term_history(), vec![t(2, 1), t(5, 11)]);
     // The next leader's log has a record of term 4 there.
-    db.apply(&Record {
-        seq: 11,
-        id: 11,
-        kind: RecordKind::Put,
-        key: b"k10".to_vec(),
-        value: b"v".to_vec(),
-        meta: RecordMeta {
-            term: 4,
-            ..RecordMeta::default()
-        },
-    })?;
+    db.apply(&from_master(11, 4))?;
     assert_eq!(db.term_history(), vec![t(2, 1), t(4, 11)]);
     table_matches_log(&db)?;
     db.close()?;
     let db = Db::open(dir.path(), opts(Fsync::Never))?;
     assert_eq!(db.term_history(), vec![t(2, 1), t(4, 11)]);
     // A record whose term goes back is refused, and changes nothing.
-    let behind = Record {
-        seq: 12,
-        id: 12,
-        kind: RecordKind::Put,
-        key: b"k11".to_vec(),
-        value: b"v".to_vec(),
-        meta: RecordMeta {
-            term: 3,
-            ..RecordMeta::default()
-        },
-    };
-    let e = db.apply(&behind).expect_err("a term going back");
+    let e = db
+        .apply(&from_master(12, 3))
+        .expect_err("a term going back");
     assert!(e.to_string().contains("terms never go back"), "{e}");
     assert_eq!((db.seq(), db.term_history()), (11, vec![t(2, 1), t(4, 11)]));
     Ok(())

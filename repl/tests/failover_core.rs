@@ -22,18 +22,7 @@ fn t(term: u64, first_seq: u64) -> TermStart {
 /// A leader of term 5 whose log holds term 1 from seq 1 and its own term
 /// from seq 11, committed locally up to `seq`.
 fn leader(seq: u64) -> MasterCore<()> {
-    let params = MasterParams {
-        node_id: 1,
-        history_id: HISTORY,
-        term: 5,
-        terms: vec![t(1, 1), t(5, 11)],
-        sync: SyncMode::Majority { voters: 3 },
-        sync_timeout_ms: 1_000,
-        heartbeat_ms: 250,
-        heartbeat_timeout_ms: 1_000,
-        forget_after_ms: 60_000,
-    };
-    MasterCore::new(params, seq, 0)
+    MasterCore::new(leader_params(), seq, 0)
 }
 
 fn join(conn: u64, node: u64, role: Role, last_term: u64, applied_seq: u64) -> MasterEvent<()> {

@@ -26,53 +26,60 @@
 //!
 //! Long run: `SIM_SEEDS=200000 cargo test --release -p hypha-repl --test election_sim`.
 
+#[path = "../simkit/mod.rs"]
+mod simkit;
 mod world;
 
 use std::collections::BTreeMap;
-use world::{env_u64, World};
+use world::World;
 
 fn run_seed(seed: u64) -> Result<World, String> {
     let mut w = World::new(seed);
     match w.run() {
         Ok(()) => Ok(w),
-        Err(e) => Err(format!(
-            "seed {seed} failed at {} ms: {e}\nsetup: {}\nreplay: SIM_SEED={seed} cargo test -p \
-             hypha-repl --test election_sim -- --nocapture",
-            w.now, w.setup
-        )),
+        Err(e) => Err(format!("at {} ms: {e}\nsetup: {}", w.now, w.setup)),
     }
+}
+
+/// Totals over the seeds run.
+#[derive(Default)]
+struct Totals {
+    elections: u64,
+    committed: usize,
+    /// Silent leader crash to next leader, in ms, by timing.
+    failovers: BTreeMap<u64, Vec<u64>>,
 }
 
 #[test]
 fn elections_keep_every_invariant() {
-    if let Some(seed) = env_u64("SIM_SEED") {
-        let w = run_seed(seed).unwrap_or_else(|e| panic!("{e}"));
-        println!(
-            "seed {seed}: {} elections, {} entries committed",
-            w.elections,
-            w.committed.len()
-        );
+    let (n, t) = simkit::run_seeds(
+        "election_sim",
+        2_000,
+        run_seed,
+        |w| {
+            format!(
+                "{} elections, {} entries committed",
+                w.elections,
+                w.committed.len()
+            )
+        },
+        |t: &mut Totals, w| {
+            t.elections += w.elections;
+            t.committed += w.committed.len();
+            t.failovers
+                .entry(w.params.election_min_ms * 1000 + w.params.heartbeat_ms)
+                .or_default()
+                .extend(&w.failovers);
+        },
+    );
+    if n == 0 {
         return;
     }
-    let first = env_u64("SIM_FIRST").unwrap_or(0);
-    let n = env_u64("SIM_SEEDS").unwrap_or(2_000);
-    let (mut elections, mut committed) = (0, 0);
-    let mut failovers: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    for seed in first..first + n {
-        let w = match std::panic::catch_unwind(|| run_seed(seed)) {
-            Ok(Ok(w)) => w,
-            Ok(Err(e)) => panic!("{e}"),
-            Err(_) => panic!("seed {seed} panicked; replay: SIM_SEED={seed} cargo test -p hypha-repl --test election_sim -- --nocapture"),
-        };
-        elections += w.elections;
-        committed += w.committed.len();
-        failovers
-            .entry(w.params.election_min_ms * 1000 + w.params.heartbeat_ms)
-            .or_default()
-            .extend(&w.failovers);
-    }
-    println!("{n} seeds: {elections} elections, {committed} entries committed");
-    for (timing, mut times) in failovers {
+    println!(
+        "{n} seeds: {} elections, {} entries committed",
+        t.elections, t.committed
+    );
+    for (timing, mut times) in t.failovers {
         times.sort_unstable();
         let pct = |p: usize| times.get(times.len() * p / 100).copied().unwrap_or(0);
         println!(
@@ -87,11 +94,11 @@ fn elections_keep_every_invariant() {
         );
     }
     assert!(
-        elections >= n,
+        t.elections >= n,
         "hardly any elections: the simulator tests nothing"
     );
     assert!(
-        committed as u64 > n,
+        t.committed as u64 > n,
         "hardly anything committed: the simulator tests nothing"
     );
 }

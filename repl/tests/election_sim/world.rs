@@ -1,6 +1,7 @@
 //! The simulated group: members running the real `Election`, a network,
 //! a model log with Raft's append and commit rules, and the checks.
 
+use crate::simkit::{env_u64, healed, link_fault, Links, Rng};
 use hypha_repl::election::{
     Ballot, Election, ElectionAction, ElectionEvent, ElectionParams, LogId, Persisted, Role, Seat,
     ELECTION_DEFAULTS, ELECTION_ETCD_TIMING,
@@ -15,27 +16,6 @@ const HEALED_MS: u64 = 30_000;
 const STABLE_MS: u64 = 10_000;
 /// Messages in flight at once, at most (a bounded network).
 const IN_FLIGHT_MAX: usize = 20_000;
-
-pub fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
-/// The simulator's one random source.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// A message in flight, with what the sim's replication model carries.
 #[derive(Clone)]
@@ -82,7 +62,7 @@ pub struct World {
     packets: BTreeMap<u64, Packet>,
     next_packet: u64,
     /// link[from][to] up?
-    link: Vec<Vec<bool>>,
+    link: Links,
     loss: u64,
     dup: u64,
     delay_max: u64,
@@ -101,7 +81,7 @@ pub struct World {
 
 impl World {
     pub fn new(seed: u64) -> World {
-        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut rng = Rng(seed);
         let n = [1, 2, 3, 3, 3, 4, 5, 5][rng.below(8) as usize];
         let witness = n >= 3 && rng.chance(30);
         let params = if rng.chance(50) {
@@ -134,7 +114,7 @@ impl World {
             queue: BinaryHeap::new(),
             packets: BTreeMap::new(),
             next_packet: 0,
-            link: vec![vec![true; n]; n],
+            link: healed(n),
             loss,
             dup,
             delay_max,
@@ -379,28 +359,12 @@ impl World {
 
     fn fault(&mut self) {
         let n = self.members.len();
-        match self.rng.below(6) {
-            0 => {
-                // Partition: a random side, both ways or one way.
-                let side: Vec<bool> = (0..n).map(|_| self.rng.chance(50)).collect();
-                let one_way = self.rng.chance(30);
-                for a in 0..n {
-                    for b in 0..n {
-                        if side[a] != side[b] && (!one_way || side[a]) {
-                            self.link[a][b] = false;
-                        }
-                    }
-                }
-            }
-            1 | 2 => {
-                // Flap one link.
-                let (a, b) = (
-                    self.rng.below(n as u64) as usize,
-                    self.rng.below(n as u64) as usize,
-                );
-                self.link[a][b] = !self.link[a][b];
-            }
-            3 => self.link = vec![vec![true; n]; n],
+        let kind = self.rng.below(6);
+        if link_fault(&mut self.rng, &mut self.link, kind).is_some() {
+            return;
+        }
+        match kind {
+            3 => self.link = healed(n),
             _ => {
                 // Crash a member (the leader, half the time) for a while.
                 let leader = (0..n).find(|&m| {
@@ -467,7 +431,7 @@ impl World {
             }
             if self.now == CHAOS_MS {
                 let n = self.members.len();
-                self.link = vec![vec![true; n]; n];
+                self.link = healed(n);
                 self.loss = 0;
                 for m in 0..n {
                     self.members[m].down_until = self.now;

@@ -30,42 +30,31 @@ mod follow;
 mod lead;
 mod member;
 mod net;
+#[path = "../simkit/mod.rs"]
+mod simkit;
 mod world;
 
-use world::{env_u64, World};
+use world::World;
 
 fn run_seed(seed: u64) -> Result<World, String> {
     let mut w = World::new(seed);
     match w.run() {
         Ok(()) => Ok(w),
-        Err(e) => Err(format!(
-            "seed {seed} failed at {} ms: {e}\nsetup: {}\nreplay: SIM_SEED={seed} cargo test -p \
-             hypha-repl --test failover_sim -- --nocapture",
-            w.now, w.setup
-        )),
+        Err(e) => Err(format!("at {} ms: {e}\nsetup: {}", w.now, w.setup)),
     }
 }
 
 #[test]
 fn failover_keeps_every_acknowledged_write() {
-    if let Some(seed) = env_u64("SIM_SEED") {
-        let w = run_seed(seed).unwrap_or_else(|e| panic!("{e}"));
-        println!("seed {seed}: {}", w.stats);
+    let (n, total) = simkit::run_seeds(
+        "failover_sim",
+        1_000,
+        run_seed,
+        |w| w.stats.to_string(),
+        |t: &mut world::Stats, w| t.add(&w.stats),
+    );
+    if n == 0 {
         return;
-    }
-    let first = env_u64("SIM_FIRST").unwrap_or(0);
-    let n = env_u64("SIM_SEEDS").unwrap_or(1_000);
-    let mut total = world::Stats::default();
-    for seed in first..first + n {
-        let w = match std::panic::catch_unwind(|| run_seed(seed)) {
-            Ok(Ok(w)) => w,
-            Ok(Err(e)) => panic!("{e}"),
-            Err(_) => panic!(
-                "seed {seed} panicked; replay: SIM_SEED={seed} cargo test -p hypha-repl --test \
-                 failover_sim -- --nocapture"
-            ),
-        };
-        total.add(&w.stats);
     }
     println!("{n} seeds: {total}");
     assert!(total.acked > 10 * n, "few writes acknowledged: {total}");

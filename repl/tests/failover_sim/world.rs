@@ -2,6 +2,8 @@
 
 use crate::member::{Member, Rec};
 use crate::net::{Conn, Conns, Item, Side};
+pub use crate::simkit::{env_u64, Rng};
+use crate::simkit::{healed, link_fault, Links};
 use hypha_net::Ballot;
 use hypha_repl::election::{ElectionParams, Role, ELECTION_DEFAULTS, ELECTION_ETCD_TIMING};
 use std::cmp::Reverse;
@@ -16,28 +18,6 @@ const LIVE_AFTER_HEAL_MS: u64 = 8_000;
 pub const HISTORY: u64 = 0x4859_5048_4641_494c;
 /// Most items in flight in the network at once (a bounded network).
 const IN_FLIGHT_MAX: usize = 50_000;
-
-pub fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
-/// splitmix64: every choice of a run comes from it.
-pub struct Rng(u64);
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// Whether follower `m` reads the next message of `conn` now: one apply
 /// at a time on its session; a connection that is not its session (any
@@ -129,7 +109,7 @@ pub struct World {
     next_event: u64,
     pub conns: Conns,
     /// link[from][to] up?
-    pub link: Vec<Vec<bool>>,
+    pub link: Links,
     pub loss: u64,
     dup: u64,
     pub delay_max: u64,
@@ -149,7 +129,7 @@ pub struct World {
 
 impl World {
     pub fn new(seed: u64) -> World {
-        let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let mut rng = Rng(seed);
         let n = [1, 2, 3, 3, 3, 4, 5, 5][rng.below(8) as usize];
         let params = if rng.chance(50) {
             ELECTION_DEFAULTS
@@ -172,7 +152,7 @@ impl World {
             events: BTreeMap::new(),
             next_event: 0,
             conns: Conns::default(),
-            link: vec![vec![true; n]; n],
+            link: healed(n),
             loss,
             dup,
             delay_max,
@@ -340,26 +320,12 @@ impl World {
 
     fn fault(&mut self) {
         let n = self.members.len();
-        match self.rng.below(7) {
-            0 => {
-                let side: Vec<bool> = (0..n).map(|_| self.rng.chance(50)).collect();
-                let one_way = self.rng.chance(30);
-                for a in 0..n {
-                    for b in 0..n {
-                        if side[a] != side[b] && (!one_way || side[a]) {
-                            self.link[a][b] = false;
-                        }
-                    }
-                }
-            }
-            1 | 2 => {
-                let (a, b) = (
-                    self.rng.below(n as u64) as usize,
-                    self.rng.below(n as u64) as usize,
-                );
-                self.link[a][b] = !self.link[a][b];
-            }
-            3 => self.link = vec![vec![true; n]; n],
+        let kind = self.rng.below(7);
+        if link_fault(&mut self.rng, &mut self.link, kind).is_some() {
+            return;
+        }
+        match kind {
+            3 => self.link = healed(n),
             4 => {
                 // A compaction: the log up to what is durable is merged.
                 let m = self.rng.below(n as u64) as usize;
@@ -435,7 +401,7 @@ impl World {
 
     fn heal(&mut self) {
         let n = self.members.len();
-        self.link = vec![vec![true; n]; n];
+        self.link = healed(n);
         self.loss = 0;
         for m in 0..n {
             self.members[m].down_until = self.now;
