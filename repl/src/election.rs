@@ -64,8 +64,10 @@ pub enum ElectionEvent {
     /// The timer the election last asked for is due (or any earlier wake-up:
     /// the election checks its deadlines itself).
     Tick,
-    /// The log's newest record changed (an append, an applied record, a
-    /// truncation).
+    /// The log's newest *durable* record changed (a commit, an applied
+    /// record, a truncation). Only what survives a crash counts: a leader
+    /// tells a witness this id, and a witness then refuses votes to logs
+    /// older than it.
     LogChanged(LogId),
     /// A replication handshake or frame carried this term: a higher one is
     /// adopted (persisted) and a leader or candidate steps down, as for any
@@ -89,6 +91,21 @@ pub enum ElectionAction {
         to: MemberId,
         /// The message.
         msg: Ballot,
+    },
+    /// A witness: make `last` (the leader's last log id it heard) durable
+    /// before running any later action (the acknowledgement that says it).
+    PersistLast {
+        /// The newest log id the witness vouches for.
+        last: LogId,
+    },
+    /// Leader: member `from` acknowledged a heartbeat of this term, holding
+    /// `last` (a witness: the last log id it keeps, which counts toward the
+    /// majority that commits a write).
+    Acked {
+        /// The member.
+        from: MemberId,
+        /// Its last log id.
+        last: LogId,
     },
     /// This member now leads `term`: act as master.
     BecomeLeader {
@@ -179,7 +196,8 @@ pub const MEMBERS_MAX: usize = 64;
 
 impl Election {
     /// A member in `seat`, (re)started with its persisted state and the
-    /// last log id of its log, at `now`; `seed` drives its randomized
+    /// last durable log id of its log (a witness: the last id it
+    /// persisted, `ElectionAction::PersistLast`), at `now`; `seed` drives its randomized
     /// timeouts. It starts as a follower that knows no leader.
     pub fn new(
         seat: Seat,
@@ -361,10 +379,17 @@ impl Election {
                     }
                 }
             }
-            Ballot::Heartbeat { term, .. } => {
+            Ballot::Heartbeat { term, last } => {
                 if term == self.state.term {
                     // Only one leader per term: a candidate of it lost.
                     self.follow(Some(from), now, out);
+                    if !self.may_lead && last > self.last {
+                        // A witness keeps the leader's last log id, durably
+                        // before it says so: it then votes only for a log
+                        // at least as new, so what it acknowledged survives.
+                        self.last = last;
+                        out.push(ElectionAction::PersistLast { last });
+                    }
                 }
                 out.push(ElectionAction::Send {
                     to: from,
@@ -374,7 +399,11 @@ impl Election {
                     },
                 });
             }
-            Ballot::HeartbeatAck { .. } => {}
+            Ballot::HeartbeatAck { term, last } => {
+                if self.role == Role::Leader && term == self.state.term {
+                    out.push(ElectionAction::Acked { from, last });
+                }
+            }
         }
     }
 

@@ -93,6 +93,16 @@ pub enum MasterEvent<B> {
         /// Where it serves reads.
         serve_port: u16,
     },
+    /// A witness of the failover group (a voter that keeps no data, only
+    /// the leader's last log id) acknowledged holding this master's log up
+    /// to `seq` (`ElectionAction::Acked` of a witness, whose log id is of
+    /// this master's term). It counts toward the majority.
+    WitnessAck {
+        /// The witness, named by the driver.
+        witness: u64,
+        /// The seq of the log id it keeps.
+        seq: u64,
+    },
     /// Time passed (see [`MasterCore::next_deadline`](crate::MasterCore::next_deadline)).
     Tick,
 }

@@ -187,6 +187,14 @@ impl<B> MasterCore<B> {
                     }
                 }
             }
+            MasterEvent::WitnessAck { witness, seq } => {
+                if self.params.term > 0 && seq <= self.committed {
+                    let at = self.workers.witnesses.entry(witness).or_insert(0);
+                    *at = (*at).max(seq);
+                    self.advance_majority();
+                    self.confirm(&mut out);
+                }
+            }
             MasterEvent::Tick => self.tick(now, &mut out),
         }
         out

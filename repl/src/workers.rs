@@ -36,12 +36,15 @@ pub struct WorkerEntry<B> {
 #[derive(Debug)]
 pub struct Workers<B> {
     pub(crate) map: BTreeMap<u64, WorkerEntry<B>>,
+    /// Witnesses of a failover group: the seq each acknowledged keeping.
+    pub(crate) witnesses: BTreeMap<u64, u64>,
 }
 
 impl<B> Workers<B> {
     pub(crate) fn new() -> Self {
         Workers {
             map: BTreeMap::new(),
+            witnesses: BTreeMap::new(),
         }
     }
 
@@ -58,23 +61,23 @@ impl<B> Workers<B> {
             .count() as u32
     }
 
-    /// How many connected voters acknowledged `seq` or more.
-    pub(crate) fn voters_confirmed(&self, seq: u64) -> u32 {
-        self.map
-            .values()
-            .filter(|w| w.voter && w.conn.is_some() && w.applied_seq >= seq)
-            .count() as u32
+    /// The seq each voter acknowledged: connected members, and witnesses.
+    fn voter_acks(&self) -> impl Iterator<Item = u64> + '_ {
+        let members = self.map.values().filter(|w| w.voter && w.conn.is_some());
+        members
+            .map(|w| w.applied_seq)
+            .chain(self.witnesses.values().copied())
     }
 
-    /// The highest seq that `n` connected voters acknowledged (0 if fewer
-    /// than `n` are connected).
+    /// How many voters acknowledged `seq` or more.
+    pub(crate) fn voters_confirmed(&self, seq: u64) -> u32 {
+        self.voter_acks().filter(|&a| a >= seq).count() as u32
+    }
+
+    /// The highest seq that `n` voters acknowledged (0 if fewer than `n`
+    /// did).
     pub(crate) fn nth_voter_ack(&self, n: usize) -> u64 {
-        let mut acks: Vec<u64> = self
-            .map
-            .values()
-            .filter(|w| w.voter && w.conn.is_some())
-            .map(|w| w.applied_seq)
-            .collect();
+        let mut acks: Vec<u64> = self.voter_acks().collect();
         acks.sort_unstable_by(|a, b| b.cmp(a));
         match n {
             0 => u64::MAX,

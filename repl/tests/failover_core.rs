@@ -333,3 +333,102 @@ fn a_fixed_role_master_refuses_members() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_witness_ack_completes_a_majority() {
+    let mut l = leader(10);
+    l.handle(MasterEvent::AwaitWorkers { waiter: 9, seq: 11 }, 0);
+    l.handle(MasterEvent::Committed { seq: 11 }, 1);
+    let out = l.handle(
+        MasterEvent::WitnessAck {
+            witness: 3,
+            seq: 11,
+        },
+        2,
+    );
+    assert!(
+        out.contains(&MasterAction::Confirm { waiter: 9 }),
+        "{out:?}"
+    );
+    // A witness cannot vouch for what the leader has not made durable.
+    let mut l = leader(10);
+    l.handle(MasterEvent::AwaitWorkers { waiter: 9, seq: 11 }, 0);
+    let out = l.handle(
+        MasterEvent::WitnessAck {
+            witness: 3,
+            seq: 11,
+        },
+        1,
+    );
+    assert!(
+        !out.contains(&MasterAction::Confirm { waiter: 9 }),
+        "{out:?}"
+    );
+}
+
+mod witness {
+    use hypha_net::{Ballot, LogId};
+    use hypha_repl::election::{
+        Election, ElectionAction, ElectionEvent, Persisted, Seat, ELECTION_DEFAULTS,
+    };
+
+    fn witness(last: LogId) -> Election {
+        let seat = Seat {
+            me: 2,
+            members: 3,
+            may_lead: false,
+        };
+        let state = Persisted {
+            term: 4,
+            voted_for: None,
+        };
+        Election::new(seat, ELECTION_DEFAULTS, state, last, 7, 0)
+    }
+
+    #[test]
+    fn a_witness_persists_the_leaders_log_id_before_acknowledging_it() {
+        let mut w = witness(LogId::default());
+        let last = LogId { term: 4, seq: 30 };
+        let msg = Ballot::Heartbeat { term: 4, last };
+        let out = w.handle(ElectionEvent::Received { from: 0, msg }, 10);
+        let persist = out
+            .iter()
+            .position(|a| *a == ElectionAction::PersistLast { last });
+        let ack = out.iter().position(|a| {
+            matches!(a, ElectionAction::Send { msg: Ballot::HeartbeatAck { last: l, .. }, .. } if *l == last)
+        });
+        assert!(
+            matches!((persist, ack), (Some(p), Some(a)) if p < a),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn a_witness_votes_only_for_logs_as_new_as_what_it_vouched_for() {
+        let kept = LogId { term: 4, seq: 30 };
+        for (last, granted) in [(LogId { term: 4, seq: 29 }, false), (kept, true)] {
+            let mut w = witness(kept);
+            // Long after any leader was heard: pre-votes are not sticky.
+            let ask = Ballot::PreVote { term: 5, last };
+            let out = w.handle(ElectionEvent::Received { from: 1, msg: ask }, 5_000);
+            let want = Ballot::PreVoteReply {
+                term: if granted { 5 } else { 4 },
+                granted,
+            };
+            assert!(
+                out.contains(&ElectionAction::Send { to: 1, msg: want }),
+                "{last:?}: {out:?}"
+            );
+            let ask = Ballot::RequestVote { term: 5, last };
+            let out = w.handle(ElectionEvent::Received { from: 1, msg: ask }, 5_001);
+            let vote = out.iter().find_map(|a| match a {
+                ElectionAction::Send {
+                    msg: Ballot::Vote { granted, .. },
+                    ..
+                } => Some(*granted),
+                _ => None,
+            });
+            assert_eq!(vote, Some(granted), "{last:?}: {out:?}");
+        }
+    }
+}

@@ -211,7 +211,12 @@ impl World {
                     })?;
                 }
                 ElectionAction::BecomeLeader { term } => self.became_leader(m, term)?,
-                ElectionAction::BecomeFollower { .. } => {}
+                // The witness's model log holds what it heard (copied from
+                // the leader's heartbeat before the election sees it), so
+                // a restart gives it at least the id it persisted.
+                ElectionAction::BecomeFollower { .. }
+                | ElectionAction::PersistLast { .. }
+                | ElectionAction::Acked { .. } => {}
             }
         }
         Ok(())

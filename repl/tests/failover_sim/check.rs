@@ -9,10 +9,22 @@ use hypha_repl::election::Role;
 /// are committed, and must never change.
 pub fn acknowledged(w: &mut World, m: usize, key: u64, seq: u64, term: u64) -> Result<(), String> {
     let want = Rec { seq, term, key };
-    let holding = (0..w.members.len())
-        .filter(|&o| w.durable(o).get(seq as usize - 1) == Some(&want))
-        .count();
+    // A witness holds it if it keeps a log id of this term at or past it.
+    let holds = |o: usize| match w.members[o].witness {
+        true => {
+            let last = w.members[o].witness_last;
+            last.term == term && last.seq >= seq
+        }
+        false => w.durable(o).get(seq as usize - 1) == Some(&want),
+    };
+    let holding = (0..w.members.len()).filter(|&o| holds(o)).count();
     let majority = w.members.len() / 2 + 1;
+    let data = (0..w.members.len())
+        .filter(|&o| !w.members[o].witness && holds(o))
+        .count();
+    if data < majority {
+        w.stats.witness_carried += 1;
+    }
     if holding < majority {
         return Err(format!(
             "member {m} acknowledged {want:?} held durably by {holding} of {} members",
@@ -169,6 +181,18 @@ pub fn settled(w: &World) -> Result<(), String> {
     };
     let want = &w.members[leader].store.log;
     for (m, mem) in w.members.iter().enumerate() {
+        if mem.witness {
+            if roles[m]
+                != Some(Role::Follower {
+                    leader: Some(leader),
+                })
+            {
+                return Err(format!(
+                    "witness {m} does not follow leader {leader}: {roles:?}"
+                ));
+            }
+            continue;
+        }
         if mem.store.log != *want {
             return Err(format!(
                 "member {m}'s log (to {:?}) differs from leader {leader}'s (to {:?})",

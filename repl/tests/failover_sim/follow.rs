@@ -11,6 +11,10 @@ use hypha_repl::{Follower, FollowerAction, FollowerEvent, FollowerParams};
 
 impl World {
     pub fn become_follower(&mut self, m: usize, leader: Option<usize>) -> Result<(), String> {
+        if self.members[m].witness {
+            // A witness keeps no data: it follows in its election only.
+            return Ok(());
+        }
         let same = self.members[m]
             .follow
             .as_ref()

@@ -43,6 +43,15 @@ impl Store {
         }
     }
 
+    /// The last log id of what survives a crash: what the election
+    /// compares and what a leader tells a witness.
+    pub fn durable_last(&self) -> LogId {
+        LogId {
+            term: self.log[..self.durable].last().map_or(0, |r| r.term),
+            seq: self.durable as u64,
+        }
+    }
+
     pub fn append(&mut self, r: Rec) -> Result<(), String> {
         if r.seq != self.log.len() as u64 + 1 {
             return Err(format!("record {r:?} after seq {}", self.log.len()));
@@ -83,11 +92,17 @@ pub struct Member {
     pub lead: Option<Lead>,
     pub follow: Option<Follow>,
     pub snapshot: Option<Vec<Rec>>,
+    /// A witness: votes and counts for a majority, keeps no data, only the
+    /// newest log id a leader told it (`witness_last`, durable).
+    pub witness: bool,
+    pub witness_last: LogId,
 }
 
 impl Member {
-    pub fn new(rate: u64, offset: u64) -> Member {
+    pub fn new(rate: u64, offset: u64, witness: bool) -> Member {
         Member {
+            witness,
+            witness_last: LogId::default(),
             up: false,
             incarnation: 0,
             down_until: 0,
@@ -141,9 +156,12 @@ impl World {
         let seat = Seat {
             me: m,
             members: n,
-            may_lead: true,
+            may_lead: !mem.witness,
         };
-        let last = mem.store.last();
+        let last = match mem.witness {
+            true => mem.witness_last,
+            false => mem.store.durable_last(),
+        };
         mem.election = Some(Election::new(
             seat,
             self.params,
@@ -254,12 +272,33 @@ impl World {
     /// Feeds the election a change of `m`'s log.
     pub fn log_changed(&mut self, m: usize) -> Result<(), String> {
         let now = self.local(m);
-        let last = self.members[m].store.last();
+        let last = self.members[m].store.durable_last();
         if let Some(e) = self.members[m].election.as_mut() {
             let acts = e.handle(ElectionEvent::LogChanged(last), now);
             self.election_actions(m, acts)?;
         }
         crate::check::terms_match_log(self, m)
+    }
+
+    /// Leader `m` heard member `from` hold `last`: a witness's counts
+    /// toward the majority, if it is of this leader's term.
+    fn acked(&mut self, m: usize, from: usize, last: LogId) -> Result<(), String> {
+        if !self.members[from].witness {
+            return Ok(());
+        }
+        let now = self.local(m);
+        let Some(lead) = self.members[m].lead.as_mut() else {
+            return Ok(());
+        };
+        if last.term != lead.term {
+            return Ok(());
+        }
+        let ev = MasterEvent::WitnessAck {
+            witness: from as u64 + 1,
+            seq: last.seq,
+        };
+        let acts = lead.core.handle(ev, now);
+        self.master_actions(m, acts)
     }
 
     /// A replication handshake or frame carried `term`.
@@ -282,6 +321,13 @@ impl World {
                     self.members[m].store.persisted = Persisted { term, voted_for };
                 }
                 ElectionAction::Send { to, msg } => self.send_ballot(m, to, msg),
+                ElectionAction::PersistLast { last } => {
+                    if !self.members[m].witness || last < self.members[m].witness_last {
+                        return Err(format!("member {m} persisted last log id {last:?}"));
+                    }
+                    self.members[m].witness_last = last;
+                }
+                ElectionAction::Acked { from, last } => self.acked(m, from, last)?,
                 ElectionAction::BecomeLeader { term } => self.become_leader(m, term)?,
                 ElectionAction::BecomeFollower { leader, .. } => self.become_follower(m, leader)?,
             }
@@ -315,7 +361,7 @@ impl World {
                     let acts = lead.core.handle(MasterEvent::Committed { seq }, now);
                     self.master_actions(m, acts)?;
                 }
-                Ok(())
+                self.log_changed(m)
             }
             Work::Applied => {
                 let seq = self.members[m].store.log.len() as u64;

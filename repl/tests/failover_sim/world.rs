@@ -70,6 +70,9 @@ pub struct Stats {
     pub truncations: u64,
     pub snapshots: u64,
     pub crashes: u64,
+    /// Writes acknowledged with a witness in their majority (the other data
+    /// member did not hold them).
+    pub witness_carried: u64,
 }
 
 impl Stats {
@@ -80,6 +83,7 @@ impl Stats {
         self.truncations += o.truncations;
         self.snapshots += o.snapshots;
         self.crashes += o.crashes;
+        self.witness_carried += o.witness_carried;
     }
 }
 
@@ -87,9 +91,10 @@ impl std::fmt::Display for Stats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} writes acknowledged, {} left in doubt, {} elections, {} logs cut back, {} \
-             snapshots, {} crashes",
+            "{} writes acknowledged ({} with a witness in their majority), {} left in doubt, {} \
+             elections, {} logs cut back, {} snapshots, {} crashes",
             self.acked,
+            self.witness_carried,
             self.unknown,
             self.elections,
             self.truncations,
@@ -137,11 +142,17 @@ impl World {
             ELECTION_ETCD_TIMING
         };
         let (loss, dup, delay_max) = (rng.below(10), rng.below(5), 1 + rng.below(100));
+        // Two data members and a witness, 40 % of the 3-member groups.
+        let witness = n == 3 && rng.chance(40);
         let members = (0..n)
-            .map(|_| Member::new(950 + rng.below(101), rng.below(1_000_000)))
+            .map(|m| {
+                let w = witness && m == n - 1;
+                Member::new(950 + rng.below(101), rng.below(1_000_000), w)
+            })
             .collect();
         let setup = format!(
-            "{n} members, {params:?}, ballot loss {loss}%, dup {dup}%, delay <= {delay_max} ms"
+            "{n} members (witness: {witness}), {params:?}, ballot loss {loss}%, dup {dup}%, \
+             delay <= {delay_max} ms"
         );
         let mut w = World {
             rng,
