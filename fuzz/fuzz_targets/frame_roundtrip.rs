@@ -168,10 +168,12 @@ fn ballot(u: &mut Unstructured) -> Result<Ballot> {
         4 => Ballot::Heartbeat {
             term,
             last: log_id(u)?,
+            round: u.arbitrary()?,
         },
         _ => Ballot::HeartbeatAck {
             term,
             last: log_id(u)?,
+            round: u.arbitrary()?,
         },
     })
 }

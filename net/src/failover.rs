@@ -71,9 +71,13 @@ pub enum Ballot {
     Heartbeat {
         /// The leader's term.
         term: u64,
-        /// The leader's last log id (a witness keeps it, to vote only for
-        /// logs at least as new).
+        /// The leader's last durable log id (a witness keeps it, to vote
+        /// only for logs at least as new).
         last: LogId,
+        /// Numbers the leader's heartbeats in its term; the ack echoes it
+        /// (a read index: a read is answered once a majority acknowledged a
+        /// round sent after it arrived).
+        round: u64,
     },
     /// A member heard the leader's `Heartbeat`, in the member's term. Tag 5.
     HeartbeatAck {
@@ -81,6 +85,8 @@ pub enum Ballot {
         term: u64,
         /// The member's last log id (a witness: the newest it keeps).
         last: LogId,
+        /// The `round` of the heartbeat it answers.
+        round: u64,
     },
 }
 

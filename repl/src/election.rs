@@ -29,6 +29,11 @@
 //! simulator replays a run bit for bit.
 
 use crate::limits::Millis;
+pub use events::{ElectionAction, ElectionEvent};
+use reads::ReadRounds;
+
+mod events;
+mod reads;
 
 /// A member: its index in the group's member list, the same on every member.
 pub type MemberId = usize;
@@ -49,77 +54,6 @@ pub enum Role {
     Candidate,
     /// Leads its current term.
     Leader,
-}
-
-/// What the driver tells the election.
-#[derive(Clone, Copy, Debug)]
-pub enum ElectionEvent {
-    /// A message from another member.
-    Received {
-        /// The sender.
-        from: MemberId,
-        /// The message.
-        msg: Ballot,
-    },
-    /// The timer the election last asked for is due (or any earlier wake-up:
-    /// the election checks its deadlines itself).
-    Tick,
-    /// The log's newest *durable* record changed (a commit, an applied
-    /// record, a truncation). Only what survives a crash counts: a leader
-    /// tells a witness this id, and a witness then refuses votes to logs
-    /// older than it.
-    LogChanged(LogId),
-    /// A replication handshake or frame carried this term: a higher one is
-    /// adopted (persisted) and a leader or candidate steps down, as for any
-    /// message.
-    SawTerm(u64),
-}
-
-/// What the driver must do, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ElectionAction {
-    /// Make `(term, voted_for)` durable before running any later action.
-    Persist {
-        /// The current term.
-        term: u64,
-        /// The member voted for in it, if any.
-        voted_for: Option<MemberId>,
-    },
-    /// Send `msg` to member `to`.
-    Send {
-        /// The recipient.
-        to: MemberId,
-        /// The message.
-        msg: Ballot,
-    },
-    /// A witness: make `last` (the leader's last log id it heard) durable
-    /// before running any later action (the acknowledgement that says it).
-    PersistLast {
-        /// The newest log id the witness vouches for.
-        last: LogId,
-    },
-    /// Leader: member `from` acknowledged a heartbeat of this term, holding
-    /// `last` (a witness: the last log id it keeps, which counts toward the
-    /// majority that commits a write).
-    Acked {
-        /// The member.
-        from: MemberId,
-        /// Its last log id.
-        last: LogId,
-    },
-    /// This member now leads `term`: act as master.
-    BecomeLeader {
-        /// The term.
-        term: u64,
-    },
-    /// This member follows in `term` (`leader` if known): act as a
-    /// follower; a leader that steps down stops acknowledging writes.
-    BecomeFollower {
-        /// The term.
-        term: u64,
-        /// The leader, if known.
-        leader: Option<MemberId>,
-    },
 }
 
 /// Timing of elections, the same on every member.
@@ -188,6 +122,8 @@ pub struct Election {
     heard: Vec<Option<Millis>>,
     /// When this member became leader (check-quorum's grace).
     led_since: Millis,
+    /// Leader: heartbeat rounds and the reads waiting for one.
+    reads: ReadRounds,
     rng: u64,
 }
 
@@ -229,6 +165,7 @@ impl Election {
             granted: 0,
             heard: vec![None; members],
             led_since: 0,
+            reads: ReadRounds::new(me, members),
             rng: seed | 1,
         };
         e.reset_timer(now);
@@ -279,6 +216,13 @@ impl Election {
                     self.adopt(term, now, &mut out);
                 }
             }
+            ElectionEvent::ReadIndex(id) => {
+                if self.role != Role::Leader {
+                    out.push(ElectionAction::ReadFailed { id });
+                } else if self.reads.register(id) {
+                    self.heartbeat(now, &mut out);
+                }
+            }
         }
         out
     }
@@ -322,6 +266,9 @@ impl Election {
 
     fn follow(&mut self, leader: Option<MemberId>, now: Millis, out: &mut Vec<ElectionAction>) {
         let was = self.role;
+        for id in self.reads.drain() {
+            out.push(ElectionAction::ReadFailed { id });
+        }
         self.role = Role::Follower { leader };
         self.granted = 0;
         if was != self.role {
@@ -379,7 +326,7 @@ impl Election {
                     }
                 }
             }
-            Ballot::Heartbeat { term, last } => {
+            Ballot::Heartbeat { term, last, round } => {
                 if term == self.state.term {
                     // Only one leader per term: a candidate of it lost.
                     self.follow(Some(from), now, out);
@@ -396,12 +343,15 @@ impl Election {
                     msg: Ballot::HeartbeatAck {
                         term: self.state.term,
                         last: self.last,
+                        round,
                     },
                 });
             }
-            Ballot::HeartbeatAck { term, last } => {
+            Ballot::HeartbeatAck { term, last, round } => {
                 if self.role == Role::Leader && term == self.state.term {
                     out.push(ElectionAction::Acked { from, last });
+                    self.reads.acked(from, round);
+                    self.confirm_reads(now, out);
                 }
             }
         }
@@ -461,6 +411,9 @@ impl Election {
     }
 
     fn lead(&mut self, now: Millis, out: &mut Vec<ElectionAction>) {
+        for id in self.reads.reset() {
+            out.push(ElectionAction::ReadFailed { id });
+        }
         self.role = Role::Leader;
         self.granted = 0;
         self.led_since = now;
@@ -475,9 +428,30 @@ impl Election {
         let msg = Ballot::Heartbeat {
             term: self.state.term,
             last: self.last,
+            round: self.reads.next_round(),
         };
         self.broadcast(msg, out);
         self.deadline = now + self.params.heartbeat_ms.max(1);
+        // A group of one is its own majority.
+        self.confirm_reads(now, out);
+    }
+
+    /// Answers the reads a majority's acknowledgements confirm, and sends
+    /// the round the reads still waiting need.
+    fn confirm_reads(&mut self, now: Millis, out: &mut Vec<ElectionAction>) {
+        let (done, send) = self.reads.confirmed();
+        for id in done {
+            out.push(ElectionAction::ReadConfirmed { id });
+        }
+        if send {
+            self.heartbeat(now, out);
+        }
+    }
+
+    /// Reads waiting for a heartbeat round (bounded by what the driver
+    /// sends; the simulator checks it).
+    pub fn reads_waiting(&self) -> usize {
+        self.reads.waiting()
     }
 
     fn tick(&mut self, now: Millis, out: &mut Vec<ElectionAction>) {

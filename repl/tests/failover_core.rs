@@ -389,7 +389,11 @@ mod witness {
     fn a_witness_persists_the_leaders_log_id_before_acknowledging_it() {
         let mut w = witness(LogId::default());
         let last = LogId { term: 4, seq: 30 };
-        let msg = Ballot::Heartbeat { term: 4, last };
+        let msg = Ballot::Heartbeat {
+            term: 4,
+            last,
+            round: 1,
+        };
         let out = w.handle(ElectionEvent::Received { from: 0, msg }, 10);
         let persist = out
             .iter()
@@ -430,5 +434,113 @@ mod witness {
             });
             assert_eq!(vote, Some(granted), "{last:?}: {out:?}");
         }
+    }
+}
+
+mod read_index {
+    use hypha_net::{Ballot, LogId};
+    use hypha_repl::election::{
+        Election, ElectionAction, ElectionEvent, Persisted, Role, Seat, ELECTION_DEFAULTS,
+    };
+
+    /// Member 0 of 3, elected leader of term 5 with member 1's votes.
+    fn leader() -> (Election, u64) {
+        let seat = Seat {
+            me: 0,
+            members: 3,
+            may_lead: true,
+        };
+        let state = Persisted {
+            term: 4,
+            voted_for: None,
+        };
+        let mut e = Election::new(seat, ELECTION_DEFAULTS, state, LogId::default(), 3, 0);
+        let now = e.next_deadline();
+        e.handle(ElectionEvent::Tick, now);
+        let grant = Ballot::PreVoteReply {
+            term: 5,
+            granted: true,
+        };
+        e.handle(
+            ElectionEvent::Received {
+                from: 1,
+                msg: grant,
+            },
+            now,
+        );
+        let vote = Ballot::Vote {
+            term: 5,
+            granted: true,
+        };
+        e.handle(ElectionEvent::Received { from: 1, msg: vote }, now);
+        assert_eq!(e.role(), Role::Leader);
+        (e, now)
+    }
+
+    fn ack(e: &mut Election, from: usize, round: u64, now: u64) -> Vec<ElectionAction> {
+        let msg = Ballot::HeartbeatAck {
+            term: 5,
+            last: LogId::default(),
+            round,
+        };
+        e.handle(ElectionEvent::Received { from, msg }, now)
+    }
+
+    fn rounds_sent(out: &[ElectionAction]) -> Vec<u64> {
+        let mut r: Vec<u64> = out
+            .iter()
+            .filter_map(|a| match a {
+                ElectionAction::Send {
+                    msg: Ballot::Heartbeat { round, .. },
+                    ..
+                } => Some(*round),
+                _ => None,
+            })
+            .collect();
+        r.dedup();
+        r
+    }
+
+    #[test]
+    fn a_read_waits_for_a_round_sent_after_it_and_rounds_are_shared() {
+        let (mut e, now) = leader();
+        // Round 1 went out with the election; member 1 acknowledged it.
+        ack(&mut e, 1, 1, now);
+        // A read now needs a round sent after it: round 2 goes out at once.
+        let out = e.handle(ElectionEvent::ReadIndex(7), now + 1);
+        assert_eq!(rounds_sent(&out), vec![2]);
+        // Two more reads while round 2 is out wait for round 3 together.
+        assert!(e.handle(ElectionEvent::ReadIndex(8), now + 2).is_empty());
+        assert!(e.handle(ElectionEvent::ReadIndex(9), now + 2).is_empty());
+        // A late ack of round 1 confirms nothing.
+        let confirmed = |out: &[ElectionAction]| -> Vec<u64> {
+            out.iter()
+                .filter_map(|a| match a {
+                    ElectionAction::ReadConfirmed { id } => Some(*id),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert!(confirmed(&ack(&mut e, 2, 1, now + 3)).is_empty());
+        // Round 2 from one member (with the leader: 2 of 3) answers read 7
+        // and sends round 3 for the others.
+        let out = ack(&mut e, 2, 2, now + 4);
+        assert_eq!(confirmed(&out), vec![7]);
+        assert_eq!(rounds_sent(&out), vec![3]);
+        let out = ack(&mut e, 1, 3, now + 5);
+        assert_eq!(confirmed(&out), vec![8, 9]);
+    }
+
+    #[test]
+    fn reads_fail_when_the_leader_steps_down_or_does_not_lead() {
+        let (mut e, now) = leader();
+        e.handle(ElectionEvent::ReadIndex(7), now + 1);
+        let out = e.handle(ElectionEvent::SawTerm(6), now + 2);
+        assert!(
+            out.contains(&ElectionAction::ReadFailed { id: 7 }),
+            "{out:?}"
+        );
+        let out = e.handle(ElectionEvent::ReadIndex(8), now + 3);
+        assert_eq!(out, vec![ElectionAction::ReadFailed { id: 8 }]);
     }
 }

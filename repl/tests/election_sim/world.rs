@@ -216,7 +216,9 @@ impl World {
                 // a restart gives it at least the id it persisted.
                 ElectionAction::BecomeFollower { .. }
                 | ElectionAction::PersistLast { .. }
-                | ElectionAction::Acked { .. } => {}
+                | ElectionAction::Acked { .. }
+                | ElectionAction::ReadConfirmed { .. }
+                | ElectionAction::ReadFailed { .. } => {}
             }
         }
         Ok(())

@@ -9,19 +9,8 @@ use hypha_repl::election::Role;
 /// are committed, and must never change.
 pub fn acknowledged(w: &mut World, m: usize, key: u64, seq: u64, term: u64) -> Result<(), String> {
     let want = Rec { seq, term, key };
-    // A witness holds it if it keeps a log id of this term at or past it.
-    let holds = |o: usize| match w.members[o].witness {
-        true => {
-            let last = w.members[o].witness_last;
-            last.term == term && last.seq >= seq
-        }
-        false => w.durable(o).get(seq as usize - 1) == Some(&want),
-    };
-    let holding = (0..w.members.len()).filter(|&o| holds(o)).count();
+    let (holding, data) = holders(w, want);
     let majority = w.members.len() / 2 + 1;
-    let data = (0..w.members.len())
-        .filter(|&o| !w.members[o].witness && holds(o))
-        .count();
     if data < majority {
         w.stats.witness_carried += 1;
     }
@@ -50,6 +39,53 @@ pub fn acknowledged(w: &mut World, m: usize, key: u64, seq: u64, term: u64) -> R
         *late = true;
     }
     w.stats.acked += 1;
+    Ok(())
+}
+
+/// How many members hold `want` durably, and how many of those keep data.
+/// A witness holds it if it keeps a log id of its term at or past it.
+fn holders(w: &World, want: Rec) -> (usize, usize) {
+    let holds = |o: usize| match w.members[o].witness {
+        true => {
+            let last = w.members[o].witness_last;
+            last.term == want.term && last.seq >= want.seq
+        }
+        false => w.durable(o).get(want.seq as usize - 1) == Some(&want),
+    };
+    let all = (0..w.members.len()).filter(|&o| holds(o)).count();
+    let data = (0..w.members.len())
+        .filter(|&o| !w.members[o].witness && holds(o))
+        .count();
+    (all, data)
+}
+
+/// A read confirmed by `m`: its index is committed and covers every write
+/// acknowledged before the read began (linearizable: it sees them all), and
+/// `m` holds the log up to it.
+pub fn read(w: &mut World, m: usize, id: u64) -> Result<(), String> {
+    let Some((at, index, done_before)) = w.reads.remove(&id) else {
+        return Err(format!("member {m} confirmed unknown read {id}"));
+    };
+    if at != m {
+        return Err(format!("member {m} confirmed read {id} made through {at}"));
+    }
+    if index < done_before {
+        return Err(format!(
+            "member {m} answered read {id} at seq {index}, but seq {done_before} was \
+             acknowledged before the read began: a stale read"
+        ));
+    }
+    let Some(&rec) = w.members[m].store.log.get(index as usize - 1) else {
+        return Err(format!(
+            "member {m} answered read {id} at seq {index} it lacks"
+        ));
+    };
+    if holders(w, rec).0 < w.members.len() / 2 + 1 {
+        return Err(format!(
+            "member {m} answered read {id} at uncommitted {rec:?}"
+        ));
+    }
+    w.stats.reads_confirmed += 1;
     Ok(())
 }
 

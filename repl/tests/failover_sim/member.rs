@@ -301,6 +301,29 @@ impl World {
         self.master_actions(m, acts)
     }
 
+    /// A linearizable read through `m`, which believes it leads: it is
+    /// served at the commit point of now, once a heartbeat round after now
+    /// is confirmed by a majority.
+    pub fn read(&mut self, m: usize) -> Result<(), String> {
+        let Some(lead) = self.members[m].lead.as_ref() else {
+            return Ok(());
+        };
+        let index = lead.core.majority_commit();
+        if index == 0 {
+            // Nothing of its term committed yet: it cannot know the commit
+            // point (the driver waits for its term-start record).
+            return Ok(());
+        }
+        let id = self.next_key;
+        self.next_key += 1;
+        let done_before = self.acked.values().map(|&(seq, _)| seq).max().unwrap_or(0);
+        self.reads.insert(id, (m, index, done_before));
+        let now = self.local(m);
+        let e = self.members[m].election.as_mut().expect("up");
+        let acts = e.handle(ElectionEvent::ReadIndex(id), now);
+        self.election_actions(m, acts)
+    }
+
     /// A replication handshake or frame carried `term`.
     pub fn saw_term(&mut self, m: usize, term: u64) -> Result<(), String> {
         let now = self.local(m);
@@ -328,6 +351,11 @@ impl World {
                     self.members[m].witness_last = last;
                 }
                 ElectionAction::Acked { from, last } => self.acked(m, from, last)?,
+                ElectionAction::ReadConfirmed { id } => crate::check::read(self, m, id)?,
+                ElectionAction::ReadFailed { id } => {
+                    self.reads.remove(&id);
+                    self.stats.reads_failed += 1;
+                }
                 ElectionAction::BecomeLeader { term } => self.become_leader(m, term)?,
                 ElectionAction::BecomeFollower { leader, .. } => self.become_follower(m, leader)?,
             }

@@ -73,6 +73,9 @@ pub struct Stats {
     /// Writes acknowledged with a witness in their majority (the other data
     /// member did not hold them).
     pub witness_carried: u64,
+    /// Linearizable reads answered, and refused (not the leader).
+    pub reads_confirmed: u64,
+    pub reads_failed: u64,
 }
 
 impl Stats {
@@ -84,6 +87,8 @@ impl Stats {
         self.snapshots += o.snapshots;
         self.crashes += o.crashes;
         self.witness_carried += o.witness_carried;
+        self.reads_confirmed += o.reads_confirmed;
+        self.reads_failed += o.reads_failed;
     }
 }
 
@@ -91,10 +96,12 @@ impl std::fmt::Display for Stats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} writes acknowledged ({} with a witness in their majority), {} left in doubt, {} \
-             elections, {} logs cut back, {} snapshots, {} crashes",
+            "{} writes acknowledged ({} with a witness in their majority), {} reads answered ({} \
+             refused), {} left in doubt, {} elections, {} logs cut back, {} snapshots, {} crashes",
             self.acked,
             self.witness_carried,
+            self.reads_confirmed,
+            self.reads_failed,
             self.unknown,
             self.elections,
             self.truncations,
@@ -125,6 +132,9 @@ pub struct World {
     /// Seqs known committed, with their term.
     pub committed: BTreeMap<u64, u64>,
     pub next_key: u64,
+    /// Reads waiting: id → (member, read index, highest seq acknowledged
+    /// before the read began).
+    pub reads: BTreeMap<u64, (usize, u64, u64)>,
     /// Keys written after healing, and whether each was acknowledged.
     pub late_writes: BTreeMap<u64, bool>,
     pub stats: Stats,
@@ -171,6 +181,7 @@ impl World {
             acked: BTreeMap::new(),
             committed: BTreeMap::new(),
             next_key: 1,
+            reads: BTreeMap::new(),
             late_writes: BTreeMap::new(),
             stats: Stats::default(),
             trace: env_u64("SIM_SEED").is_some(),
@@ -374,6 +385,18 @@ impl World {
         self.write(m, key)
     }
 
+    /// A client read through a member that believes it leads.
+    fn reader(&mut self) -> Result<(), String> {
+        let leading: Vec<usize> = (0..self.members.len())
+            .filter(|&m| self.members[m].lead.is_some())
+            .collect();
+        if leading.is_empty() {
+            return Ok(());
+        }
+        let m = leading[self.rng.below(leading.len() as u64) as usize];
+        self.read(m)
+    }
+
     pub fn run(&mut self) -> Result<(), String> {
         let end = CHAOS_MS + HEALED_MS;
         while self.now < end {
@@ -396,6 +419,9 @@ impl World {
             }
             if self.now + 2_000 < end && self.rng.chance(5) {
                 self.client()?;
+            }
+            if self.rng.chance(3) {
+                self.reader()?;
             }
             if self.now.is_multiple_of(500) {
                 crate::check::logs(self)?;
