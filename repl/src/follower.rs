@@ -450,6 +450,22 @@ impl Follower {
             );
             return self.disconnect(why, now, out);
         }
+        // A master of term t holds no record of a later term (a failover
+        // group's; a fixed-role master, term 0, may serve records of any).
+        let from_future = match &msg {
+            Message::Records { records, .. } | Message::SnapshotChunk { records } => records
+                .iter()
+                .find(|r| s.term > 0 && r.meta.term > s.term)
+                .map(|r| (r.seq, r.meta.term)),
+            _ => None,
+        };
+        if let Some((seq, term)) = from_future {
+            let why = format!(
+                "the master of term {} sent seq {seq} of the later term {term}",
+                s.term
+            );
+            return self.disconnect(why, now, out);
+        }
         match msg {
             Message::Records { records, .. } if s.snapshot.is_none() && !s.applying => {
                 if !records.is_empty() {

@@ -240,6 +240,24 @@ fn a_frame_of_another_term_ends_the_session() {
 }
 
 #[test]
+fn a_record_of_a_later_term_than_its_master_ends_the_session() {
+    let mut f = follower(10);
+    assert!(f.handle(welcomed(15, &[t(1, 1)]), 1).is_empty());
+    let out = f.handle(
+        FollowerEvent::Received(Message::Records {
+            term: 5,
+            first_seq: 11,
+            records: vec![record(11, 6)],
+        }),
+        2,
+    );
+    assert!(
+        matches!(&out[..], [FollowerAction::Disconnect { why }] if why.contains("later term 6")),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn a_write_commits_when_a_majority_holds_it() {
     let mut l = leader(10);
     l.handle(join(1, 2, Role::Member, 1, 10), 0);

@@ -35,6 +35,15 @@ pub fn acknowledged(w: &mut World, m: usize, key: u64, seq: u64, term: u64) -> R
         }
     }
     w.acked.insert(key, (seq, term));
+    if let Some((at, _)) = w.leader_crashed.filter(|&(_, old)| old != m) {
+        let timing = (w.params.election_min_ms, w.params.heartbeat_ms);
+        w.stats
+            .failovers
+            .entry(timing)
+            .or_default()
+            .push(w.now - at);
+        w.leader_crashed = None;
+    }
     if let Some(late) = w.late_writes.get_mut(&key) {
         *late = true;
     }

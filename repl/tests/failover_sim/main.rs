@@ -57,6 +57,9 @@ fn failover_keeps_every_acknowledged_write() {
         return;
     }
     println!("{n} seeds: {total}");
+    for line in total.failover_times() {
+        println!("{line}");
+    }
     assert!(total.acked > 10 * n, "few writes acknowledged: {total}");
     assert!(total.elections > n, "few elections: {total}");
     assert!(total.truncations > 0, "no log was ever cut back: {total}");

@@ -76,6 +76,9 @@ pub struct Stats {
     /// Linearizable reads answered, and refused (not the leader).
     pub reads_confirmed: u64,
     pub reads_failed: u64,
+    /// A leader's silent crash to the first write another member
+    /// acknowledged, in ms, by (election_min, heartbeat).
+    pub failovers: BTreeMap<(u64, u64), Vec<u64>>,
 }
 
 impl Stats {
@@ -89,6 +92,30 @@ impl Stats {
         self.witness_carried += o.witness_carried;
         self.reads_confirmed += o.reads_confirmed;
         self.reads_failed += o.reads_failed;
+        for (k, v) in &o.failovers {
+            self.failovers.entry(*k).or_default().extend(v);
+        }
+    }
+
+    /// One line per timing: the failover times' count, p50, p99 and max.
+    pub fn failover_times(&self) -> Vec<String> {
+        self.failovers
+            .iter()
+            .map(|(&(min, hb), times)| {
+                let mut t = times.clone();
+                t.sort_unstable();
+                let pct = |p: usize| t.get(t.len() * p / 100).copied().unwrap_or(0);
+                format!(
+                    "silent leader crash to the first write acknowledged by the next leader \
+                     (election_min {min} ms, heartbeat {hb} ms): {} crashes, p50 {} ms, p99 {} \
+                     ms, max {} ms",
+                    t.len(),
+                    pct(50),
+                    pct(99),
+                    t.last().copied().unwrap_or(0)
+                )
+            })
+            .collect()
     }
 }
 
@@ -132,6 +159,9 @@ pub struct World {
     /// Seqs known committed, with their term.
     pub committed: BTreeMap<u64, u64>,
     pub next_key: u64,
+    /// When the leader crashed with no other fault, and which member it was:
+    /// the next write acknowledged by another member ends a failover.
+    pub leader_crashed: Option<(u64, usize)>,
     /// Reads waiting: id → (member, read index, highest seq acknowledged
     /// before the read began).
     pub reads: BTreeMap<u64, (usize, u64, u64)>,
@@ -182,6 +212,7 @@ impl World {
             committed: BTreeMap::new(),
             next_key: 1,
             reads: BTreeMap::new(),
+            leader_crashed: None,
             late_writes: BTreeMap::new(),
             stats: Stats::default(),
             trace: env_u64("SIM_SEED").is_some(),
@@ -342,6 +373,8 @@ impl World {
 
     fn fault(&mut self) {
         let n = self.members.len();
+        // Any other fault ends a failover-time measurement.
+        self.leader_crashed = None;
         let kind = self.rng.below(7);
         if link_fault(&mut self.rng, &mut self.link, kind).is_some() {
             return;
@@ -361,6 +394,13 @@ impl World {
                     _ => self.rng.below(n as u64) as usize,
                 };
                 if self.members[m].up {
+                    // A leader's silent crash in a healthy group (no other
+                    // fault) starts a failover-time measurement.
+                    let healthy = self.loss == 0
+                        && self.link.iter().all(|l| l.iter().all(|&up| up))
+                        && self.members.iter().all(|m| m.up)
+                        && n - 1 > n / 2;
+                    self.leader_crashed = (leader == Some(m) && healthy).then_some((self.now, m));
                     let down = 100 + self.rng.below(4_000);
                     self.crash(m, down);
                 }
