@@ -408,15 +408,20 @@ impl World {
         }
     }
 
-    /// A client write to a member that believes it leads (stale ones too).
-    fn client(&mut self) -> Result<(), String> {
+    /// A member that believes it leads (a stale one too), if any.
+    fn any_leader(&mut self) -> Option<usize> {
         let leading: Vec<usize> = (0..self.members.len())
             .filter(|&m| self.members[m].lead.is_some())
             .collect();
-        if leading.is_empty() {
+        let pick = self.rng.below(leading.len() as u64) as usize;
+        leading.get(pick).copied()
+    }
+
+    /// A client write to a member that believes it leads (stale ones too).
+    fn client(&mut self) -> Result<(), String> {
+        let Some(m) = self.any_leader() else {
             return Ok(());
-        }
-        let m = leading[self.rng.below(leading.len() as u64) as usize];
+        };
         let key = self.next_key;
         self.next_key += 1;
         if self.now >= CHAOS_MS + LIVE_AFTER_HEAL_MS && self.now < CHAOS_MS + HEALED_MS - 2_000 {
@@ -427,14 +432,10 @@ impl World {
 
     /// A client read through a member that believes it leads.
     fn reader(&mut self) -> Result<(), String> {
-        let leading: Vec<usize> = (0..self.members.len())
-            .filter(|&m| self.members[m].lead.is_some())
-            .collect();
-        if leading.is_empty() {
-            return Ok(());
+        match self.any_leader() {
+            Some(m) => self.read(m),
+            None => Ok(()),
         }
-        let m = leading[self.rng.below(leading.len() as u64) as usize];
-        self.read(m)
     }
 
     pub fn run(&mut self) -> Result<(), String> {
