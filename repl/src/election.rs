@@ -448,12 +448,6 @@ impl Election {
         }
     }
 
-    /// Reads waiting for a heartbeat round (bounded by what the driver
-    /// sends; the simulator checks it).
-    pub fn reads_waiting(&self) -> usize {
-        self.reads.waiting()
-    }
-
     fn tick(&mut self, now: Millis, out: &mut Vec<ElectionAction>) {
         if now < self.deadline {
             return;

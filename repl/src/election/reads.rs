@@ -53,9 +53,14 @@ impl ReadRounds {
     /// Read `id` arrived; true if a round must go out now for it (none is
     /// out for earlier reads; else it waits for the round after).
     pub(super) fn register(&mut self, id: u64) -> bool {
-        let out = self.pending.iter().any(|&(_, need)| need <= self.sent);
+        let out = self.round_out();
         self.pending.push_back((id, self.sent + 1));
         !out
+    }
+
+    /// Whether a round sent for waiting reads is still unconfirmed.
+    fn round_out(&self) -> bool {
+        self.pending.iter().any(|&(_, need)| need <= self.sent)
     }
 
     /// Member `from` acknowledged `round`.
@@ -79,12 +84,6 @@ impl ReadRounds {
             self.pending.pop_front();
             done.push(id);
         }
-        let out = self.pending.iter().any(|&(_, need)| need <= self.sent);
-        (done, !out && !self.pending.is_empty())
-    }
-
-    /// Reads waiting (the simulator checks it stays bounded).
-    pub(super) fn waiting(&self) -> usize {
-        self.pending.len()
+        (done, !self.round_out() && !self.pending.is_empty())
     }
 }
