@@ -234,19 +234,28 @@ fn reads_survive_a_killed_worker_and_writes_fail_cleanly_without_a_master() {
     let edge = Node::start(loopback(hport), &hargs);
     edge.wait_log("http: listening", 0, Duration::from_secs(30));
     let base = format!("http://{h_listen}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while curl(&[
-        "-X",
-        "PUT",
-        "--data-binary",
-        "v",
-        &format!("{base}/kv/warm"),
-    ])
-    .0 != "201"
-    {
+    // Node::start does not wait for listeners, so the edge may come up
+    // before the master does. A first PUT may also land on the master but
+    // time out at the edge, making the retry an overwrite (200): any 2xx
+    // proves the master takes writes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, body) = curl(&[
+            "-X",
+            "PUT",
+            "--data-binary",
+            "v",
+            &format!("{base}/kv/warm"),
+        ]);
+        if code.starts_with('2') {
+            break;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "master never took a write"
+            "master never took a write: last answer {code} {}\nedge log:\n{}\nmaster log:\n{}",
+            text(&body),
+            edge.log_text(),
+            master.log_text()
         );
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -101,6 +101,11 @@ impl Node {
         }
     }
 
+    /// Everything the node logged so far, for a failure message.
+    pub fn log_text(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+
     pub fn log_lines(&self) -> usize {
         self.log.lock().expect("log").len()
     }
