@@ -78,7 +78,14 @@ fn hello(u: &mut Unstructured) -> Result<Hello> {
         node_id: u.arbitrary()?,
         history_id: u.arbitrary()?,
         applied_seq: u.arbitrary()?,
-        purpose: *u.choose(&[Purpose::Replicate, Purpose::Request, Purpose::Elect])?,
+        purpose: match u.int_in_range(0..=2)? {
+            0 => Purpose::Replicate,
+            1 => Purpose::Request,
+            _ => Purpose::Elect {
+                member: u.arbitrary()?,
+                group: u.arbitrary()?,
+            },
+        },
         nonce: u.arbitrary()?,
         term: u.arbitrary()?,
         last_term: u.arbitrary()?,

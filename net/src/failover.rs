@@ -7,6 +7,24 @@
 //! before failover existed.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The identity of a failover group's member list, as `Purpose::Elect`
+/// carries it: the first 8 bytes (little-endian) of SHA-256 over
+/// `"hypha/3 group"` and each member's address text, length-prefixed (one
+/// byte), in list order. Members started with different lists (or the same
+/// in another order, which gives members other indexes) disagree on it.
+pub fn group_id<S: AsRef<str>>(members: &[S]) -> u64 {
+    let mut h = Sha256::new();
+    h.update(b"hypha/3 group");
+    for m in members {
+        let m = m.as_ref().as_bytes();
+        h.update([m.len().min(255) as u8]);
+        h.update(&m[..m.len().min(255)]);
+    }
+    let d = h.finalize();
+    u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
+}
 
 /// The (term, seq) of a log's newest record. Ordered by term, then seq: the
 /// newer log is the greater.
@@ -101,5 +119,28 @@ impl Ballot {
             | Ballot::Heartbeat { term, .. }
             | Ballot::HeartbeatAck { term, .. } => term,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_id;
+    use sha2::{Digest, Sha256};
+
+    #[test]
+    fn group_id_is_the_documented_digest_and_depends_on_order() {
+        let list = ["[400::1]:7000", "[400::2]:7000"];
+        let mut h = Sha256::new();
+        h.update(b"hypha/3 group");
+        for m in list {
+            h.update([m.len() as u8]);
+            h.update(m.as_bytes());
+        }
+        let d = h.finalize();
+        let want = u64::from_le_bytes(d[..8].try_into().unwrap());
+        assert_eq!(group_id(&list), want);
+        assert_ne!(group_id(&list), group_id(&[list[1], list[0]]));
+        // Length prefixes keep "a","bc" apart from "ab","c".
+        assert_ne!(group_id(&["a", "bc"]), group_id(&["ab", "c"]));
     }
 }

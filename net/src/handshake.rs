@@ -49,7 +49,14 @@ pub enum Purpose {
     Request,
     /// Election messages ([`Message::Ballot`](crate::Message::Ballot))
     /// between members of a failover group (protocol 3). Tag 2.
-    Elect,
+    Elect {
+        /// The connector's index in the group's member list (the same list,
+        /// in the same order, on every member).
+        member: u16,
+        /// [`group_id`](crate::group_id) of the connector's member list: a
+        /// member started with another list is refused, naming both.
+        group: u64,
+    },
 }
 
 /// The first message on every connection, sent by the side that connects.

@@ -71,7 +71,7 @@ pub use auth::{
     CLUSTER_KEY_BYTES,
 };
 pub use error::{AuthError, DecodeError, EncodeError};
-pub use failover::{Ballot, LogId, TermStart};
+pub use failover::{group_id, Ballot, LogId, TermStart};
 pub use frame::{
     decode_frame, encode_frame, encode_frame_to_vec, seal_frame, Decoded, FrameDecoder,
 };

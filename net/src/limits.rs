@@ -215,7 +215,8 @@ pub const WORKER_LIST_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
     + WORKERS_MAX * (2 * VARINT_U64_BYTES_MAX + sized_bytes_max(ADDR_BYTES_MAX) + 1);
 
 /// Largest [`Hello`](crate::Hello) payload: tag, magic, version, cluster,
-/// role, node id, history id, applied seq, purpose, nonce, term, last term.
+/// role, node id, history id, applied seq, purpose (`Elect`: tag, member,
+/// group), nonce, term, last term.
 pub const HELLO_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
     + VARINT_U32_BYTES_MAX
     + VARINT_U16_BYTES_MAX
@@ -223,6 +224,8 @@ pub const HELLO_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
     + 1
     + 3 * VARINT_U64_BYTES_MAX
     + 1
+    + VARINT_U16_BYTES_MAX
+    + VARINT_U64_BYTES_MAX
     + NONCE_BYTES
     + 2 * VARINT_U64_BYTES_MAX;
 

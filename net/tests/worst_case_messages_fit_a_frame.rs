@@ -77,7 +77,10 @@ fn the_largest_hello_fits_the_acceptors_handshake_limit() -> TestResult {
         node_id: u64::MAX,
         history_id: u64::MAX,
         applied_seq: u64::MAX,
-        purpose: Purpose::Request,
+        purpose: Purpose::Elect {
+            member: u16::MAX,
+            group: u64::MAX,
+        },
         nonce: [0xff; NONCE_BYTES],
         term: u64::MAX,
         last_term: u64::MAX,

@@ -260,7 +260,7 @@ impl Master {
                 serve_requests(r, w, "master", idle_ms, move |m| me.answer(m)).await
             }
             Purpose::Replicate => self.replicate(r, w, hello, peer, beats).await,
-            Purpose::Elect => {
+            Purpose::Elect { .. } => {
                 let why = "this node is a fixed-role master (`hypha master`): elections run \
                            between members of a failover group (`hypha member`)";
                 wire::stranger(|| format!("master: refused an election connection from {peer}"));
