@@ -118,3 +118,5 @@ pub use recovery::Recovery;
 pub use stats::{CompactReport, ScanPage, Stats, Version};
 #[cfg(feature = "std")]
 pub use tables::Vote;
+#[cfg(feature = "std")]
+pub use vote::VOTE_FILE;

@@ -19,11 +19,15 @@ pub fn group_id<S: AsRef<str>>(members: &[S]) -> u64 {
     h.update(b"hypha/3 group");
     for m in members {
         let m = m.as_ref().as_bytes();
-        h.update([m.len().min(255) as u8]);
-        h.update(&m[..m.len().min(255)]);
+        let m = m.get(..255).unwrap_or(m);
+        h.update([u8::try_from(m.len()).unwrap_or(u8::MAX)]);
+        h.update(m);
     }
-    let d = h.finalize();
-    u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
+    let mut id = [0u8; 8];
+    for (o, b) in id.iter_mut().zip(h.finalize().iter()) {
+        *o = *b;
+    }
+    u64::from_le_bytes(id)
 }
 
 /// The (term, seq) of a log's newest record. Ordered by term, then seq: the

@@ -4,11 +4,13 @@
 pub mod cli;
 pub mod edge;
 pub mod gate;
+pub mod group;
 pub mod help;
 pub mod http;
 pub mod keys;
 pub mod limits;
 pub mod master;
+pub mod member;
 pub mod mux;
 pub mod peer;
 pub mod progress;

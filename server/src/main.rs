@@ -1,5 +1,7 @@
 //! The `hypha` binary: every role of the cluster, and all of them at once.
 
+mod member_cmd;
+
 use hypha_server::cli::{self, Args};
 use hypha_server::edge::{Edge, EdgeConfig};
 use hypha_server::gate;
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("master") => run_master(&args[1..]),
         Some("worker") => run_worker(&args[1..]),
+        Some("member") => member_cmd::run_member(&args[1..]),
         Some("http") => run_http(&args[1..]),
         Some("compact") => run_compact(&args[1..]),
         Some("keygen") => match args.get(1) {
@@ -194,6 +197,7 @@ pub fn master_config(args: &Args) -> Result<(MasterConfig, Option<std::path::Pat
         connections_max: connections_max(args)?,
         idle_timeout_ms: args.number("idle-timeout-ms", gate::NODE_IDLE_TIMEOUT_MS_DEFAULT)?,
         handshake_timeout_ms: args.number("handshake-timeout-ms", HANDSHAKE_TIMEOUT_MS)?,
+        group: None,
     };
     Ok((cfg, key_file))
 }
@@ -271,6 +275,7 @@ fn run_worker(raw: &[String]) -> Result<(), String> {
         connections_max: connections_max(&args)?,
         idle_timeout_ms: args.number("idle-timeout-ms", gate::NODE_IDLE_TIMEOUT_MS_DEFAULT)?,
         handshake_timeout_ms: args.number("handshake-timeout-ms", HANDSHAKE_TIMEOUT_MS)?,
+        group: None,
     };
     hypha_server::rt::run(with_reload(
         key_reload(key_file, &keys),
@@ -506,6 +511,7 @@ fn run_all(raw: &[String]) -> Result<(), String> {
         connections_max: gate::NODE_CONNECTIONS_MAX_DEFAULT,
         idle_timeout_ms: gate::NODE_IDLE_TIMEOUT_MS_DEFAULT,
         handshake_timeout_ms: HANDSHAKE_TIMEOUT_MS,
+        group: None,
     };
     let http = args.get_or("http", "localhost:8080").to_string();
     let (http_cfg, reload) = http_config(&args)?;
@@ -533,6 +539,7 @@ fn run_all(raw: &[String]) -> Result<(), String> {
                 connections_max: gate::NODE_CONNECTIONS_MAX_DEFAULT,
                 idle_timeout_ms: gate::NODE_IDLE_TIMEOUT_MS_DEFAULT,
                 handshake_timeout_ms: HANDSHAKE_TIMEOUT_MS,
+                group: None,
             };
             let w = Worker::bind(cfg)
                 .await

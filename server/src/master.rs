@@ -59,6 +59,10 @@ pub struct MasterConfig {
     /// A connection that has not proved the key this long after it was
     /// accepted is closed.
     pub handshake_timeout_ms: u64,
+    /// Leading a failover group's term (`hypha member`): writes carry the
+    /// term and are acknowledged once a majority of members hold them
+    /// durably. `None`: a fixed-role master, term 0.
+    pub group: Option<crate::group::Leading>,
 }
 
 /// A running master: the replication core and what drives it.
@@ -81,10 +85,14 @@ pub struct Master {
     clock: Instant,
     /// The bound TCP address (useful when listening on port 0).
     pub local_addr: SocketAddr,
-    listener: TcpListener,
-    udp: UdpSocket,
+    /// `None` inside a member, whose own listener hands it connections.
+    listener: Option<TcpListener>,
+    udp: Arc<UdpSocket>,
     gate: Arc<crate::gate::Gate>,
     committer: durable::Committer,
+    /// False once [`Master::close_writes`] ran; every append holds it
+    /// (read) while it runs.
+    writes_open: Arc<std::sync::RwLock<bool>>,
 }
 
 /// Default of `--forget-after`: a worker heard from within this long still
@@ -101,16 +109,34 @@ impl Master {
     /// Opens the database and binds the sockets.
     pub async fn bind(cfg: MasterConfig) -> std::io::Result<Arc<Master>> {
         std::fs::create_dir_all(&cfg.data)?;
-        let node_id = wire::node_id(&cfg.data.join("node-id"))?;
         let db =
             Db::open(cfg.data.join("db"), cfg.engine.clone()).map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(cfg.listen).await?;
-        let local_addr = listener.local_addr()?;
-        let udp = UdpSocket::bind(local_addr).await?;
+        let udp = UdpSocket::bind(listener.local_addr()?).await?;
+        Master::with_db(cfg, Arc::new(db), Some(listener), Arc::new(udp))
+    }
+
+    /// A master around an open database, answering heartbeats on `udp`.
+    /// Without a listener it serves the connections handed to
+    /// [`Master::session`].
+    pub fn with_db(
+        cfg: MasterConfig,
+        db: Arc<Db>,
+        listener: Option<TcpListener>,
+        udp: Arc<UdpSocket>,
+    ) -> std::io::Result<Arc<Master>> {
+        let node_id = wire::node_id(&cfg.data.join("node-id"))?;
+        let local_addr = match &listener {
+            Some(l) => l.local_addr()?,
+            None => cfg.listen,
+        };
         let me = Me {
             role: Role::Master,
             node_id,
-            history_id: db.history_id(),
+            history_id: cfg
+                .group
+                .as_ref()
+                .map_or_else(|| db.history_id(), |g| g.history_id),
         };
         log::info!(
             "master {node_id:016x} on {local_addr} (tcp+udp): history {:016x}, seq {}, {} keys",
@@ -118,13 +144,21 @@ impl Master {
             db.seq(),
             db.len()
         );
+        // A fixed-role master: term 0, as every record it writes.
+        let (term, terms, sync) = match &cfg.group {
+            Some(g) => (
+                g.group.term,
+                g.terms.clone(),
+                SyncMode::Majority { voters: g.voters },
+            ),
+            None => (0, Vec::new(), cfg.sync),
+        };
         let params = MasterParams {
             node_id,
             history_id: me.history_id,
-            // A fixed-role master: term 0, as every record it writes.
-            term: 0,
-            terms: Vec::new(),
-            sync: cfg.sync,
+            term,
+            terms,
+            sync,
             sync_timeout_ms: cfg.sync_timeout_ms,
             heartbeat_ms: cfg.heartbeat_ms,
             heartbeat_timeout_ms: cfg.heartbeat_timeout_ms,
@@ -134,7 +168,7 @@ impl Master {
             gate: crate::gate::Gate::new(cfg.connections_max),
             core: Mutex::new(MasterCore::new(params, db.seq(), 0)),
             cfg,
-            db: Arc::new(db),
+            db,
             me,
             links: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
@@ -146,6 +180,7 @@ impl Master {
             listener,
             udp,
             committer: durable::Committer::default(),
+            writes_open: Arc::new(std::sync::RwLock::new(true)),
         }))
     }
 
@@ -231,16 +266,32 @@ impl Master {
             handshake_ms: self.cfg.handshake_timeout_ms,
             gate: self.gate.clone(),
         };
+        let Some(listener) = &self.listener else {
+            return std::future::pending().await;
+        };
         let me = self.clone();
-        crate::gate::serve_port(&self.listener, port, move |accepted, peer| {
+        crate::gate::serve_port(listener, port, move |accepted, peer| {
             me.clone().session(accepted, peer)
         })
         .await
     }
 
+    /// Refuses every later write, once the writes appending now are done
+    /// (blocks for them: call it off the executor thread). A member that
+    /// stops leading calls it, so no record of its term follows a record
+    /// the next leader wrote.
+    pub fn close_writes(&self) {
+        *self.writes_open.write().unwrap_or_else(|p| p.into_inner()) = false;
+    }
+
+    /// The term this master leads (0: a fixed-role master).
+    pub fn term(&self) -> u64 {
+        self.cfg.group.as_ref().map_or(0, |g| g.group.term)
+    }
+
     /// Serves one authenticated connection: requests, or a worker's
     /// replication session.
-    async fn session(
+    pub async fn session(
         self: Arc<Self>,
         accepted: wire::Accepted,
         peer: SocketAddr,
@@ -258,6 +309,19 @@ impl Master {
                 let me = self.clone();
                 let idle_ms = self.cfg.idle_timeout_ms;
                 serve_requests(r, w, "master", idle_ms, move |m| me.answer(m)).await
+            }
+            Purpose::Replicate if hello.term > self.term() => {
+                // A member elected since: this one no longer leads.
+                if let Some(g) = &self.cfg.group {
+                    g.group.elector.saw_term(hello.term);
+                }
+                let why = format!(
+                    "this member led term {}, and {peer} is in term {}: find the new leader",
+                    self.term(),
+                    hello.term
+                );
+                wire::refuse(&mut w, hypha_net::RefuseReason::NotMaster, &why).await;
+                Ok(())
             }
             Purpose::Replicate => self.replicate(r, w, hello, peer, beats).await,
             Purpose::Elect { .. } => {
@@ -277,8 +341,12 @@ impl Master {
             node_id: self.me.node_id,
             history_id: self.me.history_id,
             commit_seq: self.db.seq(),
-            term: 0,
-            terms: Vec::new(),
+            term: self.term(),
+            terms: self
+                .cfg
+                .group
+                .as_ref()
+                .map_or_else(Vec::new, |g| g.terms.clone()),
         })
     }
 
@@ -292,18 +360,20 @@ impl Master {
             return Answer::Now(a);
         }
         let later = match m {
-            Message::Put { .. } | Message::Delete { .. } => match try_write(&self.db, m) {
-                Wrote::Done(written) if !self.writes_wait() => {
-                    if let Some(seq) = written.seq {
-                        self.handle(MasterEvent::Committed { seq });
+            Message::Put { .. } | Message::Delete { .. } => {
+                match try_write(&self.db, &self.writes_open, m) {
+                    Wrote::Done(written) if !self.writes_wait() => {
+                        if let Some(seq) = written.seq {
+                            self.handle(MasterEvent::Committed { seq });
+                        }
+                        return Answer::Wrote(written.answer);
                     }
-                    return Answer::Wrote(written.answer);
+                    Wrote::Done(written) => Later::Wrote(written),
+                    // Key-index growth or a rollover's fsyncs: on the blocking
+                    // pool, not the executor thread.
+                    Wrote::Blocked(m) => Later::Write(m),
                 }
-                Wrote::Done(written) => Later::Wrote(written),
-                // Key-index growth or a rollover's fsyncs: on the blocking
-                // pool, not the executor thread.
-                Wrote::Blocked(m) => Later::Write(m),
-            },
+            }
             Message::Compact { req_id, run } => Later::Compact(req_id, run),
             Message::Workers { req_id } => {
                 let workers = lock(&self.core).worker_list(self.now(), hypha_net::WORKERS_MAX);
@@ -323,8 +393,8 @@ impl Master {
             let written = match later {
                 Later::Wrote(written) => written,
                 Later::Write(m) => {
-                    let db = me.db.clone();
-                    smol::unblock(move || write(&db, m)).await
+                    let (db, open) = (me.db.clone(), me.writes_open.clone());
+                    smol::unblock(move || write(&db, &open, m)).await
                 }
                 Later::Compact(req_id, run) => {
                     return crate::requests::answer_compact(me.db.clone(), req_id, run).await
@@ -340,11 +410,14 @@ impl Master {
     /// take microseconds and are answered inline, without a task or a hop
     /// to another thread.
     fn writes_wait(&self) -> bool {
-        self.fsync_always() || self.cfg.sync != SyncMode::Async
+        self.fsync_always() || self.cfg.sync != SyncMode::Async || self.cfg.group.is_some()
     }
 
+    /// Whether a write is answered only once durable: under `--fsync
+    /// always`, and in a failover group, whose majority counts only what
+    /// survives a crash.
     fn fsync_always(&self) -> bool {
-        matches!(self.cfg.engine.fsync, hypha_engine::Fsync::Always)
+        matches!(self.cfg.engine.fsync, hypha_engine::Fsync::Always) || self.cfg.group.is_some()
     }
 
     /// Under `--fsync always`, waits until the write is durable; a failed
@@ -370,9 +443,16 @@ impl Master {
             return written.answer;
         };
         self.handle(MasterEvent::Committed { seq });
-        let SyncMode::Workers(_) = self.cfg.sync else {
+        if let Some(g) = &self.cfg.group {
+            // Every record this master wrote is of its term.
+            let last = hypha_net::LogId {
+                term: g.group.term,
+                seq,
+            };
+            g.group.elector.log_changed(last);
+        } else if !matches!(self.cfg.sync, SyncMode::Workers(_)) {
             return written.answer;
-        };
+        }
         let waiter = self.next_waiter.fetch_add(1, Ordering::Relaxed);
         let (done, confirmed) = smol::channel::bounded(1);
         lock(&self.waiters).insert(waiter, done);
@@ -426,7 +506,11 @@ enum Wrote {
 /// Appends a `Put` or `Delete` without waiting for an fdatasync (under
 /// `--fsync always` the answer waits in [`Master::durable`]) or for anything
 /// slow.
-fn try_write(db: &Db, m: Message) -> Wrote {
+fn try_write(db: &Db, open: &std::sync::RwLock<bool>, m: Message) -> Wrote {
+    let open = open.read().unwrap_or_else(|p| p.into_inner());
+    if !*open {
+        return Wrote::Done(deposed(m));
+    }
     let result = match &m {
         Message::Put { key, value, .. } => db.try_put_unsynced(key, value).map(|seq| seq.map(Some)),
         Message::Delete { key, .. } => db.try_delete_unsynced(key),
@@ -440,7 +524,11 @@ fn try_write(db: &Db, m: Message) -> Wrote {
 }
 
 /// [`try_write`] that may wait (on the blocking pool).
-fn write(db: &Db, m: Message) -> Written {
+fn write(db: &Db, open: &std::sync::RwLock<bool>, m: Message) -> Written {
+    let open = open.read().unwrap_or_else(|p| p.into_inner());
+    if !*open {
+        return deposed(m);
+    }
     let result = match &m {
         Message::Put { key, value, .. } => db.put_unsynced(key, value).map(Some),
         Message::Delete { key, .. } => db.delete_unsynced(key),
@@ -476,5 +564,19 @@ fn written(m: Message, result: Result<Option<u64>, hypha_engine::Error>) -> Writ
         req_id,
         seq,
         answer,
+    }
+}
+
+/// The answer to a write that reached a member after it stopped leading.
+fn deposed(m: Message) -> Written {
+    let req_id = m.req_id().unwrap_or(0);
+    Written {
+        req_id,
+        seq: None,
+        answer: Message::error(
+            req_id,
+            ErrorCode::NotMaster,
+            "this member no longer leads its group: send the write to the new leader",
+        ),
     }
 }

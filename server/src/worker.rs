@@ -63,6 +63,10 @@ pub struct WorkerConfig {
     /// A connection that has not proved the key this long after it was
     /// accepted is closed.
     pub handshake_timeout_ms: u64,
+    /// In a failover group (`hypha member`): the term it follows in. It
+    /// then says it is a member, follows only a leader of that term, and
+    /// acknowledges records only once they are durable.
+    pub group: Option<crate::group::InGroup>,
 }
 
 impl WorkerConfig {
@@ -88,9 +92,14 @@ pub struct Worker {
     beats: std::sync::Mutex<Option<Beats>>,
     /// The bound request address.
     pub local_addr: SocketAddr,
-    listener: TcpListener,
+    /// `None` inside a member, whose own listener hands it connections.
+    listener: Option<TcpListener>,
     udp: UdpSocket,
     gate: Arc<crate::gate::Gate>,
+    /// Set by [`Worker::stop`]: the follow loop ends after its current
+    /// action (never inside an apply, a cut or a snapshot swap).
+    stopping: std::sync::atomic::AtomicBool,
+    stop: event_listener::Event,
 }
 
 fn history_path(data: &Path) -> PathBuf {
@@ -101,52 +110,56 @@ impl Worker {
     /// Opens the data (finishing or discarding an interrupted snapshot) and
     /// binds the sockets.
     pub async fn bind(cfg: WorkerConfig) -> std::io::Result<Arc<Worker>> {
-        std::fs::create_dir_all(&cfg.data)?;
-        let node_id = wire::node_id(&cfg.data.join("node-id"))?;
-        let (db_dir, tmp, old) = (
-            cfg.data.join("db"),
-            cfg.data.join("snapshot.tmp"),
-            cfg.data.join("db.old"),
-        );
-        if old.exists() {
-            if db_dir.exists() {
-                std::fs::remove_dir_all(&old)?;
-            } else {
-                std::fs::rename(&old, &db_dir)?;
-            }
-        }
-        if tmp.exists() {
-            log::warn!(
-                "worker: discarding an interrupted snapshot in {}",
-                tmp.display()
-            );
-            std::fs::remove_dir_all(&tmp)?;
-        }
-        let db = Db::open(&db_dir, cfg.engine.clone()).map_err(std::io::Error::other)?;
-        let followed = std::fs::read_to_string(history_path(&cfg.data))
-            .ok()
-            .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
-            .unwrap_or(0);
+        let db = open_data(&cfg.data, &cfg.engine)?;
+        let followed = followed_history(&cfg.data).unwrap_or(0);
         let listener = TcpListener::bind(cfg.listen).await?;
         let local_addr = listener.local_addr()?;
-        let udp = UdpSocket::bind(SocketAddr::new(local_addr.ip(), 0)).await?;
+        let worker = Worker::with_db(cfg, Arc::new(db), followed, Some(listener)).await?;
         log::info!(
-            "worker {node_id:016x} serving reads on {local_addr}: follows history {followed:016x} from {}, seq {}",
-            cfg.master,
-            db.seq()
+            "worker {:016x} serving reads on {local_addr}: follows history {followed:016x} from {}, seq {}",
+            worker.node_id,
+            worker.cfg.master,
+            worker.db().map_or(0, |db| db.seq())
         );
+        Ok(worker)
+    }
+
+    /// A worker around an open database, following history `followed`
+    /// (0: none, it asks for a snapshot). Without a listener it serves the
+    /// connections handed to [`Worker::session`].
+    pub async fn with_db(
+        cfg: WorkerConfig,
+        db: Arc<Db>,
+        followed: u64,
+        listener: Option<TcpListener>,
+    ) -> std::io::Result<Arc<Worker>> {
+        let node_id = wire::node_id(&cfg.data.join("node-id"))?;
+        let local_addr = match &listener {
+            Some(l) => l.local_addr()?,
+            None => cfg.listen,
+        };
+        let udp = UdpSocket::bind(SocketAddr::new(local_addr.ip(), 0)).await?;
         Ok(Arc::new(Worker {
             gate: crate::gate::Gate::new(cfg.connections_max),
             cfg,
             node_id,
-            db: RwLock::new(Some(Arc::new(db))),
+            db: RwLock::new(Some(db)),
             followed: AtomicU64::new(followed),
             applied: event_listener::Event::new(),
             beats: std::sync::Mutex::new(None),
             local_addr,
             listener,
             udp,
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            stop: event_listener::Event::new(),
         }))
+    }
+
+    /// Asks the follow loop to end after its current action; [`Worker::run`]
+    /// then returns.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.stop.notify(usize::MAX);
     }
 
     /// The current database (`None` while a snapshot is swapped in).
@@ -169,7 +182,10 @@ impl Worker {
 
     /// Serves reads and follows the master until dropped.
     pub async fn run(self: Arc<Self>) {
-        let _serve = crate::rt::spawn(self.clone().serve());
+        let _serve = self
+            .listener
+            .is_some()
+            .then(|| crate::rt::spawn(self.clone().serve()));
         let (heard, beats) = smol::channel::bounded(1);
         let _hb = crate::rt::spawn(self.clone().heartbeats(heard));
         self.follow(beats).await
@@ -196,6 +212,10 @@ impl Worker {
         let mut timer_at = Millis::MAX;
         let mut events = std::collections::VecDeque::from([FollowerEvent::Tick]);
         loop {
+            if self.stopping.load(Ordering::Acquire) {
+                link.close();
+                return;
+            }
             let event = match events.pop_front() {
                 Some(event) => event,
                 None => {
@@ -208,7 +228,20 @@ impl Worker {
                         };
                     }
                     let reading = core.wants_message();
-                    next_event(&mut link, reading, &mut timer, &heard).await
+                    let stop = self.stop.listen();
+                    if self.stopping.load(Ordering::Acquire) {
+                        continue;
+                    }
+                    let next = next_event(&mut link, reading, &mut timer, &heard);
+                    match smol::future::or(async { Some(next.await) }, async {
+                        stop.await;
+                        None
+                    })
+                    .await
+                    {
+                        Some(event) => event,
+                        None => continue,
+                    }
                 }
             };
             if matches!(event, FollowerEvent::Tick) {
@@ -301,17 +334,18 @@ impl Worker {
         history_id: u64,
         applied_seq: u64,
     ) -> std::io::Result<(Reader, wire::Writer, FollowerEvent)> {
-        let mut hello = wire::hello(
-            &self.cfg.cluster,
-            Role::Worker,
-            self.node_id,
-            Purpose::Replicate,
-        )?;
+        let group = self.cfg.group.as_ref();
+        let role = group.map_or(Role::Worker, |_| Role::Member);
+        let mut hello = wire::hello(&self.cfg.cluster, role, self.node_id, Purpose::Replicate)?;
         hello.history_id = history_id;
         hello.applied_seq = applied_seq;
         hello.last_term = self.db().map_or(0, |db| db.last_log_id().0);
+        hello.term = group.map_or(0, |g| g.term);
         let keys = wire::current_keys(&self.cfg.keys);
         let (r, w, answer, beats) = wire::connect(self.cfg.master, hello, &keys).await?;
+        if let Some(g) = group {
+            check_leader_term(g, self.cfg.master, &answer)?;
+        }
         let event = match answer {
             Message::Welcome(welcome) => FollowerEvent::Welcomed {
                 node_id: welcome.node_id,
@@ -346,6 +380,22 @@ impl Worker {
     /// can stall (an fdatasync, key-index growth, a rollover's fsyncs) runs
     /// on the executor thread.
     async fn apply(&self, records: Vec<WireRecord>) -> std::io::Result<u64> {
+        let seq = self.apply_records(records).await?;
+        let Some(group) = &self.cfg.group else {
+            return Ok(seq);
+        };
+        // A member's acknowledgement counts toward the majority that
+        // commits a write: it says only what survives a crash.
+        let db = self.db_or_busy()?;
+        let synced = db.clone();
+        smol::unblock(move || synced.sync())
+            .await
+            .map_err(std::io::Error::other)?;
+        report_log(group, &db);
+        Ok(seq)
+    }
+
+    async fn apply_records(&self, records: Vec<WireRecord>) -> std::io::Result<u64> {
         let db = self.db_or_busy()?;
         let mut records = records.into_iter().map(from_wire).peekable();
         if !matches!(self.cfg.engine.fsync, Fsync::Always) {
@@ -374,6 +424,9 @@ impl Worker {
     }
 
     async fn serve(self: Arc<Self>) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
         let port = crate::gate::Port {
             who: "worker",
             allow: self.cfg.allow.clone(),
@@ -383,14 +436,14 @@ impl Worker {
             gate: self.gate.clone(),
         };
         let me = self.clone();
-        crate::gate::serve_port(&self.listener, port, move |accepted, _| {
+        crate::gate::serve_port(listener, port, move |accepted, _| {
             me.clone().session(accepted)
         })
         .await
     }
 
     /// Serves one authenticated connection: requests from the edge.
-    async fn session(self: Arc<Self>, accepted: wire::Accepted) -> std::io::Result<()> {
+    pub async fn session(self: Arc<Self>, accepted: wire::Accepted) -> std::io::Result<()> {
         let wire::Accepted {
             r, mut w, hello, ..
         } = accepted;
@@ -554,6 +607,74 @@ async fn next_event(
             }
         }
     }
+}
+
+/// The master history a node under `data` follows (the file
+/// `DIR/history`, written when a snapshot is installed), if it took one.
+pub fn followed_history(data: &Path) -> Option<u64> {
+    std::fs::read_to_string(history_path(data))
+        .ok()
+        .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
+}
+
+/// Opens `DIR/db`, first finishing a snapshot swap a crash interrupted or
+/// discarding a half-received snapshot.
+pub fn open_data(data: &Path, engine: &Options) -> std::io::Result<Db> {
+    std::fs::create_dir_all(data)?;
+    let (db_dir, tmp, old) = (
+        data.join("db"),
+        data.join("snapshot.tmp"),
+        data.join("db.old"),
+    );
+    if old.exists() {
+        if db_dir.exists() {
+            std::fs::remove_dir_all(&old)?;
+        } else {
+            std::fs::rename(&old, &db_dir)?;
+        }
+    }
+    if tmp.exists() {
+        log::warn!(
+            "worker: discarding an interrupted snapshot in {}",
+            tmp.display()
+        );
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    Db::open(&db_dir, engine.clone()).map_err(std::io::Error::other)
+}
+
+/// A member follows only the leader of its own term: a higher term in the
+/// answer goes to the election (which then follows anew), a lower one
+/// means the node answering no longer leads.
+fn check_leader_term(
+    group: &crate::group::InGroup,
+    leader: SocketAddr,
+    answer: &Message,
+) -> std::io::Result<()> {
+    let term = match answer {
+        Message::Welcome(w) => w.term,
+        Message::Refuse(r) => match r.reason {
+            RefuseReason::StaleTerm { current } => current,
+            _ => return Ok(()),
+        },
+        _ => return Ok(()),
+    };
+    if term > group.term {
+        group.elector.saw_term(term);
+    }
+    if term != group.term {
+        return Err(std::io::Error::other(format!(
+            "{leader} answered in term {term}; this member follows the leader of term {}",
+            group.term
+        )));
+    }
+    Ok(())
+}
+
+/// Tells the election the newest durable record of a member's log.
+fn report_log(group: &crate::group::InGroup, db: &Db) {
+    let (term, seq) = db.last_log_id();
+    group.elector.log_changed(hypha_net::LogId { term, seq });
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {

@@ -173,7 +173,7 @@ impl Master {
     async fn send_snapshot(&self, w: &mut Writer, upto: u64) -> std::io::Result<u64> {
         let stats = self.db.stats();
         w.send(&Message::SnapshotBegin {
-            term: 0,
+            term: self.term(),
             history_id: self.me.history_id,
             upto_seq: upto,
             records_total: stats.live,

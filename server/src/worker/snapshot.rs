@@ -110,6 +110,7 @@ impl Worker {
                 db.close().map_err(std::io::Error::other)?;
             }
             let (db_dir, old) = (data.join("db"), data.join("db.old"));
+            carry_vote(&db_dir, &tmp)?;
             std::fs::rename(&db_dir, &old)?;
             std::fs::rename(&tmp, &db_dir)?;
             sync_dir(&data)?;
@@ -120,6 +121,9 @@ impl Worker {
             Ok(fresh)
         })
         .await?;
+        if let Some(group) = &self.cfg.group {
+            super::report_log(group, &fresh);
+        }
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fresh));
         self.followed.store(history_id, Ordering::Release);
         self.applied.notify(usize::MAX);
@@ -165,6 +169,9 @@ impl Worker {
         })
         .await;
         let db = db.map_err(std::io::Error::other)?;
+        if let Some(group) = &self.cfg.group {
+            super::report_log(group, &db);
+        }
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
         self.applied.notify(usize::MAX);
         Ok(outcome)
@@ -222,4 +229,18 @@ impl Worker {
         };
         smol::future::or(send, recv).await
     }
+}
+
+/// A member's term and vote (the engine's file `vote`) live in its database
+/// directory: the snapshot replacing it takes them along, durably, before
+/// the swap, so a crash can never leave a member that forgot its vote.
+fn carry_vote(db_dir: &std::path::Path, tmp: &std::path::Path) -> std::io::Result<()> {
+    let from = db_dir.join(hypha_engine::VOTE_FILE);
+    if !from.exists() {
+        return Ok(());
+    }
+    let to = tmp.join(hypha_engine::VOTE_FILE);
+    std::fs::copy(&from, &to)?;
+    std::fs::File::open(&to)?.sync_all()?;
+    sync_dir(tmp)
 }

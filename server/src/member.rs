@@ -1,0 +1,380 @@
+//! A member of a failover group (`hypha member`): a data node that any
+//! election may make the group's master.
+//!
+//! One database, one listener, three jobs:
+//! - the **election** (`hypha_repl::election`, Raft's rules with pre-vote
+//!   and check-quorum) runs in one task fed by `Ballot`s from the other
+//!   members (connections of purpose `Elect`, `ballots.rs`), its timer, and
+//!   what replication reports (a higher term seen, the newest durable log
+//!   id); its term and vote are fsynced before anything that rests on them;
+//! - while it **leads**, the member runs the master driver
+//!   (`crate::master`) around its database in majority mode: each write is
+//!   stamped with the term and acknowledged once a majority of members hold
+//!   it durably;
+//! - while it **follows**, it runs the worker driver (`crate::worker`)
+//!   against the leader: it acknowledges records once durable, cuts its
+//!   log back where it diverged from the leader's, and serves reads.
+//!
+//! Switching roles ends every connection of the old role (`Life`) before
+//! the new one starts, so a deposed leader answers no write after it knows
+//! it was deposed. See `docs/design.md`, "Failover".
+
+mod ballots;
+mod roles;
+
+use crate::group::Elector;
+use crate::wire::{self, Keys};
+use hypha_engine::{Db, Options};
+use hypha_net::{Allowlist, Ballot, LogId, Purpose, RefuseReason};
+use hypha_repl::election::{
+    Election, ElectionAction, ElectionEvent, ElectionParams, Persisted, Seat,
+};
+use hypha_repl::Millis;
+use roles::Active;
+use smol::net::{TcpListener, UdpSocket};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Most ballots waiting for the election task, and for each member's
+/// connection; more are dropped (as a lossy network would: the election
+/// retries on its timers).
+pub const BALLOTS_QUEUED_MAX: usize = 64;
+
+/// How to run a member.
+#[derive(Clone, Debug)]
+pub struct MemberConfig {
+    /// Data directory (the database lives in `DIR/db`).
+    pub data: PathBuf,
+    /// Every member's address, this one's included, in the same order on
+    /// every member.
+    pub peers: Vec<SocketAddr>,
+    /// This member's index in `peers` (where it listens).
+    pub me: usize,
+    /// Engine options.
+    pub engine: Options,
+    /// Peers allowed to connect (all when `None`).
+    pub allow: Option<Allowlist>,
+    /// Cluster name every node must agree on.
+    pub cluster: String,
+    /// Heartbeats and election timeouts.
+    pub election: ElectionParams,
+    /// How long a write waits for a majority before it is answered as
+    /// unconfirmed.
+    pub sync_timeout_ms: u64,
+    /// The cluster keys every connection must prove.
+    pub keys: Keys,
+    /// Most connections open at once.
+    pub connections_max: usize,
+    /// A request connection silent this long is closed.
+    pub idle_timeout_ms: u64,
+    /// A connection that has not proved the key this long after it was
+    /// accepted is closed.
+    pub handshake_timeout_ms: u64,
+}
+
+impl MemberConfig {
+    /// This member's address.
+    pub fn listen(&self) -> SocketAddr {
+        self.peers[self.me]
+    }
+
+    /// The group's member-list id (`hypha_net::group_id`).
+    pub fn group_id(&self) -> u64 {
+        let texts: Vec<String> = self.peers.iter().map(|a| a.to_string()).collect();
+        hypha_net::group_id(&texts)
+    }
+}
+
+/// A running member.
+pub struct Member {
+    cfg: MemberConfig,
+    group: u64,
+    node_id: u64,
+    listener: TcpListener,
+    /// The leader role answers workers' heartbeats here (the listen port).
+    udp: Arc<UdpSocket>,
+    gate: Arc<crate::gate::Gate>,
+    active: Mutex<Active>,
+    /// Ballots from other members for the election task.
+    inbox: smol::channel::Sender<(usize, Ballot)>,
+    inbox_rx: smol::channel::Receiver<(usize, Ballot)>,
+    /// Ballots for each member (none for this one).
+    #[allow(clippy::type_complexity)]
+    outboxes: Vec<
+        Option<(
+            smol::channel::Sender<Ballot>,
+            smol::channel::Receiver<Ballot>,
+        )>,
+    >,
+    /// What replication reported for the election: the newest durable log
+    /// id and the highest term seen; `poke` wakes the election task.
+    last: Mutex<LogId>,
+    seen_term: AtomicU64,
+    poke: event_listener::Event,
+    clock: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The election's view of a member: replication reports land here.
+struct Reports(std::sync::Weak<Member>);
+
+impl Elector for Reports {
+    fn saw_term(&self, term: u64) {
+        if let Some(m) = self.0.upgrade() {
+            m.seen_term.fetch_max(term, Ordering::AcqRel);
+            m.poke.notify(1);
+        }
+    }
+
+    fn log_changed(&self, last: LogId) {
+        if let Some(m) = self.0.upgrade() {
+            *lock(&m.last) = last;
+            m.poke.notify(1);
+        }
+    }
+}
+
+impl Member {
+    /// Opens the database (making what it holds durable first: the
+    /// election compares logs by what survives a crash) and binds the
+    /// sockets.
+    pub async fn bind(cfg: MemberConfig) -> std::io::Result<Arc<Member>> {
+        let db = crate::worker::open_data(&cfg.data, &cfg.engine)?;
+        db.sync().map_err(std::io::Error::other)?;
+        let node_id = wire::node_id(&cfg.data.join("node-id"))?;
+        let listener = TcpListener::bind(cfg.listen()).await?;
+        let udp = UdpSocket::bind(listener.local_addr()?).await?;
+        let (term, seq) = db.last_log_id();
+        let vote = db.vote();
+        log::info!(
+            "member {} of {} ({node_id:016x}) on {}: term {}, log ends at seq {seq} of term {term}, {} keys",
+            cfg.me,
+            cfg.peers.len(),
+            cfg.listen(),
+            vote.term,
+            db.len()
+        );
+        let (inbox, inbox_rx) = smol::channel::bounded(BALLOTS_QUEUED_MAX);
+        let outboxes = (0..cfg.peers.len())
+            .map(|i| (i != cfg.me).then(|| smol::channel::bounded(BALLOTS_QUEUED_MAX)))
+            .collect();
+        Ok(Arc::new(Member {
+            group: cfg.group_id(),
+            gate: crate::gate::Gate::new(cfg.connections_max),
+            cfg,
+            node_id,
+            listener,
+            udp: Arc::new(udp),
+            active: Mutex::new(Active::Idle(Arc::new(db))),
+            inbox,
+            inbox_rx,
+            outboxes,
+            last: Mutex::new(LogId { term, seq }),
+            seen_term: AtomicU64::new(0),
+            poke: event_listener::Event::new(),
+            clock: Instant::now(),
+        }))
+    }
+
+    fn now(&self) -> Millis {
+        self.clock.elapsed().as_millis() as Millis
+    }
+
+    /// The database, whichever role holds it (`None` for a moment while
+    /// roles switch or a snapshot is swapped in).
+    pub fn db(&self) -> Option<Arc<Db>> {
+        lock(&self.active).db()
+    }
+
+    /// Runs until the future is dropped or the member cannot go on (its
+    /// vote could not be made durable); the error says why.
+    pub async fn run(self: Arc<Self>) -> Result<(), String> {
+        let port = crate::gate::Port {
+            who: "member",
+            allow: self.cfg.allow.clone(),
+            keys: self.cfg.keys.clone(),
+            cluster: self.cfg.cluster.clone(),
+            handshake_ms: self.cfg.handshake_timeout_ms,
+            gate: self.gate.clone(),
+        };
+        let me = self.clone();
+        let _serve = crate::rt::spawn(async move {
+            let serving = me.clone();
+            crate::gate::serve_port(&me.listener, port, move |accepted, peer| {
+                serving.clone().session(accepted, peer)
+            })
+            .await
+        });
+        let _dialers: Vec<_> = (0..self.cfg.peers.len())
+            .filter(|&i| i != self.cfg.me)
+            .map(|i| crate::rt::spawn(self.clone().dial(i)))
+            .collect();
+        self.elect().await
+    }
+
+    /// Serves one authenticated connection: ballots from another member,
+    /// or whatever the current role serves.
+    async fn session(
+        self: Arc<Self>,
+        accepted: wire::Accepted,
+        peer: SocketAddr,
+    ) -> std::io::Result<()> {
+        if let Purpose::Elect { member, group } = accepted.hello.purpose {
+            return self.ballots_from(accepted, member, group, peer).await;
+        }
+        let serving = lock(&self.active).serving(&self.cfg.peers);
+        let Some((role, life)) = serving else {
+            let mut w = accepted.w;
+            let why = format!(
+                "member {} knows no leader yet (an election is under way); retry shortly",
+                self.cfg.me
+            );
+            wire::refuse(&mut w, RefuseReason::NotMaster, &why).await;
+            return Ok(());
+        };
+        let served = async {
+            match role {
+                roles::Serving::Master(master) => master.session(accepted, peer).await,
+                roles::Serving::Worker(worker, leader) => {
+                    if accepted.hello.purpose == Purpose::Replicate {
+                        let mut w = accepted.w;
+                        let why = format!(
+                            "member {} follows the leader at {leader}; replicate from it",
+                            self.cfg.me
+                        );
+                        wire::refuse(&mut w, RefuseReason::NotMaster, &why).await;
+                        return Ok(());
+                    }
+                    worker.session(accepted).await
+                }
+            }
+        };
+        smol::future::or(served, async {
+            life.ended().await;
+            Err(std::io::Error::other(
+                "this member changed role; connect again",
+            ))
+        })
+        .await
+    }
+
+    /// The election task: feeds the election its timer, ballots and
+    /// replication's reports, and carries out what it says, in order.
+    async fn elect(self: Arc<Self>) -> Result<(), String> {
+        let (vote, last) = {
+            let db = self.db().ok_or("no database")?;
+            let (term, seq) = db.last_log_id();
+            (db.vote(), LogId { term, seq })
+        };
+        let persisted = Persisted {
+            term: vote.term,
+            voted_for: vote.voted_for.map(|m| m as usize),
+        };
+        let seat = Seat {
+            me: self.cfg.me,
+            members: self.cfg.peers.len(),
+            may_lead: true,
+        };
+        let seed = hypha_engine::random_u64();
+        let mut e = Election::new(seat, self.cfg.election, persisted, last, seed, self.now());
+        let (mut fed_last, mut fed_term) = (last, vote.term);
+        loop {
+            let poked = self.poke.listen();
+            let l = *lock(&self.last);
+            if l != fed_last {
+                fed_last = l;
+                let acts = e.handle(ElectionEvent::LogChanged(l), self.now());
+                self.act(acts).await?;
+            }
+            let t = self.seen_term.load(Ordering::Acquire);
+            if t > fed_term {
+                fed_term = t;
+                let acts = e.handle(ElectionEvent::SawTerm(t), self.now());
+                self.act(acts).await?;
+            }
+            let at = e.next_deadline();
+            let wait = Duration::from_millis(at.saturating_sub(self.now()));
+            let event = smol::future::or(
+                async {
+                    match self.inbox_rx.recv().await {
+                        Ok((from, msg)) => Some(ElectionEvent::Received { from, msg }),
+                        Err(_) => std::future::pending().await,
+                    }
+                },
+                smol::future::or(
+                    async {
+                        smol::Timer::after(wait).await;
+                        Some(ElectionEvent::Tick)
+                    },
+                    async {
+                        poked.await;
+                        None
+                    },
+                ),
+            )
+            .await;
+            if let Some(event) = event {
+                let acts = e.handle(event, self.now());
+                self.act(acts).await?;
+            }
+        }
+    }
+
+    /// Carries out the election's actions in order: a persist completes
+    /// before anything after it.
+    async fn act(self: &Arc<Self>, acts: Vec<ElectionAction>) -> Result<(), String> {
+        for a in acts {
+            match a {
+                ElectionAction::Persist { term, voted_for } => {
+                    self.persist(term, voted_for).await?;
+                }
+                ElectionAction::Send { to, msg } => {
+                    if let Some(Some((out, _))) = self.outboxes.get(to) {
+                        let _ = out.try_send(msg);
+                    }
+                }
+                ElectionAction::BecomeLeader { term } => {
+                    log::info!(
+                        "member {}: leads term {term} (log ends at {:?})",
+                        self.cfg.me,
+                        *lock(&self.last)
+                    );
+                    self.lead(term).await?;
+                }
+                ElectionAction::BecomeFollower { term, leader } => {
+                    self.follow(term, leader).await?;
+                }
+                // A witness's, and linearizable reads': neither runs in a
+                // member yet (every member keeps data and may lead).
+                ElectionAction::PersistLast { .. }
+                | ElectionAction::Acked { .. }
+                | ElectionAction::ReadConfirmed { .. }
+                | ElectionAction::ReadFailed { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the term and vote durable (on the blocking pool).
+    async fn persist(&self, term: u64, voted_for: Option<usize>) -> Result<(), String> {
+        let vote = hypha_engine::Vote {
+            term,
+            voted_for: voted_for.map(|m| m as u32),
+        };
+        loop {
+            if let Some(db) = self.db() {
+                return smol::unblock(move || db.set_vote(vote))
+                    .await
+                    .map_err(|e| format!("cannot make term {term} and its vote durable: {e}"));
+            }
+            // Roles are switching or a snapshot is being swapped in.
+            smol::Timer::after(Duration::from_millis(1)).await;
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! A member's roles: the master driver while it leads, the worker driver
+//! while it follows a known leader, neither while it knows none. One role
+//! runs at a time; switching ends the old one first (its connections, its
+//! writes in flight) and hands the database on.
+
+use super::{lock, Member, Reports};
+use crate::group::{InGroup, Leading};
+use crate::master::{Master, MasterConfig, FORGET_AFTER_MS_DEFAULT};
+use crate::worker::{Worker, WorkerConfig};
+use hypha_engine::Db;
+use hypha_net::{TermStart, TERMS_KEPT};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// The connections of one role: they end when it does.
+pub(super) struct Life {
+    over: AtomicBool,
+    event: event_listener::Event,
+}
+
+impl Life {
+    fn new() -> Arc<Life> {
+        Arc::new(Life {
+            over: AtomicBool::new(false),
+            event: event_listener::Event::new(),
+        })
+    }
+
+    fn end(&self) {
+        self.over.store(true, Ordering::Release);
+        self.event.notify(usize::MAX);
+    }
+
+    /// Resolves once the role ended.
+    pub(super) async fn ended(&self) {
+        loop {
+            let listener = self.event.listen();
+            if self.over.load(Ordering::Acquire) {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// What a member is doing.
+pub(super) enum Active {
+    /// Knows no leader: holds its database, serves nothing.
+    Idle(Arc<Db>),
+    Leading {
+        master: Arc<Master>,
+        task: smol::Task<()>,
+        life: Arc<Life>,
+    },
+    Following {
+        term: u64,
+        leader: usize,
+        worker: Arc<Worker>,
+        task: smol::Task<()>,
+        life: Arc<Life>,
+    },
+    /// For the moment a switch takes.
+    Switching,
+}
+
+/// Who serves a member's connections now.
+pub(super) enum Serving {
+    Master(Arc<Master>),
+    /// The worker, and the leader it follows.
+    Worker(Arc<Worker>, SocketAddr),
+}
+
+impl Active {
+    pub(super) fn db(&self) -> Option<Arc<Db>> {
+        match self {
+            Active::Idle(db) => Some(db.clone()),
+            Active::Leading { master, .. } => Some(master.db().clone()),
+            Active::Following { worker, .. } => worker.db(),
+            Active::Switching => None,
+        }
+    }
+
+    /// The role serving connections now, and its life; `None` when none
+    /// does.
+    pub(super) fn serving(&self, peers: &[SocketAddr]) -> Option<(Serving, Arc<Life>)> {
+        match self {
+            Active::Leading { master, life, .. } => {
+                Some((Serving::Master(master.clone()), life.clone()))
+            }
+            Active::Following {
+                worker,
+                life,
+                leader,
+                ..
+            } => Some((
+                Serving::Worker(worker.clone(), peers[*leader]),
+                life.clone(),
+            )),
+            Active::Idle(_) | Active::Switching => None,
+        }
+    }
+}
+
+impl Member {
+    fn elector(self: &Arc<Self>) -> InGroup {
+        InGroup {
+            term: 0,
+            elector: Arc::new(Reports(Arc::downgrade(self))),
+        }
+    }
+
+    /// The group's history this member's log belongs to: the one of the
+    /// snapshot it installed, else its database's own (it led first).
+    fn history(&self, db: &Db) -> u64 {
+        crate::worker::followed_history(&self.cfg.data).unwrap_or_else(|| db.history_id())
+    }
+
+    /// Ends the current role and returns the database it held.
+    async fn end_role(&self) -> Result<Arc<Db>, String> {
+        let old = std::mem::replace(&mut *lock(&self.active), Active::Switching);
+        match old {
+            Active::Idle(db) => Ok(db),
+            Active::Leading { master, task, life } => {
+                // No write appends after this: one that did could take a
+                // seq the next leader's record must have.
+                let closing = master.clone();
+                smol::unblock(move || closing.close_writes()).await;
+                life.end();
+                task.cancel().await;
+                Ok(master.db().clone())
+            }
+            Active::Following {
+                worker, task, life, ..
+            } => {
+                life.end();
+                worker.stop();
+                task.await;
+                match worker.db() {
+                    Some(db) => Ok(db),
+                    None => crate::worker::open_data(&self.cfg.data, &self.cfg.engine)
+                        .map(Arc::new)
+                        .map_err(|e| format!("cannot reopen the database: {e}")),
+                }
+            }
+            Active::Switching => Err("two role switches at once".into()),
+        }
+    }
+
+    /// Leads `term`: the master driver around the database, in majority
+    /// mode, its writes stamped with the term.
+    pub(super) async fn lead(self: &Arc<Self>, term: u64) -> Result<(), String> {
+        let db = self.end_role().await?;
+        let history_id = self.history(&db);
+        let synced = db.clone();
+        smol::unblock(move || synced.sync())
+            .await
+            .map_err(|e| format!("cannot sync the log before leading: {e}"))?;
+        db.set_term(term);
+        let seq = db.seq();
+        let mut terms = crate::wire::terms_to_wire(&db.term_history());
+        // A boundary past the log's end names no record (a fresh log's
+        // term 0 at seq 1): this term starts there instead.
+        while terms.last().is_some_and(|t| t.first_seq > seq) {
+            terms.pop();
+        }
+        terms.push(TermStart {
+            term,
+            first_seq: seq + 1,
+        });
+        let drop_n = terms.len().saturating_sub(TERMS_KEPT);
+        terms.drain(..drop_n);
+        let c = &self.cfg;
+        let cfg = MasterConfig {
+            data: c.data.clone(),
+            listen: c.listen(),
+            engine: c.engine.clone(),
+            allow: c.allow.clone(),
+            sync: crate::master::SyncMode::Async,
+            sync_timeout_ms: c.sync_timeout_ms,
+            cluster: c.cluster.clone(),
+            heartbeat_ms: c.election.heartbeat_ms,
+            heartbeat_timeout_ms: c.election.election_min_ms,
+            forget_after_ms: FORGET_AFTER_MS_DEFAULT,
+            keys: c.keys.clone(),
+            connections_max: c.connections_max,
+            idle_timeout_ms: c.idle_timeout_ms,
+            handshake_timeout_ms: c.handshake_timeout_ms,
+            group: Some(Leading {
+                group: InGroup {
+                    term,
+                    ..self.elector()
+                },
+                terms,
+                voters: c.peers.len() as u32,
+                history_id,
+            }),
+        };
+        let master = Master::with_db(cfg, db, None, self.udp.clone())
+            .map_err(|e| format!("cannot start leading: {e}"))?;
+        let task = crate::rt::spawn(master.clone().run());
+        *lock(&self.active) = Active::Leading {
+            master,
+            task,
+            life: Life::new(),
+        };
+        Ok(())
+    }
+
+    /// Follows `leader` in `term` (nothing, if none is known yet): the
+    /// worker driver against it.
+    pub(super) async fn follow(
+        self: &Arc<Self>,
+        term: u64,
+        leader: Option<usize>,
+    ) -> Result<(), String> {
+        match (&*lock(&self.active), leader) {
+            (
+                Active::Following {
+                    term: t, leader: l, ..
+                },
+                Some(leader),
+            ) if *t == term && *l == leader => return Ok(()),
+            (Active::Idle(_), None) => return Ok(()),
+            _ => {}
+        }
+        let db = self.end_role().await?;
+        let Some(leader) = leader else {
+            *lock(&self.active) = Active::Idle(db);
+            return Ok(());
+        };
+        log::info!(
+            "member {}: follows member {leader} at {} in term {term}",
+            self.cfg.me,
+            self.cfg.peers[leader]
+        );
+        // An empty log asks for a snapshot: it takes the leader's history.
+        let followed = if db.seq() == 0 { 0 } else { self.history(&db) };
+        let c = &self.cfg;
+        let cfg = WorkerConfig {
+            data: c.data.clone(),
+            master: c.peers[leader],
+            listen: c.listen(),
+            engine: c.engine.clone(),
+            allow: c.allow.clone(),
+            cluster: c.cluster.clone(),
+            accept_new_history: false,
+            heartbeat_ms: c.election.heartbeat_ms,
+            heartbeat_timeout_ms: c.election.election_min_ms,
+            keys: c.keys.clone(),
+            connections_max: c.connections_max,
+            idle_timeout_ms: c.idle_timeout_ms,
+            handshake_timeout_ms: c.handshake_timeout_ms,
+            group: Some(InGroup {
+                term,
+                ..self.elector()
+            }),
+        };
+        let worker = Worker::with_db(cfg, db, followed, None)
+            .await
+            .map_err(|e| format!("cannot start following: {e}"))?;
+        let task = crate::rt::spawn(worker.clone().run());
+        *lock(&self.active) = Active::Following {
+            term,
+            leader,
+            worker,
+            task,
+            life: Life::new(),
+        };
+        Ok(())
+    }
+}

@@ -1,0 +1,115 @@
+//! `hypha member`: one data member of a failover group.
+
+use super::{
+    compaction_options, connections_max, key_reload, shutdown_signal, with_reload, Args,
+    COMPACTION_FLAGS,
+};
+use hypha_repl::election::{ElectionParams, ELECTION_DEFAULTS};
+use hypha_server::cli;
+use hypha_server::gate;
+use hypha_server::keys::{self, INSECURE_FLAG, KEY_FILE_FLAG};
+use hypha_server::member::{Member, MemberConfig};
+use hypha_server::wire::HANDSHAKE_TIMEOUT_MS;
+
+/// Parses `hypha member`'s flags.
+fn member_config(args: &Args) -> Result<(MemberConfig, Option<std::path::PathBuf>), String> {
+    let listen = cli::addr("listen", args.need("listen")?)?;
+    let peers = args
+        .need("peers")?
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| cli::addr("peers", p.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let n = peers.len();
+    if !(1..=hypha_repl::election::MEMBERS_MAX).contains(&n) {
+        return Err(format!(
+            "--peers lists {n} members: give 1 to {} (3 or 5 survive one or two failures)",
+            hypha_repl::election::MEMBERS_MAX
+        ));
+    }
+    let me = peers.iter().position(|p| *p == listen).ok_or_else(|| {
+        format!(
+            "--listen {listen} is not in --peers: list every member's address, this one's \
+             included, the same list in the same order on every member"
+        )
+    })?;
+    if peers.iter().filter(|p| **p == listen).count() > 1 {
+        return Err(format!("--peers lists {listen} twice"));
+    }
+    let election = ElectionParams {
+        heartbeat_ms: args.number("heartbeat-ms", ELECTION_DEFAULTS.heartbeat_ms)?,
+        election_min_ms: args.number("election-timeout-ms", ELECTION_DEFAULTS.election_min_ms)?,
+    };
+    if election.heartbeat_ms == 0 || election.election_min_ms < 2 * election.heartbeat_ms {
+        return Err(format!(
+            "--election-timeout-ms {} must be at least twice --heartbeat-ms {} (and both above \
+             0): a leader must get heartbeats through before members give up on it",
+            election.election_min_ms, election.heartbeat_ms
+        ));
+    }
+    let (keys, key_file) = keys::node_keys(args, &peers, "member")?;
+    let value_max = hypha_server::limits::value_bytes_max(
+        args.number("value-max", hypha_server::limits::VALUE_BYTES_MAX as u64)?,
+    )?;
+    let engine = hypha_engine::Options {
+        // Acknowledged writes and records are fsynced explicitly (a
+        // majority counts only what survives a crash); the background sync
+        // covers the rest.
+        fsync: hypha_engine::Fsync::EveryMs(200),
+        value_bytes_max: value_max,
+        ..compaction_options(args, hypha_engine::Options::default())?
+    };
+    let cfg = MemberConfig {
+        data: args.need("data")?.into(),
+        peers,
+        me,
+        engine,
+        allow: cli::allow(args)?,
+        cluster: args.get_or("cluster", "hypha").to_string(),
+        election,
+        sync_timeout_ms: args.number("sync-timeout-ms", 5_000)?,
+        keys,
+        connections_max: connections_max(args)?,
+        idle_timeout_ms: args.number("idle-timeout-ms", gate::NODE_IDLE_TIMEOUT_MS_DEFAULT)?,
+        handshake_timeout_ms: args.number("handshake-timeout-ms", HANDSHAKE_TIMEOUT_MS)?,
+    };
+    Ok((cfg, key_file))
+}
+
+pub fn run_member(raw: &[String]) -> Result<(), String> {
+    let own = [
+        "data",
+        "listen",
+        "peers",
+        "cluster",
+        "heartbeat-ms",
+        "election-timeout-ms",
+        "sync-timeout-ms",
+        "allow",
+        "value-max",
+        "max-connections",
+        "idle-timeout-ms",
+        "handshake-timeout-ms",
+        KEY_FILE_FLAG,
+    ];
+    let flags: Vec<&str> = own.iter().copied().chain(COMPACTION_FLAGS).collect();
+    let args = Args::parse(raw, &flags, &[INSECURE_FLAG])?;
+    let (cfg, key_file) = member_config(&args)?;
+    let keys = cfg.keys.clone();
+    hypha_server::rt::run(with_reload(
+        key_reload(key_file, &keys),
+        "member",
+        async move {
+            let member = Member::bind(cfg)
+                .await
+                .map_err(|e| format!("cannot start the member: {e}"))?;
+            let m = member.clone();
+            smol::future::or(member.run(), shutdown_signal()).await?;
+            if let Some(db) = m.db() {
+                db.sync().map_err(|e| format!("final sync failed: {e}"))?;
+            }
+            log::info!("member: stopped; data synced");
+            Ok(())
+        },
+    ))
+}
