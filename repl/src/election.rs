@@ -216,6 +216,13 @@ impl Election {
                     self.adopt(term, now, &mut out);
                 }
             }
+            ElectionEvent::LeaderGone(m) => {
+                if self.role == (Role::Follower { leader: Some(m) }) {
+                    self.heard_leader = None;
+                    let soon = now + self.random() % self.params.heartbeat_ms.max(1);
+                    self.deadline = self.deadline.min(soon);
+                }
+            }
             ElectionEvent::ReadIndex(id) => {
                 if self.role != Role::Leader {
                     out.push(ElectionAction::ReadFailed { id });

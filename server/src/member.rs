@@ -98,9 +98,10 @@ pub struct Member {
     udp: Arc<UdpSocket>,
     gate: Arc<crate::gate::Gate>,
     active: Mutex<Active>,
-    /// Ballots from other members for the election task.
-    inbox: smol::channel::Sender<(usize, Ballot)>,
-    inbox_rx: smol::channel::Receiver<(usize, Ballot)>,
+    /// Ballots from other members for the election task (`None`: the
+    /// member's connection closed).
+    inbox: smol::channel::Sender<(usize, Option<Ballot>)>,
+    inbox_rx: smol::channel::Receiver<(usize, Option<Ballot>)>,
     /// Ballots for each member (none for this one).
     #[allow(clippy::type_complexity)]
     outboxes: Vec<
@@ -303,7 +304,8 @@ impl Member {
             let event = smol::future::or(
                 async {
                     match self.inbox_rx.recv().await {
-                        Ok((from, msg)) => Some(ElectionEvent::Received { from, msg }),
+                        Ok((from, Some(msg))) => Some(ElectionEvent::Received { from, msg }),
+                        Ok((from, None)) => Some(ElectionEvent::LeaderGone(from)),
                         Err(_) => std::future::pending().await,
                     }
                 },

@@ -25,6 +25,15 @@ pub enum ElectionEvent {
     /// adopted (persisted) and a leader or candidate steps down, as for any
     /// message.
     SawTerm(u64),
+    /// The connection from member `0` closed (its process died and the
+    /// kernel closed its sockets, or it restarted). If it is the leader this
+    /// member follows, the member stops waiting for its heartbeats: it
+    /// grants pre-votes at once and asks for them itself within a
+    /// heartbeat interval (a random point in it, so the followers of a
+    /// crashed leader seldom split the vote). Only timing changes: a vote
+    /// still needs a majority, and members that still hear the leader
+    /// refuse pre-votes.
+    LeaderGone(MemberId),
     /// A linearizable read arrived at this member (the driver names it):
     /// answered with [`ElectionAction::ReadConfirmed`] once a majority
     /// acknowledged a heartbeat round sent after now, or

@@ -46,8 +46,8 @@ fn run_seed(seed: u64) -> Result<World, String> {
 struct Totals {
     elections: u64,
     committed: usize,
-    /// Silent leader crash to next leader, in ms, by timing.
-    failovers: BTreeMap<u64, Vec<u64>>,
+    /// Leader crash to next leader, in ms, by timing and loudness.
+    failovers: BTreeMap<(u64, bool), Vec<u64>>,
 }
 
 #[test]
@@ -66,10 +66,10 @@ fn elections_keep_every_invariant() {
         |t: &mut Totals, w| {
             t.elections += w.elections;
             t.committed += w.committed.len();
-            t.failovers
-                .entry(w.params.election_min_ms * 1000 + w.params.heartbeat_ms)
-                .or_default()
-                .extend(&w.failovers);
+            let timing = w.params.election_min_ms * 1000 + w.params.heartbeat_ms;
+            for &(ms, loud) in &w.failovers {
+                t.failovers.entry((timing, loud)).or_default().push(ms);
+            }
         },
     );
     if n == 0 {
@@ -79,12 +79,17 @@ fn elections_keep_every_invariant() {
         "{n} seeds: {} elections, {} entries committed",
         t.elections, t.committed
     );
-    for (timing, mut times) in t.failovers {
+    for ((timing, loud), mut times) in t.failovers {
         times.sort_unstable();
         let pct = |p: usize| times.get(times.len() * p / 100).copied().unwrap_or(0);
         println!(
-            "silent leader crash to next leader (election_min {} ms, heartbeat {} ms, no other \
+            "{} leader crash to next leader (election_min {} ms, heartbeat {} ms, no other \
              fault): {} crashes, p50 {} ms, p99 {} ms, max {} ms",
+            if loud {
+                "process (connections closed)"
+            } else {
+                "silent"
+            },
             timing / 1000,
             timing % 1000,
             times.len(),

@@ -27,6 +27,9 @@ struct Packet {
     log: Option<Vec<u64>>,
     /// A heartbeat ack says how much of the leader's log matched.
     matched: Option<usize>,
+    /// Not a ballot: `from`'s connection to `to` closed (its process died
+    /// and the kernel closed its sockets); `msg` is unused.
+    gone: bool,
 }
 
 struct Member {
@@ -71,10 +74,11 @@ pub struct World {
     pub elections: u64,
     /// Since when two members have both been leaders (of different terms).
     overlap_since: Option<u64>,
-    /// When the leader was crashed with no other fault pending, and how
-    /// long each such failover took (crash to the next leader), in ms.
-    leader_crashed: Option<u64>,
-    pub failovers: Vec<u64>,
+    /// When the leader was crashed with no other fault pending (and
+    /// whether loudly: the others saw its connections close), and how long
+    /// each such failover took (crash to the next leader), in ms.
+    leader_crashed: Option<(u64, bool)>,
+    pub failovers: Vec<(u64, bool)>,
     trace: bool,
     pub setup: String,
 }
@@ -208,6 +212,7 @@ impl World {
                         msg,
                         log,
                         matched: None,
+                        gone: false,
                     })?;
                 }
                 ElectionAction::BecomeLeader { term } => self.became_leader(m, term)?,
@@ -226,8 +231,8 @@ impl World {
 
     fn became_leader(&mut self, m: usize, term: u64) -> Result<(), String> {
         self.elections += 1;
-        if let Some(at) = self.leader_crashed.take() {
-            self.failovers.push(self.now - at);
+        if let Some((at, loud)) = self.leader_crashed.take() {
+            self.failovers.push((self.now - at, loud));
         }
         if let Some(&other) = self.leaders.get(&term) {
             if other != m {
@@ -255,6 +260,12 @@ impl World {
         let to = p.to;
         if self.members[to].election.is_none() {
             return Ok(());
+        }
+        if p.gone {
+            let now = self.local(to);
+            let e = self.members[to].election.as_mut().expect("up");
+            let acts = e.handle(ElectionEvent::LeaderGone(p.from), now);
+            return self.run_actions(to, acts);
         }
         if let (Ballot::Heartbeat { term, .. }, Some(log)) = (p.msg, &p.log) {
             let mine = self.members[to]
@@ -323,6 +334,7 @@ impl World {
                     msg,
                     log: None,
                     matched: Some(matched),
+                    gone: false,
                 })?;
             }
         }
@@ -389,8 +401,27 @@ impl World {
                         && self.loss == 0
                         && self.link.iter().all(|l| l.iter().all(|&up| up))
                         && self.members.iter().all(|m| m.election.is_some());
-                    self.leader_crashed = (leader == Some(m) && healthy).then_some(self.now);
+                    // A process crash: the kernel closes its connections,
+                    // which the others see (unless the link is down). A
+                    // power cut: they see nothing.
+                    let loud = self.rng.chance(50);
+                    self.leader_crashed =
+                        (leader == Some(m) && healthy).then_some((self.now, loud));
                     self.members[m].election = None;
+                    for to in (0..n).filter(|&to| loud && to != m) {
+                        let closed = Packet {
+                            from: m,
+                            to,
+                            msg: Ballot::Vote {
+                                term: 0,
+                                granted: false,
+                            },
+                            log: None,
+                            matched: None,
+                            gone: true,
+                        };
+                        let _ = self.send(closed);
+                    }
                     self.members[m].down_until = self.now + 200 + self.rng.below(5_000);
                 }
             }

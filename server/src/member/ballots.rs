@@ -133,21 +133,27 @@ impl Member {
         }))
         .await?;
         drop(db);
-        loop {
-            match r.recv().await? {
-                Some(Message::Ballot(b)) => {
+        let from = usize::from(member);
+        let result = loop {
+            match r.recv().await {
+                Ok(Some(Message::Ballot(b))) => {
                     // Full: the election is behind; a lost ballot is
                     // repeated on its timers.
-                    let _ = self.inbox.try_send((usize::from(member), b));
+                    let _ = self.inbox.try_send((from, Some(b)));
                 }
-                Some(other) => {
-                    return Err(std::io::Error::other(format!(
+                Ok(Some(other)) => {
+                    break Err(std::io::Error::other(format!(
                         "member {member} sent {} on an election connection",
                         other.name()
                     )))
                 }
-                None => return Ok(()),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
             }
-        }
+        };
+        // Closed by the kernel of a process that died, most likely: if it
+        // led, the election need not wait out its timeout.
+        let _ = self.inbox.try_send((from, None));
+        result
     }
 }
