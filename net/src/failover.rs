@@ -9,6 +9,29 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// Keys starting with this are the system's, never a client's: a `Put` or
+/// `Delete` of one is refused, listings leave them out. (`0xff` never
+/// starts UTF-8 text, so no text key collides.)
+pub const SYSTEM_KEY_PREFIX: &[u8] = b"\xffhypha/";
+
+/// The key a member writes when it starts leading a term (its value: the
+/// term, 8 bytes little-endian). Raft's rule: records of earlier terms
+/// count as committed only once a record of the leader's own term is; this
+/// record is that first one, so a new leader knows its commit point (and
+/// can answer linearizable reads) without waiting for a client's write.
+pub const TERM_START_KEY: &[u8] = b"\xffhypha/term";
+
+/// `min_seq` of a `Get` that asks a failover group's leader for a
+/// linearizable answer: it confirms it still leads (a heartbeat round a
+/// majority acknowledged after the request arrived) and answers with the
+/// key's newest version only once a majority holds it.
+pub const MIN_SEQ_LINEARIZABLE: u64 = u64::MAX;
+
+/// Whether `key` is reserved for the system (see [`SYSTEM_KEY_PREFIX`]).
+pub fn is_system_key(key: &[u8]) -> bool {
+    key.starts_with(SYSTEM_KEY_PREFIX)
+}
+
 /// The identity of a failover group's member list, as `Purpose::Elect`
 /// carries it: the first 8 bytes (little-endian) of SHA-256 over
 /// `"hypha/3 group"` and each member's address text, length-prefixed (one

@@ -2,6 +2,9 @@
 //! worker (round robin), with read-your-writes by seq and a fallback to the
 //! master when no worker can answer.
 
+mod leader;
+mod refresh;
+
 use crate::http::{Backend, BackendError, Consistency, Entry, History, ScanPage, Version};
 use crate::peer::Peer;
 use crate::wire;
@@ -14,7 +17,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 pub use crate::mux::REQUEST_TIMEOUT_MS;
 pub use crate::peer::RETRY_AFTER_MS;
@@ -24,8 +26,11 @@ pub const COMPACT_TIMEOUT_MS: u64 = 600_000;
 /// How to run the edge's backend.
 #[derive(Clone, Debug)]
 pub struct EdgeConfig {
-    /// The master.
+    /// The master (in a failover group: the member tried first).
     pub master: SocketAddr,
+    /// A failover group's members (`--members`), empty for fixed roles:
+    /// writes go to whichever leads, reads to any of them.
+    pub members: Vec<SocketAddr>,
     /// Workers known up front (more are learned from the master).
     pub workers: Vec<SocketAddr>,
     /// Cluster name.
@@ -47,7 +52,10 @@ type CompactionGauge = (&'static str, &'static str, fn(&CompactInfo) -> f64);
 /// The backend behind the HTTP edge.
 pub struct Edge {
     cfg: EdgeConfig,
-    master: Arc<Peer>,
+    /// The master, or the member believed to lead.
+    master: Mutex<Arc<Peer>>,
+    /// A failover group's members (empty for fixed roles).
+    members: Vec<Arc<Peer>>,
     workers: Mutex<Vec<Arc<Peer>>>,
     next: AtomicUsize,
     req_ids: AtomicU64,
@@ -61,9 +69,20 @@ pub struct Edge {
 impl Edge {
     /// A backend; call [`Edge::refresh_loop`] to learn workers from the master.
     pub fn new(cfg: EdgeConfig) -> Arc<Edge> {
-        let workers = cfg.workers.iter().map(|&a| Peer::new(a)).collect();
+        let members: Vec<Arc<Peer>> = cfg.members.iter().map(|&a| Peer::new(a)).collect();
+        // Every member serves reads; the one leading also takes writes.
+        let workers = match members.is_empty() {
+            true => cfg.workers.iter().map(|&a| Peer::new(a)).collect(),
+            false => members.clone(),
+        };
+        let master = members
+            .iter()
+            .find(|p| p.addr == cfg.master)
+            .cloned()
+            .unwrap_or_else(|| Peer::new(cfg.master));
         Arc::new(Edge {
-            master: Peer::new(cfg.master),
+            master: Mutex::new(master),
+            members,
             workers: Mutex::new(workers),
             next: AtomicUsize::new(0),
             req_ids: AtomicU64::new(1),
@@ -74,92 +93,20 @@ impl Edge {
         })
     }
 
+    /// The master, or the member believed to lead.
+    fn master(&self) -> Arc<Peer> {
+        self.master
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     async fn call(&self, peer: &Peer, m: &Message) -> std::io::Result<Message> {
         peer.call(&self.cfg.cluster, &self.cfg.keys, m).await
     }
 
     fn req_id(&self) -> u64 {
         self.req_ids.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Refreshes the worker list (and their lag) from the master, forever.
-    pub async fn refresh_loop(self: Arc<Self>) {
-        loop {
-            self.refresh().await;
-            self.refresh_compaction().await;
-            smol::Timer::after(Duration::from_millis(self.cfg.refresh_ms)).await;
-        }
-    }
-
-    /// Asks the master for its workers once.
-    pub async fn refresh(&self) {
-        let m = Message::Workers {
-            req_id: self.req_id(),
-        };
-        let Ok(Message::WorkerList { workers, .. }) = self.call(&self.master, &m).await else {
-            return;
-        };
-        if let Ok(Message::DigestIs { seq, .. }) = self
-            .call(
-                &self.master,
-                &Message::Digest {
-                    req_id: self.req_id(),
-                },
-            )
-            .await
-        {
-            self.master_seq.store(seq, Ordering::Relaxed);
-        }
-        let mut list = self.workers.lock().unwrap_or_else(|p| p.into_inner());
-        // A worker the master forgot (`--forget-after`) is dropped here too,
-        // unless it was given with `--workers`.
-        list.retain(|p| {
-            let known = self.cfg.workers.contains(&p.addr)
-                || workers.iter().any(|w| w.addr.parse() == Ok(p.addr));
-            if !known {
-                log::info!(
-                    "edge: the master no longer lists worker {}; dropped",
-                    p.addr
-                );
-            }
-            known
-        });
-        for info in workers {
-            let Ok(addr) = info.addr.parse::<SocketAddr>() else {
-                continue;
-            };
-            let peer = match list.iter().find(|p| p.addr == addr) {
-                Some(p) => p.clone(),
-                None => {
-                    log::info!("edge: learned worker {addr} from the master");
-                    let p = Peer::new(addr);
-                    list.push(p.clone());
-                    p
-                }
-            };
-            peer.healthy.store(info.healthy, Ordering::Relaxed);
-            peer.applied_seq
-                .fetch_max(info.applied_seq, Ordering::Relaxed);
-        }
-    }
-
-    /// Asks every node for its compaction counters (for /metrics).
-    async fn refresh_compaction(&self) {
-        let mut peers = vec![self.master.clone()];
-        peers.extend(self.worker_list());
-        let mut infos = Vec::new();
-        for p in peers {
-            let m = Message::Compact {
-                req_id: self.req_id(),
-                run: false,
-            };
-            if let Ok(Message::CompactIs { info, .. }) =
-                p.call(&self.cfg.cluster, &self.cfg.keys, &m).await
-            {
-                infos.push((p.addr, info));
-            }
-        }
-        *self.compaction.lock().unwrap_or_else(|p| p.into_inner()) = infos;
     }
 
     /// Runs a compaction on the node at `addr` over its own connection (it
@@ -243,14 +190,19 @@ impl Edge {
         let min_seq = match c {
             Consistency::Any => 0,
             Consistency::ReadYourWrites => self.written_seq.load(Ordering::Acquire),
+            Consistency::Linearizable if !self.members.is_empty() => {
+                return self
+                    .linearizable_read(&make(self.req_id(), hypha_net::MIN_SEQ_LINEARIZABLE))
+                    .await;
+            }
             Consistency::Linearizable => {
-                match self.call(&self.master, &Message::Digest { req_id: self.req_id() }).await {
+                match self.call(&self.master(), &Message::Digest { req_id: self.req_id() }).await {
                     Ok(Message::DigestIs { seq, .. }) => seq,
                     _ => {
                         return Err(BackendError::Unavailable(format!(
                             "consistency=linearizable needs the master's commit seq and the master at {} is \
                              unreachable; use consistency=ryw or any",
-                            self.cfg.master
+                            self.master().addr
                         )))
                     }
                 }
@@ -271,24 +223,28 @@ impl Edge {
                 }
             }
         }
-        self.call(&self.master, &make(self.req_id(), min_seq))
+        self.call(&self.master(), &make(self.req_id(), min_seq))
             .await
             .map_err(|e| {
                 BackendError::Unavailable(format!(
                     "no worker could answer and the master at {} is unreachable: {e}",
-                    self.cfg.master
+                    self.master().addr
                 ))
             })
     }
 
     async fn write(&self, m: Message) -> Result<Message, BackendError> {
         client_fault(&m)?;
-        let answer = self.call(&self.master, &m).await.map_err(|e| {
-            BackendError::Unavailable(format!(
-                "the master at {} is unreachable ({e}); writes are refused until it is back, reads keep working",
-                self.cfg.master
-            ))
-        })?;
+        let answer = if self.members.is_empty() {
+            self.call(&self.master(), &m).await.map_err(|e| {
+                BackendError::Unavailable(format!(
+                    "the master at {} is unreachable ({e}); writes are refused until it is back, reads keep working",
+                    self.cfg.master
+                ))
+            })?
+        } else {
+            self.write_to_leader(&m).await?
+        };
         let seq = match &answer {
             Message::Written { seq, .. } => Some(*seq),
             Message::Deleted { seq, .. } => *seq,
@@ -335,6 +291,15 @@ impl Edge {
 /// with 413 or 400 and the limit it broke, never sent, never counted
 /// against a node's health.
 fn client_fault(m: &Message) -> Result<(), BackendError> {
+    if let Message::Put { key, .. } | Message::Delete { key, .. } = m {
+        if hypha_net::is_system_key(key) {
+            return Err(BackendError::BadRequest(
+                "keys starting with the byte 0xff followed by \"hypha/\" are the system's; use \
+                 another key"
+                    .into(),
+            ));
+        }
+    }
     match m.validate() {
         Ok(()) => Ok(()),
         Err(e @ hypha_net::DecodeError::LimitExceeded { .. }) => {
@@ -468,7 +433,7 @@ impl Backend for Edge {
     }
 
     async fn digest(&self) -> Result<serde_json::Value, BackendError> {
-        let master = self.node_digest(&self.master).await;
+        let master = self.node_digest(&self.master()).await;
         let mut workers = Vec::new();
         for w in self.worker_list() {
             workers.push(self.node_digest(&w).await);
@@ -494,7 +459,7 @@ impl Backend for Edge {
             .collect();
         json!({
             "role": "edge",
-            "master": {"addr": self.cfg.master.to_string(), "healthy": self.master.usable(), "seq": master_seq},
+            "master": {"addr": self.master().addr.to_string(), "healthy": self.master().usable(), "seq": master_seq},
             "workers": workers,
             "written_seq": self.written_seq.load(Ordering::Relaxed),
         })
@@ -559,7 +524,7 @@ impl Backend for Edge {
     }
 
     async fn compact(&self) -> Result<serde_json::Value, BackendError> {
-        let master = self.compact_node(self.master.addr).await;
+        let master = self.compact_node(self.master().addr).await;
         let mut workers = Vec::new();
         for w in self.worker_list() {
             workers.push(self.compact_node(w.addr).await);

@@ -17,6 +17,10 @@ pub trait Elector: Send + Sync {
     /// The log's newest durable record is now `last`: a vote is granted only
     /// to a candidate whose log is at least as new.
     fn log_changed(&self, last: LogId);
+    /// Confirms this member still leads, by a heartbeat round a majority
+    /// acknowledges after now (a read index): the receiver gets `true`
+    /// then, `false` if it does not lead (any more).
+    fn read_index(&self) -> smol::channel::Receiver<bool>;
 }
 
 /// A driver serving in a failover group's term.

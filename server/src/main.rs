@@ -354,6 +354,7 @@ fn edge_config(
     Ok(EdgeConfig {
         keys,
         master,
+        members: Vec::new(),
         workers,
         cluster: args.get_or("cluster", "hypha").to_string(),
         value_bytes_max: hypha_server::limits::value_bytes_max(
@@ -433,6 +434,7 @@ fn run_http(raw: &[String]) -> Result<(), String> {
         "listen",
         "master",
         "workers",
+        "members",
         "token",
         "token-file",
         "value-max",
@@ -443,19 +445,41 @@ fn run_http(raw: &[String]) -> Result<(), String> {
         "json-values-max",
     ];
     let args = Args::parse(raw, &flags(&own), &["token-reads", INSECURE_FLAG])?;
-    let master = cli::addr("master", args.need("master")?)?;
-    let workers = match args.get("workers") {
-        Some(list) => list
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|w| cli::addr("workers", w))
-            .collect::<Result<_, _>>()?,
-        None => Vec::new(),
+    let list = |flag: &str| -> Result<Vec<SocketAddr>, String> {
+        match args.get(flag) {
+            Some(list) => list
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|w| cli::addr(flag, w.trim()))
+                .collect(),
+            None => Ok(Vec::new()),
+        }
+    };
+    let (members, workers) = (list("members")?, list("workers")?);
+    if !members.is_empty() && (args.get("master").is_some() || !workers.is_empty()) {
+        return Err(
+            "--members names a failover group's nodes: give it alone, without \
+                    --master or --workers"
+                .into(),
+        );
+    }
+    let master = match (members.first(), args.get("master")) {
+        (Some(&first), _) => first,
+        (None, Some(m)) => cli::addr("master", m)?,
+        (None, None) => {
+            return Err(
+                "give --master ADDR (fixed roles) or --members ADDR,ADDR,... (a \
+                        failover group)"
+                    .into(),
+            )
+        }
     };
     let mut nodes = vec![master];
     nodes.extend(&workers);
+    nodes.extend(&members);
     let (keys, key_file) = keys::node_keys(&args, &nodes, "http")?;
-    let edge = edge_config(&args, master, workers, keys.clone())?;
+    let mut edge = edge_config(&args, master, workers, keys.clone())?;
+    edge.members = members;
     let (cfg, mut reload) = http_config(&args)?;
     reload.keys = key_file.map(|path| (path, keys));
     let listen = args.need("listen")?.to_string();

@@ -3,7 +3,9 @@
 //! in `sync N` mode.
 
 mod durable;
+mod group;
 mod stream;
+mod writes;
 
 use crate::requests::{answer_read, error_message, serve_requests, Answer, Me};
 use crate::wire::{self, Beats, Keys};
@@ -17,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use writes::{try_write, write, Written, Wrote};
 
 #[cfg(not(target_has_atomic = "64"))]
 use portable_atomic::AtomicU64;
@@ -258,6 +261,8 @@ impl Master {
     pub async fn run(self: Arc<Self>) {
         let _hb = crate::rt::spawn(self.clone().heartbeats());
         let _ticker = crate::rt::spawn(self.clone().ticker());
+        let starting = self.clone();
+        let _term = crate::rt::spawn(async move { starting.start_term().await });
         let port = crate::gate::Port {
             who: "master",
             allow: self.cfg.allow.clone(),
@@ -356,17 +361,35 @@ impl Master {
         self: &Arc<Self>,
         m: Message,
     ) -> Answer<impl std::future::Future<Output = Message> + Send + 'static> {
-        if let Some(a) = answer_read(&self.db, self.me, &m) {
-            return Answer::Now(a);
+        if let Some(refused) = group::reserved(&m) {
+            return Answer::Now(refused);
         }
-        let later = match m {
+        let later = if group::linearizable(&m) {
+            Later::Linearizable(m)
+        } else if let Some(a) = answer_read(&self.db, self.me, &m) {
+            return Answer::Now(a);
+        } else {
+            match self.answer_write(m) {
+                Step::Later(later) => later,
+                Step::Now(a) => return Answer::Now(a),
+                Step::Wrote(a) => return Answer::Wrote(a),
+            }
+        };
+        let me = self.clone();
+        Answer::Later(async move { me.answer_later(later).await })
+    }
+
+    /// Writes, compactions and the rest: what waits, or the answer when
+    /// nothing does.
+    fn answer_write(self: &Arc<Self>, m: Message) -> Step {
+        Step::Later(match m {
             Message::Put { .. } | Message::Delete { .. } => {
                 match try_write(&self.db, &self.writes_open, m) {
                     Wrote::Done(written) if !self.writes_wait() => {
                         if let Some(seq) = written.seq {
                             self.handle(MasterEvent::Committed { seq });
                         }
-                        return Answer::Wrote(written.answer);
+                        return Step::Wrote(written.answer);
                     }
                     Wrote::Done(written) => Later::Wrote(written),
                     // Key-index growth or a rollover's fsyncs: on the blocking
@@ -377,32 +400,34 @@ impl Master {
             Message::Compact { req_id, run } => Later::Compact(req_id, run),
             Message::Workers { req_id } => {
                 let workers = lock(&self.core).worker_list(self.now(), hypha_net::WORKERS_MAX);
-                return Answer::Now(Message::WorkerList { req_id, workers });
+                return Step::Now(Message::WorkerList { req_id, workers });
             }
             other => {
                 let req_id = other.req_id().unwrap_or(0);
-                return Answer::Now(Message::error(
+                return Step::Now(Message::error(
                     req_id,
                     ErrorCode::BadRequest,
                     &format!("a master does not answer {}", other.name()),
                 ));
             }
-        };
-        let me = self.clone();
-        Answer::Later(async move {
-            let written = match later {
-                Later::Wrote(written) => written,
-                Later::Write(m) => {
-                    let (db, open) = (me.db.clone(), me.writes_open.clone());
-                    smol::unblock(move || write(&db, &open, m)).await
-                }
-                Later::Compact(req_id, run) => {
-                    return crate::requests::answer_compact(me.db.clone(), req_id, run).await
-                }
-            };
-            let written = me.durable(written).await;
-            me.after_write(written).await
         })
+    }
+
+    /// What an answer does in its task.
+    async fn answer_later(self: Arc<Self>, later: Later) -> Message {
+        let written = match later {
+            Later::Wrote(written) => written,
+            Later::Write(m) => {
+                let (db, open) = (self.db.clone(), self.writes_open.clone());
+                smol::unblock(move || write(&db, &open, m)).await
+            }
+            Later::Compact(req_id, run) => {
+                return crate::requests::answer_compact(self.db.clone(), req_id, run).await
+            }
+            Later::Linearizable(m) => return self.linearizable_get(m).await,
+        };
+        let written = self.durable(written).await;
+        self.after_write(written).await
     }
 
     /// Whether a write is acknowledged only after something slow: an
@@ -484,99 +509,16 @@ enum Later {
     Wrote(Written),
     Write(Message),
     Compact(u64, bool),
+    /// A read at a failover group's commit point, after a read index.
+    Linearizable(Message),
 }
 
-/// The outcome of a local write.
-struct Written {
-    req_id: u64,
-    /// The write's seq, if it wrote a record.
-    seq: Option<u64>,
-    /// The answer once the write is acknowledged.
-    answer: Message,
-}
-
-/// A write tried on the executor thread.
-enum Wrote {
-    Done(Written),
-    /// It would have waited for slow engine work: run [`write`] where
-    /// blocking is fine.
-    Blocked(Message),
-}
-
-/// Appends a `Put` or `Delete` without waiting for an fdatasync (under
-/// `--fsync always` the answer waits in [`Master::durable`]) or for anything
-/// slow.
-fn try_write(db: &Db, open: &std::sync::RwLock<bool>, m: Message) -> Wrote {
-    let open = open.read().unwrap_or_else(|p| p.into_inner());
-    if !*open {
-        return Wrote::Done(deposed(m));
-    }
-    let result = match &m {
-        Message::Put { key, value, .. } => db.try_put_unsynced(key, value).map(|seq| seq.map(Some)),
-        Message::Delete { key, .. } => db.try_delete_unsynced(key),
-        _ => Ok(Some(None)),
-    };
-    match result {
-        Ok(None) => Wrote::Blocked(m),
-        Ok(Some(seq)) => Wrote::Done(written(m, Ok(seq))),
-        Err(e) => Wrote::Done(written(m, Err(e))),
-    }
-}
-
-/// [`try_write`] that may wait (on the blocking pool).
-fn write(db: &Db, open: &std::sync::RwLock<bool>, m: Message) -> Written {
-    let open = open.read().unwrap_or_else(|p| p.into_inner());
-    if !*open {
-        return deposed(m);
-    }
-    let result = match &m {
-        Message::Put { key, value, .. } => db.put_unsynced(key, value).map(Some),
-        Message::Delete { key, .. } => db.delete_unsynced(key),
-        _ => Ok(None),
-    };
-    written(m, result)
-}
-
-/// The answer to write `m` that got `seq` (`None`: nothing written).
-fn written(m: Message, result: Result<Option<u64>, hypha_engine::Error>) -> Written {
-    let req_id = m.req_id().unwrap_or(0);
-    let answer = match (&m, result) {
-        (_, Err(e)) => {
-            return Written {
-                req_id,
-                seq: None,
-                answer: error_message(req_id, &e),
-            }
-        }
-        (Message::Put { .. }, Ok(Some(seq))) => Message::Written { req_id, seq },
-        (Message::Delete { .. }, Ok(seq)) => Message::Deleted { req_id, seq },
-        (other, _) => {
-            let message = format!("{} is not a write", other.name());
-            Message::error(req_id, ErrorCode::Internal, &message)
-        }
-    };
-    let seq = match answer {
-        Message::Written { seq, .. } => Some(seq),
-        Message::Deleted { seq, .. } => seq,
-        _ => None,
-    };
-    Written {
-        req_id,
-        seq,
-        answer,
-    }
-}
-
-/// The answer to a write that reached a member after it stopped leading.
-fn deposed(m: Message) -> Written {
-    let req_id = m.req_id().unwrap_or(0);
-    Written {
-        req_id,
-        seq: None,
-        answer: Message::error(
-            req_id,
-            ErrorCode::NotMaster,
-            "this member no longer leads its group: send the write to the new leader",
-        ),
-    }
+/// How a request goes on.
+enum Step {
+    /// In a task.
+    Later(Later),
+    /// Answered: a read or a refusal.
+    Now(Message),
+    /// A write already acknowledged.
+    Wrote(Message),
 }

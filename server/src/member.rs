@@ -98,10 +98,12 @@ pub struct Member {
     udp: Arc<UdpSocket>,
     gate: Arc<crate::gate::Gate>,
     active: Mutex<Active>,
-    /// Ballots from other members for the election task (`None`: the
-    /// member's connection closed).
-    inbox: smol::channel::Sender<(usize, Option<Ballot>)>,
-    inbox_rx: smol::channel::Receiver<(usize, Option<Ballot>)>,
+    /// What the election task must hear besides its timer.
+    inbox: smol::channel::Sender<Input>,
+    inbox_rx: smol::channel::Receiver<Input>,
+    /// Reads waiting for a read-index round, by id.
+    reads: Mutex<std::collections::HashMap<u64, smol::channel::Sender<bool>>>,
+    next_read: AtomicU64,
     /// Ballots for each member (none for this one).
     #[allow(clippy::type_complexity)]
     outboxes: Vec<
@@ -117,6 +119,20 @@ pub struct Member {
     poke: event_listener::Event,
     clock: Instant,
 }
+
+/// What reaches the election task from other tasks.
+enum Input {
+    /// A ballot from member `0`.
+    Ballot(usize, Ballot),
+    /// Member `0`'s connection closed.
+    Gone(usize),
+    /// A linearizable read (its id) needs a read-index round.
+    Read(u64),
+}
+
+/// Most reads waiting for a read-index round at once; more are refused
+/// (the edge tries again).
+pub const READS_WAITING_MAX: usize = 4096;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -138,6 +154,29 @@ impl Elector for Reports {
             *lock(&m.last) = last;
             m.poke.notify(1);
         }
+    }
+
+    fn read_index(&self) -> smol::channel::Receiver<bool> {
+        let (tx, rx) = smol::channel::bounded(1);
+        let Some(m) = self.0.upgrade() else {
+            let _ = tx.try_send(false);
+            return rx;
+        };
+        let id = m.next_read.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut reads = lock(&m.reads);
+            if reads.len() >= READS_WAITING_MAX {
+                let _ = tx.try_send(false);
+                return rx;
+            }
+            reads.insert(id, tx);
+        }
+        if m.inbox.try_send(Input::Read(id)).is_err() {
+            if let Some(tx) = lock(&m.reads).remove(&id) {
+                let _ = tx.try_send(false);
+            }
+        }
+        rx
     }
 }
 
@@ -175,6 +214,8 @@ impl Member {
             active: Mutex::new(Active::Idle(Arc::new(db))),
             inbox,
             inbox_rx,
+            reads: Mutex::new(std::collections::HashMap::new()),
+            next_read: AtomicU64::new(1),
             outboxes,
             last: Mutex::new(LogId { term, seq }),
             seen_term: AtomicU64::new(0),
@@ -304,8 +345,9 @@ impl Member {
             let event = smol::future::or(
                 async {
                     match self.inbox_rx.recv().await {
-                        Ok((from, Some(msg))) => Some(ElectionEvent::Received { from, msg }),
-                        Ok((from, None)) => Some(ElectionEvent::LeaderGone(from)),
+                        Ok(Input::Ballot(from, msg)) => Some(ElectionEvent::Received { from, msg }),
+                        Ok(Input::Gone(from)) => Some(ElectionEvent::LeaderGone(from)),
+                        Ok(Input::Read(id)) => Some(ElectionEvent::ReadIndex(id)),
                         Err(_) => std::future::pending().await,
                     }
                 },
@@ -352,15 +394,20 @@ impl Member {
                 ElectionAction::BecomeFollower { term, leader } => {
                     self.follow(term, leader).await?;
                 }
-                // A witness's, and linearizable reads': neither runs in a
-                // member yet (every member keeps data and may lead).
-                ElectionAction::PersistLast { .. }
-                | ElectionAction::Acked { .. }
-                | ElectionAction::ReadConfirmed { .. }
-                | ElectionAction::ReadFailed { .. } => {}
+                ElectionAction::ReadConfirmed { id } => self.read_done(id, true),
+                ElectionAction::ReadFailed { id } => self.read_done(id, false),
+                // A witness's: none runs in a member (every member keeps
+                // data and may lead).
+                ElectionAction::PersistLast { .. } | ElectionAction::Acked { .. } => {}
             }
         }
         Ok(())
+    }
+
+    fn read_done(&self, id: u64, leads: bool) {
+        if let Some(tx) = lock(&self.reads).remove(&id) {
+            let _ = tx.try_send(leads);
+        }
     }
 
     /// Makes the term and vote durable (on the blocking pool).

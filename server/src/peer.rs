@@ -16,6 +16,15 @@ use std::time::Instant;
 /// A node that failed is skipped for this long.
 pub const RETRY_AFTER_MS: u64 = 1_000;
 
+/// Why a call failed.
+pub(crate) enum CallFailed {
+    /// No connection: the request never left.
+    NotSent(std::io::Error),
+    /// The connection failed with the request sent or queued: the node may
+    /// have acted on it.
+    Lost(std::io::Error),
+}
+
 /// One node the edge talks to.
 pub struct Peer {
     /// Its request address.
@@ -70,15 +79,34 @@ impl Peer {
         keys: &wire::Keys,
         m: &Message,
     ) -> std::io::Result<Message> {
+        self.call_tracked(cluster, keys, m)
+            .await
+            .map_err(|e| match e {
+                CallFailed::NotSent(e) | CallFailed::Lost(e) => e,
+            })
+    }
+
+    /// [`Peer::call`] that says whether a failed request may have reached
+    /// the node (a write then may or may not have been applied).
+    pub(crate) async fn call_tracked(
+        &self,
+        cluster: &str,
+        keys: &wire::Keys,
+        m: &Message,
+    ) -> Result<Message, CallFailed> {
         let result = match self.mux(cluster, keys).await {
-            Ok(mux) => mux.call(m).await,
-            Err(e) => Err(e),
+            Ok(mux) => mux.call(m).await.map_err(CallFailed::Lost),
+            Err(e) => Err(CallFailed::NotSent(e)),
         };
         let failed = match &result {
             // A request that could not be encoded is the caller's mistake,
             // not the node's: it stays usable.
             Ok(_) => 0,
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => return result,
+            Err(CallFailed::NotSent(e) | CallFailed::Lost(e))
+                if e.kind() == std::io::ErrorKind::InvalidInput =>
+            {
+                return result
+            }
             Err(_) => now_ms(),
         };
         if self.failed_at_ms.load(Ordering::Relaxed) != failed {

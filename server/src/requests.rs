@@ -354,7 +354,13 @@ pub fn answer_read(db: &Db, me: Me, m: &Message) -> Option<Message> {
             Ok(page) => Message::ScanPage {
                 req_id: *req_id,
                 applied_seq,
-                keys: page.keys,
+                // The system's keys (a failover term's start) are no
+                // client's: listings leave them out.
+                keys: page
+                    .keys
+                    .into_iter()
+                    .filter(|k| !hypha_net::is_system_key(k))
+                    .collect(),
                 next_cursor: page.next_cursor,
             },
             Err(e) => error_message(*req_id, &e),

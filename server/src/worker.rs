@@ -7,16 +7,21 @@
 //! received. A snapshot is built beside the old data and swapped in by
 //! renames only when complete, so a crash half way leaves the old data.
 
+mod files;
+mod link;
 mod snapshot;
 
 use crate::requests::{answer_read, min_seq, serve_requests, wait_applied, Answer, Me};
 use crate::wire::{self, from_wire, refuse, Beats, Keys, Reader};
+use files::{check_leader_term, report_log};
+pub use files::{followed_history, open_data};
 use hypha_engine::{Db, Fsync, Options};
 use hypha_net::{
     Allowlist, ErrorCode, Message, Purpose, RefuseReason, Role, Welcome, WireRecord,
     PROTOCOL_VERSION,
 };
 use hypha_repl::{Follower, FollowerAction, FollowerEvent, FollowerParams, Millis};
+use link::{next_event, Link};
 #[cfg(not(target_has_atomic = "64"))]
 use portable_atomic::AtomicU64;
 use smol::net::{TcpListener, UdpSocket};
@@ -477,6 +482,13 @@ impl Worker {
         self: &Arc<Self>,
         m: Message,
     ) -> Answer<impl std::future::Future<Output = Message> + Send + 'static> {
+        if min_seq(&m) == Some(hypha_net::MIN_SEQ_LINEARIZABLE) {
+            return Answer::Now(Message::error(
+                m.req_id().unwrap_or(0),
+                ErrorCode::NotMaster,
+                "linearizable reads are answered by the group's leader",
+            ));
+        }
         if let Some(db) = self.db() {
             let compact = matches!(m, Message::Compact { .. });
             if !compact && min_seq(&m).is_none_or(|seq| db.seq() >= seq) {
@@ -526,155 +538,6 @@ impl Worker {
             ),
         }
     }
-}
-
-/// The session with the master, while there is one.
-#[derive(Default)]
-struct Link {
-    r: Option<Reader>,
-    w: Option<wire::Writer>,
-    snapshot: Option<snapshot::Receiving>,
-}
-
-impl Link {
-    fn open(&mut self, r: Reader, w: wire::Writer) {
-        (self.r, self.w, self.snapshot) = (Some(r), Some(w), None);
-    }
-
-    fn close(&mut self) {
-        (self.r, self.w, self.snapshot) = (None, None, None);
-    }
-}
-
-/// What woke [`next_event`].
-enum Woke {
-    Bytes(std::io::Result<bool>),
-    Due,
-    Beat,
-}
-
-/// Waits for the next thing the core must hear: a message of the session
-/// (when it wants one), its timer, or a heartbeat from the master.
-async fn next_event(
-    link: &mut Link,
-    reading: bool,
-    timer: &mut smol::Timer,
-    heard: &smol::channel::Receiver<()>,
-) -> FollowerEvent {
-    loop {
-        if let Some(r) = link.r.as_mut().filter(|_| reading) {
-            match r.try_recv() {
-                Ok(Some(msg)) => return FollowerEvent::Received(msg),
-                Ok(None) => {}
-                Err(e) => {
-                    link.close();
-                    let why = format!("reading from the master: {e}");
-                    return FollowerEvent::Failed { why };
-                }
-            }
-        }
-        let fill = async {
-            match link.r.as_mut().filter(|_| reading) {
-                // `fill` only appends to the decoder's buffer: dropping it
-                // for the timer or a heartbeat loses nothing.
-                Some(r) => Woke::Bytes(r.fill().await),
-                None => std::future::pending().await,
-            }
-        };
-        let due = async {
-            (&mut *timer).await;
-            Woke::Due
-        };
-        let beat = async {
-            match heard.recv().await {
-                Ok(()) => Woke::Beat,
-                Err(_) => std::future::pending().await,
-            }
-        };
-        match smol::future::or(fill, smol::future::or(due, beat)).await {
-            Woke::Due => return FollowerEvent::Tick,
-            Woke::Beat => return FollowerEvent::MasterHeard,
-            Woke::Bytes(Ok(true)) => {}
-            Woke::Bytes(Ok(false)) => {
-                link.close();
-                let why = "the master closed the stream".to_string();
-                return FollowerEvent::Failed { why };
-            }
-            Woke::Bytes(Err(e)) => {
-                link.close();
-                let why = format!("reading from the master: {e}");
-                return FollowerEvent::Failed { why };
-            }
-        }
-    }
-}
-
-/// The master history a node under `data` follows (the file
-/// `DIR/history`, written when a snapshot is installed), if it took one.
-pub fn followed_history(data: &Path) -> Option<u64> {
-    std::fs::read_to_string(history_path(data))
-        .ok()
-        .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
-}
-
-/// Opens `DIR/db`, first finishing a snapshot swap a crash interrupted or
-/// discarding a half-received snapshot.
-pub fn open_data(data: &Path, engine: &Options) -> std::io::Result<Db> {
-    std::fs::create_dir_all(data)?;
-    let (db_dir, tmp, old) = (
-        data.join("db"),
-        data.join("snapshot.tmp"),
-        data.join("db.old"),
-    );
-    if old.exists() {
-        if db_dir.exists() {
-            std::fs::remove_dir_all(&old)?;
-        } else {
-            std::fs::rename(&old, &db_dir)?;
-        }
-    }
-    if tmp.exists() {
-        log::warn!(
-            "worker: discarding an interrupted snapshot in {}",
-            tmp.display()
-        );
-        std::fs::remove_dir_all(&tmp)?;
-    }
-    Db::open(&db_dir, engine.clone()).map_err(std::io::Error::other)
-}
-
-/// A member follows only the leader of its own term: a higher term in the
-/// answer goes to the election (which then follows anew), a lower one
-/// means the node answering no longer leads.
-fn check_leader_term(
-    group: &crate::group::InGroup,
-    leader: SocketAddr,
-    answer: &Message,
-) -> std::io::Result<()> {
-    let term = match answer {
-        Message::Welcome(w) => w.term,
-        Message::Refuse(r) => match r.reason {
-            RefuseReason::StaleTerm { current } => current,
-            _ => return Ok(()),
-        },
-        _ => return Ok(()),
-    };
-    if term > group.term {
-        group.elector.saw_term(term);
-    }
-    if term != group.term {
-        return Err(std::io::Error::other(format!(
-            "{leader} answered in term {term}; this member follows the leader of term {}",
-            group.term
-        )));
-    }
-    Ok(())
-}
-
-/// Tells the election the newest durable record of a member's log.
-fn report_log(group: &crate::group::InGroup, db: &Db) {
-    let (term, seq) = db.last_log_id();
-    group.elector.log_changed(hypha_net::LogId { term, seq });
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {

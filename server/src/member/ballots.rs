@@ -139,7 +139,7 @@ impl Member {
                 Ok(Some(Message::Ballot(b))) => {
                     // Full: the election is behind; a lost ballot is
                     // repeated on its timers.
-                    let _ = self.inbox.try_send((from, Some(b)));
+                    let _ = self.inbox.try_send(super::Input::Ballot(from, b));
                 }
                 Ok(Some(other)) => {
                     break Err(std::io::Error::other(format!(
@@ -153,7 +153,7 @@ impl Member {
         };
         // Closed by the kernel of a process that died, most likely: if it
         // led, the election need not wait out its timeout.
-        let _ = self.inbox.try_send((from, None));
+        let _ = self.inbox.try_send(super::Input::Gone(from));
         result
     }
 }

@@ -122,7 +122,7 @@ impl Worker {
         })
         .await?;
         if let Some(group) = &self.cfg.group {
-            super::report_log(group, &fresh);
+            super::files::report_log(group, &fresh);
         }
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fresh));
         self.followed.store(history_id, Ordering::Release);
@@ -170,7 +170,7 @@ impl Worker {
         .await;
         let db = db.map_err(std::io::Error::other)?;
         if let Some(group) = &self.cfg.group {
-            super::report_log(group, &db);
+            super::files::report_log(group, &db);
         }
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
         self.applied.notify(usize::MAX);

@@ -1,0 +1,114 @@
+//! Writes in a failover group (`hypha http --members`): sent to the member
+//! believed to lead, and to the others in turn when it does not (any more),
+//! while an election runs. A write is sent again only where it cannot have
+//! been applied: the member refused it before writing (`NotMaster`), or no
+//! connection reached it. A write whose outcome cannot be known is a 503
+//! that says so, never retried blindly.
+
+use super::Edge;
+use crate::http::BackendError;
+use crate::peer::CallFailed;
+use hypha_net::{ErrorCode, Message};
+use std::time::{Duration, Instant};
+
+/// How long a write looks for a leader (an election at the default timing
+/// takes 1-2 s after a silent failure) before it is answered with 503.
+pub const LEADER_WAIT_MS: u64 = 5_000;
+
+/// Pause between rounds over the members while none leads.
+const LEADER_POLL_MS: u64 = 20;
+
+impl Edge {
+    pub(super) async fn write_to_leader(&self, m: &Message) -> Result<Message, BackendError> {
+        let deadline = Instant::now() + Duration::from_millis(LEADER_WAIT_MS);
+        let start = self.leader_index();
+        let mut why = String::new();
+        loop {
+            for i in 0..self.members.len() {
+                let peer = &self.members[(start + i) % self.members.len()];
+                match peer
+                    .call_tracked(&self.cfg.cluster, &self.cfg.keys, m)
+                    .await
+                {
+                    Ok(Message::Error {
+                        code: ErrorCode::NotMaster,
+                        message,
+                        ..
+                    }) => why = format!("{}: {message}", peer.addr),
+                    Ok(answer) => {
+                        self.found_leader(peer);
+                        return Ok(answer);
+                    }
+                    Err(CallFailed::NotSent(e)) => why = e.to_string(),
+                    Err(CallFailed::Lost(e)) => {
+                        return Err(BackendError::Unavailable(format!(
+                            "the write's outcome is unknown: the connection to member {} failed \
+                             with it in flight ({e}); it may or may not have been applied — read \
+                             the key to find out before writing it again",
+                            peer.addr
+                        )))
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(BackendError::Unavailable(format!(
+                    "no member of {} took the write within {LEADER_WAIT_MS} ms (an election \
+                     needs a majority of members up and connected); last: {why}",
+                    self.members.len()
+                )));
+            }
+            smol::Timer::after(Duration::from_millis(LEADER_POLL_MS)).await;
+        }
+    }
+
+    /// A linearizable read (`MIN_SEQ_LINEARIZABLE`) at whichever member
+    /// leads: reads change nothing, so any failure tries the next member.
+    pub(super) async fn linearizable_read(&self, m: &Message) -> Result<Message, BackendError> {
+        let deadline = Instant::now() + Duration::from_millis(LEADER_WAIT_MS);
+        let start = self.leader_index();
+        let mut why = String::new();
+        loop {
+            for i in 0..self.members.len() {
+                let peer = &self.members[(start + i) % self.members.len()];
+                match peer.call(&self.cfg.cluster, &self.cfg.keys, m).await {
+                    Ok(Message::Error {
+                        code: ErrorCode::NotMaster | ErrorCode::Timeout | ErrorCode::Unavailable,
+                        message,
+                        ..
+                    }) => why = format!("{}: {message}", peer.addr),
+                    Ok(answer) => {
+                        self.found_leader(peer);
+                        return Ok(answer);
+                    }
+                    Err(e) => why = e.to_string(),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(BackendError::Unavailable(format!(
+                    "no member of {} could confirm it leads within {LEADER_WAIT_MS} ms, so no \
+                     linearizable read is possible now (consistency=ryw or any still answer); \
+                     last: {why}",
+                    self.members.len()
+                )));
+            }
+            smol::Timer::after(Duration::from_millis(LEADER_POLL_MS)).await;
+        }
+    }
+
+    /// Where the member believed to lead is in the member list.
+    fn leader_index(&self) -> usize {
+        let first = self.master();
+        self.members
+            .iter()
+            .position(|p| p.addr == first.addr)
+            .unwrap_or(0)
+    }
+
+    fn found_leader(&self, peer: &std::sync::Arc<crate::peer::Peer>) {
+        let mut master = self.master.lock().unwrap_or_else(|p| p.into_inner());
+        if master.addr != peer.addr {
+            log::info!("edge: member {} leads; writes go there", peer.addr);
+            *master = peer.clone();
+        }
+    }
+}

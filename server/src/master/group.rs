@@ -1,0 +1,125 @@
+//! What a master does only while it leads a failover group's term: the
+//! record that starts its term, linearizable reads by read index, and the
+//! system keys clients may not write.
+
+use super::{lock, Master};
+use crate::requests::error_message;
+use hypha_net::{ErrorCode, Message, MIN_SEQ_LINEARIZABLE, TERM_START_KEY};
+use hypha_repl::MasterEvent;
+use std::time::{Duration, Instant};
+
+/// How often a linearizable read checks whether the version it must
+/// return is held by a majority yet.
+const COMMIT_POLL_MS: u64 = 1;
+
+/// A client's `Put` or `Delete` of a system key: refused, with why.
+pub(super) fn reserved(m: &Message) -> Option<Message> {
+    let (Message::Put { req_id, key, .. } | Message::Delete { req_id, key, .. }) = m else {
+        return None;
+    };
+    hypha_net::is_system_key(key).then(|| {
+        Message::error(
+            *req_id,
+            ErrorCode::BadRequest,
+            "keys starting with the byte 0xff followed by \"hypha/\" are the system's; use \
+             another key",
+        )
+    })
+}
+
+/// Whether `m` asks for a linearizable answer (`MIN_SEQ_LINEARIZABLE`).
+pub(super) fn linearizable(m: &Message) -> bool {
+    matches!(
+        m,
+        Message::Get { min_seq, .. } | Message::History { min_seq, .. } | Message::Scan { min_seq, .. }
+            if *min_seq == MIN_SEQ_LINEARIZABLE
+    )
+}
+
+impl Master {
+    /// Writes the record that starts this master's term (`TERM_START_KEY`),
+    /// durably, and streams it: once a majority holds it, every record
+    /// before it is committed too and linearizable reads can be answered.
+    pub(super) async fn start_term(&self) {
+        let Some(g) = &self.cfg.group else {
+            return;
+        };
+        let term = g.group.term;
+        let db = self.db.clone();
+        let value = term.to_le_bytes();
+        let open = self.writes_open.clone();
+        let wrote = smol::unblock(move || {
+            let open = open.read().unwrap_or_else(|p| p.into_inner());
+            match *open {
+                true => db.put_unsynced(TERM_START_KEY, &value).map(Some),
+                false => Ok(None),
+            }
+        })
+        .await;
+        let seq = match wrote {
+            Ok(Some(seq)) => seq,
+            Ok(None) => return,
+            Err(e) => {
+                log::error!("master: cannot write the record that starts term {term}: {e}");
+                return;
+            }
+        };
+        if let Err(e) = self.committer.durable(&self.db, seq).await {
+            log::error!("master: the record that starts term {term} is not durable: {e}");
+            return;
+        }
+        self.handle(MasterEvent::Committed { seq });
+        g.group.elector.log_changed(hypha_net::LogId { term, seq });
+        log::info!("master: term {term} starts at seq {seq}");
+    }
+
+    /// Answers a linearizable `Get`: once this member confirmed it still
+    /// leads (after the request arrived), with the key's newest version
+    /// once a majority holds it. (A version no majority holds yet could
+    /// still be lost; answering it could show a write that never happened.)
+    pub(super) async fn linearizable_get(&self, m: Message) -> Message {
+        let req_id = m.req_id().unwrap_or(0);
+        let (Message::Get { key, .. }, Some(g)) = (&m, &self.cfg.group) else {
+            return Message::error(
+                req_id,
+                ErrorCode::BadRequest,
+                "linearizable reads are single-key GETs at a failover group's leader",
+            );
+        };
+        let leads = g.group.elector.read_index().recv().await == Ok(true);
+        if !leads {
+            return Message::error(
+                req_id,
+                ErrorCode::NotMaster,
+                "this member does not lead its group (any more): ask the leader",
+            );
+        }
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.sync_timeout_ms);
+        loop {
+            let newest = match self.db.history(key, 1) {
+                Ok(v) => v.into_iter().next(),
+                Err(e) => return error_message(req_id, &e),
+            };
+            let seq = newest.as_ref().map_or(0, |v| v.seq);
+            let commit = lock(&self.core).majority_commit();
+            if seq <= commit && commit > 0 {
+                return Message::Value {
+                    req_id,
+                    value: newest.and_then(|v| v.value.map(|value| (v.seq, value))),
+                    applied_seq: commit,
+                };
+            }
+            if Instant::now() >= deadline {
+                return Message::error(
+                    req_id,
+                    ErrorCode::Timeout,
+                    &format!(
+                        "the newest version of the key (seq {seq}) is not yet held by a \
+                         majority (commit point {commit})"
+                    ),
+                );
+            }
+            smol::Timer::after(Duration::from_millis(COMMIT_POLL_MS)).await;
+        }
+    }
+}

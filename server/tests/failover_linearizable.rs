@@ -1,0 +1,263 @@
+//! Linearizability on real processes: three `hypha member`s and an edge
+//! (`hypha http --members`) on loopback; client threads write and read
+//! (`consistency=linearizable`) a few keys over HTTP while the leader is
+//! killed with SIGKILL and restarted, again and again. Every operation's
+//! invocation and return is recorded; stateright's `LinearizabilityTester`
+//! then checks each key's history (linearizability is local: a history is
+//! linearizable iff each key's is). An operation whose outcome is unknown
+//! (a 503, a connection cut) stays in flight forever: the checker lets it
+//! take effect or not.
+//!
+//! CI runs a few kills; `HYPHA_LINEARIZABLE_KILLS=30 cargo test --release
+//! -p hypha-server --test failover_linearizable -- --nocapture` is longer.
+
+mod common;
+mod http_support;
+
+use common::{data, free_port, loopback, Node, TempDir};
+use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
+use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+type Value = Option<String>;
+type Tester = LinearizabilityTester<(usize, usize), Register<Value>>;
+
+const KEYS: usize = 12;
+const CLIENTS: usize = 3;
+/// Clients move to a fresh set of keys this often: the checker's search
+/// grows with a key's history, so each history stays a few dozen ops.
+const EPOCH_MS: u128 = 1_000;
+
+fn members(dir: &TempDir, addrs: &[SocketAddr]) -> Vec<Node> {
+    let peers = addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let (d, listen) = (data(dir, &format!("m{i}")), a.to_string());
+            let args = [
+                "member",
+                "--data",
+                &d,
+                "--listen",
+                &listen,
+                "--peers",
+                &peers,
+                "--heartbeat-ms",
+                "50",
+                "--election-timeout-ms",
+                "300",
+            ];
+            Node::start(*a, &args)
+        })
+        .collect()
+}
+
+/// The member that most recently logged that it leads (highest term).
+fn leader(nodes: &[Node]) -> Option<usize> {
+    let term_of = |n: &Node| {
+        n.log_text()
+            .lines()
+            .filter_map(|l| l.split("leads term ").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .max()
+    };
+    (0..nodes.len())
+        .filter_map(|i| term_of(&nodes[i]).map(|t| (t, i)))
+        .max()
+        .map(|(_, i)| i)
+}
+
+/// What one HTTP operation came to.
+enum Outcome {
+    Done(RegisterRet<Value>),
+    /// Refused before it could act (a 4xx other than 404 would be a test
+    /// bug and fails it).
+    Unknown,
+}
+
+fn perform(
+    c: &mut Option<http_support::Client>,
+    edge: SocketAddr,
+    key: &str,
+    op: &RegisterOp<Value>,
+) -> Outcome {
+    let client = match c {
+        Some(c) => c,
+        None => match http_support::Client::connect(edge) {
+            Ok(new) => c.insert(new),
+            Err(_) => return Outcome::Unknown,
+        },
+    };
+    let reply = match op {
+        RegisterOp::Write(v) => {
+            let body = v.as_deref().unwrap_or_default().as_bytes();
+            client.request("PUT", &format!("/kv/{key}"), &[], body)
+        }
+        RegisterOp::Read => client.request(
+            "GET",
+            &format!("/kv/{key}?consistency=linearizable"),
+            &[],
+            b"",
+        ),
+    };
+    let reply = match reply {
+        Ok(r) => r,
+        Err(_) => {
+            *c = None;
+            return Outcome::Unknown;
+        }
+    };
+    match (op, reply.status) {
+        (RegisterOp::Write(_), 200 | 201) => Outcome::Done(RegisterRet::WriteOk),
+        (RegisterOp::Read, 200) => Outcome::Done(RegisterRet::ReadOk(Some(reply.text()))),
+        (RegisterOp::Read, 404) => Outcome::Done(RegisterRet::ReadOk(None)),
+        (_, 503 | 504) => Outcome::Unknown,
+        (_, status) => panic!("{op:?} on {key}: unexpected {status}: {}", reply.text()),
+    }
+}
+
+/// Client `client`'s loop: random reads and writes of unique values until
+/// `stop`; each op recorded in its key's tester. After an unknown outcome
+/// the client goes on under a new thread id (the old op stays in flight).
+fn run_client(
+    client: usize,
+    edge: SocketAddr,
+    testers: Arc<Mutex<BTreeMap<String, Tester>>>,
+    stop: Arc<AtomicBool>,
+    seed: u64,
+    start: Instant,
+) -> (u64, u64) {
+    let mut rng = seed | 1;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (mut generation, mut n, mut done, mut unknown) = (0usize, 0u64, 0u64, 0u64);
+    let mut conn = None;
+    while !stop.load(Ordering::Relaxed) {
+        let key = format!(
+            "lin{}-{}",
+            start.elapsed().as_millis() / EPOCH_MS,
+            next() % KEYS as u64
+        );
+        n += 1;
+        let op = match next() % 2 {
+            0 => RegisterOp::Write(Some(format!("c{client}-{n}"))),
+            _ => RegisterOp::Read,
+        };
+        let id = (client, generation);
+        testers
+            .lock()
+            .unwrap()
+            .entry(key.clone())
+            .or_insert_with(|| Tester::new(Register(None)))
+            .on_invoke(id, op.clone())
+            .expect("a valid history");
+        match perform(&mut conn, edge, &key, &op) {
+            Outcome::Done(ret) => {
+                testers
+                    .lock()
+                    .unwrap()
+                    .get_mut(&key)
+                    .expect("invoked")
+                    .on_return(id, ret)
+                    .expect("a valid history");
+                done += 1;
+            }
+            Outcome::Unknown => {
+                generation += 1;
+                unknown += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+    (done, unknown)
+}
+
+#[test]
+fn histories_through_leader_kills_are_linearizable() {
+    let kills: usize = std::env::var("HYPHA_LINEARIZABLE_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let dir = TempDir::new("linearizable");
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| loopback(free_port())).collect();
+    let mut nodes = members(&dir, &addrs);
+    let edge_addr = loopback(free_port());
+    let members_arg = addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let listen = edge_addr.to_string();
+    let edge = Node::start(
+        edge_addr,
+        &["http", "--listen", &listen, "--members", &members_arg],
+    );
+    edge.wait_log("http: listening", 0, Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while leader(&nodes).is_none() {
+        assert!(Instant::now() < deadline, "no member was elected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let testers = Arc::new(Mutex::new(BTreeMap::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (t, s) = (testers.clone(), stop.clone());
+            let seed = 0x9e37_79b9 + c as u64;
+            std::thread::spawn(move || run_client(c, edge_addr, t, s, seed, start))
+        })
+        .collect();
+    let mut killed_terms = BTreeMap::new();
+    for k in 0..kills {
+        std::thread::sleep(Duration::from_millis(700));
+        let Some(l) = leader(&nodes) else { continue };
+        nodes[l].kill9();
+        killed_terms.insert(k, l);
+        std::thread::sleep(Duration::from_millis(400));
+        nodes[l].restart();
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    stop.store(true, Ordering::Relaxed);
+    let (mut done, mut unknown) = (0, 0);
+    for c in clients {
+        let (d, u) = c.join().expect("client");
+        (done, unknown) = (done + d, unknown + u);
+    }
+    let testers = std::mem::take(&mut *testers.lock().unwrap());
+    let keys = testers.len();
+    // The checker recurses once per operation of a history.
+    let checker = std::thread::Builder::new().stack_size(256 << 20);
+    let check = checker
+        .spawn(move || {
+            for (key, t) in &testers {
+                assert!(
+                    t.serialized_history().is_some(),
+                    "the history of key {key} is not linearizable: {t:?}"
+                );
+            }
+        })
+        .expect("checker thread");
+    if let Err(panic) = check.join() {
+        std::panic::resume_unwind(panic);
+    }
+    println!(
+        "{done} operations answered, {unknown} with an unknown outcome, on {keys} keys, over {} \
+         leader kills: every key's history is linearizable",
+        killed_terms.len()
+    );
+    assert!(done > 100, "too few operations to check anything: {done}");
+}
