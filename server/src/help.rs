@@ -15,6 +15,23 @@ USAGE:
     hypha worker --data DIR --master ADDR --listen ADDR [--allow CIDR,...]
                  [--accept-new-history] [--fsync MODE]
         Follows the master and answers reads.
+    hypha member --data DIR --listen ADDR --peers ADDR,ADDR,... [--heartbeat-ms MS]
+                 [--election-timeout-ms MS] [--sync-timeout-ms MS]
+        A data member of a failover group: members elect a leader among themselves
+        (Raft's rules with pre-vote), the leader takes writes and acknowledges one
+        once a majority of members hold it durably; when it dies another member
+        leads within a heartbeat interval (process crash) or 1-2 election timeouts
+        (silent failure). --peers lists every member, this one's --listen
+        included, the same list in the same order on every member (3 members
+        survive one failure, 5 two). --heartbeat-ms (default 250) and
+        --election-timeout-ms (default 1000; each election waits a random
+        1-2x) suit Mycelium; etcd's timing is 100 and 1000. TCP and UDP on ADDR.
+    hypha http --listen ADDR --members ADDR,ADDR,... [--token-file PATH]
+        The HTTP edge of a failover group: writes go to whichever member leads
+        (found, and found again after a failover, by asking the members), reads
+        to any member; ?consistency=linearizable GETs are confirmed by the
+        leader with a majority. A write whose outcome a failover made unknown
+        is a 503 that says so (read the key before writing it again).
     hypha http --listen ADDR --master ADDR [--workers ADDR,ADDR,...] [--token-file PATH]
                [--token-reads]
         The HTTP edge: writes to the master, reads to workers (learned from the

@@ -91,7 +91,9 @@ fn pipelined_requests_are_all_answered_and_a_waiting_read_holds_up_none() -> std
 
     // A read at a seq the worker will not reach waits (and times out); the
     // read behind it is answered first.
-    let future = u64::MAX;
+    // A seq that never comes (u64::MAX itself asks a failover leader for a
+    // linearizable read: MIN_SEQ_LINEARIZABLE).
+    let future = u64::MAX - 1;
     let key = b"k1".to_vec();
     let requests = vec![
         Message::Get {
