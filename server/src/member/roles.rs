@@ -207,8 +207,9 @@ impl Member {
         Ok(())
     }
 
-    /// Follows `leader` in `term` (nothing, if none is known yet): the
-    /// worker driver against it.
+    /// Follows `leader` in `term`: the worker driver against it. With no
+    /// leader known, a follower goes on as it was and a deposed leader
+    /// stops (`Idle`).
     pub(super) async fn follow(
         self: &Arc<Self>,
         term: u64,
@@ -221,7 +222,10 @@ impl Member {
                 },
                 Some(leader),
             ) if *t == term && *l == leader => return Ok(()),
-            (Active::Idle(_), None) => return Ok(()),
+            // An election is under way: a follower keeps its worker, which
+            // serves reads (possibly stale, as on any partitioned minority)
+            // and follows nothing of another term.
+            (Active::Idle(_) | Active::Following { .. }, None) => return Ok(()),
             _ => {}
         }
         let db = self.end_role().await?;
