@@ -86,6 +86,9 @@ mod terms;
 mod truncate;
 #[cfg(feature = "std")]
 mod vote;
+#[cfg(feature = "std")]
+mod witness;
+mod witness_file;
 
 pub use error::CodecError;
 pub use location::Location;
@@ -120,3 +123,6 @@ pub use stats::{CompactReport, ScanPage, Stats, Version};
 pub use tables::Vote;
 #[cfg(feature = "std")]
 pub use vote::VOTE_FILE;
+#[cfg(feature = "std")]
+pub use witness::{WitnessStore, WITNESS_FILE};
+pub use witness_file::{WitnessLast, WITNESS_BYTES};

@@ -26,7 +26,7 @@ pub const INDEX_MAGIC: [u8; 8] = *b"HYPHAIX\0";
 /// Magic of the checkpoint.
 pub const META_MAGIC: [u8; 8] = *b"HYPHAMT\0";
 
-fn crc(bytes: &[u8]) -> u32 {
+pub(crate) fn crc(bytes: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(bytes);
     h.finalize()
@@ -37,12 +37,12 @@ fn u16_at(b: &[u8], at: usize) -> u16 {
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
-fn u64_at(b: &[u8], at: usize) -> u64 {
+pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(w)
 }
-fn check_crc(b: &[u8], at: usize) -> Result<(), CodecError> {
+pub(crate) fn check_crc(b: &[u8], at: usize) -> Result<(), CodecError> {
     let expected = u32_at(b, at);
     let actual = crc(&b[..at]);
     if expected == actual {
@@ -51,7 +51,11 @@ fn check_crc(b: &[u8], at: usize) -> Result<(), CodecError> {
         Err(CodecError::BadCrc { expected, actual })
     }
 }
-fn check_magic_version(b: &[u8], magic: &[u8; 8], what: &'static str) -> Result<(), CodecError> {
+pub(crate) fn check_magic_version(
+    b: &[u8],
+    magic: &[u8; 8],
+    what: &'static str,
+) -> Result<(), CodecError> {
     if &b[0..8] != magic {
         return Err(CodecError::BadMagic { what });
     }

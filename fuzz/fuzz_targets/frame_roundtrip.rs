@@ -66,6 +66,7 @@ fn role(u: &mut Unstructured) -> Result<Role> {
         Role::Edge,
         Role::Client,
         Role::Member,
+        Role::Witness,
     ])?)
 }
 

@@ -4,7 +4,8 @@
 //!
 //! The decoders (`record::decode`, `record::decode_header`,
 //! `FileHeader::decode`, `Meta::decode`, `TableHeader::decode`,
-//! `Vote::decode`, `TruncateMarker::decode`, `term_table::decode`) must
+//! `Vote::decode`, `TruncateMarker::decode`, `term_table::decode`,
+//! `WitnessLast::decode`) must
 //! return an
 //! error or a value, never panic; a decoded record lies inside the input and
 //! re-encodes to the same bytes (puts) and every decoded structure
@@ -71,6 +72,9 @@ fn check_decoders(data: &[u8]) {
     if let Ok(starts) = term_table::decode(data) {
         assert!(term_table::check(&starts).is_ok(), "a decoded table breaks its rules");
         assert_eq!(&term_table::encode(&starts)[..], data, "term table re-encodes differently");
+    }
+    if let Ok(w) = hypha_engine::WitnessLast::decode(data) {
+        assert_eq!(&w.encode()[..], data, "witness file re-encodes differently");
     }
     if let Ok(v) = Vote::decode(data) {
         assert_eq!(Vote::decode(&v.encode()), Ok(v));

@@ -38,6 +38,10 @@ pub enum Role {
     /// A data member of a failover group (`hypha member`, protocol 3): it
     /// votes, may lead, and follows the leader as a worker does. Tag 4.
     Member,
+    /// A witness of a failover group (`hypha witness`, protocol 3): it
+    /// votes and counts toward a majority, keeps no data, never leads. It
+    /// opens only `Elect` connections. Tag 5.
+    Witness,
 }
 
 /// Why a connection is opened; fixed for the life of the connection.

@@ -109,6 +109,7 @@ fn nested_enum_variants_round_trip() -> TestResult {
         Role::Edge,
         Role::Client,
         Role::Member,
+        Role::Witness,
     ];
     let mut messages: Vec<Message> = Vec::new();
     messages.extend(reasons.map(|reason| Message::Refuse(Refuse::new(reason, ""))));

@@ -26,6 +26,14 @@ USAGE:
         survive one failure, 5 two). --heartbeat-ms (default 250) and
         --election-timeout-ms (default 1000; each election waits a random
         1-2x) suit Mycelium; etcd's timing is 100 and 1000. TCP and UDP on ADDR.
+    hypha witness --data DIR --listen ADDR --peers ADDR,ADDR,...
+        A witness of a failover group: it votes and counts toward the majority
+        that acknowledges a write, keeps only its term, vote and the newest log
+        id a leader told it (a few hundred bytes), and never leads or serves
+        data. Two data members and a witness survive any one failure; if the
+        leader dies while the other data member is behind what the witness
+        vouched for, writes stall until the leader is back (nothing
+        acknowledged is lost). List it in --peers like any member.
     hypha http --listen ADDR --members ADDR,ADDR,... [--token-file PATH]
         The HTTP edge of a failover group: writes go to whichever member leads
         (found, and found again after a failover, by asking the members), reads

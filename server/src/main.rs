@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Some("master") => run_master(&args[1..]),
         Some("worker") => run_worker(&args[1..]),
         Some("member") => member_cmd::run_member(&args[1..]),
+        Some("witness") => member_cmd::run_witness(&args[1..]),
         Some("http") => run_http(&args[1..]),
         Some("compact") => run_compact(&args[1..]),
         Some("keygen") => match args.get(1) {

@@ -34,7 +34,7 @@ use roles::Active;
 use smol::net::{TcpListener, UdpSocket};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -118,6 +118,9 @@ pub struct Member {
     seen_term: AtomicU64,
     poke: event_listener::Event,
     clock: Instant,
+    /// Which members said they are witnesses (their `Elect` hello): a
+    /// leader counts their acknowledgements toward the majority.
+    witnesses: Vec<AtomicBool>,
 }
 
 /// What reaches the election task from other tasks.
@@ -187,19 +190,48 @@ impl Member {
     pub async fn bind(cfg: MemberConfig) -> std::io::Result<Arc<Member>> {
         let db = crate::worker::open_data(&cfg.data, &cfg.engine)?;
         db.sync().map_err(std::io::Error::other)?;
-        let node_id = wire::node_id(&cfg.data.join("node-id"))?;
-        let listener = TcpListener::bind(cfg.listen()).await?;
-        let udp = UdpSocket::bind(listener.local_addr()?).await?;
         let (term, seq) = db.last_log_id();
-        let vote = db.vote();
         log::info!(
-            "member {} of {} ({node_id:016x}) on {}: term {}, log ends at seq {seq} of term {term}, {} keys",
+            "member {} of {} on {}: term {}, log ends at seq {seq} of term {term}, {} keys",
             cfg.me,
             cfg.peers.len(),
             cfg.listen(),
-            vote.term,
+            db.vote().term,
             db.len()
         );
+        Member::with(cfg, Active::Idle(Arc::new(db)), LogId { term, seq }).await
+    }
+
+    /// A witness (`hypha witness`): it votes and counts toward a majority,
+    /// keeps only its term, vote and the newest log id a leader told it
+    /// (`hypha_engine::WitnessStore`), and never leads or serves data.
+    pub async fn bind_witness(cfg: MemberConfig) -> std::io::Result<Arc<Member>> {
+        let store = hypha_engine::WitnessStore::open(&cfg.data).map_err(std::io::Error::other)?;
+        let last = store.last();
+        log::info!(
+            "witness {} of {} on {}: term {}, vouches for seq {} of term {}",
+            cfg.me,
+            cfg.peers.len(),
+            cfg.listen(),
+            store.vote().term,
+            last.seq,
+            last.term
+        );
+        let last = LogId {
+            term: last.term,
+            seq: last.seq,
+        };
+        Member::with(cfg, Active::Witness(Arc::new(store)), last).await
+    }
+
+    async fn with(cfg: MemberConfig, active: Active, last: LogId) -> std::io::Result<Arc<Member>> {
+        std::fs::create_dir_all(&cfg.data)?;
+        let node_id = wire::node_id(&cfg.data.join("node-id"))?;
+        let listener = TcpListener::bind(cfg.listen()).await?;
+        let udp = UdpSocket::bind(listener.local_addr()?).await?;
+        let witnesses = (0..cfg.peers.len())
+            .map(|_| AtomicBool::new(false))
+            .collect();
         let (inbox, inbox_rx) = smol::channel::bounded(BALLOTS_QUEUED_MAX);
         let outboxes = (0..cfg.peers.len())
             .map(|i| (i != cfg.me).then(|| smol::channel::bounded(BALLOTS_QUEUED_MAX)))
@@ -211,13 +243,14 @@ impl Member {
             node_id,
             listener,
             udp: Arc::new(udp),
-            active: Mutex::new(Active::Idle(Arc::new(db))),
+            active: Mutex::new(active),
+            witnesses,
             inbox,
             inbox_rx,
             reads: Mutex::new(std::collections::HashMap::new()),
             next_read: AtomicU64::new(1),
             outboxes,
-            last: Mutex::new(LogId { term, seq }),
+            last: Mutex::new(last),
             seen_term: AtomicU64::new(0),
             poke: event_listener::Event::new(),
             clock: Instant::now(),
@@ -273,10 +306,16 @@ impl Member {
         let serving = lock(&self.active).serving(&self.cfg.peers);
         let Some((role, life)) = serving else {
             let mut w = accepted.w;
-            let why = format!(
-                "member {} knows no leader yet (an election is under way); retry shortly",
-                self.cfg.me
-            );
+            let why = match self.witness() {
+                Some(_) => format!(
+                    "member {} is a witness: it keeps no data; ask a data member",
+                    self.cfg.me
+                ),
+                None => format!(
+                    "member {} knows no leader yet (an election is under way); retry shortly",
+                    self.cfg.me
+                ),
+            };
             wire::refuse(&mut w, RefuseReason::NotMaster, &why).await;
             return Ok(());
         };
@@ -309,11 +348,12 @@ impl Member {
     /// The election task: feeds the election its timer, ballots and
     /// replication's reports, and carries out what it says, in order.
     async fn elect(self: Arc<Self>) -> Result<(), String> {
-        let (vote, last) = {
-            let db = self.db().ok_or("no database")?;
-            let (term, seq) = db.last_log_id();
-            (db.vote(), LogId { term, seq })
+        let vote = match (self.witness(), self.db()) {
+            (Some(w), _) => w.vote(),
+            (None, Some(db)) => db.vote(),
+            (None, None) => return Err("no database".into()),
         };
+        let last = *lock(&self.last);
         let persisted = Persisted {
             term: vote.term,
             voted_for: vote.voted_for.map(|m| m as usize),
@@ -321,7 +361,7 @@ impl Member {
         let seat = Seat {
             me: self.cfg.me,
             members: self.cfg.peers.len(),
-            may_lead: true,
+            may_lead: self.witness().is_none(),
         };
         let seed = hypha_engine::random_u64();
         let mut e = Election::new(seat, self.cfg.election, persisted, last, seed, self.now());
@@ -396,9 +436,8 @@ impl Member {
                 }
                 ElectionAction::ReadConfirmed { id } => self.read_done(id, true),
                 ElectionAction::ReadFailed { id } => self.read_done(id, false),
-                // A witness's: none runs in a member (every member keeps
-                // data and may lead).
-                ElectionAction::PersistLast { .. } | ElectionAction::Acked { .. } => {}
+                ElectionAction::PersistLast { last } => self.persist_last(last).await?,
+                ElectionAction::Acked { from, last } => self.witness_acked(from, last),
             }
         }
         Ok(())
@@ -410,12 +449,54 @@ impl Member {
         }
     }
 
+    /// This member's witness state, if it is a witness.
+    fn witness(&self) -> Option<Arc<hypha_engine::WitnessStore>> {
+        match &*lock(&self.active) {
+            Active::Witness(w) => Some(w.clone()),
+            _ => None,
+        }
+    }
+
+    /// A witness: makes the log id it is about to vouch for durable.
+    async fn persist_last(&self, last: LogId) -> Result<(), String> {
+        let Some(w) = self.witness() else {
+            return Ok(());
+        };
+        let at = hypha_engine::WitnessLast {
+            term: last.term,
+            seq: last.seq,
+        };
+        smol::unblock(move || w.set_last(at))
+            .await
+            .map_err(|e| format!("cannot make log id {last:?} durable: {e}"))
+    }
+
+    /// A leader heard member `from` hold `last`: a witness's acknowledgement
+    /// counts toward the majority when it is of this leader's term.
+    fn witness_acked(&self, from: usize, last: LogId) {
+        if !self
+            .witnesses
+            .get(from)
+            .is_some_and(|w| w.load(Ordering::Relaxed))
+        {
+            return;
+        }
+        if let Active::Leading { master, .. } = &*lock(&self.active) {
+            master.witness_ack(from, last);
+        }
+    }
+
     /// Makes the term and vote durable (on the blocking pool).
     async fn persist(&self, term: u64, voted_for: Option<usize>) -> Result<(), String> {
         let vote = hypha_engine::Vote {
             term,
             voted_for: voted_for.map(|m| m as u32),
         };
+        if let Some(w) = self.witness() {
+            return smol::unblock(move || w.set_vote(vote))
+                .await
+                .map_err(|e| format!("cannot make term {term} and its vote durable: {e}"));
+        }
         loop {
             if let Some(db) = self.db() {
                 return smol::unblock(move || db.set_vote(vote))

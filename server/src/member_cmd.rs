@@ -76,6 +76,37 @@ fn member_config(args: &Args) -> Result<(MemberConfig, Option<std::path::PathBuf
     Ok((cfg, key_file))
 }
 
+/// `hypha witness`: votes and counts toward a majority, keeps no data.
+pub fn run_witness(raw: &[String]) -> Result<(), String> {
+    let own = [
+        "data",
+        "listen",
+        "peers",
+        "cluster",
+        "heartbeat-ms",
+        "election-timeout-ms",
+        "allow",
+        "max-connections",
+        "handshake-timeout-ms",
+        KEY_FILE_FLAG,
+    ];
+    let args = Args::parse(raw, &own, &[INSECURE_FLAG])?;
+    let (cfg, key_file) = member_config(&args)?;
+    let keys = cfg.keys.clone();
+    hypha_server::rt::run(with_reload(
+        key_reload(key_file, &keys),
+        "witness",
+        async move {
+            let witness = Member::bind_witness(cfg)
+                .await
+                .map_err(|e| format!("cannot start the witness: {e}"))?;
+            smol::future::or(witness.run(), shutdown_signal()).await?;
+            log::info!("witness: stopped");
+            Ok(())
+        },
+    ))
+}
+
 pub fn run_member(raw: &[String]) -> Result<(), String> {
     let own = [
         "data",

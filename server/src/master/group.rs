@@ -73,6 +73,20 @@ impl Master {
         log::info!("master: term {term} starts at seq {seq}");
     }
 
+    /// Witness `member` keeps `last` durably: it counts toward the majority
+    /// up to its seq if `last` is of this term.
+    pub fn witness_ack(&self, member: usize, last: hypha_net::LogId) {
+        if self.cfg.group.as_ref().map(|g| g.group.term) != Some(last.term) {
+            return;
+        }
+        // Named apart from node ids, which are random.
+        let witness = u64::MAX - member as u64;
+        self.handle(MasterEvent::WitnessAck {
+            witness,
+            seq: last.seq,
+        });
+    }
+
     /// Answers a linearizable `Get`: once this member confirmed it still
     /// leads (after the request arrived), with the key's newest version
     /// once a majority holds it. (A version no majority holds yet could

@@ -76,7 +76,11 @@ impl Member {
             member: self.cfg.me as u16,
             group: self.group,
         };
-        let hello = wire::hello(&self.cfg.cluster, Role::Member, self.node_id, purpose)?;
+        let role = match self.witness() {
+            Some(_) => Role::Witness,
+            None => Role::Member,
+        };
+        let hello = wire::hello(&self.cfg.cluster, role, self.node_id, purpose)?;
         let keys = wire::current_keys(&self.cfg.keys);
         let addr = self.cfg.peers[to];
         let (r, w, answer, _) = wire::connect(addr, hello, &keys).await?;
@@ -99,7 +103,12 @@ impl Member {
         group: u64,
         peer: SocketAddr,
     ) -> std::io::Result<()> {
-        let wire::Accepted { mut r, mut w, .. } = accepted;
+        let wire::Accepted {
+            mut r,
+            mut w,
+            hello,
+            ..
+        } = accepted;
         let n = self.cfg.peers.len();
         let refusal = if group != self.group {
             Some(format!(
@@ -120,6 +129,12 @@ impl Member {
             log::warn!("member {}: refused ballots: {why}", self.cfg.me);
             wire::refuse(&mut w, RefuseReason::NotAllowed, &why).await;
             return Ok(());
+        }
+        if let Some(flag) = self.witnesses.get(usize::from(member)) {
+            flag.store(
+                hello.role == Role::Witness,
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
         let db = self.db();
         w.send(&Message::Welcome(Welcome {

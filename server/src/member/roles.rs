@@ -62,6 +62,8 @@ pub(super) enum Active {
     },
     /// For the moment a switch takes.
     Switching,
+    /// A witness: no data, no role but its votes.
+    Witness(Arc<hypha_engine::WitnessStore>),
 }
 
 /// Who serves a member's connections now.
@@ -77,7 +79,7 @@ impl Active {
             Active::Idle(db) => Some(db.clone()),
             Active::Leading { master, .. } => Some(master.db().clone()),
             Active::Following { worker, .. } => worker.db(),
-            Active::Switching => None,
+            Active::Switching | Active::Witness(_) => None,
         }
     }
 
@@ -97,7 +99,7 @@ impl Active {
                 Serving::Worker(worker.clone(), peers[*leader]),
                 life.clone(),
             )),
-            Active::Idle(_) | Active::Switching => None,
+            Active::Idle(_) | Active::Switching | Active::Witness(_) => None,
         }
     }
 }
@@ -144,6 +146,7 @@ impl Member {
                 }
             }
             Active::Switching => Err("two role switches at once".into()),
+            Active::Witness(_) => Err("a witness neither leads nor follows".into()),
         }
     }
 
@@ -226,6 +229,7 @@ impl Member {
             // serves reads (possibly stale, as on any partitioned minority)
             // and follows nothing of another term.
             (Active::Idle(_) | Active::Following { .. }, None) => return Ok(()),
+            (Active::Witness(_), _) => return Ok(()),
             _ => {}
         }
         let db = self.end_role().await?;
