@@ -31,6 +31,12 @@ pub struct InGroup {
     pub term: u64,
     /// Where it reports to.
     pub elector: Arc<dyn Elector>,
+    /// The member's current term, raised by its election *before* it decides
+    /// anything in a higher term. A follower sends an acknowledgement only
+    /// while this equals its `term`, holding the read side across the send:
+    /// once a member moved on, no record of the old leader can count on
+    /// its ack (which the vote it is about to give did not account for).
+    pub acks: Arc<smol::lock::RwLock<u64>>,
 }
 
 impl std::fmt::Debug for InGroup {

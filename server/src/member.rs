@@ -121,6 +121,9 @@ pub struct Member {
     /// Which members said they are witnesses (their `Elect` hello): a
     /// leader counts their acknowledgements toward the majority.
     witnesses: Vec<AtomicBool>,
+    /// The term this member's acknowledgements may be sent in (see
+    /// `InGroup::acks`).
+    acks: Arc<smol::lock::RwLock<u64>>,
 }
 
 /// What reaches the election task from other tasks.
@@ -245,6 +248,7 @@ impl Member {
             udp: Arc::new(udp),
             active: Mutex::new(active),
             witnesses,
+            acks: Arc::new(smol::lock::RwLock::new(0)),
             inbox,
             inbox_rx,
             reads: Mutex::new(std::collections::HashMap::new()),
@@ -365,20 +369,16 @@ impl Member {
         };
         let seed = hypha_engine::random_u64();
         let mut e = Election::new(seat, self.cfg.election, persisted, last, seed, self.now());
+        *self.acks.write().await = vote.term;
         let (mut fed_last, mut fed_term) = (last, vote.term);
         loop {
             let poked = self.poke.listen();
-            let l = *lock(&self.last);
-            if l != fed_last {
-                fed_last = l;
-                let acts = e.handle(ElectionEvent::LogChanged(l), self.now());
-                self.act(acts).await?;
-            }
+            self.feed_last(&mut e, &mut fed_last).await?;
             let t = self.seen_term.load(Ordering::Acquire);
             if t > fed_term {
                 fed_term = t;
-                let acts = e.handle(ElectionEvent::SawTerm(t), self.now());
-                self.act(acts).await?;
+                self.step(&mut e, &mut fed_last, ElectionEvent::SawTerm(t))
+                    .await?;
             }
             let at = e.next_deadline();
             let wait = Duration::from_millis(at.saturating_sub(self.now()));
@@ -404,10 +404,59 @@ impl Member {
             )
             .await;
             if let Some(event) = event {
-                let acts = e.handle(event, self.now());
-                self.act(acts).await?;
+                self.step(&mut e, &mut fed_last, event).await?;
             }
         }
+    }
+
+    /// Feeds the election one event. An event of a higher term first stops
+    /// this member's acknowledgements to the old leader, then gives the
+    /// election the final log id (every record acknowledged so far was
+    /// reported before its ack went out): a vote decided after that counts
+    /// every record this member vouched for.
+    async fn step(
+        self: &Arc<Self>,
+        e: &mut Election,
+        fed_last: &mut LogId,
+        event: ElectionEvent,
+    ) -> Result<(), String> {
+        let higher = match &event {
+            ElectionEvent::Received { msg, .. } => match msg {
+                Ballot::PreVote { .. } | Ballot::PreVoteReply { granted: true, .. } => None,
+                other => Some(other.term()),
+            },
+            ElectionEvent::SawTerm(t) => Some(*t),
+            _ => None,
+        };
+        if let Some(t) = higher.filter(|&t| t > e.term()) {
+            self.fence(t).await;
+            self.feed_last(e, fed_last).await?;
+        }
+        let acts = e.handle(event, self.now());
+        // Its own campaign raised the term.
+        if e.term() > *self.acks.read().await {
+            self.fence(e.term()).await;
+        }
+        self.act(acts).await
+    }
+
+    async fn fence(&self, term: u64) {
+        let mut acks = self.acks.write().await;
+        *acks = (*acks).max(term);
+    }
+
+    async fn feed_last(
+        self: &Arc<Self>,
+        e: &mut Election,
+        fed_last: &mut LogId,
+    ) -> Result<(), String> {
+        let l = *lock(&self.last);
+        if l == *fed_last {
+            return Ok(());
+        }
+        *fed_last = l;
+        let acts = e.handle(ElectionEvent::LogChanged(l), self.now());
+        self.act(acts).await
     }
 
     /// Carries out the election's actions in order: a persist completes

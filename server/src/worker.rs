@@ -313,8 +313,31 @@ impl Worker {
                 }
             }
             FollowerAction::Send(msg) => {
+                let fence = match &self.cfg.group {
+                    Some(g) => {
+                        let now = g.acks.read().await;
+                        if *now != g.term {
+                            let why = format!(
+                                "this member moved to term {}; the leader of term {} is deposed",
+                                *now, g.term
+                            );
+                            return failed(link, why);
+                        }
+                        Some(now)
+                    }
+                    None => None,
+                };
                 let w = link.w.as_mut()?;
-                match w.send(&msg).await {
+                // Bounded: a member's election waits for this send before it
+                // decides anything in a higher term.
+                let limit = Duration::from_millis(self.cfg.heartbeat_timeout_ms.max(1));
+                let sent = smol::future::or(w.send(&msg), async {
+                    smol::Timer::after(limit).await;
+                    Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
+                })
+                .await;
+                drop(fence);
+                match sent {
                     Ok(()) => None,
                     Err(e) => failed(link, format!("sending to the master: {e}")),
                 }

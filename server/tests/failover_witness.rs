@@ -27,8 +27,8 @@ fn write_some(g: &Group, tag: &str, n: usize, acked: &mut BTreeMap<String, Strin
     for i in 0..n {
         let (k, v) = (format!("{tag}-{i}"), format!("v{i}"));
         // No failure happens while these run: each is acknowledged.
-        let l = g.put_via_leader(&k, &v, WITHIN, acked);
-        leader = Some(l.unwrap_or_else(|| panic!("write {k} unanswered\n{}", g.logs())));
+        let l = g.try_put_via_leader(&k, &v, WITHIN, acked);
+        leader = Some(l.unwrap_or_else(|why| panic!("write {k} unanswered: {why}\n{}", g.logs())));
     }
     leader.expect("n > 0")
 }

@@ -109,6 +109,7 @@ impl Member {
         InGroup {
             term: 0,
             elector: Arc::new(Reports(Arc::downgrade(self))),
+            acks: self.acks.clone(),
         }
     }
 
@@ -211,8 +212,8 @@ impl Member {
     }
 
     /// Follows `leader` in `term`: the worker driver against it. With no
-    /// leader known, a follower goes on as it was and a deposed leader
-    /// stops (`Idle`).
+    /// leader known, a follower of this term goes on as it was; one of an
+    /// older term and a deposed leader stop (`Idle`).
     pub(super) async fn follow(
         self: &Arc<Self>,
         term: u64,
@@ -225,10 +226,12 @@ impl Member {
                 },
                 Some(leader),
             ) if *t == term && *l == leader => return Ok(()),
-            // An election is under way: a follower keeps its worker, which
-            // serves reads (possibly stale, as on any partitioned minority)
-            // and follows nothing of another term.
-            (Active::Idle(_) | Active::Following { .. }, None) => return Ok(()),
+            // Pre-votes are out, the term is unchanged: a follower keeps
+            // its worker, which serves reads (possibly stale, as on any
+            // partitioned minority). In a higher term it stops following
+            // the deposed leader.
+            (Active::Following { term: t, .. }, None) if *t == term => return Ok(()),
+            (Active::Idle(_), None) => return Ok(()),
             (Active::Witness(_), _) => return Ok(()),
             _ => {}
         }

@@ -58,8 +58,8 @@ pub fn start_group(n: usize, witnesses: &[usize]) -> Group {
 /// What a write through member `addr` came to.
 pub enum Put {
     Acked,
-    /// Refused or not answered: it may or may not be in the log.
-    Unknown,
+    /// Refused or not answered (why): it may or may not be in the log.
+    Unknown(String),
     /// The member does not lead (it said so before writing anything).
     NotLeader,
 }
@@ -79,7 +79,8 @@ pub fn put(addr: SocketAddr, key: &str, value: &str) -> Put {
             code: hypha_net::ErrorCode::NotMaster,
             ..
         }) => Put::NotLeader,
-        _ => Put::Unknown,
+        Ok(other) => Put::Unknown(format!("{addr} answered {other:?}")),
+        Err(e) => Put::Unknown(format!("{addr}: {e}")),
     }
 }
 
@@ -103,15 +104,26 @@ impl Group {
         within: Duration,
         acked: &mut BTreeMap<String, String>,
     ) -> Option<usize> {
+        self.try_put_via_leader(key, value, within, acked).ok()
+    }
+
+    /// As [`Group::put_via_leader`], with why the outcome is unknown.
+    pub fn try_put_via_leader(
+        &self,
+        key: &str,
+        value: &str,
+        within: Duration,
+        acked: &mut BTreeMap<String, String>,
+    ) -> Result<usize, String> {
         let deadline = Instant::now() + within;
         loop {
             for (i, a) in self.addrs.iter().enumerate() {
                 match put(*a, key, value) {
                     Put::Acked => {
                         acked.insert(key.to_string(), value.to_string());
-                        return Some(i);
+                        return Ok(i);
                     }
-                    Put::Unknown => return None,
+                    Put::Unknown(why) => return Err(why),
                     Put::NotLeader => {}
                 }
             }
