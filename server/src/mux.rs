@@ -42,6 +42,9 @@ const _: () = assert!(EXPIRY_TICK_MS > 0 && EXPIRY_TICK_MS < REQUEST_TIMEOUT_MS)
 
 /// A multiplexed request connection to one node.
 pub struct Mux {
+    /// The node's role and term when it welcomed this connection (a failover
+    /// member ends its connections when its role changes).
+    pub welcome: (hypha_net::Role, u64),
     addr: SocketAddr,
     /// Set with `State::failed`, readable without the lock.
     failed: AtomicBool,
@@ -100,8 +103,8 @@ impl Mux {
         keys: &ClusterKeys,
     ) -> io::Result<Arc<Mux>> {
         let (r, mut w, answer, _) = wire::connect(addr, hello, keys).await?;
-        match answer {
-            Message::Welcome(_) => {}
+        let welcome = match answer {
+            Message::Welcome(w) => (w.role, w.term),
             Message::Refuse(refuse) => return Err(wire::refusal(addr, &refuse)),
             other => {
                 return Err(io::Error::other(format!(
@@ -109,10 +112,11 @@ impl Mux {
                     other.name()
                 )))
             }
-        }
+        };
         let sealer = w.take_sealer();
         let mux = Arc::new(Mux {
             addr,
+            welcome,
             failed: AtomicBool::new(false),
             state: Mutex::new(State {
                 queue: Vec::new(),

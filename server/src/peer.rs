@@ -161,6 +161,13 @@ impl Peer {
 }
 
 impl Peer {
+    /// The term this node said it leads in when it welcomed the live
+    /// connection (`None`: not connected, or it does not lead).
+    pub(crate) fn leads(&self) -> Option<u64> {
+        let mux = self.current()?;
+        (mux.welcome.0 == hypha_net::Role::Master).then_some(mux.welcome.1)
+    }
+
     fn current(&self) -> Option<Arc<Mux>> {
         let mux = self.mux.lock().unwrap_or_else(|p| p.into_inner());
         mux.as_ref().filter(|m| !m.is_failed()).cloned()

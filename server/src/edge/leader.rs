@@ -18,6 +18,11 @@ pub const LEADER_WAIT_MS: u64 = 5_000;
 /// Pause between rounds over the members while none leads.
 const LEADER_POLL_MS: u64 = 20;
 
+/// How often the edge asks each member whether it leads (a member ends its
+/// connections when its role changes, and says its role and term when it
+/// welcomes a new one).
+pub const MEMBER_WATCH_MS: u64 = 250;
+
 impl Edge {
     pub(super) async fn write_to_leader(&self, m: &Message) -> Result<Message, BackendError> {
         let deadline = Instant::now() + Duration::from_millis(LEADER_WAIT_MS);
@@ -41,6 +46,9 @@ impl Edge {
                     }
                     Err(CallFailed::NotSent(e)) => why = e.to_string(),
                     Err(CallFailed::Lost(e)) => {
+                        // Silent, maybe stopped: the next write starts
+                        // with the next member.
+                        self.suspect(peer);
                         return Err(BackendError::Unavailable(format!(
                             "the write's outcome is unknown: the connection to member {} failed \
                              with it in flight ({e}); it may or may not have been applied — read \
@@ -102,6 +110,38 @@ impl Edge {
             .iter()
             .position(|p| p.addr == first.addr)
             .unwrap_or(0)
+    }
+
+    /// Keeps one member's connection alive and, whenever a member says it
+    /// leads a higher term than the one believed to lead, sends writes there.
+    pub(super) async fn watch_member(self: std::sync::Arc<Self>, i: usize) {
+        let peer = self.members[i].clone();
+        loop {
+            let ping = Message::Digest {
+                req_id: self.req_id(),
+            };
+            let _ = peer.call(&self.cfg.cluster, &self.cfg.keys, &ping).await;
+            if let Some(term) = peer.leads() {
+                let current = self.master();
+                let believed = current.leads().filter(|_| current.addr != peer.addr);
+                if believed.is_none_or(|t| term > t) {
+                    self.found_leader(&peer);
+                }
+            }
+            smol::Timer::after(Duration::from_millis(MEMBER_WATCH_MS)).await;
+        }
+    }
+
+    /// Member `peer` failed with a write in flight: try the next one first.
+    fn suspect(&self, peer: &std::sync::Arc<crate::peer::Peer>) {
+        let Some(i) = self.members.iter().position(|p| p.addr == peer.addr) else {
+            return;
+        };
+        let next = self.members[(i + 1) % self.members.len()].clone();
+        let mut master = self.master.lock().unwrap_or_else(|p| p.into_inner());
+        if master.addr == peer.addr {
+            *master = next;
+        }
     }
 
     fn found_leader(&self, peer: &std::sync::Arc<crate::peer::Peer>) {

@@ -12,6 +12,10 @@ use std::time::Duration;
 impl Edge {
     /// Refreshes the worker list (and their lag) from the master, forever.
     pub async fn refresh_loop(self: Arc<Self>) {
+        // One watcher per member: a stalled member delays only its own.
+        let _watchers: Vec<_> = (0..self.members.len())
+            .map(|i| crate::rt::spawn(self.clone().watch_member(i)))
+            .collect();
         loop {
             self.refresh().await;
             self.refresh_compaction().await;
