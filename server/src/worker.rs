@@ -271,7 +271,7 @@ impl Worker {
             FollowerAction::Connect {
                 history_id,
                 applied_seq,
-            } => match self.connect(history_id, applied_seq).await {
+            } => match self.unless_stopped(self.connect(history_id, applied_seq)).await {
                 Ok((r, w, event)) => {
                     link.open(r, w);
                     Some(event)
@@ -353,6 +353,25 @@ impl Worker {
                 Err(e) => Some(FollowerEvent::TruncateFailed { why: e.to_string() }),
             },
         }
+    }
+
+    /// Runs `f` unless [`Worker::stop`] comes first: a connection to a
+    /// master that stopped answering (a handshake waits up to its timeout)
+    /// must not hold up a member's switch to another role.
+    async fn unless_stopped<T>(
+        &self,
+        f: impl std::future::Future<Output = std::io::Result<T>>,
+    ) -> std::io::Result<T> {
+        let stopped = async {
+            loop {
+                let listener = self.stop.listen();
+                if self.stopping.load(Ordering::Acquire) {
+                    return Err(std::io::Error::other("the worker is stopping"));
+                }
+                listener.await;
+            }
+        };
+        smol::future::or(f, stopped).await
     }
 
     /// Connects to the master with a `Hello` for `history_id` at
