@@ -142,11 +142,12 @@ fn main() -> Result<(), String> {
             let mut failed = 0;
             let mut n = 0;
             for t in 0..o.trials {
-                match trial(c.as_mut(), mode == "silent", &mut n)? {
+                let took = trial(c.as_mut(), mode == "silent", &mut n)?;
+                match took {
                     Some(d) => times.push(d),
                     None => failed += 1,
                 }
-                eprintln!("  {system} {mode} trial {t}: {:?}", times.last());
+                eprintln!("  {system} {mode} trial {t}: {took:?}");
             }
             times.sort();
             let row = (
