@@ -271,7 +271,10 @@ impl Worker {
             FollowerAction::Connect {
                 history_id,
                 applied_seq,
-            } => match self.unless_stopped(self.connect(history_id, applied_seq)).await {
+            } => match self
+                .unless_stopped(self.connect(history_id, applied_seq))
+                .await
+            {
                 Ok((r, w, event)) => {
                     link.open(r, w);
                     Some(event)

@@ -54,7 +54,7 @@ impl Edge {
                              with it in flight ({e}); it may or may not have been applied — read \
                              the key to find out before writing it again",
                             peer.addr
-                        )))
+                        )));
                     }
                 }
             }
