@@ -59,6 +59,8 @@ pub struct Edge {
     workers: Mutex<Vec<Arc<Peer>>>,
     next: AtomicUsize,
     req_ids: AtomicU64,
+    /// Times the edge saw another member lead (failover groups).
+    leader_changes: AtomicU64,
     /// Highest seq this edge acknowledged: reads never go below it.
     written_seq: AtomicU64,
     master_seq: AtomicU64,
@@ -83,6 +85,7 @@ impl Edge {
         Arc::new(Edge {
             master: Mutex::new(master),
             members,
+            leader_changes: AtomicU64::new(0),
             workers: Mutex::new(workers),
             next: AtomicUsize::new(0),
             req_ids: AtomicU64::new(1),
@@ -457,12 +460,17 @@ impl Backend for Edge {
                 })
             })
             .collect();
-        json!({
+        let mut doc = json!({
             "role": "edge",
             "master": {"addr": self.master().addr.to_string(), "healthy": self.master().usable(), "seq": master_seq},
             "workers": workers,
             "written_seq": self.written_seq.load(Ordering::Relaxed),
-        })
+        });
+        if !self.members.is_empty() {
+            doc["members"] = self.member_status(master_seq);
+            doc["leader_changes"] = json!(self.leader_changes.load(Ordering::Relaxed));
+        }
+        doc
     }
 
     fn metrics(&self, out: &mut String) {
@@ -472,6 +480,19 @@ impl Backend for Edge {
             out,
             "# TYPE hypha_master_seq gauge\nhypha_master_seq {master_seq}"
         );
+        if !self.members.is_empty() {
+            let _ = writeln!(
+                out,
+                "# TYPE hypha_leader_changes_total counter\nhypha_leader_changes_total {}",
+                self.leader_changes.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(out, "# TYPE hypha_member_term gauge");
+            for p in &self.members {
+                if let Some((_, term)) = p.welcome() {
+                    let _ = writeln!(out, "hypha_member_term{{addr=\"{}\"}} {term}", p.addr);
+                }
+            }
+        }
         let _ = writeln!(out, "# TYPE hypha_worker_lag_records gauge");
         for w in self.worker_list() {
             let lag = master_seq.saturating_sub(w.applied_seq.load(Ordering::Relaxed));

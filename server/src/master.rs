@@ -93,6 +93,8 @@ pub struct Master {
     udp: Arc<UdpSocket>,
     gate: Arc<crate::gate::Gate>,
     committer: durable::Committer,
+    /// The highest seq told to the election as durable (failover groups).
+    reported: Mutex<u64>,
     /// False once [`Master::close_writes`] ran; every append holds it
     /// (read) while it runs.
     writes_open: Arc<std::sync::RwLock<bool>>,
@@ -184,6 +186,7 @@ impl Master {
             udp,
             committer: durable::Committer::default(),
             writes_open: Arc::new(std::sync::RwLock::new(true)),
+            reported: Mutex::new(0),
         }))
     }
 
@@ -468,13 +471,8 @@ impl Master {
             return written.answer;
         };
         self.handle(MasterEvent::Committed { seq });
-        if let Some(g) = &self.cfg.group {
-            // Every record this master wrote is of its term.
-            let last = hypha_net::LogId {
-                term: g.group.term,
-                seq,
-            };
-            g.group.elector.log_changed(last);
+        if self.cfg.group.is_some() {
+            self.report_durable(seq);
         } else if !matches!(self.cfg.sync, SyncMode::Workers(_)) {
             return written.answer;
         }

@@ -164,8 +164,14 @@ impl Peer {
     /// The term this node said it leads in when it welcomed the live
     /// connection (`None`: not connected, or it does not lead).
     pub(crate) fn leads(&self) -> Option<u64> {
-        let mux = self.current()?;
-        (mux.welcome.0 == hypha_net::Role::Master).then_some(mux.welcome.1)
+        let (role, term) = self.welcome()?;
+        (role == hypha_net::Role::Master).then_some(term)
+    }
+
+    /// The role and term this node gave when it welcomed the live
+    /// connection (`None`: not connected).
+    pub(crate) fn welcome(&self) -> Option<(hypha_net::Role, u64)> {
+        Some(self.current()?.welcome)
     }
 
     fn current(&self) -> Option<Arc<Mux>> {

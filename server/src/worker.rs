@@ -512,7 +512,7 @@ impl Worker {
             node_id: self.node_id,
             history_id: self.followed.load(Ordering::Acquire),
             commit_seq: self.db().map_or(0, |db| db.seq()),
-            term: 0,
+            term: self.cfg.group.as_ref().map_or(0, |g| g.term),
             terms: Vec::new(),
         }))
         .await?;
@@ -527,6 +527,15 @@ impl Worker {
         self: &Arc<Self>,
         m: Message,
     ) -> Answer<impl std::future::Future<Output = Message> + Send + 'static> {
+        if matches!(m, Message::Put { .. } | Message::Delete { .. }) {
+            // Refused before anything is written, whatever the database is
+            // doing (a snapshot swap): the edge may send it elsewhere.
+            return Answer::Now(Message::error(
+                m.req_id().unwrap_or(0),
+                ErrorCode::NotMaster,
+                "workers take no writes: send them to the master",
+            ));
+        }
         if min_seq(&m) == Some(hypha_net::MIN_SEQ_LINEARIZABLE) {
             return Answer::Now(Message::error(
                 m.req_id().unwrap_or(0),

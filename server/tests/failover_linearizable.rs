@@ -260,4 +260,33 @@ fn histories_through_leader_kills_are_linearizable() {
         killed_terms.len()
     );
     assert!(done > 100, "too few operations to check anything: {done}");
+    status_names_one_leader(edge_addr, &addrs, killed_terms.len());
+}
+
+/// The edge's `/status` lists every member, exactly one of them leading,
+/// in a term past the first, and counts the leader changes it saw.
+fn status_names_one_leader(edge: SocketAddr, addrs: &[SocketAddr], kills: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = http_support::Client::connect(edge).expect("edge");
+        let reply = c.request("GET", "/status", &[], b"").expect("status");
+        let doc = reply.json().expect("status JSON");
+        let members = doc["members"].as_array().cloned().unwrap_or_default();
+        let leaders: Vec<_> = members.iter().filter(|m| m["role"] == "leader").collect();
+        let listed: Vec<String> = members
+            .iter()
+            .filter_map(|m| m["addr"].as_str().map(String::from))
+            .collect();
+        let expected: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+        let settled = leaders.len() == 1
+            && members.iter().all(|m| m["role"] != "unreachable")
+            && leaders[0]["term"].as_u64() > Some(1)
+            && doc["leader_changes"].as_u64() >= Some(kills.min(1) as u64);
+        if settled {
+            assert_eq!(listed, expected, "{doc}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "/status never settled: {doc}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

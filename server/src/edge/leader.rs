@@ -147,8 +147,40 @@ impl Edge {
     fn found_leader(&self, peer: &std::sync::Arc<crate::peer::Peer>) {
         let mut master = self.master.lock().unwrap_or_else(|p| p.into_inner());
         if master.addr != peer.addr {
-            log::info!("edge: member {} leads; writes go there", peer.addr);
+            log::info!(
+                "edge: member {} leads (term {:?}); writes go there",
+                peer.addr,
+                peer.leads()
+            );
             *master = peer.clone();
+            self.leader_changes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// `/status`'s `members`: each member's role and term as it last said
+    /// (`unreachable`: no connection now), health, applied seq and lag.
+    pub(super) fn member_status(&self, master_seq: u64) -> serde_json::Value {
+        let members: Vec<serde_json::Value> = self
+            .members
+            .iter()
+            .map(|p| {
+                let (role, term) = match p.welcome() {
+                    Some((hypha_net::Role::Master, t)) => ("leader", Some(t)),
+                    Some((_, t)) => ("follower", Some(t)),
+                    None => ("unreachable", None),
+                };
+                let applied = p.applied_seq.load(std::sync::atomic::Ordering::Relaxed);
+                serde_json::json!({
+                    "addr": p.addr.to_string(),
+                    "role": role,
+                    "term": term,
+                    "healthy": p.usable(),
+                    "applied_seq": applied,
+                    "lag": master_seq.saturating_sub(applied),
+                })
+            })
+            .collect();
+        serde_json::Value::Array(members)
     }
 }

@@ -69,8 +69,26 @@ impl Master {
             return;
         }
         self.handle(MasterEvent::Committed { seq });
-        g.group.elector.log_changed(hypha_net::LogId { term, seq });
+        self.report_durable(seq);
         log::info!("master: term {term} starts at seq {seq}");
+    }
+
+    /// Tells the election that every record up to `seq` is durable, unless
+    /// a later seq was told already: writes finish their fdatasyncs in any
+    /// order, and an older report must not take back a newer one (the
+    /// election would tell a witness less than it may vouch for, and the
+    /// writes after it would wait for a majority that never comes).
+    pub(super) fn report_durable(&self, seq: u64) {
+        let Some(g) = &self.cfg.group else {
+            return;
+        };
+        let mut reported = lock(&self.reported);
+        if seq > *reported {
+            *reported = seq;
+            // Every record this master wrote is of its term.
+            let term = g.group.term;
+            g.group.elector.log_changed(hypha_net::LogId { term, seq });
+        }
     }
 
     /// Witness `member` keeps `last` durably: it counts toward the majority
