@@ -14,7 +14,8 @@
 mod common;
 mod http_support;
 
-use common::{data, free_port, loopback, Node, TempDir};
+use common::group::start_group;
+use common::{free_port, loopback, Node};
 use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use std::collections::BTreeMap;
@@ -31,35 +32,6 @@ const CLIENTS: usize = 3;
 /// Clients move to a fresh set of keys this often: the checker's search
 /// grows with a key's history, so each history stays a few dozen ops.
 const EPOCH_MS: u128 = 1_000;
-
-fn members(dir: &TempDir, addrs: &[SocketAddr]) -> Vec<Node> {
-    let peers = addrs
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let (d, listen) = (data(dir, &format!("m{i}")), a.to_string());
-            let args = [
-                "member",
-                "--data",
-                &d,
-                "--listen",
-                &listen,
-                "--peers",
-                &peers,
-                "--heartbeat-ms",
-                "50",
-                "--election-timeout-ms",
-                "300",
-            ];
-            Node::start(*a, &args)
-        })
-        .collect()
-}
 
 /// The member that most recently logged that it leads (highest term).
 fn leader(nodes: &[Node]) -> Option<usize> {
@@ -191,9 +163,8 @@ fn histories_through_leader_kills_are_linearizable() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
-    let dir = TempDir::new("linearizable");
-    let addrs: Vec<SocketAddr> = (0..3).map(|_| loopback(free_port())).collect();
-    let mut nodes = members(&dir, &addrs);
+    let group = start_group(3, &[]);
+    let (addrs, mut nodes) = (group.addrs.clone(), group.nodes);
     let edge_addr = loopback(free_port());
     let members_arg = addrs
         .iter()
