@@ -10,13 +10,31 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::hash::key_hash;
 use crate::log_iter::walk_history;
-use crate::record::{Record, RecordKind, Seq};
+use crate::record::{Record, RecordKind, RecordMeta, Seq};
+use crate::request::{repeat_of, Once, Request};
 use crate::state::{Core, Write};
 use crate::stats::{ScanPage, Version};
 
 /// Most ids one `scan` call examines; a page may hold fewer keys than asked
 /// and still have a next cursor.
 pub const SCAN_IDS_PER_CALL_MAX: u64 = 1 << 16;
+
+/// A put written now (`(seq, end of the record)`), or the outcome of a
+/// request that must not be written again.
+type Appended = std::result::Result<(Seq, u64), Once>;
+
+/// A delete written now (`None`: the key was absent), or the outcome of a
+/// request that must not be written again.
+type Deleted = std::result::Result<Option<(Seq, u64)>, Once>;
+
+/// The fields of a record written for `req`: this node's term and the id.
+fn request_meta(core: &Core, req: Option<&Request>) -> Option<RecordMeta> {
+    req.map(|r| RecordMeta {
+        term: core.term,
+        request_id: r.id,
+        ..RecordMeta::default()
+    })
+}
 
 impl Db {
     /// Stores `value` under `key`; returns the write's seq.
@@ -49,11 +67,40 @@ impl Db {
     /// Appends a put: `(seq, end of the record)`, or `None` when `wait` is
     /// false and the write would have to wait.
     fn put_at(&self, key: &[u8], value: &[u8], wait: bool) -> Result<Option<(Seq, u64)>> {
+        Ok(self
+            .put_as(key, value, None, wait)?
+            .map(|done| done.unwrap_or_else(|_| unreachable!("only a request can be a repeat"))))
+    }
+
+    /// [`Db::put_once`] and its kin.
+    pub(crate) fn put_request(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        req: Option<&Request>,
+        wait: bool,
+    ) -> Result<Option<Once>> {
+        let done = self.put_as(key, value, req, wait)?;
+        Ok(done.map(|d| d.map_or_else(|once| once, |(seq, _)| Once::Wrote(Some(seq)))))
+    }
+
+    /// Appends a put of `req` unless it repeats an earlier attempt
+    /// (`Err(outcome)`); `None` when `wait` is false and it would wait.
+    fn put_as(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        req: Option<&Request>,
+        wait: bool,
+    ) -> Result<Option<Appended>> {
         Self::check_key(key)?;
         self.check_value(value)?;
         let ids_max = self.inner.opts.ids_max;
         loop {
             let append = |core: &mut Core| {
+                if let Some(once) = repeat_of(core, req) {
+                    return Ok(Some(Err(once)));
+                }
                 let id = match core.find_key(key)? {
                     Some((id, _)) => id,
                     // A new key waits for the key index to grow, outside
@@ -67,9 +114,9 @@ impl Db {
                     kind: RecordKind::Put,
                     value,
                     seq: None,
-                    meta: None,
+                    meta: request_meta(core, req),
                 })
-                .map(Some)
+                .map(|w| Some(Ok(w)))
             };
             let bytes = key.len() + value.len();
             let done = if wait {
@@ -144,13 +191,33 @@ impl Db {
     /// Appends a delete: the outer `None` when `wait` is false and it would
     /// have to wait, the inner `None` when the key was absent.
     fn delete_at(&self, key: &[u8], wait: bool) -> Result<Option<Option<(Seq, u64)>>> {
+        let done = self.delete_as(key, None, wait)?;
+        Ok(done.map(|d| d.unwrap_or_else(|_| unreachable!("only a request can be a repeat"))))
+    }
+
+    /// [`Db::delete_once`] and its kin.
+    pub(crate) fn delete_request(
+        &self,
+        key: &[u8],
+        req: Option<&Request>,
+        wait: bool,
+    ) -> Result<Option<Once>> {
+        let done = self.delete_as(key, req, wait)?;
+        Ok(done.map(|d| d.map_or_else(|once| once, |w| Once::Wrote(w.map(|(seq, _)| seq)))))
+    }
+
+    /// Appends a delete of `req` unless it repeats an earlier attempt.
+    fn delete_as(&self, key: &[u8], req: Option<&Request>, wait: bool) -> Result<Option<Deleted>> {
         Self::check_key(key)?;
         let append = |core: &mut Core| {
+            if let Some(once) = repeat_of(core, req) {
+                return Ok(Err(once));
+            }
             let Some((id, _)) = core.find_key(key)? else {
-                return Ok(None);
+                return Ok(Ok(None));
             };
             if !matches!(core.current(id)?, Some((_, h, _)) if h.kind == RecordKind::Put) {
-                return Ok(None);
+                return Ok(Ok(None));
             }
             core.append(Write {
                 id,
@@ -158,9 +225,9 @@ impl Db {
                 kind: RecordKind::Delete,
                 value: &[],
                 seq: None,
-                meta: None,
+                meta: request_meta(core, req),
             })
-            .map(Some)
+            .map(|w| Ok(Some(w)))
         };
         if wait {
             self.inner.mutate(key.len(), append).map(Some)

@@ -75,6 +75,8 @@ mod random;
 #[cfg(feature = "std")]
 mod recovery;
 #[cfg(feature = "std")]
+mod request;
+#[cfg(feature = "std")]
 mod shardmap;
 #[cfg(feature = "std")]
 mod state;
@@ -117,6 +119,8 @@ pub use outbuf::{PREALLOC_BYTES, WRITE_BUFFER_BYTES, WRITE_BUFFER_MAX};
 pub use random::random_u64;
 #[cfg(feature = "std")]
 pub use recovery::Recovery;
+#[cfg(feature = "std")]
+pub use request::{Once, Request};
 #[cfg(feature = "std")]
 pub use stats::{CompactReport, ScanPage, Stats, Version};
 #[cfg(feature = "std")]

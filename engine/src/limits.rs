@@ -64,6 +64,11 @@ pub const COMPACT_MIN_BYTES_DEFAULT: u64 = 64 << 20;
 /// corrupt.
 pub const BATCH_RECORDS_MAX: usize = 4096;
 
+/// Most records a retried write's search for its request id examines
+/// (`Db::put_once`): the search holds the write lock, so it is bounded; a
+/// retry whose window is longer is answered `Once::Unknown`.
+pub const REQUEST_SCAN_RECORDS_MAX: u64 = 1 << 16;
+
 /// Fewest slots the key index starts with (a power of two).
 pub const INDEX_SLOTS_MIN: u64 = 1 << 12;
 /// The key index doubles before more than this percentage of slots is used.

@@ -92,7 +92,7 @@ pub struct LogIter {
 }
 
 /// The first live file that can hold a record with a seq above `after`.
-fn seek(core: &Core, after: Seq) -> Location {
+pub(crate) fn seek(core: &Core, after: Seq) -> Location {
     let order = &core.log.order;
     let n = order.partition_point(|&f| {
         core.log
