@@ -16,13 +16,13 @@ use hypha_net::{
     open_heartbeat, seal_frame, Acceptor, Challenge, ClusterKey, ClusterKeys, CompactInfo,
     DecodeError, Decoded, EncodeError, ErrorCode, FrameDecoder, Heartbeat, Hello, Message,
     NodeStatus, Prove, Purpose, RecordKind, Refuse, RefuseReason, Role, Session, Version, Welcome,
-    WireRecord, WorkerInfo, CLUSTER_NAME_BYTES_MAX, Ballot, LogId, TermStart, WireMeta, HELLO_MAGIC, MESSAGE_TAG_COUNT, NONCE_BYTES,
+    WireRecord, WorkerInfo, WriteRequest, CLUSTER_NAME_BYTES_MAX, Ballot, LogId, TermStart, WireMeta, HELLO_MAGIC, MESSAGE_TAG_COUNT, NONCE_BYTES,
 };
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
 // A new message kind must get a case in `message` below.
-const _: () = assert!(MESSAGE_TAG_COUNT == 32);
+const _: () = assert!(MESSAGE_TAG_COUNT == 34);
 
 /// (connector, acceptor): one fixed session, made once; each input works
 /// on clones, so its counters start afresh.
@@ -115,7 +115,8 @@ fn refuse_reason(u: &mut Unstructured) -> Result<RefuseReason> {
 }
 
 fn error_code(u: &mut Unstructured) -> Result<ErrorCode> {
-    Ok(match u.int_in_range(0..=8)? {
+    Ok(match u.int_in_range(0..=9)? {
+        9 => ErrorCode::OutcomeUnknown,
         0 => ErrorCode::NotFound,
         1 => ErrorCode::TooLarge,
         2 => ErrorCode::BadRequest,
@@ -128,6 +129,14 @@ fn error_code(u: &mut Unstructured) -> Result<ErrorCode> {
             confirmed: u.arbitrary()?,
             wanted: u.arbitrary()?,
         },
+    })
+}
+
+/// Half the time an all-zero id, which validation refuses.
+fn write_request(u: &mut Unstructured) -> Result<WriteRequest> {
+    Ok(WriteRequest {
+        id: if u.arbitrary()? { [0; 16] } else { u.arbitrary()? },
+        retry_after: u.arbitrary()?,
     })
 }
 
@@ -371,6 +380,17 @@ fn message(u: &mut Unstructured) -> Result<Message> {
             proof: u.arbitrary()?,
         }),
         31 => Message::Ballot(ballot(u)?),
+        32 => Message::PutOnce {
+            req_id: u.arbitrary()?,
+            key: u.arbitrary()?,
+            value: u.arbitrary()?,
+            request: write_request(u)?,
+        },
+        33 => Message::DeleteOnce {
+            req_id: u.arbitrary()?,
+            key: u.arbitrary()?,
+            request: write_request(u)?,
+        },
         _ => Message::Prove(Prove {
             proof: u.arbitrary()?,
         }),

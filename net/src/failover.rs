@@ -27,6 +27,19 @@ pub const TERM_START_KEY: &[u8] = b"\xffhypha/term";
 /// key's newest version only once a majority holds it.
 pub const MIN_SEQ_LINEARIZABLE: u64 = u64::MAX;
 
+/// Who asks for a write, in `PutOnce` and `DeleteOnce`: the request's id,
+/// which the record keeps, and on a retry a seq the writer knew to be
+/// committed before its first attempt was sent. The member that leads
+/// searches its log after that seq for the id and, finding it, answers with
+/// the first attempt's outcome instead of writing again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteRequest {
+    /// Random, chosen by the writer; never all zero.
+    pub id: [u8; crate::limits::REQUEST_ID_BYTES],
+    /// `None` on the first attempt; `Some(seq)` on a retry.
+    pub retry_after: Option<u64>,
+}
+
 /// Whether `key` is reserved for the system (see [`SYSTEM_KEY_PREFIX`]).
 pub fn is_system_key(key: &[u8]) -> bool {
     key.starts_with(SYSTEM_KEY_PREFIX)

@@ -72,8 +72,8 @@ pub use auth::{
 };
 pub use error::{AuthError, DecodeError, EncodeError};
 pub use failover::{
-    group_id, is_system_key, Ballot, LogId, TermStart, MIN_SEQ_LINEARIZABLE, SYSTEM_KEY_PREFIX,
-    TERM_START_KEY,
+    group_id, is_system_key, Ballot, LogId, TermStart, WriteRequest, MIN_SEQ_LINEARIZABLE,
+    SYSTEM_KEY_PREFIX, TERM_START_KEY,
 };
 pub use frame::{
     decode_frame, encode_frame, encode_frame_to_vec, seal_frame, Decoded, FrameDecoder,

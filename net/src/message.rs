@@ -11,13 +11,13 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-use crate::failover::Ballot;
+use crate::failover::{Ballot, WriteRequest};
 use crate::handshake::{truncate_str, Challenge, Hello, Prove, Refuse, Role, Welcome};
 use crate::limits::{MESSAGE_STRING_BYTES_MAX, REQUEST_ID_BYTES};
 
 /// Number of message tags this version knows: tags are `0..MESSAGE_TAG_COUNT`.
 /// A payload starting with a larger tag is [`DecodeError::UnknownMessage`](crate::DecodeError::UnknownMessage).
-pub const MESSAGE_TAG_COUNT: u32 = 32;
+pub const MESSAGE_TAG_COUNT: u32 = 34;
 
 /// One protocol message. The tag of each variant is in its doc, after "Tag".
 ///
@@ -272,6 +272,31 @@ pub enum Message {
     /// Tag 31. Between members of a failover group, on a connection of
     /// purpose `Elect` (protocol 3): an election or liveness message.
     Ballot(Ballot),
+    /// Tag 32. `Put` with a request id (protocol 3): a retry whose first
+    /// attempt is in the log is answered with that attempt's seq and
+    /// writes nothing. Answer: `Written`, or `Error { OutcomeUnknown }`.
+    PutOnce {
+        /// Request id.
+        req_id: u64,
+        /// The key, at most `KEY_BYTES_MAX` bytes.
+        #[serde(with = "crate::bytes::vec")]
+        key: Vec<u8>,
+        /// The value, at most `VALUE_BYTES_MAX` bytes.
+        #[serde(with = "crate::bytes::vec")]
+        value: Vec<u8>,
+        /// The client request, kept in the record.
+        request: WriteRequest,
+    },
+    /// Tag 33. `Delete` with a request id, as `PutOnce`. Answer: `Deleted`.
+    DeleteOnce {
+        /// Request id.
+        req_id: u64,
+        /// The key, at most `KEY_BYTES_MAX` bytes.
+        #[serde(with = "crate::bytes::vec")]
+        key: Vec<u8>,
+        /// The client request, kept in the record.
+        request: WriteRequest,
+    },
 }
 
 /// A node's compaction counters, in [`Message::CompactIs`].
@@ -409,6 +434,10 @@ pub enum ErrorCode {
         /// Workers wanted.
         wanted: u32,
     },
+    /// Whether an earlier attempt of a retried write was applied cannot be
+    /// told (its window is not in the log whole): nothing was written.
+    /// Tag 9 (protocol 3).
+    OutcomeUnknown,
 }
 
 impl Message {
@@ -448,6 +477,8 @@ impl Message {
             Self::Challenge(_) => 29,
             Self::Prove(_) => 30,
             Self::Ballot(_) => 31,
+            Self::PutOnce { .. } => 32,
+            Self::DeleteOnce { .. } => 33,
         }
     }
 
@@ -486,6 +517,8 @@ impl Message {
             Self::Challenge(_) => "Challenge",
             Self::Prove(_) => "Prove",
             Self::Ballot(_) => "Ballot",
+            Self::PutOnce { .. } => "PutOnce",
+            Self::DeleteOnce { .. } => "DeleteOnce",
         }
     }
 
@@ -496,6 +529,8 @@ impl Message {
             Self::Get { req_id, .. }
             | Self::Put { req_id, .. }
             | Self::Delete { req_id, .. }
+            | Self::PutOnce { req_id, .. }
+            | Self::DeleteOnce { req_id, .. }
             | Self::History { req_id, .. }
             | Self::Scan { req_id, .. }
             | Self::Digest { req_id }
@@ -536,6 +571,20 @@ impl Message {
             req_id,
             code,
             message: String::from(message),
+        }
+    }
+}
+
+impl Message {
+    /// The key a client's write changes (`Put`, `Delete`, `PutOnce`,
+    /// `DeleteOnce`); `None` for every other message.
+    pub fn written_key(&self) -> Option<&[u8]> {
+        match self {
+            Self::Put { key, .. }
+            | Self::Delete { key, .. }
+            | Self::PutOnce { key, .. }
+            | Self::DeleteOnce { key, .. } => Some(key),
+            _ => None,
         }
     }
 }

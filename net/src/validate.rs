@@ -60,6 +60,20 @@ impl Message {
                 check_value("Put.value", value)
             }
             Self::Delete { key, .. } => check_request_key("Delete.key", key),
+            Self::PutOnce {
+                key,
+                value,
+                request,
+                ..
+            } => {
+                check_request_key("PutOnce.key", key)?;
+                check_value("PutOnce.value", value)?;
+                check_request_id(&request.id)
+            }
+            Self::DeleteOnce { key, request, .. } => {
+                check_request_key("DeleteOnce.key", key)?;
+                check_request_id(&request.id)
+            }
             Self::History { key, depth, .. } => {
                 check_request_key("History.key", key)?;
                 check_len(
@@ -121,6 +135,14 @@ impl Message {
             | Self::Prove(_)
             | Self::Ballot(_) => Ok(()),
         }
+    }
+}
+
+/// A `WriteRequest` id is never all zero (a record's absent id is zero).
+fn check_request_id(id: &[u8; REQUEST_ID_BYTES]) -> Result<(), DecodeError> {
+    match *id == [0; REQUEST_ID_BYTES] {
+        true => Err(DecodeError::Invalid("a WriteRequest's id is all zero")),
+        false => Ok(()),
     }
 }
 
@@ -402,6 +424,19 @@ mod tests {
         r.meta.request_id = Some([0; REQUEST_ID_BYTES]);
         let message = Message::SnapshotChunk { records: vec![r] };
         assert!(matches!(message.validate(), Err(DecodeError::Invalid(_))));
+        let write = |id| Message::DeleteOnce {
+            req_id: 1,
+            key: b"k".to_vec(),
+            request: crate::WriteRequest {
+                id,
+                retry_after: None,
+            },
+        };
+        assert!(matches!(
+            write([0; REQUEST_ID_BYTES]).validate(),
+            Err(DecodeError::Invalid(_))
+        ));
+        assert_eq!(write([1; REQUEST_ID_BYTES]).validate(), Ok(()));
     }
 
     #[test]

@@ -278,6 +278,23 @@ pub fn every_message() -> Vec<Message> {
             term: 4,
             last: LogId { term: 3, seq: 22 },
         }),
+        Message::PutOnce {
+            req_id: 80,
+            key: b"user/1".to_vec(),
+            value: vec![0xcd; 40],
+            request: hypha_net::WriteRequest {
+                id: [0x11; 16],
+                retry_after: Some(21),
+            },
+        },
+        Message::DeleteOnce {
+            req_id: 81,
+            key: b"user/1".to_vec(),
+            request: hypha_net::WriteRequest {
+                id: [0x12; 16],
+                retry_after: None,
+            },
+        },
     ]
 }
 
