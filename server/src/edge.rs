@@ -63,6 +63,10 @@ pub struct Edge {
     leader_changes: AtomicU64,
     /// Highest seq this edge acknowledged: reads never go below it.
     written_seq: AtomicU64,
+    /// Highest seq this edge knows a failover group committed (its
+    /// acknowledged writes, leaders' welcomes): a retried write's search
+    /// for its first attempt starts after it.
+    committed_seq: AtomicU64,
     master_seq: AtomicU64,
     /// Each node's compaction counters as of the last refresh, for /metrics.
     compaction: Mutex<Vec<(SocketAddr, CompactInfo)>>,
@@ -90,6 +94,7 @@ impl Edge {
             next: AtomicUsize::new(0),
             req_ids: AtomicU64::new(1),
             written_seq: AtomicU64::new(0),
+            committed_seq: AtomicU64::new(0),
             master_seq: AtomicU64::new(0),
             compaction: Mutex::new(Vec::new()),
             cfg,
@@ -294,7 +299,7 @@ impl Edge {
 /// with 413 or 400 and the limit it broke, never sent, never counted
 /// against a node's health.
 fn client_fault(m: &Message) -> Result<(), BackendError> {
-    if let Message::Put { key, .. } | Message::Delete { key, .. } = m {
+    if let Some(key) = m.written_key() {
         if hypha_net::is_system_key(key) {
             return Err(BackendError::BadRequest(
                 "keys starting with the byte 0xff followed by \"hypha/\" are the system's; use \
@@ -332,6 +337,10 @@ fn to_error(m: Message) -> BackendError {
                 BackendError::SyncFailed { confirmed, wanted }
             }
             ErrorCode::Unavailable | ErrorCode::NotMaster => BackendError::Unavailable(message),
+            ErrorCode::OutcomeUnknown => BackendError::Unavailable(format!(
+                "the write's outcome is unknown: {message}; read the key to find out before \
+                 writing it again"
+            )),
             _ => BackendError::Internal(message),
         },
         other => BackendError::Internal(format!("unexpected answer {}", other.name())),

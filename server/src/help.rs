@@ -9,6 +9,11 @@ USAGE:
         Runs everything on this machine: a master, N workers (default 2) and the
         HTTP edge, talking over loopback. Data under ./hypha-data, HTTP on
         localhost:8080 (127.0.0.1 and ::1).
+    hypha --failover [--data DIR] [--http ADDR]
+        Runs a failover group on this machine: three members (DIR/member-0..2,
+        on loopback ports chosen at each start) that elect a leader, and the
+        HTTP edge in front of them. For trying failover; for surviving a
+        device's failure run `hypha member` on three devices.
     hypha master --data DIR --listen ADDR [--fsync always|never|MSms] [--allow CIDR,...]
                  [--sync async|N] [--sync-timeout-ms MS]
         Takes every write and streams it to the workers. TCP and UDP on ADDR.
@@ -38,8 +43,11 @@ USAGE:
         The HTTP edge of a failover group: writes go to whichever member leads
         (found, and found again after a failover, by asking the members), reads
         to any member; ?consistency=linearizable GETs are confirmed by the
-        leader with a majority. A write whose outcome a failover made unknown
-        is a 503 that says so (read the key before writing it again).
+        leader with a majority. Writes carry a request id: one in flight when
+        its leader died is sent again to the next leader, which answers with
+        the first attempt's outcome if it was applied (never applying it
+        twice). Only a write whose outcome cannot be told is a 503 that says
+        so (read the key before writing it again).
     hypha http --listen ADDR --master ADDR [--workers ADDR,ADDR,...] [--token-file PATH]
                [--token-reads]
         The HTTP edge: writes to the master, reads to workers (learned from the

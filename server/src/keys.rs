@@ -103,8 +103,14 @@ pub fn node_keys(
     }
 }
 
-/// The all-in-one `hypha`'s key: `DIR/cluster.key`, made on first start.
-pub fn all_in_one_keys(data: &Path) -> Result<Keys, String> {
+/// The all-in-one `hypha`'s key: `--cluster-key-file` if given, else
+/// `DIR/cluster.key`, made on first start. Every node of the all-in-one
+/// listens on loopback, but a key costs nothing and keeps other local
+/// users' processes out.
+pub fn all_in_one_keys(key_file: Option<&str>, data: &Path) -> Result<Keys, String> {
+    if let Some(path) = key_file {
+        return Ok(Arc::new(RwLock::new(read_key_file(Path::new(path))?)));
+    }
     std::fs::create_dir_all(data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
     let path = data.join(ALL_IN_ONE_KEY_FILE);
     if !path.exists() {

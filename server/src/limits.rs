@@ -13,7 +13,9 @@
 //! | [`HISTORY_DEPTH_MAX`] | 256 | 400 for `?history=` above it | `History.depth` | keeps up to 4096 |
 //! | [`SCAN_LIMIT_MAX`] | 1000 | 400 for `?limit=` above it | `Scan.limit` | |
 //! | [`FRAME_BYTES_MAX`] | 32 MiB | | frame length | |
+//! | [`REQUEST_SCAN_RECORDS_MAX`] | 65,536 | 503 "outcome unknown" for a retry beyond it | `Error { OutcomeUnknown }` | `Once::Unknown` |
 
+pub use hypha_engine::limits::REQUEST_SCAN_RECORDS_MAX;
 pub use hypha_net::{
     FRAME_BYTES_MAX, HISTORY_DEPTH_MAX, KEY_BYTES_MAX, SCAN_LIMIT_MAX, VALUE_BYTES_MAX,
 };

@@ -509,16 +509,16 @@ fn run_all(raw: &[String]) -> Result<(), String> {
         "body-total-timeout-ms",
         "json-values-max",
     ];
-    let args = Args::parse(raw, &flags_with_compaction(&own), &["token-reads"])?;
+    let args = Args::parse(
+        raw,
+        &flags_with_compaction(&own),
+        &["token-reads", "failover"],
+    )?;
     let data = std::path::PathBuf::from(args.get_or("data", "./hypha-data"));
-    // Every node of the all-in-one listens on loopback, but a key costs
-    // nothing and keeps other local users' processes out.
-    let keys = match args.get(KEY_FILE_FLAG) {
-        Some(path) => std::sync::Arc::new(std::sync::RwLock::new(keys::read_key_file(
-            std::path::Path::new(path),
-        )?)),
-        None => keys::all_in_one_keys(&data)?,
-    };
+    let keys = keys::all_in_one_keys(args.get(KEY_FILE_FLAG), &data)?;
+    if args.on("failover") {
+        return member_cmd::run_all_failover(&args, data, keys);
+    }
     let n = args.number("workers", 2)?;
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let master_cfg = MasterConfig {

@@ -348,7 +348,7 @@ impl Master {
             role: Role::Master,
             node_id: self.me.node_id,
             history_id: self.me.history_id,
-            commit_seq: self.db.seq(),
+            commit_seq: self.commit_point(),
             term: self.term(),
             terms: self
                 .cfg
@@ -386,7 +386,7 @@ impl Master {
     /// nothing does.
     fn answer_write(self: &Arc<Self>, m: Message) -> Step {
         Step::Later(match m {
-            Message::Put { .. } | Message::Delete { .. } => {
+            m if m.written_key().is_some() => {
                 match try_write(&self.db, &self.writes_open, m) {
                     Wrote::Done(written) if !self.writes_wait() => {
                         if let Some(seq) = written.seq {

@@ -191,6 +191,14 @@ impl Member {
     /// election compares logs by what survives a crash) and binds the
     /// sockets.
     pub async fn bind(cfg: MemberConfig) -> std::io::Result<Arc<Member>> {
+        let listener = TcpListener::bind(cfg.listen()).await?;
+        Member::bind_on(cfg, listener).await
+    }
+
+    /// [`Member::bind`] on a listener bound already at `cfg.listen()`: the
+    /// all-in-one `hypha --failover` binds every member's port first, so
+    /// that each member can be told every address.
+    pub async fn bind_on(cfg: MemberConfig, listener: TcpListener) -> std::io::Result<Arc<Member>> {
         let db = crate::worker::open_data(&cfg.data, &cfg.engine)?;
         db.sync().map_err(std::io::Error::other)?;
         let (term, seq) = db.last_log_id();
@@ -202,7 +210,13 @@ impl Member {
             db.vote().term,
             db.len()
         );
-        Member::with(cfg, Active::Idle(Arc::new(db)), LogId { term, seq }).await
+        Member::with(
+            cfg,
+            Active::Idle(Arc::new(db)),
+            LogId { term, seq },
+            listener,
+        )
+        .await
     }
 
     /// A witness (`hypha witness`): it votes and counts toward a majority,
@@ -224,13 +238,18 @@ impl Member {
             term: last.term,
             seq: last.seq,
         };
-        Member::with(cfg, Active::Witness(Arc::new(store)), last).await
+        let listener = TcpListener::bind(cfg.listen()).await?;
+        Member::with(cfg, Active::Witness(Arc::new(store)), last, listener).await
     }
 
-    async fn with(cfg: MemberConfig, active: Active, last: LogId) -> std::io::Result<Arc<Member>> {
+    async fn with(
+        cfg: MemberConfig,
+        active: Active,
+        last: LogId,
+        listener: TcpListener,
+    ) -> std::io::Result<Arc<Member>> {
         std::fs::create_dir_all(&cfg.data)?;
         let node_id = wire::node_id(&cfg.data.join("node-id"))?;
-        let listener = TcpListener::bind(cfg.listen()).await?;
         let udp = UdpSocket::bind(listener.local_addr()?).await?;
         let witnesses = (0..cfg.peers.len())
             .map(|_| AtomicBool::new(false))

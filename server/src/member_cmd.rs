@@ -1,11 +1,12 @@
 //! `hypha member`: one data member of a failover group.
 
 use super::{
-    compaction_options, connections_max, key_reload, shutdown_signal, with_reload, Args,
-    COMPACTION_FLAGS,
+    bind_http, compaction_options, connections_max, edge_config, http_config, key_reload,
+    serve_until_signal, shutdown_signal, with_reload, Args, COMPACTION_FLAGS,
 };
 use hypha_repl::election::{ElectionParams, ELECTION_DEFAULTS};
 use hypha_server::cli;
+use hypha_server::edge::Edge;
 use hypha_server::gate;
 use hypha_server::keys::{self, INSECURE_FLAG, KEY_FILE_FLAG};
 use hypha_server::member::{Member, MemberConfig};
@@ -143,4 +144,90 @@ pub fn run_member(raw: &[String]) -> Result<(), String> {
             Ok(())
         },
     ))
+}
+
+/// Members the all-in-one `hypha --failover` runs.
+const ALL_IN_ONE_MEMBERS: usize = 3;
+
+/// `hypha --failover`: three members (`DIR/member-N`) on loopback ports and
+/// the HTTP edge in front of them, in one process. For trying failover on
+/// one machine; it survives no machine failure (run `hypha member` on
+/// three devices for that).
+pub fn run_all_failover(
+    args: &Args,
+    data: std::path::PathBuf,
+    keys: hypha_server::wire::Keys,
+) -> Result<(), String> {
+    for flag in ["workers", "sync"] {
+        if args.get(flag).is_some() {
+            return Err(format!(
+                "--{flag} is for fixed roles; with --failover every write waits for a \
+                 majority of the {ALL_IN_ONE_MEMBERS} members"
+            ));
+        }
+    }
+    let engine = hypha_engine::Options {
+        fsync: hypha_engine::Fsync::EveryMs(200),
+        ..compaction_options(args, hypha_engine::Options::default())?
+    };
+    let template = MemberConfig {
+        data: data.clone(),
+        peers: Vec::new(),
+        me: 0,
+        engine,
+        allow: None,
+        cluster: args.get_or("cluster", "hypha").to_string(),
+        election: ELECTION_DEFAULTS,
+        sync_timeout_ms: args.number("sync-timeout-ms", 5_000)?,
+        keys: keys.clone(),
+        connections_max: gate::NODE_CONNECTIONS_MAX_DEFAULT,
+        idle_timeout_ms: gate::NODE_IDLE_TIMEOUT_MS_DEFAULT,
+        handshake_timeout_ms: HANDSHAKE_TIMEOUT_MS,
+    };
+    let http = args.get_or("http", "localhost:8080").to_string();
+    let (http_cfg, reload) = http_config(args)?;
+    // The members' addresses are known once their ports are bound.
+    let mut edge = edge_config(args, ([127, 0, 0, 1], 0).into(), Vec::new(), keys.clone())?;
+    hypha_server::rt::run(with_reload(reload, "hypha", async move {
+        let mut listeners = Vec::new();
+        for _ in 0..ALL_IN_ONE_MEMBERS {
+            let l = smol::net::TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .map_err(|e| format!("cannot bind a member's port on loopback: {e}"))?;
+            listeners.push(l);
+        }
+        let peers = listeners
+            .iter()
+            .map(|l| l.local_addr())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let mut members = Vec::new();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let cfg = MemberConfig {
+                data: data.join(format!("member-{i}")),
+                peers: peers.clone(),
+                me: i,
+                ..template.clone()
+            };
+            let m = Member::bind_on(cfg, listener)
+                .await
+                .map_err(|e| format!("cannot start member {i}: {e}"))?;
+            hypha_server::rt::spawn(m.clone().run()).detach();
+            members.push(m);
+        }
+        edge.master = peers[0];
+        edge.members = peers.clone();
+        let listeners = bind_http(&http).await?;
+        log::info!(
+            "hypha: a failover group of {ALL_IN_ONE_MEMBERS} members on {peers:?}, data in {}; \
+             try: curl -X PUT --data-binary hello http://{http}/kv/greeting",
+            data.display()
+        );
+        serve_until_signal(listeners, Edge::new(edge), http_cfg).await?;
+        for db in members.iter().filter_map(|m| m.db()) {
+            db.sync().map_err(|e| format!("final sync failed: {e}"))?;
+        }
+        log::info!("hypha: stopped; data synced");
+        Ok(())
+    }))
 }

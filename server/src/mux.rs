@@ -45,6 +45,8 @@ pub struct Mux {
     /// The node's role and term when it welcomed this connection (a failover
     /// member ends its connections when its role changes).
     pub welcome: (hypha_net::Role, u64),
+    /// The seq the node said was committed when it welcomed this connection.
+    pub commit_seq: u64,
     addr: SocketAddr,
     /// Set with `State::failed`, readable without the lock.
     failed: AtomicBool,
@@ -103,8 +105,8 @@ impl Mux {
         keys: &ClusterKeys,
     ) -> io::Result<Arc<Mux>> {
         let (r, mut w, answer, _) = wire::connect(addr, hello, keys).await?;
-        let welcome = match answer {
-            Message::Welcome(w) => (w.role, w.term),
+        let (welcome, commit_seq) = match answer {
+            Message::Welcome(w) => ((w.role, w.term), w.commit_seq),
             Message::Refuse(refuse) => return Err(wire::refusal(addr, &refuse)),
             other => {
                 return Err(io::Error::other(format!(
@@ -117,6 +119,7 @@ impl Mux {
         let mux = Arc::new(Mux {
             addr,
             welcome,
+            commit_seq,
             failed: AtomicBool::new(false),
             state: Mutex::new(State {
                 queue: Vec::new(),

@@ -174,6 +174,12 @@ impl Peer {
         Some(self.current()?.welcome)
     }
 
+    /// The seq this node said was committed when it welcomed the live
+    /// connection.
+    pub(crate) fn welcome_commit(&self) -> Option<u64> {
+        Some(self.current()?.commit_seq)
+    }
+
     fn current(&self) -> Option<Arc<Mux>> {
         let mux = self.mux.lock().unwrap_or_else(|p| p.into_inner());
         mux.as_ref().filter(|m| !m.is_failed()).cloned()

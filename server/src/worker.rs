@@ -527,7 +527,7 @@ impl Worker {
         self: &Arc<Self>,
         m: Message,
     ) -> Answer<impl std::future::Future<Output = Message> + Send + 'static> {
-        if matches!(m, Message::Put { .. } | Message::Delete { .. }) {
+        if m.written_key().is_some() {
             // Refused before anything is written, whatever the database is
             // doing (a snapshot swap): the edge may send it elsewhere.
             return Answer::Now(Message::error(

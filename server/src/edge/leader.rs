@@ -1,14 +1,16 @@
 //! Writes in a failover group (`hypha http --members`): sent to the member
 //! believed to lead, and to the others in turn when it does not (any more),
 //! while an election runs. A write is sent again only where it cannot have
-//! been applied: the member refused it before writing (`NotMaster`), or no
-//! connection reached it. A write whose outcome cannot be known is a 503
-//! that says so, never retried blindly.
+//! been applied (the member refused it before writing, `NotMaster`, or no
+//! connection reached it), or with its request id, which the leader
+//! recognizes in its log. A write whose outcome cannot be known is a 503
+//! that says so, never applied twice.
 
 use super::Edge;
 use crate::http::BackendError;
 use crate::peer::CallFailed;
-use hypha_net::{ErrorCode, Message};
+use hypha_net::{ErrorCode, Message, WriteRequest};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// How long a write looks for a leader (an election at the default timing
@@ -24,15 +26,25 @@ const LEADER_POLL_MS: u64 = 20;
 pub const MEMBER_WATCH_MS: u64 = 250;
 
 impl Edge {
+    /// Sends a client's write to the member that leads, as `PutOnce` or
+    /// `DeleteOnce` with a fresh request id. A member that refuses it
+    /// (`NotMaster`) or cannot be reached is passed over; when the
+    /// connection fails with the write in flight, it is sent again with
+    /// `retry_after` so that the leader answers with the first attempt's
+    /// outcome if that was applied, and applies it otherwise.
     pub(super) async fn write_to_leader(&self, m: &Message) -> Result<Message, BackendError> {
         let deadline = Instant::now() + Duration::from_millis(LEADER_WAIT_MS);
-        let start = self.leader_index();
+        let after = self.committed_seq.load(Ordering::Acquire);
+        let mut m = with_request(m)?;
+        // Why the first attempt may have been applied, once it may have.
+        let mut in_doubt: Option<String> = None;
         let mut why = String::new();
         loop {
+            let start = self.leader_index();
             for i in 0..self.members.len() {
                 let peer = &self.members[(start + i) % self.members.len()];
                 match peer
-                    .call_tracked(&self.cfg.cluster, &self.cfg.keys, m)
+                    .call_tracked(&self.cfg.cluster, &self.cfg.keys, &m)
                     .await
                 {
                     Ok(Message::Error {
@@ -42,28 +54,42 @@ impl Edge {
                     }) => why = format!("{}: {message}", peer.addr),
                     Ok(answer) => {
                         self.found_leader(peer);
+                        if let Message::Written { seq, .. }
+                        | Message::Deleted { seq: Some(seq), .. } = answer
+                        {
+                            self.committed_seq.fetch_max(seq, Ordering::AcqRel);
+                        }
                         return Ok(answer);
                     }
                     Err(CallFailed::NotSent(e)) => why = e.to_string(),
                     Err(CallFailed::Lost(e)) => {
-                        // Silent, maybe stopped: the next write starts
-                        // with the next member.
+                        // Silent, maybe stopped: try the next member first.
                         self.suspect(peer);
-                        return Err(BackendError::Unavailable(format!(
-                            "the write's outcome is unknown: the connection to member {} failed \
-                             with it in flight ({e}); it may or may not have been applied — read \
-                             the key to find out before writing it again",
+                        why = format!("{}: {e}", peer.addr);
+                        log::info!(
+                            "edge: the connection to member {} failed with a write in flight \
+                             ({e}); sending it again with its request id",
                             peer.addr
-                        )));
+                        );
+                        in_doubt.get_or_insert_with(|| why.clone());
+                        set_retry(&mut m, after);
                     }
                 }
             }
             if Instant::now() >= deadline {
-                return Err(BackendError::Unavailable(format!(
-                    "no member of {} took the write within {LEADER_WAIT_MS} ms (an election \
-                     needs a majority of members up and connected); last: {why}",
-                    self.members.len()
-                )));
+                let members = self.members.len();
+                return Err(BackendError::Unavailable(match in_doubt {
+                    Some(lost) => format!(
+                        "the write's outcome is unknown: the connection to a member failed with \
+                         it in flight ({lost}) and no member of {members} answered its retry \
+                         within {LEADER_WAIT_MS} ms; it may or may not have been applied — read \
+                         the key to find out before writing it again; last: {why}"
+                    ),
+                    None => format!(
+                        "no member of {members} took the write within {LEADER_WAIT_MS} ms (an \
+                         election needs a majority of members up and connected); last: {why}"
+                    ),
+                }));
             }
             smol::Timer::after(Duration::from_millis(LEADER_POLL_MS)).await;
         }
@@ -122,6 +148,9 @@ impl Edge {
             };
             let _ = peer.call(&self.cfg.cluster, &self.cfg.keys, &ping).await;
             if let Some(term) = peer.leads() {
+                // A leader's commit point is committed for good.
+                let commit = peer.welcome_commit().unwrap_or(0);
+                self.committed_seq.fetch_max(commit, Ordering::AcqRel);
                 let current = self.master();
                 let believed = current.leads().filter(|_| current.addr != peer.addr);
                 if believed.is_none_or(|t| term > t) {
@@ -170,7 +199,12 @@ impl Edge {
                     Some((_, t)) => ("follower", Some(t)),
                     None => ("unreachable", None),
                 };
-                let applied = p.applied_seq.load(std::sync::atomic::Ordering::Relaxed);
+                let mut applied = p.applied_seq.load(std::sync::atomic::Ordering::Relaxed);
+                if role == "leader" {
+                    // Reads seldom go to the leader: its seq is the edge's
+                    // newest from it.
+                    applied = applied.max(master_seq);
+                }
                 serde_json::json!({
                     "addr": p.addr.to_string(),
                     "role": role,
@@ -182,5 +216,41 @@ impl Edge {
             })
             .collect();
         serde_json::Value::Array(members)
+    }
+}
+
+/// `m` (a `Put` or `Delete`) as its first attempt with a fresh request id.
+fn with_request(m: &Message) -> Result<Message, BackendError> {
+    let mut id: [u8; hypha_net::REQUEST_ID_BYTES] = crate::wire::random_bytes()
+        .map_err(|e| BackendError::Internal(format!("no random request id: {e}")))?;
+    // All zero means "no id" on the wire; one in 2^128.
+    id[0] |= u8::from(id == [0; hypha_net::REQUEST_ID_BYTES]);
+    let request = WriteRequest {
+        id,
+        retry_after: None,
+    };
+    match m.clone() {
+        Message::Put { req_id, key, value } => Ok(Message::PutOnce {
+            req_id,
+            key,
+            value,
+            request,
+        }),
+        Message::Delete { req_id, key } => Ok(Message::DeleteOnce {
+            req_id,
+            key,
+            request,
+        }),
+        other => Err(BackendError::Internal(format!(
+            "{} is not a client write",
+            other.name()
+        ))),
+    }
+}
+
+/// Marks `m` a retry whose first attempt, if applied, is after `after`.
+fn set_retry(m: &mut Message, after: u64) {
+    if let Message::PutOnce { request, .. } | Message::DeleteOnce { request, .. } = m {
+        request.retry_after = Some(after);
     }
 }

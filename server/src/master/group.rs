@@ -14,12 +14,10 @@ const COMMIT_POLL_MS: u64 = 1;
 
 /// A client's `Put` or `Delete` of a system key: refused, with why.
 pub(super) fn reserved(m: &Message) -> Option<Message> {
-    let (Message::Put { req_id, key, .. } | Message::Delete { req_id, key, .. }) = m else {
-        return None;
-    };
+    let key = m.written_key()?;
     hypha_net::is_system_key(key).then(|| {
         Message::error(
-            *req_id,
+            m.req_id().unwrap_or(0),
             ErrorCode::BadRequest,
             "keys starting with the byte 0xff followed by \"hypha/\" are the system's; use \
              another key",
@@ -71,6 +69,17 @@ impl Master {
         self.handle(MasterEvent::Committed { seq });
         self.report_durable(seq);
         log::info!("master: term {term} starts at seq {seq}");
+    }
+
+    /// The highest seq known committed: in a failover group what a
+    /// majority holds, else everything written (a `Welcome` says it; an
+    /// edge takes it as a floor for its retries' searches, so it must
+    /// never be a seq that could still be lost).
+    pub(super) fn commit_point(&self) -> u64 {
+        match self.cfg.group {
+            Some(_) => lock(&self.core).majority_commit(),
+            None => self.db.seq(),
+        }
     }
 
     /// Tells the election that every record up to `seq` is durable, unless
