@@ -61,6 +61,8 @@ pub struct Edge {
     req_ids: AtomicU64,
     /// Times the edge saw another member lead (failover groups).
     leader_changes: AtomicU64,
+    /// Notified when the edge starts sending writes to another member.
+    leader_moved: event_listener::Event,
     /// Highest seq this edge acknowledged: reads never go below it.
     written_seq: AtomicU64,
     /// Highest seq this edge knows a failover group committed (its
@@ -90,6 +92,7 @@ impl Edge {
             master: Mutex::new(master),
             members,
             leader_changes: AtomicU64::new(0),
+            leader_moved: event_listener::Event::new(),
             workers: Mutex::new(workers),
             next: AtomicUsize::new(0),
             req_ids: AtomicU64::new(1),

@@ -8,7 +8,8 @@
 
 use super::Edge;
 use crate::http::BackendError;
-use crate::peer::CallFailed;
+use crate::peer::{CallFailed, Peer};
+use std::sync::Arc;
 use hypha_net::{ErrorCode, Message, WriteRequest};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -39,14 +40,20 @@ impl Edge {
         // Why the first attempt may have been applied, once it may have.
         let mut in_doubt: Option<String> = None;
         let mut why = String::new();
-        loop {
+        'round: loop {
             let start = self.leader_index();
             for i in 0..self.members.len() {
                 let peer = &self.members[(start + i) % self.members.len()];
-                match peer
-                    .call_tracked(&self.cfg.cluster, &self.cfg.keys, &m)
-                    .await
-                {
+                let answer = match self.attempt(peer, &m).await {
+                    Attempt::Answer(answer) => answer,
+                    Attempt::Moved => {
+                        why = format!("{}: another member leads now", peer.addr);
+                        in_doubt.get_or_insert_with(|| why.clone());
+                        set_retry(&mut m, after);
+                        continue 'round;
+                    }
+                };
+                match answer {
                     Ok(Message::Error {
                         code: ErrorCode::NotMaster,
                         message,
@@ -93,6 +100,32 @@ impl Edge {
             }
             smol::Timer::after(Duration::from_millis(LEADER_POLL_MS)).await;
         }
+    }
+
+    /// One attempt of a write at `peer`, given up (`Moved`) when the edge
+    /// learns meanwhile that another member leads: a leader cut off without
+    /// a FIN would hold the write until the request timeout, while the
+    /// write, sent again with its request id, cannot be applied twice.
+    async fn attempt(&self, peer: &Arc<Peer>, m: &Message) -> Attempt {
+        let changes = self.leader_changes.load(Ordering::Acquire);
+        let call = async {
+            Attempt::Answer(
+                peer.call_tracked(&self.cfg.cluster, &self.cfg.keys, m)
+                    .await,
+            )
+        };
+        let moved = async {
+            loop {
+                let listener = self.leader_moved.listen();
+                if self.leader_changes.load(Ordering::Acquire) != changes
+                    && self.master().addr != peer.addr
+                {
+                    return Attempt::Moved;
+                }
+                listener.await;
+            }
+        };
+        smol::future::or(call, moved).await
     }
 
     /// A linearizable read (`MIN_SEQ_LINEARIZABLE`) at whichever member
@@ -182,8 +215,8 @@ impl Edge {
                 peer.leads()
             );
             *master = peer.clone();
-            self.leader_changes
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.leader_changes.fetch_add(1, Ordering::AcqRel);
+            self.leader_moved.notify(usize::MAX);
         }
     }
 
@@ -253,4 +286,11 @@ fn set_retry(m: &mut Message, after: u64) {
     if let Message::PutOnce { request, .. } | Message::DeleteOnce { request, .. } = m {
         request.retry_after = Some(after);
     }
+}
+
+/// What one attempt of a write came to.
+enum Attempt {
+    Answer(Result<Message, CallFailed>),
+    /// Another member leads now; the attempt was given up.
+    Moved,
 }
