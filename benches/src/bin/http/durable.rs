@@ -33,8 +33,12 @@ const TARGET_OVER_NEVER: f64 = 0.7;
 /// …in fdatasyncs per second (the probe's median).
 const TARGET_DISK_SYNCS_PER_SEC_MIN: f64 = 2_000.0;
 
+/// Majority-committed PUT (`hypha --failover`) ÷ `--fsync always` PUT wanted
+/// (issue 16).
+const TARGET_GROUP_OVER_ALWAYS: f64 = 0.5;
+
 /// The servers of the case, in the order of the table.
-const SERVERS: [&str; 3] = ["always", "never", "etcd"];
+const SERVERS: [&str; 4] = ["always", "never", "etcd", "group"];
 
 /// Runs the durable case and prints its table.
 pub(super) fn run(o: &Opts, dir: &Path) -> Result<(), String> {
@@ -45,6 +49,10 @@ pub(super) fn run(o: &Opts, dir: &Path) -> Result<(), String> {
     let (mut always, always_addr) = start_hypha_with(o, dir, "durable-always", "always", &more)?;
     let (mut never, never_addr) = start_hypha_with(o, dir, "durable-never", "never", &more)?;
     let (mut etcd, etcd_addr) = start_etcd(o, dir)?;
+    let mut more_group = more.to_vec();
+    more_group.push("--failover".into());
+    let (mut group, group_addr) = start_hypha_with(o, dir, "durable-group", "always", &more_group)?;
+    wait_leader(&mut group, group_addr)?;
     let rounds = o.rounds;
     let secs = o.secs / rounds as f64;
     let warmup = (o.warmup / rounds as f64).max(0.5);
@@ -56,12 +64,13 @@ pub(super) fn run(o: &Opts, dir: &Path) -> Result<(), String> {
         for round in 0..rounds {
             let probe = probe_fdatasync(dir)?;
             probes.push(probe);
-            let mut rates = [0.0; 3];
+            let mut rates = [0.0; SERVERS.len()];
             for k in 0..SERVERS.len() {
                 let s = (k + round as usize) % SERVERS.len();
                 let (p, addr, work) = match SERVERS[s] {
                     "always" => (&mut always, always_addr, Work::PutNew),
                     "never" => (&mut never, never_addr, Work::PutNew),
+                    "group" => (&mut group, group_addr, Work::PutNew),
                     _ => (&mut etcd, etcd_addr, Work::EtcdPut),
                 };
                 let (n, secs, hist, problems, cpu, top_others) =
@@ -84,14 +93,16 @@ pub(super) fn run(o: &Opts, dir: &Path) -> Result<(), String> {
                 }
             }
             let line = format!(
-                "  {conns:>3} conns, round {}: disk {:>6} fdatasync/s | always {:>7} never {:>7} etcd {:>6} | always÷etcd {:>5.1}× always÷never {:.2}",
+                "  {conns:>3} conns, round {}: disk {:>6} fdatasync/s | always {:>7} never {:>7} etcd {:>6} group {:>6} | always÷etcd {:>5.1}× always÷never {:.2} group÷always {:.2}",
                 round + 1,
                 thousands(probe),
                 thousands(rates[0]),
                 thousands(rates[1]),
                 thousands(rates[2]),
+                thousands(rates[3]),
                 rates[0] / rates[2],
                 rates[0] / rates[1],
+                rates[3] / rates[0],
             );
             eprintln!("{line}");
             lines.push(line);
@@ -103,6 +114,7 @@ pub(super) fn run(o: &Opts, dir: &Path) -> Result<(), String> {
     eprintln!("  hypha --fsync always {}", always.stop());
     eprintln!("  hypha --fsync never {}", never.stop());
     eprintln!("  etcd {}", etcd.stop());
+    eprintln!("  hypha --failover {}", group.stop());
     print_durable(o, &results, &mut probes, &lines);
     Ok(())
 }
@@ -216,6 +228,7 @@ fn print_durable(o: &Opts, results: &[(usize, CaseResult)], probes: &mut [f64], 
     println!();
     println!("  always  hypha --fsync always (fresh data dir): PUT /kv/new-{{random}}, {VALUE_BYTES} B raw body");
     println!("  never   hypha --fsync never (fresh data dir): the same requests");
+    println!("  group   hypha --failover (three members and the edge in one process, fresh data dir): the same requests, each acknowledged once two members hold it durably");
     println!("  etcd    one-member etcd (fresh data dir, defaults: fdatasync per commit): POST /v3/kv/put {{\"key\",\"value\"}} base64, same keys and values");
     for (conns, r) in results {
         if r.cpu[2] > 0.10 {
@@ -250,10 +263,38 @@ fn print_durable(o: &Opts, results: &[(usize, CaseResult)], probes: &mut [f64], 
             "MISS".into()
         };
         println!("  {c:>3} conns: durable PUT ≥ {TARGET_OVER_NEVER:.1}× --fsync never: {over_never:.2}× → {verdict}");
+        if let Some((g, eg)) = rate(c, "group") {
+            let over = g / a;
+            let pass = over >= TARGET_GROUP_OVER_ALWAYS && ea + eg == 0;
+            println!(
+                "  {c:>3} conns: majority-committed PUT ≥ {TARGET_GROUP_OVER_ALWAYS:.1}× --fsync always: {over:.2}× → {}",
+                if pass { "PASS" } else { "MISS" }
+            );
+        }
     }
     println!();
     println!("problems (non-2xx, I/O errors, hangs > {} s, Connection: close), all phases incl. warm-up:", IO_TIMEOUT.as_secs());
     for (conns, r) in results {
         println!("  {conns:>3} {:<6} {}", r.name, r.problems.describe());
+    }
+}
+
+/// Waits until a group's first election is done: a PUT is acknowledged.
+fn wait_leader(p: &mut Proc, addr: SocketAddr) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let req = b"PUT /kv/bench-ready HTTP/1.1\r\nHost: b\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx";
+    loop {
+        p.check_alive()?;
+        let mut answer = Vec::new();
+        if let Ok(mut s) = TcpStream::connect(addr) {
+            let _ = s.write_all(req).and_then(|_| s.read_to_end(&mut answer));
+        }
+        if answer.starts_with(b"HTTP/1.1 20") {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("the group at {addr} took no write within 20 s"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
