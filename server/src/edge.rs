@@ -46,6 +46,11 @@ pub struct EdgeConfig {
     pub keys: wire::Keys,
 }
 
+/// How long `/status` waits for fresh figures from the master before it
+/// answers with what the edge last knew (a silent master must not hold an
+/// operator's `curl /status` for seconds).
+pub const STATUS_REFRESH_WAIT_MS: u64 = 500;
+
 /// A /metrics line per node: name, Prometheus type, value.
 type CompactionGauge = (&'static str, &'static str, fn(&CompactInfo) -> f64);
 
@@ -283,8 +288,11 @@ impl Edge {
             }) => {
                 json!({"addr": peer.addr.to_string(), "digest": format!("{digest:016x}"), "seq": seq, "keys": len})
             }
+            Ok(Message::Error { code, message, .. }) => {
+                json!({"addr": peer.addr.to_string(), "error": format!("{code:?}: {message}")})
+            }
             Ok(other) => {
-                json!({"addr": peer.addr.to_string(), "error": format!("{}", other.name())})
+                json!({"addr": peer.addr.to_string(), "error": format!("unexpected {}", other.name())})
             }
             Err(e) => json!({"addr": peer.addr.to_string(), "error": e.to_string()}),
         }
@@ -457,7 +465,13 @@ impl Backend for Edge {
     }
 
     async fn status(&self) -> serde_json::Value {
-        self.refresh().await;
+        // A silent master would hold the answer for two request timeouts;
+        // the refresh loop keeps what is shown fresh meanwhile.
+        let wait = std::time::Duration::from_millis(STATUS_REFRESH_WAIT_MS);
+        smol::future::or(self.refresh(), async {
+            smol::Timer::after(wait).await;
+        })
+        .await;
         let master_seq = self.master_seq.load(Ordering::Relaxed);
         let workers: Vec<_> = self
             .worker_list()

@@ -15,23 +15,16 @@ mod common;
 mod http_support;
 
 use common::group::start_group;
+use common::history::{self, Op as RegisterOp, Outcome, Ret as RegisterRet, Value};
 use common::{free_port, loopback, Node};
-use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
-use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-type Value = Option<String>;
-type Tester = LinearizabilityTester<(usize, usize), Register<Value>>;
-
-const KEYS: usize = 12;
+/// Clients writing and reading at once.
 const CLIENTS: usize = 3;
-/// Clients move to a fresh set of keys this often: the checker's search
-/// grows with a key's history, so each history stays a few dozen ops.
-const EPOCH_MS: u128 = 1_000;
 
 /// The member that most recently logged that it leads (highest term).
 fn leader(nodes: &[Node]) -> Option<usize> {
@@ -46,14 +39,6 @@ fn leader(nodes: &[Node]) -> Option<usize> {
         .filter_map(|i| term_of(&nodes[i]).map(|t| (t, i)))
         .max()
         .map(|(_, i)| i)
-}
-
-/// What one HTTP operation came to.
-enum Outcome {
-    Done(RegisterRet<Value>),
-    /// Refused before it could act (a 4xx other than 404 would be a test
-    /// bug and fails it).
-    Unknown,
 }
 
 fn perform(
@@ -97,66 +82,6 @@ fn perform(
     }
 }
 
-/// Client `client`'s loop: random reads and writes of unique values until
-/// `stop`; each op recorded in its key's tester. After an unknown outcome
-/// the client goes on under a new thread id (the old op stays in flight).
-fn run_client(
-    client: usize,
-    edge: SocketAddr,
-    testers: Arc<Mutex<BTreeMap<String, Tester>>>,
-    stop: Arc<AtomicBool>,
-    seed: u64,
-    start: Instant,
-) -> (u64, u64) {
-    let mut rng = seed | 1;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
-    let (mut generation, mut n, mut done, mut unknown) = (0usize, 0u64, 0u64, 0u64);
-    let mut conn = None;
-    while !stop.load(Ordering::Relaxed) {
-        let key = format!(
-            "lin{}-{}",
-            start.elapsed().as_millis() / EPOCH_MS,
-            next() % KEYS as u64
-        );
-        n += 1;
-        let op = match next() % 2 {
-            0 => RegisterOp::Write(Some(format!("c{client}-{n}"))),
-            _ => RegisterOp::Read,
-        };
-        let id = (client, generation);
-        testers
-            .lock()
-            .unwrap()
-            .entry(key.clone())
-            .or_insert_with(|| Tester::new(Register(None)))
-            .on_invoke(id, op.clone())
-            .expect("a valid history");
-        match perform(&mut conn, edge, &key, &op) {
-            Outcome::Done(ret) => {
-                testers
-                    .lock()
-                    .unwrap()
-                    .get_mut(&key)
-                    .expect("invoked")
-                    .on_return(id, ret)
-                    .expect("a valid history");
-                done += 1;
-            }
-            Outcome::Unknown => {
-                generation += 1;
-                unknown += 1;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-    }
-    (done, unknown)
-}
-
 #[test]
 fn histories_through_leader_kills_are_linearizable() {
     let kills: usize = std::env::var("HYPHA_LINEARIZABLE_KILLS")
@@ -189,7 +114,12 @@ fn histories_through_leader_kills_are_linearizable() {
         .map(|c| {
             let (t, s) = (testers.clone(), stop.clone());
             let seed = 0x9e37_79b9 + c as u64;
-            std::thread::spawn(move || run_client(c, edge_addr, t, s, seed, start))
+            std::thread::spawn(move || {
+                let mut conn = None;
+                history::run_client(c, t, s, seed, start, |key, op| {
+                    perform(&mut conn, edge_addr, key, op)
+                })
+            })
         })
         .collect();
     let mut killed_terms = BTreeMap::new();
@@ -208,23 +138,7 @@ fn histories_through_leader_kills_are_linearizable() {
         let (d, u) = c.join().expect("client");
         (done, unknown) = (done + d, unknown + u);
     }
-    let testers = std::mem::take(&mut *testers.lock().unwrap());
-    let keys = testers.len();
-    // The checker recurses once per operation of a history.
-    let checker = std::thread::Builder::new().stack_size(256 << 20);
-    let check = checker
-        .spawn(move || {
-            for (key, t) in &testers {
-                assert!(
-                    t.serialized_history().is_some(),
-                    "the history of key {key} is not linearizable: {t:?}"
-                );
-            }
-        })
-        .expect("checker thread");
-    if let Err(panic) = check.join() {
-        std::panic::resume_unwind(panic);
-    }
+    let keys = history::check(&testers);
     println!(
         "{done} operations answered, {unknown} with an unknown outcome, on {keys} keys, over {} \
          leader kills: every key's history is linearizable",

@@ -9,9 +9,9 @@
 use super::Edge;
 use crate::http::BackendError;
 use crate::peer::{CallFailed, Peer};
-use std::sync::Arc;
 use hypha_net::{ErrorCode, Message, WriteRequest};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a write looks for a leader (an election at the default timing

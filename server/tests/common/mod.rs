@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod group;
+pub mod history;
+pub mod netns;
 pub mod relay;
 
 use hypha_net::{Message, Purpose, Role};
