@@ -290,6 +290,10 @@ impl Master {
     /// the next leader wrote.
     pub fn close_writes(&self) {
         *self.writes_open.write().unwrap_or_else(|p| p.into_inner()) = false;
+        // Writes still waiting for a majority will not get one from this
+        // master: they end now, answered as unknown, and release the
+        // master (and its database, which the next role may need to cut).
+        lock(&self.waiters).clear();
     }
 
     /// The term this master leads (0: a fixed-role master).
@@ -491,6 +495,14 @@ impl Master {
                     "write seq {seq} is durable on the master but only {confirmed} of {wanted} \
                      workers applied it within {} ms",
                     self.cfg.sync_timeout_ms
+                ),
+            ),
+            _ if self.cfg.group.is_some() => Message::error(
+                written.req_id,
+                ErrorCode::OutcomeUnknown,
+                &format!(
+                    "this member stopped leading before a majority held write seq {seq}: \
+                     whether it survives is unknown"
                 ),
             ),
             _ => Message::error(

@@ -261,10 +261,40 @@ pub fn cluster_name(name: &str) -> io::Result<heapless::String<CLUSTER_NAME_BYTE
 /// as an answer.
 pub async fn connect(
     addr: SocketAddr,
-    mut hello: Hello,
+    hello: Hello,
     keys: &ClusterKeys,
 ) -> io::Result<(Reader, Writer, Message, Beats)> {
     let stream = timeout(HANDSHAKE_TIMEOUT_MS, TcpStream::connect(addr)).await?;
+    handshake_on(stream, addr, hello, keys).await
+}
+
+/// [`connect`] on a connection that fails (`ETIMEDOUT`) once data it sent
+/// stays unacknowledged for `unacked_ms` (`TCP_USER_TIMEOUT`), instead of
+/// retrying with a backoff that grows to minutes: after a link was cut for
+/// a few seconds, the caller connects again at once rather than waiting
+/// out the backoff. For election traffic, which must get through within an
+/// election timeout or not at all.
+pub async fn connect_failing_fast(
+    addr: SocketAddr,
+    hello: Hello,
+    keys: &ClusterKeys,
+    unacked_ms: u32,
+) -> io::Result<(Reader, Writer, Message, Beats)> {
+    let stream = timeout(HANDSHAKE_TIMEOUT_MS, TcpStream::connect(addr)).await?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    rustix::net::sockopt::set_tcp_user_timeout(&stream, unacked_ms)?;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = unacked_ms;
+    handshake_on(stream, addr, hello, keys).await
+}
+
+/// The connector's side of the handshake on a connected `stream`.
+async fn handshake_on(
+    stream: TcpStream,
+    addr: SocketAddr,
+    mut hello: Hello,
+    keys: &ClusterKeys,
+) -> io::Result<(Reader, Writer, Message, Beats)> {
     let (mut r, mut w) = split(stream, CONNECTOR_HANDSHAKE_PAYLOAD_BYTES_MAX);
     hello.nonce = random_bytes()?;
     w.send(&Message::Hello(hello.clone())).await?;

@@ -59,6 +59,17 @@ impl Edge {
                         message,
                         ..
                     }) => why = format!("{}: {message}", peer.addr),
+                    // A leader deposed with the first attempt in its log:
+                    // the next leader can tell whether it survived.
+                    Ok(Message::Error {
+                        code: ErrorCode::OutcomeUnknown,
+                        message,
+                        ..
+                    }) if !is_retry(&m) => {
+                        why = format!("{}: {message}", peer.addr);
+                        in_doubt.get_or_insert_with(|| why.clone());
+                        set_retry(&mut m, after);
+                    }
                     Ok(answer) => {
                         self.found_leader(peer);
                         if let Message::Written { seq, .. }
@@ -293,4 +304,13 @@ enum Attempt {
     Answer(Result<Message, CallFailed>),
     /// Another member leads now; the attempt was given up.
     Moved,
+}
+
+/// Whether `m` is a retry (it names a `retry_after`).
+fn is_retry(m: &Message) -> bool {
+    matches!(
+        m,
+        Message::PutOnce { request, .. } | Message::DeleteOnce { request, .. }
+            if request.retry_after.is_some()
+    )
 }

@@ -150,6 +150,14 @@ impl Master {
                     applied_seq: commit,
                 };
             }
+            // Deposed meanwhile: answer now and let go of the master.
+            if !*self.writes_open.read().unwrap_or_else(|p| p.into_inner()) {
+                return Message::error(
+                    req_id,
+                    ErrorCode::NotMaster,
+                    "this member stopped leading its group: ask the leader",
+                );
+            }
             if Instant::now() >= deadline {
                 return Message::error(
                     req_id,

@@ -83,7 +83,15 @@ impl Member {
         let hello = wire::hello(&self.cfg.cluster, role, self.node_id, purpose)?;
         let keys = wire::current_keys(&self.cfg.keys);
         let addr = self.cfg.peers[to];
-        let (r, w, answer, _) = wire::connect(addr, hello, &keys).await?;
+        // A ballot that cannot get through within an election timeout is
+        // stale anyway: fail and connect again rather than sit in TCP's
+        // retransmission backoff after a cut link heals.
+        let unacked_ms = self
+            .cfg
+            .election
+            .election_min_ms
+            .clamp(1, u64::from(u32::MAX)) as u32;
+        let (r, w, answer, _) = wire::connect_failing_fast(addr, hello, &keys, unacked_ms).await?;
         match answer {
             Message::Welcome(_) => Ok((r, w)),
             Message::Refuse(refusal) => Err(wire::refusal(addr, &refusal)),
