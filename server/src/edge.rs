@@ -3,6 +3,7 @@
 //! master when no worker can answer.
 
 mod leader;
+pub use leader::{LEADER_WAIT_MS, MEMBER_WATCH_MS};
 mod refresh;
 
 use crate::http::{Backend, BackendError, Consistency, Entry, History, ScanPage, Version};

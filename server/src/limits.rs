@@ -14,7 +14,20 @@
 //! | [`SCAN_LIMIT_MAX`] | 1000 | 400 for `?limit=` above it | `Scan.limit` | |
 //! | [`FRAME_BYTES_MAX`] | 32 MiB | | frame length | |
 //! | [`REQUEST_SCAN_RECORDS_MAX`] | 65,536 | 503 "outcome unknown" for a retry beyond it | `Error { OutcomeUnknown }` | `Once::Unknown` |
+//!
+//! Failover groups' bounds and waits (not limits of a request, but every
+//! one named here so that none hides in a module):
+//!
+//! | constant | value | what |
+//! | --- | --- | --- |
+//! | [`LEADER_WAIT_MS`] | 5,000 | how long the edge looks for a leader before a write gets 503 |
+//! | [`MEMBER_WATCH_MS`] | 250 | how often the edge asks each member whether it leads |
+//! | [`STATUS_REFRESH_WAIT_MS`] | 500 | how long `/status` waits for a silent master |
+//! | [`BALLOTS_QUEUED_MAX`] | 64 | ballots waiting for the election task or for one member's connection; more are dropped, as a lossy network would |
+//! | [`READS_WAITING_MAX`] | 4,096 | linearizable reads waiting for a read-index round; more are refused and the edge tries again |
 
+pub use crate::edge::{LEADER_WAIT_MS, MEMBER_WATCH_MS, STATUS_REFRESH_WAIT_MS};
+pub use crate::member::{BALLOTS_QUEUED_MAX, READS_WAITING_MAX};
 pub use hypha_engine::limits::REQUEST_SCAN_RECORDS_MAX;
 pub use hypha_net::{
     FRAME_BYTES_MAX, HISTORY_DEPTH_MAX, KEY_BYTES_MAX, SCAN_LIMIT_MAX, VALUE_BYTES_MAX,

@@ -8,8 +8,8 @@
 mod common;
 mod http_support;
 
-use common::group::start_group;
-use common::{free_port, loopback, Client, Node};
+use common::group::{start_edge, start_group};
+use common::Client;
 use hypha_net::{ErrorCode, Message, WriteRequest};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -176,19 +176,8 @@ fn writer(
 #[test]
 fn writes_in_flight_during_leader_kills_are_answered_once() {
     let mut g = start_group(3, &[]);
-    let edge_addr = loopback(free_port());
-    let members = g
-        .addrs
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let listen = edge_addr.to_string();
-    let edge = Node::start(
-        edge_addr,
-        &["http", "--listen", &listen, "--members", &members],
-    );
-    edge.wait_log("http: listening", 0, Duration::from_secs(30));
+    let edge = start_edge(&g.addrs);
+    let edge_addr = edge.addr;
     let (leader, _) = at_leader(&g.addrs, None, put_once("start", "x", 9, None));
     let (stop, acked) = (
         Arc::new(AtomicBool::new(false)),

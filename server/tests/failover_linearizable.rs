@@ -14,9 +14,9 @@
 mod common;
 mod http_support;
 
-use common::group::start_group;
+use common::group::{start_edge, start_group};
 use common::history::{self, Op as RegisterOp, Outcome, Ret as RegisterRet, Value};
-use common::{free_port, loopback, Node};
+use common::Node;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,18 +90,8 @@ fn histories_through_leader_kills_are_linearizable() {
         .unwrap_or(3);
     let group = start_group(3, &[]);
     let (addrs, mut nodes) = (group.addrs.clone(), group.nodes);
-    let edge_addr = loopback(free_port());
-    let members_arg = addrs
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let listen = edge_addr.to_string();
-    let edge = Node::start(
-        edge_addr,
-        &["http", "--listen", &listen, "--members", &members_arg],
-    );
-    edge.wait_log("http: listening", 0, Duration::from_secs(30));
+    let edge = start_edge(&addrs);
+    let edge_addr = edge.addr;
     let deadline = Instant::now() + Duration::from_secs(20);
     while leader(&nodes).is_none() {
         assert!(Instant::now() < deadline, "no member was elected");

@@ -31,17 +31,8 @@ use std::time::{Duration, Instant};
 const MEMBERS: [&str; 3] = ["m0", "m1", "m2"];
 const TIMING: [&str; 4] = ["--heartbeat-ms", "100", "--election-timeout-ms", "600"];
 
-/// One curl in `node`'s namespace: (status, body); status 0 if none came.
 fn curl(net: &Net, node: &str, args: &[&str]) -> (u16, String) {
-    let out = net
-        .exec(node)
-        .args(["curl", "-s", "-m", "3", "-o", "-", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .expect("curl (apt-get install curl)");
-    let s = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = s.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+    net.curl(node, 3, args)
 }
 
 fn perform(net: &Net, edge: &str, url: &str, key: &str, op: &Op<Value>) -> Outcome {

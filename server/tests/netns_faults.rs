@@ -100,16 +100,7 @@ fn cluster(tag: &str, master_extra: &[&str]) -> Cluster {
 impl Cluster {
     /// One curl from the edge's namespace: (status, body).
     fn curl(&self, args: &[&str]) -> (u16, String) {
-        let out = self
-            .net
-            .exec("e")
-            .args(["curl", "-s", "-m", "10", "-o", "-", "-w", "\n%{http_code}"])
-            .args(args)
-            .output()
-            .expect("curl (apt-get install curl)");
-        let s = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = s.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
+        self.net.curl("e", 10, args)
     }
     fn put(&self, k: &str, v: &str) -> u16 {
         self.curl(&[

@@ -84,6 +84,23 @@ pub fn put(addr: SocketAddr, key: &str, value: &str) -> Put {
     }
 }
 
+/// Starts `hypha http --members` for the members at `addrs`, listening.
+pub fn start_edge(addrs: &[SocketAddr]) -> Node {
+    let edge_addr = loopback(free_port());
+    let members = addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let listen = edge_addr.to_string();
+    let edge = Node::start(
+        edge_addr,
+        &["http", "--listen", &listen, "--members", &members],
+    );
+    edge.wait_log("http: listening", 0, Duration::from_secs(30));
+    edge
+}
+
 impl Group {
     /// Every member's log, for a failure message.
     pub fn logs(&self) -> String {

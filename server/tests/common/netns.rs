@@ -87,6 +87,29 @@ impl Net {
         c
     }
 
+    /// One curl in `node`'s namespace, at most `secs` seconds: (status,
+    /// body); status 0 if no answer came.
+    pub fn curl(&self, node: &str, secs: u32, args: &[&str]) -> (u16, String) {
+        let out = self
+            .exec(node)
+            .args([
+                "curl",
+                "-s",
+                "-m",
+                &secs.to_string(),
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+            ])
+            .args(args)
+            .output()
+            .expect("curl (apt-get install curl)");
+        let s = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = s.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
     pub fn index(&self, node: &str) -> usize {
         self.nodes.iter().position(|n| n == node).expect("node")
     }
