@@ -283,7 +283,40 @@ impl Db {
         self.apply_at(r, false)
     }
 
+    /// [`Db::apply`] for each record in order, with one durability wait for
+    /// all of them: under `Fsync::Always` one fdatasync covers the batch
+    /// (a follower acknowledging a frame of records needs no more). Stops
+    /// at the first error; the records before it stay written. Returns the
+    /// database's seq after them.
+    pub fn apply_all(&self, records: &[Record]) -> Result<Seq> {
+        let mut end = None;
+        for r in records {
+            if let Some(at) = self.append_applied(r, true)?.ok_or(Error::WouldBlock)? {
+                end = Some(at);
+            }
+        }
+        if let Some(end) = end {
+            self.inner.durable(end)?;
+        }
+        Ok(self.seq())
+    }
+
     fn apply_at(&self, r: &Record, wait: bool) -> Result<Option<bool>> {
+        match self.append_applied(r, wait)? {
+            None => Ok(None),
+            Some(None) => Ok(Some(false)),
+            Some(Some(end)) => {
+                self.inner.durable(end)?;
+                Ok(Some(true))
+            }
+        }
+    }
+
+    /// Appends `r` keeping its seq, id and key, without waiting for it to
+    /// be durable: `None` if it would block (only when `!wait`),
+    /// `Some(None)` if its seq is not above this database's, else the log
+    /// position after it.
+    fn append_applied(&self, r: &Record, wait: bool) -> Result<Option<Option<u64>>> {
         Self::check_key(&r.key)?;
         self.check_value(&r.value)?;
         if r.kind == RecordKind::Delete && !r.value.is_empty() {
@@ -329,11 +362,8 @@ impl Db {
                 }
             };
             match done {
-                Applied::Written(end) => {
-                    self.inner.durable(end)?;
-                    return Ok(Some(true));
-                }
-                Applied::Old => return Ok(Some(false)),
+                Applied::Written(end) => return Ok(Some(Some(end))),
+                Applied::Old => return Ok(Some(None)),
                 Applied::GrowIndex if wait => self.inner.grow_index()?,
                 Applied::GrowIndex => return Ok(None),
             }

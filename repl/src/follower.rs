@@ -1,9 +1,13 @@
 //! The worker's side of replication: connect (resume from its applied seq,
 //! or ask for a snapshot), apply what the master streams one batch at a
-//! time, acknowledge after a short delay or at once when pinged, watch the
-//! master's liveness, and decide what a refusal means.
+//! time (what arrives meanwhile is queued and applied next as one batch,
+//! so one fdatasync covers it), acknowledge after a short delay or at once
+//! when pinged, watch the master's liveness, and decide what a refusal
+//! means.
 
-use crate::limits::{Millis, ACK_DELAY_MS, HISTORY_RETRY_MS, PONGS_OWED_MAX, RECONNECT_MS};
+use crate::limits::{
+    Millis, ACK_DELAY_MS, APPLY_QUEUED_BYTES_MAX, HISTORY_RETRY_MS, PONGS_OWED_MAX, RECONNECT_MS,
+};
 use crate::terms::{agreement, Agreement, TermHistory};
 use hypha_net::{Message, TermStart, WireRecord};
 
@@ -92,7 +96,8 @@ pub enum FollowerAction {
         applied_seq: u64,
     },
     /// Apply the records in order, then report [`FollowerEvent::Applied`].
-    /// No message is read from the master meanwhile.
+    /// One at a time; the driver goes on reading while
+    /// [`Follower::wants_message`] says so (the core queues what arrives).
     Apply {
         /// The records.
         records: Vec<WireRecord>,
@@ -168,8 +173,15 @@ struct Session {
     ack_at: Option<Millis>,
     /// An `Apply` (or snapshot step) is out.
     applying: bool,
-    /// Pings answered once the apply in flight is done.
-    pongs: Vec<u64>,
+    /// Records received while an `Apply` was out: the next `Apply`.
+    queued: Vec<WireRecord>,
+    /// Key and value bytes in `queued`.
+    queued_bytes: usize,
+    /// The highest seq received on the session.
+    received: u64,
+    /// Pings to answer, each with the highest seq received before it: its
+    /// pong goes once that is applied.
+    pongs: Vec<(u64, u64)>,
     /// The snapshot being received: (history, upto).
     snapshot: Option<(u64, u64)>,
 }
@@ -212,10 +224,13 @@ impl Follower {
         self.followed
     }
 
-    /// Whether the driver may read the next message of the session: one
-    /// apply at a time, so nothing queues behind it.
+    /// Whether the driver may read the next message of the session: while
+    /// records are applied, until [`APPLY_QUEUED_BYTES_MAX`] bytes wait
+    /// behind them; not while a snapshot is installed.
     pub fn wants_message(&self) -> bool {
-        self.phase == Phase::Following && !self.session.applying
+        let s = &self.session;
+        self.phase == Phase::Following
+            && (!s.applying || (s.snapshot.is_none() && s.queued_bytes < APPLY_QUEUED_BYTES_MAX))
     }
 
     /// When the driver must deliver [`FollowerEvent::Tick`] next.
@@ -288,6 +303,13 @@ impl Follower {
                         self.session.ack_at = Some(now + ACK_DELAY_MS);
                     }
                     self.pay_pongs(&mut out);
+                    let s = &mut self.session;
+                    if !s.queued.is_empty() {
+                        s.applying = true;
+                        s.queued_bytes = 0;
+                        let records = std::mem::take(&mut s.queued);
+                        out.push(FollowerAction::Apply { records });
+                    }
                 }
             }
             FollowerEvent::SnapshotInstalled { history_id, seq } => {
@@ -374,7 +396,8 @@ impl Follower {
 
     fn tick(&mut self, now: Millis, out: &mut Vec<FollowerAction>) {
         match self.phase {
-            Phase::Waiting(until) if now >= until => {
+            // Not while an apply is out: the `Hello` names the seq applied.
+            Phase::Waiting(until) if now >= until && !self.session.applying => {
                 self.phase = Phase::Connecting;
                 let history_id = if self.force_snapshot {
                     0
@@ -467,15 +490,25 @@ impl Follower {
             return self.disconnect(why, now, out);
         }
         match msg {
-            Message::Records { records, .. } if s.snapshot.is_none() && !s.applying => {
-                if !records.is_empty() {
+            Message::Records { records, .. } if s.snapshot.is_none() => {
+                s.received = records.last().map_or(s.received, |r| r.seq.max(s.received));
+                if s.applying {
+                    let bytes = records.iter().map(|r| r.key.len() + r.value.len());
+                    s.queued_bytes += bytes.sum::<usize>();
+                    s.queued.extend(records);
+                } else if !records.is_empty() {
                     s.applying = true;
                     out.push(FollowerAction::Apply { records });
                 }
             }
-            Message::Ping { nonce } if s.pongs.len() < PONGS_OWED_MAX => {
-                s.pongs.push(nonce);
-                if !s.applying && s.snapshot.is_none() {
+            Message::Ping { nonce } => {
+                // The master only wants an ack at once: a later ping's pong
+                // stands for the one it replaces.
+                if s.pongs.len() >= PONGS_OWED_MAX {
+                    s.pongs.pop();
+                }
+                s.pongs.push((nonce, s.received));
+                if s.snapshot.is_none() {
                     self.pay_pongs(out);
                 }
             }
@@ -531,15 +564,20 @@ impl Follower {
         }
     }
 
-    /// Answers the pings owed: everything sent before them is applied, so
-    /// the ack goes first and each pong confirms it.
+    /// Answers the pings whose records are all applied: the ack goes first
+    /// and each pong confirms it.
     fn pay_pongs(&mut self, out: &mut Vec<FollowerAction>) {
-        if self.session.pongs.is_empty() {
+        let applied = self.applied;
+        if !self.session.pongs.iter().any(|&(_, at)| at <= applied) {
             return;
         }
         self.ack(out);
-        for nonce in std::mem::take(&mut self.session.pongs) {
-            out.push(FollowerAction::Send(Message::Pong { nonce }));
-        }
+        self.session.pongs.retain(|&(nonce, at)| {
+            let due = at <= applied;
+            if due {
+                out.push(FollowerAction::Send(Message::Pong { nonce }));
+            }
+            !due
+        });
     }
 }

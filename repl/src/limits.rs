@@ -15,5 +15,10 @@ pub const HISTORY_RETRY_MS: Millis = 5_000;
 /// delete: workers it knew before a restart have time to reconnect.
 pub const FLOOR_GRACE_TIMEOUTS: u64 = 10;
 /// Pongs a worker may owe while an apply is in flight (the master sends one
-/// `Ping` per batch and a worker reads no further while it applies).
+/// `Ping` per batch); past it a new ping's pong stands for the newest owed.
 pub const PONGS_OWED_MAX: usize = 16;
+/// Key and value bytes a worker queues behind the apply in flight before it
+/// stops reading from the master: what arrives during one fdatasync is
+/// applied next with one fdatasync, and memory stays bounded (at most this
+/// plus one batch, `hypha_net::BATCH_BYTES_MAX`).
+pub const APPLY_QUEUED_BYTES_MAX: usize = 1024 * 1024;

@@ -8,20 +8,19 @@
 //! renames only when complete, so a crash half way leaves the old data.
 
 mod files;
+mod follow;
 mod link;
 mod snapshot;
 
 use crate::requests::{answer_read, min_seq, serve_requests, wait_applied, Answer, Me};
-use crate::wire::{self, from_wire, refuse, Beats, Keys, Reader};
-use files::{check_leader_term, report_log};
+use crate::wire::{self, refuse, Beats, Keys, Reader};
+use files::check_leader_term;
 pub use files::{followed_history, open_data};
 use hypha_engine::{Db, Fsync, Options};
 use hypha_net::{
-    Allowlist, ErrorCode, Message, Purpose, RefuseReason, Role, Welcome, WireRecord,
-    PROTOCOL_VERSION,
+    Allowlist, ErrorCode, Message, Purpose, RefuseReason, Role, Welcome, PROTOCOL_VERSION,
 };
-use hypha_repl::{Follower, FollowerAction, FollowerEvent, FollowerParams, Millis};
-use link::{next_event, Link};
+use hypha_repl::FollowerEvent;
 #[cfg(not(target_has_atomic = "64"))]
 use portable_atomic::AtomicU64;
 use smol::net::{TcpListener, UdpSocket};
@@ -31,7 +30,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
 
 pub use hypha_repl::{ACK_DELAY_MS, HISTORY_RETRY_MS, RECONNECT_MS};
 /// How often a snapshot swap checks whether in-flight reads let go of the
@@ -196,168 +194,6 @@ impl Worker {
         self.follow(beats).await
     }
 
-    /// Drives the replication core (`hypha_repl::Follower`): connects when
-    /// it says, feeds it the master's messages one at a time (none while an
-    /// apply runs), applies records and snapshots on the blocking pool when
-    /// they may wait for an fdatasync, and sends what it says.
-    async fn follow(&self, heard: smol::channel::Receiver<()>) {
-        let params = FollowerParams {
-            heartbeat_timeout_ms: self.cfg.heartbeat_timeout_ms,
-            accept_new_history: self.cfg.accept_new_history,
-        };
-        let applied = self.db().map_or(0, |db| db.seq());
-        let mut core = Follower::new(params, self.followed.load(Ordering::Acquire), applied);
-        let clock = Instant::now();
-        let now = || clock.elapsed().as_millis() as Millis;
-        let mut link = Link::default();
-        // One timer for the whole run, moved to each deadline: a timer per
-        // message is a reactor registration and a wake-up on the
-        // replication path.
-        let mut timer = smol::Timer::never();
-        let mut timer_at = Millis::MAX;
-        let mut events = std::collections::VecDeque::from([FollowerEvent::Tick]);
-        loop {
-            if self.stopping.load(Ordering::Acquire) {
-                link.close();
-                return;
-            }
-            let event = match events.pop_front() {
-                Some(event) => event,
-                None => {
-                    let at = core.next_deadline();
-                    if at != timer_at {
-                        timer_at = at;
-                        timer = match at {
-                            Millis::MAX => smol::Timer::never(),
-                            at => smol::Timer::at(clock + Duration::from_millis(at)),
-                        };
-                    }
-                    let reading = core.wants_message();
-                    let stop = self.stop.listen();
-                    if self.stopping.load(Ordering::Acquire) {
-                        continue;
-                    }
-                    let next = next_event(&mut link, reading, &mut timer, &heard);
-                    match smol::future::or(async { Some(next.await) }, async {
-                        stop.await;
-                        None
-                    })
-                    .await
-                    {
-                        Some(event) => event,
-                        None => continue,
-                    }
-                }
-            };
-            if matches!(event, FollowerEvent::Tick) {
-                timer_at = Millis::MAX;
-            }
-            for action in core.handle(event, now()) {
-                if let Some(event) = self.act(action, &mut link).await {
-                    events.push_back(event);
-                }
-            }
-        }
-    }
-
-    /// Carries out one action of the core; the event it results in, if any.
-    async fn act(&self, action: FollowerAction, link: &mut Link) -> Option<FollowerEvent> {
-        let failed = |link: &mut Link, why: String| {
-            link.close();
-            *self.beats.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            Some(FollowerEvent::Failed { why })
-        };
-        match action {
-            FollowerAction::Connect {
-                history_id,
-                applied_seq,
-            } => match self
-                .unless_stopped(self.connect(history_id, applied_seq))
-                .await
-            {
-                Ok((r, w, event)) => {
-                    link.open(r, w);
-                    Some(event)
-                }
-                Err(e) => failed(link, e.to_string()),
-            },
-            FollowerAction::Apply { records } => match self.apply(records).await {
-                Ok(seq) => {
-                    self.applied.notify(usize::MAX);
-                    Some(FollowerEvent::Applied { seq })
-                }
-                Err(e) => failed(link, format!("applying records: {e}")),
-            },
-            FollowerAction::SnapshotBegin { records_total, .. } => {
-                match self.snapshot_begin(records_total).await {
-                    Ok(rx) => {
-                        link.snapshot = Some(rx);
-                        None
-                    }
-                    Err(e) => failed(link, format!("starting a snapshot: {e}")),
-                }
-            }
-            FollowerAction::SnapshotChunk { records } => {
-                let rx = link.snapshot.as_mut()?;
-                match rx.chunk(records).await {
-                    Ok(()) => None,
-                    Err(e) => failed(link, format!("applying the snapshot: {e}")),
-                }
-            }
-            FollowerAction::SnapshotEnd {
-                history_id,
-                upto_seq,
-                terms,
-            } => {
-                let rx = link.snapshot.take()?;
-                match self.snapshot_end(rx, history_id, upto_seq, terms).await {
-                    Ok(seq) => Some(FollowerEvent::SnapshotInstalled { history_id, seq }),
-                    Err(e) => failed(link, format!("installing the snapshot: {e}")),
-                }
-            }
-            FollowerAction::Send(msg) => {
-                let fence = match &self.cfg.group {
-                    Some(g) => {
-                        let now = g.acks.read().await;
-                        if *now != g.term {
-                            let why = format!(
-                                "this member moved to term {}; the leader of term {} is deposed",
-                                *now, g.term
-                            );
-                            return failed(link, why);
-                        }
-                        Some(now)
-                    }
-                    None => None,
-                };
-                let w = link.w.as_mut()?;
-                // Bounded: a member's election waits for this send before it
-                // decides anything in a higher term.
-                let limit = Duration::from_millis(self.cfg.heartbeat_timeout_ms.max(1));
-                let sent = smol::future::or(w.send(&msg), async {
-                    smol::Timer::after(limit).await;
-                    Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
-                })
-                .await;
-                drop(fence);
-                match sent {
-                    Ok(()) => None,
-                    Err(e) => failed(link, format!("sending to the master: {e}")),
-                }
-            }
-            FollowerAction::Disconnect { .. } => {
-                link.close();
-                *self.beats.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                None
-            }
-            FollowerAction::Truncate { after } => match self.truncate(after).await {
-                Ok(Ok(seq)) => Some(FollowerEvent::Truncated { seq }),
-                Ok(Err(why)) => Some(FollowerEvent::TruncateFailed { why }),
-                Err(e) => Some(FollowerEvent::TruncateFailed { why: e.to_string() }),
-            },
-        }
-    }
-
     /// Runs `f` unless [`Worker::stop`] comes first: a connection to a
     /// master that stopped answering (a handshake waits up to its timeout)
     /// must not hold up a member's switch to another role.
@@ -424,53 +260,6 @@ impl Worker {
         };
         *self.beats.lock().unwrap_or_else(|p| p.into_inner()) = Some(beats);
         Ok((r, w, event))
-    }
-
-    /// Applies records in order; the engine's seq after them. Nothing that
-    /// can stall (an fdatasync, key-index growth, a rollover's fsyncs) runs
-    /// on the executor thread.
-    async fn apply(&self, records: Vec<WireRecord>) -> std::io::Result<u64> {
-        let seq = self.apply_records(records).await?;
-        let Some(group) = &self.cfg.group else {
-            return Ok(seq);
-        };
-        // A member's acknowledgement counts toward the majority that
-        // commits a write: it says only what survives a crash.
-        let db = self.db_or_busy()?;
-        let synced = db.clone();
-        smol::unblock(move || synced.sync())
-            .await
-            .map_err(std::io::Error::other)?;
-        report_log(group, &db);
-        Ok(seq)
-    }
-
-    async fn apply_records(&self, records: Vec<WireRecord>) -> std::io::Result<u64> {
-        let db = self.db_or_busy()?;
-        let mut records = records.into_iter().map(from_wire).peekable();
-        if !matches!(self.cfg.engine.fsync, Fsync::Always) {
-            // On this thread while nothing slow is in the way.
-            while let Some(r) = records.peek() {
-                match db.try_apply(r).map_err(std::io::Error::other)? {
-                    Some(_) => drop(records.next()),
-                    None => break,
-                }
-            }
-        }
-        let rest: Vec<_> = records.collect();
-        if rest.is_empty() {
-            return Ok(db.seq());
-        }
-        // An fdatasync per record (`--fsync always`), key-index growth or a
-        // rollover's fsyncs: on the blocking pool.
-        smol::unblock(move || -> Result<u64, hypha_engine::Error> {
-            for r in rest {
-                db.apply(&r)?;
-            }
-            Ok(db.seq())
-        })
-        .await
-        .map_err(std::io::Error::other)
     }
 
     async fn serve(self: Arc<Self>) {

@@ -21,20 +21,28 @@ impl Link {
     }
 }
 
+/// An apply the follow loop started; the core's event when it is done.
+pub(super) type Applying<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = FollowerEvent> + Send + 'a>>;
+
 /// What woke [`next_event`].
 enum Woke {
     Bytes(std::io::Result<bool>),
     Due,
     Beat,
+    Applied(FollowerEvent),
 }
 
 /// Waits for the next thing the core must hear: a message of the session
-/// (when it wants one), its timer, or a heartbeat from the master.
+/// (when it wants one), its timer, a heartbeat from the master, or the end
+/// of the apply in flight (which it polls: dropping this future for a stop
+/// leaves the apply where it was).
 pub(super) async fn next_event(
     link: &mut Link,
     reading: bool,
     timer: &mut smol::Timer,
     heard: &smol::channel::Receiver<()>,
+    applying: &mut Option<Applying<'_>>,
 ) -> FollowerEvent {
     loop {
         if let Some(r) = link.r.as_mut().filter(|_| reading) {
@@ -66,7 +74,19 @@ pub(super) async fn next_event(
                 Err(_) => std::future::pending().await,
             }
         };
-        match smol::future::or(fill, smol::future::or(due, beat)).await {
+        let applied = async {
+            match applying.as_mut() {
+                Some(apply) => Woke::Applied(apply.await),
+                None => std::future::pending().await,
+            }
+        };
+        let woke =
+            smol::future::or(fill, smol::future::or(applied, smol::future::or(due, beat))).await;
+        match woke {
+            Woke::Applied(event) => {
+                *applying = None;
+                return event;
+            }
             Woke::Due => return FollowerEvent::Tick,
             Woke::Beat => return FollowerEvent::MasterHeard,
             Woke::Bytes(Ok(true)) => {}
