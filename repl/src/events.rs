@@ -78,6 +78,16 @@ pub enum MasterEvent<B> {
         /// Its seq.
         seq: u64,
     },
+    /// A local write at `seq` is in the log, durable or not. In a failover
+    /// group (`SyncMode::Majority`) it is streamed at once, so that the
+    /// leader's fdatasync and its followers' run side by side; only
+    /// `Committed` counts the leader toward the majority. Elsewhere it is
+    /// ignored: a fixed-role master's workers serve what they hold, so they
+    /// get only what the master made durable.
+    Appended {
+        /// Its seq.
+        seq: u64,
+    },
     /// A write at `seq` waits for `--sync N` workers; `waiter` names it in
     /// the [`MasterAction::Confirm`] or [`MasterAction::SyncFailed`] to come.
     AwaitWorkers {

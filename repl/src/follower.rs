@@ -294,24 +294,7 @@ impl Follower {
                     self.received(msg, now, &mut out);
                 }
             }
-            FollowerEvent::Applied { seq } => {
-                self.applied = seq;
-                self.session.applying = false;
-                if self.phase == Phase::Following {
-                    self.session.unacked = Some(seq);
-                    if self.session.ack_at.is_none() {
-                        self.session.ack_at = Some(now + ACK_DELAY_MS);
-                    }
-                    self.pay_pongs(&mut out);
-                    let s = &mut self.session;
-                    if !s.queued.is_empty() {
-                        s.applying = true;
-                        s.queued_bytes = 0;
-                        let records = std::mem::take(&mut s.queued);
-                        out.push(FollowerAction::Apply { records });
-                    }
-                }
-            }
+            FollowerEvent::Applied { seq } => self.applied(seq, now, &mut out),
             FollowerEvent::SnapshotInstalled { history_id, seq } => {
                 self.applied = seq;
                 self.followed = history_id;
@@ -550,6 +533,28 @@ impl Follower {
                 let why = format!("unexpected {} from the master", other.name());
                 self.disconnect(why, now, out);
             }
+        }
+    }
+
+    /// The apply out is done: ack soon (at once for a ping it covers) and
+    /// apply what queued meanwhile as one batch.
+    fn applied(&mut self, seq: u64, now: Millis, out: &mut Vec<FollowerAction>) {
+        self.applied = seq;
+        self.session.applying = false;
+        if self.phase != Phase::Following {
+            return;
+        }
+        self.session.unacked = Some(seq);
+        if self.session.ack_at.is_none() {
+            self.session.ack_at = Some(now + ACK_DELAY_MS);
+        }
+        self.pay_pongs(out);
+        let s = &mut self.session;
+        if !s.queued.is_empty() {
+            s.applying = true;
+            s.queued_bytes = 0;
+            let records = std::mem::take(&mut s.queued);
+            out.push(FollowerAction::Apply { records });
         }
     }
 

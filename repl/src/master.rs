@@ -86,6 +86,9 @@ pub struct MasterCore<B> {
     started: Millis,
     /// Highest seq known committed (and so safe to stream).
     committed: u64,
+    /// Highest seq in the local log, durable or not (`MasterEvent::Appended`;
+    /// at least `committed`): what a failover group streams.
+    appended: u64,
     workers: Workers<B>,
     sessions: BTreeMap<Conn, Session>,
     /// Writes waiting for `--sync N`, by (seq, waiter), with their deadline.
@@ -119,6 +122,7 @@ impl<B> MasterCore<B> {
             params,
             started: now,
             committed: seq,
+            appended: seq,
             workers: Workers::new(),
             sessions: BTreeMap::new(),
             waiting: BTreeMap::new(),
@@ -163,15 +167,20 @@ impl<B> MasterCore<B> {
                 }
             }
             MasterEvent::Closed { conn } => self.closed(conn),
+            MasterEvent::Appended { seq } => {
+                let streams = matches!(self.params.sync, SyncMode::Majority { .. });
+                if streams && seq > self.appended {
+                    self.appended = seq;
+                    self.pump_all(&mut out);
+                }
+            }
             MasterEvent::Committed { seq } => {
                 if seq > self.committed {
                     self.committed = seq;
+                    self.appended = self.appended.max(seq);
                     self.advance_majority();
                     self.confirm(&mut out);
-                    let idle: Vec<Conn> = self.sessions.keys().copied().collect();
-                    for conn in idle {
-                        self.pump(conn, &mut out);
-                    }
+                    self.pump_all(&mut out);
                 }
             }
             MasterEvent::AwaitWorkers { waiter, seq } => {
@@ -250,18 +259,32 @@ impl<B> MasterCore<B> {
         })
     }
 
+    /// The last seq of the local log that may be streamed: `appended` in
+    /// a failover group, `committed` elsewhere (where they are equal).
+    fn log_end(&self) -> u64 {
+        self.appended.max(self.committed)
+    }
+
+    fn pump_all(&mut self, out: &mut Vec<MasterAction>) {
+        let idle: Vec<Conn> = self.sessions.keys().copied().collect();
+        for conn in idle {
+            self.pump(conn, out);
+        }
+    }
+
     /// Starts the next log read of an idle session that is behind.
     fn pump(&mut self, conn: Conn, out: &mut Vec<MasterAction>) {
+        let upto = self.log_end();
         let Some(s) = self.sessions.get_mut(&conn) else {
             return;
         };
-        if s.stream == Stream::Idle && s.sent < self.committed {
+        if s.stream == Stream::Idle && s.sent < upto {
             s.stream = Stream::Reading;
-            s.reading_upto = self.committed;
+            s.reading_upto = upto;
             out.push(MasterAction::ReadLog {
                 conn,
                 after: s.sent,
-                upto: self.committed,
+                upto,
             });
         }
     }

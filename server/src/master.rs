@@ -433,6 +433,10 @@ impl Master {
             }
             Later::Linearizable(m) => return self.linearizable_get(m).await,
         };
+        if let Some(seq) = written.seq.filter(|_| self.cfg.group.is_some()) {
+            // Followers get it while this member's fdatasync runs.
+            self.handle(MasterEvent::Appended { seq });
+        }
         let written = self.durable(written).await;
         self.after_write(written).await
     }
@@ -460,6 +464,20 @@ impl Master {
         };
         match self.committer.durable(&self.db, seq).await {
             Ok(()) => written,
+            // Followers may hold it already, and a leader elected among
+            // them keeps it.
+            Err(e) if self.cfg.group.is_some() => Written {
+                req_id: written.req_id,
+                seq: None,
+                answer: Message::error(
+                    written.req_id,
+                    ErrorCode::OutcomeUnknown,
+                    &format!(
+                        "this member's fdatasync of write seq {seq} failed ({e}) after it went \
+                         to the followers: whether it survives is unknown"
+                    ),
+                ),
+            },
             Err(e) => Written {
                 req_id: written.req_id,
                 seq: None,

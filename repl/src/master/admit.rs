@@ -135,7 +135,7 @@ impl<B> MasterCore<B> {
                 return Ok(start);
             }
         }
-        let seq = self.committed;
+        let seq = self.log_end();
         if join.history_id == ours && join.applied_seq <= seq {
             if join.applied_seq < horizon {
                 log::warn!(
@@ -176,12 +176,12 @@ impl<B> MasterCore<B> {
     /// decide the rest), `Diverged` when it does not, `Snapshot` when the
     /// kept term boundaries cannot tell.
     fn placed(&self, join: &Join) -> Option<Start> {
-        match self.terms.term_at(join.applied_seq, self.committed) {
+        match self.terms.term_at(join.applied_seq, self.log_end()) {
             Some(t) if t == join.last_term => None,
             Some(_) => Some(Start::Diverged),
             // Past our log's end: the worker holds records we lack, which
             // no majority acknowledged; it cuts them.
-            None if join.applied_seq > self.committed => Some(Start::Diverged),
+            None if join.applied_seq > self.log_end() => Some(Start::Diverged),
             // Older than the boundaries we keep.
             None => Some(Start::Snapshot),
         }

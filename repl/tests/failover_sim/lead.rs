@@ -39,8 +39,19 @@ impl World {
             waiters: BTreeMap::new(),
             next_beat: now,
         });
+        self.appended(m, seq)?;
         self.commit_later(m, seq);
         self.log_changed(m)
+    }
+
+    /// As the server's master does: a record in the leader's log is
+    /// streamed before its fdatasync returns (`Work::Commit`), which a
+    /// crash in between undoes.
+    fn appended(&mut self, m: usize, seq: u64) -> Result<(), String> {
+        let now = self.local(m);
+        let lead = self.members[m].lead.as_mut().expect("leads");
+        let acts = lead.core.handle(MasterEvent::Appended { seq }, now);
+        self.master_actions(m, acts)
     }
 
     /// A client write through `m`, which believes it leads.
@@ -57,6 +68,7 @@ impl World {
             .core
             .handle(MasterEvent::AwaitWorkers { waiter: key, seq }, now);
         self.master_actions(m, acts)?;
+        self.appended(m, seq)?;
         self.commit_later(m, seq);
         Ok(())
     }
