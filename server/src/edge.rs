@@ -3,7 +3,7 @@
 //! master when no worker can answer.
 
 mod leader;
-pub use leader::{LEADER_WAIT_MS, MEMBER_WATCH_MS};
+pub use leader::{ANSWER_LATE_MS, LEADER_WAIT_MS, MEMBER_WATCH_MS};
 mod refresh;
 
 use crate::http::{Backend, BackendError, Consistency, Entry, History, ScanPage, Version};
@@ -191,8 +191,12 @@ impl Edge {
             .cloned()
             .collect();
         drop(list);
-        // Those known to have applied min_seq first.
-        out.sort_by_key(|p| p.applied_seq.load(Ordering::Relaxed) < min_seq);
+        // Those answering first (a partitioned member's calls hang until
+        // they time out), then those known to have applied min_seq.
+        out.sort_by_key(|p| {
+            let late = !self.members.is_empty() && !p.responsive(ANSWER_LATE_MS);
+            (late, p.applied_seq.load(Ordering::Relaxed) < min_seq)
+        });
         out
     }
 
@@ -565,6 +569,14 @@ impl Backend for Edge {
                 w.usable() as u8
             );
         }
+    }
+
+    fn stale(&self) -> bool {
+        !self.members.is_empty()
+            && !self
+                .members
+                .iter()
+                .any(|p| p.usable() && p.responsive(ANSWER_LATE_MS) && p.leads().is_some())
     }
 
     fn value_bytes_max(&self) -> usize {

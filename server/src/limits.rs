@@ -22,11 +22,12 @@
 //! | --- | --- | --- |
 //! | [`LEADER_WAIT_MS`] | 5,000 | how long the edge looks for a leader before a write gets 503 |
 //! | [`MEMBER_WATCH_MS`] | 250 | how often the edge asks each member whether it leads |
+//! | [`ANSWER_LATE_MS`] | 1,000 | a member with a call unanswered this long is tried last for reads and is no reachable leader (`X-Hypha-Stale`) |
 //! | [`STATUS_REFRESH_WAIT_MS`] | 500 | how long `/status` waits for a silent master |
 //! | [`BALLOTS_QUEUED_MAX`] | 64 | ballots waiting for the election task or for one member's connection; more are dropped, as a lossy network would |
 //! | [`READS_WAITING_MAX`] | 4,096 | linearizable reads waiting for a read-index round; more are refused and the edge tries again |
 
-pub use crate::edge::{LEADER_WAIT_MS, MEMBER_WATCH_MS, STATUS_REFRESH_WAIT_MS};
+pub use crate::edge::{ANSWER_LATE_MS, LEADER_WAIT_MS, MEMBER_WATCH_MS, STATUS_REFRESH_WAIT_MS};
 pub use crate::member::{BALLOTS_QUEUED_MAX, READS_WAITING_MAX};
 pub use hypha_engine::limits::REQUEST_SCAN_RECORDS_MAX;
 pub use hypha_net::{

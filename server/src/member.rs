@@ -212,7 +212,7 @@ impl Member {
         );
         Member::with(
             cfg,
-            Active::Idle(Arc::new(db)),
+            Active::idle(Arc::new(db)),
             LogId { term, seq },
             listener,
         )
@@ -345,6 +345,7 @@ impl Member {
         let served = async {
             match role {
                 roles::Serving::Master(master) => master.session(accepted, peer).await,
+                roles::Serving::Idle(db) => self.serve_idle(db, accepted).await,
                 roles::Serving::Worker(worker, leader) => {
                     if accepted.hello.purpose == Purpose::Replicate {
                         let mut w = accepted.w;

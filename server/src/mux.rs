@@ -358,6 +358,14 @@ impl Mux {
         }
     }
 
+    /// How long the oldest call still without an answer has waited (zero
+    /// when none waits).
+    pub fn oldest_wait(&self) -> Duration {
+        let state = self.lock();
+        let waiting = state.calls.values().filter(|c| c.answer.is_none());
+        waiting.map(|c| c.since.elapsed()).max().unwrap_or_default()
+    }
+
     /// Fails the calls waiting longer than [`REQUEST_TIMEOUT_MS`]; returns
     /// whether any call is still waiting. A call that got no answer in that
     /// time means the connection is stuck (a partition leaves TCP

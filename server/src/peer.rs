@@ -72,6 +72,12 @@ impl Peer {
             && (failed == 0 || now_ms().saturating_sub(failed) > RETRY_AFTER_MS)
     }
 
+    /// Connected, and no call waited for its answer longer than `late_ms`.
+    pub(crate) fn responsive(&self, late_ms: u64) -> bool {
+        self.current()
+            .is_some_and(|mux| mux.oldest_wait() <= std::time::Duration::from_millis(late_ms))
+    }
+
     /// Sends `m` (connecting first if needed) and waits for the answer.
     pub(crate) async fn call(
         &self,

@@ -115,6 +115,15 @@ fn split(net: &Net, a: &[&str], b: &[&str]) {
     }
 }
 
+/// Whether a `consistency=any` read through `edge` is answered (200 or 404)
+/// and labelled `X-Hypha-Stale: true`; the answer, for a failure message.
+fn stale_read(net: &Net, edge: &str, url: &str) -> (bool, String) {
+    let target = format!("{url}/kv/stale-probe?consistency=any");
+    let (status, out) = curl(net, edge, &["-D", "-", &target]);
+    let stale = out.to_ascii_lowercase().contains("x-hypha-stale: true");
+    (matches!(status, 200 | 404) && stale, out)
+}
+
 /// Removes every rule of every node.
 fn heal(net: &Net) {
     for n in &net.nodes {
@@ -235,6 +244,27 @@ fn partitions_flapping_loss_and_kills_keep_histories_linearizable() {
         &[others[0], others[1], "eb"],
     );
     let third = wait_leader(&net, "eb", &eb_url, Some(second), &members);
+    // The minority side still answers `consistency=any` reads, labelled
+    // stale once its member stops leading (check-quorum); the majority
+    // side's are not.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (stale, answer) = stale_read(&net, &ea, &ea_url);
+        if stale {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a consistency=any read through the minority's edge was not labelled stale within \
+             10 s; the last answer:\n{answer}"
+        );
+        pause(100);
+    }
+    let (stale, answer) = stale_read(&net, "eb", &eb_url);
+    assert!(
+        !stale,
+        "a read through the majority's edge was labelled stale:\n{answer}"
+    );
     pause(1_500);
     heal(&net);
     pause(1_500);

@@ -26,6 +26,12 @@ const LEADER_POLL_MS: u64 = 20;
 /// welcomes a new one).
 pub const MEMBER_WATCH_MS: u64 = 250;
 
+/// A member with a call unanswered this long is passed over for reads and
+/// does not count as a reachable leader (`X-Hypha-Stale`): a partition
+/// shows within it (the watch asks every [`MEMBER_WATCH_MS`]), where the
+/// call itself fails only after `REQUEST_TIMEOUT_MS`.
+pub const ANSWER_LATE_MS: u64 = 1_000;
+
 impl Edge {
     /// Sends a client's write to the member that leads, as `PutOnce` or
     /// `DeleteOnce` with a fresh request id. A member that refuses it
@@ -240,6 +246,8 @@ impl Edge {
             .map(|p| {
                 let (role, term) = match p.welcome() {
                     Some((hypha_net::Role::Master, t)) => ("leader", Some(t)),
+                    // Knows no leader: it answers reads only.
+                    Some((hypha_net::Role::Member, t)) => ("idle", Some(t)),
                     Some((_, t)) => ("follower", Some(t)),
                     None => ("unreachable", None),
                 };

@@ -199,4 +199,12 @@ pub trait Backend: Send + Sync + 'static {
     /// The largest value `put` accepts, in bytes. The HTTP layer refuses larger
     /// bodies with 413 before reading them.
     fn value_bytes_max(&self) -> usize;
+
+    /// Whether reads now may miss writes acknowledged elsewhere beyond what
+    /// their consistency allows: a failover group's edge that reaches no
+    /// member leading (a partitioned minority). Reads answered then carry
+    /// `X-Hypha-Stale: true`.
+    fn stale(&self) -> bool {
+        false
+    }
 }

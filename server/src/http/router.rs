@@ -164,6 +164,12 @@ impl<B: Backend> Router<B> {
     /// Serves an admitted request.
     pub async fn handle(&self, head: &Head, admitted: Admitted, body: Vec<u8>) -> Response {
         let query = &admitted.query;
+        let reads_data = match &admitted.route {
+            Route::Kv(_) => matches!(head.method, Method::Get | Method::Head),
+            Route::KvScan => true,
+            Route::Compat(route) => !compat::is_write(route, &head.method),
+            _ => false,
+        };
         let result = match admitted.route {
             Route::Kv(key) => match head.method {
                 Method::Put => self.kv_put(key, body).await,
@@ -192,7 +198,11 @@ impl<B: Backend> Router<B> {
                 Ok(compat::handle(&*self.backend, route, head, query, body, json_values_max).await)
             }
         };
-        result.unwrap_or_else(|response| response)
+        let response = result.unwrap_or_else(|response| response);
+        match reads_data && self.backend.stale() {
+            true => response.header("X-Hypha-Stale", "true"),
+            false => response,
+        }
     }
 
     fn authorize(&self, head: &Head, route: &Route) -> Result<(), Response> {

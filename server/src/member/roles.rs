@@ -1,14 +1,18 @@
 //! A member's roles: the master driver while it leads, the worker driver
-//! while it follows a known leader, neither while it knows none. One role
-//! runs at a time; switching ends the old one first (its connections, its
-//! writes in flight) and hands the database on.
+//! while it follows a known leader, reads only while it knows none. One
+//! role runs at a time; switching ends the old one first (its connections,
+//! its writes in flight) and hands the database on.
 
 use super::{lock, Member, Reports};
 use crate::group::{InGroup, Leading};
 use crate::master::{Master, MasterConfig, FORGET_AFTER_MS_DEFAULT};
+use crate::requests::{answer_read, min_seq, serve_requests, Answer, Me};
 use crate::worker::{Worker, WorkerConfig};
 use hypha_engine::Db;
-use hypha_net::{TermStart, TERMS_KEPT};
+use hypha_net::{
+    ErrorCode, Message, Purpose, RefuseReason, Role, TermStart, Welcome, PROTOCOL_VERSION,
+    TERMS_KEPT,
+};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -46,8 +50,10 @@ impl Life {
 
 /// What a member is doing.
 pub(super) enum Active {
-    /// Knows no leader: holds its database, serves nothing.
-    Idle(Arc<Db>),
+    /// Knows no leader: holds its database and answers reads at what it
+    /// holds (a partitioned minority still reads, labelled stale by the
+    /// edge), nothing else.
+    Idle { db: Arc<Db>, life: Arc<Life> },
     Leading {
         master: Arc<Master>,
         task: smol::Task<()>,
@@ -71,12 +77,21 @@ pub(super) enum Serving {
     Master(Arc<Master>),
     /// The worker, and the leader it follows.
     Worker(Arc<Worker>, SocketAddr),
+    /// No leader known: reads only.
+    Idle(Arc<Db>),
 }
 
 impl Active {
+    pub(super) fn idle(db: Arc<Db>) -> Active {
+        Active::Idle {
+            db,
+            life: Life::new(),
+        }
+    }
+
     pub(super) fn db(&self) -> Option<Arc<Db>> {
         match self {
-            Active::Idle(db) => Some(db.clone()),
+            Active::Idle { db, .. } => Some(db.clone()),
             Active::Leading { master, .. } => Some(master.db().clone()),
             Active::Following { worker, .. } => worker.db(),
             Active::Switching | Active::Witness(_) => None,
@@ -99,7 +114,8 @@ impl Active {
                 Serving::Worker(worker.clone(), peers[*leader]),
                 life.clone(),
             )),
-            Active::Idle(_) | Active::Switching | Active::Witness(_) => None,
+            Active::Idle { db, life } => Some((Serving::Idle(db.clone()), life.clone())),
+            Active::Switching | Active::Witness(_) => None,
         }
     }
 }
@@ -123,7 +139,10 @@ impl Member {
     async fn end_role(&self) -> Result<Arc<Db>, String> {
         let old = std::mem::replace(&mut *lock(&self.active), Active::Switching);
         match old {
-            Active::Idle(db) => Ok(db),
+            Active::Idle { db, life } => {
+                life.end();
+                Ok(db)
+            }
             Active::Leading { master, task, life } => {
                 // No write appends after this: one that did could take a
                 // seq the next leader's record must have.
@@ -231,13 +250,13 @@ impl Member {
             // partitioned minority). In a higher term it stops following
             // the deposed leader.
             (Active::Following { term: t, .. }, None) if *t == term => return Ok(()),
-            (Active::Idle(_), None) => return Ok(()),
+            (Active::Idle { .. }, None) => return Ok(()),
             (Active::Witness(_), _) => return Ok(()),
             _ => {}
         }
         let db = self.end_role().await?;
         let Some(leader) = leader else {
-            *lock(&self.active) = Active::Idle(db);
+            *lock(&self.active) = Active::idle(db);
             return Ok(());
         };
         log::info!(
@@ -279,5 +298,66 @@ impl Member {
             life: Life::new(),
         };
         Ok(())
+    }
+}
+
+impl Member {
+    /// Serves a connection while this member knows no leader (an election
+    /// under way, a partitioned minority): reads at what its log holds,
+    /// possibly stale; writes and linearizable reads are refused with why,
+    /// and a read at a seq it has not applied gets `Timeout` at once.
+    pub(super) async fn serve_idle(
+        self: &Arc<Self>,
+        db: Arc<Db>,
+        accepted: crate::wire::Accepted,
+    ) -> std::io::Result<()> {
+        let crate::wire::Accepted {
+            r, mut w, hello, ..
+        } = accepted;
+        let no_leader = format!(
+            "member {} knows no leader yet (an election is under way); retry shortly",
+            self.cfg.me
+        );
+        if hello.purpose != Purpose::Request {
+            crate::wire::refuse(&mut w, RefuseReason::NotMaster, &no_leader).await;
+            return Ok(());
+        }
+        let me = Me {
+            role: Role::Member,
+            node_id: self.node_id,
+            history_id: self.history(&db),
+        };
+        w.send(&Message::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            role: me.role,
+            node_id: me.node_id,
+            history_id: me.history_id,
+            commit_seq: db.seq(),
+            term: self.seen_term.load(Ordering::Acquire),
+            terms: Vec::new(),
+        }))
+        .await?;
+        let answer = move |m: Message| {
+            let req_id = m.req_id().unwrap_or(0);
+            let at = db.seq();
+            let refused = match min_seq(&m) {
+                _ if m.written_key().is_some() => Some((ErrorCode::NotMaster, no_leader.clone())),
+                Some(hypha_net::MIN_SEQ_LINEARIZABLE) => {
+                    Some((ErrorCode::NotMaster, no_leader.clone()))
+                }
+                Some(seq) if seq > at => Some((
+                    ErrorCode::Timeout,
+                    format!("this member knows no leader and holds seq {at}, not yet {seq}"),
+                )),
+                _ => None,
+            };
+            let message = match refused {
+                Some((code, why)) => Message::error(req_id, code, &why),
+                None => answer_read(&db, me, &m)
+                    .unwrap_or_else(|| Message::error(req_id, ErrorCode::NotMaster, &no_leader)),
+            };
+            Answer::<std::future::Ready<Message>>::Now(message)
+        };
+        serve_requests(r, w, "member", self.cfg.idle_timeout_ms, answer).await
     }
 }
