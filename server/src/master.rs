@@ -431,7 +431,7 @@ impl Master {
             Later::Compact(req_id, run) => {
                 return crate::requests::answer_compact(self.db.clone(), req_id, run).await
             }
-            Later::Linearizable(m) => return self.linearizable_get(m).await,
+            Later::Linearizable(m) => return self.linearizable_read(m).await,
         };
         if let Some(seq) = written.seq.filter(|_| self.cfg.group.is_some()) {
             // Followers get it while this member's fdatasync runs.

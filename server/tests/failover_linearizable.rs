@@ -19,7 +19,7 @@ use common::history::{self, Op as RegisterOp, Outcome, Ret as RegisterRet, Value
 use common::Node;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,11 +54,20 @@ fn perform(
             Err(_) => return Outcome::Unknown,
         },
     };
+    static READS: AtomicUsize = AtomicUsize::new(0);
+    let by_history = matches!(op, RegisterOp::Read) && READS.fetch_add(1, Ordering::Relaxed) % 2 == 1;
     let reply = match op {
         RegisterOp::Write(v) => {
             let body = v.as_deref().unwrap_or_default().as_bytes();
             client.request("PUT", &format!("/kv/{key}"), &[], body)
         }
+        // Every other read asks for the key's newest version by history.
+        RegisterOp::Read if by_history => client.request(
+            "GET",
+            &format!("/kv/{key}?history=1&consistency=linearizable"),
+            &[],
+            b"",
+        ),
         RegisterOp::Read => client.request(
             "GET",
             &format!("/kv/{key}?consistency=linearizable"),
@@ -75,10 +84,53 @@ fn perform(
     };
     match (op, reply.status) {
         (RegisterOp::Write(_), 200 | 201) => Outcome::Done(RegisterRet::WriteOk),
+        (RegisterOp::Read, 200) if by_history => {
+            Outcome::Done(RegisterRet::ReadOk(newest_version(&reply)))
+        }
         (RegisterOp::Read, 200) => Outcome::Done(RegisterRet::ReadOk(Some(reply.text()))),
         (RegisterOp::Read, 404) => Outcome::Done(RegisterRet::ReadOk(None)),
         (_, 503 | 504) => Outcome::Unknown,
         (_, status) => panic!("{op:?} on {key}: unexpected {status}: {}", reply.text()),
+    }
+}
+
+/// The value of the newest version in a `?history=1` answer (`None`: a
+/// delete).
+fn newest_version(reply: &http_support::Reply) -> Option<String> {
+    use base64::Engine as _;
+    let doc = reply.json().expect("history JSON");
+    let newest = &doc["versions"][0];
+    let value = newest["value"].as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .expect("base64 value");
+    Some(String::from_utf8(bytes).expect("utf-8 value"))
+}
+
+/// A linearizable listing through the edge holds every key a linearizable
+/// GET finds.
+fn listing_holds_every_key(edge: SocketAddr, keys: &[String]) {
+    let mut client = http_support::Client::connect(edge).expect("edge");
+    let mut listed = String::new();
+    let mut cursor = String::new();
+    loop {
+        let target = format!("/kv?limit=1000&consistency=linearizable{cursor}");
+        let page = client.request("GET", &target, &[], b"").expect("listing");
+        assert_eq!(page.status, 200, "{}", page.text());
+        let doc = page.json().expect("listing JSON");
+        listed += &doc["keys"].to_string();
+        match doc["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    for key in keys {
+        let got = client
+            .request("GET", &format!("/kv/{key}?consistency=linearizable"), &[], b"")
+            .expect("get");
+        if got.status == 200 {
+            assert!(listed.contains(&format!("\"{key}\"")), "{key} missing from {listed}");
+        }
     }
 }
 
@@ -128,6 +180,7 @@ fn histories_through_leader_kills_are_linearizable() {
         let (d, u) = c.join().expect("client");
         (done, unknown) = (done + d, unknown + u);
     }
+    let all: Vec<String> = testers.lock().expect("testers").keys().cloned().collect();
     let keys = history::check(&testers);
     println!(
         "{done} operations answered, {unknown} with an unknown outcome, on {keys} keys, over {} \
@@ -135,6 +188,7 @@ fn histories_through_leader_kills_are_linearizable() {
         killed_terms.len()
     );
     assert!(done > 100, "too few operations to check anything: {done}");
+    listing_holds_every_key(edge_addr, &all);
     status_names_one_leader(edge_addr, &addrs, killed_terms.len());
 }
 

@@ -3,7 +3,7 @@
 //! system keys clients may not write.
 
 use super::{lock, Master};
-use crate::requests::error_message;
+use crate::requests::{answer_read, error_message};
 use hypha_net::{ErrorCode, Message, MIN_SEQ_LINEARIZABLE, TERM_START_KEY};
 use hypha_repl::MasterEvent;
 use std::time::{Duration, Instant};
@@ -114,17 +114,20 @@ impl Master {
         });
     }
 
-    /// Answers a linearizable `Get`: once this member confirmed it still
-    /// leads (after the request arrived), with the key's newest version
-    /// once a majority holds it. (A version no majority holds yet could
-    /// still be lost; answering it could show a write that never happened.)
-    pub(super) async fn linearizable_get(&self, m: Message) -> Message {
+    /// Answers a linearizable `Get`, `History` or `Scan`: once this member
+    /// confirmed it still leads (after the request arrived), with what its
+    /// log holds then, sent once a majority holds every write in it. (A
+    /// version no majority holds yet could still be lost; answering it
+    /// could show a write that never happened.) The answer is fixed when
+    /// computed: every write acknowledged before the request is in it, and
+    /// every write in it is committed before it goes out.
+    pub(super) async fn linearizable_read(&self, m: Message) -> Message {
         let req_id = m.req_id().unwrap_or(0);
-        let (Message::Get { key, .. }, Some(g)) = (&m, &self.cfg.group) else {
+        let Some(g) = &self.cfg.group else {
             return Message::error(
                 req_id,
                 ErrorCode::BadRequest,
-                "linearizable reads are single-key GETs at a failover group's leader",
+                "linearizable reads are answered by a failover group's leader",
             );
         };
         let leads = g.group.elector.read_index().recv().await == Ok(true);
@@ -135,20 +138,18 @@ impl Master {
                 "this member does not lead its group (any more): ask the leader",
             );
         }
+        let (mut answer, need) = match self.read_now(&m) {
+            Ok(read) => read,
+            Err(refused) => return refused,
+        };
         let deadline = Instant::now() + Duration::from_millis(self.cfg.sync_timeout_ms);
         loop {
-            let newest = match self.db.history(key, 1) {
-                Ok(v) => v.into_iter().next(),
-                Err(e) => return error_message(req_id, &e),
-            };
-            let seq = newest.as_ref().map_or(0, |v| v.seq);
             let commit = lock(&self.core).majority_commit();
-            if seq <= commit && commit > 0 {
-                return Message::Value {
-                    req_id,
-                    value: newest.and_then(|v| v.value.map(|value| (v.seq, value))),
-                    applied_seq: commit,
-                };
+            if need <= commit && commit > 0 {
+                if let Message::Value { applied_seq, .. } = &mut answer {
+                    *applied_seq = commit;
+                }
+                return answer;
             }
             // Deposed meanwhile: answer now and let go of the master.
             if !*self.writes_open.read().unwrap_or_else(|p| p.into_inner()) {
@@ -163,12 +164,53 @@ impl Master {
                     req_id,
                     ErrorCode::Timeout,
                     &format!(
-                        "the newest version of the key (seq {seq}) is not yet held by a \
+                        "the newest write this read shows (seq {need}) is not yet held by a \
                          majority (commit point {commit})"
                     ),
                 );
             }
             smol::Timer::after(Duration::from_millis(COMMIT_POLL_MS)).await;
         }
+    }
+
+    /// The answer to a linearizable read as the log holds it now, and the
+    /// seq a majority must hold before it goes out: the key's newest
+    /// version (a delete included) for `Get` and `History`; for `Scan`,
+    /// the log's end once the page is read.
+    fn read_now(&self, m: &Message) -> Result<(Message, u64), Message> {
+        let req_id = m.req_id().unwrap_or(0);
+        let mut plain = m.clone();
+        match &mut plain {
+            Message::Get { key, .. } => {
+                let newest = match self.db.history(key, 1) {
+                    Ok(v) => v.into_iter().next(),
+                    Err(e) => return Err(error_message(req_id, &e)),
+                };
+                let need = newest.as_ref().map_or(0, |v| v.seq);
+                let value = newest.and_then(|v| v.value.map(|value| (v.seq, value)));
+                let answer = Message::Value {
+                    req_id,
+                    value,
+                    applied_seq: 0,
+                };
+                return Ok((answer, need));
+            }
+            Message::History { min_seq, .. } | Message::Scan { min_seq, .. } => *min_seq = 0,
+            _ => {
+                return Err(Message::error(
+                    req_id,
+                    ErrorCode::BadRequest,
+                    "linearizable reads are GETs, histories and listings",
+                ))
+            }
+        }
+        let answer = answer_read(&self.db, self.me, &plain).unwrap_or_else(|| {
+            Message::error(req_id, ErrorCode::BadRequest, "not a read")
+        });
+        let need = match &answer {
+            Message::Versions { versions, .. } => versions.iter().map(|v| v.seq).max().unwrap_or(0),
+            _ => self.db.seq(),
+        };
+        Ok((answer, need))
     }
 }
