@@ -55,7 +55,8 @@ fn perform(
         },
     };
     static READS: AtomicUsize = AtomicUsize::new(0);
-    let by_history = matches!(op, RegisterOp::Read) && READS.fetch_add(1, Ordering::Relaxed) % 2 == 1;
+    let by_history =
+        matches!(op, RegisterOp::Read) && READS.fetch_add(1, Ordering::Relaxed) % 2 == 1;
     let reply = match op {
         RegisterOp::Write(v) => {
             let body = v.as_deref().unwrap_or_default().as_bytes();
@@ -126,10 +127,18 @@ fn listing_holds_every_key(edge: SocketAddr, keys: &[String]) {
     }
     for key in keys {
         let got = client
-            .request("GET", &format!("/kv/{key}?consistency=linearizable"), &[], b"")
+            .request(
+                "GET",
+                &format!("/kv/{key}?consistency=linearizable"),
+                &[],
+                b"",
+            )
             .expect("get");
         if got.status == 200 {
-            assert!(listed.contains(&format!("\"{key}\"")), "{key} missing from {listed}");
+            assert!(
+                listed.contains(&format!("\"{key}\"")),
+                "{key} missing from {listed}"
+            );
         }
     }
 }
@@ -213,6 +222,17 @@ fn status_names_one_leader(edge: SocketAddr, addrs: &[SocketAddr], kills: usize)
             && doc["leader_changes"].as_u64() >= Some(kills.min(1) as u64);
         if settled {
             assert_eq!(listed, expected, "{doc}");
+            assert_eq!(doc["leader"], leaders[0]["addr"], "{doc}");
+            let leader_row = doc["workers"]
+                .as_array()
+                .and_then(|ws| ws.iter().find(|w| w["addr"] == leaders[0]["addr"]).cloned());
+            if let Some(row) = leader_row {
+                assert_eq!(
+                    &row["lag"],
+                    &serde_json::json!(0),
+                    "the leader lags itself: {doc}"
+                );
+            }
             return;
         }
         assert!(Instant::now() < deadline, "/status never settled: {doc}");

@@ -211,6 +211,16 @@ impl Edge {
         }
     }
 
+    /// The member leading now as far as this edge can tell: it answers,
+    /// and it said it leads when it welcomed the live connection (a member
+    /// ends its connections when its role changes).
+    pub(super) fn reachable_leader(&self) -> Option<std::net::SocketAddr> {
+        let leads = |p: &&std::sync::Arc<crate::peer::Peer>| {
+            p.usable() && p.responsive(ANSWER_LATE_MS) && p.leads().is_some()
+        };
+        self.members.iter().find(leads).map(|p| p.addr)
+    }
+
     /// Member `peer` failed with a write in flight: try the next one first.
     fn suspect(&self, peer: &std::sync::Arc<crate::peer::Peer>) {
         let Some(i) = self.members.iter().position(|p| p.addr == peer.addr) else {

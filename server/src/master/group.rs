@@ -12,6 +12,14 @@ use std::time::{Duration, Instant};
 /// return is held by a majority yet.
 const COMMIT_POLL_MS: u64 = 1;
 
+/// A linearizable read as the log holds it now.
+enum ReadNow {
+    /// The answer, and the seq a majority must hold before it goes out.
+    Answer(Message, u64),
+    /// Refused at once.
+    Refused(Message),
+}
+
 /// A client's `Put` or `Delete` of a system key: refused, with why.
 pub(super) fn reserved(m: &Message) -> Option<Message> {
     let key = m.written_key()?;
@@ -139,8 +147,8 @@ impl Master {
             );
         }
         let (mut answer, need) = match self.read_now(&m) {
-            Ok(read) => read,
-            Err(refused) => return refused,
+            ReadNow::Answer(answer, need) => (answer, need),
+            ReadNow::Refused(refused) => return refused,
         };
         let deadline = Instant::now() + Duration::from_millis(self.cfg.sync_timeout_ms);
         loop {
@@ -177,14 +185,14 @@ impl Master {
     /// seq a majority must hold before it goes out: the key's newest
     /// version (a delete included) for `Get` and `History`; for `Scan`,
     /// the log's end once the page is read.
-    fn read_now(&self, m: &Message) -> Result<(Message, u64), Message> {
+    fn read_now(&self, m: &Message) -> ReadNow {
         let req_id = m.req_id().unwrap_or(0);
         let mut plain = m.clone();
         match &mut plain {
             Message::Get { key, .. } => {
                 let newest = match self.db.history(key, 1) {
                     Ok(v) => v.into_iter().next(),
-                    Err(e) => return Err(error_message(req_id, &e)),
+                    Err(e) => return ReadNow::Refused(error_message(req_id, &e)),
                 };
                 let need = newest.as_ref().map_or(0, |v| v.seq);
                 let value = newest.and_then(|v| v.value.map(|value| (v.seq, value)));
@@ -193,24 +201,23 @@ impl Master {
                     value,
                     applied_seq: 0,
                 };
-                return Ok((answer, need));
+                return ReadNow::Answer(answer, need);
             }
             Message::History { min_seq, .. } | Message::Scan { min_seq, .. } => *min_seq = 0,
             _ => {
-                return Err(Message::error(
+                return ReadNow::Refused(Message::error(
                     req_id,
                     ErrorCode::BadRequest,
                     "linearizable reads are GETs, histories and listings",
                 ))
             }
         }
-        let answer = answer_read(&self.db, self.me, &plain).unwrap_or_else(|| {
-            Message::error(req_id, ErrorCode::BadRequest, "not a read")
-        });
+        let answer = answer_read(&self.db, self.me, &plain)
+            .unwrap_or_else(|| Message::error(req_id, ErrorCode::BadRequest, "not a read"));
         let need = match &answer {
             Message::Versions { versions, .. } => versions.iter().map(|v| v.seq).max().unwrap_or(0),
             _ => self.db.seq(),
         };
-        Ok((answer, need))
+        ReadNow::Answer(answer, need)
     }
 }
