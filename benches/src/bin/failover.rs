@@ -17,13 +17,21 @@
 //! After each trial the failed process is killed and started again, and the
 //! next trial waits until the group is whole and takes writes.
 //!
+//! With `--loss PERCENT` (root) the whole run — every system's processes
+//! and the client — happens in a network namespace of its own whose
+//! loopback has Mycelium's MTU (1400) and drops that share of the packets
+//! it receives (iptables and ip6tables `statistic`), so every link of
+//! every system loses packets alike.
+//!
 //! ```sh
 //! cargo build --release -p hypha-server
 //! cd benches && cargo run --release --bin failover -- --hypha ../target/release/hypha \
 //!     [--trials 20] [--only hypha,hypha-etcd-timing,etcd,sentinel] [--modes crash,silent] \
-//!     [--down-after-ms 1000]
+//!     [--down-after-ms 1000] [--loss 1]
 //! ```
 
+#[path = "failover/netns.rs"]
+mod netns;
 #[path = "failover/systems.rs"]
 mod systems;
 
@@ -42,6 +50,8 @@ struct Opts {
     only: Vec<String>,
     modes: Vec<String>,
     down_after_ms: u64,
+    /// Percent of packets dropped (runs in a namespace), if any.
+    loss: Option<String>,
 }
 
 fn opts() -> Result<Opts, String> {
@@ -56,6 +66,7 @@ fn opts() -> Result<Opts, String> {
             .to_vec(),
         modes: ["crash", "silent"].map(String::from).to_vec(),
         down_after_ms: 1000,
+        loss: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -71,6 +82,7 @@ fn opts() -> Result<Opts, String> {
             "--down-after-ms" => {
                 o.down_after_ms = val()?.parse().map_err(|e| format!("--down-after-ms: {e}"))?
             }
+            "--loss" => o.loss = Some(val()?),
             other => return Err(format!("unknown flag {other}; see the top of failover.rs")),
         }
     }
@@ -80,7 +92,15 @@ fn opts() -> Result<Opts, String> {
 /// One trial: fail the leader, time the first acknowledged write, repair.
 fn trial(c: &mut dyn Cluster, silent: bool, n: &mut u64) -> Result<Option<Duration>, String> {
     c.settle()?;
-    let leader = c.leader()?;
+    // A status query can be lost (`--loss`): ask again for a while.
+    let asked = Instant::now();
+    let leader = loop {
+        match c.leader() {
+            Ok(l) => break l,
+            Err(e) if asked.elapsed() > Duration::from_secs(10) => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
     let pid = c.pid(leader);
     let signal = if silent { libc::SIGSTOP } else { libc::SIGKILL };
     let started = Instant::now();
@@ -108,8 +128,11 @@ fn pct(sorted: &[Duration], p: usize) -> f64 {
 
 fn main() -> Result<(), String> {
     let o = opts()?;
+    if let Some(loss) = o.loss.as_deref().filter(|_| !netns::inside()) {
+        return netns::rerun_inside(loss);
+    }
     println!(
-        "failover: {} trials per system and mode; {} cores; {}",
+        "failover: {} trials per system and mode; {} cores; {}{}",
         o.trials,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         String::from_utf8_lossy(
@@ -119,7 +142,10 @@ fn main() -> Result<(), String> {
                 .map_err(|e| e.to_string())?
                 .stdout
         )
-        .trim()
+        .trim(),
+        o.loss
+            .as_deref()
+            .map_or(String::new(), |l| format!("; in a namespace, {l} % loss, MTU 1400"))
     );
     let dir = std::env::temp_dir().join(format!("hypha-failover-{}", std::process::id()));
     let mut rows = Vec::new();
