@@ -80,7 +80,9 @@ fn opts() -> Result<Opts, String> {
             "--only" => o.only = val()?.split(',').map(String::from).collect(),
             "--modes" => o.modes = val()?.split(',').map(String::from).collect(),
             "--down-after-ms" => {
-                o.down_after_ms = val()?.parse().map_err(|e| format!("--down-after-ms: {e}"))?
+                o.down_after_ms = val()?
+                    .parse()
+                    .map_err(|e| format!("--down-after-ms: {e}"))?
             }
             "--loss" => o.loss = Some(val()?),
             other => return Err(format!("unknown flag {other}; see the top of failover.rs")),
@@ -143,9 +145,9 @@ fn main() -> Result<(), String> {
                 .stdout
         )
         .trim(),
-        o.loss
-            .as_deref()
-            .map_or(String::new(), |l| format!("; in a namespace, {l} % loss, MTU 1400"))
+        o.loss.as_deref().map_or(String::new(), |l| format!(
+            "; in a namespace, {l} % loss, MTU 1400"
+        ))
     );
     let dir = std::env::temp_dir().join(format!("hypha-failover-{}", std::process::id()));
     let mut rows = Vec::new();

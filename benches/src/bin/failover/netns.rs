@@ -14,7 +14,12 @@ fn run(args: &[&str]) -> Result<(), String> {
     let status = Command::new(args[0])
         .args(&args[1..])
         .status()
-        .map_err(|e| format!("{}: {e} (needs root, iproute2 and iptables)", args.join(" ")))?;
+        .map_err(|e| {
+            format!(
+                "{}: {e} (needs root, iproute2 and iptables)",
+                args.join(" ")
+            )
+        })?;
     match status.success() {
         true => Ok(()),
         false => Err(format!("{} failed: {status}", args.join(" "))),

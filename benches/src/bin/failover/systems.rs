@@ -232,9 +232,16 @@ impl HyphaGroup {
             members.push(Proc::spawn(args, dir.join(format!("m{i}.log")))?);
         }
         let edge = loopback(free_port()?);
-        let args = [bin, "http", "--listen", &edge.to_string(), "--members", &peers]
-            .map(String::from)
-            .to_vec();
+        let args = [
+            bin,
+            "http",
+            "--listen",
+            &edge.to_string(),
+            "--members",
+            &peers,
+        ]
+        .map(String::from)
+        .to_vec();
         let edge_proc = Proc::spawn(args, dir.join("edge.log"))?;
         Ok(HyphaGroup {
             timing: (hb, election),
@@ -364,7 +371,10 @@ impl Cluster for EtcdGroup {
 
     fn write(&mut self, n: u64) -> bool {
         // base64 of "failover-N" is not needed to be exact: any key works.
-        let body = format!("{{\"key\":\"{}\",\"value\":\"dg==\"}}", b64(&format!("f{n}")));
+        let body = format!(
+            "{{\"key\":\"{}\",\"value\":\"dg==\"}}",
+            b64(&format!("f{n}"))
+        );
         let i = (n % 3) as usize;
         matches!(http(self.clients[i], "POST", "/v3/kv/put", body.as_bytes()), Some((200, b)) if !String::from_utf8_lossy(&b).contains("\"error\""))
     }
@@ -393,9 +403,15 @@ fn b64(s: &str) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in s.as_bytes().chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         for k in 0..4 {
-            out.push(if k <= c.len() { A[(n >> (18 - 6 * k) & 63) as usize] as char } else { '=' });
+            out.push(if k <= c.len() {
+                A[(n >> (18 - 6 * k) & 63) as usize] as char
+            } else {
+                '='
+            });
         }
     }
     out
@@ -411,7 +427,12 @@ pub struct SentinelGroup {
 }
 
 impl SentinelGroup {
-    pub fn start(redis: &str, sentinel: &str, dir: &Path, down_after_ms: u64) -> Result<SentinelGroup, String> {
+    pub fn start(
+        redis: &str,
+        sentinel: &str,
+        dir: &Path,
+        down_after_ms: u64,
+    ) -> Result<SentinelGroup, String> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
         let mut procs = Vec::new();
@@ -432,7 +453,11 @@ impl SentinelGroup {
                 format!("r{i}.rdb"),
             ];
             if i > 0 {
-                args.extend(["--replicaof".into(), "127.0.0.1".into(), ports[0].to_string()]);
+                args.extend([
+                    "--replicaof".into(),
+                    "127.0.0.1".into(),
+                    ports[0].to_string(),
+                ]);
             }
             procs.push(Proc::spawn(args, dir.join(format!("r{i}.log")))?);
         }
@@ -468,7 +493,12 @@ impl SentinelGroup {
     fn master_port(&self) -> Option<u16> {
         self.sentinel_addrs.iter().find_map(|s| {
             let r = resp(*s, &["SENTINEL", "get-master-addr-by-name", "m"])?;
-            r.lines().filter(|l| !l.starts_with(['*', '$'])).nth(1)?.trim().parse().ok()
+            r.lines()
+                .filter(|l| !l.starts_with(['*', '$']))
+                .nth(1)?
+                .trim()
+                .parse()
+                .ok()
         })
     }
 }
