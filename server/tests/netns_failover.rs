@@ -207,6 +207,7 @@ fn partitions_flapping_loss_and_kills_keep_histories_linearizable() {
             (e.to_string(), format!("http://{listen}"), p)
         })
         .collect();
+    let _cleanup = net.cleanup();
     let net = Arc::new(net);
     let (ea, ea_url) = (edges[0].0.clone(), edges[0].1.clone());
     let first = wait_leader(&net, &ea, &ea_url, None, &members);

@@ -142,13 +142,31 @@ impl Net {
     }
 }
 
+impl Net {
+    /// Deletes this net's namespaces when dropped, even while client
+    /// threads still hold the `Net` (a test that fails does not join them,
+    /// so the `Net` itself is never dropped).
+    #[allow(dead_code)] // each test binary uses a different part
+    pub fn cleanup(&self) -> Cleanup {
+        let nodes = self.nodes.iter().map(String::as_str).chain(["sw"]);
+        Cleanup(nodes.map(|n| self.ns(n)).collect())
+    }
+}
+
+/// See [`Net::cleanup`].
+pub struct Cleanup(Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
 impl Drop for Net {
     fn drop(&mut self) {
-        for n in self.nodes.iter().chain(std::iter::once(&"sw".to_string())) {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.ns(n)])
-                .status();
-        }
+        drop(self.cleanup());
     }
 }
 
