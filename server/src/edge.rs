@@ -193,7 +193,8 @@ impl Edge {
         drop(list);
         // Those answering first (a partitioned member's calls hang until
         // they time out), then those known to have applied min_seq.
-        out.sort_by_key(|p| {
+        // Keyed once per peer: `responsive` locks the peer's connection.
+        out.sort_by_cached_key(|p| {
             let late = !self.members.is_empty() && !p.responsive(ANSWER_LATE_MS);
             (late, p.applied_seq.load(Ordering::Relaxed) < min_seq)
         });

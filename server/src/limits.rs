@@ -22,6 +22,7 @@
 //! | --- | --- | --- |
 //! | [`LEADER_WAIT_MS`] | 5,000 | how long the edge looks for a leader before a write gets 503 |
 //! | [`MEMBER_WATCH_MS`] | 250 | how often the edge asks each member whether it leads |
+//! | [`APPLY_QUEUED_BYTES_MAX`] | 1 MiB | key and value bytes a follower queues behind the apply in flight before it stops reading from its master |
 //! | [`ANSWER_LATE_MS`] | 1,000 | a member with a call unanswered this long is tried last for reads and is no reachable leader (`X-Hypha-Stale`) |
 //! | [`STATUS_REFRESH_WAIT_MS`] | 500 | how long `/status` waits for a silent master |
 //! | [`BALLOTS_QUEUED_MAX`] | 64 | ballots waiting for the election task or for one member's connection; more are dropped, as a lossy network would |
@@ -33,6 +34,7 @@ pub use hypha_engine::limits::REQUEST_SCAN_RECORDS_MAX;
 pub use hypha_net::{
     FRAME_BYTES_MAX, HISTORY_DEPTH_MAX, KEY_BYTES_MAX, SCAN_LIMIT_MAX, VALUE_BYTES_MAX,
 };
+pub use hypha_repl::APPLY_QUEUED_BYTES_MAX;
 
 // The engine stores what the wire carries, no more and no less.
 const _: () = assert!(hypha_engine::limits::KEY_BYTES_MAX == KEY_BYTES_MAX);

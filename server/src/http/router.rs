@@ -16,7 +16,9 @@
 //!
 //! Keys are the percent-decoded rest of the path: `/kv/a/b` and `/kv/a%2Fb` are
 //! the same key, `+` in a path is a plus. Query values are form-decoded (`+` is
-//! a space, `%2B` a plus). Reads take `consistency=ryw|linearizable|any`.
+//! a space, `%2B` a plus). Reads take `consistency=ryw|linearizable|any`;
+//! while the backend says they may be stale (a failover group's edge that
+//! reaches no leader), every read answer carries `X-Hypha-Stale: true`.
 //! Every error is `{"error": "..."}` saying what to change.
 
 use std::sync::Arc;
