@@ -61,6 +61,7 @@ mod frame;
 mod handshake;
 mod heartbeat;
 pub mod limits;
+mod members;
 mod message;
 mod session;
 mod validate;
@@ -86,6 +87,7 @@ pub use heartbeat::{
     decode_heartbeat, encode_heartbeat, open_heartbeat, Heartbeat, HeartbeatBytes,
 };
 pub use limits::*;
+pub use members::{MemberChange, Membership, Slot, Standing, MEMBERS_FORMAT, MEMBERS_KEY};
 pub use message::{
     CompactInfo, ErrorCode, Message, NodeStatus, RecordKind, Version, WireMeta, WireRecord,
     WorkerInfo, MESSAGE_TAG_COUNT,

@@ -62,6 +62,11 @@ pub const REQUEST_ID_BYTES: usize = 16;
 /// wrote records; a follower further apart takes a snapshot.
 pub const TERMS_KEPT: usize = 32;
 
+/// Most member slots a failover group's list holds over its whole life
+/// ([`Membership`](crate::Membership)): ids are never reused, and an
+/// election counts votes in a 64-bit mask.
+pub const MEMBERS_MAX: usize = 64;
+
 /// Largest [`Heartbeat::load`](crate::Heartbeat::load): load is in per-mille.
 pub const LOAD_PERMILLE_MAX: u16 = 1000;
 
@@ -214,6 +219,14 @@ pub const WORKER_LIST_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
     + varint_bytes(WORKERS_MAX as u64)
     + WORKERS_MAX * (2 * VARINT_U64_BYTES_MAX + sized_bytes_max(ADDR_BYTES_MAX) + 1);
 
+/// Largest [`Message::MemberList`](crate::Message::MemberList) payload:
+/// tag, request id, group, term, epoch, `MEMBERS_MAX` slots (address and
+/// standing).
+pub const MEMBER_LIST_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
+    + 4 * VARINT_U64_BYTES_MAX
+    + varint_bytes(MEMBERS_MAX as u64)
+    + MEMBERS_MAX * (sized_bytes_max(ADDR_BYTES_MAX) + 1);
+
 /// Largest [`Hello`](crate::Hello) payload: tag, magic, version, cluster,
 /// role, node id, history id, applied seq, purpose (`Elect`: tag, member,
 /// group), nonce, term, last term.
@@ -284,6 +297,8 @@ const _: () = assert!(VERSIONS_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
 const _: () = assert!(SCAN_PAGE_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
 const _: () = assert!(WORKER_LIST_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
 const _: () = assert!(WELCOME_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
+const _: () = assert!(MEMBER_LIST_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
+const _: () = assert!(MEMBERS_MAX <= 64);
 // The frame length field is a u32.
 const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
 // A batch target smaller than one record would still work (the one-record

@@ -12,12 +12,15 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::failover::{Ballot, WriteRequest};
-use crate::handshake::{truncate_str, Challenge, Hello, Prove, Refuse, Role, Welcome};
-use crate::limits::{MESSAGE_STRING_BYTES_MAX, REQUEST_ID_BYTES};
+use crate::members::{MemberChange, Membership};
+
+mod meta;
+use crate::handshake::{Challenge, Hello, Prove, Refuse, Role, Welcome};
+use crate::limits::REQUEST_ID_BYTES;
 
 /// Number of message tags this version knows: tags are `0..MESSAGE_TAG_COUNT`.
 /// A payload starting with a larger tag is [`DecodeError::UnknownMessage`](crate::DecodeError::UnknownMessage).
-pub const MESSAGE_TAG_COUNT: u32 = 34;
+pub const MESSAGE_TAG_COUNT: u32 = 37;
 
 /// One protocol message. The tag of each variant is in its doc, after "Tag".
 ///
@@ -297,6 +300,31 @@ pub enum Message {
         /// The client request, kept in the record.
         request: WriteRequest,
     },
+    /// Tag 34. A failover group's member list as this member's log holds
+    /// it. Answer: `MemberList`.
+    Members {
+        /// Request id.
+        req_id: u64,
+    },
+    /// Tag 35. Answers `Members` and `ChangeMembers`; also the first
+    /// message a member sends on an `Elect` connection once its group's
+    /// list changed (`req_id` 0), so a witness learns where members listen.
+    MemberList {
+        /// Request id.
+        req_id: u64,
+        /// The list.
+        members: Membership,
+    },
+    /// Tag 36. Change a failover group's member list by one member (the
+    /// leader only; others answer `NotMaster`). Answer: `MemberList` once
+    /// the change is committed (an `Add`: once the new member caught up
+    /// and votes), or `Error`.
+    ChangeMembers {
+        /// Request id.
+        req_id: u64,
+        /// The change.
+        change: MemberChange,
+    },
 }
 
 /// A node's compaction counters, in [`Message::CompactIs`].
@@ -438,155 +466,6 @@ pub enum ErrorCode {
     /// told (its window is not in the log whole): nothing was written.
     /// Tag 9 (protocol 3).
     OutcomeUnknown,
-}
-
-impl Message {
-    /// The message's tag: its postcard variant index, the first byte of its
-    /// payload. Pinned; see `net/WIRE.md`.
-    pub fn tag(&self) -> u32 {
-        match self {
-            Self::Hello(_) => 0,
-            Self::Welcome(_) => 1,
-            Self::Refuse(_) => 2,
-            Self::Get { .. } => 3,
-            Self::Put { .. } => 4,
-            Self::Delete { .. } => 5,
-            Self::History { .. } => 6,
-            Self::Scan { .. } => 7,
-            Self::Digest { .. } => 8,
-            Self::Status { .. } => 9,
-            Self::Workers { .. } => 10,
-            Self::Value { .. } => 11,
-            Self::Written { .. } => 12,
-            Self::Deleted { .. } => 13,
-            Self::Versions { .. } => 14,
-            Self::ScanPage { .. } => 15,
-            Self::DigestIs { .. } => 16,
-            Self::StatusIs { .. } => 17,
-            Self::WorkerList { .. } => 18,
-            Self::Error { .. } => 19,
-            Self::Records { .. } => 20,
-            Self::Ack { .. } => 21,
-            Self::SnapshotBegin { .. } => 22,
-            Self::SnapshotChunk { .. } => 23,
-            Self::SnapshotEnd { .. } => 24,
-            Self::Ping { .. } => 25,
-            Self::Pong { .. } => 26,
-            Self::Compact { .. } => 27,
-            Self::CompactIs { .. } => 28,
-            Self::Challenge(_) => 29,
-            Self::Prove(_) => 30,
-            Self::Ballot(_) => 31,
-            Self::PutOnce { .. } => 32,
-            Self::DeleteOnce { .. } => 33,
-        }
-    }
-
-    /// The variant's name, for logs.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Hello(_) => "Hello",
-            Self::Welcome(_) => "Welcome",
-            Self::Refuse(_) => "Refuse",
-            Self::Get { .. } => "Get",
-            Self::Put { .. } => "Put",
-            Self::Delete { .. } => "Delete",
-            Self::History { .. } => "History",
-            Self::Scan { .. } => "Scan",
-            Self::Digest { .. } => "Digest",
-            Self::Status { .. } => "Status",
-            Self::Workers { .. } => "Workers",
-            Self::Value { .. } => "Value",
-            Self::Written { .. } => "Written",
-            Self::Deleted { .. } => "Deleted",
-            Self::Versions { .. } => "Versions",
-            Self::ScanPage { .. } => "ScanPage",
-            Self::DigestIs { .. } => "DigestIs",
-            Self::StatusIs { .. } => "StatusIs",
-            Self::WorkerList { .. } => "WorkerList",
-            Self::Error { .. } => "Error",
-            Self::Records { .. } => "Records",
-            Self::Ack { .. } => "Ack",
-            Self::SnapshotBegin { .. } => "SnapshotBegin",
-            Self::SnapshotChunk { .. } => "SnapshotChunk",
-            Self::SnapshotEnd { .. } => "SnapshotEnd",
-            Self::Ping { .. } => "Ping",
-            Self::Pong { .. } => "Pong",
-            Self::Compact { .. } => "Compact",
-            Self::CompactIs { .. } => "CompactIs",
-            Self::Challenge(_) => "Challenge",
-            Self::Prove(_) => "Prove",
-            Self::Ballot(_) => "Ballot",
-            Self::PutOnce { .. } => "PutOnce",
-            Self::DeleteOnce { .. } => "DeleteOnce",
-        }
-    }
-
-    /// The request id of a request or response; `None` for handshake,
-    /// replication and ping messages.
-    pub fn req_id(&self) -> Option<u64> {
-        match self {
-            Self::Get { req_id, .. }
-            | Self::Put { req_id, .. }
-            | Self::Delete { req_id, .. }
-            | Self::PutOnce { req_id, .. }
-            | Self::DeleteOnce { req_id, .. }
-            | Self::History { req_id, .. }
-            | Self::Scan { req_id, .. }
-            | Self::Digest { req_id }
-            | Self::Status { req_id }
-            | Self::Workers { req_id }
-            | Self::Value { req_id, .. }
-            | Self::Written { req_id, .. }
-            | Self::Deleted { req_id, .. }
-            | Self::Versions { req_id, .. }
-            | Self::ScanPage { req_id, .. }
-            | Self::DigestIs { req_id, .. }
-            | Self::StatusIs { req_id, .. }
-            | Self::WorkerList { req_id, .. }
-            | Self::Compact { req_id, .. }
-            | Self::CompactIs { req_id, .. }
-            | Self::Error { req_id, .. } => Some(*req_id),
-            Self::Hello(_)
-            | Self::Welcome(_)
-            | Self::Refuse(_)
-            | Self::Records { .. }
-            | Self::Ack { .. }
-            | Self::SnapshotBegin { .. }
-            | Self::SnapshotChunk { .. }
-            | Self::SnapshotEnd { .. }
-            | Self::Ping { .. }
-            | Self::Pong { .. }
-            | Self::Challenge(_)
-            | Self::Prove(_)
-            | Self::Ballot(_) => None,
-        }
-    }
-
-    /// An `Error` response whose message is cut to `MESSAGE_STRING_BYTES_MAX`
-    /// bytes on a character boundary, so it always passes validation.
-    pub fn error(req_id: u64, code: ErrorCode, message: &str) -> Self {
-        let message = truncate_str(message, MESSAGE_STRING_BYTES_MAX);
-        Self::Error {
-            req_id,
-            code,
-            message: String::from(message),
-        }
-    }
-}
-
-impl Message {
-    /// The key a client's write changes (`Put`, `Delete`, `PutOnce`,
-    /// `DeleteOnce`); `None` for every other message.
-    pub fn written_key(&self) -> Option<&[u8]> {
-        match self {
-            Self::Put { key, .. }
-            | Self::Delete { key, .. }
-            | Self::PutOnce { key, .. }
-            | Self::DeleteOnce { key, .. } => Some(key),
-            _ => None,
-        }
-    }
 }
 
 // Tags fit one varint byte; WIRE.md and the worst-case sizes rely on it.

@@ -117,6 +117,13 @@ impl Message {
             }
             Self::SnapshotChunk { records } => check_batch(records, &SNAPSHOT_NAMES),
             Self::Welcome(welcome) => check_terms(&welcome.terms),
+            Self::MemberList { members, .. } => members.check().map_err(DecodeError::Invalid),
+            Self::ChangeMembers { change, .. } => check_len(
+                "ChangeMembers.change",
+                "ADDR_BYTES_MAX",
+                change.addr().len(),
+                ADDR_BYTES_MAX,
+            ),
             Self::Digest { .. }
             | Self::Status { .. }
             | Self::Workers { .. }
@@ -133,7 +140,8 @@ impl Message {
             | Self::CompactIs { .. }
             | Self::Challenge(_)
             | Self::Prove(_)
-            | Self::Ballot(_) => Ok(()),
+            | Self::Ballot(_)
+            | Self::Members { .. } => Ok(()),
         }
     }
 }

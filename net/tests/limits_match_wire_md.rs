@@ -5,7 +5,7 @@ use hypha_net::*;
 
 #[test]
 fn limits_have_the_documented_values() {
-    let documented: [(&str, usize, usize); 26] = [
+    let documented: [(&str, usize, usize); 28] = [
         ("KEY_BYTES_MAX", KEY_BYTES_MAX, 4096),
         ("VALUE_BYTES_MAX", VALUE_BYTES_MAX, 16_777_216),
         ("CLUSTER_NAME_BYTES_MAX", CLUSTER_NAME_BYTES_MAX, 64),
@@ -46,6 +46,13 @@ fn limits_have_the_documented_values() {
         ),
         ("REQUEST_ID_BYTES", REQUEST_ID_BYTES, 16),
         ("TERMS_KEPT", TERMS_KEPT, 32),
+        ("MEMBERS_MAX", MEMBERS_MAX, 64),
+        // 1 + 4 × 10 + 1 + 64 × (2 + 256 + 1)
+        (
+            "MEMBER_LIST_MESSAGE_BYTES_WORST",
+            MEMBER_LIST_MESSAGE_BYTES_WORST,
+            16_618,
+        ),
         // 1 + 32 + 32
         (
             "CHALLENGE_MESSAGE_BYTES_WORST",
@@ -82,7 +89,7 @@ fn limits_have_the_documented_values() {
 fn protocol_constants_have_the_documented_values() {
     assert_eq!(PROTOCOL_VERSION, 3);
     assert_eq!(HELLO_MAGIC, 0x4859_5048);
-    assert_eq!(MESSAGE_TAG_COUNT, 34);
+    assert_eq!(MESSAGE_TAG_COUNT, 37);
     assert_eq!(FRAME_HEADER_BYTES, 8);
 }
 

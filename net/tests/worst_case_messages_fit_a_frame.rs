@@ -12,6 +12,9 @@ use hypha_net::{
     PROOF_BYTES, PROTOCOL_VERSION, PROVE_MESSAGE_BYTES_WORST, PUT_MESSAGE_BYTES_WORST,
     RECORDS_MESSAGE_BYTES_WORST, REFUSE_MESSAGE_BYTES_WORST, VALUE_BYTES_MAX, VARINT_U16_BYTES_MAX,
 };
+use hypha_net::{
+    Membership, Slot, Standing, ADDR_BYTES_MAX, MEMBERS_MAX, MEMBER_LIST_MESSAGE_BYTES_WORST,
+};
 use hypha_net::{TermStart, Welcome, TERMS_KEPT, WELCOME_MESSAGE_BYTES_WORST};
 
 #[test]
@@ -117,6 +120,28 @@ fn the_largest_welcome_is_exactly_its_worst_case() -> TestResult {
         payload_len(&welcome)?,
         WELCOME_MESSAGE_BYTES_WORST - version_slack
     );
+    Ok(())
+}
+
+#[test]
+fn the_largest_member_list_is_exactly_its_worst_case() -> TestResult {
+    let slots = (0..MEMBERS_MAX)
+        .map(|i| Slot {
+            addr: format!("{i:0>width$}", width = ADDR_BYTES_MAX),
+            standing: Standing::Voter,
+        })
+        .collect();
+    let list = Message::MemberList {
+        req_id: u64::MAX,
+        members: Membership {
+            group: u64::MAX,
+            term: u64::MAX,
+            epoch: u64::MAX,
+            slots,
+        },
+    };
+    list.validate()?;
+    assert_eq!(payload_len(&list)?, MEMBER_LIST_MESSAGE_BYTES_WORST);
     Ok(())
 }
 

@@ -295,6 +295,17 @@ pub fn every_message() -> Vec<Message> {
                 retry_after: None,
             },
         },
+        Message::Members { req_id: 82 },
+        Message::MemberList {
+            req_id: 83,
+            members: hypha_net::Membership::first(&["[400::1]:7000", "[400::2]:7000"])
+                .changed(&hypha_net::MemberChange::Add("[400::3]:7000".into()), 2)
+                .expect("a new address"),
+        },
+        Message::ChangeMembers {
+            req_id: 84,
+            change: hypha_net::MemberChange::Remove("[400::2]:7000".into()),
+        },
     ]
 }
 
