@@ -35,7 +35,8 @@ use reads::ReadRounds;
 mod events;
 mod reads;
 
-/// A member: its index in the group's member list, the same on every member.
+/// A member: its id in the group's member list (`hypha_net::Membership`:
+/// its slot, never reused), below `MEMBERS_MAX`.
 pub type MemberId = usize;
 
 pub use hypha_net::{Ballot, LogId};
@@ -85,7 +86,9 @@ pub const ELECTION_ETCD_TIMING: ElectionParams = ElectionParams {
 pub struct Seat {
     /// This member.
     pub me: MemberId,
-    /// Members in the group (this one included).
+    /// Members of the group's first list (this one included): ids
+    /// `0..members`, every one a voter, until a
+    /// [`ElectionEvent::Members`] says otherwise.
     pub members: usize,
     /// False for a witness: it votes and counts for a majority, never leads.
     pub may_lead: bool,
@@ -104,7 +107,10 @@ pub struct Persisted {
 #[derive(Debug)]
 pub struct Election {
     me: MemberId,
-    members: usize,
+    /// Members (a bit per id) whose votes and acknowledgements count.
+    voters: u64,
+    /// Members (a bit per id) this one talks to: voters and learners.
+    present: u64,
     /// False for a member that may vote but never leads (a witness).
     may_lead: bool,
     params: ElectionParams,
@@ -127,8 +133,16 @@ pub struct Election {
     rng: u64,
 }
 
-/// Most members a group may have (a bit per member in vote counts).
-pub const MEMBERS_MAX: usize = 64;
+/// Most member ids a group may have (a bit per member in vote counts).
+pub use hypha_net::MEMBERS_MAX;
+
+fn bits(n: usize) -> u64 {
+    match n {
+        0 => 0,
+        n if n >= 64 => u64::MAX,
+        n => (1u64 << n) - 1,
+    }
+}
 
 impl Election {
     /// A member in `seat`, (re)started with its persisted state and the
@@ -154,7 +168,8 @@ impl Election {
         );
         let mut e = Election {
             me,
-            members,
+            voters: bits(members),
+            present: bits(members),
             may_lead,
             params,
             state,
@@ -163,9 +178,9 @@ impl Election {
             deadline: 0,
             heard_leader: None,
             granted: 0,
-            heard: vec![None; members],
+            heard: vec![None; MEMBERS_MAX],
             led_since: 0,
-            reads: ReadRounds::new(me, members),
+            reads: ReadRounds::new(me),
             rng: seed | 1,
         };
         e.reset_timer(now);
@@ -205,7 +220,7 @@ impl Election {
     pub fn handle(&mut self, event: ElectionEvent, now: Millis) -> Vec<ElectionAction> {
         let mut out = Vec::new();
         match event {
-            ElectionEvent::Received { from, msg } if from < self.members && from != self.me => {
+            ElectionEvent::Received { from, msg } if from < MEMBERS_MAX && from != self.me => {
                 self.receive(from, msg, now, &mut out)
             }
             ElectionEvent::Received { .. } => {}
@@ -223,6 +238,9 @@ impl Election {
                     self.deadline = self.deadline.min(soon);
                 }
             }
+            ElectionEvent::Members { voters, present } => {
+                self.members(voters, present, now, &mut out)
+            }
             ElectionEvent::ReadIndex(id) => {
                 if self.role != Role::Leader {
                     out.push(ElectionAction::ReadFailed { id });
@@ -235,7 +253,35 @@ impl Election {
     }
 
     fn majority(&self) -> usize {
-        self.members / 2 + 1
+        self.voters.count_ones() as usize / 2 + 1
+    }
+
+    /// Whether the grants gathered so far are a majority of the voters.
+    fn won(&self) -> bool {
+        (self.granted & self.voters).count_ones() as usize >= self.majority()
+    }
+
+    /// Whether this member votes (its own vote counts for itself).
+    fn votes(&self) -> bool {
+        self.voters & (1 << self.me) != 0
+    }
+
+    /// The member list changed (the newest its log holds, committed or
+    /// not: Raft's rule for single-server changes).
+    fn members(&mut self, voters: u64, present: u64, now: Millis, out: &mut Vec<ElectionAction>) {
+        if (voters, present | voters) == (self.voters, self.present) {
+            return;
+        }
+        self.voters = voters;
+        self.present = present | voters;
+        // A candidacy may have won (or lost its point) by the change.
+        match self.role {
+            Role::PreCandidate | Role::Candidate if !self.votes() => self.follow(None, now, out),
+            Role::PreCandidate if self.won() => self.campaign(now, out),
+            Role::Candidate if self.won() => self.lead(now, out),
+            Role::Leader => self.confirm_reads(now, out),
+            _ => {}
+        }
     }
 
     fn random(&mut self) -> u64 {
@@ -252,7 +298,7 @@ impl Election {
     }
 
     fn broadcast(&self, msg: Ballot, out: &mut Vec<ElectionAction>) {
-        for to in (0..self.members).filter(|&m| m != self.me) {
+        for to in (0..MEMBERS_MAX).filter(|&m| m != self.me && self.present & (1 << m) != 0) {
             out.push(ElectionAction::Send { to, msg });
         }
     }
@@ -319,7 +365,7 @@ impl Election {
             Ballot::PreVoteReply { term, granted } => {
                 if self.role == Role::PreCandidate && granted && term == self.state.term + 1 {
                     self.granted |= 1 << from;
-                    if self.granted.count_ones() as usize >= self.majority() {
+                    if self.won() {
                         self.campaign(now, out);
                     }
                 }
@@ -328,7 +374,7 @@ impl Election {
             Ballot::Vote { term, granted } => {
                 if self.role == Role::Candidate && granted && term == self.state.term {
                     self.granted |= 1 << from;
-                    if self.granted.count_ones() as usize >= self.majority() {
+                    if self.won() {
                         self.lead(now, out);
                     }
                 }
@@ -407,7 +453,7 @@ impl Election {
         self.role = Role::Candidate;
         self.granted = 1 << self.me;
         self.reset_timer(now);
-        if self.granted.count_ones() as usize >= self.majority() {
+        if self.won() {
             return self.lead(now, out);
         }
         let msg = Ballot::RequestVote {
@@ -446,7 +492,7 @@ impl Election {
     /// Answers the reads a majority's acknowledgements confirm, and sends
     /// the round the reads still waiting need.
     fn confirm_reads(&mut self, now: Millis, out: &mut Vec<ElectionAction>) {
-        let (done, send) = self.reads.confirmed();
+        let (done, send) = self.reads.confirmed(self.voters);
         for id in done {
             out.push(ElectionAction::ReadConfirmed { id });
         }
@@ -472,7 +518,8 @@ impl Election {
                 }
                 self.heartbeat(now, out);
             }
-            _ if !self.may_lead => self.reset_timer(now),
+            // A witness, a learner, a removed member: never campaigns.
+            _ if !self.may_lead || !self.votes() => self.reset_timer(now),
             _ => self.pre_vote(now, out),
         }
     }
@@ -484,7 +531,8 @@ impl Election {
         if now < self.led_since + window {
             return true;
         }
-        let heard = (0..self.members)
+        let heard = (0..MEMBERS_MAX)
+            .filter(|&m| self.voters & (1 << m) != 0)
             .filter(|&m| m == self.me || self.heard[m].is_some_and(|t| now < t + window))
             .count();
         heard >= self.majority()
@@ -507,7 +555,7 @@ impl Election {
         self.heard_leader = None;
         self.granted = 1 << self.me;
         self.reset_timer(now);
-        if self.granted.count_ones() as usize >= self.majority() {
+        if self.won() {
             return self.campaign(now, out);
         }
         let msg = Ballot::PreVote {

@@ -113,6 +113,21 @@ pub enum MasterEvent<B> {
         /// The seq of the log id it keeps.
         seq: u64,
     },
+    /// The failover group's voters changed (the newest member list in this
+    /// master's log, committed or not): `count` voters in all, this master
+    /// among them if `leader_votes`; `others` names those of them the
+    /// driver knows (a member's node id, a witness as in `WitnessAck`).
+    /// Only their acknowledgements count toward the majority from now on;
+    /// before this event, every worker of role `Member` and every witness
+    /// counts, out of `SyncMode::Majority`'s `voters`.
+    Voters {
+        /// Voters in all.
+        count: u32,
+        /// Whether this master votes.
+        leader_votes: bool,
+        /// The other voters the driver can name.
+        others: Vec<u64>,
+    },
     /// Time passed (see [`MasterCore::next_deadline`](crate::MasterCore::next_deadline)).
     Tick,
 }

@@ -100,6 +100,9 @@ pub struct MasterCore<B> {
     /// at least the first seq of this master's term (Raft commits an
     /// earlier term's records only with one of its own).
     majority: u64,
+    /// The voters of the newest member list (`MasterEvent::Voters`): how
+    /// many, and whether this master is one.
+    voting: Option<(u32, bool)>,
 }
 
 impl<B> MasterCore<B> {
@@ -129,6 +132,7 @@ impl<B> MasterCore<B> {
             next_check: now,
             terms,
             majority: 0,
+            voting: None,
         }
     }
 
@@ -203,6 +207,16 @@ impl<B> MasterCore<B> {
                     self.advance_majority();
                     self.confirm(&mut out);
                 }
+            }
+            MasterEvent::Voters {
+                count,
+                leader_votes,
+                others,
+            } => {
+                self.voting = Some((count, leader_votes));
+                self.workers.voter_keys = Some(others.into_iter().collect());
+                self.advance_majority();
+                self.confirm(&mut out);
             }
             MasterEvent::Tick => self.tick(now, &mut out),
         }
@@ -406,10 +420,9 @@ impl<B> MasterCore<B> {
     /// committed and `voters / 2` members acknowledged, if it is of this
     /// master's term (Raft's commit rule).
     fn advance_majority(&mut self) {
-        let SyncMode::Majority { voters } = self.params.sync else {
+        let Some((_, others)) = self.majority_rule() else {
             return;
         };
-        let others = (voters / 2) as usize;
         let held = self.committed.min(self.workers.nth_voter_ack(others));
         let first_own = self
             .terms
@@ -422,12 +435,24 @@ impl<B> MasterCore<B> {
         }
     }
 
+    /// In majority mode: how many voters a write needs, and how many of
+    /// them besides this master (which holds every record it commits).
+    fn majority_rule(&self) -> Option<(u32, usize)> {
+        let SyncMode::Majority { voters } = self.params.sync else {
+            return None;
+        };
+        let (count, leader_votes) = self.voting.unwrap_or((voters, true));
+        let need = count / 2 + 1;
+        Some((need, (need - u32::from(leader_votes)) as usize))
+    }
+
     fn tick(&mut self, now: Millis, out: &mut Vec<MasterAction>) {
         let wanted = match self.params.sync {
             SyncMode::Workers(n) => n,
-            SyncMode::Majority { voters } => voters / 2 + 1,
+            SyncMode::Majority { .. } => self.majority_rule().map_or(0, |(need, _)| need),
             SyncMode::Async => 0,
         };
+        let leader_votes = self.voting.is_none_or(|(_, v)| v);
         let expired: Vec<(u64, u64)> = self
             .waiting
             .iter()
@@ -437,7 +462,9 @@ impl<B> MasterCore<B> {
         for (seq, waiter) in expired {
             self.waiting.remove(&(seq, waiter));
             let confirmed = match self.params.sync {
-                SyncMode::Majority { .. } => 1 + self.workers.voters_confirmed(seq),
+                SyncMode::Majority { .. } => {
+                    u32::from(leader_votes) + self.workers.voters_confirmed(seq)
+                }
                 _ => self.workers.confirmed(seq),
             };
             out.push(MasterAction::SyncFailed {

@@ -5,7 +5,7 @@
 use crate::events::Conn;
 use crate::limits::Millis;
 use hypha_net::WorkerInfo;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 /// What the master knows of one worker. Everything here comes from the
@@ -38,6 +38,9 @@ pub struct Workers<B> {
     pub(crate) map: BTreeMap<u64, WorkerEntry<B>>,
     /// Witnesses of a failover group: the seq each acknowledged keeping.
     pub(crate) witnesses: BTreeMap<u64, u64>,
+    /// The voters a failover group's member list names (`None`: every
+    /// member and witness connected counts).
+    pub(crate) voter_keys: Option<BTreeSet<u64>>,
 }
 
 impl<B> Workers<B> {
@@ -45,6 +48,7 @@ impl<B> Workers<B> {
         Workers {
             map: BTreeMap::new(),
             witnesses: BTreeMap::new(),
+            voter_keys: None,
         }
     }
 
@@ -63,10 +67,16 @@ impl<B> Workers<B> {
 
     /// The seq each voter acknowledged: connected members, and witnesses.
     fn voter_acks(&self) -> impl Iterator<Item = u64> + '_ {
-        let members = self.map.values().filter(|w| w.voter && w.conn.is_some());
+        let votes = |id: &u64, voter: bool| match &self.voter_keys {
+            Some(keys) => keys.contains(id),
+            None => voter,
+        };
+        let members =
+            (self.map.iter()).filter(move |(id, w)| votes(id, w.voter) && w.conn.is_some());
+        let witnesses = (self.witnesses.iter()).filter(move |(id, _)| votes(id, true));
         members
-            .map(|w| w.applied_seq)
-            .chain(self.witnesses.values().copied())
+            .map(|(_, w)| w.applied_seq)
+            .chain(witnesses.map(|(_, &seq)| seq))
     }
 
     /// How many voters acknowledged `seq` or more.

@@ -34,6 +34,17 @@ pub enum ElectionEvent {
     /// still needs a majority, and members that still hear the leader
     /// refuse pre-votes.
     LeaderGone(MemberId),
+    /// The member list changed: the newest one this member's log holds
+    /// (committed or not), as bit masks by member id. `voters` count toward
+    /// every majority; `present` (voters and learners) hear this member.
+    /// A member that is not a voter never campaigns (a leader never
+    /// removes itself: the driver refuses that change).
+    Members {
+        /// Voting members.
+        voters: u64,
+        /// Members not removed.
+        present: u64,
+    },
     /// A linearizable read arrived at this member (the driver names it):
     /// answered with [`ElectionAction::ReadConfirmed`] once a majority
     /// acknowledged a heartbeat round sent after now, or

@@ -22,11 +22,11 @@ pub(super) struct ReadRounds {
 }
 
 impl ReadRounds {
-    pub(super) fn new(me: MemberId, members: usize) -> ReadRounds {
+    pub(super) fn new(me: MemberId) -> ReadRounds {
         ReadRounds {
             me,
             sent: 0,
-            acked: vec![0; members],
+            acked: vec![0; super::MEMBERS_MAX],
             pending: VecDeque::new(),
         }
     }
@@ -70,12 +70,16 @@ impl ReadRounds {
         }
     }
 
-    /// The reads a majority's acknowledgements now confirm, and whether a
-    /// round must go out for the reads still waiting.
-    pub(super) fn confirmed(&mut self) -> (Vec<u64>, bool) {
-        let mut acks = self.acked.clone();
+    /// The reads a majority of `voters` (a bit per member) now confirm by
+    /// their acknowledgements, and whether a round must go out for the
+    /// reads still waiting.
+    pub(super) fn confirmed(&mut self, voters: u64) -> (Vec<u64>, bool) {
+        let mut acks: Vec<u64> = (self.acked.iter().enumerate())
+            .filter(|&(m, _)| voters & (1 << m) != 0)
+            .map(|(_, &a)| a)
+            .collect();
         acks.sort_unstable_by(|a, b| b.cmp(a));
-        let round = acks[self.acked.len() / 2];
+        let round = acks.get(acks.len() / 2).copied().unwrap_or(0);
         let mut done = Vec::new();
         while let Some(&(id, need)) = self.pending.front() {
             if need > round {

@@ -1,6 +1,6 @@
 //! The invariants of failover, checked while the run goes and at its end.
 
-use crate::member::Rec;
+use crate::member::{Conf, Rec};
 use crate::world::World;
 use hypha_repl::election::Role;
 
@@ -8,16 +8,23 @@ use hypha_repl::election::Role;
 /// record durably; then it and everything before it in the leader's log
 /// are committed, and must never change.
 pub fn acknowledged(w: &mut World, m: usize, key: u64, seq: u64, term: u64) -> Result<(), String> {
-    let want = Rec { seq, term, key };
-    let (holding, data) = holders(w, want);
-    let majority = w.members.len() / 2 + 1;
+    let want = Rec {
+        seq,
+        term,
+        key,
+        conf: None,
+    };
+    let conf = w.conf_of(m);
+    let (holding, data) = holders(w, want, conf);
+    let majority = conf.majority();
     if data < majority {
         w.stats.witness_carried += 1;
     }
     if holding < majority {
         return Err(format!(
-            "member {m} acknowledged {want:?} held durably by {holding} of {} members",
-            w.members.len()
+            "member {m} acknowledged {want:?} held durably by {holding} of the {} voters of \
+             its list {conf:?}",
+            conf.voters.count_ones()
         ));
     }
     // Everything before it in this leader's log is committed with it.
@@ -51,9 +58,10 @@ pub fn acknowledged(w: &mut World, m: usize, key: u64, seq: u64, term: u64) -> R
     Ok(())
 }
 
-/// How many members hold `want` durably, and how many of those keep data.
-/// A witness holds it if it keeps a log id of its term at or past it.
-fn holders(w: &World, want: Rec) -> (usize, usize) {
+/// How many voters of `conf` hold `want` durably, and how many of those
+/// keep data. A witness holds it if it keeps a log id of its term at or
+/// past it.
+fn holders(w: &World, want: Rec, conf: Conf) -> (usize, usize) {
     let holds = |o: usize| match w.members[o].witness {
         true => {
             let last = w.members[o].witness_last;
@@ -61,8 +69,9 @@ fn holders(w: &World, want: Rec) -> (usize, usize) {
         }
         false => w.durable(o).get(want.seq as usize - 1) == Some(&want),
     };
-    let all = (0..w.members.len()).filter(|&o| holds(o)).count();
-    let data = (0..w.members.len())
+    let voters = || (0..w.members.len()).filter(|&o| conf.votes(o));
+    let all = voters().filter(|&o| holds(o)).count();
+    let data = voters()
         .filter(|&o| !w.members[o].witness && holds(o))
         .count();
     (all, data)
@@ -89,7 +98,11 @@ pub fn read(w: &mut World, m: usize, id: u64) -> Result<(), String> {
             "member {m} answered read {id} at seq {index} it lacks"
         ));
     };
-    if holders(w, rec).0 < w.members.len() / 2 + 1 {
+    // Committed when a write acknowledged it, or held by a majority of the
+    // list in use now (a list change since does not uncommit it).
+    let conf = w.conf_of(m);
+    let known = w.committed.get(&rec.seq) == Some(&rec.term);
+    if !known && holders(w, rec, conf).0 < conf.majority() {
         return Err(format!(
             "member {m} answered read {id} at uncommitted {rec:?}"
         ));
@@ -225,7 +238,12 @@ pub fn settled(w: &World) -> Result<(), String> {
         return Err(format!("no single leader after healing: {roles:?}"));
     };
     let want = &w.members[leader].store.log;
+    let conf = w.conf_of(leader);
     for (m, mem) in w.members.iter().enumerate() {
+        if !conf.is_present(m) {
+            // Removed, or never added: it may hold anything.
+            continue;
+        }
         if mem.witness {
             if roles[m]
                 != Some(Role::Follower {
@@ -247,7 +265,14 @@ pub fn settled(w: &World) -> Result<(), String> {
         }
     }
     for (&key, &(seq, term)) in &w.acked {
-        if want.get(seq as usize - 1) != Some(&Rec { seq, term, key }) {
+        if want.get(seq as usize - 1)
+            != Some(&Rec {
+                seq,
+                term,
+                key,
+                conf: None,
+            })
+        {
             return Err(format!("acknowledged write {key} at seq {seq} is lost"));
         }
     }

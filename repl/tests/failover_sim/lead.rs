@@ -17,7 +17,12 @@ impl World {
         // The record that starts the term: the records of earlier terms
         // commit with it (Raft's commit rule).
         let seq = self.members[m].store.log.len() as u64 + 1;
-        self.members[m].store.append(Rec { seq, term, key: 0 })?;
+        self.members[m].store.append(Rec {
+            seq,
+            term,
+            key: 0,
+            conf: None,
+        })?;
         let durable = self.members[m].store.durable as u64;
         let params = MasterParams {
             node_id: m as u64 + 1,
@@ -39,6 +44,7 @@ impl World {
             waiters: BTreeMap::new(),
             next_beat: now,
         });
+        self.feed_voters(m)?;
         self.appended(m, seq)?;
         self.commit_later(m, seq);
         self.log_changed(m)
@@ -47,7 +53,7 @@ impl World {
     /// As the server's master does: a record in the leader's log is
     /// streamed before its fdatasync returns (`Work::Commit`), which a
     /// crash in between undoes.
-    fn appended(&mut self, m: usize, seq: u64) -> Result<(), String> {
+    pub fn appended(&mut self, m: usize, seq: u64) -> Result<(), String> {
         let now = self.local(m);
         let lead = self.members[m].lead.as_mut().expect("leads");
         let acts = lead.core.handle(MasterEvent::Appended { seq }, now);
@@ -59,7 +65,12 @@ impl World {
         let lead = self.members[m].lead.as_ref().expect("leads");
         let term = lead.term;
         let seq = self.members[m].store.log.len() as u64 + 1;
-        self.members[m].store.append(Rec { seq, term, key })?;
+        self.members[m].store.append(Rec {
+            seq,
+            term,
+            key,
+            conf: None,
+        })?;
         self.log_changed(m)?;
         let now = self.local(m);
         let lead = self.members[m].lead.as_mut().expect("leads");

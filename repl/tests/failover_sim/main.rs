@@ -9,13 +9,17 @@
 //! one-way, flapping links) and a model of each member's engine (records
 //! durable once applied or committed, the leader's unsynced tail lost in a
 //! crash, term boundaries as the engine keeps them). Clients write through
-//! whichever member believes it leads, stale ones included. Members crash
+//! whichever member believes it leads, stale ones included. In half the
+//! seeds leaders also change the member list one member at a time
+//! (`members.rs`): remove a voter, add an absent member as a learner,
+//! promote a learner that caught up; some groups start with a member
+//! outside the list. Members crash
 //! and restart from what they persisted; clocks run up to 5 % apart. Then
 //! everything heals and the group must settle.
 //!
 //! Checked as it runs (`check.rs`): at most one leader per term; a new
 //! leader holds every acknowledged write; a write is acknowledged only when
-//! a majority holds it durably; committed records never change on any
+//! a majority (of the leader's member list) holds it durably; committed records never change on any
 //! member, and no member cuts one; every member's term boundaries match its
 //! log. At the end: one leader, every log the same, every acknowledged
 //! write in it, and writes acknowledged after healing.
@@ -29,6 +33,7 @@ mod check;
 mod follow;
 mod lead;
 mod member;
+mod members;
 mod net;
 #[path = "../simkit/mod.rs"]
 mod simkit;
@@ -63,6 +68,7 @@ fn failover_keeps_every_acknowledged_write() {
     assert!(total.acked > 10 * n, "few writes acknowledged: {total}");
     assert!(total.elections > n, "few elections: {total}");
     assert!(total.truncations > 0, "no log was ever cut back: {total}");
+    assert!(total.changes > n / 10, "few member-list changes: {total}");
     assert!(
         total.unknown > 0,
         "no write was ever left in doubt: {total}"

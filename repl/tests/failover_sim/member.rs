@@ -16,6 +16,29 @@ pub struct Rec {
     pub seq: u64,
     pub term: u64,
     pub key: u64,
+    /// A member-list record: the list from here on (key 0).
+    pub conf: Option<Conf>,
+}
+
+/// A group's member list, as bit masks by member id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conf {
+    pub voters: u64,
+    pub present: u64,
+}
+
+impl Conf {
+    pub fn votes(&self, m: usize) -> bool {
+        self.voters & (1 << m) != 0
+    }
+
+    pub fn is_present(&self, m: usize) -> bool {
+        self.present & (1 << m) != 0
+    }
+
+    pub fn majority(&self) -> usize {
+        self.voters.count_ones() as usize / 2 + 1
+    }
 }
 
 /// A member's engine, as the engine's contract has it: applied and
@@ -96,6 +119,8 @@ pub struct Member {
     /// newest log id a leader told it (`witness_last`, durable).
     pub witness: bool,
     pub witness_last: LogId,
+    /// The member list last fed to its election (and master core).
+    pub fed_conf: Option<Conf>,
 }
 
 impl Member {
@@ -103,6 +128,7 @@ impl Member {
         Member {
             witness,
             witness_last: LogId::default(),
+            fed_conf: None,
             up: false,
             incarnation: 0,
             down_until: 0,
@@ -127,7 +153,9 @@ pub fn wire(r: &Rec) -> WireRecord {
         id: 1 + (r.key % 1000) as u32,
         kind: hypha_net::RecordKind::Put,
         key: r.key.to_le_bytes().to_vec(),
-        value: Vec::new(),
+        value: r.conf.map_or(Vec::new(), |c| {
+            [c.voters.to_le_bytes(), c.present.to_le_bytes()].concat()
+        }),
         meta: WireMeta {
             term: r.term,
             ..WireMeta::default()
@@ -137,10 +165,22 @@ pub fn wire(r: &Rec) -> WireRecord {
 
 pub fn unwire(r: &WireRecord) -> Result<Rec, String> {
     let key = <[u8; 8]>::try_from(r.key.as_slice()).map_err(|_| "bad key")?;
+    let conf = match r.value.len() {
+        0 => None,
+        _ => {
+            let word = |i: usize| r.value.get(i..i + 8).and_then(|b| b.try_into().ok());
+            let (v, p) = word(0).zip(word(8)).ok_or("bad member list")?;
+            Some(Conf {
+                voters: u64::from_le_bytes(v),
+                present: u64::from_le_bytes(p),
+            })
+        }
+    };
     Ok(Rec {
         seq: r.seq,
         term: r.meta.term,
         key: u64::from_le_bytes(key),
+        conf,
     })
 }
 
@@ -170,6 +210,10 @@ impl World {
             seed,
             now,
         ));
+        mem.fed_conf = None;
+        // Its log's member list, before anything else happens.
+        self.conf_changed(m)
+            .expect("a new election takes its member list");
     }
 
     /// Crashes `m` for `down` ms: it keeps only what is durable.
@@ -271,6 +315,7 @@ impl World {
 
     /// Feeds the election a change of `m`'s log.
     pub fn log_changed(&mut self, m: usize) -> Result<(), String> {
+        self.conf_changed(m)?;
         let now = self.local(m);
         let last = self.members[m].store.durable_last();
         if let Some(e) = self.members[m].election.as_mut() {

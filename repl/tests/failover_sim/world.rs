@@ -1,6 +1,6 @@
 //! The simulated group: members, the network, faults, clients and the run.
 
-use crate::member::{Member, Rec};
+use crate::member::{Conf, Member, Rec};
 use crate::net::{Conn, Conns, Item, Side};
 pub use crate::simkit::{env_u64, Rng};
 use crate::simkit::{healed, link_fault, Links};
@@ -76,6 +76,8 @@ pub struct Stats {
     /// Linearizable reads answered, and refused (not the leader).
     pub reads_confirmed: u64,
     pub reads_failed: u64,
+    /// Member-list changes proposed.
+    pub changes: u64,
     /// A leader's silent crash to the first write another member
     /// acknowledged, in ms, by (election_min, heartbeat).
     pub failovers: BTreeMap<(u64, u64), Vec<u64>>,
@@ -92,6 +94,7 @@ impl Stats {
         self.witness_carried += o.witness_carried;
         self.reads_confirmed += o.reads_confirmed;
         self.reads_failed += o.reads_failed;
+        self.changes += o.changes;
         for (k, v) in &o.failovers {
             self.failovers.entry(*k).or_default().extend(v);
         }
@@ -124,7 +127,8 @@ impl std::fmt::Display for Stats {
         write!(
             f,
             "{} writes acknowledged ({} with a witness in their majority), {} reads answered ({} \
-             refused), {} left in doubt, {} elections, {} logs cut back, {} snapshots, {} crashes",
+             refused), {} left in doubt, {} elections, {} logs cut back, {} snapshots, {} crashes, \
+             {} member-list changes",
             self.acked,
             self.witness_carried,
             self.reads_confirmed,
@@ -133,7 +137,8 @@ impl std::fmt::Display for Stats {
             self.elections,
             self.truncations,
             self.snapshots,
-            self.crashes
+            self.crashes,
+            self.changes
         )
     }
 }
@@ -170,6 +175,10 @@ pub struct World {
     pub stats: Stats,
     pub trace: bool,
     pub setup: String,
+    /// The list every member starts with (before any list record).
+    pub first_conf: Conf,
+    /// Whether leaders change the list in this run.
+    pub changes: bool,
 }
 
 impl World {
@@ -190,9 +199,18 @@ impl World {
                 Member::new(950 + rng.below(101), rng.below(1_000_000), w)
             })
             .collect();
+        let changes = n > 1 && rng.chance(50);
+        // Some groups start with their last data member outside the list.
+        let spare = changes && !witness && rng.chance(30);
+        let all = (1u64 << n) - 1;
+        let first = if spare { all >> 1 } else { all };
+        let first_conf = Conf {
+            voters: first,
+            present: first,
+        };
         let setup = format!(
-            "{n} members (witness: {witness}), {params:?}, ballot loss {loss}%, dup {dup}%, \
-             delay <= {delay_max} ms"
+            "{n} members (witness: {witness}, list changes: {changes}, first list {first:b}), \
+             {params:?}, ballot loss {loss}%, dup {dup}%, delay <= {delay_max} ms"
         );
         let mut w = World {
             rng,
@@ -217,6 +235,8 @@ impl World {
             stats: Stats::default(),
             trace: env_u64("SIM_SEED").is_some(),
             setup,
+            first_conf,
+            changes,
         };
         for m in 0..n {
             w.start(m);
@@ -463,6 +483,11 @@ impl World {
             }
             if self.rng.chance(3) {
                 self.reader()?;
+            }
+            if self.changes && self.now < CHAOS_MS && self.rng.chance(1) && self.rng.chance(20) {
+                if let Some(m) = self.any_leader() {
+                    self.propose(m)?;
+                }
             }
             if self.now.is_multiple_of(500) {
                 crate::check::logs(self)?;
