@@ -61,6 +61,11 @@ pub enum Purpose {
         /// member started with another list is refused, naming both.
         group: u64,
     },
+    /// Reading and changing a failover group's member list
+    /// ([`Message::Members`](crate::Message::Members),
+    /// [`Message::ChangeMembers`](crate::Message::ChangeMembers)), from
+    /// `hypha members` or an edge. Tag 3.
+    Members,
 }
 
 /// The first message on every connection, sent by the side that connects.
@@ -208,6 +213,12 @@ pub enum RefuseReason {
     StaleTerm {
         /// Our term.
         current: u64,
+    },
+    /// The peer was removed from the failover group's member list (at
+    /// `epoch`): it takes no further part. Tag 10.
+    Removed {
+        /// The member list's epoch that removed it.
+        epoch: u64,
     },
 }
 

@@ -88,6 +88,7 @@ fn nested_enum_variants_round_trip() -> TestResult {
         RefuseReason::Unexpected,
         RefuseReason::NotAuthenticated,
         RefuseReason::StaleTerm { current: u64::MAX },
+        RefuseReason::Removed { epoch: u64::MAX },
     ];
     let codes = [
         ErrorCode::NotFound,

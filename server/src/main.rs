@@ -1,6 +1,7 @@
 //! The `hypha` binary: every role of the cluster, and all of them at once.
 
 mod member_cmd;
+mod members_cmd;
 
 use hypha_server::cli::{self, Args};
 use hypha_server::edge::{Edge, EdgeConfig};
@@ -35,6 +36,15 @@ fn main() -> ExitCode {
         Some("worker") => run_worker(&args[1..]),
         Some("member") => member_cmd::run_member(&args[1..]),
         Some("witness") => member_cmd::run_witness(&args[1..]),
+        Some("members") => {
+            return match members_cmd::run(&args[1..]) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(members_cmd::Failed(code, why)) => {
+                    eprintln!("hypha: {why}");
+                    ExitCode::from(code)
+                }
+            }
+        }
         Some("http") => run_http(&args[1..]),
         Some("compact") => run_compact(&args[1..]),
         Some("keygen") => match args.get(1) {

@@ -4,6 +4,7 @@
 
 mod durable;
 mod group;
+mod members;
 mod stream;
 mod writes;
 
@@ -336,10 +337,10 @@ impl Master {
                 Ok(())
             }
             Purpose::Replicate => self.replicate(r, w, hello, peer, beats).await,
-            Purpose::Elect { .. } => {
-                let why = "this node is a fixed-role master (`hypha master`): elections run \
-                           between members of a failover group (`hypha member`)";
-                wire::stranger(|| format!("master: refused an election connection from {peer}"));
+            Purpose::Elect { .. } | Purpose::Members => {
+                let why = "this node is a fixed-role master (`hypha master`): elections and \
+                           member lists are for failover groups (`hypha member`)";
+                wire::stranger(|| format!("master: refused a member connection from {peer}"));
                 wire::refuse(&mut w, hypha_net::RefuseReason::NotAllowed, why).await;
                 Ok(())
             }

@@ -19,24 +19,29 @@
 //! the new one starts, so a deposed leader answers no write after it knows
 //! it was deposed. See `docs/design.md`, "Failover".
 
+mod admin;
+mod ask;
 mod ballots;
+mod elect;
+mod list;
 mod roles;
 
 use crate::group::Elector;
 use crate::wire::{self, Keys};
+pub use admin::MEMBER_CATCH_UP_MS;
+pub use ask::ask_member;
 use hypha_engine::{Db, Options};
-use hypha_net::{Allowlist, Ballot, LogId, Purpose, RefuseReason};
-use hypha_repl::election::{
-    Election, ElectionAction, ElectionEvent, ElectionParams, Persisted, Seat,
-};
+use hypha_net::{Allowlist, LogId, Membership, Message, Purpose, RefuseReason, MEMBERS_MAX};
+use hypha_repl::election::ElectionParams;
 use hypha_repl::Millis;
+pub use list::addrs;
 use roles::Active;
 use smol::net::{TcpListener, UdpSocket};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Most ballots waiting for the election task, and for each member's
 /// connection; more are dropped (as a lossy network would: the election
@@ -48,11 +53,16 @@ pub const BALLOTS_QUEUED_MAX: usize = 64;
 pub struct MemberConfig {
     /// Data directory (the database lives in `DIR/db`).
     pub data: PathBuf,
-    /// Every member's address, this one's included, in the same order on
-    /// every member.
-    pub peers: Vec<SocketAddr>,
-    /// This member's index in `peers` (where it listens).
-    pub me: usize,
+    /// Where this member listens: its address in the member list.
+    pub listen: SocketAddr,
+    /// The group's first member list (`--peers`: every member's address,
+    /// the same list in the same order on every member), or the list a new
+    /// member fetched (`--join`). Once the log holds a list (the group
+    /// changed since), that one counts.
+    pub first: Membership,
+    /// Members to fetch the list from when this one is new to the group
+    /// (`--join`; `first` is then unused until the list arrives).
+    pub join: Vec<SocketAddr>,
     /// Engine options.
     pub engine: Options,
     /// Peers allowed to connect (all when `None`).
@@ -78,19 +88,44 @@ pub struct MemberConfig {
 impl MemberConfig {
     /// This member's address.
     pub fn listen(&self) -> SocketAddr {
-        self.peers[self.me]
+        self.listen
     }
 
-    /// The group's member-list id (`hypha_net::group_id`).
+    /// The group's id (`hypha_net::group_id` of its first list).
     pub fn group_id(&self) -> u64 {
-        let texts: Vec<String> = self.peers.iter().map(|a| a.to_string()).collect();
-        hypha_net::group_id(&texts)
+        self.first.group
     }
+
+    /// The first list of a group whose members listen at `peers`.
+    pub fn first_list(peers: &[SocketAddr]) -> Membership {
+        let texts: Vec<String> = peers.iter().map(|a| a.to_string()).collect();
+        Membership::first(&texts)
+    }
+}
+
+/// Where ballots for one member wait, and the task that sends them.
+struct Outbox {
+    tx: smol::channel::Sender<Message>,
+    _task: smol::Task<()>,
 }
 
 /// A running member.
 pub struct Member {
     cfg: MemberConfig,
+    /// This member's id in the list.
+    me: usize,
+    /// The member list in use: the newest the log holds (a witness: the
+    /// newest it was told).
+    list: Mutex<Membership>,
+    /// The node id each member's `Elect` hello named (0: none yet): a
+    /// leader counts the acknowledgements of the list's voters by it.
+    node_of: Vec<AtomicU64>,
+    /// A list change is being made (one at a time), and the seq of the
+    /// last list written: the next waits until a majority holds it.
+    changing: smol::lock::Mutex<()>,
+    list_seq: AtomicU64,
+    /// Another member refused this one as removed (that list's epoch + 1).
+    told_removed: AtomicU64,
     group: u64,
     node_id: u64,
     listener: TcpListener,
@@ -104,14 +139,8 @@ pub struct Member {
     /// Reads waiting for a read-index round, by id.
     reads: Mutex<std::collections::HashMap<u64, smol::channel::Sender<bool>>>,
     next_read: AtomicU64,
-    /// Ballots for each member (none for this one).
-    #[allow(clippy::type_complexity)]
-    outboxes: Vec<
-        Option<(
-            smol::channel::Sender<Ballot>,
-            smol::channel::Receiver<Ballot>,
-        )>,
-    >,
+    /// Ballots for each member of the list (none for this one), by id.
+    outboxes: Mutex<Vec<Option<Outbox>>>,
     /// What replication reported for the election: the newest durable log
     /// id and the highest term seen; `poke` wakes the election task.
     last: Mutex<LogId>,
@@ -129,7 +158,7 @@ pub struct Member {
 /// What reaches the election task from other tasks.
 enum Input {
     /// A ballot from member `0`.
-    Ballot(usize, Ballot),
+    Ballot(usize, hypha_net::Ballot),
     /// Member `0`'s connection closed.
     Gone(usize),
     /// A linearizable read (its id) needs a read-index round.
@@ -198,25 +227,31 @@ impl Member {
     /// [`Member::bind`] on a listener bound already at `cfg.listen()`: the
     /// all-in-one `hypha --failover` binds every member's port first, so
     /// that each member can be told every address.
-    pub async fn bind_on(cfg: MemberConfig, listener: TcpListener) -> std::io::Result<Arc<Member>> {
+    pub async fn bind_on(
+        mut cfg: MemberConfig,
+        listener: TcpListener,
+    ) -> std::io::Result<Arc<Member>> {
         let db = crate::worker::open_data(&cfg.data, &cfg.engine)?;
         db.sync().map_err(std::io::Error::other)?;
         let (term, seq) = db.last_log_id();
+        let list = match list::list_in(&db).map_err(std::io::Error::other)? {
+            Some(list) => list,
+            None if !cfg.join.is_empty() => list::fetch(&cfg).await,
+            None => cfg.first.clone(),
+        };
+        if !cfg.join.is_empty() {
+            cfg.first = list.clone();
+        }
+        let me = list::me_in(&cfg, &list)?;
         log::info!(
-            "member {} of {} on {}: term {}, log ends at seq {seq} of term {term}, {} keys",
-            cfg.me,
-            cfg.peers.len(),
+            "member {me} of {} on {}: term {}, log ends at seq {seq} of term {term}, {} keys",
+            list.slots.len(),
             cfg.listen(),
             db.vote().term,
             db.len()
         );
-        Member::with(
-            cfg,
-            Active::idle(Arc::new(db)),
-            LogId { term, seq },
-            listener,
-        )
-        .await
+        let active = Active::idle(Arc::new(db));
+        Member::with(cfg, list, me, active, LogId { term, seq }, listener).await
     }
 
     /// A witness (`hypha witness`): it votes and counts toward a majority,
@@ -224,11 +259,19 @@ impl Member {
     /// (`hypha_engine::WitnessStore`), and never leads or serves data.
     pub async fn bind_witness(cfg: MemberConfig) -> std::io::Result<Arc<Member>> {
         let store = hypha_engine::WitnessStore::open(&cfg.data).map_err(std::io::Error::other)?;
+        let mut cfg = cfg;
+        if !cfg.join.is_empty() && !list::witness_told(&cfg) {
+            cfg.first = list::fetch(&cfg).await;
+        }
+        let list = list::witness_list(&cfg).map_err(std::io::Error::other)?;
+        if !cfg.join.is_empty() {
+            cfg.first = list.clone();
+        }
+        let me = list::me_in(&cfg, &list)?;
         let last = store.last();
         log::info!(
-            "witness {} of {} on {}: term {}, vouches for seq {} of term {}",
-            cfg.me,
-            cfg.peers.len(),
+            "witness {me} of {} on {}: term {}, vouches for seq {} of term {}",
+            list.slots.len(),
             cfg.listen(),
             store.vote().term,
             last.seq,
@@ -239,11 +282,14 @@ impl Member {
             seq: last.seq,
         };
         let listener = TcpListener::bind(cfg.listen()).await?;
-        Member::with(cfg, Active::Witness(Arc::new(store)), last, listener).await
+        let active = Active::Witness(Arc::new(store));
+        Member::with(cfg, list, me, active, last, listener).await
     }
 
     async fn with(
         cfg: MemberConfig,
+        list: Membership,
+        me: usize,
         active: Active,
         last: LogId,
         listener: TcpListener,
@@ -251,28 +297,28 @@ impl Member {
         std::fs::create_dir_all(&cfg.data)?;
         let node_id = wire::node_id(&cfg.data.join("node-id"))?;
         let udp = UdpSocket::bind(listener.local_addr()?).await?;
-        let witnesses = (0..cfg.peers.len())
-            .map(|_| AtomicBool::new(false))
-            .collect();
         let (inbox, inbox_rx) = smol::channel::bounded(BALLOTS_QUEUED_MAX);
-        let outboxes = (0..cfg.peers.len())
-            .map(|i| (i != cfg.me).then(|| smol::channel::bounded(BALLOTS_QUEUED_MAX)))
-            .collect();
         Ok(Arc::new(Member {
             group: cfg.group_id(),
             gate: crate::gate::Gate::new(cfg.connections_max),
             cfg,
+            me,
+            list: Mutex::new(list),
+            node_of: (0..MEMBERS_MAX).map(|_| AtomicU64::new(0)).collect(),
+            changing: smol::lock::Mutex::new(()),
+            list_seq: AtomicU64::new(0),
+            told_removed: AtomicU64::new(0),
             node_id,
             listener,
             udp: Arc::new(udp),
             active: Mutex::new(active),
-            witnesses,
+            witnesses: (0..MEMBERS_MAX).map(|_| AtomicBool::new(false)).collect(),
             acks: Arc::new(smol::lock::RwLock::new(0)),
             inbox,
             inbox_rx,
             reads: Mutex::new(std::collections::HashMap::new()),
             next_read: AtomicU64::new(1),
-            outboxes,
+            outboxes: Mutex::new((0..MEMBERS_MAX).map(|_| None).collect()),
             last: Mutex::new(last),
             seen_term: AtomicU64::new(0),
             poke: event_listener::Event::new(),
@@ -309,11 +355,11 @@ impl Member {
             })
             .await
         });
-        let _dialers: Vec<_> = (0..self.cfg.peers.len())
-            .filter(|&i| i != self.cfg.me)
-            .map(|i| crate::rt::spawn(self.clone().dial(i)))
-            .collect();
-        self.elect().await
+        self.ensure_dialers();
+        let result = self.clone().elect().await;
+        // The ballot senders hold the member: end them.
+        lock(&self.outboxes).iter_mut().for_each(|o| *o = None);
+        result
     }
 
     /// Serves one authenticated connection: ballots from another member,
@@ -323,20 +369,24 @@ impl Member {
         accepted: wire::Accepted,
         peer: SocketAddr,
     ) -> std::io::Result<()> {
-        if let Purpose::Elect { member, group } = accepted.hello.purpose {
-            return self.ballots_from(accepted, member, group, peer).await;
+        match accepted.hello.purpose {
+            Purpose::Elect { member, group } => {
+                return self.ballots_from(accepted, member, group, peer).await
+            }
+            Purpose::Members => return self.admin(accepted).await,
+            _ => {}
         }
-        let serving = lock(&self.active).serving(&self.cfg.peers);
+        let serving = lock(&self.active).serving();
         let Some((role, life)) = serving else {
             let mut w = accepted.w;
             let why = match self.witness() {
                 Some(_) => format!(
                     "member {} is a witness: it keeps no data; ask a data member",
-                    self.cfg.me
+                    self.me
                 ),
                 None => format!(
                     "member {} knows no leader yet (an election is under way); retry shortly",
-                    self.cfg.me
+                    self.me
                 ),
             };
             wire::refuse(&mut w, RefuseReason::NotMaster, &why).await;
@@ -351,7 +401,7 @@ impl Member {
                         let mut w = accepted.w;
                         let why = format!(
                             "member {} follows the leader at {leader}; replicate from it",
-                            self.cfg.me
+                            self.me
                         );
                         wire::refuse(&mut w, RefuseReason::NotMaster, &why).await;
                         return Ok(());
@@ -367,213 +417,5 @@ impl Member {
             ))
         })
         .await
-    }
-
-    /// The election task: feeds the election its timer, ballots and
-    /// replication's reports, and carries out what it says, in order.
-    async fn elect(self: Arc<Self>) -> Result<(), String> {
-        let vote = match (self.witness(), self.db()) {
-            (Some(w), _) => w.vote(),
-            (None, Some(db)) => db.vote(),
-            (None, None) => return Err("no database".into()),
-        };
-        let last = *lock(&self.last);
-        let persisted = Persisted {
-            term: vote.term,
-            voted_for: vote.voted_for.map(|m| m as usize),
-        };
-        let seat = Seat {
-            me: self.cfg.me,
-            members: self.cfg.peers.len(),
-            may_lead: self.witness().is_none(),
-        };
-        let seed = hypha_engine::random_u64();
-        let mut e = Election::new(seat, self.cfg.election, persisted, last, seed, self.now());
-        *self.acks.write().await = vote.term;
-        let (mut fed_last, mut fed_term) = (last, vote.term);
-        loop {
-            let poked = self.poke.listen();
-            self.feed_last(&mut e, &mut fed_last).await?;
-            let t = self.seen_term.load(Ordering::Acquire);
-            if t > fed_term {
-                fed_term = t;
-                self.step(&mut e, &mut fed_last, ElectionEvent::SawTerm(t))
-                    .await?;
-            }
-            let at = e.next_deadline();
-            let wait = Duration::from_millis(at.saturating_sub(self.now()));
-            let event = smol::future::or(
-                async {
-                    match self.inbox_rx.recv().await {
-                        Ok(Input::Ballot(from, msg)) => Some(ElectionEvent::Received { from, msg }),
-                        Ok(Input::Gone(from)) => Some(ElectionEvent::LeaderGone(from)),
-                        Ok(Input::Read(id)) => Some(ElectionEvent::ReadIndex(id)),
-                        Err(_) => std::future::pending().await,
-                    }
-                },
-                smol::future::or(
-                    async {
-                        smol::Timer::after(wait).await;
-                        Some(ElectionEvent::Tick)
-                    },
-                    async {
-                        poked.await;
-                        None
-                    },
-                ),
-            )
-            .await;
-            if let Some(event) = event {
-                self.step(&mut e, &mut fed_last, event).await?;
-            }
-        }
-    }
-
-    /// Feeds the election one event. An event of a higher term first stops
-    /// this member's acknowledgements to the old leader, then gives the
-    /// election the final log id (every record acknowledged so far was
-    /// reported before its ack went out): a vote decided after that counts
-    /// every record this member vouched for.
-    async fn step(
-        self: &Arc<Self>,
-        e: &mut Election,
-        fed_last: &mut LogId,
-        event: ElectionEvent,
-    ) -> Result<(), String> {
-        let higher = match &event {
-            ElectionEvent::Received { msg, .. } => match msg {
-                Ballot::PreVote { .. } | Ballot::PreVoteReply { granted: true, .. } => None,
-                other => Some(other.term()),
-            },
-            ElectionEvent::SawTerm(t) => Some(*t),
-            _ => None,
-        };
-        if let Some(t) = higher.filter(|&t| t > e.term()) {
-            self.fence(t).await;
-            self.feed_last(e, fed_last).await?;
-        }
-        let acts = e.handle(event, self.now());
-        // Its own campaign raised the term.
-        if e.term() > *self.acks.read().await {
-            self.fence(e.term()).await;
-        }
-        self.act(acts).await
-    }
-
-    async fn fence(&self, term: u64) {
-        let mut acks = self.acks.write().await;
-        *acks = (*acks).max(term);
-    }
-
-    async fn feed_last(
-        self: &Arc<Self>,
-        e: &mut Election,
-        fed_last: &mut LogId,
-    ) -> Result<(), String> {
-        let l = *lock(&self.last);
-        if l == *fed_last {
-            return Ok(());
-        }
-        *fed_last = l;
-        let acts = e.handle(ElectionEvent::LogChanged(l), self.now());
-        self.act(acts).await
-    }
-
-    /// Carries out the election's actions in order: a persist completes
-    /// before anything after it.
-    async fn act(self: &Arc<Self>, acts: Vec<ElectionAction>) -> Result<(), String> {
-        for a in acts {
-            match a {
-                ElectionAction::Persist { term, voted_for } => {
-                    self.persist(term, voted_for).await?;
-                }
-                ElectionAction::Send { to, msg } => {
-                    if let Some(Some((out, _))) = self.outboxes.get(to) {
-                        let _ = out.try_send(msg);
-                    }
-                }
-                ElectionAction::BecomeLeader { term } => {
-                    log::info!(
-                        "member {}: leads term {term} (log ends at {:?})",
-                        self.cfg.me,
-                        *lock(&self.last)
-                    );
-                    self.lead(term).await?;
-                }
-                ElectionAction::BecomeFollower { term, leader } => {
-                    self.follow(term, leader).await?;
-                }
-                ElectionAction::ReadConfirmed { id } => self.read_done(id, true),
-                ElectionAction::ReadFailed { id } => self.read_done(id, false),
-                ElectionAction::PersistLast { last } => self.persist_last(last).await?,
-                ElectionAction::Acked { from, last } => self.witness_acked(from, last),
-            }
-        }
-        Ok(())
-    }
-
-    fn read_done(&self, id: u64, leads: bool) {
-        if let Some(tx) = lock(&self.reads).remove(&id) {
-            let _ = tx.try_send(leads);
-        }
-    }
-
-    /// This member's witness state, if it is a witness.
-    fn witness(&self) -> Option<Arc<hypha_engine::WitnessStore>> {
-        match &*lock(&self.active) {
-            Active::Witness(w) => Some(w.clone()),
-            _ => None,
-        }
-    }
-
-    /// A witness: makes the log id it is about to vouch for durable.
-    async fn persist_last(&self, last: LogId) -> Result<(), String> {
-        let Some(w) = self.witness() else {
-            return Ok(());
-        };
-        let at = hypha_engine::WitnessLast {
-            term: last.term,
-            seq: last.seq,
-        };
-        smol::unblock(move || w.set_last(at))
-            .await
-            .map_err(|e| format!("cannot make log id {last:?} durable: {e}"))
-    }
-
-    /// A leader heard member `from` hold `last`: a witness's acknowledgement
-    /// counts toward the majority when it is of this leader's term.
-    fn witness_acked(&self, from: usize, last: LogId) {
-        if !self
-            .witnesses
-            .get(from)
-            .is_some_and(|w| w.load(Ordering::Relaxed))
-        {
-            return;
-        }
-        if let Active::Leading { master, .. } = &*lock(&self.active) {
-            master.witness_ack(from, last);
-        }
-    }
-
-    /// Makes the term and vote durable (on the blocking pool).
-    async fn persist(&self, term: u64, voted_for: Option<usize>) -> Result<(), String> {
-        let vote = hypha_engine::Vote {
-            term,
-            voted_for: voted_for.map(|m| m as u32),
-        };
-        if let Some(w) = self.witness() {
-            return smol::unblock(move || w.set_vote(vote))
-                .await
-                .map_err(|e| format!("cannot make term {term} and its vote durable: {e}"));
-        }
-        loop {
-            if let Some(db) = self.db() {
-                return smol::unblock(move || db.set_vote(vote))
-                    .await
-                    .map_err(|e| format!("cannot make term {term} and its vote durable: {e}"));
-            }
-            // Roles are switching or a snapshot is being swapped in.
-            smol::Timer::after(Duration::from_millis(1)).await;
-        }
     }
 }

@@ -15,25 +15,38 @@ use hypha_server::wire::HANDSHAKE_TIMEOUT_MS;
 /// Parses `hypha member`'s flags.
 fn member_config(args: &Args) -> Result<(MemberConfig, Option<std::path::PathBuf>), String> {
     let listen = cli::addr("listen", args.need("listen")?)?;
-    let peers = args
-        .need("peers")?
-        .split(',')
-        .filter(|p| !p.is_empty())
-        .map(|p| cli::addr("peers", p.trim()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let list = |flag: &str| -> Result<Vec<std::net::SocketAddr>, String> {
+        let text = args.get(flag).unwrap_or_default();
+        let addrs = text.split(',').filter(|p| !p.is_empty());
+        addrs.map(|p| cli::addr(flag, p.trim())).collect()
+    };
+    let (peers, join) = (list("peers")?, list("join")?);
+    match (peers.is_empty(), join.is_empty()) {
+        (true, true) => {
+            return Err(
+                "give --peers (every member of a new group, the same list on every \
+                        member) or --join (members of a running group this one is added to)"
+                    .into(),
+            )
+        }
+        (false, false) => {
+            return Err("--peers starts a new group, --join enters a running one: give one".into())
+        }
+        _ => {}
+    }
     let n = peers.len();
-    if !(1..=hypha_repl::election::MEMBERS_MAX).contains(&n) {
+    if n > hypha_net::MEMBERS_MAX {
         return Err(format!(
             "--peers lists {n} members: give 1 to {} (3 or 5 survive one or two failures)",
-            hypha_repl::election::MEMBERS_MAX
+            hypha_net::MEMBERS_MAX
         ));
     }
-    let me = peers.iter().position(|p| *p == listen).ok_or_else(|| {
-        format!(
+    if n > 0 && !peers.contains(&listen) {
+        return Err(format!(
             "--listen {listen} is not in --peers: list every member's address, this one's \
              included, the same list in the same order on every member"
-        )
-    })?;
+        ));
+    }
     if peers.iter().filter(|p| **p == listen).count() > 1 {
         return Err(format!("--peers lists {listen} twice"));
     }
@@ -48,7 +61,8 @@ fn member_config(args: &Args) -> Result<(MemberConfig, Option<std::path::PathBuf
             election.election_min_ms, election.heartbeat_ms
         ));
     }
-    let (keys, key_file) = keys::node_keys(args, &peers, "member")?;
+    let exposed: Vec<_> = [listen].into_iter().chain(peers.iter().copied()).collect();
+    let (keys, key_file) = keys::node_keys(args, &exposed, "member")?;
     let value_max = hypha_server::limits::value_bytes_max(
         args.number("value-max", hypha_server::limits::VALUE_BYTES_MAX as u64)?,
     )?;
@@ -62,8 +76,9 @@ fn member_config(args: &Args) -> Result<(MemberConfig, Option<std::path::PathBuf
     };
     let cfg = MemberConfig {
         data: args.need("data")?.into(),
-        peers,
-        me,
+        listen,
+        first: MemberConfig::first_list(&peers),
+        join,
         engine,
         allow: cli::allow(args)?,
         cluster: args.get_or("cluster", "hypha").to_string(),
@@ -83,6 +98,7 @@ pub fn run_witness(raw: &[String]) -> Result<(), String> {
         "data",
         "listen",
         "peers",
+        "join",
         "cluster",
         "heartbeat-ms",
         "election-timeout-ms",
@@ -113,6 +129,7 @@ pub fn run_member(raw: &[String]) -> Result<(), String> {
         "data",
         "listen",
         "peers",
+        "join",
         "cluster",
         "heartbeat-ms",
         "election-timeout-ms",
@@ -172,8 +189,9 @@ pub fn run_all_failover(
     };
     let template = MemberConfig {
         data: data.clone(),
-        peers: Vec::new(),
-        me: 0,
+        listen: ([127, 0, 0, 1], 0).into(),
+        first: MemberConfig::first_list(&[]),
+        join: Vec::new(),
         engine,
         allow: None,
         cluster: args.get_or("cluster", "hypha").to_string(),
@@ -205,8 +223,8 @@ pub fn run_all_failover(
         for (i, listener) in listeners.into_iter().enumerate() {
             let cfg = MemberConfig {
                 data: data.join(format!("member-{i}")),
-                peers: peers.clone(),
-                me: i,
+                listen: peers[i],
+                first: MemberConfig::first_list(&peers),
                 ..template.clone()
             };
             let m = Member::bind_on(cfg, listener)

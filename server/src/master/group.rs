@@ -51,31 +51,16 @@ impl Master {
             return;
         };
         let term = g.group.term;
-        let db = self.db.clone();
-        let value = term.to_le_bytes();
-        let open = self.writes_open.clone();
-        let wrote = smol::unblock(move || {
-            let open = open.read().unwrap_or_else(|p| p.into_inner());
-            match *open {
-                true => db.put_unsynced(TERM_START_KEY, &value).map(Some),
-                false => Ok(None),
-            }
-        })
-        .await;
-        let seq = match wrote {
-            Ok(Some(seq)) => seq,
-            Ok(None) => return,
+        let value = term.to_le_bytes().to_vec();
+        let seq = match self.append_system(TERM_START_KEY, value).await {
+            Ok(seq) => seq,
+            // Deposed already: nothing to start.
+            Err(_) if !*self.writes_open.read().unwrap_or_else(|p| p.into_inner()) => return,
             Err(e) => {
                 log::error!("master: cannot write the record that starts term {term}: {e}");
                 return;
             }
         };
-        if let Err(e) = self.committer.durable(&self.db, seq).await {
-            log::error!("master: the record that starts term {term} is not durable: {e}");
-            return;
-        }
-        self.handle(MasterEvent::Committed { seq });
-        self.report_durable(seq);
         log::info!("master: term {term} starts at seq {seq}");
     }
 

