@@ -9,7 +9,7 @@
 use core::fmt;
 
 use crate::handshake::HELLO_MAGIC;
-use crate::message::MESSAGE_TAG_COUNT;
+use crate::limits::MESSAGE_TAG_COUNT;
 
 /// Bytes from a peer that are not a valid frame, message or heartbeat.
 ///

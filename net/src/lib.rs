@@ -90,6 +90,6 @@ pub use limits::*;
 pub use members::{MemberChange, Membership, Slot, Standing, MEMBERS_FORMAT, MEMBERS_KEY};
 pub use message::{
     CompactInfo, ErrorCode, Message, NodeStatus, RecordKind, Version, WireMeta, WireRecord,
-    WorkerInfo, MESSAGE_TAG_COUNT,
+    WorkerInfo,
 };
 pub use session::{BeatOpener, BeatSealer, Opener, ReplayWindow, Sealer};

@@ -9,6 +9,10 @@
 //! always be sent. `net/WIRE.md` lists the same values; changing any of them
 //! is a protocol change (see the version rule there).
 
+/// Number of message tags this version knows: tags are `0..MESSAGE_TAG_COUNT`.
+/// A payload starting with a larger tag is [`DecodeError::UnknownMessage`](crate::DecodeError::UnknownMessage).
+pub const MESSAGE_TAG_COUNT: u32 = 37;
+
 /// Longest key, in bytes.
 pub const KEY_BYTES_MAX: usize = 4096;
 

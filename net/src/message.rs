@@ -18,9 +18,7 @@ mod meta;
 use crate::handshake::{Challenge, Hello, Prove, Refuse, Role, Welcome};
 use crate::limits::REQUEST_ID_BYTES;
 
-/// Number of message tags this version knows: tags are `0..MESSAGE_TAG_COUNT`.
-/// A payload starting with a larger tag is [`DecodeError::UnknownMessage`](crate::DecodeError::UnknownMessage).
-pub const MESSAGE_TAG_COUNT: u32 = 37;
+pub use crate::limits::MESSAGE_TAG_COUNT;
 
 /// One protocol message. The tag of each variant is in its doc, after "Tag".
 ///
