@@ -16,13 +16,13 @@ use hypha_net::{
     open_heartbeat, seal_frame, Acceptor, Challenge, ClusterKey, ClusterKeys, CompactInfo,
     DecodeError, Decoded, EncodeError, ErrorCode, FrameDecoder, Heartbeat, Hello, Message,
     NodeStatus, Prove, Purpose, RecordKind, Refuse, RefuseReason, Role, Session, Version, Welcome,
-    WireRecord, WorkerInfo, WriteRequest, CLUSTER_NAME_BYTES_MAX, Ballot, LogId, TermStart, WireMeta, HELLO_MAGIC, MESSAGE_TAG_COUNT, NONCE_BYTES,
+    WireRecord, WorkerInfo, WriteRequest, MemberChange, Membership, Slot, Standing, CLUSTER_NAME_BYTES_MAX, Ballot, LogId, TermStart, WireMeta, HELLO_MAGIC, MESSAGE_TAG_COUNT, NONCE_BYTES,
 };
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
 // A new message kind must get a case in `message` below.
-const _: () = assert!(MESSAGE_TAG_COUNT == 34);
+const _: () = assert!(MESSAGE_TAG_COUNT == 37);
 
 /// (connector, acceptor): one fixed session, made once; each input works
 /// on clones, so its counters start afresh.
@@ -79,9 +79,10 @@ fn hello(u: &mut Unstructured) -> Result<Hello> {
         node_id: u.arbitrary()?,
         history_id: u.arbitrary()?,
         applied_seq: u.arbitrary()?,
-        purpose: match u.int_in_range(0..=2)? {
+        purpose: match u.int_in_range(0..=3)? {
             0 => Purpose::Replicate,
             1 => Purpose::Request,
+            2 => Purpose::Members,
             _ => Purpose::Elect {
                 member: u.arbitrary()?,
                 group: u.arbitrary()?,
@@ -94,7 +95,10 @@ fn hello(u: &mut Unstructured) -> Result<Hello> {
 }
 
 fn refuse_reason(u: &mut Unstructured) -> Result<RefuseReason> {
-    Ok(match u.int_in_range(0..=9)? {
+    Ok(match u.int_in_range(0..=10)? {
+        10 => RefuseReason::Removed {
+            epoch: u.arbitrary()?,
+        },
         0 => RefuseReason::BadMagic,
         1 => RefuseReason::VersionMismatch {
             ours: u.arbitrary()?,
@@ -205,6 +209,21 @@ fn list<T>(
         out.push(item(u)?);
     }
     Ok(out)
+}
+
+/// A member list: often valid, sometimes over a limit or without a voter.
+fn membership(u: &mut Unstructured) -> Result<Membership> {
+    Ok(Membership {
+        group: u.arbitrary()?,
+        term: u.arbitrary()?,
+        epoch: u.arbitrary()?,
+        slots: list(u, |u| {
+            Ok(Slot {
+                addr: u.arbitrary()?,
+                standing: *u.choose(&[Standing::Voter, Standing::Learner, Standing::Removed])?,
+            })
+        })?,
+    })
 }
 
 fn message(u: &mut Unstructured) -> Result<Message> {
@@ -390,6 +409,20 @@ fn message(u: &mut Unstructured) -> Result<Message> {
             req_id: u.arbitrary()?,
             key: u.arbitrary()?,
             request: write_request(u)?,
+        },
+        34 => Message::Members {
+            req_id: u.arbitrary()?,
+        },
+        35 => Message::MemberList {
+            req_id: u.arbitrary()?,
+            members: membership(u)?,
+        },
+        36 => Message::ChangeMembers {
+            req_id: u.arbitrary()?,
+            change: match u.arbitrary()? {
+                true => MemberChange::Add(u.arbitrary()?),
+                false => MemberChange::Remove(u.arbitrary()?),
+            },
         },
         _ => Message::Prove(Prove {
             proof: u.arbitrary()?,

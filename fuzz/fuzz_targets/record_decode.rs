@@ -5,7 +5,8 @@
 //! The decoders (`record::decode`, `record::decode_header`,
 //! `FileHeader::decode`, `Meta::decode`, `TableHeader::decode`,
 //! `Vote::decode`, `TruncateMarker::decode`, `term_table::decode`,
-//! `WitnessLast::decode`) must
+//! `WitnessLast::decode`, and hypha-net's `Membership::from_value`, the
+//! member list a failover group keeps in its log) must
 //! return an
 //! error or a value, never panic; a decoded record lies inside the input and
 //! re-encodes to the same bytes (puts) and every decoded structure
@@ -72,6 +73,13 @@ fn check_decoders(data: &[u8]) {
     if let Ok(starts) = term_table::decode(data) {
         assert!(term_table::check(&starts).is_ok(), "a decoded table breaks its rules");
         assert_eq!(&term_table::encode(&starts)[..], data, "term table re-encodes differently");
+    }
+    // A failover group's member list, as the log's MEMBERS_KEY value and a
+    // witness's `members` file hold it.
+    if let Ok(m) = hypha_net::Membership::from_value(data) {
+        assert_eq!(m.check(), Ok(()), "a decoded member list breaks its rules");
+        let again = hypha_net::Membership::from_value(&m.to_value());
+        assert_eq!(again, Ok(m), "a member list does not round-trip");
     }
     if let Ok(w) = hypha_engine::WitnessLast::decode(data) {
         assert_eq!(&w.encode()[..], data, "witness file re-encodes differently");
