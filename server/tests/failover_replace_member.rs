@@ -45,6 +45,34 @@ fn standing(table: &str, addr: SocketAddr) -> Option<String> {
     })
 }
 
+/// Starts a new member on a free port with `--join` to `via`.
+fn start_joining(dir: &common::TempDir, via: &[SocketAddr]) -> (SocketAddr, Node) {
+    let addr = loopback(free_port());
+    let join = via
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let (d, listen) = (data(dir, &format!("new-{}", addr.port())), addr.to_string());
+    let node = Node::start(
+        addr,
+        &[
+            "member",
+            "--data",
+            &d,
+            "--listen",
+            &listen,
+            "--join",
+            &join,
+            "--heartbeat-ms",
+            HEARTBEAT_MS,
+            "--election-timeout-ms",
+            ELECTION_MS,
+        ],
+    );
+    (addr, node)
+}
+
 #[test]
 fn a_dead_member_is_replaced_without_stopping_the_group() {
     let mut g = start_group(3, &[]);
@@ -81,29 +109,8 @@ fn a_dead_member_is_replaced_without_stopping_the_group() {
     }
 
     // A new device joins: it waits until the group names it.
-    let new_addr = loopback(free_port());
-    let join = [g.addrs[leader], g.addrs[survivor]]
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let (d, listen) = (data(&g.dir, "new"), new_addr.to_string());
-    let new = Node::start(
-        new_addr,
-        &[
-            "member",
-            "--data",
-            &d,
-            "--listen",
-            &listen,
-            "--join",
-            &join,
-            "--heartbeat-ms",
-            HEARTBEAT_MS,
-            "--election-timeout-ms",
-            ELECTION_MS,
-        ],
-    );
+    let (new_addr, new) = start_joining(&g.dir, &[g.addrs[leader], g.addrs[survivor]]);
+    let listen = new_addr.to_string();
     new.wait_log("does not name", 0, within);
     let (code, out, err) = members(&["add", &listen], &[g.addrs[survivor]]);
     assert_eq!(code, 0, "add: {err}\n{}\n{}", g.logs(), new.log_text());
@@ -154,4 +161,43 @@ fn a_removed_member_does_not_come_back_on_its_old_data() {
     // start empty.
     let _ = data;
     assert_eq!(g.addrs.len(), 3);
+}
+
+/// Two data members and a witness: the dead data member is replaced, and
+/// the witness, told the new list by the members, votes the new member in
+/// once the leader dies.
+#[test]
+fn a_witness_learns_the_new_member_and_elects_it() {
+    let mut g = start_group(3, &[2]);
+    let mut acked = BTreeMap::new();
+    let within = Duration::from_secs(20);
+    let mut leader = g.put_via_leader("first", "1", within, &mut acked).expect("a leader");
+    for i in 0..100 {
+        leader = g
+            .put_via_leader(&format!("k{i}"), "v", within, &mut acked)
+            .expect("answered");
+    }
+    let dead = 1 - leader;
+    g.nodes[dead].kill9();
+    let (code, _, err) = members(&["remove", &g.addrs[dead].to_string()], &g.addrs);
+    assert_eq!(code, 0, "remove: {err}\n{}", g.logs());
+    let (new_addr, new) = start_joining(&g.dir, &[g.addrs[leader]]);
+    let (code, out, err) = members(&["add", &new_addr.to_string()], &[g.addrs[leader]]);
+    assert_eq!(code, 0, "add: {err}\n{}\n{}", g.logs(), new.log_text());
+    assert_eq!(standing(&out, new_addr).as_deref(), Some("voter"), "{out}");
+    // The witness says where the new member listens once it was told.
+    let (_, out, _) = members(&["list"], &[g.addrs[2]]);
+    assert_eq!(standing(&out, new_addr).as_deref(), Some("voter"), "{out}");
+    for i in 0..20 {
+        g.put_via_leader(&format!("three-{i}"), "v", within, &mut acked)
+            .expect("the new list takes writes");
+    }
+    g.nodes[leader].kill9();
+    g.addrs[dead] = new_addr;
+    g.nodes[dead] = new;
+    let l = g
+        .put_via_leader("after", "v", within, &mut acked)
+        .expect("the new member leads, with the witness's vote");
+    assert_eq!(l, dead, "only the new member can lead");
+    g.holds_all(&[dead], &acked);
 }
