@@ -2,14 +2,16 @@
 //! worker (round robin), with read-your-writes by seq and a fallback to the
 //! master when no worker can answer.
 
+mod compact;
 mod leader;
+mod members;
 pub use leader::{ANSWER_LATE_MS, LEADER_WAIT_MS, MEMBER_WATCH_MS};
 mod refresh;
 
 use crate::http::{Backend, BackendError, Consistency, Entry, History, ScanPage, Version};
 use crate::peer::Peer;
 use crate::wire;
-use hypha_net::{CompactInfo, ErrorCode, Message, Purpose, Role};
+use hypha_net::{CompactInfo, ErrorCode, Message};
 #[cfg(not(target_has_atomic = "64"))]
 use portable_atomic::AtomicU64;
 use serde_json::json;
@@ -60,8 +62,9 @@ pub struct Edge {
     cfg: EdgeConfig,
     /// The master, or the member believed to lead.
     master: Mutex<Arc<Peer>>,
-    /// A failover group's members (empty for fixed roles).
-    members: Vec<Arc<Peer>>,
+    /// A failover group's members (empty for fixed roles): the `--members`
+    /// given, then the group's member list as its members tell it.
+    members: Mutex<Vec<Arc<Peer>>>,
     workers: Mutex<Vec<Arc<Peer>>>,
     next: AtomicUsize,
     req_ids: AtomicU64,
@@ -96,7 +99,7 @@ impl Edge {
             .unwrap_or_else(|| Peer::new(cfg.master));
         Arc::new(Edge {
             master: Mutex::new(master),
-            members,
+            members: Mutex::new(members),
             leader_changes: AtomicU64::new(0),
             leader_moved: event_listener::Event::new(),
             workers: Mutex::new(workers),
@@ -126,53 +129,6 @@ impl Edge {
         self.req_ids.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Runs a compaction on the node at `addr` over its own connection (it
-    /// may take minutes; pooled connections serve requests meanwhile).
-    async fn compact_node(&self, addr: SocketAddr) -> serde_json::Value {
-        let run = async {
-            let hello = wire::hello(&self.cfg.cluster, Role::Edge, 0, Purpose::Request)?;
-            let keys = wire::current_keys(&self.cfg.keys);
-            let (mut r, mut w, answer, _) = wire::connect(addr, hello, &keys).await?;
-            match answer {
-                Message::Welcome(_) => {}
-                Message::Refuse(refuse) => return Err(wire::refusal(addr, &refuse)),
-                other => {
-                    return Err(std::io::Error::other(format!(
-                        "{addr} answered {} instead of Welcome",
-                        other.name()
-                    )))
-                }
-            }
-            let m = Message::Compact {
-                req_id: self.req_id(),
-                run: true,
-            };
-            wire::timeout(COMPACT_TIMEOUT_MS, async {
-                w.send(&m).await?;
-                r.recv()
-                    .await?
-                    .ok_or_else(|| std::io::Error::other("connection closed"))
-            })
-            .await
-        };
-        match run.await {
-            Ok(Message::CompactIs { info, .. }) => json!({
-                "addr": addr.to_string(),
-                "bytes_before": info.last_bytes_before,
-                "bytes_after": info.last_bytes_after,
-                "millis": info.last_millis,
-                "compactions": info.compactions,
-            }),
-            Ok(Message::Error { message, .. }) => {
-                json!({"addr": addr.to_string(), "error": message})
-            }
-            Ok(other) => {
-                json!({"addr": addr.to_string(), "error": format!("unexpected {}", other.name())})
-            }
-            Err(e) => json!({"addr": addr.to_string(), "error": e.to_string()}),
-        }
-    }
-
     fn candidates(&self, min_seq: u64) -> Vec<Arc<Peer>> {
         let master_seq = self.master_seq.load(Ordering::Relaxed);
         let list = self.workers.lock().unwrap_or_else(|p| p.into_inner());
@@ -195,7 +151,7 @@ impl Edge {
         // they time out), then those known to have applied min_seq.
         // Keyed once per peer: `responsive` locks the peer's connection.
         out.sort_by_cached_key(|p| {
-            let late = !self.members.is_empty() && !p.responsive(ANSWER_LATE_MS);
+            let late = self.failover() && !p.responsive(ANSWER_LATE_MS);
             (late, p.applied_seq.load(Ordering::Relaxed) < min_seq)
         });
         out
@@ -212,7 +168,7 @@ impl Edge {
         let min_seq = match c {
             Consistency::Any => 0,
             Consistency::ReadYourWrites => self.written_seq.load(Ordering::Acquire),
-            Consistency::Linearizable if !self.members.is_empty() => {
+            Consistency::Linearizable if self.failover() => {
                 return self
                     .linearizable_read(&make(self.req_id(), hypha_net::MIN_SEQ_LINEARIZABLE))
                     .await;
@@ -257,7 +213,7 @@ impl Edge {
 
     async fn write(&self, m: Message) -> Result<Message, BackendError> {
         client_fault(&m)?;
-        let answer = if self.members.is_empty() {
+        let answer = if !self.failover() {
             self.call(&self.master(), &m).await.map_err(|e| {
                 BackendError::Unavailable(format!(
                     "the master at {} is unreachable ({e}); writes are refused until it is back, reads keep working",
@@ -503,7 +459,7 @@ impl Backend for Edge {
             "workers": workers,
             "written_seq": self.written_seq.load(Ordering::Relaxed),
         });
-        if !self.members.is_empty() {
+        if self.failover() {
             doc["members"] = self.member_status(master_seq);
             doc["leader"] = json!(self.reachable_leader().map(|a| a.to_string()));
             doc["leader_changes"] = json!(self.leader_changes.load(Ordering::Relaxed));
@@ -518,14 +474,14 @@ impl Backend for Edge {
             out,
             "# TYPE hypha_master_seq gauge\nhypha_master_seq {master_seq}"
         );
-        if !self.members.is_empty() {
+        if self.failover() {
             let _ = writeln!(
                 out,
                 "# TYPE hypha_leader_changes_total counter\nhypha_leader_changes_total {}",
                 self.leader_changes.load(Ordering::Relaxed)
             );
             let _ = writeln!(out, "# TYPE hypha_member_term gauge");
-            for p in &self.members {
+            for p in &self.members() {
                 if let Some((_, term)) = p.welcome() {
                     let _ = writeln!(out, "hypha_member_term{{addr=\"{}\"}} {term}", p.addr);
                 }
@@ -579,11 +535,18 @@ impl Backend for Edge {
     }
 
     fn stale(&self) -> bool {
-        !self.members.is_empty() && self.reachable_leader().is_none()
+        self.failover() && self.reachable_leader().is_none()
     }
 
     fn value_bytes_max(&self) -> usize {
         self.cfg.value_bytes_max
+    }
+
+    async fn members(
+        &self,
+        change: Option<hypha_net::MemberChange>,
+    ) -> Result<serde_json::Value, BackendError> {
+        self.change_members(change).await
     }
 
     async fn compact(&self) -> Result<serde_json::Value, BackendError> {

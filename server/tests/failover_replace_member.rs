@@ -8,8 +8,9 @@
 //! itself, a removed member does not come back on its old data.
 
 mod common;
+mod http_support;
 
-use common::group::{start_group, Group, ELECTION_MS, HEARTBEAT_MS};
+use common::group::{start_edge, start_group, Group, ELECTION_MS, HEARTBEAT_MS};
 use common::{data, free_port, loopback, Node};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -179,6 +180,8 @@ fn a_removed_member_does_not_come_back_on_its_old_data() {
 #[test]
 fn a_witness_learns_the_new_member_and_elects_it() {
     let mut g = start_group(3, &[2]);
+    let edge = start_edge(&g.addrs);
+    let within = Duration::from_secs(20);
     let mut acked = BTreeMap::new();
     let mut leader = 0;
     for i in 0..100 {
@@ -186,8 +189,12 @@ fn a_witness_learns_the_new_member_and_elects_it() {
     }
     let dead = 1 - leader;
     g.nodes[dead].kill9();
-    let (code, _, err) = members(&["remove", &g.addrs[dead].to_string()], &g.addrs);
-    assert_eq!(code, 0, "remove: {err}\n{}", g.logs());
+    // Through the edge this time: the route needs the leader to be found.
+    let mut http = http_support::Client::connect(edge.addr).expect("the edge is up");
+    let path = format!("/admin/members?remove={}", g.addrs[dead]);
+    let r = http.request("POST", &path, &[], b"").expect("answered");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), g.logs());
+    assert!(r.text().contains("\"removed\""), "{}", r.text());
     let (new_addr, new) = start_joining(&g.dir, &[g.addrs[leader]]);
     let (code, out, err) = members(&["add", &new_addr.to_string()], &[g.addrs[leader]]);
     assert_eq!(code, 0, "add: {err}\n{}\n{}", g.logs(), new.log_text());
@@ -198,6 +205,17 @@ fn a_witness_learns_the_new_member_and_elects_it() {
     for i in 0..20 {
         put_acked(&g, &format!("three-{i}"), &mut acked);
     }
+    // The edge learns the new member from the list, so that writes reach
+    // it once it leads.
+    edge.wait_log(&format!("member {new_addr} joined the group"), 0, within);
+    let r = http
+        .request("GET", "/admin/members", &[], b"")
+        .expect("answered");
+    assert!(
+        r.text().contains(&format!("\"{new_addr}\"")),
+        "{}",
+        r.text()
+    );
     g.nodes[leader].kill9();
     g.addrs[dead] = new_addr;
     g.nodes[dead] = new;
@@ -205,4 +223,13 @@ fn a_witness_learns_the_new_member_and_elects_it() {
     let l = put_acked(&g, "after", &mut acked);
     assert_eq!(l, dead, "only the new member can lead");
     g.holds_all(&[dead], &acked);
+    let r = http
+        .request("PUT", "/kv/via-edge", &[], b"v")
+        .expect("answered");
+    assert!(
+        r.status == 200 || r.status == 201,
+        "{} {}",
+        r.status,
+        r.text()
+    );
 }

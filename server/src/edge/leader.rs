@@ -47,9 +47,10 @@ impl Edge {
         let mut in_doubt: Option<String> = None;
         let mut why = String::new();
         'round: loop {
-            let start = self.leader_index();
-            for i in 0..self.members.len() {
-                let peer = &self.members[(start + i) % self.members.len()];
+            let members = self.members();
+            let start = leader_index(&members, &self.master());
+            for i in 0..members.len() {
+                let peer = &members[(start + i) % members.len()];
                 let answer = match self.attempt(peer, &m).await {
                     Attempt::Answer(answer) => answer,
                     Attempt::Moved => {
@@ -101,7 +102,7 @@ impl Edge {
                 }
             }
             if Instant::now() >= deadline {
-                let members = self.members.len();
+                let members = self.members().len();
                 return Err(BackendError::Unavailable(match in_doubt {
                     Some(lost) => format!(
                         "the write's outcome is unknown: the connection to a member failed with \
@@ -149,11 +150,12 @@ impl Edge {
     /// leads: reads change nothing, so any failure tries the next member.
     pub(super) async fn linearizable_read(&self, m: &Message) -> Result<Message, BackendError> {
         let deadline = Instant::now() + Duration::from_millis(LEADER_WAIT_MS);
-        let start = self.leader_index();
         let mut why = String::new();
         loop {
-            for i in 0..self.members.len() {
-                let peer = &self.members[(start + i) % self.members.len()];
+            let members = self.members();
+            let start = leader_index(&members, &self.master());
+            for i in 0..members.len() {
+                let peer = &members[(start + i) % members.len()];
                 match peer.call(&self.cfg.cluster, &self.cfg.keys, m).await {
                     Ok(Message::Error {
                         code: ErrorCode::NotMaster | ErrorCode::Timeout | ErrorCode::Unavailable,
@@ -172,27 +174,18 @@ impl Edge {
                     "no member of {} could confirm it leads within {LEADER_WAIT_MS} ms, so no \
                      linearizable read is possible now (consistency=ryw or any still answer); \
                      last: {why}",
-                    self.members.len()
+                    members.len()
                 )));
             }
             smol::Timer::after(Duration::from_millis(LEADER_POLL_MS)).await;
         }
     }
 
-    /// Where the member believed to lead is in the member list.
-    fn leader_index(&self) -> usize {
-        let first = self.master();
-        self.members
-            .iter()
-            .position(|p| p.addr == first.addr)
-            .unwrap_or(0)
-    }
-
     /// Keeps one member's connection alive and, whenever a member says it
     /// leads a higher term than the one believed to lead, sends writes there.
-    pub(super) async fn watch_member(self: std::sync::Arc<Self>, i: usize) {
-        let peer = self.members[i].clone();
-        loop {
+    /// It ends once the member left the group's list.
+    pub(super) async fn watch_member(self: std::sync::Arc<Self>, peer: Arc<Peer>) {
+        while self.members().iter().any(|p| Arc::ptr_eq(p, &peer)) {
             let ping = Message::Digest {
                 req_id: self.req_id(),
             };
@@ -218,15 +211,16 @@ impl Edge {
         let leads = |p: &&std::sync::Arc<crate::peer::Peer>| {
             p.usable() && p.responsive(ANSWER_LATE_MS) && p.leads().is_some()
         };
-        self.members.iter().find(leads).map(|p| p.addr)
+        self.members().iter().find(leads).map(|p| p.addr)
     }
 
     /// Member `peer` failed with a write in flight: try the next one first.
     fn suspect(&self, peer: &std::sync::Arc<crate::peer::Peer>) {
-        let Some(i) = self.members.iter().position(|p| p.addr == peer.addr) else {
+        let members = self.members();
+        let Some(i) = members.iter().position(|p| p.addr == peer.addr) else {
             return;
         };
-        let next = self.members[(i + 1) % self.members.len()].clone();
+        let next = members[(i + 1) % members.len()].clone();
         let mut master = self.master.lock().unwrap_or_else(|p| p.into_inner());
         if master.addr == peer.addr {
             *master = next;
@@ -251,7 +245,7 @@ impl Edge {
     /// (`unreachable`: no connection now), health, applied seq and lag.
     pub(super) fn member_status(&self, master_seq: u64) -> serde_json::Value {
         let members: Vec<serde_json::Value> = self
-            .members
+            .members()
             .iter()
             .map(|p| {
                 let (role, term) = match p.welcome() {
@@ -279,6 +273,14 @@ impl Edge {
             .collect();
         serde_json::Value::Array(members)
     }
+}
+
+/// Where `leader` (the member believed to lead) is in `members`.
+fn leader_index(members: &[Arc<Peer>], leader: &Peer) -> usize {
+    members
+        .iter()
+        .position(|p| p.addr == leader.addr)
+        .unwrap_or(0)
 }
 
 /// `m` (a `Put` or `Delete`) as its first attempt with a fresh request id.

@@ -9,17 +9,40 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How often an edge in front of a failover group asks for its member
+/// list (a member added or removed shows within this).
+pub const MEMBERS_LEARN_MS: u64 = 5_000;
+
 impl Edge {
     /// Refreshes the worker list (and their lag) from the master, forever.
     pub async fn refresh_loop(self: Arc<Self>) {
         // One watcher per member: a stalled member delays only its own.
-        let _watchers: Vec<_> = (0..self.members.len())
-            .map(|i| crate::rt::spawn(self.clone().watch_member(i)))
-            .collect();
+        let mut watchers = Vec::new();
+        let mut learned: Option<std::time::Instant> = None;
         loop {
+            let due = learned.is_none_or(|t| t.elapsed().as_millis() as u64 >= MEMBERS_LEARN_MS);
+            if self.failover() && due {
+                self.watch_members(&mut watchers);
+                self.learn_members().await;
+                self.watch_members(&mut watchers);
+                learned = Some(std::time::Instant::now());
+            }
             self.refresh().await;
             self.refresh_compaction().await;
             smol::Timer::after(Duration::from_millis(self.cfg.refresh_ms)).await;
+        }
+    }
+
+    /// Starts a watcher for each member that has none; ends those of
+    /// members gone from the list.
+    fn watch_members(self: &Arc<Self>, watchers: &mut Vec<(Arc<Peer>, smol::Task<()>)>) {
+        let members = self.members();
+        watchers.retain(|(p, _)| members.iter().any(|m| Arc::ptr_eq(m, p)));
+        for p in members {
+            if !watchers.iter().any(|(w, _)| Arc::ptr_eq(w, &p)) {
+                let task = crate::rt::spawn(self.clone().watch_member(p.clone()));
+                watchers.push((p, task));
+            }
         }
     }
 
@@ -47,7 +70,7 @@ impl Edge {
         // unless it was given with `--workers`.
         list.retain(|p| {
             let known = self.cfg.workers.contains(&p.addr)
-                || self.cfg.members.contains(&p.addr)
+                || self.members().iter().any(|m| m.addr == p.addr)
                 || workers.iter().any(|w| w.addr.parse() == Ok(p.addr));
             if !known {
                 log::info!(

@@ -196,6 +196,20 @@ pub trait Backend: Send + Sync + 'static {
         async { Ok(serde_json::json!({"message": "this backend has nothing to compact"})) }
     }
 
+    /// A failover group's member list (`GET /admin/members`), or the list
+    /// after `change` (`POST /admin/members?add=ADDR|remove=ADDR`).
+    fn members(
+        &self,
+        change: Option<hypha_net::MemberChange>,
+    ) -> impl Future<Output = Result<serde_json::Value, BackendError>> + Send {
+        let _ = change;
+        async {
+            Err(BackendError::BadRequest(
+                "this backend has no member list; member lists belong to failover groups".into(),
+            ))
+        }
+    }
+
     /// The largest value `put` accepts, in bytes. The HTTP layer refuses larger
     /// bodies with 413 before reading them.
     fn value_bytes_max(&self) -> usize;

@@ -51,6 +51,7 @@ pub(crate) enum Route {
     Metrics,
     Digest,
     AdminCompact,
+    AdminMembers,
     Compat(compat::Route),
 }
 
@@ -195,6 +196,15 @@ impl<B: Backend> Router<B> {
                 .await
                 .map(|d| Response::json(200, &d))
                 .map_err(backend_error),
+            Route::AdminMembers => match member_change(&head.method, query) {
+                Ok(change) => self
+                    .backend
+                    .members(change)
+                    .await
+                    .map(|d| Response::json(200, &d))
+                    .map_err(backend_error),
+                Err(response) => Err(response),
+            },
             Route::Compat(route) => {
                 let json_values_max = self.json_values_max;
                 Ok(compat::handle(&*self.backend, route, head, query, body, json_values_max).await)
@@ -215,6 +225,7 @@ impl<B: Backend> Router<B> {
             Route::Kv(_) => matches!(head.method, Method::Put | Method::Delete),
             Route::Compat(route) => compat::is_write(route, &head.method),
             Route::AdminCompact => true,
+            Route::AdminMembers => head.method == Method::Post,
             _ => false,
         };
         if *route == Route::Ping || !(write || self.token_for_reads) {
@@ -341,6 +352,9 @@ fn match_path(path: &str) -> Option<Result<(Route, &'static str), String>> {
     if path == "/admin/compact" {
         return Some(Ok((Route::AdminCompact, "POST")));
     }
+    if path == "/admin/members" {
+        return Some(Ok((Route::AdminMembers, "GET, HEAD, POST")));
+    }
     if let Some(encoded) = path.strip_prefix("/kv/") {
         let key = decode_key(encoded, "/kv/{key}");
         return Some(key.map(|key| (Route::Kv(key), "GET, HEAD, PUT, DELETE")));
@@ -362,6 +376,7 @@ fn route_id(route: &Route, method: &Method, query: &FormPairs) -> RouteId {
         Route::Metrics => RouteId::Metrics,
         Route::Digest => RouteId::Digest,
         Route::AdminCompact => RouteId::AdminCompact,
+        Route::AdminMembers => RouteId::AdminMembers,
         Route::Compat(route) => compat::route_id(route, method),
     }
 }
@@ -374,10 +389,31 @@ fn body_kind(route: &Route, method: &Method) -> BodyKind {
     }
 }
 
+/// What `/admin/members` asks: nothing (`GET`: the list), or one change
+/// (`POST ?add=ADDR` or `?remove=ADDR`).
+fn member_change(
+    method: &Method,
+    query: &FormPairs,
+) -> Result<Option<hypha_net::MemberChange>, Response> {
+    if *method != Method::Post {
+        return Ok(None);
+    }
+    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+    match (form_value(query, "add"), form_value(query, "remove")) {
+        (Some(a), None) => Ok(Some(hypha_net::MemberChange::Add(text(a)))),
+        (None, Some(r)) => Ok(Some(hypha_net::MemberChange::Remove(text(r)))),
+        _ => Err(Response::error(
+            400,
+            "POST /admin/members changes one member: ?add=ADDR or ?remove=ADDR (ADDR like \
+             [400::1]:7000)",
+        )),
+    }
+}
+
 fn not_found(path: &str) -> Response {
     let message = format!(
         "no route for {path}; the API is /kv/{{key}}, /kv?prefix=, /ping, /status, /metrics, \
-         /digest, POST /admin/compact and the compat routes /set, /get, /delete, /store, /fetch, /query"
+         /digest, POST /admin/compact, /admin/members and the compat routes /set, /get, /delete, /store, /fetch, /query"
     );
     Response::error(404, message)
 }
