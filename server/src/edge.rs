@@ -6,6 +6,8 @@ mod compact;
 mod leader;
 mod members;
 pub use leader::{ANSWER_LATE_MS, LEADER_WAIT_MS, MEMBER_WATCH_MS};
+pub use members::MEMBER_CHANGE_WAIT_MS;
+pub use refresh::MEMBERS_LEARN_MS;
 mod refresh;
 
 use crate::http::{Backend, BackendError, Consistency, Entry, History, ScanPage, Version};

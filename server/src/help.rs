@@ -31,7 +31,24 @@ USAGE:
         survive one failure, 5 two). --heartbeat-ms (default 250) and
         --election-timeout-ms (default 1000; each election waits a random
         1-2x) suit Mycelium; etcd's timing is 100 and 1000. TCP and UDP on ADDR.
-    hypha witness --data DIR --listen ADDR --peers ADDR,ADDR,...
+    hypha member --data DIR --listen ADDR --join ADDR,ADDR,...
+        A new member of a running group (a replacement device): it asks the
+        members at --join for the group's member list and waits, saying so,
+        until `hypha members add` names its --listen address; then it copies
+        the data (snapshot, then log) and votes once it has caught up. Its
+        --data starts empty. After that it restarts from its own data.
+    hypha members [list | add ADDR | remove ADDR] --member ADDR,ADDR,...
+        Shows or changes a failover group's member list through any of the
+        members given (a change goes to whichever leads), one member at a time:
+        `remove` a dead device, then start its replacement with --join and `add`
+        it; add answers once the new member caught up and votes (it waits up to
+        120 s; running it again goes on waiting). The leader is not removed:
+        stop it, another member takes over, then remove it. A removed member
+        never comes back on its old data. Exit codes: 0 done, 2 usage error or
+        a change that makes no sense, 3 no member answered or it refused.
+        Also through the edge: GET /admin/members, POST
+        /admin/members?add=ADDR|remove=ADDR (token-protected like writes).
+    hypha witness --data DIR --listen ADDR --peers ADDR,ADDR,... (or --join ADDR,...)
         A witness of a failover group: it votes and counts toward the majority
         that acknowledges a write, keeps only its term, vote and the newest log
         id a leader told it (a few hundred bytes), and never leads or serves

@@ -27,12 +27,17 @@
 //! | [`STATUS_REFRESH_WAIT_MS`] | 500 | how long `/status` waits for a silent master |
 //! | [`BALLOTS_QUEUED_MAX`] | 64 | ballots waiting for the election task or for one member's connection; more are dropped, as a lossy network would |
 //! | [`READS_WAITING_MAX`] | 4,096 | linearizable reads waiting for a read-index round; more are refused and the edge tries again |
+//! | [`MEMBERS_MAX`] | 64 | member ids over a group's life (ids are never reused) |
+//! | [`MEMBER_CATCH_UP_MS`] | 120,000 | how long `hypha members add` waits for the new member to catch up before it answers how far it got |
+//! | [`MEMBER_CHANGE_WAIT_MS`] | 150,000 | how long the edge's `POST /admin/members` waits for the leader's answer |
+//! | [`MEMBERS_LEARN_MS`] | 5,000 | how often an edge asks the members for the member list |
 
 pub use crate::edge::{ANSWER_LATE_MS, LEADER_WAIT_MS, MEMBER_WATCH_MS, STATUS_REFRESH_WAIT_MS};
-pub use crate::member::{BALLOTS_QUEUED_MAX, READS_WAITING_MAX};
+pub use crate::edge::{MEMBERS_LEARN_MS, MEMBER_CHANGE_WAIT_MS};
+pub use crate::member::{BALLOTS_QUEUED_MAX, MEMBER_CATCH_UP_MS, READS_WAITING_MAX};
 pub use hypha_engine::limits::REQUEST_SCAN_RECORDS_MAX;
 pub use hypha_net::{
-    FRAME_BYTES_MAX, HISTORY_DEPTH_MAX, KEY_BYTES_MAX, SCAN_LIMIT_MAX, VALUE_BYTES_MAX,
+    FRAME_BYTES_MAX, HISTORY_DEPTH_MAX, KEY_BYTES_MAX, MEMBERS_MAX, SCAN_LIMIT_MAX, VALUE_BYTES_MAX,
 };
 pub use hypha_repl::APPLY_QUEUED_BYTES_MAX;
 
