@@ -58,6 +58,45 @@ pub fn acknowledged(w: &mut World, m: usize, key: u64, seq: u64, term: u64) -> R
     Ok(())
 }
 
+/// A leader's majority commit point moved: the record there is held
+/// durably by a majority of the leader's list, and it and everything
+/// before it are committed for good (every record, term starts and member
+/// lists included, not only acknowledged writes).
+pub fn commit_point(w: &mut World, m: usize) -> Result<(), String> {
+    let Some(lead) = w.members[m].lead.as_ref() else {
+        return Ok(());
+    };
+    let (point, from) = (lead.core.majority_commit(), lead.checked);
+    if point <= from {
+        return Ok(());
+    }
+    let Some(&rec) = w.members[m].store.log.get(point as usize - 1) else {
+        return Err(format!(
+            "member {m} says seq {point} is committed; its log is shorter"
+        ));
+    };
+    let conf = w.conf_of(m);
+    if holders(w, rec, conf).0 < conf.majority() {
+        return Err(format!(
+            "member {m} moved its commit point to {rec:?}, which fewer than a majority of its \
+             list {conf:?} hold"
+        ));
+    }
+    let log = w.members[m].store.log[from as usize..point as usize].to_vec();
+    for r in log {
+        if let Some(t) = w.committed.insert(r.seq, r.term) {
+            if t != r.term {
+                return Err(format!(
+                    "seq {} was committed in term {t}, now in term {}",
+                    r.seq, r.term
+                ));
+            }
+        }
+    }
+    w.members[m].lead.as_mut().expect("leads").checked = point;
+    Ok(())
+}
+
 /// How many voters of `conf` hold `want` durably, and how many of those
 /// keep data. A witness holds it if it keeps a log id of its term at or
 /// past it.
@@ -98,8 +137,8 @@ pub fn read(w: &mut World, m: usize, id: u64) -> Result<(), String> {
             "member {m} answered read {id} at seq {index} it lacks"
         ));
     };
-    // Committed when a write acknowledged it, or held by a majority of the
-    // list in use now (a list change since does not uncommit it).
+    // Committed when a leader's commit point passed it (checked then), or
+    // held by a majority of the list in use now.
     let conf = w.conf_of(m);
     let known = w.committed.get(&rec.seq) == Some(&rec.term);
     if !known && holders(w, rec, conf).0 < conf.majority() {

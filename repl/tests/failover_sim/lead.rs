@@ -43,6 +43,7 @@ impl World {
             term,
             waiters: BTreeMap::new(),
             next_beat: now,
+            checked: 0,
         });
         self.feed_voters(m)?;
         self.appended(m, seq)?;

@@ -93,6 +93,8 @@ pub struct Lead {
     /// Client writes waiting for a majority: waiter (= key) → seq.
     pub waiters: BTreeMap<u64, u64>,
     pub next_beat: u64,
+    /// The majority commit point last checked (`check::commit_point`).
+    pub checked: u64,
 }
 
 pub struct Follow {
@@ -268,6 +270,7 @@ impl World {
             let acts = e.handle(ElectionEvent::Tick, now);
             self.election_actions(m, acts)?;
         }
+        crate::check::commit_point(self, m)?;
         let mem = &mut self.members[m];
         if let Some(lead) = mem.lead.as_mut() {
             if now >= lead.next_beat {
