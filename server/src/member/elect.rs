@@ -87,16 +87,7 @@ impl Member {
         }
         *fed = Some((list.term, list.epoch));
         if list.standing(self.me) == Standing::Removed {
-            return Err(format!(
-                "member {} at {} was removed from the group (member list epoch {}): it takes no \
-                 further part. To bring this device back, empty {} and add it again: `hypha \
-                 members add {}`, then start it with --join",
-                self.me,
-                self.cfg.listen(),
-                list.epoch,
-                self.cfg.data.display(),
-                self.cfg.listen()
-            ));
+            log::warn!("{}", super::list::removed_message(&self.cfg, self.me, &list));
         }
         let event = ElectionEvent::Members {
             voters: list.voters(),

@@ -43,19 +43,32 @@ pub(super) fn me_in(cfg: &MemberConfig, list: &Membership) -> std::io::Result<us
     let any = list.slots.iter().position(|s| s.addr == addr);
     match (list.find(&addr), any) {
         (Some(id), _) => Ok(id),
-        (None, Some(id)) => Err(std::io::Error::other(format!(
-            "member {id} at {addr} was removed from the group (member list epoch {}); to bring \
-             this device back, empty {} and add it again: `hypha members add {addr}`, then \
-             start it with --join",
-            list.epoch,
-            cfg.data.display()
-        ))),
+        (None, Some(id)) => {
+            // It idles: the others refuse its ballots. (A removal no
+            // majority took is undone when a leader that kept it in its
+            // list makes it follow and cut its log.)
+            log::warn!("{}", removed_message(cfg, id, list));
+            Ok(id)
+        }
         (None, None) => Err(std::io::Error::other(format!(
             "--listen {addr} is not in the group's member list ({}); add it first with `hypha \
              members add {addr}`",
             addrs(list)
         ))),
     }
+}
+
+/// What a member the list marks removed says.
+pub(super) fn removed_message(cfg: &MemberConfig, id: usize, list: &Membership) -> String {
+    format!(
+        "member {id} at {} was removed from the group (member list epoch {}): it takes no \
+         further part and only answers reads from its old data. To bring this device back, \
+         stop it, empty {} and add it again: `hypha members add {}`, then start it with --join",
+        cfg.listen(),
+        list.epoch,
+        cfg.data.display(),
+        cfg.listen()
+    )
 }
 
 /// The list's members, for messages: `0=addr (voter), ...`.
@@ -152,10 +165,15 @@ impl Member {
 
     /// Re-reads the list the log holds and uses it if it changed.
     pub(super) fn refresh_list(self: &Arc<Self>) {
-        let Some(db) = self.db() else {
-            return;
-        };
-        match list_in(&db) {
+        if let Some(db) = self.db() {
+            self.refresh_list_from(&db);
+        }
+    }
+
+    /// Re-reads the list `db`'s log holds and uses it if it changed (a role
+    /// switch holds the database outside `active`).
+    pub(super) fn refresh_list_from(self: &Arc<Self>, db: &Db) {
+        match list_in(db) {
             Ok(list) => self.adopt(list.unwrap_or_else(|| self.cfg.first.clone())),
             Err(e) => log::error!("member {}: {e}", self.me),
         }

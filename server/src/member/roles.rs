@@ -218,6 +218,9 @@ impl Member {
                 history_id,
             }),
         };
+        // The new term's first record commits every list before it.
+        self.list_seq.store(0, std::sync::atomic::Ordering::Release);
+        self.refresh_list_from(&db);
         let master = Master::with_db(cfg, db, None, self.udp.clone())
             .map_err(|e| format!("cannot start leading: {e}"))?;
         // Only the list's voters count, before any acknowledgement does.
@@ -256,6 +259,7 @@ impl Member {
             _ => {}
         }
         let db = self.end_role().await?;
+        self.refresh_list_from(&db);
         let Some((leader, leader_addr)) = leader.and_then(|l| Some((l, self.addr_of(l)?))) else {
             *lock(&self.active) = Active::idle(db);
             return Ok(());
