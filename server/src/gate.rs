@@ -215,6 +215,10 @@ pub struct Port {
     pub who: &'static str,
     /// Peers allowed to connect (all when `None`).
     pub allow: Option<hypha_net::Allowlist>,
+    /// Peers allowed besides `allow`: a failover member admits the members
+    /// its member list names (one added since it started, whose address
+    /// `--allow` may not cover).
+    pub listed: Option<Listed>,
     /// The cluster keys a peer must prove.
     pub keys: crate::wire::Keys,
     /// The cluster name a peer must give.
@@ -224,6 +228,9 @@ pub struct Port {
     /// The caps.
     pub gate: Arc<Gate>,
 }
+
+/// Whether an address is one a node admits besides its `--allow`.
+pub type Listed = Arc<dyn Fn(std::net::IpAddr) -> bool + Send + Sync>;
 
 /// Accepts connections on `listener` forever: each one that passes the
 /// allowlist and the caps gets a task that runs the handshake and, once
@@ -246,7 +253,8 @@ where
             }
         };
         let who = port.who;
-        if !crate::wire::allowed(&port.allow, peer, who) {
+        let listed = port.listed.as_ref().is_some_and(|f| f(peer.ip()));
+        if !listed && !crate::wire::allowed(&port.allow, peer, who) {
             continue;
         }
         let mut pass = match port.gate.admit(peer.ip()) {

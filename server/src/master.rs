@@ -270,6 +270,7 @@ impl Master {
         let port = crate::gate::Port {
             who: "master",
             allow: self.cfg.allow.clone(),
+            listed: None,
             keys: self.cfg.keys.clone(),
             cluster: self.cfg.cluster.clone(),
             handshake_ms: self.cfg.handshake_timeout_ms,

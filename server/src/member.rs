@@ -342,6 +342,7 @@ impl Member {
         let port = crate::gate::Port {
             who: "member",
             allow: self.cfg.allow.clone(),
+            listed: Some(self.listed()),
             keys: self.cfg.keys.clone(),
             cluster: self.cfg.cluster.clone(),
             handshake_ms: self.cfg.handshake_timeout_ms,

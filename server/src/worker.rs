@@ -269,6 +269,7 @@ impl Worker {
         let port = crate::gate::Port {
             who: "worker",
             allow: self.cfg.allow.clone(),
+            listed: None,
             keys: self.cfg.keys.clone(),
             cluster: self.cfg.cluster.clone(),
             handshake_ms: self.cfg.handshake_timeout_ms,

@@ -87,7 +87,10 @@ impl Member {
         }
         *fed = Some((list.term, list.epoch));
         if list.standing(self.me) == Standing::Removed {
-            log::warn!("{}", super::list::removed_message(&self.cfg, self.me, &list));
+            log::warn!(
+                "{}",
+                super::list::removed_message(&self.cfg, self.me, &list)
+            );
         }
         let event = ElectionEvent::Members {
             voters: list.voters(),

@@ -156,6 +156,24 @@ impl Member {
         lock(&self.list).clone()
     }
 
+    /// Whether an address belongs to a member of the list (not removed):
+    /// the member's port admits it whatever `--allow` says.
+    pub(super) fn listed(self: &Arc<Self>) -> crate::gate::Listed {
+        let me = Arc::downgrade(self);
+        Arc::new(move |ip| {
+            me.upgrade().is_some_and(|m| {
+                let list = lock(&m.list);
+                let present = list
+                    .slots
+                    .iter()
+                    .filter(|s| s.standing != Standing::Removed);
+                present
+                    .filter_map(|s| s.addr.parse::<SocketAddr>().ok())
+                    .any(|a| a.ip() == ip)
+            })
+        })
+    }
+
     /// Where member `id` listens (`None`: no such member, or removed).
     pub(super) fn addr_of(&self, id: usize) -> Option<SocketAddr> {
         let list = lock(&self.list);
