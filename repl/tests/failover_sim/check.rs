@@ -31,16 +31,7 @@ pub fn acknowledged(w: &mut World, m: usize, key: u64, seq: u64, term: u64) -> R
     let from = w.committed.range(..=seq).next_back().map_or(0, |(&s, _)| s);
     let from = from.saturating_sub(64).min(seq);
     let log = w.members[m].store.log[from as usize..seq as usize].to_vec();
-    for r in log {
-        if let Some(t) = w.committed.insert(r.seq, r.term) {
-            if t != r.term {
-                return Err(format!(
-                    "seq {} was committed in term {t}, now in term {}",
-                    r.seq, r.term
-                ));
-            }
-        }
-    }
+    mark_committed(w, &log)?;
     w.acked.insert(key, (seq, term));
     if let Some((at, _)) = w.leader_crashed.filter(|&(_, old)| old != m) {
         let timing = (w.params.election_min_ms, w.params.heartbeat_ms);
@@ -83,6 +74,14 @@ pub fn commit_point(w: &mut World, m: usize) -> Result<(), String> {
         ));
     }
     let log = w.members[m].store.log[from as usize..point as usize].to_vec();
+    mark_committed(w, &log)?;
+    w.members[m].lead.as_mut().expect("leads").checked = point;
+    Ok(())
+}
+
+/// Records `log` as committed; a seq committed before in another term is
+/// a lost committed record.
+fn mark_committed(w: &mut World, log: &[Rec]) -> Result<(), String> {
     for r in log {
         if let Some(t) = w.committed.insert(r.seq, r.term) {
             if t != r.term {
@@ -93,7 +92,6 @@ pub fn commit_point(w: &mut World, m: usize) -> Result<(), String> {
             }
         }
     }
-    w.members[m].lead.as_mut().expect("leads").checked = point;
     Ok(())
 }
 
