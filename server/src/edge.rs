@@ -67,6 +67,8 @@ pub struct Edge {
     /// A failover group's members (empty for fixed roles): the `--members`
     /// given, then the group's member list as its members tell it.
     members: Mutex<Vec<Arc<Peer>>>,
+    /// The member list last learned from the members (`/status`).
+    list: Mutex<Option<hypha_net::Membership>>,
     workers: Mutex<Vec<Arc<Peer>>>,
     next: AtomicUsize,
     req_ids: AtomicU64,
@@ -102,6 +104,7 @@ impl Edge {
         Arc::new(Edge {
             master: Mutex::new(master),
             members: Mutex::new(members),
+            list: Mutex::new(None),
             leader_changes: AtomicU64::new(0),
             leader_moved: event_listener::Event::new(),
             workers: Mutex::new(workers),

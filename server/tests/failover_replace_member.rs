@@ -216,6 +216,17 @@ fn a_witness_learns_the_new_member_and_elects_it() {
         "{}",
         r.text()
     );
+    // `/status` shows it a voter, as the list says.
+    let r = http.request("GET", "/status", &[], b"").expect("answered");
+    let doc: serde_json::Value = serde_json::from_str(&r.text()).expect("json");
+    let shown = (doc["members"].as_array().expect("members").iter())
+        .find(|m| m["addr"] == new_addr.to_string())
+        .cloned();
+    assert_eq!(
+        shown.map(|m| m["standing"].clone()),
+        Some("voter".into()),
+        "{doc}"
+    );
     g.nodes[leader].kill9();
     g.addrs[dead] = new_addr;
     g.nodes[dead] = new;

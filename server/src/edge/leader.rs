@@ -264,6 +264,7 @@ impl Edge {
                 serde_json::json!({
                     "addr": p.addr.to_string(),
                     "role": role,
+                    "standing": self.standing(p.addr),
                     "term": term,
                     "healthy": p.usable(),
                     "applied_seq": applied,

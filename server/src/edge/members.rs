@@ -62,6 +62,7 @@ impl Edge {
 
     /// From now on, reads and writes go to the members of `list`.
     fn use_list(&self, list: &Membership) {
+        *self.list.lock().unwrap_or_else(|p| p.into_inner()) = Some(list.clone());
         let present: Vec<SocketAddr> = (list.slots.iter())
             .filter(|s| s.standing != Standing::Removed)
             .filter_map(|s| s.addr.parse().ok())
@@ -162,17 +163,28 @@ impl Edge {
     }
 }
 
+impl Edge {
+    /// What the last list learned says member `addr` may do: `voter`,
+    /// `learner` (catching up), or `None` before any list was learned.
+    pub(super) fn standing(&self, addr: SocketAddr) -> Option<&'static str> {
+        let list = self.list.lock().unwrap_or_else(|p| p.into_inner());
+        let id = list.as_ref()?.find(&addr.to_string())?;
+        Some(standing_name(list.as_ref()?.standing(id)))
+    }
+}
+
+fn standing_name(s: Standing) -> &'static str {
+    match s {
+        Standing::Voter => "voter",
+        Standing::Learner => "learner",
+        Standing::Removed => "removed",
+    }
+}
+
 /// The list as `/admin/members` shows it.
 fn list_json(list: &Membership) -> serde_json::Value {
     let members: Vec<serde_json::Value> = (list.slots.iter().enumerate())
-        .map(|(id, s)| {
-            let standing = match s.standing {
-                Standing::Voter => "voter",
-                Standing::Learner => "learner",
-                Standing::Removed => "removed",
-            };
-            json!({"id": id, "addr": s.addr, "standing": standing})
-        })
+        .map(|(id, s)| json!({"id": id, "addr": s.addr, "standing": standing_name(s.standing)}))
         .collect();
     json!({
         "group": format!("{:016x}", list.group),
