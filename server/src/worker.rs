@@ -288,12 +288,18 @@ impl Worker {
             r, mut w, hello, ..
         } = accepted;
         if hello.purpose != Purpose::Request {
-            refuse(
-                &mut w,
-                RefuseReason::NotMaster,
-                "workers do not replicate to others; connect to the master",
-            )
-            .await;
+            let (reason, why) = match hello.purpose {
+                Purpose::Members => (
+                    RefuseReason::NotAllowed,
+                    "this is a fixed-role worker (`hypha worker`): member lists belong to \
+                     failover groups (`hypha member`)",
+                ),
+                _ => (
+                    RefuseReason::NotMaster,
+                    "workers do not replicate to others; connect to the master",
+                ),
+            };
+            refuse(&mut w, reason, why).await;
             return Ok(());
         }
         w.send(&Message::Welcome(Welcome {
