@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::hash::key_hash;
 use crate::log_iter::walk_history;
 use crate::record::{Record, RecordKind, RecordMeta, Seq};
-use crate::request::{repeat_of, Once, Request};
+use crate::request::{repeat_of, unmet, How, Once, Request};
 use crate::state::{Core, Write};
 use crate::stats::{ScanPage, Version};
 
@@ -68,7 +68,7 @@ impl Db {
     /// false and the write would have to wait.
     fn put_at(&self, key: &[u8], value: &[u8], wait: bool) -> Result<Option<(Seq, u64)>> {
         Ok(self
-            .put_as(key, value, None, wait)?
+            .put_as(key, value, How::default(), wait)?
             .map(|done| done.unwrap_or_else(|_| unreachable!("only a request can be a repeat"))))
     }
 
@@ -77,22 +77,24 @@ impl Db {
         &self,
         key: &[u8],
         value: &[u8],
-        req: Option<&Request>,
+        how: How<'_>,
         wait: bool,
     ) -> Result<Option<Once>> {
-        let done = self.put_as(key, value, req, wait)?;
+        let done = self.put_as(key, value, how, wait)?;
         Ok(done.map(|d| d.map_or_else(|once| once, |(seq, _)| Once::Wrote(Some(seq)))))
     }
 
-    /// Appends a put of `req` unless it repeats an earlier attempt
-    /// (`Err(outcome)`); `None` when `wait` is false and it would wait.
+    /// Appends a put unless it repeats an earlier attempt of its request
+    /// or its key is not as expected (`Err(outcome)`); `None` when `wait`
+    /// is false and it would wait.
     fn put_as(
         &self,
         key: &[u8],
         value: &[u8],
-        req: Option<&Request>,
+        how: How<'_>,
         wait: bool,
     ) -> Result<Option<Appended>> {
+        let req = how.req;
         Self::check_key(key)?;
         self.check_value(value)?;
         let ids_max = self.inner.opts.ids_max;
@@ -100,6 +102,9 @@ impl Db {
             let append = |core: &mut Core| {
                 if let Some(once) = repeat_of(core, req) {
                     return Ok(Some(Err(once)));
+                }
+                if let Some(conflict) = unmet(core, key, how.expect)? {
+                    return Ok(Some(Err(conflict)));
                 }
                 let id = match core.find_key(key)? {
                     Some((id, _)) => id,
@@ -191,7 +196,7 @@ impl Db {
     /// Appends a delete: the outer `None` when `wait` is false and it would
     /// have to wait, the inner `None` when the key was absent.
     fn delete_at(&self, key: &[u8], wait: bool) -> Result<Option<Option<(Seq, u64)>>> {
-        let done = self.delete_as(key, None, wait)?;
+        let done = self.delete_as(key, How::default(), wait)?;
         Ok(done.map(|d| d.unwrap_or_else(|_| unreachable!("only a request can be a repeat"))))
     }
 
@@ -199,19 +204,24 @@ impl Db {
     pub(crate) fn delete_request(
         &self,
         key: &[u8],
-        req: Option<&Request>,
+        how: How<'_>,
         wait: bool,
     ) -> Result<Option<Once>> {
-        let done = self.delete_as(key, req, wait)?;
+        let done = self.delete_as(key, how, wait)?;
         Ok(done.map(|d| d.map_or_else(|once| once, |w| Once::Wrote(w.map(|(seq, _)| seq)))))
     }
 
-    /// Appends a delete of `req` unless it repeats an earlier attempt.
-    fn delete_as(&self, key: &[u8], req: Option<&Request>, wait: bool) -> Result<Option<Deleted>> {
+    /// Appends a delete unless it repeats an earlier attempt of its
+    /// request or its key is not as expected.
+    fn delete_as(&self, key: &[u8], how: How<'_>, wait: bool) -> Result<Option<Deleted>> {
         Self::check_key(key)?;
+        let req = how.req;
         let append = |core: &mut Core| {
             if let Some(once) = repeat_of(core, req) {
                 return Ok(Err(once));
+            }
+            if let Some(conflict) = unmet(core, key, how.expect)? {
+                return Ok(Err(conflict));
             }
             let Some((id, _)) = core.find_key(key)? else {
                 return Ok(Ok(None));

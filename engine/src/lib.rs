@@ -120,7 +120,7 @@ pub use random::random_u64;
 #[cfg(feature = "std")]
 pub use recovery::Recovery;
 #[cfg(feature = "std")]
-pub use request::{Once, Request};
+pub use request::{Expect, Once, Request};
 #[cfg(feature = "std")]
 pub use stats::{CompactReport, ScanPage, Stats, Version};
 #[cfg(feature = "std")]

@@ -16,6 +16,7 @@ use crate::error::Result;
 use crate::limits::{FILE_HEADER_BYTES, REQUEST_SCAN_RECORDS_MAX};
 use crate::location::Location;
 use crate::log_iter::seek;
+use crate::record::RecordKind;
 use crate::record::{Seq, REQUEST_ID_BYTES};
 use crate::state::Core;
 
@@ -41,6 +42,29 @@ pub enum Once {
     /// Whether an earlier attempt was applied cannot be told: nothing was
     /// written, and the reason is for the writer's operator.
     Unknown(String),
+    /// A conditional write whose key is not as it expected: nothing was
+    /// written; the key's live version's seq (`None`: absent).
+    Conflict(Option<Seq>),
+}
+
+/// What a conditional write (compare-and-swap) expects of its key, checked
+/// under the write lock together with the append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Its live version was written at this seq.
+    Seq(Seq),
+    /// It holds no value (never written, or deleted).
+    Absent,
+    /// It holds a value.
+    Present,
+}
+
+/// How a write is asked for: the client request it belongs to (if any)
+/// and what it expects of its key (if anything).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct How<'a> {
+    pub(crate) req: Option<&'a Request>,
+    pub(crate) expect: Option<Expect>,
 }
 
 /// What the search for a request id found.
@@ -113,26 +137,99 @@ impl Db {
     /// [`Db::put_unsynced`] for a client's request: a retry that finds an
     /// earlier attempt writes nothing and returns its seq.
     pub fn put_once(&self, key: &[u8], value: &[u8], req: &Request) -> Result<Once> {
-        self.put_request(key, value, Some(req), true)
+        let how = How {
+            req: Some(req),
+            expect: None,
+        };
+        self.put_request(key, value, how, true)
             .map(|once| once.expect("a waiting write always ends"))
     }
 
     /// [`Db::put_once`] that never waits for slow work (see
     /// [`Db::try_put_unsynced`]): `None` means retry with `put_once`.
     pub fn try_put_once(&self, key: &[u8], value: &[u8], req: &Request) -> Result<Option<Once>> {
-        self.put_request(key, value, Some(req), false)
+        let how = How {
+            req: Some(req),
+            expect: None,
+        };
+        self.put_request(key, value, how, false)
     }
 
     /// [`Db::delete_unsynced`] for a client's request (see [`Db::put_once`]).
     pub fn delete_once(&self, key: &[u8], req: &Request) -> Result<Once> {
-        self.delete_request(key, Some(req), true)
+        let how = How {
+            req: Some(req),
+            expect: None,
+        };
+        self.delete_request(key, how, true)
             .map(|once| once.expect("a waiting write always ends"))
     }
 
     /// [`Db::delete_once`] that never waits for slow work.
     pub fn try_delete_once(&self, key: &[u8], req: &Request) -> Result<Option<Once>> {
-        self.delete_request(key, Some(req), false)
+        let how = How {
+            req: Some(req),
+            expect: None,
+        };
+        self.delete_request(key, how, false)
     }
+
+    /// A put (unsynced, as [`Db::put_unsynced`]) that happens only if `key`
+    /// is as `expect` says, decided under the write lock: else
+    /// `Once::Conflict` with the key's live seq. With `req`, a retry that
+    /// finds an earlier attempt is answered as [`Db::put_once`] does.
+    /// `wait` false: never waits for slow work (`None`: retry with `wait`).
+    pub fn put_if(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expect: Expect,
+        req: Option<&Request>,
+        wait: bool,
+    ) -> Result<Option<Once>> {
+        let how = How {
+            req,
+            expect: Some(expect),
+        };
+        self.put_request(key, value, how, wait)
+    }
+
+    /// A delete that happens only if `key` is as `expect` says (see
+    /// [`Db::put_if`]).
+    pub fn delete_if(
+        &self,
+        key: &[u8],
+        expect: Expect,
+        req: Option<&Request>,
+        wait: bool,
+    ) -> Result<Option<Once>> {
+        let how = How {
+            req,
+            expect: Some(expect),
+        };
+        self.delete_request(key, how, wait)
+    }
+}
+
+/// Before a conditional write: `Some(Conflict)` when `key` is not as
+/// `expect` says.
+pub(crate) fn unmet(core: &Core, key: &[u8], expect: Option<Expect>) -> Result<Option<Once>> {
+    let Some(expect) = expect else {
+        return Ok(None);
+    };
+    let current = match core.find_key(key)? {
+        Some((id, _)) => match core.current(id)? {
+            Some((_, h, _)) if h.kind == RecordKind::Put => Some(h.seq),
+            _ => None,
+        },
+        None => None,
+    };
+    let holds = match expect {
+        Expect::Seq(seq) => current == Some(seq),
+        Expect::Absent => current.is_none(),
+        Expect::Present => current.is_some(),
+    };
+    Ok((!holds).then_some(Once::Conflict(current)))
 }
 
 /// Before a write of `req`: `Some(outcome)` when the write must not happen

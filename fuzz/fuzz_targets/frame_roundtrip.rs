@@ -16,13 +16,13 @@ use hypha_net::{
     open_heartbeat, seal_frame, Acceptor, Challenge, ClusterKey, ClusterKeys, CompactInfo,
     DecodeError, Decoded, EncodeError, ErrorCode, FrameDecoder, Heartbeat, Hello, Message,
     NodeStatus, Prove, Purpose, RecordKind, Refuse, RefuseReason, Role, Session, Version, Welcome,
-    WireRecord, WorkerInfo, WriteRequest, MemberChange, Membership, Slot, Standing, CLUSTER_NAME_BYTES_MAX, Ballot, LogId, TermStart, WireMeta, HELLO_MAGIC, MESSAGE_TAG_COUNT, NONCE_BYTES,
+    WireRecord, WorkerInfo, WriteRequest, MemberChange, Membership, Slot, Standing, Expect, CLUSTER_NAME_BYTES_MAX, Ballot, LogId, TermStart, WireMeta, HELLO_MAGIC, MESSAGE_TAG_COUNT, NONCE_BYTES,
 };
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
 // A new message kind must get a case in `message` below.
-const _: () = assert!(MESSAGE_TAG_COUNT == 37);
+const _: () = assert!(MESSAGE_TAG_COUNT == 39);
 
 /// (connector, acceptor): one fixed session, made once; each input works
 /// on clones, so its counters start afresh.
@@ -119,7 +119,10 @@ fn refuse_reason(u: &mut Unstructured) -> Result<RefuseReason> {
 }
 
 fn error_code(u: &mut Unstructured) -> Result<ErrorCode> {
-    Ok(match u.int_in_range(0..=9)? {
+    Ok(match u.int_in_range(0..=10)? {
+        10 => ErrorCode::Conflict {
+            seq: u.arbitrary()?,
+        },
         9 => ErrorCode::OutcomeUnknown,
         0 => ErrorCode::NotFound,
         1 => ErrorCode::TooLarge,
@@ -209,6 +212,14 @@ fn list<T>(
         out.push(item(u)?);
     }
     Ok(out)
+}
+
+fn expect(u: &mut Unstructured) -> Result<Expect> {
+    Ok(match u.int_in_range(0..=2)? {
+        0 => Expect::Seq(u.arbitrary()?),
+        1 => Expect::Absent,
+        _ => Expect::Present,
+    })
 }
 
 /// A member list: often valid, sometimes over a limit or without a voter.
@@ -423,6 +434,19 @@ fn message(u: &mut Unstructured) -> Result<Message> {
                 true => MemberChange::Add(u.arbitrary()?),
                 false => MemberChange::Remove(u.arbitrary()?),
             },
+        },
+        37 => Message::PutIf {
+            req_id: u.arbitrary()?,
+            key: u.arbitrary()?,
+            value: u.arbitrary()?,
+            expect: expect(u)?,
+            request: if u.arbitrary()? { Some(write_request(u)?) } else { None },
+        },
+        38 => Message::DeleteIf {
+            req_id: u.arbitrary()?,
+            key: u.arbitrary()?,
+            expect: expect(u)?,
+            request: if u.arbitrary()? { Some(write_request(u)?) } else { None },
         },
         _ => Message::Prove(Prove {
             proof: u.arbitrary()?,

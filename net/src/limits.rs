@@ -11,7 +11,7 @@
 
 /// Number of message tags this version knows: tags are `0..MESSAGE_TAG_COUNT`.
 /// A payload starting with a larger tag is [`DecodeError::UnknownMessage`](crate::DecodeError::UnknownMessage).
-pub const MESSAGE_TAG_COUNT: u32 = 37;
+pub const MESSAGE_TAG_COUNT: u32 = 39;
 
 /// Longest key, in bytes.
 pub const KEY_BYTES_MAX: usize = 4096;

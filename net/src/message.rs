@@ -323,6 +323,37 @@ pub enum Message {
         /// The change.
         change: MemberChange,
     },
+    /// Tag 37. `Put` only if the key is as `expect` says
+    /// (compare-and-swap), decided by the master with the append; with a
+    /// `request`, a retry is answered as `PutOnce` is. Answer: `Written`,
+    /// or `Error { Conflict { seq } }` with the key's live seq.
+    PutIf {
+        /// Request id.
+        req_id: u64,
+        /// The key, at most `KEY_BYTES_MAX` bytes.
+        #[serde(with = "crate::bytes::vec")]
+        key: Vec<u8>,
+        /// The value, at most `VALUE_BYTES_MAX` bytes.
+        #[serde(with = "crate::bytes::vec")]
+        value: Vec<u8>,
+        /// What the key must be for the write to happen.
+        expect: Expect,
+        /// The client request (an edge in front of a failover group).
+        request: Option<WriteRequest>,
+    },
+    /// Tag 38. `Delete` only if the key is as `expect` says (see `PutIf`).
+    /// Answer: `Deleted`, or `Error { Conflict { seq } }`.
+    DeleteIf {
+        /// Request id.
+        req_id: u64,
+        /// The key, at most `KEY_BYTES_MAX` bytes.
+        #[serde(with = "crate::bytes::vec")]
+        key: Vec<u8>,
+        /// What the key must be for the delete to happen.
+        expect: Expect,
+        /// The client request (an edge in front of a failover group).
+        request: Option<WriteRequest>,
+    },
 }
 
 /// A node's compaction counters, in [`Message::CompactIs`].
@@ -464,6 +495,26 @@ pub enum ErrorCode {
     /// told (its window is not in the log whole): nothing was written.
     /// Tag 9 (protocol 3).
     OutcomeUnknown,
+    /// A conditional write (`PutIf`, `DeleteIf`) found its key otherwise
+    /// than it expected and wrote nothing; `seq` is the key's live
+    /// version's seq (`None`: absent). Tag 10.
+    Conflict {
+        /// The key's live seq.
+        seq: Option<u64>,
+    },
+}
+
+/// What a conditional write expects of its key ([`Message::PutIf`],
+/// [`Message::DeleteIf`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Expect {
+    /// Its live version was written at this seq (HTTP `If-Match: "SEQ"`).
+    /// Tag 0.
+    Seq(u64),
+    /// It holds no value (`If-None-Match: *`). Tag 1.
+    Absent,
+    /// It holds a value (`If-Match: *`). Tag 2.
+    Present,
 }
 
 // Tags fit one varint byte; WIRE.md and the worst-case sizes rely on it.

@@ -55,25 +55,12 @@ impl Message {
             }
             Self::Refuse(refuse) => check_message_string("Refuse.message", &refuse.message),
             Self::Get { key, .. } => check_request_key("Get.key", key),
-            Self::Put { key, value, .. } => {
-                check_request_key("Put.key", key)?;
-                check_value("Put.value", value)
-            }
-            Self::Delete { key, .. } => check_request_key("Delete.key", key),
-            Self::PutOnce {
-                key,
-                value,
-                request,
-                ..
-            } => {
-                check_request_key("PutOnce.key", key)?;
-                check_value("PutOnce.value", value)?;
-                check_request_id(&request.id)
-            }
-            Self::DeleteOnce { key, request, .. } => {
-                check_request_key("DeleteOnce.key", key)?;
-                check_request_id(&request.id)
-            }
+            Self::Put { .. }
+            | Self::Delete { .. }
+            | Self::PutOnce { .. }
+            | Self::DeleteOnce { .. }
+            | Self::PutIf { .. }
+            | Self::DeleteIf { .. } => self.validate_write(),
             Self::History { key, depth, .. } => {
                 check_request_key("History.key", key)?;
                 check_len(
@@ -142,6 +129,48 @@ impl Message {
             | Self::Prove(_)
             | Self::Ballot(_)
             | Self::Members { .. } => Ok(()),
+        }
+    }
+}
+
+impl Message {
+    /// [`Message::validate`] of a client's write.
+    fn validate_write(&self) -> Result<(), DecodeError> {
+        match self {
+            Self::Put { key, value, .. } => {
+                check_request_key("Put.key", key)?;
+                check_value("Put.value", value)
+            }
+            Self::Delete { key, .. } => check_request_key("Delete.key", key),
+            Self::PutOnce {
+                key,
+                value,
+                request,
+                ..
+            } => {
+                check_request_key("PutOnce.key", key)?;
+                check_value("PutOnce.value", value)?;
+                check_request_id(&request.id)
+            }
+            Self::DeleteOnce { key, request, .. } => {
+                check_request_key("DeleteOnce.key", key)?;
+                check_request_id(&request.id)
+            }
+            Self::PutIf {
+                key,
+                value,
+                request,
+                ..
+            } => {
+                check_request_key("PutIf.key", key)?;
+                check_value("PutIf.value", value)?;
+                request.map_or(Ok(()), |r| check_request_id(&r.id))
+            }
+            Self::DeleteIf { key, request, .. } => {
+                check_request_key("DeleteIf.key", key)?;
+                request.map_or(Ok(()), |r| check_request_id(&r.id))
+            }
+            _ => Ok(()),
         }
     }
 }

@@ -103,6 +103,11 @@ fn nested_enum_variants_round_trip() -> TestResult {
             confirmed: 0,
             wanted: u32::MAX,
         },
+        ErrorCode::OutcomeUnknown,
+        ErrorCode::Conflict { seq: None },
+        ErrorCode::Conflict {
+            seq: Some(u64::MAX),
+        },
     ];
     let roles = [
         Role::Master,

@@ -89,7 +89,7 @@ fn limits_have_the_documented_values() {
 fn protocol_constants_have_the_documented_values() {
     assert_eq!(PROTOCOL_VERSION, 3);
     assert_eq!(HELLO_MAGIC, 0x4859_5048);
-    assert_eq!(MESSAGE_TAG_COUNT, 37);
+    assert_eq!(MESSAGE_TAG_COUNT, 39);
     assert_eq!(FRAME_HEADER_BYTES, 8);
 }
 

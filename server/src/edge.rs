@@ -2,6 +2,7 @@
 //! worker (round robin), with read-your-writes by seq and a fallback to the
 //! master when no worker can answer.
 
+mod cas;
 mod compact;
 mod leader;
 mod members;
@@ -351,6 +352,23 @@ impl Backend for Edge {
             Message::Deleted { seq, .. } => Ok(seq),
             other => Err(to_error(other)),
         }
+    }
+
+    async fn put_if(
+        &self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        expect: hypha_net::Expect,
+    ) -> Result<Result<u64, Option<u64>>, BackendError> {
+        self.cas_put(key, value, expect).await
+    }
+
+    async fn delete_if(
+        &self,
+        key: Vec<u8>,
+        expect: hypha_net::Expect,
+    ) -> Result<Result<Option<u64>, Option<u64>>, BackendError> {
+        self.cas_delete(key, expect).await
     }
 
     async fn get(&self, key: Vec<u8>, c: Consistency) -> Result<Option<Entry>, BackendError> {

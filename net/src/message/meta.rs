@@ -49,6 +49,8 @@ impl Message {
             Self::Members { .. } => 34,
             Self::MemberList { .. } => 35,
             Self::ChangeMembers { .. } => 36,
+            Self::PutIf { .. } => 37,
+            Self::DeleteIf { .. } => 38,
         }
     }
 
@@ -92,6 +94,8 @@ impl Message {
             Self::Members { .. } => "Members",
             Self::MemberList { .. } => "MemberList",
             Self::ChangeMembers { .. } => "ChangeMembers",
+            Self::PutIf { .. } => "PutIf",
+            Self::DeleteIf { .. } => "DeleteIf",
         }
     }
 
@@ -122,6 +126,8 @@ impl Message {
             | Self::Members { req_id }
             | Self::MemberList { req_id, .. }
             | Self::ChangeMembers { req_id, .. }
+            | Self::PutIf { req_id, .. }
+            | Self::DeleteIf { req_id, .. }
             | Self::Error { req_id, .. } => Some(*req_id),
             Self::Hello(_)
             | Self::Welcome(_)
@@ -159,7 +165,9 @@ impl Message {
             Self::Put { key, .. }
             | Self::Delete { key, .. }
             | Self::PutOnce { key, .. }
-            | Self::DeleteOnce { key, .. } => Some(key),
+            | Self::DeleteOnce { key, .. }
+            | Self::PutIf { key, .. }
+            | Self::DeleteIf { key, .. } => Some(key),
             _ => None,
         }
     }

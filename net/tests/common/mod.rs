@@ -306,6 +306,22 @@ pub fn every_message() -> Vec<Message> {
             req_id: 84,
             change: hypha_net::MemberChange::Remove("[400::2]:7000".into()),
         },
+        Message::PutIf {
+            req_id: 85,
+            key: b"counter".to_vec(),
+            value: b"2".to_vec(),
+            expect: hypha_net::Expect::Seq(41),
+            request: None,
+        },
+        Message::DeleteIf {
+            req_id: 86,
+            key: b"counter".to_vec(),
+            expect: hypha_net::Expect::Present,
+            request: Some(hypha_net::WriteRequest {
+                id: [0x13; 16],
+                retry_after: Some(40),
+            }),
+        },
     ]
 }
 

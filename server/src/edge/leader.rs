@@ -306,6 +306,30 @@ fn with_request(m: &Message) -> Result<Message, BackendError> {
             key,
             request,
         }),
+        Message::PutIf {
+            req_id,
+            key,
+            value,
+            expect,
+            ..
+        } => Ok(Message::PutIf {
+            req_id,
+            key,
+            value,
+            expect,
+            request: Some(request),
+        }),
+        Message::DeleteIf {
+            req_id,
+            key,
+            expect,
+            ..
+        } => Ok(Message::DeleteIf {
+            req_id,
+            key,
+            expect,
+            request: Some(request),
+        }),
         other => Err(BackendError::Internal(format!(
             "{} is not a client write",
             other.name()
@@ -315,8 +339,19 @@ fn with_request(m: &Message) -> Result<Message, BackendError> {
 
 /// Marks `m` a retry whose first attempt, if applied, is after `after`.
 fn set_retry(m: &mut Message, after: u64) {
-    if let Message::PutOnce { request, .. } | Message::DeleteOnce { request, .. } = m {
-        request.retry_after = Some(after);
+    match m {
+        Message::PutOnce { request, .. } | Message::DeleteOnce { request, .. } => {
+            request.retry_after = Some(after);
+        }
+        Message::PutIf {
+            request: Some(request),
+            ..
+        }
+        | Message::DeleteIf {
+            request: Some(request),
+            ..
+        } => request.retry_after = Some(after),
+        _ => {}
     }
 }
 
@@ -329,9 +364,13 @@ enum Attempt {
 
 /// Whether `m` is a retry (it names a `retry_after`).
 fn is_retry(m: &Message) -> bool {
-    matches!(
-        m,
-        Message::PutOnce { request, .. } | Message::DeleteOnce { request, .. }
-            if request.retry_after.is_some()
-    )
+    match m {
+        Message::PutOnce { request, .. } | Message::DeleteOnce { request, .. } => {
+            request.retry_after.is_some()
+        }
+        Message::PutIf { request, .. } | Message::DeleteIf { request, .. } => {
+            request.is_some_and(|r| r.retry_after.is_some())
+        }
+        _ => false,
+    }
 }

@@ -148,6 +148,38 @@ pub trait Backend: Send + Sync + 'static {
         key: Vec<u8>,
     ) -> impl Future<Output = Result<Option<u64>, BackendError>> + Send;
 
+    /// Stores `value` under `key` only if `key` is as `expect` says
+    /// (compare-and-swap, decided where writes are ordered): `Ok(Ok(seq))`
+    /// when written, `Ok(Err(current))` when not, with the key's live seq
+    /// (`None`: absent).
+    fn put_if(
+        &self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        expect: hypha_net::Expect,
+    ) -> impl Future<Output = Result<Result<u64, Option<u64>>, BackendError>> + Send {
+        let _ = (key, value, expect);
+        async {
+            Err(BackendError::BadRequest(
+                "this backend has no conditional writes".into(),
+            ))
+        }
+    }
+
+    /// Deletes `key` only if it is as `expect` says (see [`Backend::put_if`]).
+    fn delete_if(
+        &self,
+        key: Vec<u8>,
+        expect: hypha_net::Expect,
+    ) -> impl Future<Output = Result<Result<Option<u64>, Option<u64>>, BackendError>> + Send {
+        let _ = (key, expect);
+        async {
+            Err(BackendError::BadRequest(
+                "this backend has no conditional writes".into(),
+            ))
+        }
+    }
+
     /// Reads the live version of `key`, or `None` if absent.
     fn get(
         &self,

@@ -149,6 +149,33 @@ impl Backend for MemBackend {
         Ok(Some(state.push(key, None)))
     }
 
+    async fn put_if(
+        &self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        expect: hypha_net::Expect,
+    ) -> Result<Result<u64, Option<u64>>, BackendError> {
+        let mut state = self.check()?;
+        let current = state.live(&key).map(|e| e.seq);
+        if !holds(expect, current) {
+            return Ok(Err(current));
+        }
+        Ok(Ok(state.push(key, Some(value))))
+    }
+
+    async fn delete_if(
+        &self,
+        key: Vec<u8>,
+        expect: hypha_net::Expect,
+    ) -> Result<Result<Option<u64>, Option<u64>>, BackendError> {
+        let mut state = self.check()?;
+        let current = state.live(&key).map(|e| e.seq);
+        if !holds(expect, current) {
+            return Ok(Err(current));
+        }
+        Ok(Ok(current.map(|_| state.push(key, None))))
+    }
+
     async fn get(&self, key: Vec<u8>, _c: Consistency) -> Result<Option<Entry>, BackendError> {
         let state = self.check()?;
         state.panic_if(&key);
@@ -228,6 +255,15 @@ impl Backend for MemBackend {
 
     fn value_bytes_max(&self) -> usize {
         self.value_bytes_max
+    }
+}
+
+/// Whether a key whose live seq is `current` is as `expect` says.
+fn holds(expect: hypha_net::Expect, current: Option<u64>) -> bool {
+    match expect {
+        hypha_net::Expect::Seq(seq) => current == Some(seq),
+        hypha_net::Expect::Absent => current.is_none(),
+        hypha_net::Expect::Present => current.is_some(),
     }
 }
 

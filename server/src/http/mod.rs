@@ -15,6 +15,7 @@
 pub mod backend;
 mod body;
 pub mod budget;
+mod cas;
 pub mod chunked;
 pub mod compat;
 mod compat_json;

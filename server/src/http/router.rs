@@ -30,10 +30,7 @@ use crate::http::backend::{Backend, Version};
 use crate::http::compat;
 use crate::http::config::{BodyKind, HttpConfig, HISTORY_DEPTH_MAX, SCAN_LIMIT_DEFAULT};
 use crate::http::metrics::{Metrics, RouteId};
-use crate::http::params::{
-    backend_error, check_value_len, consistency, decode_key, limit_param, number_param,
-    seq_response,
-};
+use crate::http::params::{backend_error, consistency, decode_key, limit_param, number_param};
 use crate::http::percent::{form_value, parse_form, FormPairs};
 use crate::http::request::{BodyFraming, Head, Method};
 use crate::http::response::{decimal, Response};
@@ -70,7 +67,7 @@ pub struct Admitted {
 /// Turns requests into backend calls and responses; one per server.
 #[derive(Debug)]
 pub struct Router<B> {
-    backend: Arc<B>,
+    pub(crate) backend: Arc<B>,
     token: Option<Token>,
     token_for_reads: bool,
     json_values_max: usize,
@@ -175,8 +172,8 @@ impl<B: Backend> Router<B> {
         };
         let result = match admitted.route {
             Route::Kv(key) => match head.method {
-                Method::Put => self.kv_put(key, body).await,
-                Method::Delete => self.kv_delete(key).await,
+                Method::Put => self.kv_put(head, key, body).await,
+                Method::Delete => self.kv_delete(head, key).await,
                 _ if form_value(query, "history").is_some() => self.kv_history(key, query).await,
                 _ => self.kv_get(head, key, query).await,
             },
@@ -238,19 +235,6 @@ impl<B: Backend> Router<B> {
             None => refuse("this request needs the header `Authorization: Bearer <token>`"),
             Some(presented) if token.matches(presented) => Ok(()),
             Some(_) => refuse("the bearer token is not this server's token"),
-        }
-    }
-
-    async fn kv_put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<Response, Response> {
-        check_value_len(&*self.backend, value.len())?;
-        let seq = self.backend.put(key, value).await.map_err(backend_error)?;
-        Ok(seq_response(201, seq))
-    }
-
-    async fn kv_delete(&self, key: Vec<u8>) -> Result<Response, Response> {
-        match self.backend.delete(key).await.map_err(backend_error)? {
-            Some(seq) => Ok(seq_response(200, seq)),
-            None => Err(Response::error(404, "key not found")),
         }
     }
 

@@ -5,7 +5,7 @@
 //! attempt's seq and writes nothing (`hypha_engine::Request`).
 
 use crate::requests::error_message;
-use hypha_engine::{Db, Once, Request};
+use hypha_engine::{Db, Expect, Once, Request};
 use hypha_net::{ErrorCode, Message};
 
 /// The outcome of a local write.
@@ -31,6 +31,8 @@ struct Op<'a> {
     /// `None`: a delete.
     value: Option<&'a [u8]>,
     request: Option<Request>,
+    /// A conditional write's expectation of its key.
+    expect: Option<Expect>,
 }
 
 fn op(m: &Message) -> Option<Op<'_>> {
@@ -40,36 +42,65 @@ fn op(m: &Message) -> Option<Op<'_>> {
             retry_after: r.retry_after,
         })
     };
-    Some(match m {
-        Message::Put { key, value, .. } => Op {
-            key,
-            value: Some(value),
-            request: None,
-        },
-        Message::Delete { key, .. } => Op {
-            key,
-            value: None,
-            request: None,
-        },
+    let expect = |e: &hypha_net::Expect| {
+        Some(match *e {
+            hypha_net::Expect::Seq(seq) => Expect::Seq(seq),
+            hypha_net::Expect::Absent => Expect::Absent,
+            hypha_net::Expect::Present => Expect::Present,
+        })
+    };
+    let (key, value, request, expect) = match m {
+        Message::Put { key, value, .. } => (key, Some(value), None, None),
+        Message::Delete { key, .. } => (key, None, None, None),
         Message::PutOnce {
             key,
             value,
             request: r,
             ..
-        } => Op {
-            key,
-            value: Some(value),
-            request: request(r),
-        },
+        } => (key, Some(value), request(r), None),
         Message::DeleteOnce {
             key, request: r, ..
-        } => Op {
+        } => (key, None, request(r), None),
+        Message::PutIf {
             key,
-            value: None,
-            request: request(r),
-        },
+            value,
+            expect: e,
+            request: r,
+            ..
+        } => (key, Some(value), r.as_ref().and_then(request), expect(e)),
+        Message::DeleteIf {
+            key,
+            expect: e,
+            request: r,
+            ..
+        } => (key, None, r.as_ref().and_then(request), expect(e)),
         _ => return None,
+    };
+    Some(Op {
+        key,
+        value: value.map(Vec::as_slice),
+        request,
+        expect,
     })
+}
+
+/// Runs `op` in the engine; `None` when `wait` is false and it would wait.
+fn apply(db: &Db, op: &Op<'_>, wait: bool) -> Result<Option<Once>, hypha_engine::Error> {
+    let (key, req) = (op.key, op.request.as_ref());
+    match (op.value, req, op.expect) {
+        (Some(v), r, Some(e)) => db.put_if(key, v, e, r, wait),
+        (None, r, Some(e)) => db.delete_if(key, e, r, wait),
+        (Some(v), None, None) if wait => {
+            db.put_unsynced(key, v).map(|s| Some(Once::Wrote(Some(s))))
+        }
+        (Some(v), None, None) => Ok(db.try_put_unsynced(key, v)?.map(|s| Once::Wrote(Some(s)))),
+        (None, None, None) if wait => db.delete_unsynced(key).map(|s| Some(Once::Wrote(s))),
+        (None, None, None) => Ok(db.try_delete_unsynced(key)?.map(Once::Wrote)),
+        (Some(v), Some(r), None) if wait => db.put_once(key, v, r).map(Some),
+        (Some(v), Some(r), None) => db.try_put_once(key, v, r),
+        (None, Some(r), None) if wait => db.delete_once(key, r).map(Some),
+        (None, Some(r), None) => db.try_delete_once(key, r),
+    }
 }
 
 /// Appends a client's write without waiting for an fdatasync (under
@@ -83,15 +114,7 @@ pub(super) fn try_write(db: &Db, open: &std::sync::RwLock<bool>, m: Message) -> 
     let Some(op) = op(&m) else {
         return Wrote::Done(written(m, Ok(Once::Wrote(None))));
     };
-    let result = match (op.value, &op.request) {
-        (Some(v), None) => db
-            .try_put_unsynced(op.key, v)
-            .map(|s| s.map(|s| Once::Wrote(Some(s)))),
-        (None, None) => db.try_delete_unsynced(op.key).map(|s| s.map(Once::Wrote)),
-        (Some(v), Some(r)) => db.try_put_once(op.key, v, r),
-        (None, Some(r)) => db.try_delete_once(op.key, r),
-    };
-    match result {
+    match apply(db, &op, false) {
         Ok(None) => Wrote::Blocked(m),
         Ok(Some(once)) => Wrote::Done(written(m, Ok(once))),
         Err(e) => Wrote::Done(written(m, Err(e))),
@@ -107,12 +130,7 @@ pub(super) fn write(db: &Db, open: &std::sync::RwLock<bool>, m: Message) -> Writ
     let Some(op) = op(&m) else {
         return written(m, Ok(Once::Wrote(None)));
     };
-    let result = match (op.value, &op.request) {
-        (Some(v), None) => db.put_unsynced(op.key, v).map(|s| Once::Wrote(Some(s))),
-        (None, None) => db.delete_unsynced(op.key).map(Once::Wrote),
-        (Some(v), Some(r)) => db.put_once(op.key, v, r),
-        (None, Some(r)) => db.delete_once(op.key, r),
-    };
+    let result = apply(db, &op, true).map(|o| o.unwrap_or(Once::Wrote(None)));
     written(m, result)
 }
 
@@ -141,12 +159,25 @@ fn written(m: Message, result: Result<Once, hypha_engine::Error>) -> Written {
             Some(seq)
         }
         Ok(Once::Wrote(seq)) => seq,
+        Ok(Once::Conflict(seq)) => {
+            let now = match seq {
+                Some(seq) => format!("its live version is seq {seq}"),
+                None => "it holds no value".to_string(),
+            };
+            let message =
+                format!("the key is not as the write expected: {now}; nothing was written");
+            return fail(Message::error(
+                req_id,
+                ErrorCode::Conflict { seq },
+                &message,
+            ));
+        }
     };
     let answer = match (&m, seq) {
-        (Message::Put { .. } | Message::PutOnce { .. }, Some(seq)) => {
+        (Message::Put { .. } | Message::PutOnce { .. } | Message::PutIf { .. }, Some(seq)) => {
             Message::Written { req_id, seq }
         }
-        (Message::Delete { .. } | Message::DeleteOnce { .. }, seq) => {
+        (Message::Delete { .. } | Message::DeleteOnce { .. } | Message::DeleteIf { .. }, seq) => {
             Message::Deleted { req_id, seq }
         }
         (other, _) => {
