@@ -23,6 +23,10 @@
 //! prefix, as after a crash) or the compacted one (every write), never a
 //! mix.
 //!
+//! `PutIf`/`DeleteIf` are compare-and-swap writes whose expectation the
+//! model decides: written exactly when it holds, else a conflict naming the
+//! key's live seq.
+//!
 //! After every reopen and compaction, gets, histories (seqs and values),
 //! `len`, the digest (recomputed from the model with `hash::pair_hash`), a
 //! full scan, the tombstone horizon, `read_from` (from the horizon: exactly
@@ -34,7 +38,7 @@ use hypha_engine::hash::pair_hash;
 use hypha_engine::io::{FaultyIo, FileIo};
 use hypha_engine::limits::{FILE_HEADER_BYTES, FILE_SIZE_MIN};
 use hypha_engine::tables::FileHeader;
-use hypha_engine::{Db, Error, Fsync, LogIter, Options, RecordKind, Seq, Version};
+use hypha_engine::{Db, Error, Expect, Fsync, LogIter, Once, Options, RecordKind, Seq, Version};
 use hypha_fuzz::TempDir;
 use libfuzzer_sys::fuzz_target;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -72,6 +76,20 @@ enum Op {
     },
     Delete {
         key_idx: u8,
+    },
+    /// A compare-and-swap put: `kind % 3` picks `Expect::Seq` (the live
+    /// seq, or a wrong one when `wrong` is odd), `Absent` or `Present`.
+    PutIf {
+        key_idx: u8,
+        value: Value,
+        kind: u8,
+        wrong: u8,
+    },
+    /// A compare-and-swap delete (as `PutIf`).
+    DeleteIf {
+        key_idx: u8,
+        kind: u8,
+        wrong: u8,
     },
     Get {
         key_idx: u8,
@@ -389,6 +407,44 @@ impl Run {
         (after, (kept, dropped, tombstones))
     }
 
+    /// A conditional put (`value`) or delete of key `k`: written exactly
+    /// when the model says the expectation holds, else a conflict naming
+    /// the live seq.
+    fn put_if(&mut self, k: u8, value: Option<Vec<u8>>, kind: u8, wrong: u8) {
+        let live = self
+            .writes
+            .iter()
+            .rev()
+            .find(|(_, w, _)| *w == k)
+            .and_then(|(s, _, v)| v.as_ref().map(|_| *s));
+        let expect = match kind % 3 {
+            0 => Expect::Seq(live.unwrap_or(1) + u64::from(wrong % 2)),
+            1 => Expect::Absent,
+            _ => Expect::Present,
+        };
+        let holds = match expect {
+            Expect::Seq(s) => live == Some(s),
+            Expect::Absent => live.is_none(),
+            Expect::Present => live.is_some(),
+        };
+        let done = match &value {
+            Some(v) => self.db().put_if(&key(k), v, expect, None, true),
+            None => self.db().delete_if(&key(k), expect, None, true),
+        };
+        match done.expect("conditional write").expect("a waiting write ends") {
+            Once::Conflict(current) => {
+                assert!(!holds, "{expect:?} held for key {k} (live {live:?}) but conflicted");
+                assert_eq!(current, live, "a conflict names the live seq");
+            }
+            Once::Wrote(Some(seq)) => {
+                assert!(holds, "{expect:?} did not hold for key {k} (live {live:?}) but wrote");
+                self.acknowledged((seq, k, value));
+            }
+            Once::Wrote(None) => assert!(holds && live.is_none(), "a delete of absent {k}"),
+            other => panic!("conditional write without a request: {other:?}"),
+        }
+    }
+
     fn acknowledged(&mut self, w: Write) {
         let last = self.newest_seq();
         assert_eq!(w.0, last + 1, "seqs of acknowledged writes have a gap");
@@ -417,6 +473,17 @@ impl Run {
                     self.acknowledged((seq, k, Some(v.clone())));
                 }
             }
+            Op::PutIf {
+                key_idx,
+                value,
+                kind,
+                wrong,
+            } => self.put_if(key_idx % KEYS, Some(value.bytes()), *kind, *wrong),
+            Op::DeleteIf {
+                key_idx,
+                kind,
+                wrong,
+            } => self.put_if(key_idx % KEYS, None, *kind, *wrong),
             Op::Delete { key_idx } => {
                 let k = key_idx % KEYS;
                 let live = self.model().contains_key(&k);
