@@ -402,8 +402,12 @@ impl Backend for Edge {
             .await?
         {
             Message::Versions {
-                versions, omitted, ..
+                versions,
+                omitted,
+                applied_seq,
+                ..
             } => Ok(History {
+                applied_seq,
                 versions: versions
                     .into_iter()
                     .map(|v| Version {
@@ -434,8 +438,15 @@ impl Backend for Edge {
         };
         match self.read(c, make).await? {
             Message::ScanPage {
-                keys, next_cursor, ..
-            } => Ok(ScanPage { keys, next_cursor }),
+                keys,
+                next_cursor,
+                applied_seq,
+                ..
+            } => Ok(ScanPage {
+                keys,
+                next_cursor,
+                applied_seq,
+            }),
             other => Err(to_error(other)),
         }
     }

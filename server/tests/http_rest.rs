@@ -291,3 +291,21 @@ fn backend_failures_become_json_errors_with_their_status() -> TestResult {
     expect_status(&server.request("PUT", "/kv/k", b"v")?, 201)?;
     Ok(())
 }
+
+#[test]
+fn every_answer_that_reads_or_writes_a_key_carries_the_seq() -> TestResult {
+    let server = Server::start(HttpConfig::default())?;
+    let put = server.request("PUT", "/kv/s/a", b"1")?;
+    expect_status(&put, 201)?;
+    let seq = put.json()?["seq"].as_u64().ok_or("no seq")?;
+    assert_eq!(put.header("ETag"), Some(format!("\"{seq}\"").as_str()));
+    expect_status(&server.request("PUT", "/kv/s/b", b"2")?, 201)?;
+    // Reads at the store's seq: two writes so far.
+    let history = server.request("GET", "/kv/s/a?history=5", b"")?;
+    assert_eq!(history.header("X-Hypha-Seq"), Some("2"));
+    let scan = server.request("GET", "/kv?prefix=s/", b"")?;
+    assert_eq!(scan.header("X-Hypha-Seq"), Some("2"));
+    let del = server.request("DELETE", "/kv/s/a", b"")?;
+    assert_eq!(del.header("X-Hypha-Seq"), Some("3"));
+    Ok(())
+}

@@ -59,6 +59,8 @@ pub struct History {
     /// answer (the wire's `BATCH_BYTES_MAX` rule: about 1 MiB of values
     /// plus one more).
     pub omitted: u32,
+    /// The store's seq when it was read (`X-Hypha-Seq`).
+    pub applied_seq: u64,
 }
 
 /// One page of a key scan.
@@ -68,6 +70,8 @@ pub struct ScanPage {
     pub keys: Vec<Vec<u8>>,
     /// Cursor for the next page; `None` when the scan is complete.
     pub next_cursor: Option<u64>,
+    /// The store's seq when it was read (`X-Hypha-Seq`).
+    pub applied_seq: u64,
 }
 
 /// Why a backend call failed. Each variant maps to one HTTP status.

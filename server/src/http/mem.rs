@@ -201,7 +201,11 @@ impl Backend for MemBackend {
         let fit = hypha_net::batch_prefix_len(sizes, versions.len());
         let omitted = u32::try_from(versions.len() - fit).unwrap_or(u32::MAX);
         versions.truncate(fit);
-        Ok(History { versions, omitted })
+        Ok(History {
+            versions,
+            omitted,
+            applied_seq: state.seq,
+        })
     }
 
     async fn scan(
@@ -230,7 +234,11 @@ impl Backend for MemBackend {
             id += 1;
         }
         let next_cursor = (id <= state.ids.len() as u64).then_some(id);
-        Ok(ScanPage { keys, next_cursor })
+        Ok(ScanPage {
+            keys,
+            next_cursor,
+            applied_seq: state.seq,
+        })
     }
 
     async fn digest(&self) -> Result<serde_json::Value, BackendError> {
@@ -302,29 +310,20 @@ mod tests {
             mem.delete(b"b2".to_vec()).await.ok();
             let first = mem.scan(0, b"b".to_vec(), 1, c).await;
             assert_eq!(
-                first,
-                Ok(ScanPage {
-                    keys: vec![b"b1".to_vec()],
-                    next_cursor: Some(3)
-                })
+                first.map(|p| (p.keys, p.next_cursor)),
+                Ok((vec![b"b1".to_vec()], Some(3)))
             );
             // A key written during the scan comes at its end.
             mem.put(b"b0".to_vec(), b"v".to_vec()).await.ok();
             let next = mem.scan(3, b"b".to_vec(), 1, c).await;
             assert_eq!(
-                next,
-                Ok(ScanPage {
-                    keys: vec![b"b3".to_vec()],
-                    next_cursor: Some(5)
-                })
+                next.map(|p| (p.keys, p.next_cursor)),
+                Ok((vec![b"b3".to_vec()], Some(5)))
             );
             let last = mem.scan(5, b"b".to_vec(), 5, c).await;
             assert_eq!(
-                last,
-                Ok(ScanPage {
-                    keys: vec![b"b0".to_vec()],
-                    next_cursor: None
-                })
+                last.map(|p| (p.keys, p.next_cursor)),
+                Ok((vec![b"b0".to_vec()], None))
             );
         });
     }

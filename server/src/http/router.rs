@@ -291,7 +291,8 @@ impl<B: Backend> Router<B> {
             200,
             &json!({"key": text, "key_base64": encoded, "versions": versions, "omitted": omitted}),
         )
-        .header("X-Hypha-Versions-Omitted", omitted.to_string()))
+        .header("X-Hypha-Versions-Omitted", omitted.to_string())
+        .header("X-Hypha-Seq", decimal(history.applied_seq)))
     }
 
     async fn kv_scan(&self, query: &FormPairs) -> Result<Response, Response> {
@@ -306,10 +307,10 @@ impl<B: Backend> Router<B> {
             .map_err(backend_error)?;
         let keys: Vec<Value> = page.keys.iter().map(|k| key_json(k)).collect();
         let next = page.next_cursor.map(|c| c.to_string());
-        Ok(Response::json(
-            200,
-            &json!({"keys": keys, "next_cursor": next}),
-        ))
+        Ok(
+            Response::json(200, &json!({"keys": keys, "next_cursor": next}))
+                .header("X-Hypha-Seq", decimal(page.applied_seq)),
+        )
     }
 
     fn render_metrics(&self) -> Response {
