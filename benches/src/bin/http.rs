@@ -13,6 +13,9 @@
 //!   3 put       same hypha process                                  PUT /kv/{random key}, 150 B
 //!   4 put-sync  fresh hypha, --fsync always                         PUT /kv/{random key}, 150 B
 //!
+//! Case `cas` (only with `--only cas`; see `http/cas.rs`): 32 clients
+//! incrementing one counter by `If-Match` compare-and-swap.
+//!
 //! Case `durable` (only with `--only durable`; see `http/durable.rs`): hypha
 //! `--fsync always`, hypha `--fsync never` and etcd side by side, PUTs of new
 //! keys at 32 and 128 connections, with the disk's fdatasync rate probed in
@@ -30,10 +33,12 @@
 //! ```sh
 //! cd benches && CARGO_TARGET_DIR=/work/target-bench cargo run --release --bin http -- \
 //!     [--hypha PATH] [--nginx PATH] [--secs 10] [--warmup 2] [--conns 32] [--keys 10000] \
-//!     [--only ceiling,get,put,put-sync,durable] [--etcd PATH] [--durable-conns 32,128]
+//!     [--only ceiling,get,put,put-sync,durable,cas] [--etcd PATH] [--durable-conns 32,128]
 //! ```
 
 // The crate root resolves modules beside itself, not in `http/`.
+#[path = "http/cas.rs"]
+mod cas;
 #[path = "http/durable.rs"]
 mod durable;
 
@@ -106,9 +111,9 @@ fn parse_opts() -> Result<Opts, String> {
             "-h" | "--help" => {
                 println!(
                     "http [--hypha PATH] [--nginx PATH] [--etcd PATH] [--secs S] [--warmup S] [--conns N] \
-                     [--keys N] [--rounds R] [--dir TMPDIR] [--only ceiling,get,put,put-sync,durable] \
+                     [--keys N] [--rounds R] [--dir TMPDIR] [--only ceiling,get,put,put-sync,durable,cas] \
                      [--durable-conns 32,128]\n\
-                     `durable` runs only when named in --only."
+                     `durable` and `cas` run only when named in --only."
                 );
                 std::process::exit(0);
             }
@@ -122,11 +127,11 @@ fn parse_opts() -> Result<Opts, String> {
 }
 
 impl Opts {
-    /// Whether `case` runs: every case but `durable` by default.
+    /// Whether `case` runs: every case but `durable` and `cas` by default.
     fn wants(&self, case: &str) -> bool {
         match &self.only {
             Some(l) => l.iter().any(|c| c == case),
-            None => case != "durable",
+            None => case != "durable" && case != "cas",
         }
     }
 }
@@ -1197,6 +1202,9 @@ fn run(o: &Opts, dir: &Path) -> Result<Vec<CaseResult>, String> {
     }
     if o.wants("durable") {
         durable::run(o, dir)?;
+    }
+    if o.wants("cas") {
+        cas::run(o, dir)?;
     }
     if o.wants("put-sync") {
         eprintln!("case put-sync: fresh hypha --fsync always");
