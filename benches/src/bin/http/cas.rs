@@ -34,11 +34,17 @@ fn exchange(s: &mut TcpStream, req: &[u8]) -> Result<(u16, Option<String>, Vec<u
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.trim().to_string())
     };
-    let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let len: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     while buf.len() < head_end + len {
         read_some(s, &mut buf).map_err(|e| format!("read body: {e}"))?;
     }
-    Ok((status, header("etag"), buf[head_end..head_end + len].to_vec()))
+    Ok((
+        status,
+        header("etag"),
+        buf[head_end..head_end + len].to_vec(),
+    ))
 }
 
 fn get_req() -> Vec<u8> {
@@ -64,7 +70,9 @@ fn client(addr: SocketAddr, end: Instant) -> Result<(u64, u64), String> {
         if status != 200 {
             return Err(format!("GET answered {status}"));
         }
-        let n: u64 = String::from_utf8_lossy(&body).parse().map_err(|_| "not a number")?;
+        let n: u64 = String::from_utf8_lossy(&body)
+            .parse()
+            .map_err(|_| "not a number")?;
         let put = put_req(etag.as_deref(), &(n + 1).to_string());
         match exchange(&mut s, &put)?.0 {
             201 => done += 1,
@@ -77,7 +85,10 @@ fn client(addr: SocketAddr, end: Instant) -> Result<(u64, u64), String> {
 
 /// Runs the case and prints its line.
 pub(super) fn run(o: &Opts, dir: &Path) -> Result<(), String> {
-    eprintln!("case cas: {} clients increment one counter by If-Match", o.conns);
+    eprintln!(
+        "case cas: {} clients increment one counter by If-Match",
+        o.conns
+    );
     let (mut p, addr) = start_hypha(o, dir, "cas", "never")?;
     let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     let (status, _, _) = exchange(&mut s, &put_req(None, "0"))?;
@@ -97,7 +108,9 @@ pub(super) fn run(o: &Opts, dir: &Path) -> Result<(), String> {
     }
     let secs = start.elapsed().as_secs_f64();
     let (_, _, body) = exchange(&mut s, &get_req())?;
-    let last: u64 = String::from_utf8_lossy(&body).parse().map_err(|_| "not a number")?;
+    let last: u64 = String::from_utf8_lossy(&body)
+        .parse()
+        .map_err(|_| "not a number")?;
     p.check_alive()?;
     let rate = done as f64 / secs;
     println!(
@@ -106,9 +119,17 @@ pub(super) fn run(o: &Opts, dir: &Path) -> Result<(), String> {
         o.conns,
         thousands(rate),
         thousands(conflicts as f64 / secs),
-        if last == done { "exact" } else { "LOST UPDATES" },
+        if last == done {
+            "exact"
+        } else {
+            "LOST UPDATES"
+        },
         thousands(TARGET_INCREMENTS_PER_SEC),
-        if rate >= TARGET_INCREMENTS_PER_SEC { "met" } else { "missed" }
+        if rate >= TARGET_INCREMENTS_PER_SEC {
+            "met"
+        } else {
+            "missed"
+        }
     );
     eprintln!("  hypha {}", p.stop());
     Ok(())
