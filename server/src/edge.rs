@@ -372,15 +372,23 @@ impl Backend for Edge {
     }
 
     async fn get(&self, key: Vec<u8>, c: Consistency) -> Result<Option<Entry>, BackendError> {
-        match self
-            .read(c, |req_id, min_seq| Message::Get {
-                req_id,
-                key: key.clone(),
-                min_seq,
-            })
-            .await?
-        {
-            Message::Value { value, .. } => Ok(value.map(|(seq, value)| Entry { value, seq })),
+        Ok(self.get_at(key, c).await?.0)
+    }
+
+    async fn get_at(
+        &self,
+        key: Vec<u8>,
+        c: Consistency,
+    ) -> Result<(Option<Entry>, u64), BackendError> {
+        let make = |req_id, min_seq| Message::Get {
+            req_id,
+            key: key.clone(),
+            min_seq,
+        };
+        match self.read(c, make).await? {
+            Message::Value {
+                value, applied_seq, ..
+            } => Ok((value.map(|(seq, value)| Entry { value, seq }), applied_seq)),
             other => Err(to_error(other)),
         }
     }

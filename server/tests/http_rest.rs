@@ -305,7 +305,14 @@ fn every_answer_that_reads_or_writes_a_key_carries_the_seq() -> TestResult {
     assert_eq!(history.header("X-Hypha-Seq"), Some("2"));
     let scan = server.request("GET", "/kv?prefix=s/", b"")?;
     assert_eq!(scan.header("X-Hypha-Seq"), Some("2"));
+    // A read answers the store's seq; the key's own version is its ETag.
+    let get = server.request("GET", "/kv/s/a", b"")?;
+    assert_eq!(get.header("X-Hypha-Seq"), Some("2"));
+    assert_eq!(get.header("ETag"), Some(format!("\"{seq}\"").as_str()));
     let del = server.request("DELETE", "/kv/s/a", b"")?;
     assert_eq!(del.header("X-Hypha-Seq"), Some("3"));
+    let absent = server.request("GET", "/kv/s/a", b"")?;
+    expect_status(&absent, 404)?;
+    assert_eq!(absent.header("X-Hypha-Seq"), Some("3"));
     Ok(())
 }

@@ -191,6 +191,16 @@ pub trait Backend: Send + Sync + 'static {
         c: Consistency,
     ) -> impl Future<Output = Result<Option<Entry>, BackendError>> + Send;
 
+    /// [`Backend::get`] with the store's seq when it was read (0: not
+    /// known), for `X-Hypha-Seq`.
+    fn get_at(
+        &self,
+        key: Vec<u8>,
+        c: Consistency,
+    ) -> impl Future<Output = Result<(Option<Entry>, u64), BackendError>> + Send {
+        async move { Ok((self.get(key, c).await?, 0)) }
+    }
+
     /// Up to `depth` versions of `key`, newest first, deletes included: as
     /// many as one answer carries, and how many more there were.
     fn history(

@@ -182,6 +182,16 @@ impl Backend for MemBackend {
         Ok(state.live(&key))
     }
 
+    async fn get_at(
+        &self,
+        key: Vec<u8>,
+        _c: Consistency,
+    ) -> Result<(Option<Entry>, u64), BackendError> {
+        let state = self.check()?;
+        state.panic_if(&key);
+        Ok((state.live(&key), state.seq))
+    }
+
     async fn history(
         &self,
         key: Vec<u8>,

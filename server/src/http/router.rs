@@ -245,22 +245,29 @@ impl<B: Backend> Router<B> {
         query: &FormPairs,
     ) -> Result<Response, Response> {
         let c = consistency(query)?;
-        let entry = self.backend.get(key, c).await.map_err(backend_error)?;
-        let entry = entry.ok_or_else(|| Response::error(404, "key not found"))?;
-        let seq = decimal(entry.seq);
-        let etag = ["\"", &seq, "\""].concat();
+        let (entry, at) = self.backend.get_at(key, c).await.map_err(backend_error)?;
+        let Some(entry) = entry else {
+            let absent = Response::error(404, "key not found");
+            return Err(match at {
+                0 => absent,
+                at => absent.header("X-Hypha-Seq", decimal(at)),
+            });
+        };
+        // The key's version in ETag; the store's seq at the read beside it.
+        let etag = ["\"", &decimal(entry.seq), "\""].concat();
+        let at = decimal(at.max(entry.seq));
         if head
             .header("if-none-match")
             .is_some_and(|tags| etag_matches(tags, &etag))
         {
             return Ok(Response::new(304)
                 .header("ETag", etag)
-                .header("X-Hypha-Seq", seq));
+                .header("X-Hypha-Seq", at));
         }
         Ok(
             Response::bytes(200, "application/octet-stream", entry.value)
                 .header("ETag", etag)
-                .header("X-Hypha-Seq", seq),
+                .header("X-Hypha-Seq", at),
         )
     }
 
