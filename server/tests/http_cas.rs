@@ -55,6 +55,9 @@ fn conditional_writes_apply_only_over_the_expected_version() -> TestResult {
         200,
     )?;
     expect_status(&server.request("GET", "/kv/k", b"")?, 404)?;
+    // /metrics counts the conflicts: create-only, stale PUT, absent, stale DELETE.
+    let metrics = server.request("GET", "/metrics", b"")?.text();
+    assert!(metrics.contains("hypha_cas_conflicts_total 4"), "{metrics}");
     // Headers that make no sense are the client's mistake.
     expect_status(
         &c.request("PUT", "/kv/k", &[("If-Match", "\"x\"")], b"v")?,

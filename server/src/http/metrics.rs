@@ -112,9 +112,9 @@ impl RouteId {
 }
 
 /// Statuses counted individually; anything else is counted as `status="other"`.
-const STATUSES: [u16; 20] = [
-    100, 200, 201, 204, 304, 400, 401, 404, 405, 408, 413, 414, 415, 417, 431, 500, 501, 503, 504,
-    505,
+const STATUSES: [u16; 21] = [
+    100, 200, 201, 204, 304, 400, 401, 404, 405, 408, 412, 413, 414, 415, 417, 431, 500, 501, 503,
+    504, 505,
 ];
 const STATUS_SLOTS: usize = STATUSES.len() + 1;
 
@@ -216,6 +216,13 @@ impl Metrics {
         for route in RouteId::ALL {
             self.render_histogram(out, route);
         }
+        let conflicts = self.requests(RouteId::KvPut, 412) + self.requests(RouteId::KvDelete, 412);
+        out.push_str(
+            "# HELP hypha_cas_conflicts_total Conditional writes (If-Match, If-None-Match) \
+             refused because the key was not as expected (412).\n",
+        );
+        out.push_str("# TYPE hypha_cas_conflicts_total counter\n");
+        let _ = writeln!(out, "hypha_cas_conflicts_total {conflicts}");
         let open = self.connections_open.load(Ordering::Relaxed);
         let refused = self.connections_refused.load(Ordering::Relaxed);
         out.push_str("# HELP hypha_http_connections_open Client connections open now.\n");
