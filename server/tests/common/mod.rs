@@ -40,12 +40,26 @@ impl Drop for TempDir {
     }
 }
 
-/// A loopback port free for both TCP and UDP right now.
+/// A loopback port free for both TCP and UDP right now, below the kernel's
+/// ephemeral range: a port from `bind(0)` could be handed, before the test's
+/// process binds it, to another test's outgoing connection or `bind(0)`
+/// (CI saw "Address already in use"). Each call in a process tries the
+/// next port of a range that starts at a place picked by its pid.
 pub fn free_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let low = 10_000u32;
+    let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|&h| h > low + 1_000)
+        .unwrap_or(32_768);
+    let span = high - low;
+    let start = std::process::id().wrapping_mul(7_919) % span;
     loop {
-        let t = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = t.local_addr().expect("addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = (low + (start + n) % span) as u16;
+        let tcp = TcpListener::bind(("127.0.0.1", port));
+        if tcp.is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
