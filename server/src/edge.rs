@@ -2,10 +2,12 @@
 //! worker (round robin), with read-your-writes by seq and a fallback to the
 //! master when no worker can answer.
 
+mod answers;
 mod cas;
 mod compact;
 mod leader;
 mod members;
+use answers::{client_fault, to_error};
 pub use leader::{ANSWER_LATE_MS, LEADER_WAIT_MS, MEMBER_WATCH_MS};
 pub use members::MEMBER_CHANGE_WAIT_MS;
 pub use refresh::MEMBERS_LEARN_MS;
@@ -274,55 +276,12 @@ impl Edge {
     }
 }
 
-/// A request the nodes would refuse is the client's mistake: answered here
-/// with 413 or 400 and the limit it broke, never sent, never counted
-/// against a node's health.
-fn client_fault(m: &Message) -> Result<(), BackendError> {
-    if let Some(key) = m.written_key() {
-        if hypha_net::is_system_key(key) {
-            return Err(BackendError::BadRequest(
-                "keys starting with the byte 0xff followed by \"hypha/\" are the system's; use \
-                 another key"
-                    .into(),
-            ));
-        }
-    }
-    match m.validate() {
-        Ok(()) => Ok(()),
-        Err(e @ hypha_net::DecodeError::LimitExceeded { .. }) => {
-            Err(BackendError::TooLarge(e.to_string()))
-        }
-        Err(e) => Err(BackendError::BadRequest(e.to_string())),
-    }
-}
-
 fn applied_of(m: &Message) -> Option<u64> {
     match m {
         Message::Value { applied_seq, .. }
         | Message::Versions { applied_seq, .. }
         | Message::ScanPage { applied_seq, .. } => Some(*applied_seq),
         _ => None,
-    }
-}
-
-fn to_error(m: Message) -> BackendError {
-    match m {
-        Message::Error { code, message, .. } => match code {
-            ErrorCode::TooLarge => BackendError::TooLarge(message),
-            ErrorCode::BadRequest | ErrorCode::NotFound => BackendError::BadRequest(message),
-            ErrorCode::Timeout => BackendError::Timeout(message),
-            ErrorCode::ReadOnly => BackendError::ReadOnly(message),
-            ErrorCode::SyncFailed { confirmed, wanted } => {
-                BackendError::SyncFailed { confirmed, wanted }
-            }
-            ErrorCode::Unavailable | ErrorCode::NotMaster => BackendError::Unavailable(message),
-            ErrorCode::OutcomeUnknown => BackendError::Unavailable(format!(
-                "the write's outcome is unknown: {message}; read the key to find out before \
-                 writing it again"
-            )),
-            _ => BackendError::Internal(message),
-        },
-        other => BackendError::Internal(format!("unexpected answer {}", other.name())),
     }
 }
 

@@ -1,0 +1,49 @@
+//! What the edge makes of a request the nodes would refuse (the client's
+//! mistake, answered here) and of a node's error answer (an HTTP status).
+
+use crate::http::BackendError;
+use hypha_net::{ErrorCode, Message};
+
+/// A request the nodes would refuse is the client's mistake: answered here
+/// with 413 or 400 and the limit it broke, never sent, never counted
+/// against a node's health.
+pub(super) fn client_fault(m: &Message) -> Result<(), BackendError> {
+    if let Some(key) = m.written_key() {
+        if hypha_net::is_system_key(key) {
+            return Err(BackendError::BadRequest(
+                "keys starting with the byte 0xff followed by \"hypha/\" are the system's; use \
+                 another key"
+                    .into(),
+            ));
+        }
+    }
+    match m.validate() {
+        Ok(()) => Ok(()),
+        Err(e @ hypha_net::DecodeError::LimitExceeded { .. }) => {
+            Err(BackendError::TooLarge(e.to_string()))
+        }
+        Err(e) => Err(BackendError::BadRequest(e.to_string())),
+    }
+}
+
+/// A node's answer that is not the one asked for, as the edge's error.
+pub(super) fn to_error(m: Message) -> BackendError {
+    match m {
+        Message::Error { code, message, .. } => match code {
+            ErrorCode::TooLarge => BackendError::TooLarge(message),
+            ErrorCode::BadRequest | ErrorCode::NotFound => BackendError::BadRequest(message),
+            ErrorCode::Timeout => BackendError::Timeout(message),
+            ErrorCode::ReadOnly => BackendError::ReadOnly(message),
+            ErrorCode::SyncFailed { confirmed, wanted } => {
+                BackendError::SyncFailed { confirmed, wanted }
+            }
+            ErrorCode::Unavailable | ErrorCode::NotMaster => BackendError::Unavailable(message),
+            ErrorCode::OutcomeUnknown => BackendError::Unavailable(format!(
+                "the write's outcome is unknown: {message}; read the key to find out before \
+                 writing it again"
+            )),
+            _ => BackendError::Internal(message),
+        },
+        other => BackendError::Internal(format!("unexpected answer {}", other.name())),
+    }
+}
