@@ -42,6 +42,18 @@ pub enum Standing {
     Removed,
 }
 
+impl Standing {
+    /// The standing as `hypha members`, `/status` and `/admin/members`
+    /// show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Standing::Voter => "voter",
+            Standing::Learner => "learner",
+            Standing::Removed => "removed",
+        }
+    }
+}
+
 /// One member's slot.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Slot {

@@ -111,12 +111,7 @@ fn table(list: &Membership) -> String {
         list.group, list.epoch, list.term
     );
     for (id, s) in list.slots.iter().enumerate() {
-        let standing = match s.standing {
-            Standing::Voter => "voter",
-            Standing::Learner => "learner",
-            Standing::Removed => "removed",
-        };
-        out += &format!("{id:<3} {standing:<9} {}\n", s.addr);
+        out += &format!("{id:<3} {:<9} {}\n", s.standing.name(), s.addr);
     }
     out
 }

@@ -169,22 +169,14 @@ impl Edge {
     pub(super) fn standing(&self, addr: SocketAddr) -> Option<&'static str> {
         let list = self.list.lock().unwrap_or_else(|p| p.into_inner());
         let id = list.as_ref()?.find(&addr.to_string())?;
-        Some(standing_name(list.as_ref()?.standing(id)))
-    }
-}
-
-fn standing_name(s: Standing) -> &'static str {
-    match s {
-        Standing::Voter => "voter",
-        Standing::Learner => "learner",
-        Standing::Removed => "removed",
+        Some(list.as_ref()?.standing(id).name())
     }
 }
 
 /// The list as `/admin/members` shows it.
 fn list_json(list: &Membership) -> serde_json::Value {
     let members: Vec<serde_json::Value> = (list.slots.iter().enumerate())
-        .map(|(id, s)| json!({"id": id, "addr": s.addr, "standing": standing_name(s.standing)}))
+        .map(|(id, s)| json!({"id": id, "addr": s.addr, "standing": s.standing.name()}))
         .collect();
     json!({
         "group": format!("{:016x}", list.group),

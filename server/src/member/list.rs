@@ -76,7 +76,7 @@ pub fn addrs(list: &Membership) -> String {
     let slots = list.slots.iter().enumerate();
     let shown: Vec<String> = slots
         .filter(|(_, s)| s.standing != Standing::Removed)
-        .map(|(i, s)| format!("{i}={} ({:?})", s.addr, s.standing).to_lowercase())
+        .map(|(i, s)| format!("{i}={} ({})", s.addr, s.standing.name()))
         .collect();
     shown.join(", ")
 }
