@@ -186,6 +186,12 @@ mod std_error {
             /// Bytes a data file holds after its header.
             room: usize,
         },
+        /// An atomic batch larger than the engine takes in one piece
+        /// (`BATCH_RECORDS_MAX` records, `BATCH_READ_BYTES_MAX` bytes read).
+        BatchTooLarge {
+            /// What is too large, and the limit.
+            detail: String,
+        },
         /// `apply` got a record that contradicts this database (the same key
         /// under another id): the replica followed a different history.
         Diverged {
@@ -282,6 +288,7 @@ mod std_error {
                     "record of {len} bytes does not fit in a data file ({room} bytes after the \
                      header): raise file_size"
                 ),
+                Error::BatchTooLarge { detail } => write!(f, "batch too large: {detail}"),
                 Error::Diverged { detail } => write!(f, "replica diverged: {detail}"),
                 Error::InvalidRecord { detail } => write!(f, "invalid record: {detail}"),
                 Error::InvalidVote { detail } => write!(f, "vote refused: {detail}"),

@@ -441,10 +441,16 @@ impl Inner {
     /// one that grows it; so no slot is added while the copy runs, and the
     /// copy is the whole table. Reads and writes to existing keys go on.
     pub(crate) fn grow_index(&self) -> Result<()> {
+        self.grow_index_for(1)
+    }
+
+    /// [`Inner::grow_index`] when the table lacks room for `n` more keys
+    /// (doubles once; a caller that needs more calls again).
+    pub(crate) fn grow_index_for(&self, n: u64) -> Result<()> {
         let _one = lock(&self.growing);
         let (seed, slots, used) = {
             let core = self.read();
-            if !core.keys.needs_grow() {
+            if !core.keys.needs_grow_by(n) {
                 return Ok(()); // another writer grew it
             }
             (core.keys.seed, core.keys.slots, core.keys.used)

@@ -277,7 +277,13 @@ impl KeyIndex {
     /// True when the table must double before the next insert (it would
     /// be more than `INDEX_LOAD_PERCENT_MAX` full).
     pub fn needs_grow(&self) -> bool {
-        (self.used + 1) * 100 > self.slots * INDEX_LOAD_PERCENT_MAX
+        self.needs_grow_by(1)
+    }
+
+    /// True when the table must double before `n` more inserts (an atomic
+    /// batch binds all its new keys under one hold of the write lock).
+    pub fn needs_grow_by(&self, n: u64) -> bool {
+        (self.used + n) * 100 > self.slots * INDEX_LOAD_PERCENT_MAX
     }
 
     /// Copies slots `from..to` (file or pending; stale ones too, they are

@@ -281,7 +281,8 @@ impl Db {
     /// Returns `false` (and writes nothing) if its seq is not above this
     /// database's: applying a record twice changes nothing.
     pub fn apply(&self, r: &Record) -> Result<bool> {
-        self.apply_at(r, true)?.ok_or(Error::WouldBlock)
+        self.apply_at(std::slice::from_ref(r), true)?
+            .ok_or(Error::WouldBlock)
     }
 
     /// [`Db::apply`] that never waits for slow work: `Ok(None)`, with
@@ -290,18 +291,21 @@ impl Db {
     /// that may block). Under `Fsync::Always` it still waits for its
     /// fdatasync: call it from an executor thread only in the other modes.
     pub fn try_apply(&self, r: &Record) -> Result<Option<bool>> {
-        self.apply_at(r, false)
+        self.apply_at(std::slice::from_ref(r), false)
     }
 
     /// [`Db::apply`] for each record in order, with one durability wait for
     /// all of them: under `Fsync::Always` one fdatasync covers the batch
-    /// (a follower acknowledging a frame of records needs no more). Stops
-    /// at the first error; the records before it stay written. Returns the
-    /// database's seq after them.
+    /// (a follower acknowledging a frame of records needs no more). The
+    /// records of an atomic batch (`batch_more` on all but its last) are
+    /// appended under one hold of the write lock, so readers see all of
+    /// them or none; `records` must not end inside one. Stops at the first
+    /// error; the records before it stay written. Returns the database's
+    /// seq after them.
     pub fn apply_all(&self, records: &[Record]) -> Result<Seq> {
         let mut end = None;
-        for r in records {
-            if let Some(at) = self.append_applied(r, true)?.ok_or(Error::WouldBlock)? {
+        for group in batches(records)? {
+            if let Some(at) = self.append_applied(group, true)?.ok_or(Error::WouldBlock)? {
                 end = Some(at);
             }
         }
@@ -311,8 +315,20 @@ impl Db {
         Ok(self.seq())
     }
 
-    fn apply_at(&self, r: &Record, wait: bool) -> Result<Option<bool>> {
-        match self.append_applied(r, wait)? {
+    /// [`Db::try_apply`] of one record or one whole atomic batch (see
+    /// [`Db::apply_all`]): `Ok(None)`, with nothing written, when it would
+    /// wait; else whether it wrote anything.
+    pub fn try_apply_batch(&self, group: &[Record]) -> Result<Option<bool>> {
+        if batches(group)?.count() > 1 {
+            return Err(Error::InvalidRecord {
+                detail: "try_apply_batch takes one record or one batch".into(),
+            });
+        }
+        self.apply_at(group, false)
+    }
+
+    fn apply_at(&self, group: &[Record], wait: bool) -> Result<Option<bool>> {
+        match self.append_applied(group, wait)? {
             None => Ok(None),
             Some(None) => Ok(Some(false)),
             Some(Some(end)) => {
@@ -322,11 +338,48 @@ impl Db {
         }
     }
 
-    /// Appends `r` keeping its seq, id and key, without waiting for it to
-    /// be durable: `None` if it would block (only when `!wait`),
-    /// `Some(None)` if its seq is not above this database's, else the log
-    /// position after it.
-    fn append_applied(&self, r: &Record, wait: bool) -> Result<Option<Option<u64>>> {
+    /// Appends `group` (one record or one atomic batch) keeping seqs, ids
+    /// and keys, without waiting for it to be durable: `None` if it would
+    /// block (only when `!wait`), `Some(None)` if no seq of it is above
+    /// this database's, else the log position after it.
+    fn append_applied(&self, group: &[Record], wait: bool) -> Result<Option<Option<u64>>> {
+        for r in group {
+            self.check_applied(r)?;
+        }
+        let bytes = group.iter().map(|r| r.key.len() + r.value.len()).sum();
+        loop {
+            let appended = std::cell::Cell::new(false);
+            let append = |core: &mut Core| append_group(core, group, &appended);
+            let done = match wait {
+                true => self.inner.mutate(bytes, append),
+                false => match self.inner.try_mutate(bytes, append) {
+                    Ok(Some(done)) => Ok(done),
+                    Ok(None) => return Ok(None),
+                    Err(e) => Err(e),
+                },
+            };
+            let done = match done {
+                Ok(done) => done,
+                Err(e) => {
+                    if appended.get() {
+                        // Half a batch: only a reopen (which cuts it) may
+                        // go on from here.
+                        self.inner.fail(&e);
+                    }
+                    return Err(e);
+                }
+            };
+            match done {
+                Applied::Written(end) => return Ok(Some(Some(end))),
+                Applied::Old => return Ok(Some(None)),
+                Applied::GrowIndex(n) if wait => self.inner.grow_index_for(n)?,
+                Applied::GrowIndex(_) => return Ok(None),
+            }
+        }
+    }
+
+    /// What a record from another database must be to be applied here.
+    fn check_applied(&self, r: &Record) -> Result<()> {
         Self::check_key(&r.key)?;
         self.check_value(&r.value)?;
         if r.kind == RecordKind::Delete && !r.value.is_empty() {
@@ -344,49 +397,75 @@ impl Db {
                 max: self.inner.opts.ids_max,
             });
         }
-        loop {
-            let bytes = r.key.len() + r.value.len();
-            let append = |core: &mut Core| {
-                if r.seq <= core.seq {
-                    return Ok(Applied::Old);
-                }
-                if !bind_applied(core, r)? {
-                    return Ok(Applied::GrowIndex);
-                }
-                let w = Write {
-                    id: r.id,
-                    key: &r.key,
-                    kind: r.kind,
-                    value: &r.value,
-                    seq: Some(r.seq),
-                    meta: Some(r.meta),
-                };
-                core.append(w).map(|(_, end)| Applied::Written(end))
-            };
-            let done = if wait {
-                self.inner.mutate(bytes, append)?
-            } else {
-                match self.inner.try_mutate(bytes, append)? {
-                    Some(done) => done,
-                    None => return Ok(None),
-                }
-            };
-            match done {
-                Applied::Written(end) => return Ok(Some(Some(end))),
-                Applied::Old => return Ok(Some(None)),
-                Applied::GrowIndex if wait => self.inner.grow_index()?,
-                Applied::GrowIndex => return Ok(None),
-            }
+        Ok(())
+    }
+}
+
+/// `records` cut into single records and whole atomic batches; an error if
+/// they end inside a batch.
+fn batches(records: &[Record]) -> Result<impl Iterator<Item = &[Record]>> {
+    if let Some(r) = records.last().filter(|r| r.meta.batch_more) {
+        return Err(Error::InvalidRecord {
+            detail: format!(
+                "seq {}: the records end inside an atomic batch (its last record is missing)",
+                r.seq
+            ),
+        });
+    }
+    Ok(records.split_inclusive(|r| !r.meta.batch_more))
+}
+
+/// Appends the records of `group` above this database's seq, under the
+/// write lock; the key index must have room for all their new keys first.
+fn append_group(
+    core: &mut Core,
+    group: &[Record],
+    appended: &std::cell::Cell<bool>,
+) -> Result<Applied> {
+    let fresh: Vec<&Record> = group.iter().filter(|r| r.seq > core.seq).collect();
+    if fresh.is_empty() {
+        return Ok(Applied::Old);
+    }
+    let mut unbound = 0;
+    for r in &fresh {
+        if !r.key.is_empty() && core.find_key(&r.key)?.is_none() {
+            unbound += 1;
         }
     }
+    if unbound > 0 && core.keys.needs_grow_by(unbound) {
+        return Ok(Applied::GrowIndex(unbound));
+    }
+    let mut end = 0;
+    for r in fresh {
+        if r.seq <= core.seq {
+            return Err(Error::InvalidRecord {
+                detail: format!("seq {} after seq {} in one batch", r.seq, core.seq),
+            });
+        }
+        if !bind_applied(core, r)? {
+            return Err(Error::WouldBlock);
+        }
+        let w = Write {
+            id: r.id,
+            key: &r.key,
+            kind: r.kind,
+            value: &r.value,
+            seq: Some(r.seq),
+            meta: Some(r.meta),
+        };
+        end = core.append(w)?.1;
+        appended.set(true);
+    }
+    Ok(Applied::Written(end))
 }
 
 /// What `apply` did under the lock.
 enum Applied {
     /// The record's seq is not above this database's: nothing written.
     Old,
-    /// The key index must grow before the record's key can be bound.
-    GrowIndex,
+    /// The key index must grow by this many keys before the records' keys
+    /// can be bound.
+    GrowIndex(u64),
     /// Written; the log position after it.
     Written(u64),
 }

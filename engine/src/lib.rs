@@ -87,6 +87,8 @@ mod terms;
 #[cfg(feature = "std")]
 mod truncate;
 #[cfg(feature = "std")]
+mod txn;
+#[cfg(feature = "std")]
 mod vote;
 #[cfg(feature = "std")]
 mod witness;
@@ -125,6 +127,8 @@ pub use request::{Expect, Once, Request};
 pub use stats::{CompactReport, ScanPage, Stats, Version};
 #[cfg(feature = "std")]
 pub use tables::Vote;
+#[cfg(feature = "std")]
+pub use txn::{BatchOp, Cond, Live, Test, Txn, TxnOutcome};
 #[cfg(feature = "std")]
 pub use vote::VOTE_FILE;
 #[cfg(feature = "std")]

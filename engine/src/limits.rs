@@ -64,6 +64,10 @@ pub const COMPACT_MIN_BYTES_DEFAULT: u64 = 64 << 20;
 /// corrupt.
 pub const BATCH_RECORDS_MAX: usize = 4096;
 
+/// Most bytes of values one transaction's reads return (`Db::txn`, the
+/// reads of a failed one): they are copied under the write lock.
+pub const BATCH_READ_BYTES_MAX: usize = 16 << 20;
+
 /// Most records a retried write's search for its request id examines
 /// (`Db::put_once`): the search holds the write lock, so it is bounded; a
 /// retry whose window is longer is answered `Once::Unknown`.

@@ -177,7 +177,13 @@ impl Iterator for LogIter {
                 }
             }
             self.after = r.header.seq;
-            return Some(Ok(r.to_record()));
+            let mut record = r.to_record();
+            if self.live_at.is_some() {
+                // A snapshot holds live versions, not batches: a batch's
+                // superseded records are not in it.
+                record.meta.batch_more = false;
+            }
+            return Some(Ok(record));
         }
     }
 }

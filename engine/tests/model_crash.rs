@@ -2,11 +2,12 @@
 //! `BTreeMap`. After a simulated crash (unsynced bytes dropped, the newest
 //! file cut at a random offset past the synced end, garbage appended) the
 //! database must hold exactly the model's state after some prefix of the
-//! writes, and that prefix must include every write acknowledged as durable.
+//! writes, and that prefix must include every write acknowledged as durable
+//! and end between atomic batches, never inside one.
 
 mod common;
 use common::{Rng, TempDir};
-use hypha_engine::{Db, Error, Fsync, Options, Seq};
+use hypha_engine::{BatchOp, Db, Error, Fsync, Options, Seq};
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -91,6 +92,7 @@ fn random_ops_with_crashes_match_the_model() -> Result<(), Error> {
     let path = dir.path();
     let mut durable: Model = BTreeMap::new(); // state at the last sync point
     let mut pending: Vec<(Seq, Vec<u8>, Option<Vec<u8>>)> = Vec::new(); // writes since
+    let mut batches: Vec<(Seq, Seq)> = Vec::new(); // (first, last) seq of each batch
     for round in 0..40 {
         let fsync = if rng.below(2) == 0 {
             Fsync::Always
@@ -115,6 +117,11 @@ fn random_ops_with_crashes_match_the_model() -> Result<(), Error> {
             pending.last().is_none_or(|(s, _, _)| seq <= *s),
             "round {round}: seq {seq} invented"
         );
+        if let Some((first, last)) = batches.iter().find(|(f, l)| *f <= seq && seq < *l) {
+            panic!("round {round}: recovery ended at seq {seq}, inside the batch {first}..={last}");
+        }
+        // Seqs past `seq` are written again from here on.
+        batches.clear();
         for (_, k, v) in kept {
             match v {
                 Some(v) => durable.insert(k, v),
@@ -144,6 +151,27 @@ fn random_ops_with_crashes_match_the_model() -> Result<(), Error> {
                         pending.push((s, k, None));
                     } else {
                         assert!(!model.contains_key(&k));
+                    }
+                }
+                8 if rng.below(2) == 0 => {
+                    let n = 2 + rng.below(4);
+                    let items: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
+                        .map(|_| {
+                            let k = key(rng.below(KEYS));
+                            let len = rng.below(2000) as usize;
+                            (k, rng.bytes(len))
+                        })
+                        .collect();
+                    let ops: Vec<_> = items
+                        .iter()
+                        .map(|(k, v)| BatchOp::Put { key: k, value: v })
+                        .collect();
+                    let last = db.batch(&ops)?.expect("puts write");
+                    let first = last + 1 - n;
+                    batches.push((first, last));
+                    for (i, (k, v)) in items.into_iter().enumerate() {
+                        model.insert(k.clone(), v.clone());
+                        pending.push((first + i as u64, k, Some(v)));
                     }
                 }
                 6 => {
