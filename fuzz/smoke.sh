@@ -43,6 +43,11 @@ for t in $targets; do
       continue
     fi
   fi
+  # The regression inputs also seed the corpus: the fuzzer starts from
+  # requests that reach deep routes (a /txn body) instead of finding them.
+  if compgen -G "regressions/$t/*" >/dev/null; then
+    mkdir -p "corpus/$t" && cp -n regressions/"$t"/* "corpus/$t/"
+  fi
   dict=()
   [ -f "dicts/$t.dict" ] && dict=(-dict="$here/dicts/$t.dict")
   if cargo +nightly fuzz run "$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 "${dict[@]}" \

@@ -25,7 +25,8 @@
 //!
 //! `PutIf`/`DeleteIf` are compare-and-swap writes whose expectation the
 //! model decides: written exactly when it holds, else a conflict naming the
-//! key's live seq.
+//! key's live seq. `Batch` is an atomic batch (`Db::batch`): its writes get
+//! consecutive seqs, and a reopen never ends inside one.
 //!
 //! After every reopen and compaction, gets, histories (seqs and values),
 //! `len`, the digest (recomputed from the model with `hash::pair_hash`), a
@@ -38,7 +39,9 @@ use hypha_engine::hash::pair_hash;
 use hypha_engine::io::{FaultyIo, FileIo};
 use hypha_engine::limits::{FILE_HEADER_BYTES, FILE_SIZE_MIN};
 use hypha_engine::tables::FileHeader;
-use hypha_engine::{Db, Error, Expect, Fsync, LogIter, Once, Options, RecordKind, Seq, Version};
+use hypha_engine::{
+    BatchOp, Db, Error, Expect, Fsync, LogIter, Once, Options, RecordKind, Seq, Version,
+};
 use hypha_fuzz::TempDir;
 use libfuzzer_sys::fuzz_target;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -54,6 +57,8 @@ const KEYS: u8 = 16;
 const VALUE_BYTES_MAX: usize = 2048;
 /// Most puts one `Fill` makes: up to 4 data files of 16 KiB.
 const FILL_PUTS_MAX: u8 = 32;
+/// Most writes one `Batch` makes.
+const BATCH_OPS_MAX: usize = 6;
 /// Most junk bytes a crash appends.
 const GARBAGE_BYTES_MAX: usize = 256;
 /// Deepest history compared after a reopen.
@@ -90,6 +95,10 @@ enum Op {
         key_idx: u8,
         kind: u8,
         wrong: u8,
+    },
+    /// An atomic batch of up to `BATCH_OPS_MAX` puts (`Some`) and deletes.
+    Batch {
+        items: Vec<(u8, Option<Value>)>,
     },
     Get {
         key_idx: u8,
@@ -341,6 +350,8 @@ struct Run {
     view: View,
     /// `writes[..durable]` were acknowledged as durable: no crash may lose them.
     durable: usize,
+    /// `(first, last)` seqs of the batches of more than one record.
+    batches: Vec<(Seq, Seq)>,
 }
 
 impl Run {
@@ -445,6 +456,45 @@ impl Run {
         }
     }
 
+    /// An atomic batch: its writes (a delete of a key absent by then
+    /// writes nothing) at consecutive seqs ending at the answer's.
+    fn batch(&mut self, items: &[(u8, Option<Value>)]) {
+        let items: Vec<(u8, Option<Vec<u8>>)> = items
+            .iter()
+            .take(BATCH_OPS_MAX)
+            .map(|(k, v)| (k % KEYS, v.as_ref().map(Value::bytes)))
+            .collect();
+        let keys: Vec<Vec<u8>> = items.iter().map(|(k, _)| key(*k)).collect();
+        let ops: Vec<BatchOp<'_>> = items
+            .iter()
+            .zip(&keys)
+            .map(|((_, v), key)| match v {
+                Some(value) => BatchOp::Put { key, value },
+                None => BatchOp::Delete { key },
+            })
+            .collect();
+        let last = self.db().batch(&ops).expect("batch");
+        let mut live = self.model();
+        let mut effective = Vec::new();
+        for (k, v) in items {
+            match &v {
+                Some(value) => drop(live.insert(k, value.clone())),
+                None if live.remove(&k).is_none() => continue,
+                None => {}
+            }
+            effective.push((k, v));
+        }
+        let first = self.newest_seq() + 1;
+        let n = effective.len() as u64;
+        assert_eq!(last, (n > 0).then(|| first + n - 1), "a batch's seqs");
+        if n > 1 {
+            self.batches.push((first, first + n - 1));
+        }
+        for (i, (k, v)) in effective.into_iter().enumerate() {
+            self.acknowledged((first + i as u64, k, v));
+        }
+    }
+
     fn acknowledged(&mut self, w: Write) {
         let last = self.newest_seq();
         assert_eq!(w.0, last + 1, "seqs of acknowledged writes have a gap");
@@ -484,6 +534,7 @@ impl Run {
                 kind,
                 wrong,
             } => self.put_if(key_idx % KEYS, None, *kind, *wrong),
+            Op::Batch { items } => self.batch(items),
             Op::Delete { key_idx } => {
                 let k = key_idx % KEYS;
                 let live = self.model().contains_key(&k);
@@ -628,6 +679,10 @@ impl Run {
             "reopen at seq {seq} lost durable writes (up to seq {})",
             self.writes[self.durable - 1].0
         );
+        if let Some((first, last)) = self.batches.iter().find(|(f, l)| *f <= seq && seq < *l) {
+            panic!("reopen at seq {seq}, inside the atomic batch of seqs {first}..={last}");
+        }
+        self.batches.retain(|(_, last)| *last <= seq);
         let (all, newest) = (kept == self.writes.len(), self.newest_seq());
         self.writes.truncate(kept);
         self.db = Some(db);
@@ -753,6 +808,7 @@ fuzz_target!(|ops: Vec<Op>| {
         writes: Vec::new(),
         view: View::default(),
         durable: 0,
+        batches: Vec::new(),
     };
     for op in &ops {
         run.apply(op);

@@ -16,13 +16,13 @@ use hypha_net::{
     open_heartbeat, seal_frame, Acceptor, Challenge, ClusterKey, ClusterKeys, CompactInfo,
     DecodeError, Decoded, EncodeError, ErrorCode, FrameDecoder, Heartbeat, Hello, Message,
     NodeStatus, Prove, Purpose, RecordKind, Refuse, RefuseReason, Role, Session, Version, Welcome,
-    WireRecord, WorkerInfo, WriteRequest, MemberChange, Membership, Slot, Standing, Expect, CLUSTER_NAME_BYTES_MAX, Ballot, LogId, TermStart, WireMeta, HELLO_MAGIC, MESSAGE_TAG_COUNT, NONCE_BYTES,
+    WireRecord, WorkerInfo, WriteRequest, Txn, TxnCond, TxnOp, TxnRead, TxnTest, MemberChange, Membership, Slot, Standing, Expect, CLUSTER_NAME_BYTES_MAX, Ballot, LogId, TermStart, WireMeta, HELLO_MAGIC, MESSAGE_TAG_COUNT, NONCE_BYTES,
 };
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
 // A new message kind must get a case in `message` below.
-const _: () = assert!(MESSAGE_TAG_COUNT == 39);
+const _: () = assert!(MESSAGE_TAG_COUNT == 41);
 
 /// (connector, acceptor): one fixed session, made once; each input works
 /// on clones, so its counters start afresh.
@@ -220,6 +220,35 @@ fn expect(u: &mut Unstructured) -> Result<Expect> {
         1 => Expect::Absent,
         _ => Expect::Present,
     })
+}
+
+/// A transaction: small lists of conditions, writes and reads.
+fn txn(u: &mut Unstructured) -> Result<Txn> {
+    let n = |u: &mut Unstructured| u.int_in_range(0..=4usize);
+    let conds = (0..n(u)?)
+        .map(|_| {
+            Ok(TxnCond {
+                key: u.arbitrary()?,
+                test: match u.arbitrary()? {
+                    true => TxnTest::Expect(expect(u)?),
+                    false => TxnTest::Value(u.arbitrary()?),
+                },
+            })
+        })
+        .collect::<Result<_>>()?;
+    let ops = (0..n(u)?)
+        .map(|_| {
+            Ok(match u.arbitrary()? {
+                true => TxnOp::Put {
+                    key: u.arbitrary()?,
+                    value: u.arbitrary()?,
+                },
+                false => TxnOp::Delete { key: u.arbitrary()? },
+            })
+        })
+        .collect::<Result<_>>()?;
+    let reads = (0..n(u)?).map(|_| u.arbitrary()).collect::<Result<_>>()?;
+    Ok(Txn { conds, ops, reads })
 }
 
 /// A member list: often valid, sometimes over a limit or without a voter.
@@ -447,6 +476,26 @@ fn message(u: &mut Unstructured) -> Result<Message> {
             key: u.arbitrary()?,
             expect: expect(u)?,
             request: if u.arbitrary()? { Some(write_request(u)?) } else { None },
+        },
+        39 => Message::Txn {
+            req_id: u.arbitrary()?,
+            txn: txn(u)?,
+            request: if u.arbitrary()? { Some(write_request(u)?) } else { None },
+        },
+        40 => Message::TxnFailed {
+            req_id: u.arbitrary()?,
+            seq: u.arbitrary()?,
+            failed: u.arbitrary()?,
+            reads: (0..u.int_in_range(0..=4usize)?)
+                .map(|_| {
+                    Ok(TxnRead {
+                        value: match u.arbitrary()? {
+                            true => Some((u.arbitrary()?, u.arbitrary()?)),
+                            false => None,
+                        },
+                    })
+                })
+                .collect::<Result<_>>()?,
         },
         _ => Message::Prove(Prove {
             proof: u.arbitrary()?,

@@ -11,7 +11,7 @@
 
 /// Number of message tags this version knows: tags are `0..MESSAGE_TAG_COUNT`.
 /// A payload starting with a larger tag is [`DecodeError::UnknownMessage`](crate::DecodeError::UnknownMessage).
-pub const MESSAGE_TAG_COUNT: u32 = 39;
+pub const MESSAGE_TAG_COUNT: u32 = 41;
 
 /// Longest key, in bytes.
 pub const KEY_BYTES_MAX: usize = 4096;
@@ -52,6 +52,20 @@ pub const SCAN_LIMIT_MAX: usize = 1000;
 /// Largest `depth` of a [`Message::History`](crate::Message::History), and
 /// most versions in one [`Message::Versions`](crate::Message::Versions).
 pub const HISTORY_DEPTH_MAX: usize = 256;
+
+/// Most conditions, most writes and most reads of one
+/// [`Txn`](crate::Txn) (each list apart); also the most items of the seed
+/// dialect's atomic `PUT /set`.
+pub const TXN_ITEMS_MAX: usize = 1000;
+
+/// Most key and value bytes in one [`Txn`](crate::Txn), all lists
+/// together: a largest value and a batch's worth besides.
+pub const TXN_BYTES_MAX: usize = VALUE_BYTES_MAX + BATCH_BYTES_MAX;
+
+/// Most value bytes the reads of one
+/// [`TxnFailed`](crate::Message::TxnFailed) return (the engine's
+/// `BATCH_READ_BYTES_MAX`).
+pub const TXN_READ_BYTES_MAX: usize = VALUE_BYTES_MAX;
 
 /// Most workers in one [`Message::WorkerList`](crate::Message::WorkerList).
 pub const WORKERS_MAX: usize = 256;
@@ -193,6 +207,33 @@ pub const VERSIONS_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
     + VALUE_BYTES_MAX
     + VARINT_U32_BYTES_MAX;
 
+/// Largest encoding of one item of a [`Txn`](crate::Txn) apart from its
+/// key and value bytes (a condition, a write or a read, whichever is
+/// longest): a variant tag, a key's length, an `Expect` or a value's length.
+pub const TXN_ITEM_OVERHEAD_BYTES_MAX: usize = 1
+    + varint_bytes(KEY_BYTES_MAX as u64)
+    + 1
+    + VARINT_U64_BYTES_MAX
+    + varint_bytes(VALUE_BYTES_MAX as u64);
+
+/// Largest [`Message::Txn`](crate::Message::Txn) payload.
+pub const TXN_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
+    + VARINT_U64_BYTES_MAX
+    + 3 * (varint_bytes(TXN_ITEMS_MAX as u64) + TXN_ITEMS_MAX * TXN_ITEM_OVERHEAD_BYTES_MAX)
+    + TXN_BYTES_MAX
+    + 1
+    + REQUEST_ID_BYTES
+    + 1
+    + VARINT_U64_BYTES_MAX;
+
+/// Largest [`Message::TxnFailed`](crate::Message::TxnFailed) payload.
+pub const TXN_FAILED_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
+    + 2 * VARINT_U64_BYTES_MAX
+    + 2 * varint_bytes(TXN_ITEMS_MAX as u64)
+    + TXN_ITEMS_MAX * VARINT_U32_BYTES_MAX
+    + TXN_ITEMS_MAX * (1 + VARINT_U64_BYTES_MAX + varint_bytes(VALUE_BYTES_MAX as u64))
+    + TXN_READ_BYTES_MAX;
+
 /// How many of `sizes` (each entry's key + value bytes, in order) one batch
 /// takes under the [`BATCH_BYTES_MAX`] rule: entries are added while the
 /// batch holds at most `BATCH_BYTES_MAX` bytes, so only the last may cross
@@ -302,6 +343,11 @@ const _: () = assert!(SCAN_PAGE_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
 const _: () = assert!(WORKER_LIST_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
 const _: () = assert!(WELCOME_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
 const _: () = assert!(MEMBER_LIST_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
+const _: () = assert!(TXN_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
+const _: () = assert!(TXN_FAILED_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
+// A batch of a `Txn` replicates in `Records` frames (split anywhere) and
+// the follower holds an unfinished one: bounded by these.
+const _: () = assert!(TXN_ITEMS_MAX <= BATCH_RECORDS_MAX);
 const _: () = assert!(MEMBERS_MAX <= 64);
 // The frame length field is a u32.
 const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);

@@ -15,6 +15,8 @@ use crate::failover::{Ballot, WriteRequest};
 use crate::members::{MemberChange, Membership};
 
 mod meta;
+mod txn;
+pub use txn::{Txn, TxnCond, TxnOp, TxnRead, TxnTest};
 use crate::handshake::{Challenge, Hello, Prove, Refuse, Role, Welcome};
 use crate::limits::REQUEST_ID_BYTES;
 
@@ -353,6 +355,32 @@ pub enum Message {
         expect: Expect,
         /// The client request (an edge in front of a failover group).
         request: Option<WriteRequest>,
+    },
+    /// Tag 39. A transaction: if every condition holds, its writes as one
+    /// atomic batch (consecutive seqs, seen and kept all or none), decided
+    /// by the master under one hold of its write lock; with a `request`, a
+    /// retry is answered as `PutOnce` is. Answer: `Written` with the
+    /// batch's last seq (the store's seq when there was nothing to write),
+    /// `TxnFailed`, or `Error`.
+    Txn {
+        /// Request id.
+        req_id: u64,
+        /// Conditions, writes and reads.
+        txn: Txn,
+        /// The client request (an edge in front of a failover group).
+        request: Option<WriteRequest>,
+    },
+    /// Tag 40. Answers a `Txn` a condition of which did not hold: nothing
+    /// was written.
+    TxnFailed {
+        /// Request id of the `Txn`.
+        req_id: u64,
+        /// The store's seq when the conditions were checked.
+        seq: u64,
+        /// Indexes of the conditions that failed, ascending.
+        failed: Vec<u32>,
+        /// The `Txn`'s reads, in order, as of `seq`.
+        reads: Vec<TxnRead>,
     },
 }
 

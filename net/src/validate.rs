@@ -12,7 +12,7 @@ use crate::handshake::HELLO_MAGIC;
 use crate::limits::{
     ADDR_BYTES_MAX, BATCH_BYTES_MAX, BATCH_RECORDS_MAX, HISTORY_DEPTH_MAX, KEY_BYTES_MAX,
     MESSAGE_STRING_BYTES_MAX, REQUEST_ID_BYTES, SCAN_LIMIT_MAX, TERMS_KEPT, VALUE_BYTES_MAX,
-    WORKERS_MAX,
+    TXN_BYTES_MAX, TXN_ITEMS_MAX, TXN_READ_BYTES_MAX, WORKERS_MAX,
 };
 use crate::message::{Message, RecordKind, Version, WireRecord, WorkerInfo};
 
@@ -61,6 +61,11 @@ impl Message {
             | Self::DeleteOnce { .. }
             | Self::PutIf { .. }
             | Self::DeleteIf { .. } => self.validate_write(),
+            Self::Txn { txn, request, .. } => {
+                check_txn(txn)?;
+                request.map_or(Ok(()), |r| check_request_id(&r.id))
+            }
+            Self::TxnFailed { failed, reads, .. } => check_txn_failed(failed, reads),
             Self::History { key, depth, .. } => {
                 check_request_key("History.key", key)?;
                 check_len(
@@ -173,6 +178,48 @@ impl Message {
             _ => Ok(()),
         }
     }
+}
+
+fn check_txn(txn: &crate::Txn) -> Result<(), DecodeError> {
+    let lists = [
+        ("Txn.conds", txn.conds.len()),
+        ("Txn.ops", txn.ops.len()),
+        ("Txn.reads", txn.reads.len()),
+    ];
+    for (what, len) in lists {
+        check_len(what, "TXN_ITEMS_MAX", len, TXN_ITEMS_MAX)?;
+    }
+    check_len("Txn", "TXN_BYTES_MAX", txn.bytes(), TXN_BYTES_MAX)?;
+    for cond in &txn.conds {
+        check_request_key("Txn.conds[].key", &cond.key)?;
+        if let crate::TxnTest::Value(v) = &cond.test {
+            check_value("Txn.conds[].value", v)?;
+        }
+    }
+    for op in &txn.ops {
+        check_request_key("Txn.ops[].key", op.key())?;
+        if let crate::TxnOp::Put { value, .. } = op {
+            check_value("Txn.ops[].value", value)?;
+        }
+    }
+    txn.reads
+        .iter()
+        .try_for_each(|key| check_request_key("Txn.reads[]", key))
+}
+
+fn check_txn_failed(failed: &[u32], reads: &[crate::TxnRead]) -> Result<(), DecodeError> {
+    check_len("TxnFailed.failed", "TXN_ITEMS_MAX", failed.len(), TXN_ITEMS_MAX)?;
+    check_len("TxnFailed.reads", "TXN_ITEMS_MAX", reads.len(), TXN_ITEMS_MAX)?;
+    if failed.is_empty() || failed.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(DecodeError::Invalid(
+            "TxnFailed.failed is empty or not ascending",
+        ));
+    }
+    let bytes = reads
+        .iter()
+        .filter_map(|r| r.value.as_ref().map(|(_, v)| v.len()))
+        .fold(0, usize::saturating_add);
+    check_len("TxnFailed.reads", "TXN_READ_BYTES_MAX", bytes, TXN_READ_BYTES_MAX)
 }
 
 /// A `WriteRequest` id is never all zero (a record's absent id is zero).

@@ -5,7 +5,7 @@ use hypha_net::*;
 
 #[test]
 fn limits_have_the_documented_values() {
-    let documented: [(&str, usize, usize); 28] = [
+    let documented: [(&str, usize, usize); 33] = [
         ("KEY_BYTES_MAX", KEY_BYTES_MAX, 4096),
         ("VALUE_BYTES_MAX", VALUE_BYTES_MAX, 16_777_216),
         ("CLUSTER_NAME_BYTES_MAX", CLUSTER_NAME_BYTES_MAX, 64),
@@ -47,6 +47,22 @@ fn limits_have_the_documented_values() {
         ("REQUEST_ID_BYTES", REQUEST_ID_BYTES, 16),
         ("TERMS_KEPT", TERMS_KEPT, 32),
         ("MEMBERS_MAX", MEMBERS_MAX, 64),
+        ("TXN_ITEMS_MAX", TXN_ITEMS_MAX, 1000),
+        // VALUE_BYTES_MAX + BATCH_BYTES_MAX
+        ("TXN_BYTES_MAX", TXN_BYTES_MAX, 17_825_792),
+        ("TXN_READ_BYTES_MAX", TXN_READ_BYTES_MAX, 16_777_216),
+        // 1 + 10 + 3 × (2 + 1000 × 18) + TXN_BYTES_MAX + 1 + 16 + 1 + 10
+        (
+            "TXN_MESSAGE_BYTES_WORST",
+            TXN_MESSAGE_BYTES_WORST,
+            17_879_837,
+        ),
+        // 1 + 2 × 10 + 2 × 2 + 1000 × 5 + 1000 × 15 + TXN_READ_BYTES_MAX
+        (
+            "TXN_FAILED_MESSAGE_BYTES_WORST",
+            TXN_FAILED_MESSAGE_BYTES_WORST,
+            16_797_241,
+        ),
         // 1 + 4 × 10 + 1 + 64 × (2 + 256 + 1)
         (
             "MEMBER_LIST_MESSAGE_BYTES_WORST",
@@ -89,7 +105,7 @@ fn limits_have_the_documented_values() {
 fn protocol_constants_have_the_documented_values() {
     assert_eq!(PROTOCOL_VERSION, 3);
     assert_eq!(HELLO_MAGIC, 0x4859_5048);
-    assert_eq!(MESSAGE_TAG_COUNT, 39);
+    assert_eq!(MESSAGE_TAG_COUNT, 41);
     assert_eq!(FRAME_HEADER_BYTES, 8);
 }
 

@@ -124,6 +124,64 @@ fn the_largest_welcome_is_exactly_its_worst_case() -> TestResult {
 }
 
 #[test]
+fn the_largest_transaction_and_its_answer_fit_their_worst_case() -> TestResult {
+    use hypha_net::{
+        Expect, Txn, TxnCond, TxnOp, TxnRead, TxnTest, WriteRequest, KEY_BYTES_MAX, TXN_BYTES_MAX,
+        TXN_FAILED_MESSAGE_BYTES_WORST, TXN_ITEMS_MAX, TXN_MESSAGE_BYTES_WORST, TXN_READ_BYTES_MAX,
+    };
+    let key = |i: usize| {
+        let mut k = i.to_string().into_bytes();
+        k.resize(KEY_BYTES_MAX, b'k');
+        k
+    };
+    // Every list full of largest keys; one value spends the rest of
+    // TXN_BYTES_MAX.
+    let mut txn = Txn {
+        conds: (0..TXN_ITEMS_MAX)
+            .map(|i| TxnCond {
+                key: key(i),
+                test: TxnTest::Expect(Expect::Seq(u64::MAX)),
+            })
+            .collect(),
+        ops: (0..TXN_ITEMS_MAX)
+            .map(|i| TxnOp::Delete { key: key(i) })
+            .collect(),
+        reads: (0..TXN_ITEMS_MAX).map(key).collect(),
+    };
+    let value = vec![7; TXN_BYTES_MAX - txn.bytes()];
+    txn.ops[0] = TxnOp::Put { key: key(0), value };
+    assert_eq!(txn.bytes(), TXN_BYTES_MAX);
+    let m = Message::Txn {
+        req_id: u64::MAX,
+        txn,
+        request: Some(WriteRequest {
+            id: [1; 16],
+            retry_after: Some(u64::MAX),
+        }),
+    };
+    m.validate()?;
+    assert!(payload_len(&m)? <= TXN_MESSAGE_BYTES_WORST);
+    // Five-byte indexes; the first read holds every byte allowed, the others
+    // an empty value (a length of one byte, not four).
+    let failed = Message::TxnFailed {
+        req_id: u64::MAX,
+        seq: u64::MAX,
+        failed: (0..TXN_ITEMS_MAX as u32).map(|i| u32::MAX - 1000 + i).collect(),
+        reads: (0..TXN_ITEMS_MAX)
+            .map(|i| TxnRead {
+                value: Some((u64::MAX, vec![1; if i == 0 { TXN_READ_BYTES_MAX } else { 0 }])),
+            })
+            .collect(),
+    };
+    failed.validate()?;
+    assert_eq!(
+        payload_len(&failed)?,
+        TXN_FAILED_MESSAGE_BYTES_WORST - (TXN_ITEMS_MAX - 1) * 3
+    );
+    Ok(())
+}
+
+#[test]
 fn the_largest_member_list_is_exactly_its_worst_case() -> TestResult {
     let slots = (0..MEMBERS_MAX)
         .map(|i| Slot {

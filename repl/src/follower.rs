@@ -9,7 +9,7 @@ use crate::limits::{
     Millis, ACK_DELAY_MS, APPLY_QUEUED_BYTES_MAX, HISTORY_RETRY_MS, PONGS_OWED_MAX, RECONNECT_MS,
 };
 use crate::terms::{agreement, Agreement, TermHistory};
-use hypha_net::{Message, TermStart, WireRecord};
+use hypha_net::{Message, TermStart, WireRecord, TXN_ITEMS_MAX};
 
 /// The worker's settings.
 #[derive(Clone, Debug)]
@@ -475,13 +475,25 @@ impl Follower {
         match msg {
             Message::Records { records, .. } if s.snapshot.is_none() => {
                 s.received = records.last().map_or(s.received, |r| r.seq.max(s.received));
-                if s.applying {
-                    let bytes = records.iter().map(|r| r.key.len() + r.value.len());
-                    s.queued_bytes += bytes.sum::<usize>();
-                    s.queued.extend(records);
-                } else if !records.is_empty() {
+                let whole = records.last().is_some_and(|r| !r.meta.batch_more);
+                if !s.applying && s.queued.is_empty() && whole {
                     s.applying = true;
                     out.push(FollowerAction::Apply { records });
+                    return;
+                }
+                let bytes = records.iter().map(|r| r.key.len() + r.value.len());
+                s.queued_bytes += bytes.sum::<usize>();
+                s.queued.extend(records);
+                let unfinished = s.queued.iter().rev().take_while(|r| r.meta.batch_more);
+                if unfinished.count() > TXN_ITEMS_MAX {
+                    let why = format!(
+                        "the master sent an atomic batch of more than {TXN_ITEMS_MAX} records \
+                         (TXN_ITEMS_MAX)"
+                    );
+                    return self.disconnect(why, now, out);
+                }
+                if !s.applying {
+                    self.apply_queued(out);
                 }
             }
             Message::Ping { nonce } => {
@@ -549,13 +561,27 @@ impl Follower {
             self.session.ack_at = Some(now + ACK_DELAY_MS);
         }
         self.pay_pongs(out);
+        self.apply_queued(out);
+    }
+
+    /// Applies the queued records up to the end of the last whole atomic
+    /// batch; an unfinished one waits for the rest of its records, so
+    /// readers of this worker see a batch all at once.
+    fn apply_queued(&mut self, out: &mut Vec<FollowerAction>) {
         let s = &mut self.session;
-        if !s.queued.is_empty() {
-            s.applying = true;
-            s.queued_bytes = 0;
-            let records = std::mem::take(&mut s.queued);
-            out.push(FollowerAction::Apply { records });
+        let whole = s
+            .queued
+            .iter()
+            .rposition(|r| !r.meta.batch_more)
+            .map_or(0, |i| i + 1);
+        if whole == 0 {
+            return;
         }
+        let rest = s.queued.split_off(whole);
+        let records = std::mem::replace(&mut s.queued, rest);
+        s.queued_bytes = s.queued.iter().map(|r| r.key.len() + r.value.len()).sum();
+        s.applying = true;
+        out.push(FollowerAction::Apply { records });
     }
 
     /// Sends the ack held back, if any.

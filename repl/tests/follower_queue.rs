@@ -156,3 +156,55 @@ fn a_follower_that_lost_its_session_mid_apply_connects_only_after_it() {
         }]
     );
 }
+
+/// Records `seqs` with `batch_more` on those from `from` up to before
+/// `last` (the batch's last record; `None`: it is not among them).
+fn batched(
+    seqs: std::ops::RangeInclusive<u64>,
+    from: u64,
+    last: Option<u64>,
+) -> FollowerEvent {
+    let records: Vec<_> = seqs
+        .clone()
+        .map(|s| {
+            let mut r = record(s, 1);
+            r.meta.batch_more = s >= from && last.is_none_or(|l| s < l);
+            r
+        })
+        .collect();
+    FollowerEvent::Received(Message::Records {
+        term: TERM,
+        first_seq: *seqs.start(),
+        records,
+    })
+}
+
+#[test]
+fn an_atomic_batch_split_over_frames_is_applied_whole() {
+    let mut f = following();
+    // 11-12 single, 13-16 a batch whose end is in the next frame.
+    let out = f.handle(batched(11..=14, 13, None), 2);
+    assert_eq!(applied_seqs(&out), vec![vec![11, 12]]);
+    let out = f.handle(FollowerEvent::Applied { seq: 12 }, 3);
+    assert!(applied_seqs(&out).is_empty(), "half a batch: {out:?}");
+    let out = f.handle(batched(15..=17, 13, Some(16)), 4);
+    assert_eq!(applied_seqs(&out), vec![vec![13, 14, 15, 16, 17]]);
+    // While an apply is out, a frame that ends a batch waits for it.
+    let out = f.handle(batched(18..=19, 18, Some(19)), 5);
+    assert!(applied_seqs(&out).is_empty());
+    let out = f.handle(FollowerEvent::Applied { seq: 17 }, 6);
+    assert_eq!(applied_seqs(&out), vec![vec![18, 19]]);
+}
+
+#[test]
+fn a_batch_longer_than_any_transaction_ends_the_session() {
+    let mut f = following();
+    let n = hypha_net::TXN_ITEMS_MAX as u64 + 1;
+    let out = f.handle(batched(11..=10 + n, 11, None), 2);
+    assert!(applied_seqs(&out).is_empty());
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, FollowerAction::Disconnect { why } if why.contains("TXN_ITEMS_MAX"))),
+        "{out:?}"
+    );
+}

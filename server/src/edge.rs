@@ -234,6 +234,7 @@ impl Edge {
         let seq = match &answer {
             Message::Written { seq, .. } => Some(*seq),
             Message::Deleted { seq, .. } => *seq,
+            Message::TxnFailed { seq, .. } => Some(*seq),
             _ => None,
         };
         if let Some(seq) = seq {
@@ -328,6 +329,10 @@ impl Backend for Edge {
         expect: hypha_net::Expect,
     ) -> Result<Result<Option<u64>, Option<u64>>, BackendError> {
         self.cas_delete(key, expect).await
+    }
+
+    async fn txn(&self, txn: hypha_net::Txn) -> Result<crate::http::TxnAnswer, BackendError> {
+        self.send_txn(txn).await
     }
 
     async fn get(&self, key: Vec<u8>, c: Consistency) -> Result<Option<Entry>, BackendError> {

@@ -6,6 +6,7 @@ mod durable;
 mod group;
 mod members;
 mod stream;
+mod txn;
 mod writes;
 
 use crate::requests::{answer_read, error_message, serve_requests, Answer, Me};
@@ -392,7 +393,7 @@ impl Master {
     /// nothing does.
     fn answer_write(self: &Arc<Self>, m: Message) -> Step {
         Step::Later(match m {
-            m if m.written_key().is_some() => {
+            m if m.is_write() => {
                 match try_write(&self.db, &self.writes_open, m) {
                     Wrote::Done(written) if !self.writes_wait() => {
                         if let Some(seq) = written.seq {

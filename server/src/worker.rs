@@ -323,7 +323,7 @@ impl Worker {
         self: &Arc<Self>,
         m: Message,
     ) -> Answer<impl std::future::Future<Output = Message> + Send + 'static> {
-        if m.written_key().is_some() {
+        if m.is_write() {
             // Refused before anything is written, whatever the database is
             // doing (a snapshot swap): the edge may send it elsewhere.
             return Answer::Now(Message::error(

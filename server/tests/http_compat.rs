@@ -121,13 +121,11 @@ fn store_hash_is_the_masters_digest_and_follows_content() -> TestResult {
 }
 
 #[test]
-fn typed_batch_set_reports_added_and_failed_keys() -> TestResult {
+fn typed_batch_set_is_all_or_nothing() -> TestResult {
     let server = Server::start(HttpConfig::default())?;
     let batch = json!([
         {"key": string("s"), "value": string("text")},
         {"key": binary("AP8="), "value": binary("AAEC")},
-        {"key": string("bad"), "value": binary("!!not base64")},
-        {"key": {"encoding": "hex", "data": "00"}, "value": string("v")},
     ]);
     let reply = server
         .client()?
@@ -135,12 +133,24 @@ fn typed_batch_set_reports_added_and_failed_keys() -> TestResult {
     expect_status(&reply, 200)?;
     let report = reply.json()?;
     assert_eq!(report[0]["keys_added"], 2);
-    assert_eq!(
-        report[0]["keys_failed"],
-        json!([string("bad"), {"encoding": "hex", "data": "00"}])
-    );
-    assert_eq!(report[0]["errors"].as_array().map(Vec::len), Some(2));
+    assert_eq!(report[0]["keys_failed"], json!([]));
     assert_eq!(server.request("GET", "/kv/%00%FF", b"")?.body, [0, 1, 2]);
+    // One bad item: 400 naming it, and none of the batch is written.
+    let batch = json!([
+        {"key": string("t"), "value": string("text")},
+        {"key": string("bad"), "value": binary("!!not base64")},
+    ]);
+    let reply = server
+        .client()?
+        .request("PUT", "/set", &[JSON], batch.to_string().as_bytes())?;
+    expect_status(&reply, 400)?;
+    assert!(reply.error()?.contains("item 1"), "{}", reply.text());
+    expect_status(&server.request("GET", "/kv/t", b"")?, 404)?;
+    let batch = json!([{"key": {"encoding": "hex", "data": "00"}, "value": string("v")}]);
+    let reply = server
+        .client()?
+        .request("PUT", "/set", &[JSON], batch.to_string().as_bytes())?;
+    expect_status(&reply, 400)?;
     expect_status(
         &server.client()?.request("PUT", "/set", &[JSON], b"{}")?,
         400,

@@ -51,6 +51,8 @@ impl Message {
             Self::ChangeMembers { .. } => 36,
             Self::PutIf { .. } => 37,
             Self::DeleteIf { .. } => 38,
+            Self::Txn { .. } => 39,
+            Self::TxnFailed { .. } => 40,
         }
     }
 
@@ -96,6 +98,8 @@ impl Message {
             Self::ChangeMembers { .. } => "ChangeMembers",
             Self::PutIf { .. } => "PutIf",
             Self::DeleteIf { .. } => "DeleteIf",
+            Self::Txn { .. } => "Txn",
+            Self::TxnFailed { .. } => "TxnFailed",
         }
     }
 
@@ -128,6 +132,8 @@ impl Message {
             | Self::ChangeMembers { req_id, .. }
             | Self::PutIf { req_id, .. }
             | Self::DeleteIf { req_id, .. }
+            | Self::Txn { req_id, .. }
+            | Self::TxnFailed { req_id, .. }
             | Self::Error { req_id, .. } => Some(*req_id),
             Self::Hello(_)
             | Self::Welcome(_)
@@ -169,6 +175,21 @@ impl Message {
             | Self::PutIf { key, .. }
             | Self::DeleteIf { key, .. } => Some(key),
             _ => None,
+        }
+    }
+
+    /// Whether `m` is a client's write: one key's (`written_key`) or a
+    /// `Txn` (which may write nothing, but is decided where writes are).
+    pub fn is_write(&self) -> bool {
+        self.written_key().is_some() || matches!(self, Self::Txn { .. })
+    }
+
+    /// Whether a client's write changes a system key
+    /// ([`is_system_key`](crate::is_system_key)): refused by every node.
+    pub fn writes_system_key(&self) -> bool {
+        match self {
+            Self::Txn { txn, .. } => txn.ops.iter().any(|o| crate::is_system_key(o.key())),
+            m => m.written_key().is_some_and(crate::is_system_key),
         }
     }
 }

@@ -322,6 +322,41 @@ pub fn every_message() -> Vec<Message> {
                 retry_after: Some(40),
             }),
         },
+        Message::Txn {
+            req_id: 87,
+            txn: hypha_net::Txn {
+                conds: vec![
+                    hypha_net::TxnCond {
+                        key: b"a".to_vec(),
+                        test: hypha_net::TxnTest::Expect(hypha_net::Expect::Seq(12)),
+                    },
+                    hypha_net::TxnCond {
+                        key: b"c".to_vec(),
+                        test: hypha_net::TxnTest::Value(b"on".to_vec()),
+                    },
+                ],
+                ops: vec![
+                    hypha_net::TxnOp::Put {
+                        key: b"a".to_vec(),
+                        value: b"1".to_vec(),
+                    },
+                    hypha_net::TxnOp::Delete { key: b"b".to_vec() },
+                ],
+                reads: vec![b"a".to_vec()],
+            },
+            request: None,
+        },
+        Message::TxnFailed {
+            req_id: 87,
+            seq: 44,
+            failed: vec![0, 1],
+            reads: vec![
+                hypha_net::TxnRead {
+                    value: Some((12, b"0".to_vec())),
+                },
+                hypha_net::TxnRead { value: None },
+            ],
+        },
     ]
 }
 

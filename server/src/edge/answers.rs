@@ -8,14 +8,12 @@ use hypha_net::{ErrorCode, Message};
 /// with 413 or 400 and the limit it broke, never sent, never counted
 /// against a node's health.
 pub(super) fn client_fault(m: &Message) -> Result<(), BackendError> {
-    if let Some(key) = m.written_key() {
-        if hypha_net::is_system_key(key) {
-            return Err(BackendError::BadRequest(
-                "keys starting with the byte 0xff followed by \"hypha/\" are the system's; use \
-                 another key"
-                    .into(),
-            ));
-        }
+    if m.writes_system_key() {
+        return Err(BackendError::BadRequest(
+            "keys starting with the byte 0xff followed by \"hypha/\" are the system's; use \
+             another key"
+                .into(),
+        ));
     }
     match m.validate() {
         Ok(()) => Ok(()),

@@ -3,7 +3,7 @@
 //! id like any write), which decides with the append.
 
 use super::{to_error, Edge};
-use crate::http::BackendError;
+use crate::http::{BackendError, TxnAnswer};
 use hypha_net::{ErrorCode, Expect, Message};
 
 impl Edge {
@@ -43,6 +43,28 @@ impl Edge {
         match self.write(m).await? {
             Message::Deleted { seq, .. } => Ok(Ok(seq)),
             other => conflict(other).map(Err),
+        }
+    }
+}
+
+impl Edge {
+    /// A transaction, sent where writes are ordered like any write.
+    pub(super) async fn send_txn(&self, txn: hypha_net::Txn) -> Result<TxnAnswer, BackendError> {
+        let m = Message::Txn {
+            req_id: self.req_id(),
+            txn,
+            request: None,
+        };
+        match self.write(m).await? {
+            Message::Written { seq, .. } => Ok(TxnAnswer::Applied { seq }),
+            Message::TxnFailed {
+                seq, failed, reads, ..
+            } => Ok(TxnAnswer::Failed {
+                seq,
+                failed,
+                reads: reads.into_iter().map(|r| r.value).collect(),
+            }),
+            other => Err(to_error(other)),
         }
     }
 }

@@ -80,7 +80,8 @@ impl Edge {
                     Ok(answer) => {
                         self.found_leader(peer);
                         if let Message::Written { seq, .. }
-                        | Message::Deleted { seq: Some(seq), .. } = answer
+                        | Message::Deleted { seq: Some(seq), .. }
+                        | Message::TxnFailed { seq, .. } = answer
                         {
                             self.committed_seq.fetch_max(seq, Ordering::AcqRel);
                         }
@@ -330,6 +331,11 @@ fn with_request(m: &Message) -> Result<Message, BackendError> {
             expect,
             request: Some(request),
         }),
+        Message::Txn { req_id, txn, .. } => Ok(Message::Txn {
+            req_id,
+            txn,
+            request: Some(request),
+        }),
         other => Err(BackendError::Internal(format!(
             "{} is not a client write",
             other.name()
@@ -350,6 +356,10 @@ fn set_retry(m: &mut Message, after: u64) {
         | Message::DeleteIf {
             request: Some(request),
             ..
+        }
+        | Message::Txn {
+            request: Some(request),
+            ..
         } => request.retry_after = Some(after),
         _ => {}
     }
@@ -368,9 +378,9 @@ fn is_retry(m: &Message) -> bool {
         Message::PutOnce { request, .. } | Message::DeleteOnce { request, .. } => {
             request.retry_after.is_some()
         }
-        Message::PutIf { request, .. } | Message::DeleteIf { request, .. } => {
-            request.is_some_and(|r| r.retry_after.is_some())
-        }
+        Message::PutIf { request, .. }
+        | Message::DeleteIf { request, .. }
+        | Message::Txn { request, .. } => request.is_some_and(|r| r.retry_after.is_some()),
         _ => false,
     }
 }

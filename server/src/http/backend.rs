@@ -135,6 +135,26 @@ impl fmt::Display for BackendError {
 
 impl std::error::Error for BackendError {}
 
+/// What a transaction came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnAnswer {
+    /// Every condition held; the writes are applied at or before `seq`
+    /// (the batch's last record, or the store's seq if nothing was written).
+    Applied {
+        /// The seq.
+        seq: u64,
+    },
+    /// A condition failed; nothing was written.
+    Failed {
+        /// The store's seq when the conditions were checked.
+        seq: u64,
+        /// Indexes of the failed conditions.
+        failed: Vec<u32>,
+        /// The reads asked for, as of `seq`: `(seq, value)` or absent.
+        reads: Vec<Option<(u64, Vec<u8>)>>,
+    },
+}
+
 /// Storage as the HTTP routes see it. Every method is one request's worth of work;
 /// implementations must not block the executor (run blocking I/O with
 /// `smol::unblock`).
@@ -180,6 +200,20 @@ pub trait Backend: Send + Sync + 'static {
         async {
             Err(BackendError::BadRequest(
                 "this backend has no conditional writes".into(),
+            ))
+        }
+    }
+
+    /// Runs a transaction where writes are ordered: its writes as one
+    /// atomic batch if every condition holds, else its reads.
+    fn txn(
+        &self,
+        txn: hypha_net::Txn,
+    ) -> impl Future<Output = Result<TxnAnswer, BackendError>> + Send {
+        let _ = txn;
+        async {
+            Err(BackendError::BadRequest(
+                "this backend has no transactions".into(),
             ))
         }
     }

@@ -120,6 +120,8 @@ const _: () = assert!(SCAN_LIMIT_DEFAULT <= SCAN_LIMIT_MAX);
 const _: () = assert!(BODY_ENVELOPE_BYTES >= HEAD_BYTES_MAX);
 const _: () = assert!(FETCH_LIMIT_DEFAULT <= SCAN_LIMIT_MAX);
 const _: () = assert!(BATCH_KEYS_MAX as u32 >= SCAN_LIMIT_MAX);
+// `PUT /set` is one atomic batch (a `Txn`).
+const _: () = assert!(BATCH_KEYS_MAX <= hypha_net::TXN_ITEMS_MAX);
 
 /// What a route does with a request body; decides the body limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::backend::{Backend, BackendError, Consistency, Entry, History, ScanPage, Version};
+use super::backend::{
+    Backend, BackendError, Consistency, Entry, History, ScanPage, TxnAnswer, Version,
+};
 
 /// Default largest value [`MemBackend`] accepts: 16 MiB.
 pub const MEM_VALUE_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -176,6 +178,31 @@ impl Backend for MemBackend {
         Ok(Ok(current.map(|_| state.push(key, None))))
     }
 
+    async fn txn(&self, txn: hypha_net::Txn) -> Result<TxnAnswer, BackendError> {
+        let mut state = self.check()?;
+        let failed: Vec<u32> = (0..txn.conds.len() as u32)
+            .filter(|&i| !cond_holds(&state, &txn.conds[i as usize]))
+            .collect();
+        if !failed.is_empty() {
+            let read = |k: &Vec<u8>| state.live(k).map(|e| (e.seq, e.value));
+            let reads = txn.reads.iter().map(read).collect();
+            let seq = state.seq;
+            return Ok(TxnAnswer::Failed { seq, failed, reads });
+        }
+        for op in txn.ops {
+            match op {
+                hypha_net::TxnOp::Put { key, value } => {
+                    state.push(key, Some(value));
+                }
+                hypha_net::TxnOp::Delete { key } if state.live(&key).is_some() => {
+                    state.push(key, None);
+                }
+                hypha_net::TxnOp::Delete { .. } => {}
+            }
+        }
+        Ok(TxnAnswer::Applied { seq: state.seq })
+    }
+
     async fn get(&self, key: Vec<u8>, _c: Consistency) -> Result<Option<Entry>, BackendError> {
         let state = self.check()?;
         state.panic_if(&key);
@@ -277,6 +304,14 @@ impl Backend for MemBackend {
 }
 
 /// Whether a key whose live seq is `current` is as `expect` says.
+fn cond_holds(state: &MemState, cond: &hypha_net::TxnCond) -> bool {
+    let live = state.live(&cond.key);
+    match &cond.test {
+        hypha_net::TxnTest::Expect(e) => holds(*e, live.map(|e| e.seq)),
+        hypha_net::TxnTest::Value(v) => live.is_some_and(|e| e.value == *v),
+    }
+}
+
 fn holds(expect: hypha_net::Expect, current: Option<u64>) -> bool {
     match expect {
         hypha_net::Expect::Seq(seq) => current == Some(seq),

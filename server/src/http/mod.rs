@@ -33,8 +33,11 @@ pub mod response;
 pub mod router;
 mod socket;
 pub mod token;
+mod txn;
 
-pub use backend::{Backend, BackendError, Consistency, Entry, History, ScanPage, Version};
+pub use backend::{
+    Backend, BackendError, Consistency, Entry, History, ScanPage, TxnAnswer, Version,
+};
 pub use chunked::ChunkedDecoder;
 pub use config::{HttpConfig, BODY_TIMEOUT_MS, CONNECTIONS_MAX, HEAD_TIMEOUT_MS, IDLE_TIMEOUT_MS};
 pub use conn::{serve, serve_on};

@@ -49,6 +49,7 @@ pub(crate) enum Route {
     Digest,
     AdminCompact,
     AdminMembers,
+    Txn,
     Compat(compat::Route),
 }
 
@@ -202,6 +203,7 @@ impl<B: Backend> Router<B> {
                     .map_err(backend_error),
                 Err(response) => Err(response),
             },
+            Route::Txn => crate::http::txn::handle(&*self.backend, &body, self.json_values_max).await,
             Route::Compat(route) => {
                 let json_values_max = self.json_values_max;
                 Ok(compat::handle(&*self.backend, route, head, query, body, json_values_max).await)
@@ -223,6 +225,7 @@ impl<B: Backend> Router<B> {
             Route::Compat(route) => compat::is_write(route, &head.method),
             Route::AdminCompact => true,
             Route::AdminMembers => head.method == Method::Post,
+            Route::Txn => true,
             _ => false,
         };
         if *route == Route::Ping || !(write || self.token_for_reads) {
@@ -344,6 +347,9 @@ fn match_path(path: &str) -> Option<Result<(Route, &'static str), String>> {
     if path == "/admin/compact" {
         return Some(Ok((Route::AdminCompact, "POST")));
     }
+    if path == "/txn" {
+        return Some(Ok((Route::Txn, "POST")));
+    }
     if path == "/admin/members" {
         return Some(Ok((Route::AdminMembers, "GET, HEAD, POST")));
     }
@@ -369,6 +375,7 @@ fn route_id(route: &Route, method: &Method, query: &FormPairs) -> RouteId {
         Route::Digest => RouteId::Digest,
         Route::AdminCompact => RouteId::AdminCompact,
         Route::AdminMembers => RouteId::AdminMembers,
+        Route::Txn => RouteId::Txn,
         Route::Compat(route) => compat::route_id(route, method),
     }
 }
@@ -376,6 +383,7 @@ fn route_id(route: &Route, method: &Method, query: &FormPairs) -> RouteId {
 fn body_kind(route: &Route, method: &Method) -> BodyKind {
     match route {
         Route::Kv(_) if *method == Method::Put => BodyKind::Value,
+        Route::Txn => BodyKind::Envelope,
         Route::Compat(route) => compat::body_kind(route, method),
         _ => BodyKind::Unused,
     }

@@ -22,8 +22,7 @@ enum ReadNow {
 
 /// A client's `Put` or `Delete` of a system key: refused, with why.
 pub(super) fn reserved(m: &Message) -> Option<Message> {
-    let key = m.written_key()?;
-    hypha_net::is_system_key(key).then(|| {
+    m.writes_system_key().then(|| {
         Message::error(
             m.req_id().unwrap_or(0),
             ErrorCode::BadRequest,

@@ -42,13 +42,7 @@ fn op(m: &Message) -> Option<Op<'_>> {
             retry_after: r.retry_after,
         })
     };
-    let expect = |e: &hypha_net::Expect| {
-        Some(match *e {
-            hypha_net::Expect::Seq(seq) => Expect::Seq(seq),
-            hypha_net::Expect::Absent => Expect::Absent,
-            hypha_net::Expect::Present => Expect::Present,
-        })
-    };
+    let expect = |e: &hypha_net::Expect| Some(super::txn::expect(*e));
     let (key, value, request, expect) = match m {
         Message::Put { key, value, .. } => (key, Some(value), None, None),
         Message::Delete { key, .. } => (key, None, None, None),
@@ -111,6 +105,12 @@ pub(super) fn try_write(db: &Db, open: &std::sync::RwLock<bool>, m: Message) -> 
     if !*open {
         return Wrote::Done(deposed(m));
     }
+    if let Message::Txn { .. } = m {
+        return match super::txn::run(db, &m, false) {
+            Some(done) => Wrote::Done(done),
+            None => Wrote::Blocked(m),
+        };
+    }
     let Some(op) = op(&m) else {
         return Wrote::Done(written(m, Ok(Once::Wrote(None))));
     };
@@ -127,11 +127,42 @@ pub(super) fn write(db: &Db, open: &std::sync::RwLock<bool>, m: Message) -> Writ
     if !*open {
         return deposed(m);
     }
+    if let Message::Txn { .. } = m {
+        return super::txn::run(db, &m, true).unwrap_or_else(|| {
+            let req_id = m.req_id().unwrap_or(0);
+            failed(req_id, ErrorCode::Internal, "a waiting transaction did not run")
+        });
+    }
     let Some(op) = op(&m) else {
         return written(m, Ok(Once::Wrote(None)));
     };
     let result = apply(db, &op, true).map(|o| o.unwrap_or(Once::Wrote(None)));
     written(m, result)
+}
+
+/// A write that wrote nothing, answered with an error.
+pub(super) fn failed(req_id: u64, code: ErrorCode, message: &str) -> Written {
+    Written {
+        req_id,
+        seq: None,
+        answer: Message::error(req_id, code, message),
+    }
+}
+
+/// The answer to a retried write whose first attempt cannot be found or
+/// ruled out.
+pub(super) fn unknown(req_id: u64, why: &str) -> Written {
+    log::warn!("master: a retried write was not applied: its outcome is unknown ({why})");
+    let message = format!(
+        "whether an earlier attempt of this write was applied cannot be told: {why}; nothing \
+         was written now"
+    );
+    failed(req_id, ErrorCode::OutcomeUnknown, &message)
+}
+
+/// Logs a retried write that found its first attempt.
+pub(super) fn repeated(seq: u64) {
+    log::info!("master: a retried write found its first attempt at seq {seq}; not written again");
 }
 
 /// The answer to write `m` given what the engine did.
@@ -144,18 +175,9 @@ fn written(m: Message, result: Result<Once, hypha_engine::Error>) -> Written {
     };
     let seq = match result {
         Err(e) => return fail(error_message(req_id, &e)),
-        Ok(Once::Unknown(why)) => {
-            log::warn!("master: a retried write was not applied: its outcome is unknown ({why})");
-            let message = format!(
-                "whether an earlier attempt of this write was applied cannot be told: {why}; \
-                 nothing was written now"
-            );
-            return fail(Message::error(req_id, ErrorCode::OutcomeUnknown, &message));
-        }
+        Ok(Once::Unknown(why)) => return unknown(req_id, &why),
         Ok(Once::Repeated(seq)) => {
-            log::info!(
-                "master: a retried write found its first attempt at seq {seq}; not written again"
-            );
+            repeated(seq);
             Some(seq)
         }
         Ok(Once::Wrote(seq)) => seq,
@@ -194,14 +216,9 @@ fn written(m: Message, result: Result<Once, hypha_engine::Error>) -> Written {
 
 /// The answer to a write that reached a member after it stopped leading.
 fn deposed(m: Message) -> Written {
-    let req_id = m.req_id().unwrap_or(0);
-    Written {
-        req_id,
-        seq: None,
-        answer: Message::error(
-            req_id,
-            ErrorCode::NotMaster,
-            "this member no longer leads its group: send the write to the new leader",
-        ),
-    }
+    failed(
+        m.req_id().unwrap_or(0),
+        ErrorCode::NotMaster,
+        "this member no longer leads its group: send the write to the new leader",
+    )
 }

@@ -346,7 +346,7 @@ impl Member {
             let req_id = m.req_id().unwrap_or(0);
             let at = db.seq();
             let refused = match min_seq(&m) {
-                _ if m.written_key().is_some() => Some((ErrorCode::NotMaster, no_leader.clone())),
+                _ if m.is_write() => Some((ErrorCode::NotMaster, no_leader.clone())),
                 Some(hypha_net::MIN_SEQ_LINEARIZABLE) => {
                     Some((ErrorCode::NotMaster, no_leader.clone()))
                 }

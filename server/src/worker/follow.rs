@@ -212,17 +212,19 @@ impl Worker {
 
     async fn apply_records(&self, records: Vec<WireRecord>) -> std::io::Result<u64> {
         let db = self.db_or_busy()?;
-        let mut records = records.into_iter().map(from_wire).peekable();
+        let mut records: Vec<_> = records.into_iter().map(from_wire).collect();
+        let mut done = 0;
         if !matches!(self.cfg.engine.fsync, Fsync::Always) {
-            // On this thread while nothing slow is in the way.
-            while let Some(r) = records.peek() {
-                match db.try_apply(r).map_err(std::io::Error::other)? {
-                    Some(_) => drop(records.next()),
+            // On this thread while nothing slow is in the way; an atomic
+            // batch (the core sends only whole ones) in one piece.
+            for group in records.split_inclusive(|r| !r.meta.batch_more) {
+                match db.try_apply_batch(group).map_err(std::io::Error::other)? {
+                    Some(_) => done += group.len(),
                     None => break,
                 }
             }
         }
-        let rest: Vec<_> = records.collect();
+        let rest = records.split_off(done);
         if rest.is_empty() {
             return Ok(db.seq());
         }
