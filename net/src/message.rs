@@ -16,9 +16,9 @@ use crate::members::{MemberChange, Membership};
 
 mod meta;
 mod txn;
-pub use txn::{Txn, TxnCond, TxnOp, TxnRead, TxnTest};
 use crate::handshake::{Challenge, Hello, Prove, Refuse, Role, Welcome};
 use crate::limits::REQUEST_ID_BYTES;
+pub use txn::{Txn, TxnCond, TxnOp, TxnRead, TxnTest};
 
 pub use crate::limits::MESSAGE_TAG_COUNT;
 

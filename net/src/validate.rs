@@ -11,8 +11,8 @@ use crate::failover::TermStart;
 use crate::handshake::HELLO_MAGIC;
 use crate::limits::{
     ADDR_BYTES_MAX, BATCH_BYTES_MAX, BATCH_RECORDS_MAX, HISTORY_DEPTH_MAX, KEY_BYTES_MAX,
-    MESSAGE_STRING_BYTES_MAX, REQUEST_ID_BYTES, SCAN_LIMIT_MAX, TERMS_KEPT, VALUE_BYTES_MAX,
-    TXN_BYTES_MAX, TXN_ITEMS_MAX, TXN_READ_BYTES_MAX, WORKERS_MAX,
+    MESSAGE_STRING_BYTES_MAX, REQUEST_ID_BYTES, SCAN_LIMIT_MAX, TERMS_KEPT, TXN_BYTES_MAX,
+    TXN_ITEMS_MAX, TXN_READ_BYTES_MAX, VALUE_BYTES_MAX, WORKERS_MAX,
 };
 use crate::message::{Message, RecordKind, Version, WireRecord, WorkerInfo};
 
@@ -208,9 +208,20 @@ fn check_txn(txn: &crate::Txn) -> Result<(), DecodeError> {
 }
 
 fn check_txn_failed(failed: &[u32], reads: &[crate::TxnRead]) -> Result<(), DecodeError> {
-    check_len("TxnFailed.failed", "TXN_ITEMS_MAX", failed.len(), TXN_ITEMS_MAX)?;
-    check_len("TxnFailed.reads", "TXN_ITEMS_MAX", reads.len(), TXN_ITEMS_MAX)?;
-    if failed.is_empty() || failed.windows(2).any(|w| w[0] >= w[1]) {
+    check_len(
+        "TxnFailed.failed",
+        "TXN_ITEMS_MAX",
+        failed.len(),
+        TXN_ITEMS_MAX,
+    )?;
+    check_len(
+        "TxnFailed.reads",
+        "TXN_ITEMS_MAX",
+        reads.len(),
+        TXN_ITEMS_MAX,
+    )?;
+    let ascending = failed.iter().zip(failed.iter().skip(1)).all(|(a, b)| a < b);
+    if failed.is_empty() || !ascending {
         return Err(DecodeError::Invalid(
             "TxnFailed.failed is empty or not ascending",
         ));
@@ -219,7 +230,12 @@ fn check_txn_failed(failed: &[u32], reads: &[crate::TxnRead]) -> Result<(), Deco
         .iter()
         .filter_map(|r| r.value.as_ref().map(|(_, v)| v.len()))
         .fold(0, usize::saturating_add);
-    check_len("TxnFailed.reads", "TXN_READ_BYTES_MAX", bytes, TXN_READ_BYTES_MAX)
+    check_len(
+        "TxnFailed.reads",
+        "TXN_READ_BYTES_MAX",
+        bytes,
+        TXN_READ_BYTES_MAX,
+    )
 }
 
 /// A `WriteRequest` id is never all zero (a record's absent id is zero).

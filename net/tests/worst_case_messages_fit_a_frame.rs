@@ -166,10 +166,15 @@ fn the_largest_transaction_and_its_answer_fit_their_worst_case() -> TestResult {
     let failed = Message::TxnFailed {
         req_id: u64::MAX,
         seq: u64::MAX,
-        failed: (0..TXN_ITEMS_MAX as u32).map(|i| u32::MAX - 1000 + i).collect(),
+        failed: (0..TXN_ITEMS_MAX as u32)
+            .map(|i| u32::MAX - 1000 + i)
+            .collect(),
         reads: (0..TXN_ITEMS_MAX)
             .map(|i| TxnRead {
-                value: Some((u64::MAX, vec![1; if i == 0 { TXN_READ_BYTES_MAX } else { 0 }])),
+                value: Some((
+                    u64::MAX,
+                    vec![1; if i == 0 { TXN_READ_BYTES_MAX } else { 0 }],
+                )),
             })
             .collect(),
     };

@@ -159,11 +159,7 @@ fn a_follower_that_lost_its_session_mid_apply_connects_only_after_it() {
 
 /// Records `seqs` with `batch_more` on those from `from` up to before
 /// `last` (the batch's last record; `None`: it is not among them).
-fn batched(
-    seqs: std::ops::RangeInclusive<u64>,
-    from: u64,
-    last: Option<u64>,
-) -> FollowerEvent {
+fn batched(seqs: std::ops::RangeInclusive<u64>, from: u64, last: Option<u64>) -> FollowerEvent {
     let records: Vec<_> = seqs
         .clone()
         .map(|s| {
@@ -203,8 +199,9 @@ fn a_batch_longer_than_any_transaction_ends_the_session() {
     let out = f.handle(batched(11..=10 + n, 11, None), 2);
     assert!(applied_seqs(&out).is_empty());
     assert!(
-        out.iter()
-            .any(|a| matches!(a, FollowerAction::Disconnect { why } if why.contains("TXN_ITEMS_MAX"))),
+        out.iter().any(
+            |a| matches!(a, FollowerAction::Disconnect { why } if why.contains("TXN_ITEMS_MAX"))
+        ),
         "{out:?}"
     );
 }

@@ -53,7 +53,10 @@ fn a_transaction_writes_only_when_every_condition_holds() -> TestResult {
     expect_status(&ok, 200)?;
     let answer = ok.json()?;
     assert_eq!(answer["ok"], true, "{answer}");
-    assert_eq!(ok.header("X-Hypha-Seq"), Some(answer["seq"].to_string().as_str()));
+    assert_eq!(
+        ok.header("X-Hypha-Seq"),
+        Some(answer["seq"].to_string().as_str())
+    );
     assert_eq!(server.request("GET", "/kv/a", b"")?.body, b"1");
     assert_eq!(server.request("GET", "/kv/b", b"")?.body, b"2");
     // Base64 keys and values.
@@ -72,12 +75,24 @@ fn a_malformed_transaction_is_refused_naming_the_item() -> TestResult {
         (json!([1]), "JSON object"),
         (json!({"when": []}), "unknown field"),
         (json!({"if": [{"key": "a"}]}), "if[0]"),
-        (json!({"if": [{"key": "a", "seq": 1, "absent": true}]}), "exactly one"),
-        (json!({"then": [{"put": "a", "value": "1"}, {"put": ""}]}), "then[1]"),
-        (json!({"then": [{"put": "a", "value": "1", "ttl": "30s"}]}), "ttl"),
+        (
+            json!({"if": [{"key": "a", "seq": 1, "absent": true}]}),
+            "exactly one",
+        ),
+        (
+            json!({"then": [{"put": "a", "value": "1"}, {"put": ""}]}),
+            "then[1]",
+        ),
+        (
+            json!({"then": [{"put": "a", "value": "1", "ttl": "30s"}]}),
+            "ttl",
+        ),
         (json!({"then": [{"delete": "a", "value": "1"}]}), "then[0]"),
         (json!({"else": [{"got": "a"}]}), "else[0]"),
-        (json!({"encoding": "base64", "then": [{"put": "!", "value": ""}]}), "base64"),
+        (
+            json!({"encoding": "base64", "then": [{"put": "!", "value": ""}]}),
+            "base64",
+        ),
         (json!({"encoding": "hex"}), "encoding"),
     ];
     for (body, names) in cases {
@@ -122,14 +137,22 @@ fn the_json_batch_of_the_seed_dialect_is_all_or_nothing() -> TestResult {
 /// The balances of `accounts`, read in one transaction whose condition
 /// never holds (its reads come back at one seq).
 fn balances(c: &mut http_support::Client, accounts: usize) -> Vec<i64> {
-    let reads: Vec<Value> = (0..accounts).map(|i| json!({"get": format!("acct{i}")})).collect();
+    let reads: Vec<Value> = (0..accounts)
+        .map(|i| json!({"get": format!("acct{i}")}))
+        .collect();
     let body = json!({"if": [{"key": "no such key", "present": true}], "else": reads});
     let answer = txn(c, &body).json().expect("json");
     assert_eq!(answer["ok"], false, "{answer}");
     let results = answer["results"].as_array().expect("results");
     results
         .iter()
-        .map(|r| r["value"].as_str().expect("a balance").parse().expect("a number"))
+        .map(|r| {
+            r["value"]
+                .as_str()
+                .expect("a balance")
+                .parse()
+                .expect("a number")
+        })
         .collect()
 }
 
@@ -203,7 +226,10 @@ fn check_transfers(edge: SocketAddr) {
     let init: Vec<Value> = (0..accounts)
         .map(|i| json!({"put": format!("acct{i}"), "value": "100"}))
         .collect();
-    assert_eq!(txn(&mut c, &json!({"then": init})).json().expect("json")["ok"], true);
+    assert_eq!(
+        txn(&mut c, &json!({"then": init})).json().expect("json")["ok"],
+        true
+    );
     let moved = transfers(edge, accounts, 8, 25);
     assert_eq!(moved, 8 * 25);
     let end = balances(&mut c, accounts);
@@ -250,7 +276,12 @@ fn batch_writer(edge: SocketAddr, width: usize, stop: Arc<AtomicBool>) -> u64 {
                        "value": {"encoding": "string", "data": "x".repeat(200)}})
             })
             .collect();
-        match c.request("PUT", "/set", &[JSON], Value::from(items).to_string().as_bytes()) {
+        match c.request(
+            "PUT",
+            "/set",
+            &[JSON],
+            Value::from(items).to_string().as_bytes(),
+        ) {
             Ok(r) if r.status == 200 => acked = g + 1,
             _ => break,
         }
@@ -264,7 +295,16 @@ fn batches_cut_by_sigkill_are_whole_or_absent_after_recovery() -> TestResult {
     let http = loopback(free_port());
     let listen = http.to_string();
     let d = data(&dir, "data");
-    let args = ["--data", &d, "--http", &listen, "--workers", "1", "--fsync", "always"];
+    let args = [
+        "--data",
+        &d,
+        "--http",
+        &listen,
+        "--workers",
+        "1",
+        "--fsync",
+        "always",
+    ];
     let mut node = Node::start(http, &args);
     node.wait_log("http: listening", 0, Duration::from_secs(30));
     let width = 50;
@@ -277,7 +317,10 @@ fn batches_cut_by_sigkill_are_whole_or_absent_after_recovery() -> TestResult {
     let mut c = http_support::Client::connect(http)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while c.request("GET", "/kv/g200-0", &[], b"")?.status != 200 {
-        assert!(std::time::Instant::now() < deadline, "200 batches take a minute");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "200 batches take a minute"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     node.kill9();
@@ -298,7 +341,10 @@ fn batches_cut_by_sigkill_are_whole_or_absent_after_recovery() -> TestResult {
             })
             .collect();
         let n = present.iter().filter(|p| **p).count();
-        assert!(n == 0 || n == width, "batch {g}: {n} of {width} keys after recovery");
+        assert!(
+            n == 0 || n == width,
+            "batch {g}: {n} of {width} keys after recovery"
+        );
         if g < acked {
             assert_eq!(n, width, "acknowledged batch {g} lost (--fsync always)");
         }

@@ -313,8 +313,8 @@ async fn set_batch<B: Backend>(backend: &B, body: &[u8]) -> Result<Response, Res
                 false => Ok(key),
             })
             .map_err(|m| refuse(400, &m))?;
-        let value = decode_typed(item.get("value").unwrap_or(&Value::Null))
-            .map_err(|m| refuse(400, &m))?;
+        let value =
+            decode_typed(item.get("value").unwrap_or(&Value::Null)).map_err(|m| refuse(400, &m))?;
         if let Err(too_large) = check_value_len(backend, value.len()) {
             let why = String::from_utf8_lossy(&too_large.body).trim().to_owned();
             return Err(refuse(413, &why));

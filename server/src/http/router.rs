@@ -203,7 +203,9 @@ impl<B: Backend> Router<B> {
                     .map_err(backend_error),
                 Err(response) => Err(response),
             },
-            Route::Txn => crate::http::txn::handle(&*self.backend, &body, self.json_values_max).await,
+            Route::Txn => {
+                crate::http::txn::handle(&*self.backend, &body, self.json_values_max).await
+            }
             Route::Compat(route) => {
                 let json_values_max = self.json_values_max;
                 Ok(compat::handle(&*self.backend, route, head, query, body, json_values_max).await)

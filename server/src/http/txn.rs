@@ -47,7 +47,11 @@ pub(crate) async fn handle<B: Backend>(
     let reads = txn.reads.clone();
     match backend.txn(txn).await.map_err(backend_error)? {
         TxnAnswer::Applied { seq } => Ok(with_seq(json!({"ok": true, "seq": seq}), seq)),
-        TxnAnswer::Failed { seq, failed, reads: values } => {
+        TxnAnswer::Failed {
+            seq,
+            failed,
+            reads: values,
+        } => {
             let results: Vec<Value> = reads
                 .iter()
                 .zip(values)
@@ -99,12 +103,12 @@ fn parse(document: &Value, value_bytes_max: usize) -> Result<(Txn, Encoding), Re
     };
     let mut txn = Txn::default();
     for (at, item) in list("if")?.iter().enumerate() {
-        txn.conds.push(cond(item, encoding).map_err(|e| bad(format!("if[{at}]: {e}")))?);
+        txn.conds
+            .push(cond(item, encoding).map_err(|e| bad(format!("if[{at}]: {e}")))?);
     }
     for (at, item) in list("then")?.iter().enumerate() {
-        let op = op(item, encoding, value_bytes_max).map_err(|(status, e)| {
-            Response::error(status, format!("then[{at}]: {e}"))
-        })?;
+        let op = op(item, encoding, value_bytes_max)
+            .map_err(|(status, e)| Response::error(status, format!("then[{at}]: {e}")))?;
         txn.ops.push(op);
     }
     for (at, item) in list("else")?.iter().enumerate() {
@@ -152,7 +156,9 @@ fn bytes_of(v: &Value, name: &str, encoding: Encoding) -> Result<Vec<u8>, String
 }
 
 fn key_of(o: &Map<String, Value>, name: &str, encoding: Encoding) -> Result<Vec<u8>, String> {
-    let v = o.get(name).ok_or_else(|| format!("\"{name}\" is missing"))?;
+    let v = o
+        .get(name)
+        .ok_or_else(|| format!("\"{name}\" is missing"))?;
     let key = bytes_of(v, name, encoding)?;
     match key.len() {
         0 => Err("the key is empty".into()),
@@ -229,9 +235,8 @@ fn op(item: &Value, encoding: Encoding, value_bytes_max: usize) -> Result<TxnOp,
 /// the item base64, marked `"encoding": "base64"`.
 fn read_result(key: &[u8], value: Option<(u64, Vec<u8>)>, encoding: Encoding) -> Value {
     let utf8 = |b: &[u8]| std::str::from_utf8(b).is_ok();
-    let plain = encoding == Encoding::Utf8
-        && utf8(key)
-        && value.as_ref().is_none_or(|(_, v)| utf8(v));
+    let plain =
+        encoding == Encoding::Utf8 && utf8(key) && value.as_ref().is_none_or(|(_, v)| utf8(v));
     let text = |b: &[u8]| match plain {
         true => Value::from(String::from_utf8_lossy(b)),
         false => Value::from(STANDARD.encode(b)),

@@ -130,7 +130,11 @@ pub(super) fn write(db: &Db, open: &std::sync::RwLock<bool>, m: Message) -> Writ
     if let Message::Txn { .. } = m {
         return super::txn::run(db, &m, true).unwrap_or_else(|| {
             let req_id = m.req_id().unwrap_or(0);
-            failed(req_id, ErrorCode::Internal, "a waiting transaction did not run")
+            failed(
+                req_id,
+                ErrorCode::Internal,
+                "a waiting transaction did not run",
+            )
         });
     }
     let Some(op) = op(&m) else {
