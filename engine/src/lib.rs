@@ -87,6 +87,8 @@ mod terms;
 #[cfg(feature = "std")]
 mod truncate;
 #[cfg(feature = "std")]
+mod ttl;
+#[cfg(feature = "std")]
 mod txn;
 #[cfg(feature = "std")]
 mod vote;
@@ -127,6 +129,8 @@ pub use request::{Expect, Once, Request};
 pub use stats::{CompactReport, ScanPage, Stats, Version};
 #[cfg(feature = "std")]
 pub use tables::Vote;
+#[cfg(feature = "std")]
+pub use ttl::LiveValue;
 #[cfg(feature = "std")]
 pub use txn::{BatchOp, Cond, Live, Test, Txn, TxnOutcome};
 #[cfg(feature = "std")]

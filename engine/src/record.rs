@@ -20,8 +20,10 @@
 //!      then key bytes, then value bytes
 //! ```
 //! All integers little-endian. `FLAG_BATCH_MORE` (no field) marks every
-//! record of an atomic batch but its last. A format-1 record is a format-2
-//! record with no flags: term 0, no deadline, no request id, no batch.
+//! record of an atomic batch but its last; `FLAG_REFRESH` (no field) a put
+//! that only moved its key's deadline (it needs `FLAG_DEADLINE`). A delete
+//! with a deadline is an expiry. A format-1 record is a format-2 record
+//! with no flags: term 0, no deadline, no request id, no batch.
 
 use crate::error::CodecError;
 use crate::hash::pair_hash;
@@ -57,8 +59,11 @@ pub const FLAG_DEADLINE: u8 = 2;
 pub const FLAG_REQUEST: u8 = 4;
 /// Flag: more records of the same atomic batch follow this one.
 pub const FLAG_BATCH_MORE: u8 = 8;
+/// Flag: a put that refreshed its key's deadline, keeping the value (needs
+/// `FLAG_DEADLINE`).
+pub const FLAG_REFRESH: u8 = 16;
 /// Every flag this format defines.
-const FLAGS_KNOWN: u8 = FLAG_TERM | FLAG_DEADLINE | FLAG_REQUEST | FLAG_BATCH_MORE;
+const FLAGS_KNOWN: u8 = FLAG_TERM | FLAG_DEADLINE | FLAG_REQUEST | FLAG_BATCH_MORE | FLAG_REFRESH;
 /// Kind byte of a range delete (see `FORMAT.md`): this release decodes it
 /// but does not apply it, and refuses a log holding one.
 pub const KIND_RANGE_DELETE: u8 = 3;
@@ -79,6 +84,8 @@ pub struct RecordMeta {
     pub request_id: [u8; REQUEST_ID_BYTES],
     /// More records of the same atomic batch follow.
     pub batch_more: bool,
+    /// A put that refreshed the deadline, keeping the value.
+    pub refresh: bool,
 }
 
 impl RecordMeta {
@@ -96,6 +103,9 @@ impl RecordMeta {
         }
         if self.batch_more {
             f |= FLAG_BATCH_MORE;
+        }
+        if self.refresh {
+            f |= FLAG_REFRESH;
         }
         f
     }
@@ -312,6 +322,11 @@ pub fn decode_header(bytes: &[u8]) -> Result<Option<Header>, CodecError> {
     let Some(meta) = decode_meta(bytes)? else {
         return Ok(None);
     };
+    if meta.refresh && (kind != RecordKind::Put || meta.deadline_ms == 0) {
+        return Err(CodecError::BadField {
+            what: "record refresh flag without a put's deadline",
+        });
+    }
     Ok(Some(Header {
         crc: u32_at(bytes, CRC),
         kind,
@@ -345,6 +360,7 @@ fn decode_meta(bytes: &[u8]) -> Result<Option<RecordMeta>, CodecError> {
     let mut at = END;
     let mut meta = RecordMeta {
         batch_more: flags & FLAG_BATCH_MORE != 0,
+        refresh: flags & FLAG_REFRESH != 0,
         ..RecordMeta::default()
     };
     if flags & FLAG_TERM != 0 {

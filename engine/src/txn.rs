@@ -27,11 +27,21 @@ pub enum BatchOp<'a> {
         key: &'a [u8],
         /// The value.
         value: &'a [u8],
+        /// When it expires, ms since the Unix epoch; 0: never.
+        deadline_ms: u64,
     },
     /// Delete `key` (nothing is written for it when it is absent then).
     Delete {
         /// The key.
         key: &'a [u8],
+    },
+    /// Move `key`'s deadline, keeping its value: a put of the live value
+    /// marked as a refresh (nothing is written when it is absent then).
+    Refresh {
+        /// The key.
+        key: &'a [u8],
+        /// The new deadline, ms since the Unix epoch (not 0).
+        deadline_ms: u64,
     },
 }
 
@@ -39,14 +49,24 @@ impl<'a> BatchOp<'a> {
     /// The key written.
     pub fn key(&self) -> &'a [u8] {
         match *self {
-            BatchOp::Put { key, .. } | BatchOp::Delete { key } => key,
+            BatchOp::Put { key, .. } | BatchOp::Delete { key } | BatchOp::Refresh { key, .. } => {
+                key
+            }
         }
     }
 
+    /// The value given (a refresh's comes from the store).
     fn value(&self) -> &'a [u8] {
         match *self {
             BatchOp::Put { value, .. } => value,
-            BatchOp::Delete { .. } => &[],
+            BatchOp::Delete { .. } | BatchOp::Refresh { .. } => &[],
+        }
+    }
+
+    fn deadline_ms(&self) -> u64 {
+        match *self {
+            BatchOp::Put { deadline_ms, .. } | BatchOp::Refresh { deadline_ms, .. } => deadline_ms,
+            BatchOp::Delete { .. } => 0,
         }
     }
 }
@@ -212,6 +232,11 @@ impl Db {
                     detail: "a batch writes an empty key".into(),
                 });
             }
+            if matches!(op, BatchOp::Refresh { deadline_ms: 0, .. }) {
+                return Err(Error::InvalidRecord {
+                    detail: "a refresh without a deadline".into(),
+                });
+            }
             self.check_value(op.value())?;
         }
         let mut keys = txn
@@ -265,16 +290,23 @@ fn run_txn(
             Some((id, _)) => id,
             None => core.new_key_id(key, ids_max)?,
         };
-        let meta = batch_meta(core, req, n + 1 < last);
-        let kind = match op {
-            BatchOp::Put { .. } => RecordKind::Put,
-            BatchOp::Delete { .. } => RecordKind::Delete,
+        let meta = batch_meta(core, req, n + 1 < last, op);
+        let kept;
+        let (kind, value) = match op {
+            BatchOp::Put { value, .. } => (RecordKind::Put, *value),
+            BatchOp::Delete { .. } => (RecordKind::Delete, &[][..]),
+            // Live, as `plan` found: the value as of the ops before it.
+            BatchOp::Refresh { .. } => {
+                let (loc, _) = live(core, key)?.ok_or(Error::WouldBlock)?;
+                kept = core.log.record(loc)?.value.to_vec();
+                (RecordKind::Put, &kept[..])
+            }
         };
         let w = Write {
             id,
             key,
             kind,
-            value: op.value(),
+            value,
             seq: None,
             meta: Some(meta),
         };
@@ -287,16 +319,17 @@ fn run_txn(
 }
 
 /// The fields of a batch's record: the term, the request id on the last
-/// one, the batch flag on all the others.
-fn batch_meta(core: &Core, req: Option<&Request>, more: bool) -> RecordMeta {
+/// one, the batch flag on all the others, the op's deadline.
+fn batch_meta(core: &Core, req: Option<&Request>, more: bool, op: &BatchOp<'_>) -> RecordMeta {
     RecordMeta {
         term: core.term,
+        deadline_ms: op.deadline_ms(),
         request_id: match (more, req) {
             (false, Some(r)) => r.id,
             _ => [0; record::REQUEST_ID_BYTES],
         },
         batch_more: more,
-        ..RecordMeta::default()
+        refresh: matches!(op, BatchOp::Refresh { .. }),
     }
 }
 
@@ -368,11 +401,15 @@ fn plan(core: &Core, ops: &[BatchOp<'_>]) -> Result<Plan> {
                 live(core, key)?.is_some()
             }
         };
-        let put = matches!(op, BatchOp::Put { .. });
-        if put || live_now {
+        let (writes_now, live_after) = match op {
+            BatchOp::Put { .. } => (true, true),
+            BatchOp::Delete { .. } => (live_now, false),
+            BatchOp::Refresh { .. } => (live_now, live_now),
+        };
+        if writes_now {
             writes.push(i);
         }
-        now.insert(key, put);
+        now.insert(key, live_after);
     }
     Ok(Plan {
         writes,
@@ -401,8 +438,23 @@ fn check_room(
     let mut total = 0usize;
     for (n, &i) in plan.writes.iter().enumerate() {
         let op = &txn.ops[i];
-        let meta = batch_meta(core, req, n + 1 < plan.writes.len());
-        let len = record::encoded_len(op.key().len(), op.value().len(), &meta);
+        let meta = batch_meta(core, req, n + 1 < plan.writes.len(), op);
+        let value_len = match op {
+            // The value of a put earlier in the batch, else the store's.
+            BatchOp::Refresh { key, .. } => {
+                let earlier = txn.ops[..i].iter().rev().find_map(|o| match o {
+                    BatchOp::Put { key: k, value, .. } if k == key => Some(value.len()),
+                    _ => None,
+                });
+                match (earlier, live(core, key)?) {
+                    (Some(len), _) => len,
+                    (None, Some((loc, _))) => core.log.record(loc)?.header.value_len as usize,
+                    (None, None) => 0,
+                }
+            }
+            _ => op.value().len(),
+        };
+        let len = record::encoded_len(op.key().len(), value_len, &meta);
         if len > room {
             return Err(Error::RecordTooLarge { len, room });
         }

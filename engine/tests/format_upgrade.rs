@@ -154,6 +154,7 @@ fn applied_records_keep_term_deadline_and_request_id() -> Result<(), Error> {
         deadline_ms: 1_800_000_000_000,
         request_id: [7; 16],
         batch_more: false,
+        refresh: true,
     };
     let r = Record {
         seq: 1,

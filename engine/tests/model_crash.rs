@@ -164,7 +164,11 @@ fn random_ops_with_crashes_match_the_model() -> Result<(), Error> {
                         .collect();
                     let ops: Vec<_> = items
                         .iter()
-                        .map(|(k, v)| BatchOp::Put { key: k, value: v })
+                        .map(|(k, v)| BatchOp::Put {
+                            key: k,
+                            value: v,
+                            deadline_ms: 0,
+                        })
                         .collect();
                     let last = db.batch(&ops)?.expect("puts write");
                     let first = last + 1 - n;

@@ -22,7 +22,11 @@ fn opts() -> Options {
 }
 
 fn put<'a>(key: &'a [u8], value: &'a [u8]) -> BatchOp<'a> {
-    BatchOp::Put { key, value }
+    BatchOp::Put {
+        key,
+        value,
+        deadline_ms: 0,
+    }
 }
 
 fn run(db: &Db, txn: &Txn<'_>, req: Option<&Request>) -> Result<TxnOutcome, Error> {

@@ -26,7 +26,11 @@
 //! `PutIf`/`DeleteIf` are compare-and-swap writes whose expectation the
 //! model decides: written exactly when it holds, else a conflict naming the
 //! key's live seq. `Batch` is an atomic batch (`Db::batch`): its writes get
-//! consecutive seqs, and a reopen never ends inside one.
+//! consecutive seqs, and a reopen never ends inside one. `PutTtl`,
+//! `Refresh` and `Expire` are expiry: a put with a deadline, a new deadline
+//! for the live value, and `expire_due`, which writes a delete exactly when
+//! the live version's deadline is due; `Get` compares `get_live`'s
+//! deadline with the model's.
 //!
 //! After every reopen and compaction, gets, histories (seqs and values),
 //! `len`, the digest (recomputed from the model with `hash::pair_hash`), a
@@ -99,6 +103,22 @@ enum Op {
     /// An atomic batch of up to `BATCH_OPS_MAX` puts (`Some`) and deletes.
     Batch {
         items: Vec<(u8, Option<Value>)>,
+    },
+    /// A put with deadline `1 + deadline`.
+    PutTtl {
+        key_idx: u8,
+        value: Value,
+        deadline: u16,
+    },
+    /// A new deadline `1 + deadline` for the key's live value.
+    Refresh {
+        key_idx: u8,
+        deadline: u16,
+    },
+    /// `expire_due` at time `now`.
+    Expire {
+        key_idx: u8,
+        now: u16,
     },
     Get {
         key_idx: u8,
@@ -352,6 +372,8 @@ struct Run {
     durable: usize,
     /// `(first, last)` seqs of the batches of more than one record.
     batches: Vec<(Seq, Seq)>,
+    /// The deadline each write with one carried, by seq.
+    deadlines: BTreeMap<Seq, u64>,
 }
 
 impl Run {
@@ -456,6 +478,13 @@ impl Run {
         }
     }
 
+    /// The deadline of key `k`'s live version, if it has one.
+    fn live_deadline(&self, k: u8) -> Option<u64> {
+        let (seq, _, value) = self.writes.iter().rev().find(|(_, w, _)| *w == k)?;
+        value.as_ref()?;
+        self.deadlines.get(seq).copied()
+    }
+
     /// An atomic batch: its writes (a delete of a key absent by then
     /// writes nothing) at consecutive seqs ending at the answer's.
     fn batch(&mut self, items: &[(u8, Option<Value>)]) {
@@ -469,7 +498,11 @@ impl Run {
             .iter()
             .zip(&keys)
             .map(|((_, v), key)| match v {
-                Some(value) => BatchOp::Put { key, value },
+                Some(value) => BatchOp::Put {
+                    key,
+                    value,
+                    deadline_ms: 0,
+                },
                 None => BatchOp::Delete { key },
             })
             .collect();
@@ -535,6 +568,51 @@ impl Run {
                 wrong,
             } => self.put_if(key_idx % KEYS, None, *kind, *wrong),
             Op::Batch { items } => self.batch(items),
+            Op::PutTtl {
+                key_idx,
+                value,
+                deadline,
+            } => {
+                let (k, v, d) = (key_idx % KEYS, value.bytes(), 1 + u64::from(*deadline));
+                let kb = key(k);
+                let op = BatchOp::Put {
+                    key: &kb,
+                    value: &v,
+                    deadline_ms: d,
+                };
+                let seq = self.db().batch(&[op]).expect("put").expect("a put writes");
+                self.deadlines.insert(seq, d);
+                self.acknowledged((seq, k, Some(v)));
+            }
+            Op::Refresh { key_idx, deadline } => {
+                let (k, d) = (key_idx % KEYS, 1 + u64::from(*deadline));
+                let kb = key(k);
+                let op = BatchOp::Refresh {
+                    key: &kb,
+                    deadline_ms: d,
+                };
+                let live = self.model().remove(&k);
+                match (self.db().batch(&[op]).expect("refresh"), live) {
+                    (Some(seq), Some(v)) => {
+                        self.deadlines.insert(seq, d);
+                        self.acknowledged((seq, k, Some(v)));
+                    }
+                    (None, None) => {}
+                    (got, live) => panic!("refresh of {k} wrote {got:?} with live {live:?}"),
+                }
+            }
+            Op::Expire { key_idx, now } => {
+                let (k, now) = (key_idx % KEYS, u64::from(*now));
+                let due = self.live_deadline(k).filter(|&d| d <= now);
+                match (self.db().expire_due(&key(k), now).expect("expire"), due) {
+                    (Some(seq), Some(d)) => {
+                        self.deadlines.insert(seq, d);
+                        self.acknowledged((seq, k, None));
+                    }
+                    (None, None) => {}
+                    (got, due) => panic!("expiry of {k} at {now} wrote {got:?}, due {due:?}"),
+                }
+            }
             Op::Delete { key_idx } => {
                 let k = key_idx % KEYS;
                 let live = self.model().contains_key(&k);
@@ -552,6 +630,9 @@ impl Run {
                     self.db().get(&key(k)).expect("get"),
                     self.model().remove(&k)
                 );
+                let live = self.db().get_live(&key(k)).expect("get_live");
+                let deadline = live.map(|l| l.deadline_ms).filter(|&d| d != 0);
+                assert_eq!(deadline, self.live_deadline(k), "deadline of {k}");
             }
             Op::History { key_idx, depth } => {
                 let (k, depth) = (key_idx % KEYS, *depth as usize);
@@ -683,6 +764,7 @@ impl Run {
             panic!("reopen at seq {seq}, inside the atomic batch of seqs {first}..={last}");
         }
         self.batches.retain(|(_, last)| *last <= seq);
+        self.deadlines.retain(|s, _| *s <= seq);
         let (all, newest) = (kept == self.writes.len(), self.newest_seq());
         self.writes.truncate(kept);
         self.db = Some(db);
@@ -809,6 +891,7 @@ fuzz_target!(|ops: Vec<Op>| {
         view: View::default(),
         durable: 0,
         batches: Vec::new(),
+        deadlines: BTreeMap::new(),
     };
     for op in &ops {
         run.apply(op);

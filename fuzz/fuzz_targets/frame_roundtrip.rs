@@ -159,6 +159,7 @@ fn record(u: &mut Unstructured) -> Result<WireRecord> {
             deadline_ms: u.arbitrary()?,
             request_id: u.arbitrary()?,
             batch_more: u.arbitrary()?,
+            refresh: u.arbitrary()?,
         },
     })
 }
@@ -238,12 +239,17 @@ fn txn(u: &mut Unstructured) -> Result<Txn> {
         .collect::<Result<_>>()?;
     let ops = (0..n(u)?)
         .map(|_| {
-            Ok(match u.arbitrary()? {
-                true => TxnOp::Put {
+            Ok(match u.int_in_range(0..=2u8)? {
+                0 => TxnOp::Put {
                     key: u.arbitrary()?,
                     value: u.arbitrary()?,
+                    ttl_ms: u.arbitrary()?,
                 },
-                false => TxnOp::Delete { key: u.arbitrary()? },
+                1 => TxnOp::Delete { key: u.arbitrary()? },
+                _ => TxnOp::Refresh {
+                    key: u.arbitrary()?,
+                    ttl_ms: u.arbitrary()?,
+                },
             })
         })
         .collect::<Result<_>>()?;

@@ -106,11 +106,13 @@ struct Spec {
     key: Vec<u8>,
     value: Vec<u8>,
     /// Format-2 optional fields: term, deadline, request id (0: absent)
-    /// and the batch marker, so batches (whole or cut) reach recovery.
+    /// and the batch marker, so batches (whole or cut) reach recovery, and
+    /// the refresh marker (valid only on a put with a deadline).
     term: u8,
     deadline: u16,
     request: u8,
     batch_more: bool,
+    refresh: bool,
 }
 
 /// Encodes the records `bytes` describe; what is left is appended raw.
@@ -141,6 +143,7 @@ fn records(bytes: &[u8], out: &mut Vec<u8>) {
                 deadline_ms: s.deadline as u64,
                 request_id: [s.request; 16],
                 batch_more: s.batch_more,
+                refresh: s.refresh,
             },
         };
         starts.push(Location {

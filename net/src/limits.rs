@@ -67,6 +67,10 @@ pub const TXN_BYTES_MAX: usize = VALUE_BYTES_MAX + BATCH_BYTES_MAX;
 /// `BATCH_READ_BYTES_MAX`).
 pub const TXN_READ_BYTES_MAX: usize = VALUE_BYTES_MAX;
 
+/// Longest time to live of a key (`TxnOp::Put.ttl_ms`,
+/// `TxnOp::Refresh.ttl_ms`): 365 days, in ms.
+pub const TTL_MS_MAX: u64 = 365 * 24 * 3600 * 1000;
+
 /// Most workers in one [`Message::WorkerList`](crate::Message::WorkerList).
 pub const WORKERS_MAX: usize = 256;
 
@@ -173,8 +177,8 @@ pub const WIRE_RECORD_OVERHEAD_BYTES_MAX: usize = VARINT_U64_BYTES_MAX
     + WIRE_META_BYTES_MAX;
 
 /// Largest encoding of a [`WireMeta`](crate::WireMeta): two u64 varints, an
-/// option tag with the request id, the batch flag.
-pub const WIRE_META_BYTES_MAX: usize = 2 * VARINT_U64_BYTES_MAX + 1 + REQUEST_ID_BYTES + 1;
+/// option tag with the request id, the batch and refresh flags.
+pub const WIRE_META_BYTES_MAX: usize = 2 * VARINT_U64_BYTES_MAX + 1 + REQUEST_ID_BYTES + 2;
 
 /// Largest record list a batch can carry under the [`BATCH_BYTES_MAX`] rule:
 /// full overhead on every record, the target filled, then one largest record.

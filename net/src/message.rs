@@ -448,6 +448,9 @@ pub struct WireMeta {
     pub request_id: Option<[u8; REQUEST_ID_BYTES]>,
     /// More records of the same atomic batch follow.
     pub batch_more: bool,
+    /// A put that only moved its key's deadline (the value is the previous
+    /// version's).
+    pub refresh: bool,
 }
 
 /// One version of a key, in [`Message::Versions`].

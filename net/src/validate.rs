@@ -11,8 +11,8 @@ use crate::failover::TermStart;
 use crate::handshake::HELLO_MAGIC;
 use crate::limits::{
     ADDR_BYTES_MAX, BATCH_BYTES_MAX, BATCH_RECORDS_MAX, HISTORY_DEPTH_MAX, KEY_BYTES_MAX,
-    MESSAGE_STRING_BYTES_MAX, REQUEST_ID_BYTES, SCAN_LIMIT_MAX, TERMS_KEPT, TXN_BYTES_MAX,
-    TXN_ITEMS_MAX, TXN_READ_BYTES_MAX, VALUE_BYTES_MAX, WORKERS_MAX,
+    MESSAGE_STRING_BYTES_MAX, REQUEST_ID_BYTES, SCAN_LIMIT_MAX, TERMS_KEPT, TTL_MS_MAX,
+    TXN_BYTES_MAX, TXN_ITEMS_MAX, TXN_READ_BYTES_MAX, VALUE_BYTES_MAX, WORKERS_MAX,
 };
 use crate::message::{Message, RecordKind, Version, WireRecord, WorkerInfo};
 
@@ -198,9 +198,20 @@ fn check_txn(txn: &crate::Txn) -> Result<(), DecodeError> {
     }
     for op in &txn.ops {
         check_request_key("Txn.ops[].key", op.key())?;
-        if let crate::TxnOp::Put { value, .. } = op {
-            check_value("Txn.ops[].value", value)?;
-        }
+        let ttl_ms = match op {
+            crate::TxnOp::Put { value, ttl_ms, .. } => {
+                check_value("Txn.ops[].value", value)?;
+                *ttl_ms
+            }
+            crate::TxnOp::Refresh { ttl_ms: 0, .. } => {
+                return Err(DecodeError::Invalid("a Txn refresh has a ttl_ms of 0"))
+            }
+            crate::TxnOp::Refresh { ttl_ms, .. } => *ttl_ms,
+            crate::TxnOp::Delete { .. } => 0,
+        };
+        let ttl = usize::try_from(ttl_ms).unwrap_or(usize::MAX);
+        let max = usize::try_from(TTL_MS_MAX).unwrap_or(usize::MAX);
+        check_len("Txn.ops[].ttl_ms", "TTL_MS_MAX", ttl, max)?;
     }
     txn.reads
         .iter()

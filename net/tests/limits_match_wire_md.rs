@@ -29,7 +29,7 @@ fn limits_have_the_documented_values() {
         (
             "RECORDS_MESSAGE_BYTES_WORST",
             RECORDS_MESSAGE_BYTES_WORST,
-            18_321_431,
+            18_329_623,
         ),
         (
             "PUT_MESSAGE_BYTES_WORST",

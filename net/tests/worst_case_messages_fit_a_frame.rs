@@ -149,7 +149,11 @@ fn the_largest_transaction_and_its_answer_fit_their_worst_case() -> TestResult {
         reads: (0..TXN_ITEMS_MAX).map(key).collect(),
     };
     let value = vec![7; TXN_BYTES_MAX - txn.bytes()];
-    txn.ops[0] = TxnOp::Put { key: key(0), value };
+    txn.ops[0] = TxnOp::Put {
+        key: key(0),
+        value,
+        ttl_ms: hypha_net::TTL_MS_MAX,
+    };
     assert_eq!(txn.bytes(), TXN_BYTES_MAX);
     let m = Message::Txn {
         req_id: u64::MAX,

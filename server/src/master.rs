@@ -3,6 +3,7 @@
 //! in `sync N` mode.
 
 mod durable;
+mod expiry;
 mod group;
 mod members;
 mod stream;
@@ -28,6 +29,7 @@ use portable_atomic::AtomicU64;
 #[cfg(target_has_atomic = "64")]
 use std::sync::atomic::AtomicU64;
 
+pub use expiry::{wall_ms, EXPIRY_BATCH_KEYS, EXPIRY_RECHECK_MS};
 pub use hypha_repl::SyncMode;
 
 /// How to run a master.
@@ -100,6 +102,8 @@ pub struct Master {
     /// False once [`Master::close_writes`] ran; every append holds it
     /// (read) while it runs.
     writes_open: Arc<std::sync::RwLock<bool>>,
+    /// The keys with a deadline, and the task that expires them.
+    expiry: Arc<expiry::Expiry>,
 }
 
 /// Default of `--forget-after`: a worker heard from within this long still
@@ -189,6 +193,7 @@ impl Master {
             committer: durable::Committer::default(),
             writes_open: Arc::new(std::sync::RwLock::new(true)),
             reported: Mutex::new(0),
+            expiry: Arc::default(),
         }))
     }
 
@@ -266,6 +271,7 @@ impl Master {
     pub async fn run(self: Arc<Self>) {
         let _hb = crate::rt::spawn(self.clone().heartbeats());
         let _ticker = crate::rt::spawn(self.clone().ticker());
+        let _expiry = crate::rt::spawn(self.clone().expire_keys());
         let starting = self.clone();
         let _term = crate::rt::spawn(async move { starting.start_term().await });
         let port = crate::gate::Port {
@@ -394,7 +400,7 @@ impl Master {
     fn answer_write(self: &Arc<Self>, m: Message) -> Step {
         Step::Later(match m {
             m if m.is_write() => {
-                match try_write(&self.db, &self.writes_open, m) {
+                match try_write(&self.db, &self.writes_open, &self.expiry, m) {
                     Wrote::Done(written) if !self.writes_wait() => {
                         if let Some(seq) = written.seq {
                             self.handle(MasterEvent::Committed { seq });
@@ -429,7 +435,8 @@ impl Master {
             Later::Wrote(written) => written,
             Later::Write(m) => {
                 let (db, open) = (self.db.clone(), self.writes_open.clone());
-                smol::unblock(move || write(&db, &open, m)).await
+                let expiry = self.expiry.clone();
+                smol::unblock(move || write(&db, &open, &expiry, m)).await
             }
             Later::Compact(req_id, run) => {
                 return crate::requests::answer_compact(self.db.clone(), req_id, run).await

@@ -308,15 +308,40 @@ pub async fn answer_compact(db: Arc<Db>, req_id: u64, run: bool) -> Message {
     }
 }
 
+/// When this binary was built, ms since the Unix epoch (`build.rs`).
+pub const BUILD_UNIX_MS: u64 = parse_ms(env!("HYPHA_BUILD_UNIX_MS"));
+
+const fn parse_ms(text: &str) -> u64 {
+    let bytes = text.as_bytes();
+    let (mut i, mut n) = (0, 0u64);
+    while i < bytes.len() {
+        n = n * 10 + (bytes[i] - b'0') as u64;
+        i += 1;
+    }
+    n
+}
+
+/// Whether a read at `now_ms` (this node's clock) hides a key whose live
+/// version has `deadline_ms`: it is due, and the clock is plausible (not
+/// before this binary was built: a router without a real-time clock boots
+/// in 1970, and would otherwise keep nothing or everything). The master's
+/// expiry delete follows within milliseconds; this covers the gap and
+/// workers whose log is behind.
+pub fn expired(deadline_ms: u64, now_ms: u64) -> bool {
+    deadline_ms != 0 && now_ms >= BUILD_UNIX_MS && deadline_ms <= now_ms
+}
+
 /// Answers a read request, or `None` if `m` is not one.
 pub fn answer_read(db: &Db, me: Me, m: &Message) -> Option<Message> {
     let applied_seq = db.seq();
     let out = match m {
-        Message::Get { req_id, key, .. } => match db.get_versioned(key) {
-            Ok(value) => Message::Value {
+        Message::Get { req_id, key, .. } => match db.get_live(key) {
+            Ok(live) => Message::Value {
                 req_id: *req_id,
                 applied_seq,
-                value,
+                value: live
+                    .filter(|l| !expired(l.deadline_ms, crate::master::wall_ms()))
+                    .map(|l| (l.seq, l.value)),
             },
             Err(e) => error_message(*req_id, &e),
         },
@@ -421,5 +446,15 @@ mod wait_tests {
             let (done, ()) = smol::future::zip(waiting, notify).await;
             assert!(done);
         });
+    }
+
+    #[test]
+    fn a_due_key_is_hidden_only_by_a_plausible_clock() {
+        let now = super::BUILD_UNIX_MS + 10_000;
+        assert!(super::expired(now, now));
+        assert!(!super::expired(now + 1, now));
+        assert!(!super::expired(0, now), "no deadline");
+        // A clock that reads 1970 (no real-time clock set) hides nothing.
+        assert!(!super::expired(5, 1_000));
     }
 }

@@ -16,6 +16,9 @@
 //! Case `cas` (only with `--only cas`; see `http/cas.rs`): 32 clients
 //! incrementing one counter by `If-Match` compare-and-swap.
 //!
+//! Case `ttl` (only with `--only ttl`; see `http/ttl.rs`): how late after
+//! their deadlines keys are expired.
+//!
 //! Case `durable` (only with `--only durable`; see `http/durable.rs`): hypha
 //! `--fsync always`, hypha `--fsync never` and etcd side by side, PUTs of new
 //! keys at 32 and 128 connections, with the disk's fdatasync rate probed in
@@ -33,7 +36,7 @@
 //! ```sh
 //! cd benches && CARGO_TARGET_DIR=/work/target-bench cargo run --release --bin http -- \
 //!     [--hypha PATH] [--nginx PATH] [--secs 10] [--warmup 2] [--conns 32] [--keys 10000] \
-//!     [--only ceiling,get,put,put-sync,durable,cas] [--etcd PATH] [--durable-conns 32,128]
+//!     [--only ceiling,get,put,put-sync,durable,cas,ttl] [--etcd PATH] [--durable-conns 32,128]
 //! ```
 
 // The crate root resolves modules beside itself, not in `http/`.
@@ -41,6 +44,8 @@
 mod cas;
 #[path = "http/durable.rs"]
 mod durable;
+#[path = "http/ttl.rs"]
+mod ttl;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -111,9 +116,9 @@ fn parse_opts() -> Result<Opts, String> {
             "-h" | "--help" => {
                 println!(
                     "http [--hypha PATH] [--nginx PATH] [--etcd PATH] [--secs S] [--warmup S] [--conns N] \
-                     [--keys N] [--rounds R] [--dir TMPDIR] [--only ceiling,get,put,put-sync,durable,cas] \
+                     [--keys N] [--rounds R] [--dir TMPDIR] [--only ceiling,get,put,put-sync,durable,cas,ttl] \
                      [--durable-conns 32,128]\n\
-                     `durable` and `cas` run only when named in --only."
+                     `durable`, `cas` and `ttl` run only when named in --only."
                 );
                 std::process::exit(0);
             }
@@ -131,7 +136,7 @@ impl Opts {
     fn wants(&self, case: &str) -> bool {
         match &self.only {
             Some(l) => l.iter().any(|c| c == case),
-            None => case != "durable" && case != "cas",
+            None => case != "durable" && case != "cas" && case != "ttl",
         }
     }
 }
@@ -1205,6 +1210,9 @@ fn run(o: &Opts, dir: &Path) -> Result<Vec<CaseResult>, String> {
     }
     if o.wants("cas") {
         cas::run(o, dir)?;
+    }
+    if o.wants("ttl") {
+        ttl::run(o, dir)?;
     }
     if o.wants("put-sync") {
         eprintln!("case put-sync: fresh hypha --fsync always");

@@ -84,10 +84,38 @@ fn sample_v2(batch_more: bool) -> Vec<u8> {
             deadline_ms: 0x0304,
             request_id: [0xAB; REQUEST_ID_BYTES],
             batch_more,
+            refresh: false,
         },
     };
     encode(&mut out, &r, Location::NONE);
     out
+}
+
+#[test]
+fn a_refresh_flag_needs_a_put_with_a_deadline() {
+    let meta = |deadline_ms| RecordMeta {
+        deadline_ms,
+        refresh: true,
+        ..RecordMeta::default()
+    };
+    for (kind, m, ok) in [
+        (RecordKind::Put, meta(5), true),
+        (RecordKind::Delete, meta(5), false),
+        (RecordKind::Put, meta(0), false),
+    ] {
+        let mut out = Vec::new();
+        let r = RecordRef {
+            seq: 1,
+            id: 1,
+            kind,
+            key: b"k",
+            value: b"",
+            meta: m,
+        };
+        encode(&mut out, &r, Location::NONE);
+        let decoded = decode(&out);
+        assert_eq!(decoded.is_ok(), ok, "{kind:?} {m:?}: {decoded:?}");
+    }
 }
 
 #[test]
@@ -139,6 +167,14 @@ fn only_the_flagged_fields_are_present() {
                 ..RecordMeta::default()
             },
             0,
+        ),
+        (
+            RecordMeta {
+                deadline_ms: 9,
+                refresh: true,
+                ..RecordMeta::default()
+            },
+            8,
         ),
     ] {
         let mut b = Vec::new();

@@ -52,6 +52,9 @@ pub enum TxnOp {
         /// The value, at most `VALUE_BYTES_MAX` bytes.
         #[serde(with = "crate::bytes::vec")]
         value: Vec<u8>,
+        /// Time to live in ms, at most `TTL_MS_MAX`: the master expires
+        /// the key this long after it writes it by its clock. 0: never.
+        ttl_ms: u64,
     },
     /// Delete the key (nothing is written if it is absent by then). Tag 1.
     Delete {
@@ -59,21 +62,31 @@ pub enum TxnOp {
         #[serde(with = "crate::bytes::vec")]
         key: Vec<u8>,
     },
+    /// Give the key a new time to live, keeping its value: a write (new
+    /// seq) marked as a refresh; nothing is written if the key is absent
+    /// by then. Tag 2.
+    Refresh {
+        /// The key, 1..=`KEY_BYTES_MAX` bytes.
+        #[serde(with = "crate::bytes::vec")]
+        key: Vec<u8>,
+        /// Time to live in ms, 1..=`TTL_MS_MAX`.
+        ttl_ms: u64,
+    },
 }
 
 impl TxnOp {
     /// The key written.
     pub fn key(&self) -> &[u8] {
         match self {
-            TxnOp::Put { key, .. } | TxnOp::Delete { key } => key,
+            TxnOp::Put { key, .. } | TxnOp::Delete { key } | TxnOp::Refresh { key, .. } => key,
         }
     }
 
     /// Key and value bytes.
     pub fn bytes(&self) -> usize {
         match self {
-            TxnOp::Put { key, value } => key.len() + value.len(),
-            TxnOp::Delete { key } => key.len(),
+            TxnOp::Put { key, value, .. } => key.len() + value.len(),
+            TxnOp::Delete { key } | TxnOp::Refresh { key, .. } => key.len(),
         }
     }
 }

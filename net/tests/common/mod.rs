@@ -228,6 +228,7 @@ pub fn every_message() -> Vec<Message> {
                         deadline_ms: 1_800_000_000_000,
                         request_id: Some([0x5c; REQUEST_ID_BYTES]),
                         batch_more: true,
+                        refresh: false,
                     },
                 },
             ],
@@ -339,8 +340,13 @@ pub fn every_message() -> Vec<Message> {
                     hypha_net::TxnOp::Put {
                         key: b"a".to_vec(),
                         value: b"1".to_vec(),
+                        ttl_ms: 30_000,
                     },
                     hypha_net::TxnOp::Delete { key: b"b".to_vec() },
+                    hypha_net::TxnOp::Refresh {
+                        key: b"c".to_vec(),
+                        ttl_ms: 5_000,
+                    },
                 ],
                 reads: vec![b"a".to_vec()],
             },

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::http::backend::Backend;
 use crate::http::params::{backend_error, check_value_len, seq_response};
+use crate::http::percent::FormPairs;
 use crate::http::request::Head;
 use crate::http::response::{decimal, Response};
 use crate::http::router::Router;
@@ -48,7 +49,7 @@ pub(crate) fn expectation(head: &Head) -> Result<Option<Expect>, Response> {
 }
 
 /// 412: the key is not as the write expected.
-fn conflict(seq: Option<u64>) -> Response {
+pub(crate) fn conflict(seq: Option<u64>) -> Response {
     let body = json!({
         "error": "precondition failed: the key is not as the write expected; nothing was written",
         "seq": seq,
@@ -66,7 +67,7 @@ fn conflict(seq: Option<u64>) -> Response {
 }
 
 /// A write's answer: its seq, and the key's new `ETag`.
-fn written(status: u16, seq: u64) -> Response {
+pub(crate) fn written(status: u16, seq: u64) -> Response {
     seq_response(status, seq).header("ETag", ["\"", &decimal(seq), "\""].concat())
 }
 
@@ -76,7 +77,11 @@ impl<B: Backend> Router<B> {
         head: &Head,
         key: Vec<u8>,
         value: Vec<u8>,
+        query: &FormPairs,
     ) -> Result<Response, Response> {
+        if let Some(lifetime) = crate::http::ttl::lifetime(head, query)? {
+            return self.kv_put_ttl(head, key, value, lifetime).await;
+        }
         let expect = expectation(head)?;
         check_value_len(&*self.backend, value.len())?;
         let b = &self.backend;

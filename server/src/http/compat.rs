@@ -319,7 +319,11 @@ async fn set_batch<B: Backend>(backend: &B, body: &[u8]) -> Result<Response, Res
             let why = String::from_utf8_lossy(&too_large.body).trim().to_owned();
             return Err(refuse(413, &why));
         }
-        ops.push(hypha_net::TxnOp::Put { key, value });
+        ops.push(hypha_net::TxnOp::Put {
+            key,
+            value,
+            ttl_ms: 0,
+        });
     }
     let added = ops.len();
     let txn = hypha_net::Txn {

@@ -191,8 +191,14 @@ impl Backend for MemBackend {
         }
         for op in txn.ops {
             match op {
-                hypha_net::TxnOp::Put { key, value } => {
+                // No clock here: the in-memory backend keeps keys for good.
+                hypha_net::TxnOp::Put { key, value, .. } => {
                     state.push(key, Some(value));
+                }
+                hypha_net::TxnOp::Refresh { key, .. } => {
+                    if let Some(live) = state.live(&key) {
+                        state.push(key, Some(live.value));
+                    }
                 }
                 hypha_net::TxnOp::Delete { key } if state.live(&key).is_some() => {
                     state.push(key, None);

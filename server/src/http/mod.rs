@@ -33,6 +33,7 @@ pub mod response;
 pub mod router;
 mod socket;
 pub mod token;
+mod ttl;
 mod txn;
 
 pub use backend::{

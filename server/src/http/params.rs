@@ -85,6 +85,42 @@ pub(crate) fn limit_param(query: &FormPairs, default: u32) -> Result<u32, Respon
     }
 }
 
+/// A time to live: `500ms`, `30s`, `5m`, `2h`, `1d`, or a number of
+/// seconds; at least 1 ms, at most `TTL_MS_MAX` (365 days).
+pub(crate) fn parse_ttl(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration: write 500ms, 30s, 5m, 2h or 1d"
+            ))
+        }
+    };
+    let ms = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("{text:?} is not a duration: write 500ms, 30s, 5m, 2h or 1d"))?;
+    match ms {
+        0 => Err(
+            "a time to live of 0 would expire the key at once; leave the TTL out to keep it".into(),
+        ),
+        ms if ms > hypha_net::TTL_MS_MAX => Err(format!(
+            "{text} is longer than the longest time to live, 365 days (TTL_MS_MAX)"
+        )),
+        ms => Ok(ms),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +172,25 @@ mod tests {
         assert_eq!(decode_key("a%00%2F", "/kv/{key}"), Ok(b"a\0/".to_vec()));
         assert!(decode_key("", "/kv/{key}").is_err_and(|e| e.contains("use /kv/{key}")));
         assert!(decode_key("%2", "/kv/{key}").is_err());
+    }
+
+    #[test]
+    fn a_ttl_is_a_duration_within_its_bounds() {
+        assert_eq!(super::parse_ttl("30s"), Ok(30_000));
+        assert_eq!(super::parse_ttl("45"), Ok(45_000));
+        assert_eq!(super::parse_ttl("250ms"), Ok(250));
+        assert_eq!(super::parse_ttl("2h"), Ok(7_200_000));
+        assert_eq!(super::parse_ttl("365d"), Ok(hypha_net::TTL_MS_MAX));
+        for bad in [
+            "",
+            "0s",
+            "366d",
+            "1.5s",
+            "-1s",
+            "5 s",
+            "99999999999999999999d",
+        ] {
+            assert!(super::parse_ttl(bad).is_err(), "{bad:?}");
+        }
     }
 }

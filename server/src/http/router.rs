@@ -173,7 +173,7 @@ impl<B: Backend> Router<B> {
         };
         let result = match admitted.route {
             Route::Kv(key) => match head.method {
-                Method::Put => self.kv_put(head, key, body).await,
+                Method::Put => self.kv_put(head, key, body, query).await,
                 Method::Delete => self.kv_delete(head, key).await,
                 _ if form_value(query, "history").is_some() => self.kv_history(key, query).await,
                 _ => self.kv_get(head, key, query).await,

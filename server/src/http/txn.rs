@@ -4,7 +4,7 @@
 //! ```text
 //! {"if":   [{"key": "a", "seq": 12}, {"key": "b", "absent": true},
 //!           {"key": "c", "value": "on"}, {"key": "d", "present": true}],
-//!  "then": [{"put": "a", "value": "1"}, {"delete": "b"}],
+//!  "then": [{"put": "a", "value": "1", "ttl": "30s"}, {"delete": "b"}],
 //!  "else": [{"get": "a"}],
 //!  "encoding": "base64"}
 //! ```
@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 
 use crate::http::backend::{Backend, TxnAnswer};
 use crate::http::compat_json::{check_json_values, json_body};
-use crate::http::params::backend_error;
+use crate::http::params::{backend_error, parse_ttl};
 use crate::http::response::{decimal, Response};
 use hypha_net::{Expect, Txn, TxnCond, TxnOp, TxnTest, TXN_BYTES_MAX, TXN_ITEMS_MAX};
 
@@ -33,7 +33,7 @@ enum Encoding {
     Base64,
 }
 
-const SHAPE: &str = r#"{"if": [{"key": K, "seq": N | "absent": true | "present": true | "value": V}], "then": [{"put": K, "value": V} | {"delete": K}], "else": [{"get": K}], "encoding": "base64" (optional)}"#;
+const SHAPE: &str = r#"{"if": [{"key": K, "seq": N | "absent": true | "present": true | "value": V}], "then": [{"put": K, "value": V, "ttl": "30s" (optional)} | {"delete": K}], "else": [{"get": K}], "encoding": "base64" (optional)}"#;
 
 /// Serves `POST /txn`.
 pub(crate) async fn handle<B: Backend>(
@@ -134,10 +134,6 @@ fn object<'a>(item: &'a Value, fields: &[&str]) -> Result<&'a Map<String, Value>
         return Err(format!("must be an object: {SHAPE}"));
     };
     match o.keys().find(|k| !fields.contains(&k.as_str())) {
-        Some(name) if name == "ttl" => Err(
-            "\"ttl\" is not supported by this release: write without it (keys do not expire yet)"
-                .into(),
-        ),
         Some(name) => Err(format!("unknown field {name:?} (expected {fields:?})")),
         None => Ok(o),
     }
@@ -202,7 +198,12 @@ fn cond(item: &Value, encoding: Encoding) -> Result<TxnCond, String> {
 
 /// A write; a value over the limit is 413.
 fn op(item: &Value, encoding: Encoding, value_bytes_max: usize) -> Result<TxnOp, (u16, String)> {
-    let o = object(item, &["put", "value", "delete"]).map_err(|e| (400, e))?;
+    let o = object(item, &["put", "value", "ttl", "delete"]).map_err(|e| (400, e))?;
+    let ttl_ms = match o.get("ttl") {
+        None => 0,
+        Some(Value::String(text)) => parse_ttl(text).map_err(|e| (400, format!("\"ttl\": {e}")))?,
+        Some(_) => return Err((400, "\"ttl\" is a duration string such as \"30s\"".into())),
+    };
     match (o.contains_key("put"), o.contains_key("delete")) {
         (true, false) => {
             let key = key_of(o, "put", encoding).map_err(|e| (400, e))?;
@@ -217,9 +218,9 @@ fn op(item: &Value, encoding: Encoding, value_bytes_max: usize) -> Result<TxnOp,
                 );
                 return Err((413, message));
             }
-            Ok(TxnOp::Put { key, value })
+            Ok(TxnOp::Put { key, value, ttl_ms })
         }
-        (false, true) if !o.contains_key("value") => {
+        (false, true) if !o.contains_key("value") && ttl_ms == 0 => {
             let key = key_of(o, "delete", encoding).map_err(|e| (400, e))?;
             Ok(TxnOp::Delete { key })
         }

@@ -8,13 +8,16 @@
 //! conditions were checked. So a transaction that failed on a write no
 //! majority holds yet is not answered before it does.
 
+use super::expiry::{wall_ms, Expiry};
 use super::writes::{failed, repeated, unknown, Written};
 use crate::requests::error_message;
 use hypha_engine::{BatchOp, Cond, Db, Expect, Request, Test, Txn, TxnOutcome};
 use hypha_net::{ErrorCode, Message, TxnOp, TxnRead, TxnTest};
 
 /// Runs the `Txn` in `m`; `None` when `wait` is false and it would wait.
-pub(super) fn run(db: &Db, m: &Message, wait: bool) -> Option<Written> {
+/// Time to live counts from this node's clock; a TTL write that is
+/// applied goes into `expiry`.
+pub(super) fn run(db: &Db, m: &Message, wait: bool, expiry: &Expiry) -> Option<Written> {
     let Message::Txn {
         req_id,
         txn,
@@ -25,7 +28,8 @@ pub(super) fn run(db: &Db, m: &Message, wait: bool) -> Option<Written> {
         return Some(failed(req_id, ErrorCode::Internal, "not a transaction"));
     };
     let req_id = *req_id;
-    let t = engine_txn(txn);
+    let now_ms = wall_ms();
+    let t = engine_txn(txn, now_ms);
     let req = request.map(|r| Request {
         id: r.id,
         retry_after: r.retry_after,
@@ -40,6 +44,15 @@ pub(super) fn run(db: &Db, m: &Message, wait: bool) -> Option<Written> {
         seq: Some(seq),
         answer: Message::Written { req_id, seq },
     };
+    if let TxnOutcome::Applied(_) = outcome {
+        for op in &t.ops {
+            if let BatchOp::Put { deadline_ms, .. } | BatchOp::Refresh { deadline_ms, .. } = op {
+                if *deadline_ms != 0 {
+                    expiry.note(*deadline_ms, op.key());
+                }
+            }
+        }
+    }
     Some(match outcome {
         TxnOutcome::Applied(Some(seq)) => wrote(seq),
         TxnOutcome::Applied(None) => wrote(db.seq()),
@@ -69,8 +82,9 @@ fn failed_with(req_id: u64, answer: Message) -> Written {
     }
 }
 
-/// The engine's view of a wire transaction (borrowing its bytes).
-fn engine_txn(txn: &hypha_net::Txn) -> Txn<'_> {
+/// The engine's view of a wire transaction (borrowing its bytes), its
+/// times to live made deadlines from `now_ms`.
+fn engine_txn(txn: &hypha_net::Txn, now_ms: u64) -> Txn<'_> {
     fn cond(c: &hypha_net::TxnCond) -> Cond<'_> {
         Cond {
             key: c.key.as_slice(),
@@ -80,15 +94,27 @@ fn engine_txn(txn: &hypha_net::Txn) -> Txn<'_> {
             },
         }
     }
-    fn op(o: &TxnOp) -> BatchOp<'_> {
+    fn op(o: &TxnOp, now_ms: u64) -> BatchOp<'_> {
+        let deadline = |ttl_ms: u64| match ttl_ms {
+            0 => 0,
+            ttl => now_ms.saturating_add(ttl),
+        };
         match o {
-            TxnOp::Put { key, value } => BatchOp::Put { key, value },
+            TxnOp::Put { key, value, ttl_ms } => BatchOp::Put {
+                key,
+                value,
+                deadline_ms: deadline(*ttl_ms),
+            },
             TxnOp::Delete { key } => BatchOp::Delete { key },
+            TxnOp::Refresh { key, ttl_ms } => BatchOp::Refresh {
+                key,
+                deadline_ms: deadline(*ttl_ms).max(1),
+            },
         }
     }
     Txn {
         conds: txn.conds.iter().map(cond).collect(),
-        ops: txn.ops.iter().map(op).collect(),
+        ops: txn.ops.iter().map(|o| op(o, now_ms)).collect(),
         reads: txn.reads.iter().map(Vec::as_slice).collect(),
     }
 }

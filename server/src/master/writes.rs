@@ -100,13 +100,18 @@ fn apply(db: &Db, op: &Op<'_>, wait: bool) -> Result<Option<Once>, hypha_engine:
 /// Appends a client's write without waiting for an fdatasync (under
 /// `--fsync always` the answer waits in [`Master::durable`]) or for
 /// anything slow.
-pub(super) fn try_write(db: &Db, open: &std::sync::RwLock<bool>, m: Message) -> Wrote {
+pub(super) fn try_write(
+    db: &Db,
+    open: &std::sync::RwLock<bool>,
+    expiry: &super::expiry::Expiry,
+    m: Message,
+) -> Wrote {
     let open = open.read().unwrap_or_else(|p| p.into_inner());
     if !*open {
         return Wrote::Done(deposed(m));
     }
     if let Message::Txn { .. } = m {
-        return match super::txn::run(db, &m, false) {
+        return match super::txn::run(db, &m, false, expiry) {
             Some(done) => Wrote::Done(done),
             None => Wrote::Blocked(m),
         };
@@ -122,13 +127,18 @@ pub(super) fn try_write(db: &Db, open: &std::sync::RwLock<bool>, m: Message) -> 
 }
 
 /// [`try_write`] that may wait (on the blocking pool).
-pub(super) fn write(db: &Db, open: &std::sync::RwLock<bool>, m: Message) -> Written {
+pub(super) fn write(
+    db: &Db,
+    open: &std::sync::RwLock<bool>,
+    expiry: &super::expiry::Expiry,
+    m: Message,
+) -> Written {
     let open = open.read().unwrap_or_else(|p| p.into_inner());
     if !*open {
         return deposed(m);
     }
     if let Message::Txn { .. } = m {
-        return super::txn::run(db, &m, true).unwrap_or_else(|| {
+        return super::txn::run(db, &m, true, expiry).unwrap_or_else(|| {
             let req_id = m.req_id().unwrap_or(0);
             failed(
                 req_id,

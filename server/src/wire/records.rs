@@ -19,6 +19,7 @@ pub fn to_wire(r: Record) -> WireRecord {
             deadline_ms: r.meta.deadline_ms,
             request_id: (r.meta.request_id != [0; REQUEST_ID_BYTES]).then_some(r.meta.request_id),
             batch_more: r.meta.batch_more,
+            refresh: r.meta.refresh,
         },
     }
 }
@@ -69,6 +70,7 @@ pub fn from_wire(r: WireRecord) -> Record {
             deadline_ms: r.meta.deadline_ms,
             request_id: r.meta.request_id.unwrap_or([0; REQUEST_ID_BYTES]),
             batch_more: r.meta.batch_more,
+            refresh: r.meta.refresh,
         },
     }
 }

@@ -13,7 +13,7 @@ use super::*;
 const TARGET_INCREMENTS_PER_SEC: f64 = 5_000.0;
 
 /// One HTTP/1.1 exchange on `s`: status, `ETag` (if any), body.
-fn exchange(s: &mut TcpStream, req: &[u8]) -> Result<(u16, Option<String>, Vec<u8>), String> {
+pub(super) fn exchange(s: &mut TcpStream, req: &[u8]) -> Result<(u16, Option<String>, Vec<u8>), String> {
     s.write_all(req).map_err(|e| format!("write: {e}"))?;
     let mut buf = Vec::new();
     let head_end = loop {
