@@ -219,18 +219,12 @@ fn check_txn(txn: &crate::Txn) -> Result<(), DecodeError> {
 }
 
 fn check_txn_failed(failed: &[u32], reads: &[crate::TxnRead]) -> Result<(), DecodeError> {
-    check_len(
-        "TxnFailed.failed",
-        "TXN_ITEMS_MAX",
-        failed.len(),
-        TXN_ITEMS_MAX,
-    )?;
-    check_len(
-        "TxnFailed.reads",
-        "TXN_ITEMS_MAX",
-        reads.len(),
-        TXN_ITEMS_MAX,
-    )?;
+    for (what, len) in [
+        ("TxnFailed.failed", failed.len()),
+        ("TxnFailed.reads", reads.len()),
+    ] {
+        check_len(what, "TXN_ITEMS_MAX", len, TXN_ITEMS_MAX)?;
+    }
     let ascending = failed.iter().zip(failed.iter().skip(1)).all(|(a, b)| a < b);
     if failed.is_empty() || !ascending {
         return Err(DecodeError::Invalid(

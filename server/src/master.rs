@@ -29,7 +29,7 @@ use portable_atomic::AtomicU64;
 #[cfg(target_has_atomic = "64")]
 use std::sync::atomic::AtomicU64;
 
-pub use expiry::{wall_ms, EXPIRY_BATCH_KEYS, EXPIRY_RECHECK_MS};
+pub use expiry::{EXPIRY_BATCH_KEYS, EXPIRY_RECHECK_MS};
 pub use hypha_repl::SyncMode;
 
 /// How to run a master.

@@ -308,6 +308,13 @@ pub async fn answer_compact(db: Arc<Db>, req_id: u64, run: bool) -> Message {
     }
 }
 
+/// This node's wall clock, ms since the Unix epoch (0 before 1970).
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// When this binary was built, ms since the Unix epoch (`build.rs`).
 pub const BUILD_UNIX_MS: u64 = parse_ms(env!("HYPHA_BUILD_UNIX_MS"));
 
@@ -340,7 +347,7 @@ pub fn answer_read(db: &Db, me: Me, m: &Message) -> Option<Message> {
                 req_id: *req_id,
                 applied_seq,
                 value: live
-                    .filter(|l| !expired(l.deadline_ms, crate::master::wall_ms()))
+                    .filter(|l| !expired(l.deadline_ms, wall_ms()))
                     .map(|l| (l.seq, l.value)),
             },
             Err(e) => error_message(*req_id, &e),

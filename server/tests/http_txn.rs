@@ -84,7 +84,7 @@ fn a_malformed_transaction_is_refused_naming_the_item() -> TestResult {
             "then[1]",
         ),
         (
-            json!({"then": [{"put": "a", "value": "1", "ttl": "30s"}]}),
+            json!({"then": [{"put": "a", "value": "1", "ttl": "soon"}]}),
             "ttl",
         ),
         (json!({"then": [{"delete": "a", "value": "1"}]}), "then[0]"),

@@ -23,6 +23,7 @@ pub mod config;
 pub mod conn;
 pub(crate) mod deadline;
 pub mod error;
+mod etag;
 mod inbuf;
 pub mod mem;
 pub mod metrics;

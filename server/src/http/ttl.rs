@@ -5,7 +5,7 @@
 //! transaction, with `If-Match`/`If-None-Match` as its condition.
 
 use crate::http::backend::{Backend, TxnAnswer};
-use crate::http::cas::{conflict, expectation, written};
+use crate::http::etag::{conflict, expectation, written};
 use crate::http::params::{backend_error, check_value_len, parse_ttl};
 use crate::http::percent::{form_value, FormPairs};
 use crate::http::request::Head;

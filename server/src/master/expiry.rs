@@ -11,11 +11,12 @@
 //! longer due and drops it.
 
 use super::{lock, Master};
+use crate::requests::wall_ms;
 use hypha_repl::MasterEvent;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Longest the expiry task sleeps without looking at the clock again (a
 /// wall clock that jumps is noticed this fast).
@@ -23,13 +24,6 @@ pub const EXPIRY_RECHECK_MS: u64 = 1_000;
 
 /// Most keys one pass expires before it yields (each is one append).
 pub const EXPIRY_BATCH_KEYS: usize = 256;
-
-/// This node's wall clock, ms since the Unix epoch (0 before 1970).
-pub fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// The keys with a deadline, soonest first.
 #[derive(Default)]

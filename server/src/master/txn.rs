@@ -8,9 +8,10 @@
 //! conditions were checked. So a transaction that failed on a write no
 //! majority holds yet is not answered before it does.
 
-use super::expiry::{wall_ms, Expiry};
+use super::expiry::Expiry;
 use super::writes::{failed, repeated, unknown, Written};
 use crate::requests::error_message;
+use crate::requests::wall_ms;
 use hypha_engine::{BatchOp, Cond, Db, Expect, Request, Test, Txn, TxnOutcome};
 use hypha_net::{ErrorCode, Message, TxnOp, TxnRead, TxnTest};
 
