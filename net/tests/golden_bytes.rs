@@ -124,9 +124,9 @@ fn put_frame_is_pinned() -> TestResult {
 
 #[test]
 fn records_frame_with_one_record_is_pinned() -> TestResult {
-    // len 19 | crc | tag 20, term 2, first_seq 300, 1 record: seq 300,
+    // len 20 | crc | tag 20, term 2, first_seq 300, 1 record: seq 300,
     // id 1, Put, key "k1", value "hi", meta: term 2, no deadline, no
-    // request id, not in a batch
+    // request id, not in a batch, not a refresh
     let mut r = record(300, b"k1", b"hi");
     r.meta.term = 2;
     let records = Message::Records {
@@ -136,7 +136,7 @@ fn records_frame_with_one_record_is_pinned() -> TestResult {
     };
     assert_frame(
         records,
-        &"13000000 f1d9365b 14 02 ac02 01 ac02 01 00 026b31 026869 02 00 00 00".replace(' ', ""),
+        &"14000000 de1be318 14 02 ac02 01 ac02 01 00 026b31 026869 02 00 00 00 00".replace(' ', ""),
     )
 }
 
