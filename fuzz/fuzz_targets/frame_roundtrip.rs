@@ -16,13 +16,13 @@ use hypha_net::{
     open_heartbeat, seal_frame, Acceptor, Challenge, ClusterKey, ClusterKeys, CompactInfo,
     DecodeError, Decoded, EncodeError, ErrorCode, FrameDecoder, Heartbeat, Hello, Message,
     NodeStatus, Prove, Purpose, RecordKind, Refuse, RefuseReason, Role, Session, Version, Welcome,
-    WireRecord, WorkerInfo, WriteRequest, Txn, TxnCond, TxnOp, TxnRead, TxnTest, MemberChange, Membership, Slot, Standing, Expect, CLUSTER_NAME_BYTES_MAX, Ballot, LogId, TermStart, WireMeta, HELLO_MAGIC, MESSAGE_TAG_COUNT, NONCE_BYTES,
+    WireRecord, WorkerInfo, WriteRequest, Txn, TxnCond, TxnOp, TxnRead, TxnTest, Change, ChangeKind, WatchEvent, MemberChange, Membership, Slot, Standing, Expect, CLUSTER_NAME_BYTES_MAX, Ballot, LogId, TermStart, WireMeta, HELLO_MAGIC, MESSAGE_TAG_COUNT, NONCE_BYTES,
 };
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
 // A new message kind must get a case in `message` below.
-const _: () = assert!(MESSAGE_TAG_COUNT == 41);
+const _: () = assert!(MESSAGE_TAG_COUNT == 43);
 
 /// (connector, acceptor): one fixed session, made once; each input works
 /// on clones, so its counters start afresh.
@@ -119,7 +119,10 @@ fn refuse_reason(u: &mut Unstructured) -> Result<RefuseReason> {
 }
 
 fn error_code(u: &mut Unstructured) -> Result<ErrorCode> {
-    Ok(match u.int_in_range(0..=10)? {
+    Ok(match u.int_in_range(0..=11)? {
+        11 => ErrorCode::Compacted {
+            earliest: u.arbitrary()?,
+        },
         10 => ErrorCode::Conflict {
             seq: u.arbitrary()?,
         },
@@ -255,6 +258,32 @@ fn txn(u: &mut Unstructured) -> Result<Txn> {
         .collect::<Result<_>>()?;
     let reads = (0..n(u)?).map(|_| u.arbitrary()).collect::<Result<_>>()?;
     Ok(Txn { conds, ops, reads })
+}
+
+/// Watch events: a few, each with a few changes of any kind.
+fn events(u: &mut Unstructured) -> Result<Vec<WatchEvent>> {
+    (0..u.int_in_range(0..=3usize)?)
+        .map(|_| {
+            let changes = (0..u.int_in_range(0..=3usize)?)
+                .map(|_| {
+                    Ok(Change {
+                        kind: match u.int_in_range(0..=3u8)? {
+                            0 => ChangeKind::Put,
+                            1 => ChangeKind::Delete,
+                            2 => ChangeKind::Expire,
+                            _ => ChangeKind::Refresh,
+                        },
+                        key: u.arbitrary()?,
+                        value: u.arbitrary()?,
+                    })
+                })
+                .collect::<Result<_>>()?;
+            Ok(WatchEvent {
+                seq: u.arbitrary()?,
+                changes,
+            })
+        })
+        .collect()
 }
 
 /// A member list: often valid, sometimes over a limit or without a voter.
@@ -487,6 +516,18 @@ fn message(u: &mut Unstructured) -> Result<Message> {
             req_id: u.arbitrary()?,
             txn: txn(u)?,
             request: if u.arbitrary()? { Some(write_request(u)?) } else { None },
+        },
+        41 => Message::Watch {
+            req_id: u.arbitrary()?,
+            prefix: u.arbitrary()?,
+            after: u.arbitrary()?,
+            values: u.arbitrary()?,
+            wait_ms: u.arbitrary()?,
+        },
+        42 => Message::Events {
+            req_id: u.arbitrary()?,
+            upto: u.arbitrary()?,
+            events: events(u)?,
         },
         40 => Message::TxnFailed {
             req_id: u.arbitrary()?,

@@ -11,7 +11,7 @@
 
 /// Number of message tags this version knows: tags are `0..MESSAGE_TAG_COUNT`.
 /// A payload starting with a larger tag is [`DecodeError::UnknownMessage`](crate::DecodeError::UnknownMessage).
-pub const MESSAGE_TAG_COUNT: u32 = 41;
+pub const MESSAGE_TAG_COUNT: u32 = 43;
 
 /// Longest key, in bytes.
 pub const KEY_BYTES_MAX: usize = 4096;
@@ -70,6 +70,15 @@ pub const TXN_READ_BYTES_MAX: usize = VALUE_BYTES_MAX;
 /// Longest time to live of a key (`TxnOp::Put.ttl_ms`,
 /// `TxnOp::Refresh.ttl_ms`): 365 days, in ms.
 pub const TTL_MS_MAX: u64 = 365 * 24 * 3600 * 1000;
+
+/// Longest a [`Message::Watch`](crate::Message::Watch) waits for a first
+/// change (below the edge's 5 s request timeout, so a waiting watch is
+/// never taken for a stuck connection).
+pub const WATCH_WAIT_MS_MAX: u32 = 4_000;
+
+/// Most changes in one [`Message::Events`](crate::Message::Events) (an
+/// atomic batch, at most `TXN_ITEMS_MAX` changes, always fits).
+pub const WATCH_CHANGES_MAX: usize = 4096;
 
 /// Most workers in one [`Message::WorkerList`](crate::Message::WorkerList).
 pub const WORKERS_MAX: usize = 256;
@@ -238,6 +247,23 @@ pub const TXN_FAILED_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
     + TXN_ITEMS_MAX * (1 + VARINT_U64_BYTES_MAX + varint_bytes(VALUE_BYTES_MAX as u64))
     + TXN_READ_BYTES_MAX;
 
+/// Largest [`Message::Events`](crate::Message::Events) payload: every
+/// change with full overhead (kind, key length, option tag, value length),
+/// an event per change (seq and count), the batch target filled and then
+/// the largest batch (`TXN_BYTES_MAX`).
+pub const EVENTS_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
+    + 2 * VARINT_U64_BYTES_MAX
+    + varint_bytes(WATCH_CHANGES_MAX as u64)
+    + WATCH_CHANGES_MAX
+        * (VARINT_U64_BYTES_MAX
+            + varint_bytes(WATCH_CHANGES_MAX as u64)
+            + 1
+            + varint_bytes(KEY_BYTES_MAX as u64)
+            + 1
+            + varint_bytes(VALUE_BYTES_MAX as u64))
+    + BATCH_BYTES_MAX
+    + TXN_BYTES_MAX;
+
 /// How many of `sizes` (each entry's key + value bytes, in order) one batch
 /// takes under the [`BATCH_BYTES_MAX`] rule: entries are added while the
 /// batch holds at most `BATCH_BYTES_MAX` bytes, so only the last may cross
@@ -349,6 +375,8 @@ const _: () = assert!(WELCOME_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
 const _: () = assert!(MEMBER_LIST_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
 const _: () = assert!(TXN_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
 const _: () = assert!(TXN_FAILED_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
+const _: () = assert!(EVENTS_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
+const _: () = assert!(TXN_ITEMS_MAX <= WATCH_CHANGES_MAX);
 // A batch of a `Txn` replicates in `Records` frames (split anywhere) and
 // the follower holds an unfinished one: bounded by these.
 const _: () = assert!(TXN_ITEMS_MAX <= BATCH_RECORDS_MAX);

@@ -16,9 +16,11 @@ use crate::members::{MemberChange, Membership};
 
 mod meta;
 mod txn;
+mod watch;
 use crate::handshake::{Challenge, Hello, Prove, Refuse, Role, Welcome};
 use crate::limits::REQUEST_ID_BYTES;
 pub use txn::{Txn, TxnCond, TxnOp, TxnRead, TxnTest};
+pub use watch::{Change, ChangeKind, WatchEvent};
 
 pub use crate::limits::MESSAGE_TAG_COUNT;
 
@@ -382,6 +384,33 @@ pub enum Message {
         /// The `Txn`'s reads, in order, as of `seq`.
         reads: Vec<TxnRead>,
     },
+    /// Tag 41. The changes under `prefix` after seq `after` (`None`: after
+    /// the node's seq now), as soon as there is one, or none after
+    /// `wait_ms`. Answer: `Events`, or `Error { Compacted { earliest } }`
+    /// when the node's log no longer holds every write after `after`.
+    Watch {
+        /// Request id.
+        req_id: u64,
+        /// Keys starting with these bytes (at most `KEY_BYTES_MAX`).
+        #[serde(with = "crate::bytes::vec")]
+        prefix: Vec<u8>,
+        /// The cursor: changes after this seq.
+        after: Option<u64>,
+        /// Whether changes carry their values.
+        values: bool,
+        /// Longest wait for a first change, at most `WATCH_WAIT_MS_MAX`.
+        wait_ms: u32,
+    },
+    /// Tag 42. Answers `Watch`: the events in seq order, and `upto`, the
+    /// seq through which the node looked (the next `after`).
+    Events {
+        /// Request id of the `Watch`.
+        req_id: u64,
+        /// The next cursor: every write up to here was examined.
+        upto: u64,
+        /// At most `WATCH_CHANGES_MAX` changes in all, under the batch rule.
+        events: Vec<WatchEvent>,
+    },
 }
 
 /// A node's compaction counters, in [`Message::CompactIs`].
@@ -532,6 +561,13 @@ pub enum ErrorCode {
     Conflict {
         /// The key's live seq.
         seq: Option<u64>,
+    },
+    /// A `Watch` asked for changes after a seq the node's log no longer
+    /// holds every write after (compacted, or before a snapshot);
+    /// `earliest` is the lowest cursor it can serve. Tag 11.
+    Compacted {
+        /// The earliest cursor available.
+        earliest: u64,
     },
 }
 

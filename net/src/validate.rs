@@ -11,10 +11,13 @@ use crate::failover::TermStart;
 use crate::handshake::HELLO_MAGIC;
 use crate::limits::{
     ADDR_BYTES_MAX, BATCH_BYTES_MAX, BATCH_RECORDS_MAX, HISTORY_DEPTH_MAX, KEY_BYTES_MAX,
-    MESSAGE_STRING_BYTES_MAX, REQUEST_ID_BYTES, SCAN_LIMIT_MAX, TERMS_KEPT, TTL_MS_MAX,
-    TXN_BYTES_MAX, TXN_ITEMS_MAX, TXN_READ_BYTES_MAX, VALUE_BYTES_MAX, WORKERS_MAX,
+    MESSAGE_STRING_BYTES_MAX, REQUEST_ID_BYTES, SCAN_LIMIT_MAX, TERMS_KEPT, VALUE_BYTES_MAX,
+    WATCH_WAIT_MS_MAX, WORKERS_MAX,
 };
 use crate::message::{Message, RecordKind, Version, WireRecord, WorkerInfo};
+
+mod lists;
+use lists::{check_events, check_txn, check_txn_failed};
 
 /// Field names used in the errors of one record batch.
 struct BatchNames {
@@ -66,6 +69,14 @@ impl Message {
                 request.map_or(Ok(()), |r| check_request_id(&r.id))
             }
             Self::TxnFailed { failed, reads, .. } => check_txn_failed(failed, reads),
+            Self::Watch {
+                prefix, wait_ms, ..
+            } => {
+                check_key("Watch.prefix", prefix)?;
+                let (wait, max) = (usize_from(*wait_ms), usize_from(WATCH_WAIT_MS_MAX));
+                check_len("Watch.wait_ms", "WATCH_WAIT_MS_MAX", wait, max)
+            }
+            Self::Events { events, .. } => check_events(events),
             Self::History { key, depth, .. } => {
                 check_request_key("History.key", key)?;
                 check_len(
@@ -178,69 +189,6 @@ impl Message {
             _ => Ok(()),
         }
     }
-}
-
-fn check_txn(txn: &crate::Txn) -> Result<(), DecodeError> {
-    let lists = [
-        ("Txn.conds", txn.conds.len()),
-        ("Txn.ops", txn.ops.len()),
-        ("Txn.reads", txn.reads.len()),
-    ];
-    for (what, len) in lists {
-        check_len(what, "TXN_ITEMS_MAX", len, TXN_ITEMS_MAX)?;
-    }
-    check_len("Txn", "TXN_BYTES_MAX", txn.bytes(), TXN_BYTES_MAX)?;
-    for cond in &txn.conds {
-        check_request_key("Txn.conds[].key", &cond.key)?;
-        if let crate::TxnTest::Value(v) = &cond.test {
-            check_value("Txn.conds[].value", v)?;
-        }
-    }
-    for op in &txn.ops {
-        check_request_key("Txn.ops[].key", op.key())?;
-        let ttl_ms = match op {
-            crate::TxnOp::Put { value, ttl_ms, .. } => {
-                check_value("Txn.ops[].value", value)?;
-                *ttl_ms
-            }
-            crate::TxnOp::Refresh { ttl_ms: 0, .. } => {
-                return Err(DecodeError::Invalid("a Txn refresh has a ttl_ms of 0"))
-            }
-            crate::TxnOp::Refresh { ttl_ms, .. } => *ttl_ms,
-            crate::TxnOp::Delete { .. } => 0,
-        };
-        let ttl = usize::try_from(ttl_ms).unwrap_or(usize::MAX);
-        let max = usize::try_from(TTL_MS_MAX).unwrap_or(usize::MAX);
-        check_len("Txn.ops[].ttl_ms", "TTL_MS_MAX", ttl, max)?;
-    }
-    txn.reads
-        .iter()
-        .try_for_each(|key| check_request_key("Txn.reads[]", key))
-}
-
-fn check_txn_failed(failed: &[u32], reads: &[crate::TxnRead]) -> Result<(), DecodeError> {
-    for (what, len) in [
-        ("TxnFailed.failed", failed.len()),
-        ("TxnFailed.reads", reads.len()),
-    ] {
-        check_len(what, "TXN_ITEMS_MAX", len, TXN_ITEMS_MAX)?;
-    }
-    let ascending = failed.iter().zip(failed.iter().skip(1)).all(|(a, b)| a < b);
-    if failed.is_empty() || !ascending {
-        return Err(DecodeError::Invalid(
-            "TxnFailed.failed is empty or not ascending",
-        ));
-    }
-    let bytes = reads
-        .iter()
-        .filter_map(|r| r.value.as_ref().map(|(_, v)| v.len()))
-        .fold(0, usize::saturating_add);
-    check_len(
-        "TxnFailed.reads",
-        "TXN_READ_BYTES_MAX",
-        bytes,
-        TXN_READ_BYTES_MAX,
-    )
 }
 
 /// A `WriteRequest` id is never all zero (a record's absent id is zero).

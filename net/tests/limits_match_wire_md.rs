@@ -5,7 +5,7 @@ use hypha_net::*;
 
 #[test]
 fn limits_have_the_documented_values() {
-    let documented: [(&str, usize, usize); 33] = [
+    let documented: [(&str, usize, usize); 36] = [
         ("KEY_BYTES_MAX", KEY_BYTES_MAX, 4096),
         ("VALUE_BYTES_MAX", VALUE_BYTES_MAX, 16_777_216),
         ("CLUSTER_NAME_BYTES_MAX", CLUSTER_NAME_BYTES_MAX, 64),
@@ -48,6 +48,14 @@ fn limits_have_the_documented_values() {
         ("TERMS_KEPT", TERMS_KEPT, 32),
         ("MEMBERS_MAX", MEMBERS_MAX, 64),
         ("TXN_ITEMS_MAX", TXN_ITEMS_MAX, 1000),
+        ("WATCH_WAIT_MS_MAX", WATCH_WAIT_MS_MAX as usize, 4000),
+        ("WATCH_CHANGES_MAX", WATCH_CHANGES_MAX, 4096),
+        // 1 + 2 × 10 + 2 + 4096 × (10 + 2 + 1 + 2 + 1 + 4) + BATCH_BYTES_MAX + TXN_BYTES_MAX
+        (
+            "EVENTS_MESSAGE_BYTES_WORST",
+            EVENTS_MESSAGE_BYTES_WORST,
+            18_956_311,
+        ),
         // VALUE_BYTES_MAX + BATCH_BYTES_MAX
         ("TXN_BYTES_MAX", TXN_BYTES_MAX, 17_825_792),
         ("TXN_READ_BYTES_MAX", TXN_READ_BYTES_MAX, 16_777_216),
@@ -105,7 +113,7 @@ fn limits_have_the_documented_values() {
 fn protocol_constants_have_the_documented_values() {
     assert_eq!(PROTOCOL_VERSION, 3);
     assert_eq!(HELLO_MAGIC, 0x4859_5048);
-    assert_eq!(MESSAGE_TAG_COUNT, 41);
+    assert_eq!(MESSAGE_TAG_COUNT, 43);
     assert_eq!(FRAME_HEADER_BYTES, 8);
 }
 

@@ -12,6 +12,7 @@ pub use leader::{ANSWER_LATE_MS, LEADER_WAIT_MS, MEMBER_WATCH_MS};
 pub use members::MEMBER_CHANGE_WAIT_MS;
 pub use refresh::MEMBERS_LEARN_MS;
 mod refresh;
+mod watch;
 
 use crate::http::{Backend, BackendError, Consistency, Entry, History, ScanPage, Version};
 use crate::peer::Peer;
@@ -88,6 +89,8 @@ pub struct Edge {
     master_seq: AtomicU64,
     /// Each node's compaction counters as of the last refresh, for /metrics.
     compaction: Mutex<Vec<(SocketAddr, CompactInfo)>>,
+    /// A connection per worker for watches only (`edge/watch.rs`).
+    watch_peers: Mutex<std::collections::HashMap<SocketAddr, Arc<Peer>>>,
 }
 
 impl Edge {
@@ -117,6 +120,7 @@ impl Edge {
             committed_seq: AtomicU64::new(0),
             master_seq: AtomicU64::new(0),
             compaction: Mutex::new(Vec::new()),
+            watch_peers: Mutex::default(),
             cfg,
         })
     }
@@ -333,6 +337,16 @@ impl Backend for Edge {
 
     async fn txn(&self, txn: hypha_net::Txn) -> Result<crate::http::TxnAnswer, BackendError> {
         self.send_txn(txn).await
+    }
+
+    async fn watch(
+        &self,
+        prefix: Vec<u8>,
+        after: Option<u64>,
+        values: bool,
+        wait_ms: u32,
+    ) -> Result<crate::http::WatchPage, BackendError> {
+        self.watch_page(prefix, after, values, wait_ms).await
     }
 
     async fn get(&self, key: Vec<u8>, c: Consistency) -> Result<Option<Entry>, BackendError> {

@@ -16,5 +16,6 @@ pub mod peer;
 pub mod progress;
 pub mod requests;
 pub mod rt;
+pub mod watch;
 pub mod wire;
 pub mod worker;

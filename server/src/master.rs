@@ -418,6 +418,13 @@ impl Master {
                 let workers = lock(&self.core).worker_list(self.now(), hypha_net::WORKERS_MAX);
                 return Step::Now(Message::WorkerList { req_id, workers });
             }
+            Message::Watch { req_id, .. } => {
+                return Step::Now(Message::error(
+                    req_id,
+                    ErrorCode::NotMaster,
+                    "watches are served by workers (a group's followers): ask one of them",
+                ))
+            }
             other => {
                 let req_id = other.req_id().unwrap_or(0);
                 return Step::Now(Message::error(

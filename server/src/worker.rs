@@ -103,6 +103,8 @@ pub struct Worker {
     /// action (never inside an apply, a cut or a snapshot swap).
     stopping: std::sync::atomic::AtomicBool,
     stop: event_listener::Event,
+    /// Recent records and waiting watches (`crate::watch`).
+    hub: Arc<crate::watch::Hub>,
 }
 
 fn history_path(data: &Path) -> PathBuf {
@@ -142,7 +144,10 @@ impl Worker {
             None => cfg.listen,
         };
         let udp = UdpSocket::bind(SocketAddr::new(local_addr.ip(), 0)).await?;
+        let hub = Arc::new(crate::watch::Hub::default());
+        hub.reset(db.seq());
         Ok(Arc::new(Worker {
+            hub,
             gate: crate::gate::Gate::new(cfg.connections_max),
             cfg,
             node_id,
@@ -340,8 +345,8 @@ impl Worker {
             ));
         }
         if let Some(db) = self.db() {
-            let compact = matches!(m, Message::Compact { .. });
-            if !compact && min_seq(&m).is_none_or(|seq| db.seq() >= seq) {
+            let later = matches!(m, Message::Compact { .. } | Message::Watch { .. });
+            if !later && min_seq(&m).is_none_or(|seq| db.seq() >= seq) {
                 return Answer::Now(self.answer_at(&db, &m));
             }
         }
@@ -352,7 +357,11 @@ impl Worker {
     /// Waits (at most [`MIN_SEQ_WAIT_MS`](crate::requests::MIN_SEQ_WAIT_MS))
     /// until this worker has applied the request's `min_seq`, then answers.
     /// The database is not held while waiting, so a snapshot can swap it.
-    async fn answer_later(&self, m: Message) -> Message {
+    async fn answer_later(self: Arc<Self>, m: Message) -> Message {
+        if let Some(ask) = crate::watch::Ask::of(&m) {
+            let me = self.clone();
+            return crate::watch::answer(self.hub.clone(), move || me.db(), ask).await;
+        }
         let req_id = m.req_id().unwrap_or(0);
         if let Some(seq) = min_seq(&m) {
             let applied = || self.db().is_some_and(|db| db.seq() >= seq);

@@ -53,6 +53,8 @@ impl Message {
             Self::DeleteIf { .. } => 38,
             Self::Txn { .. } => 39,
             Self::TxnFailed { .. } => 40,
+            Self::Watch { .. } => 41,
+            Self::Events { .. } => 42,
         }
     }
 
@@ -100,6 +102,8 @@ impl Message {
             Self::DeleteIf { .. } => "DeleteIf",
             Self::Txn { .. } => "Txn",
             Self::TxnFailed { .. } => "TxnFailed",
+            Self::Watch { .. } => "Watch",
+            Self::Events { .. } => "Events",
         }
     }
 
@@ -134,6 +138,8 @@ impl Message {
             | Self::DeleteIf { req_id, .. }
             | Self::Txn { req_id, .. }
             | Self::TxnFailed { req_id, .. }
+            | Self::Watch { req_id, .. }
+            | Self::Events { req_id, .. }
             | Self::Error { req_id, .. } => Some(*req_id),
             Self::Hello(_)
             | Self::Welcome(_)

@@ -363,6 +363,42 @@ pub fn every_message() -> Vec<Message> {
                 hypha_net::TxnRead { value: None },
             ],
         },
+        Message::Watch {
+            req_id: 88,
+            prefix: b"cfg/".to_vec(),
+            after: Some(40),
+            values: true,
+            wait_ms: 2_000,
+        },
+        Message::Events {
+            req_id: 88,
+            upto: 47,
+            events: vec![
+                hypha_net::WatchEvent {
+                    seq: 42,
+                    changes: vec![hypha_net::Change {
+                        kind: hypha_net::ChangeKind::Put,
+                        key: b"cfg/a".to_vec(),
+                        value: Some(b"1".to_vec()),
+                    }],
+                },
+                hypha_net::WatchEvent {
+                    seq: 46,
+                    changes: vec![
+                        hypha_net::Change {
+                            kind: hypha_net::ChangeKind::Expire,
+                            key: b"cfg/lease".to_vec(),
+                            value: None,
+                        },
+                        hypha_net::Change {
+                            kind: hypha_net::ChangeKind::Refresh,
+                            key: b"cfg/b".to_vec(),
+                            value: Some(b"2".to_vec()),
+                        },
+                    ],
+                },
+            ],
+        },
     ]
 }
 

@@ -36,6 +36,10 @@ pub(super) fn to_error(m: Message) -> BackendError {
                 BackendError::SyncFailed { confirmed, wanted }
             }
             ErrorCode::Unavailable | ErrorCode::NotMaster => BackendError::Unavailable(message),
+            ErrorCode::Compacted { earliest } => BackendError::Compacted {
+                earliest,
+                why: message,
+            },
             ErrorCode::OutcomeUnknown => BackendError::Unavailable(format!(
                 "the write's outcome is unknown: {message}; read the key to find out before \
                  writing it again"

@@ -97,6 +97,13 @@ pub enum BackendError {
     },
     /// A bug or an unexpected storage failure (500).
     Internal(String),
+    /// A watch's cursor is older than what the nodes' logs still hold (410).
+    Compacted {
+        /// The earliest cursor they can serve.
+        earliest: u64,
+        /// Why.
+        why: String,
+    },
 }
 
 impl BackendError {
@@ -110,6 +117,7 @@ impl BackendError {
             BackendError::BadRequest(_) => 400,
             BackendError::Timeout(_) => 504,
             BackendError::Internal(_) => 500,
+            BackendError::Compacted { .. } => 410,
         }
     }
 }
@@ -129,11 +137,21 @@ impl fmt::Display for BackendError {
                  it may not be replicated, retry it"
             ),
             BackendError::Internal(why) => write!(f, "internal error: {why}"),
+            BackendError::Compacted { why, .. } => f.write_str(why),
         }
     }
 }
 
 impl std::error::Error for BackendError {}
+
+/// A page of a watch: the events, and the cursor after them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WatchPage {
+    /// The next cursor: every write up to here was examined.
+    pub upto: u64,
+    /// The events, in seq order.
+    pub events: Vec<hypha_net::WatchEvent>,
+}
 
 /// What a transaction came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,6 +232,24 @@ pub trait Backend: Send + Sync + 'static {
         async {
             Err(BackendError::BadRequest(
                 "this backend has no transactions".into(),
+            ))
+        }
+    }
+
+    /// The changes under `prefix` after cursor `after` (`None`: from now),
+    /// waiting at most `wait_ms` for a first one; `Compacted` when the
+    /// cursor is older than what the nodes hold.
+    fn watch(
+        &self,
+        prefix: Vec<u8>,
+        after: Option<u64>,
+        values: bool,
+        wait_ms: u32,
+    ) -> impl Future<Output = Result<WatchPage, BackendError>> + Send {
+        let _ = (prefix, after, values, wait_ms);
+        async {
+            Err(BackendError::BadRequest(
+                "this backend has no watches".into(),
             ))
         }
     }

@@ -100,6 +100,8 @@ pub const SCAN_LIMIT_MAX: u32 = crate::limits::SCAN_LIMIT_MAX as u32;
 pub const HISTORY_DEPTH_MAX: u32 = crate::limits::HISTORY_DEPTH_MAX as u32;
 /// Most keys in one `POST /fetch`, `POST /query` or `PUT /set`.
 pub const BATCH_KEYS_MAX: usize = 1000;
+/// Longest `wait` of a blocking read (`GET /kv/{key}?wait=30s&index=N`).
+pub const KV_WAIT_MS_MAX: u64 = 300_000;
 /// Keys per page of `GET /fetch` when `limit` is not given.
 pub const FETCH_LIMIT_DEFAULT: u32 = 100;
 /// Value bytes after which `GET /fetch` ends its page early and `POST /fetch`
@@ -169,6 +171,9 @@ pub struct HttpConfig {
     pub connections_per_addr_max: usize,
     /// See [`JSON_VALUES_MAX_DEFAULT`].
     pub json_values_max: usize,
+    /// Longest `wait` of a blocking read (`GET /kv/{key}?wait=`), ms; at most
+    /// `KV_WAIT_MS_MAX` (a fuzzer sets it near zero).
+    pub kv_wait_ms_max: u64,
 }
 
 impl Default for HttpConfig {
@@ -184,6 +189,7 @@ impl Default for HttpConfig {
             body_budget_bytes: BODY_BUDGET_BYTES_DEFAULT,
             connections_per_addr_max: CONNECTIONS_PER_ADDR_MAX_DEFAULT,
             json_values_max: JSON_VALUES_MAX_DEFAULT,
+            kv_wait_ms_max: KV_WAIT_MS_MAX,
         }
     }
 }

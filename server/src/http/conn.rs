@@ -32,7 +32,9 @@ use crate::http::metrics::RouteId;
 use crate::http::request::{parse_head, BodyFraming, Head, Method, Status};
 use crate::http::response::{Response, CONTINUE_100};
 use crate::http::router::Router;
+use crate::http::routes::Route;
 use crate::http::socket::{linger_close, write_all, Link, Read, Socket};
+use crate::http::watch::WATCH_STALL_MS;
 
 struct Shared<B> {
     router: Router<B>,
@@ -306,6 +308,11 @@ impl<'s, B: Backend> Connection<'s, B> {
 
     /// Serves one request; true when the connection stays open.
     async fn exchange(&mut self, head: Head) -> io::Result<bool> {
+        if head.method == Method::Get && head.path().starts_with("/watch/") {
+            if let Some(open) = self.watch(&head).await? {
+                return Ok(open);
+            }
+        }
         let started = Instant::now();
         let Some((route_id, response, _held)) = self.serve(&head).await? else {
             return Ok(false);
@@ -382,6 +389,64 @@ impl<'s, B: Backend> Connection<'s, B> {
             Some(held) => Ok(Some((route_id, response, Some(held)))),
             None => Ok(Some((route_id, self.over_budget(), None))),
         }
+    }
+
+    /// Streams a watch (`http/watch.rs`) until it ends, the client stops
+    /// reading for `WATCH_STALL_MS` or the server shuts down; `None` if the
+    /// request is not one the router admits as a watch (answered as usual).
+    async fn watch(&mut self, head: &Head) -> io::Result<Option<bool>> {
+        let router = &self.shared.router;
+        let Ok(admitted) = router.admit(head) else {
+            return Ok(None);
+        };
+        let Route::Watch(prefix) = admitted.route.clone() else {
+            return Ok(None);
+        };
+        let (started, route_id) = (Instant::now(), admitted.route_id);
+        let ask = crate::http::watch::ask(head, prefix, &admitted.query);
+        let started_watch = match ask {
+            Ok(ask) => router.watch_start(ask).await,
+            Err(refused) => Err(refused),
+        };
+        let (response, mut stream) = match started_watch {
+            Ok(started_watch) => started_watch,
+            Err(refused) => {
+                let open = !refused.close && head.keep_alive && !head.has_body();
+                let refused = if open { refused } else { refused.closing() };
+                self.respond(route_id, started, refused, false, false)
+                    .await?;
+                return Ok(Some(open));
+            }
+        };
+        let metrics = router.metrics();
+        metrics.record(route_id, response.status, started.elapsed());
+        metrics.watchers.fetch_add(1, Ordering::Relaxed);
+        let stall = Duration::from_millis(WATCH_STALL_MS);
+        let link = &mut self.link;
+        let (mut out, mut events) = (response.encode_head(false), 0);
+        loop {
+            if !out.is_empty() {
+                if write_all(&link.watch, &mut link.stream, &out, stall)
+                    .await
+                    .is_err()
+                {
+                    metrics.watch_dropped.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                metrics
+                    .watch_events
+                    .fetch_add(events as u64, Ordering::Relaxed);
+            }
+            // Shutdown ends the wait for the next page (stoppable).
+            let until = Instant::now() + Duration::from_secs(3600);
+            match link.watch.by(until, true, stream.next()).await {
+                Ok(Some(bytes)) => (out, events) = (bytes, stream.events()),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        metrics.watchers.fetch_sub(1, Ordering::Relaxed);
+        linger_close(&link.watch, &mut link.stream).await;
+        Ok(Some(false))
     }
 
     /// The 503 for a request whose body, or answer, does not fit the budget.

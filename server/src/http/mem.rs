@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::backend::{
-    Backend, BackendError, Consistency, Entry, History, ScanPage, TxnAnswer, Version,
+    Backend, BackendError, Consistency, Entry, History, ScanPage, TxnAnswer, Version, WatchPage,
 };
 
 /// Default largest value [`MemBackend`] accepts: 16 MiB.
@@ -209,6 +209,28 @@ impl Backend for MemBackend {
         Ok(TxnAnswer::Applied { seq: state.seq })
     }
 
+    async fn watch(
+        &self,
+        prefix: Vec<u8>,
+        after: Option<u64>,
+        values: bool,
+        wait_ms: u32,
+    ) -> Result<WatchPage, BackendError> {
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(wait_ms.into());
+        let after = match after {
+            Some(after) => after,
+            None => self.check()?.seq,
+        };
+        loop {
+            let page = self.check()?.events(&prefix, after, values);
+            if !page.events.is_empty() || std::time::Instant::now() >= until {
+                return Ok(page);
+            }
+            // A test backend: it polls.
+            smol::Timer::after(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     async fn get(&self, key: Vec<u8>, _c: Consistency) -> Result<Option<Entry>, BackendError> {
         let state = self.check()?;
         state.panic_if(&key);
@@ -310,6 +332,39 @@ impl Backend for MemBackend {
 }
 
 /// Whether a key whose live seq is `current` is as `expect` says.
+impl MemState {
+    /// Every version under `prefix` after `after`, one event each.
+    fn events(&self, prefix: &[u8], after: u64, values: bool) -> WatchPage {
+        let mut events: Vec<hypha_net::WatchEvent> = Vec::new();
+        for (key, versions) in self.keys.range(prefix.to_vec()..) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            for v in versions.iter().filter(|v| v.seq > after) {
+                let kind = match v.value {
+                    Some(_) => hypha_net::ChangeKind::Put,
+                    None => hypha_net::ChangeKind::Delete,
+                };
+                let value = v.value.clone().filter(|_| values);
+                let change = hypha_net::Change {
+                    kind,
+                    key: key.clone(),
+                    value,
+                };
+                events.push(hypha_net::WatchEvent {
+                    seq: v.seq,
+                    changes: vec![change],
+                });
+            }
+        }
+        events.sort_by_key(|e| e.seq);
+        WatchPage {
+            upto: self.seq.max(after),
+            events,
+        }
+    }
+}
+
 fn cond_holds(state: &MemState, cond: &hypha_net::TxnCond) -> bool {
     let live = state.live(&cond.key);
     match &cond.test {

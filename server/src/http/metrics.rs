@@ -26,6 +26,7 @@ pub enum RouteId {
     AdminCompact,
     AdminMembers,
     Txn,
+    Watch,
     CompatSet,
     CompatSetBatch,
     CompatGet,
@@ -62,6 +63,7 @@ impl RouteId {
             RouteId::AdminCompact => "admin_compact",
             RouteId::AdminMembers => "admin_members",
             RouteId::Txn => "txn",
+            RouteId::Watch => "watch",
             RouteId::CompatSet => "compat_set",
             RouteId::CompatSetBatch => "compat_set_batch",
             RouteId::CompatGet => "compat_get",
@@ -95,6 +97,7 @@ impl RouteId {
             AdminCompact,
             AdminMembers,
             Txn,
+            Watch,
             CompatSet,
             CompatSetBatch,
             CompatGet,
@@ -144,6 +147,10 @@ pub struct Metrics {
     /// Open connections; also the count the connection cap is checked against.
     pub(crate) connections_open: AtomicUsize,
     connections_refused: AtomicU64,
+    /// Watch streams open now, events sent, streams cut for not reading.
+    pub(crate) watchers: AtomicUsize,
+    pub(crate) watch_events: AtomicU64,
+    pub(crate) watch_dropped: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -158,6 +165,9 @@ impl Default for Metrics {
             }; ROUTES_COUNT],
             connections_open: AtomicUsize::new(0),
             connections_refused: AtomicU64::new(0),
+            watchers: AtomicUsize::new(0),
+            watch_events: AtomicU64::new(0),
+            watch_dropped: AtomicU64::new(0),
         }
     }
 }
@@ -226,6 +236,32 @@ impl Metrics {
         );
         out.push_str("# TYPE hypha_cas_conflicts_total counter\n");
         let _ = writeln!(out, "hypha_cas_conflicts_total {conflicts}");
+        let watch = [
+            (
+                "hypha_watchers",
+                "gauge",
+                "Watch streams open now.",
+                self.watchers.load(Ordering::Relaxed) as u64,
+            ),
+            (
+                "hypha_watch_events_total",
+                "counter",
+                "Watch events sent.",
+                self.watch_events.load(Ordering::Relaxed),
+            ),
+            (
+                "hypha_watch_dropped_total",
+                "counter",
+                "Watch streams cut because the client stopped reading.",
+                self.watch_dropped.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, kind, help, value) in watch {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
         let open = self.connections_open.load(Ordering::Relaxed);
         let refused = self.connections_refused.load(Ordering::Relaxed);
         out.push_str("# HELP hypha_http_connections_open Client connections open now.\n");

@@ -32,13 +32,15 @@ pub mod percent;
 pub mod request;
 pub mod response;
 pub mod router;
+mod routes;
 mod socket;
 pub mod token;
 mod ttl;
 mod txn;
+mod watch;
 
 pub use backend::{
-    Backend, BackendError, Consistency, Entry, History, ScanPage, TxnAnswer, Version,
+    Backend, BackendError, Consistency, Entry, History, ScanPage, TxnAnswer, Version, WatchPage,
 };
 pub use chunked::ChunkedDecoder;
 pub use config::{HttpConfig, BODY_TIMEOUT_MS, CONNECTIONS_MAX, HEAD_TIMEOUT_MS, IDLE_TIMEOUT_MS};

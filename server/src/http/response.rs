@@ -21,6 +21,9 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Close the connection after this response.
     pub close: bool,
+    /// The body is streamed after the head until the connection closes (a
+    /// watch): no `Content-Length`, and the connection closes after it.
+    pub streamed: bool,
 }
 
 impl Response {
@@ -31,6 +34,7 @@ impl Response {
             headers: Vec::new(),
             body: Vec::new(),
             close: false,
+            streamed: false,
         }
     }
 
@@ -103,7 +107,7 @@ impl Response {
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        if self.allows_body() {
+        if self.allows_body() && !self.streamed {
             out.extend_from_slice(b"Content-Length: ");
             push_decimal(out, self.body.len() as u64);
             out.extend_from_slice(b"\r\n");

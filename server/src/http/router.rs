@@ -30,28 +30,12 @@ use crate::http::backend::{Backend, Version};
 use crate::http::compat;
 use crate::http::config::{BodyKind, HttpConfig, HISTORY_DEPTH_MAX, SCAN_LIMIT_DEFAULT};
 use crate::http::metrics::{Metrics, RouteId};
-use crate::http::params::{backend_error, consistency, decode_key, limit_param, number_param};
+use crate::http::params::{backend_error, consistency, limit_param, number_param};
 use crate::http::percent::{form_value, parse_form, FormPairs};
 use crate::http::request::{BodyFraming, Head, Method};
 use crate::http::response::{decimal, Response};
+use crate::http::routes::{body_kind, match_path, member_change, not_found, route_id, Route};
 use crate::http::token::Token;
-
-const GET_HEAD: &str = "GET, HEAD";
-
-/// A matched route with its decoded path parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Route {
-    Kv(Vec<u8>),
-    KvScan,
-    Ping,
-    Status,
-    Metrics,
-    Digest,
-    AdminCompact,
-    AdminMembers,
-    Txn,
-    Compat(compat::Route),
-}
 
 /// A request that passed [`Router::admit`]: read at most `body_bytes_max` body bytes.
 #[derive(Debug)]
@@ -60,8 +44,8 @@ pub struct Admitted {
     pub route_id: RouteId,
     /// The body limit for this route.
     pub body_bytes_max: usize,
-    route: Route,
-    query: FormPairs,
+    pub(crate) route: Route,
+    pub(crate) query: FormPairs,
     body_kind: BodyKind,
 }
 
@@ -72,6 +56,7 @@ pub struct Router<B> {
     token: Option<Token>,
     token_for_reads: bool,
     json_values_max: usize,
+    pub(crate) kv_wait_ms_max: u64,
     metrics: Metrics,
 }
 
@@ -86,6 +71,9 @@ impl<B: Backend> Router<B> {
             token: config.token.clone(),
             token_for_reads: config.token_for_reads,
             json_values_max: config.json_values_max,
+            kv_wait_ms_max: config
+                .kv_wait_ms_max
+                .min(crate::http::config::KV_WAIT_MS_MAX),
             metrics: Metrics::default(),
         }
     }
@@ -206,6 +194,7 @@ impl<B: Backend> Router<B> {
             Route::Txn => {
                 crate::http::txn::handle(&*self.backend, &body, self.json_values_max).await
             }
+            Route::Watch(prefix) => self.watch_once(head, prefix, query).await,
             Route::Compat(route) => {
                 let json_values_max = self.json_values_max;
                 Ok(compat::handle(&*self.backend, route, head, query, body, json_values_max).await)
@@ -250,6 +239,7 @@ impl<B: Backend> Router<B> {
         query: &FormPairs,
     ) -> Result<Response, Response> {
         let c = consistency(query)?;
+        self.kv_wait(&key, query).await?;
         let (entry, at) = self.backend.get_at(key, c).await.map_err(backend_error)?;
         let Some(entry) = entry else {
             let absent = Response::error(404, "key not found");
@@ -334,92 +324,6 @@ impl<B: Backend> Router<B> {
 }
 
 /// `Some(Ok)` for a route, `Some(Err)` for a route with an undecodable parameter.
-fn match_path(path: &str) -> Option<Result<(Route, &'static str), String>> {
-    let fixed = match path {
-        "/kv" => Some(Route::KvScan),
-        "/ping" => Some(Route::Ping),
-        "/status" => Some(Route::Status),
-        "/metrics" => Some(Route::Metrics),
-        "/digest" => Some(Route::Digest),
-        _ => None,
-    };
-    if let Some(route) = fixed {
-        return Some(Ok((route, GET_HEAD)));
-    }
-    if path == "/admin/compact" {
-        return Some(Ok((Route::AdminCompact, "POST")));
-    }
-    if path == "/txn" {
-        return Some(Ok((Route::Txn, "POST")));
-    }
-    if path == "/admin/members" {
-        return Some(Ok((Route::AdminMembers, "GET, HEAD, POST")));
-    }
-    if let Some(encoded) = path.strip_prefix("/kv/") {
-        let key = decode_key(encoded, "/kv/{key}");
-        return Some(key.map(|key| (Route::Kv(key), "GET, HEAD, PUT, DELETE")));
-    }
-    compat::match_path(path).map(|found| found.map(|(route, allow)| (Route::Compat(route), allow)))
-}
-
-fn route_id(route: &Route, method: &Method, query: &FormPairs) -> RouteId {
-    match route {
-        Route::Kv(_) => match method {
-            Method::Put => RouteId::KvPut,
-            Method::Delete => RouteId::KvDelete,
-            _ if form_value(query, "history").is_some() => RouteId::KvHistory,
-            _ => RouteId::KvGet,
-        },
-        Route::KvScan => RouteId::KvScan,
-        Route::Ping => RouteId::Ping,
-        Route::Status => RouteId::Status,
-        Route::Metrics => RouteId::Metrics,
-        Route::Digest => RouteId::Digest,
-        Route::AdminCompact => RouteId::AdminCompact,
-        Route::AdminMembers => RouteId::AdminMembers,
-        Route::Txn => RouteId::Txn,
-        Route::Compat(route) => compat::route_id(route, method),
-    }
-}
-
-fn body_kind(route: &Route, method: &Method) -> BodyKind {
-    match route {
-        Route::Kv(_) if *method == Method::Put => BodyKind::Value,
-        Route::Txn => BodyKind::Envelope,
-        Route::Compat(route) => compat::body_kind(route, method),
-        _ => BodyKind::Unused,
-    }
-}
-
-/// What `/admin/members` asks: nothing (`GET`: the list), or one change
-/// (`POST ?add=ADDR` or `?remove=ADDR`).
-fn member_change(
-    method: &Method,
-    query: &FormPairs,
-) -> Result<Option<hypha_net::MemberChange>, Response> {
-    if *method != Method::Post {
-        return Ok(None);
-    }
-    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
-    match (form_value(query, "add"), form_value(query, "remove")) {
-        (Some(a), None) => Ok(Some(hypha_net::MemberChange::Add(text(a)))),
-        (None, Some(r)) => Ok(Some(hypha_net::MemberChange::Remove(text(r)))),
-        _ => Err(Response::error(
-            400,
-            "POST /admin/members changes one member: ?add=ADDR or ?remove=ADDR (ADDR like \
-             [400::1]:7000)",
-        )),
-    }
-}
-
-fn not_found(path: &str) -> Response {
-    let message = format!(
-        "no route for {path}; the API is /kv/{{key}}, /kv?prefix=, /ping, /status, /metrics, \
-         /digest, POST /admin/compact, /admin/members and the compat routes /set, /get, /delete, /store, /fetch, /query"
-    );
-    Response::error(404, message)
-}
-
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
 fn bearer(value: &[u8]) -> Option<&[u8]> {
     let (scheme, token) = value.split_at_checked(7)?;

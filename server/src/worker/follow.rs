@@ -225,14 +225,16 @@ impl Worker {
             }
         }
         let rest = records.split_off(done);
+        self.hub.push(&records);
         if rest.is_empty() {
             return Ok(db.seq());
         }
         // One fdatasync for the frame (`--fsync always`), key-index growth
         // or a rollover's fsyncs: on the blocking pool.
-        smol::unblock(move || db.apply_all(&rest))
-            .await
-            .map_err(std::io::Error::other)
+        let (seq, rest) = smol::unblock(move || (db.apply_all(&rest), rest)).await;
+        let seq = seq.map_err(std::io::Error::other)?;
+        self.hub.push(&rest);
+        Ok(seq)
     }
 }
 

@@ -124,6 +124,7 @@ impl Worker {
         if let Some(group) = &self.cfg.group {
             super::files::report_log(group, &fresh);
         }
+        self.hub.reset(fresh.seq());
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fresh));
         self.followed.store(history_id, Ordering::Release);
         self.applied.notify(usize::MAX);
@@ -172,6 +173,7 @@ impl Worker {
         if let Some(group) = &self.cfg.group {
             super::files::report_log(group, &db);
         }
+        self.hub.reset(db.seq());
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
         self.applied.notify(usize::MAX);
         Ok(outcome)

@@ -1,0 +1,117 @@
+//! A node's recent records and its waiting watches. The records the node
+//! applied last are kept in a ring (contiguous seqs, bounded by
+//! `WATCH_RING_BYTES_MAX`), so a watch near the head is answered from
+//! memory; each waiting watch listens on its prefix's event, which a push
+//! of records wakes only if one of their keys starts with that prefix.
+
+use super::events::{Builder, Page};
+use hypha_engine::Record;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Most key and value bytes of recent records a node keeps for watches.
+pub const WATCH_RING_BYTES_MAX: usize = 4 << 20;
+
+/// Most recent records a node keeps for watches.
+pub const WATCH_RING_RECORDS_MAX: usize = 16_384;
+
+/// The recent records and the waiting watches of one node.
+#[derive(Default)]
+pub struct Hub {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Records with seqs `start + 1 ..= start + ring.len()`, in order.
+    ring: VecDeque<Record>,
+    start: u64,
+    bytes: usize,
+    /// One event per watched prefix; a watch holds a clone while it waits.
+    waiting: HashMap<Vec<u8>, Arc<event_listener::Event>>,
+    /// The longest watched prefix (only prefixes this long are looked up).
+    longest: usize,
+}
+
+impl Hub {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records just applied, in seq order: kept, and the watches waiting on
+    /// a prefix of one of their keys woken. Records that do not follow the
+    /// ring (a snapshot or a cut came between) start it anew.
+    pub fn push(&self, records: &[Record]) {
+        let mut s = self.lock();
+        for r in records {
+            let end = s.start + s.ring.len() as u64;
+            if r.seq > s.start && r.seq <= end {
+                continue; // sent again after a reconnect: held already
+            }
+            if r.seq != end + 1 {
+                s.ring.clear();
+                s.bytes = 0;
+                s.start = r.seq - 1;
+            }
+            s.bytes += r.key.len() + r.value.len();
+            s.ring.push_back(r.clone());
+            while s.bytes > WATCH_RING_BYTES_MAX || s.ring.len() > WATCH_RING_RECORDS_MAX {
+                let Some(old) = s.ring.pop_front() else {
+                    break;
+                };
+                s.bytes -= old.key.len() + old.value.len();
+                s.start = old.seq;
+            }
+        }
+        s.waiting.retain(|_, e| Arc::strong_count(e) > 1);
+        if s.waiting.is_empty() {
+            return;
+        }
+        for r in records {
+            for len in 0..=r.key.len().min(s.longest) {
+                if let Some(e) = s.waiting.get(&r.key[..len]) {
+                    e.notify(usize::MAX);
+                }
+            }
+        }
+    }
+
+    /// Forgets the ring: the database now ends at `seq` (a snapshot was
+    /// swapped in, or the log was cut back).
+    pub fn reset(&self, seq: u64) {
+        let mut s = self.lock();
+        s.ring.clear();
+        s.bytes = 0;
+        s.start = seq;
+    }
+
+    /// The event that wakes a watch of `prefix`; listen to it before
+    /// reading, so a push in between is not missed.
+    pub fn watch(&self, prefix: &[u8]) -> Arc<event_listener::Event> {
+        let mut s = self.lock();
+        s.longest = s.longest.max(prefix.len());
+        s.waiting.entry(prefix.to_vec()).or_default().clone()
+    }
+
+    /// The page after `after` from the ring, or `None` if the ring does not
+    /// reach back to it (read the log instead). A cursor past the ring's end
+    /// (this node is behind it) gets an empty page at that cursor.
+    pub fn read(&self, prefix: &[u8], values: bool, after: u64) -> Option<Page> {
+        let s = self.lock();
+        let end = s.start + s.ring.len() as u64;
+        if after < s.start || (s.ring.is_empty() && after != s.start) {
+            return (after > end).then(|| Page {
+                events: Vec::new(),
+                upto: after,
+            });
+        }
+        let mut b = Builder::new(prefix, values, after);
+        let skip = usize::try_from(after.saturating_sub(s.start)).unwrap_or(usize::MAX);
+        for r in s.ring.iter().skip(skip) {
+            if !b.push(r) {
+                break;
+            }
+        }
+        Some(b.finish())
+    }
+}
