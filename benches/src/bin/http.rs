@@ -19,6 +19,9 @@
 //! Case `ttl` (only with `--only ttl`; see `http/ttl.rs`): how late after
 //! their deadlines keys are expired.
 //!
+//! Case `watch` (only with `--only watch`; see `http/watch.rs`): from a
+//! PUT's acknowledgement to its event at a watcher, hypha and etcd.
+//!
 //! Case `durable` (only with `--only durable`; see `http/durable.rs`): hypha
 //! `--fsync always`, hypha `--fsync never` and etcd side by side, PUTs of new
 //! keys at 32 and 128 connections, with the disk's fdatasync rate probed in
@@ -36,7 +39,7 @@
 //! ```sh
 //! cd benches && CARGO_TARGET_DIR=/work/target-bench cargo run --release --bin http -- \
 //!     [--hypha PATH] [--nginx PATH] [--secs 10] [--warmup 2] [--conns 32] [--keys 10000] \
-//!     [--only ceiling,get,put,put-sync,durable,cas,ttl] [--etcd PATH] [--durable-conns 32,128]
+//!     [--only ceiling,get,put,put-sync,durable,cas,ttl,watch] [--etcd PATH] [--durable-conns 32,128]
 //! ```
 
 // The crate root resolves modules beside itself, not in `http/`.
@@ -46,6 +49,8 @@ mod cas;
 mod durable;
 #[path = "http/ttl.rs"]
 mod ttl;
+#[path = "http/watch.rs"]
+mod watch;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -118,7 +123,7 @@ fn parse_opts() -> Result<Opts, String> {
                     "http [--hypha PATH] [--nginx PATH] [--etcd PATH] [--secs S] [--warmup S] [--conns N] \
                      [--keys N] [--rounds R] [--dir TMPDIR] [--only ceiling,get,put,put-sync,durable,cas,ttl] \
                      [--durable-conns 32,128]\n\
-                     `durable`, `cas` and `ttl` run only when named in --only."
+                     `durable`, `cas`, `ttl` and `watch` run only when named in --only."
                 );
                 std::process::exit(0);
             }
@@ -136,7 +141,7 @@ impl Opts {
     fn wants(&self, case: &str) -> bool {
         match &self.only {
             Some(l) => l.iter().any(|c| c == case),
-            None => case != "durable" && case != "cas" && case != "ttl",
+            None => !["durable", "cas", "ttl", "watch"].contains(&case),
         }
     }
 }
@@ -1214,6 +1219,9 @@ fn run(o: &Opts, dir: &Path) -> Result<Vec<CaseResult>, String> {
     if o.wants("ttl") {
         ttl::run(o, dir)?;
     }
+    if o.wants("watch") {
+        watch::run(o, dir)?;
+    }
     if o.wants("put-sync") {
         eprintln!("case put-sync: fresh hypha --fsync always");
         let (mut p, addr) = start_hypha(o, dir, "always", "always")?;
@@ -1237,7 +1245,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let needed = [("--hypha", &o.hypha, true), ("--nginx", &o.nginx, o.wants("ceiling")), ("--etcd", &o.etcd, o.wants("durable"))];
+    let needed = [("--hypha", &o.hypha, true), ("--nginx", &o.nginx, o.wants("ceiling")), ("--etcd", &o.etcd, o.wants("durable") || o.wants("watch"))];
     for (what, p, _) in needed.iter().filter(|n| n.2) {
         if !p.exists() {
             eprintln!("http: {what} {} does not exist (build hypha with `cargo build --release -p hypha-server`; install nginx and etcd-server with apt-get)", p.display());

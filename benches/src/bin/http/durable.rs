@@ -120,7 +120,7 @@ pub(super) fn run(o: &Opts, dir: &Path) -> Result<(), String> {
 }
 
 /// Starts a one-member etcd with a fresh data dir; returns its client address.
-fn start_etcd(o: &Opts, dir: &Path) -> Result<(Proc, SocketAddr), String> {
+pub(super) fn start_etcd(o: &Opts, dir: &Path) -> Result<(Proc, SocketAddr), String> {
     let client = free_port()?;
     let peer = free_port()?;
     let mut cmd = Command::new(&o.etcd);
