@@ -7,7 +7,7 @@
 mod common;
 mod http_support;
 
-use common::{data, free_port, loopback, Node, TempDir};
+use common::{data, free_port, loopback, start_roles, Node, TempDir};
 use http_support::{expect_status, Client, Server, TestResult};
 use hypha_server::http::HttpConfig;
 use serde_json::Value;
@@ -172,34 +172,8 @@ fn expiry_survives_a_restart() -> TestResult {
 #[test]
 fn a_worker_without_its_master_hides_a_due_key() -> TestResult {
     let dir = TempDir::new("ttl-worker");
-    let (mport, wport, hport) = (free_port(), free_port(), free_port());
-    let hb = ["--heartbeat-ms", "100", "--heartbeat-timeout-ms", "500"];
-    let m_listen = loopback(mport).to_string();
-    let mdata = data(&dir, "m");
-    let mut margs = vec!["master", "--data", &mdata, "--listen", &m_listen];
-    margs.extend_from_slice(&hb);
-    let mut master = Node::start(loopback(mport), &margs);
-    let w_listen = loopback(wport).to_string();
-    let wdata = data(&dir, "w");
-    let mut wargs = vec![
-        "worker", "--data", &wdata, "--master", &m_listen, "--listen", &w_listen,
-    ];
-    wargs.extend_from_slice(&hb);
-    let _worker = Node::start(loopback(wport), &wargs);
-    let h_listen = loopback(hport).to_string();
-    let mut hargs = vec![
-        "http",
-        "--listen",
-        &h_listen,
-        "--master",
-        &m_listen,
-        "--workers",
-        &w_listen,
-    ];
-    hargs.extend_from_slice(&hb);
-    let edge = Node::start(loopback(hport), &hargs);
-    edge.wait_log("http: listening", 0, Duration::from_secs(30));
-    let http = loopback(hport);
+    let mut roles = start_roles(&dir);
+    let http = roles.http;
     let mut c = Client::connect(http)?;
     let start = Instant::now();
     loop {
@@ -216,7 +190,7 @@ fn a_worker_without_its_master_hides_a_due_key() -> TestResult {
     let written = Instant::now();
     // The worker has it (reads go there), then the master is gone.
     expect_status(&c.request("GET", "/kv/lease", &[], b"")?, 200)?;
-    master.kill9();
+    roles.master.kill9();
     std::thread::sleep(Duration::from_secs(3).saturating_sub(written.elapsed()));
     until_gone(&mut c, "/kv/lease?consistency=any", Duration::from_secs(5));
     Ok(())

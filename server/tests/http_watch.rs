@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{data, free_port, loopback, rss_anon_kib, Node, TempDir};
+use common::{data, free_port, loopback, rss_anon_kib, start_roles, Node, TempDir};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -228,34 +228,8 @@ fn read_keys(w: &mut Watcher, want: usize, seen: &mut Vec<String>) -> Option<u64
 #[test]
 fn a_watcher_resumes_across_worker_and_edge_restarts_without_loss_or_repeat() {
     let dir = TempDir::new("watch-resume");
-    let (mport, wport, hport) = (free_port(), free_port(), free_port());
-    let hb = ["--heartbeat-ms", "100", "--heartbeat-timeout-ms", "500"];
-    let m_listen = loopback(mport).to_string();
-    let mdata = data(&dir, "m");
-    let mut margs = vec!["master", "--data", &mdata, "--listen", &m_listen];
-    margs.extend_from_slice(&hb);
-    let _master = Node::start(loopback(mport), &margs);
-    let w_listen = loopback(wport).to_string();
-    let wdata = data(&dir, "w");
-    let mut wargs = vec![
-        "worker", "--data", &wdata, "--master", &m_listen, "--listen", &w_listen,
-    ];
-    wargs.extend_from_slice(&hb);
-    let mut worker = Node::start(loopback(wport), &wargs);
-    let h_listen = loopback(hport).to_string();
-    let mut hargs = vec![
-        "http",
-        "--listen",
-        &h_listen,
-        "--master",
-        &m_listen,
-        "--workers",
-        &w_listen,
-    ];
-    hargs.extend_from_slice(&hb);
-    let mut edge_node = Node::start(loopback(hport), &hargs);
-    edge_node.wait_log("http: listening", 0, Duration::from_secs(30));
-    let edge = loopback(hport);
+    let roles = start_roles(&dir);
+    let (mut worker, mut edge_node, edge) = (roles.worker, roles.edge, roles.http);
     let start = Instant::now();
     while request(edge, "PUT", "/kv/warm", b"x").0 != 201 {
         assert!(start.elapsed() < Duration::from_secs(20), "no master");

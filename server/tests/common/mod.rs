@@ -309,3 +309,50 @@ pub fn rss_anon_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("RssAnon in /proc/PID/status")
 }
+
+/// A master, one worker and an edge as separate processes, heartbeats every
+/// 100 ms (a master presumed gone after 500 ms); the edge is listening.
+pub struct Roles {
+    pub master: Node,
+    pub worker: Node,
+    pub edge: Node,
+    /// Where the edge answers HTTP.
+    pub http: SocketAddr,
+}
+
+pub fn start_roles(dir: &TempDir) -> Roles {
+    let (mport, wport, hport) = (free_port(), free_port(), free_port());
+    let hb = ["--heartbeat-ms", "100", "--heartbeat-timeout-ms", "500"];
+    let (m_listen, w_listen, h_listen) = (
+        loopback(mport).to_string(),
+        loopback(wport).to_string(),
+        loopback(hport).to_string(),
+    );
+    let (mdata, wdata) = (data(dir, "m"), data(dir, "w"));
+    let mut margs = vec!["master", "--data", &mdata, "--listen", &m_listen];
+    margs.extend_from_slice(&hb);
+    let master = Node::start(loopback(mport), &margs);
+    let mut wargs = vec![
+        "worker", "--data", &wdata, "--master", &m_listen, "--listen", &w_listen,
+    ];
+    wargs.extend_from_slice(&hb);
+    let worker = Node::start(loopback(wport), &wargs);
+    let mut hargs = vec![
+        "http",
+        "--listen",
+        &h_listen,
+        "--master",
+        &m_listen,
+        "--workers",
+        &w_listen,
+    ];
+    hargs.extend_from_slice(&hb);
+    let edge = Node::start(loopback(hport), &hargs);
+    edge.wait_log("http: listening", 0, Duration::from_secs(30));
+    Roles {
+        master,
+        worker,
+        edge,
+        http: loopback(hport),
+    }
+}
