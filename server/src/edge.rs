@@ -76,8 +76,11 @@ pub struct Edge {
     workers: Mutex<Vec<Arc<Peer>>>,
     next: AtomicUsize,
     req_ids: AtomicU64,
-    /// Times the edge saw another member lead (failover groups).
+    /// Times the edge saw another member lead (failover groups), the
+    /// member it found leading last, and how often that was set.
     leader_changes: AtomicU64,
+    leading: Mutex<Option<SocketAddr>>,
+    leader_found: AtomicU64,
     /// Notified when the edge starts sending writes to another member.
     leader_moved: event_listener::Event,
     /// Highest seq this edge acknowledged: reads never go below it.
@@ -112,6 +115,8 @@ impl Edge {
             members: Mutex::new(members),
             list: Mutex::new(None),
             leader_changes: AtomicU64::new(0),
+            leading: Mutex::new(None),
+            leader_found: AtomicU64::new(0),
             leader_moved: event_listener::Event::new(),
             workers: Mutex::new(workers),
             next: AtomicUsize::new(0),

@@ -126,7 +126,7 @@ impl Edge {
     /// a FIN would hold the write until the request timeout, while the
     /// write, sent again with its request id, cannot be applied twice.
     async fn attempt(&self, peer: &Arc<Peer>, m: &Message) -> Attempt {
-        let changes = self.leader_changes.load(Ordering::Acquire);
+        let changes = self.leader_found.load(Ordering::Acquire);
         let call = async {
             Attempt::Answer(
                 peer.call_tracked(&self.cfg.cluster, &self.cfg.keys, m)
@@ -136,7 +136,7 @@ impl Edge {
         let moved = async {
             loop {
                 let listener = self.leader_moved.listen();
-                if self.leader_changes.load(Ordering::Acquire) != changes
+                if self.leader_found.load(Ordering::Acquire) != changes
                     && self.master().addr != peer.addr
                 {
                     return Attempt::Moved;
@@ -231,13 +231,24 @@ impl Edge {
     fn found_leader(&self, peer: &std::sync::Arc<crate::peer::Peer>) {
         let mut master = self.master.lock().unwrap_or_else(|p| p.into_inner());
         if master.addr != peer.addr {
+            *master = peer.clone();
+        }
+        drop(master);
+        // Counted against the member last found leading, not the pointer
+        // writes try first (`suspect` moves that on a failure, maybe to
+        // the next leader before it is found to lead).
+        let mut leading = self.leading.lock().unwrap_or_else(|p| p.into_inner());
+        if *leading != Some(peer.addr) {
             log::info!(
                 "edge: member {} leads (term {:?}); writes go there",
                 peer.addr,
                 peer.leads()
             );
-            *master = peer.clone();
-            self.leader_changes.fetch_add(1, Ordering::AcqRel);
+            if leading.is_some() {
+                self.leader_changes.fetch_add(1, Ordering::AcqRel);
+            }
+            *leading = Some(peer.addr);
+            self.leader_found.fetch_add(1, Ordering::AcqRel);
             self.leader_moved.notify(usize::MAX);
         }
     }
