@@ -144,16 +144,7 @@ impl Db {
 
     /// The value of `key` with the seq of the write that stored it.
     pub fn get_versioned(&self, key: &[u8]) -> Result<Option<(Seq, Vec<u8>)>> {
-        Self::check_key(key)?;
-        let core = self.inner.read();
-        let Some((_, loc)) = core.find_key(key)? else {
-            return Ok(None);
-        };
-        let r = core.log.record(loc)?;
-        Ok(match r.header.kind {
-            RecordKind::Put => Some((r.header.seq, r.value.to_vec())),
-            RecordKind::Delete => None,
-        })
+        Ok(self.get_live(key)?.map(|l| (l.seq, l.value)))
     }
 
     /// True if `key` holds a value.
