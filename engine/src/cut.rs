@@ -122,5 +122,7 @@ pub fn cut_tail(log: &mut Log, at: Location, keep: Keep) -> Result<Cut> {
     }
     sync_dir(&dir, &*io)?;
     log.reopen(at.file)?;
+    // Iterators and seek marks past `at` point at records that are gone.
+    log.generation += 1;
     Ok(cut)
 }

@@ -11,6 +11,7 @@ use crate::log_iter::LogIter;
 use crate::options::{Fsync, Options};
 use crate::record::Seq;
 use crate::recovery::{open_core, Recovery};
+use crate::seek::marks;
 use crate::stats::{CompactReport, Stats};
 use crate::tables::Vote;
 use crate::term_table::TermStart;
@@ -203,6 +204,7 @@ impl Db {
         let core = self.inner.read();
         let (compactions, last_compaction) = lock(&self.inner.compactions).clone();
         let (done, total) = *lock(&self.inner.progress);
+        let seek_skipped = marks(&core.log.marks).skipped;
         Stats {
             seq: core.seq,
             live: core.live,
@@ -223,6 +225,7 @@ impl Db {
             write_lock_holds_over_target: self.inner.write_holds().map(|h| h.1),
             write_lock_preempted: self.inner.write_holds().map(|h| h.2),
             rollover_stalls: core.log.seal_stalls,
+            seek_skipped,
         }
     }
 

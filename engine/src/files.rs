@@ -19,6 +19,7 @@ use crate::location::Location;
 use crate::outbuf::{lock, FlushJob, Inflight, Target, Written};
 use crate::outbuf::{WRITE_BUFFER_BYTES, WRITE_BUFFER_MAX};
 use crate::record::{self, Decoded, Seq};
+use crate::seek::SeekMarks;
 use crate::tables::DATA_VERSION;
 use std::fs::File;
 use std::path::PathBuf;
@@ -65,6 +66,8 @@ pub struct Log {
     /// them under the write lock (a data file filled faster than the
     /// previous one was synced).
     pub seal_stalls: u64,
+    /// Where seqs are in the files, noted by iterators (see `seek`).
+    pub marks: Mutex<SeekMarks>,
 }
 
 impl Log {
@@ -87,6 +90,7 @@ impl Log {
             unsealed: None,
             rollovers: 0,
             seal_stalls: 0,
+            marks: Mutex::default(),
         };
         for f in files {
             log.order.push(f.header.file_no);

@@ -77,6 +77,8 @@ mod recovery;
 #[cfg(feature = "std")]
 mod request;
 #[cfg(feature = "std")]
+mod seek;
+#[cfg(feature = "std")]
 mod shardmap;
 #[cfg(feature = "std")]
 mod state;

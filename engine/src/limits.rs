@@ -91,3 +91,14 @@ const _: () = assert!(
 const _: () = assert!(INDEX_SLOTS_MIN.is_power_of_two());
 const _: () = assert!(INDEX_LOAD_PERCENT_MAX < 100);
 const _: () = assert!(KEY_BYTES_MAX <= u16::MAX as usize);
+
+/// Reading the log from a seq starts at most this many bytes before the
+/// record it wants: iterators note the (offset, seq) of a record once per
+/// this many bytes of each data file they pass (`seek::SeekMarks`), at most
+/// `FILE_SIZE_DEFAULT / SEEK_MARK_STRIDE_BYTES` = 1,024 marks (16 KiB) per
+/// file of the default size.
+pub const SEEK_MARK_STRIDE_BYTES: u32 = 256 << 10;
+/// An iterator skipping records below its seq releases the read lock after
+/// this many, so that a reader seeking into a large file never holds
+/// writers back for the whole file.
+pub const SEEK_SKIP_RECORDS_PER_LOCK: usize = 4096;

@@ -10,12 +10,13 @@
 
 use crate::error::{CodecError, Error, Result};
 use crate::inner::Inner;
-use crate::limits::{FILE_HEADER_BYTES, HISTORY_DEPTH_MAX};
+use crate::limits::{FILE_HEADER_BYTES, HISTORY_DEPTH_MAX, SEEK_SKIP_RECORDS_PER_LOCK};
 use crate::location::Location;
 use crate::record::{Header, Record, RecordKind, Seq};
+use crate::seek::{marks, SeekMarks};
 use crate::state::Core;
 use crate::stats::Version;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Up to `depth` versions of `id`, newest first, from its record at `loc`.
 pub(crate) fn walk_history(
@@ -89,9 +90,31 @@ pub struct LogIter {
     /// `Some(upto)`: only the newest version of each id at `upto` that
     /// holds a value (a snapshot); `None`: every record.
     live_at: Option<Seq>,
+    /// The offset in `pos.file` from which the next seek mark is due.
+    mark_due: u32,
 }
 
-/// The first live file that can hold a record with a seq above `after`.
+/// Counts the records one step passed over, into the marks' total when
+/// the step ends.
+struct Skipped<'a>(u64, &'a Mutex<SeekMarks>);
+
+impl Drop for Skipped<'_> {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            marks(self.1).skipped += self.0;
+        }
+    }
+}
+
+/// What one hold of the read lock gave.
+enum Step {
+    Done(Option<Result<Record>>),
+    /// Skipped `SEEK_SKIP_RECORDS_PER_LOCK` records: let writers in.
+    Again,
+}
+
+/// Where to start reading for the records after `after`: in the first live
+/// file that can hold them, at the last seek mark below them.
 pub(crate) fn seek(core: &Core, after: Seq) -> Location {
     let order = &core.log.order;
     let n = order.partition_point(|&f| {
@@ -99,9 +122,10 @@ pub(crate) fn seek(core: &Core, after: Seq) -> Location {
             .file(f)
             .is_some_and(|f| f.header.first_seq <= after.saturating_add(1))
     });
+    let file = order[n.saturating_sub(1)];
     Location {
-        file: order[n.saturating_sub(1)],
-        offset: FILE_HEADER_BYTES as u32,
+        file,
+        offset: marks(&core.log.marks).start(core.log.generation, file, after),
     }
 }
 
@@ -117,6 +141,7 @@ impl LogIter {
             generation,
             after,
             live_at,
+            mark_due: SeekMarks::next_due(pos.offset),
         }
     }
 
@@ -130,50 +155,73 @@ impl Iterator for LogIter {
     type Item = Result<Record>;
 
     fn next(&mut self) -> Option<Result<Record>> {
-        let inner = self.inner.upgrade()?;
-        let core = inner.read();
+        loop {
+            let inner = self.inner.upgrade()?;
+            let core = inner.read();
+            if let Step::Done(r) = self.step(&core) {
+                return r;
+            }
+        }
+    }
+}
+
+impl LogIter {
+    /// Moves `pos` to `at`, the start of a file or a seek mark.
+    fn go(&mut self, at: Location) {
+        self.pos = at;
+        self.mark_due = SeekMarks::next_due(at.offset);
+    }
+
+    /// The next record, read under one hold of the read lock.
+    fn step(&mut self, core: &Core) -> Step {
         if self.live_at.is_none() && self.after < core.tombstone_horizon {
-            return Some(Err(Error::Compacted {
+            return Step::Done(Some(Err(Error::Compacted {
                 after: self.after,
                 horizon: core.tombstone_horizon,
-            }));
+            })));
         }
         if self.generation != core.log.generation {
             self.generation = core.log.generation;
-            self.pos = seek(&core, self.after);
+            self.go(seek(core, self.after));
         }
-        loop {
+        let mut skipped = Skipped(0, &core.log.marks);
+        for _ in 0..SEEK_SKIP_RECORDS_PER_LOCK {
             if self.pos.offset >= core.log.readable_end(self.pos.file) {
                 match core.log.next_after(self.pos.file) {
                     Some(next) => {
-                        self.pos = Location {
+                        self.go(Location {
                             file: next,
                             offset: FILE_HEADER_BYTES as u32,
-                        };
+                        });
                         continue;
                     }
-                    None => return None,
+                    None => return Step::Done(None),
                 }
             }
             let at = self.pos;
             let r = match core.log.record(at) {
                 Ok(r) => r,
-                Err(e) => return Some(Err(e)),
+                Err(e) => return Step::Done(Some(Err(e))),
             };
             self.pos.offset += r.header.record_len() as u32;
+            if at.offset >= self.mark_due {
+                marks(&core.log.marks).note(self.generation, at.file, at.offset, r.header.seq);
+                self.mark_due = SeekMarks::next_due(at.offset);
+            }
             if r.header.seq <= self.after {
+                skipped.0 += 1;
                 continue;
             }
             if let Some(upto) = self.live_at {
                 if r.header.seq > upto {
                     // Seq order: nothing further is at or below `upto`.
                     self.after = Seq::MAX;
-                    return None;
+                    return Step::Done(None);
                 }
-                match newest_at(&core, r.header.id, upto) {
+                match newest_at(core, r.header.id, upto) {
                     Ok(newest) if newest == at && r.header.kind == RecordKind::Put => {}
                     Ok(_) => continue,
-                    Err(e) => return Some(Err(e)),
+                    Err(e) => return Step::Done(Some(Err(e))),
                 }
             }
             self.after = r.header.seq;
@@ -183,7 +231,8 @@ impl Iterator for LogIter {
                 // superseded records are not in it.
                 record.meta.batch_more = false;
             }
-            return Some(Ok(record));
+            return Step::Done(Some(Ok(record)));
         }
+        Step::Again
     }
 }

@@ -70,6 +70,10 @@ pub struct Stats {
     /// Rollovers that had to run the previous rollover's fsyncs under the
     /// write lock because a data file filled before they ran.
     pub rollover_stalls: u64,
+    /// Records log readers (followers, watchers) read and passed over to
+    /// reach the seq they asked for: seek marks keep this within one
+    /// `SEEK_MARK_STRIDE_BYTES` per seek.
+    pub seek_skipped: u64,
 }
 
 /// What one compaction did.

@@ -467,6 +467,7 @@ fn message(u: &mut Unstructured) -> Result<Message> {
                 last_bytes_before: u.arbitrary()?,
                 last_bytes_after: u.arbitrary()?,
                 last_millis: u.arbitrary()?,
+                expired: u.arbitrary()?,
             },
         },
         29 => Message::Challenge(Challenge {

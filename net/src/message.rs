@@ -434,6 +434,8 @@ pub struct CompactInfo {
     pub last_bytes_after: u64,
     /// Milliseconds the last compaction took.
     pub last_millis: u64,
+    /// Keys this node expired (wrote the delete of) while it was master.
+    pub expired: u64,
 }
 
 /// Whether a [`WireRecord`] writes or deletes its key.

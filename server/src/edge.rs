@@ -522,7 +522,7 @@ impl Backend for Edge {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let gauges: [CompactionGauge; 8] = [
+        let gauges: [CompactionGauge; 9] = [
             ("hypha_compactions_total", "counter", |i| {
                 i.compactions as f64
             }),
@@ -541,6 +541,7 @@ impl Backend for Edge {
             ("hypha_compaction_last_seconds", "gauge", |i| {
                 i.last_millis as f64 / 1000.0
             }),
+            ("hypha_expired_total", "counter", |i| i.expired as f64),
         ];
         for (name, kind, value) in gauges {
             let _ = writeln!(out, "# TYPE {name} {kind}");

@@ -446,7 +446,9 @@ impl Master {
                 smol::unblock(move || write(&db, &open, &expiry, m)).await
             }
             Later::Compact(req_id, run) => {
-                return crate::requests::answer_compact(self.db.clone(), req_id, run).await
+                let expired = self.expiry.expired.load(Ordering::Relaxed);
+                return crate::requests::answer_compact(self.db.clone(), req_id, run, expired)
+                    .await;
             }
             Later::Linearizable(m) => return self.linearizable_read(m).await,
         };

@@ -276,7 +276,7 @@ fn encode_reply(w: &mut Writer, reply: &Message, out: &mut Vec<u8>, who: &str) {
 }
 
 /// The node's compaction counters.
-pub fn compact_info(db: &Db) -> CompactInfo {
+pub fn compact_info(db: &Db, expired: u64) -> CompactInfo {
     let s = db.stats();
     let (done, total) = s.compacting.unwrap_or((0, 0));
     let last = s.last_compaction.unwrap_or_default();
@@ -290,12 +290,14 @@ pub fn compact_info(db: &Db) -> CompactInfo {
         last_bytes_before: last.bytes_before,
         last_bytes_after: last.bytes_after,
         last_millis: last.millis,
+        expired,
     }
 }
 
 /// Answers `Compact`: compacts first if asked (on the blocking pool; it
-/// takes seconds on a large store), then reports the counters.
-pub async fn answer_compact(db: Arc<Db>, req_id: u64, run: bool) -> Message {
+/// takes seconds on a large store), then reports the counters (`expired`:
+/// the keys this node expired as master).
+pub async fn answer_compact(db: Arc<Db>, req_id: u64, run: bool, expired: u64) -> Message {
     if run {
         let db2 = db.clone();
         if let Err(e) = smol::unblock(move || db2.compact()).await {
@@ -304,7 +306,7 @@ pub async fn answer_compact(db: Arc<Db>, req_id: u64, run: bool) -> Message {
     }
     Message::CompactIs {
         req_id,
-        info: compact_info(&db),
+        info: compact_info(&db, expired),
     }
 }
 

@@ -82,10 +82,16 @@ pub async fn answer(hub: Arc<Hub>, db: impl Fn() -> Option<Arc<Db>>, ask: Ask) -
                 let Some(db) = db() else {
                     return unavailable();
                 };
-                let (prefix, values) = (ask.prefix.clone(), ask.values);
-                match smol::unblock(move || read_log(&db, &prefix, values, after)).await {
+                let reader = hub.log_reader().await;
+                let (prefix, values, log) = (ask.prefix.clone(), ask.values, db.clone());
+                let read = smol::unblock(move || read_log(&log, &prefix, values, after)).await;
+                drop(reader);
+                match read {
                     Ok(page) => page,
-                    Err(earliest) => return compacted(ask.req_id, after, earliest),
+                    Err(Gap) => {
+                        let earliest = hub.earliest(db).await;
+                        return compacted(ask.req_id, after, earliest);
+                    }
                 }
             }
         };
@@ -113,10 +119,12 @@ fn compacted(req_id: u64, after: u64, earliest: u64) -> Message {
     Message::error(req_id, ErrorCode::Compacted { earliest }, &message)
 }
 
+/// The log does not hold every write after a cursor.
+pub struct Gap;
+
 /// A page read from the log after `after` (at most
-/// `WATCH_SCAN_RECORDS_MAX` records); `Err(earliest)` if the log has a gap
-/// after `after`.
-pub fn read_log(db: &Db, prefix: &[u8], values: bool, after: u64) -> Result<Page, u64> {
+/// `WATCH_SCAN_RECORDS_MAX` records), or the gap that stops it.
+pub fn read_log(db: &Db, prefix: &[u8], values: bool, after: u64) -> Result<Page, Gap> {
     let mut b = Builder::new(prefix, values, after);
     let records = db.read_from(after).take(WATCH_SCAN_RECORDS_MAX);
     for (expect, r) in (after + 1..).zip(records) {
@@ -127,7 +135,7 @@ pub fn read_log(db: &Db, prefix: &[u8], values: bool, after: u64) -> Result<Page
                 }
             }
             // A gap, or a log compacted past the cursor.
-            _ => return Err(earliest(db)),
+            _ => return Err(Gap),
         }
     }
     Ok(b.finish())
@@ -135,6 +143,8 @@ pub fn read_log(db: &Db, prefix: &[u8], values: bool, after: u64) -> Result<Page
 
 /// The lowest cursor after which the log has no gap: the end of its last
 /// gap (compaction drops superseded versions; a snapshot holds live ones).
+/// It reads the whole log: [`Hub::earliest`] keeps the answer until the
+/// next compaction.
 pub fn earliest(db: &Db) -> u64 {
     let from = db.tombstone_horizon();
     let mut earliest = from;

@@ -375,7 +375,7 @@ impl Worker {
             }
         }
         if let (Message::Compact { req_id, run }, Some(db)) = (&m, self.db()) {
-            return crate::requests::answer_compact(db, *req_id, *run).await;
+            return crate::requests::answer_compact(db, *req_id, *run, 0).await;
         }
         match self.db() {
             Some(db) => self.answer_at(&db, &m),

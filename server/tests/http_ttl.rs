@@ -137,7 +137,28 @@ fn keys_expire_on_the_master_and_every_worker() -> TestResult {
         assert!(Instant::now() < deadline, "never converged: {digest}");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The master's expiry shows in /metrics (refreshed by the edge).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while expired_total(&mut c)? < 1 {
+        assert!(Instant::now() < deadline, "hypha_expired_total stayed 0");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     Ok(())
+}
+
+/// The sum of `hypha_expired_total` over the nodes in `/metrics`.
+fn expired_total(c: &mut Client) -> Result<u64, Box<dyn std::error::Error>> {
+    let metrics = c.request("GET", "/metrics", &[], b"")?;
+    let text = String::from_utf8(metrics.body)?;
+    let mut total = 0;
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("hypha_expired_total{"))
+    {
+        let value = line.rsplit(' ').next().unwrap_or_default();
+        total += value.parse::<f64>()? as u64;
+    }
+    Ok(total)
 }
 
 #[test]

@@ -300,6 +300,17 @@ fn a_cursor_below_compaction_is_gone_with_the_earliest_cursor() {
     let (_, v) = w.next_sse().expect("an event");
     assert!(v["changes"][0]["key"] == "c/k", "{v}");
     drop(w);
+    // Another compaction moves the earliest cursor on (the worker keeps it
+    // from one compaction to the next, not longer).
+    for i in 0..48u8 {
+        assert_eq!(request(edge, "PUT", "/kv/c/k", &vec![i; 128 * 1024]).0, 201);
+    }
+    assert_eq!(request(edge, "POST", "/admin/compact", b"").0, 200);
+    let (status, body) = request(edge, "GET", &format!("/watch/c/?from={earliest}"), b"");
+    assert_eq!(status, 410, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    let later: u64 = v["earliest"].as_str().and_then(|e| e.parse().ok()).expect("earliest");
+    assert!(later > earliest + 40, "{earliest} then {v}");
 }
 
 #[test]

@@ -266,6 +266,7 @@ pub fn every_message() -> Vec<Message> {
                 last_bytes_before: 5000,
                 last_bytes_after: 1100,
                 last_millis: 42,
+                expired: 3,
             },
         },
         Message::Challenge(Challenge {

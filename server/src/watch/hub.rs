@@ -5,7 +5,8 @@
 //! of records wakes only if one of their keys starts with that prefix.
 
 use super::events::{Builder, Page};
-use hypha_engine::Record;
+use hypha_engine::{Db, Record};
+use smol::lock::{Semaphore, SemaphoreGuard};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -15,10 +16,28 @@ pub const WATCH_RING_BYTES_MAX: usize = 4 << 20;
 /// Most recent records a node keeps for watches.
 pub const WATCH_RING_RECORDS_MAX: usize = 16_384;
 
+/// Most watches reading the log at once (cursors older than the ring): each
+/// reads up to `WATCH_SCAN_RECORDS_MAX` records on a blocking thread, so
+/// many old cursors at once queue here instead of taking every core.
+pub const WATCH_LOG_READERS_MAX: usize = 1;
+
 /// The recent records and the waiting watches of one node.
-#[derive(Default)]
 pub struct Hub {
     state: Mutex<State>,
+    log_readers: Semaphore,
+    /// `earliest` of the database with `(compactions, earliest)`, so that a
+    /// cursor below it is answered without reading the log again.
+    earliest: Mutex<Option<(u64, u64)>>,
+}
+
+impl Default for Hub {
+    fn default() -> Hub {
+        Hub {
+            state: Mutex::default(),
+            log_readers: Semaphore::new(WATCH_LOG_READERS_MAX),
+            earliest: Mutex::default(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -29,13 +48,18 @@ struct State {
     bytes: usize,
     /// One event per watched prefix; a watch holds a clone while it waits.
     waiting: HashMap<Vec<u8>, Arc<event_listener::Event>>,
-    /// The longest watched prefix (only prefixes this long are looked up).
-    longest: usize,
+    /// The lengths of the watched prefixes, sorted: a pushed key is looked
+    /// up by its prefixes of these lengths only.
+    lengths: Vec<usize>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Hub {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// Records just applied, in seq order: kept, and the watches waiting on
@@ -63,13 +87,22 @@ impl Hub {
                 s.start = old.seq;
             }
         }
-        s.waiting.retain(|_, e| Arc::strong_count(e) > 1);
-        if s.waiting.is_empty() {
-            return;
-        }
+        let State {
+            waiting, lengths, ..
+        } = &mut *s;
+        lengths.clear();
+        waiting.retain(|prefix, e| {
+            let held = Arc::strong_count(e) > 1;
+            if held {
+                lengths.push(prefix.len());
+            }
+            held
+        });
+        lengths.sort_unstable();
+        lengths.dedup();
         for r in records {
-            for len in 0..=r.key.len().min(s.longest) {
-                if let Some(e) = s.waiting.get(&r.key[..len]) {
+            for &len in lengths.iter().take_while(|&&len| len <= r.key.len()) {
+                if let Some(e) = waiting.get(&r.key[..len]) {
                     e.notify(usize::MAX);
                 }
             }
@@ -83,13 +116,39 @@ impl Hub {
         s.ring.clear();
         s.bytes = 0;
         s.start = seq;
+        *lock(&self.earliest) = None;
+    }
+
+    /// A turn to read the log (see [`WATCH_LOG_READERS_MAX`]).
+    pub async fn log_reader(&self) -> SemaphoreGuard<'_> {
+        self.log_readers.acquire().await
+    }
+
+    /// `watch::earliest` of `db`, read from the log once per compaction.
+    pub async fn earliest(&self, db: Arc<Db>) -> u64 {
+        let compactions = db.stats().compactions;
+        if let Some((at, earliest)) = *lock(&self.earliest) {
+            if at == compactions {
+                return earliest;
+            }
+        }
+        let _reader = self.log_reader().await;
+        let (at, earliest) = smol::unblock(move || {
+            let at = db.stats().compactions;
+            (at, super::earliest(&db))
+        })
+        .await;
+        *lock(&self.earliest) = Some((at, earliest));
+        earliest
     }
 
     /// The event that wakes a watch of `prefix`; listen to it before
     /// reading, so a push in between is not missed.
     pub fn watch(&self, prefix: &[u8]) -> Arc<event_listener::Event> {
         let mut s = self.lock();
-        s.longest = s.longest.max(prefix.len());
+        if let Err(at) = s.lengths.binary_search(&prefix.len()) {
+            s.lengths.insert(at, prefix.len());
+        }
         s.waiting.entry(prefix.to_vec()).or_default().clone()
     }
 
