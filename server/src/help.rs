@@ -74,7 +74,9 @@ USAGE:
         workers N records behind. --body-budget-mb MB: request and response
         bodies held at once (default 64; beyond it 503 + Retry-After).
         --connections-per-addr N: connections one client address may hold
-        (default 64). --body-total-timeout-ms MS: the longest a whole request
+        (default 64). --http-connections N: connections open at once (default
+        1024; each open watch holds one; the open-file limit is raised to fit
+        when the hard limit allows). --body-total-timeout-ms MS: the longest a whole request
         body may take (default 120000). --json-values-max N: most values in one
         JSON body of the curl dialects, counted before parsing (default 16384).
         POST /admin/compact compacts the master and every worker now.

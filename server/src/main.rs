@@ -1,8 +1,10 @@
 //! The `hypha` binary: every role of the cluster, and all of them at once.
 
+mod http_cmd;
 mod member_cmd;
 mod members_cmd;
 
+use http_cmd::http_config;
 use hypha_server::cli::{self, Args};
 use hypha_server::edge::{Edge, EdgeConfig};
 use hypha_server::gate;
@@ -325,37 +327,6 @@ async fn shutdown_signal() -> Result<(), String> {
 }
 
 /// The HTTP settings, and the token file to read again on SIGHUP.
-fn http_config(args: &Args) -> Result<(HttpConfig, keys::Reload), String> {
-    let (token, token_file) = keys::token(args)?;
-    let reload = keys::Reload {
-        keys: None,
-        token: token_file.zip(token.clone()),
-    };
-    let defaults = HttpConfig::default();
-    let budget_mb = args.number("body-budget-mb", (defaults.body_budget_bytes >> 20) as u64)?;
-    let value_max = args.number("value-max", hypha_server::limits::VALUE_BYTES_MAX as u64)?;
-    if budget_mb << 20 < value_max {
-        return Err(format!(
-            "--body-budget-mb {budget_mb} is smaller than one value (--value-max {value_max}): \
-             the largest PUT could never be served"
-        ));
-    }
-    let cfg = HttpConfig {
-        token,
-        token_for_reads: args.on("token-reads"),
-        body_budget_bytes: (budget_mb << 20) as usize,
-        connections_per_addr_max: args.number(
-            "connections-per-addr",
-            defaults.connections_per_addr_max as u64,
-        )? as usize,
-        body_total_timeout_ms: args
-            .number("body-total-timeout-ms", defaults.body_total_timeout_ms)?,
-        json_values_max: args.number("json-values-max", defaults.json_values_max as u64)? as usize,
-        ..defaults
-    };
-    Ok((cfg, reload))
-}
-
 fn edge_config(
     args: &Args,
     master: SocketAddr,
@@ -454,6 +425,7 @@ fn run_http(raw: &[String]) -> Result<(), String> {
         "connections-per-addr",
         "body-total-timeout-ms",
         "json-values-max",
+        "http-connections",
     ];
     let args = Args::parse(raw, &flags(&own), &["token-reads", INSECURE_FLAG])?;
     let list = |flag: &str| -> Result<Vec<SocketAddr>, String> {
@@ -518,6 +490,7 @@ fn run_all(raw: &[String]) -> Result<(), String> {
         "connections-per-addr",
         "body-total-timeout-ms",
         "json-values-max",
+        "http-connections",
     ];
     let args = Args::parse(
         raw,

@@ -1,8 +1,9 @@
 //! `hypha member`: one data member of a failover group.
 
+use super::http_cmd::http_config;
 use super::{
-    bind_http, compaction_options, connections_max, edge_config, http_config, key_reload,
-    serve_until_signal, shutdown_signal, with_reload, Args, COMPACTION_FLAGS,
+    bind_http, compaction_options, connections_max, edge_config, key_reload, serve_until_signal,
+    shutdown_signal, with_reload, Args, COMPACTION_FLAGS,
 };
 use hypha_repl::election::{ElectionParams, ELECTION_DEFAULTS};
 use hypha_server::cli;

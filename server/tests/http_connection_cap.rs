@@ -24,7 +24,7 @@ fn connection_beyond_the_cap_gets_503_while_existing_ones_keep_working() -> Test
     expect_status(&refused, 503)?;
     assert_eq!(refused.header("Connection"), Some("close"));
     assert!(
-        refused.error()?.contains("connections_max"),
+        refused.error()?.contains("--http-connections"),
         "{}",
         refused.text()
     );

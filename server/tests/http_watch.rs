@@ -309,7 +309,10 @@ fn a_cursor_below_compaction_is_gone_with_the_earliest_cursor() {
     let (status, body) = request(edge, "GET", &format!("/watch/c/?from={earliest}"), b"");
     assert_eq!(status, 410, "{}", String::from_utf8_lossy(&body));
     let v: Value = serde_json::from_slice(&body).expect("json");
-    let later: u64 = v["earliest"].as_str().and_then(|e| e.parse().ok()).expect("earliest");
+    let later: u64 = v["earliest"]
+        .as_str()
+        .and_then(|e| e.parse().ok())
+        .expect("earliest");
     assert!(later > earliest + 40, "{earliest} then {v}");
 }
 

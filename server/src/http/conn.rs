@@ -130,7 +130,7 @@ async fn accept_loop<B: Backend>(
         let max = shared.config.connections_max;
         let over = if metrics.connections_open.load(Ordering::Relaxed) >= max {
             Err(format!(
-                "the server has {max} connections open (connections_max); retry later"
+                "the server has {max} connections open (--http-connections); retry later"
             ))
         } else {
             shared.per_addr.admit(peer.ip()).ok_or_else(|| {
