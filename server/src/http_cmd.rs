@@ -10,6 +10,20 @@ use hypha_server::keys;
 /// `NODE_CONNECTIONS_MAX_DEFAULT` per node port by default).
 pub const FDS_BESIDES_HTTP: u64 = 512;
 
+/// Connections the kernel holds for the HTTP port before they are accepted
+/// (it caps this at `net.core.somaxconn`). The 128 a listener gets by
+/// default drops the SYNs of a burst — 10,000 watchers reconnecting after an
+/// edge restart — and each dropped client waits 1, 3, 7 s to retry.
+pub const HTTP_LISTEN_BACKLOG: i32 = 4096;
+
+/// `l` with the [`HTTP_LISTEN_BACKLOG`] (listening again changes it).
+pub fn with_backlog(l: smol::net::TcpListener) -> smol::net::TcpListener {
+    if let Err(e) = rustix::net::listen(&l, HTTP_LISTEN_BACKLOG) {
+        log::warn!("http: cannot set the listen backlog to {HTTP_LISTEN_BACKLOG}: {e}");
+    }
+    l
+}
+
 /// The HTTP settings given by `args`, and what SIGHUP reloads.
 pub fn http_config(args: &Args) -> Result<(HttpConfig, keys::Reload), String> {
     let (token, token_file) = keys::token(args)?;

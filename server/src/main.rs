@@ -366,7 +366,7 @@ async fn bind_http(text: &str) -> Result<Vec<smol::net::TcpListener>, String> {
     let mut out = Vec::new();
     for a in &addrs {
         match smol::net::TcpListener::bind(*a).await {
-            Ok(l) => out.push(l),
+            Ok(l) => out.push(http_cmd::with_backlog(l)),
             Err(e) if out.is_empty() && a == addrs.last().unwrap_or(a) => {
                 return Err(format!("cannot listen on {a}: {e}"));
             }

@@ -421,6 +421,8 @@ impl<'s, B: Backend> Connection<'s, B> {
         let metrics = router.metrics();
         metrics.record(route_id, response.status, started.elapsed());
         metrics.watchers.fetch_add(1, Ordering::Relaxed);
+        // The connection ends with the stream: nothing more is read.
+        self.link.buf.release();
         let stall = Duration::from_millis(WATCH_STALL_MS);
         let link = &mut self.link;
         let (mut out, mut events) = (response.encode_head(false), 0);

@@ -33,8 +33,11 @@ use crate::http::response::Response;
 use crate::http::router::Router;
 use hypha_net::{ChangeKind, WatchEvent};
 
-/// Longest one page waits for a change (each is a request to a worker).
-pub const WATCH_POLL_MS: u32 = 2_000;
+/// Longest one page waits for a change (each is a request to a worker, so
+/// 10,000 idle watchers cost 10,000 / 3 s ≈ 3,300 requests/s; the wait stays
+/// 2 s under the request timeout of the edge's connections, `mux::
+/// REQUEST_TIMEOUT_MS`, so a busy worker's answer is not timed out).
+pub const WATCH_POLL_MS: u32 = 3_000;
 /// An idle stream gets a keep-alive comment this often.
 pub const WATCH_KEEPALIVE_MS: u64 = 15_000;
 /// A watcher that takes no bytes this long is cut (its socket is full).
