@@ -382,3 +382,30 @@ fn shutdown_ends_open_streams() {
     assert!(w.next_sse().is_none());
     assert!(started.elapsed() < Duration::from_secs(20));
 }
+
+/// `hypha_watchers` in `/metrics`.
+fn watchers_open(edge: SocketAddr) -> u64 {
+    let (_, metrics) = request(edge, "GET", "/metrics", b"");
+    let text = String::from_utf8_lossy(&metrics).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("hypha_watchers "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("hypha_watchers in /metrics")
+}
+
+#[test]
+fn a_stream_ends_as_soon_as_its_client_goes_away() {
+    let dir = TempDir::new("watch-hangup");
+    let (_node, edge) = all_in_one(&dir, "data");
+    let (status, w) = Watcher::open(edge, "/watch/gone/", "");
+    assert_eq!(status, 200);
+    assert_eq!(watchers_open(edge), 1);
+    // The client closes with nothing written to it since: the edge sees the
+    // end of its side well before a keep-alive (15 s) would have told it.
+    drop(w);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while watchers_open(edge) != 0 {
+        assert!(Instant::now() < deadline, "the stream outlived its client");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

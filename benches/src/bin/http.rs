@@ -22,6 +22,10 @@
 //! Case `watch` (only with `--only watch`; see `http/watch.rs`): from a
 //! PUT's acknowledgement to its event at a watcher, hypha and etcd.
 //!
+//! Case `fanout` (only with `--only fanout`; see `http/fanout.rs`): 10,000
+//! watchers on one worker at 1,000 writes/s, GET throughput beside them,
+//! then 100 watchers on one prefix.
+//!
 //! Case `durable` (only with `--only durable`; see `http/durable.rs`): hypha
 //! `--fsync always`, hypha `--fsync never` and etcd side by side, PUTs of new
 //! keys at 32 and 128 connections, with the disk's fdatasync rate probed in
@@ -39,7 +43,7 @@
 //! ```sh
 //! cd benches && CARGO_TARGET_DIR=/work/target-bench cargo run --release --bin http -- \
 //!     [--hypha PATH] [--nginx PATH] [--secs 10] [--warmup 2] [--conns 32] [--keys 10000] \
-//!     [--only ceiling,get,put,put-sync,durable,cas,ttl,watch] [--etcd PATH] [--durable-conns 32,128]
+//!     [--only ceiling,get,put,put-sync,durable,cas,ttl,watch,fanout] [--etcd PATH] [--durable-conns 32,128]
 //! ```
 
 // The crate root resolves modules beside itself, not in `http/`.
@@ -47,6 +51,8 @@
 mod cas;
 #[path = "http/durable.rs"]
 mod durable;
+#[path = "http/fanout.rs"]
+mod fanout;
 #[path = "http/ttl.rs"]
 mod ttl;
 #[path = "http/watch.rs"]
@@ -121,9 +127,9 @@ fn parse_opts() -> Result<Opts, String> {
             "-h" | "--help" => {
                 println!(
                     "http [--hypha PATH] [--nginx PATH] [--etcd PATH] [--secs S] [--warmup S] [--conns N] \
-                     [--keys N] [--rounds R] [--dir TMPDIR] [--only ceiling,get,put,put-sync,durable,cas,ttl] \
+                     [--keys N] [--rounds R] [--dir TMPDIR] [--only ceiling,get,put,put-sync,durable,cas,ttl,watch,fanout] \
                      [--durable-conns 32,128]\n\
-                     `durable`, `cas`, `ttl` and `watch` run only when named in --only."
+                     `durable`, `cas`, `ttl`, `watch` and `fanout` run only when named in --only."
                 );
                 std::process::exit(0);
             }
@@ -141,7 +147,7 @@ impl Opts {
     fn wants(&self, case: &str) -> bool {
         match &self.only {
             Some(l) => l.iter().any(|c| c == case),
-            None => !["durable", "cas", "ttl", "watch"].contains(&case),
+            None => !["durable", "cas", "ttl", "watch", "fanout"].contains(&case),
         }
     }
 }
@@ -1221,6 +1227,9 @@ fn run(o: &Opts, dir: &Path) -> Result<Vec<CaseResult>, String> {
     }
     if o.wants("watch") {
         watch::run(o, dir)?;
+    }
+    if o.wants("fanout") {
+        fanout::run(o, dir)?;
     }
     if o.wants("put-sync") {
         eprintln!("case put-sync: fresh hypha --fsync always");

@@ -439,9 +439,19 @@ impl<'s, B: Backend> Connection<'s, B> {
                     .watch_events
                     .fetch_add(events as u64, Ordering::Relaxed);
             }
-            // Shutdown ends the wait for the next page (stoppable).
+            // Shutdown ends the wait for the next page (stoppable); so does
+            // the client going away, seen at once rather than at the next
+            // write (a keep-alive is up to 15 s off, and until then the
+            // stream would go on asking a worker for pages).
             let until = Instant::now() + Duration::from_secs(3600);
-            match link.watch.by(until, true, stream.next()).await {
+            let hangup = async {
+                let mut scrap = [0u8; 64];
+                // Nothing is read after a watch request: stray bytes are
+                // dropped, the end of the client's side ends the stream.
+                while let Ok(1..) = link.stream.read(&mut scrap).await {}
+                None
+            };
+            match link.watch.by(until, true, stream.next().or(hangup)).await {
                 Ok(Some(bytes)) => (out, events) = (bytes, stream.events()),
                 Ok(None) | Err(_) => break,
             }
