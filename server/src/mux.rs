@@ -89,7 +89,9 @@ impl Hasher for ReqIdHasher {
 }
 
 struct Call {
-    /// When the request was queued, for [`REQUEST_TIMEOUT_MS`].
+    /// When the request was queued, plus the time the node may wait before
+    /// answering by design (a watch's `wait_ms`): [`REQUEST_TIMEOUT_MS`]
+    /// counts from here.
     since: Instant,
     waker: Option<Waker>,
     answer: Option<io::Result<Message>>,
@@ -169,7 +171,7 @@ impl Mux {
             let state = &mut *state;
             wire::encode_sealed(m, state.sealer.as_mut(), &mut state.queue)?;
             let call = Call {
-                since: Instant::now(),
+                since: Instant::now() + answer_wait(m),
                 waker: None,
                 answer: None,
             };
@@ -362,8 +364,10 @@ impl Mux {
     /// when none waits).
     pub fn oldest_wait(&self) -> Duration {
         let state = self.lock();
+        let now = Instant::now();
         let waiting = state.calls.values().filter(|c| c.answer.is_none());
-        waiting.map(|c| c.since.elapsed()).max().unwrap_or_default()
+        let waited = waiting.map(|c| now.saturating_duration_since(c.since));
+        waited.max().unwrap_or_default()
     }
 
     /// Fails the calls waiting longer than [`REQUEST_TIMEOUT_MS`]; returns
@@ -372,13 +376,12 @@ impl Mux {
     /// retransmitting with long backoffs), so the whole connection is failed
     /// and the next call connects anew.
     fn expire(&self) -> bool {
-        let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS);
+        let (timeout, now) = (Duration::from_millis(REQUEST_TIMEOUT_MS), Instant::now());
         let stuck = {
             let state = self.lock();
-            state
-                .calls
-                .values()
-                .any(|call| call.answer.is_none() && call.since.elapsed() >= timeout)
+            state.calls.values().any(|call| {
+                call.answer.is_none() && now.saturating_duration_since(call.since) >= timeout
+            })
         };
         if stuck {
             self.fail(io::Error::new(
@@ -388,6 +391,16 @@ impl Mux {
             return false;
         }
         !self.lock().calls.is_empty()
+    }
+}
+
+/// How long a node may take to answer `m` by design, before
+/// [`REQUEST_TIMEOUT_MS`] starts: a watch waits up to its `wait_ms` for a
+/// change.
+fn answer_wait(m: &Message) -> Duration {
+    match m {
+        Message::Watch { wait_ms, .. } => Duration::from_millis(u64::from(*wait_ms)),
+        _ => Duration::ZERO,
     }
 }
 

@@ -48,6 +48,12 @@ pub const CONNECTIONS_PER_ADDR_MAX_DEFAULT: usize = 64;
 
 /// Bytes asked of the socket per read while reading heads and chunked bodies.
 pub(crate) const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// Room for a connection's reads while its buffer holds less than half of
+/// it: a whole usual request head. The buffer grows to `READ_CHUNK_BYTES`
+/// only when unused bytes fill half of it (a long head, pipelined
+/// requests), so 10,000 open watch streams or idle keep-alive connections do
+/// not each hold 16 KiB.
+pub(crate) const FIRST_READ_BYTES: usize = 2 * 1024;
 /// Most bytes read into a `Content-Length` body per read.
 pub(crate) const BODY_READ_CHUNK_BYTES: usize = 256 * 1024;
 /// Bodies up to this size are copied behind the head and sent in one write;
@@ -73,6 +79,7 @@ const _: () = assert!(HEAD_TIMEOUT_MS <= IDLE_TIMEOUT_MS);
 const _: () = assert!(BODY_TIMEOUT_MS <= BODY_TOTAL_TIMEOUT_MS);
 const _: () = assert!(LINGER_TIMEOUT_MS < HEAD_TIMEOUT_MS);
 const _: () = assert!(READ_CHUNK_BYTES <= BODY_READ_CHUNK_BYTES);
+const _: () = assert!(FIRST_READ_BYTES <= READ_CHUNK_BYTES);
 
 // The body budget (`budget.rs`).
 

@@ -36,6 +36,11 @@ impl InBuf {
         }
     }
 
+    /// Bytes the buffer holds room for (0 before its first read).
+    pub(crate) fn room(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Drops every byte not used yet.
     pub(crate) fn clear(&mut self) {
         self.start = 0;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use async_io::Async;
 
 use crate::http::config::{
-    LINGER_BYTES_MAX, LINGER_READ_BYTES, LINGER_TIMEOUT_MS, READ_CHUNK_BYTES,
+    FIRST_READ_BYTES, LINGER_BYTES_MAX, LINGER_READ_BYTES, LINGER_TIMEOUT_MS, READ_CHUNK_BYTES,
 };
 use crate::http::deadline::{Cut, Registered};
 use crate::http::inbuf::InBuf;
@@ -70,7 +70,14 @@ impl Link<'_> {
         deadline: Instant,
         stoppable: bool,
     ) -> io::Result<Read> {
-        let read = self.stream.read(self.buf.spare(READ_CHUNK_BYTES));
+        // A usual head fits the small room; one that fills half of it (a
+        // long head, pipelined requests) gets the full chunk.
+        let want = if self.buf.data().len() * 2 < self.buf.room().max(1) {
+            FIRST_READ_BYTES
+        } else {
+            READ_CHUNK_BYTES
+        };
+        let read = self.stream.read(self.buf.spare(want));
         let outcome = self.watch.by(deadline, stoppable, read).await;
         if let Ok(Ok(got)) = &outcome {
             self.buf.filled(*got);

@@ -33,13 +33,14 @@ use crate::http::response::Response;
 use crate::http::router::Router;
 use hypha_net::{ChangeKind, WatchEvent};
 
-/// Longest one page waits for a change (each is a request to a worker, so
-/// 10,000 idle watchers cost 10,000 / 3 s ≈ 3,300 requests/s; the wait stays
-/// 2 s under the request timeout of the edge's connections, `mux::
-/// REQUEST_TIMEOUT_MS`, so a busy worker's answer is not timed out).
-pub const WATCH_POLL_MS: u32 = 3_000;
+/// Longest one page waits for a change: each page is a request to a worker,
+/// so 10,000 idle watchers cost 10,000 / 15 s ≈ 667 requests/s. An idle
+/// stream's keep-alive goes out when a page comes back empty, so this is
+/// also the keep-alive interval.
+pub const WATCH_POLL_MS: u32 = WATCH_KEEPALIVE_MS as u32;
 /// An idle stream gets a keep-alive comment this often.
 pub const WATCH_KEEPALIVE_MS: u64 = 15_000;
+const _: () = assert!(WATCH_POLL_MS <= hypha_net::limits::WATCH_WAIT_MS_MAX);
 /// A watcher that takes no bytes this long is cut (its socket is full).
 pub const WATCH_STALL_MS: u64 = 10_000;
 /// How long a stream rides out workers that cannot answer before it ends.
@@ -191,11 +192,11 @@ impl<B: Backend> Stream<B> {
         loop {
             let prefix = self.ask.prefix.clone();
             let (after, values) = (self.ask.after, self.ask.values);
-            match self
-                .backend
-                .watch(prefix, after, values, WATCH_POLL_MS)
-                .await
-            {
+            // An empty page comes back when the next keep-alive is due.
+            let every = Duration::from_millis(WATCH_KEEPALIVE_MS);
+            let due = every.saturating_sub(self.written.elapsed()).as_millis();
+            let wait = u32::try_from(due).unwrap_or(u32::MAX).min(WATCH_POLL_MS);
+            match self.backend.watch(prefix, after, values, wait).await {
                 Ok(page) => {
                     failing = None;
                     self.ask.after = Some(page.upto);
@@ -204,7 +205,7 @@ impl<B: Backend> Stream<B> {
                         self.events = page.events.len();
                         return Some(encode_page(&page, &self.ask));
                     }
-                    if self.written.elapsed() >= Duration::from_millis(WATCH_KEEPALIVE_MS) {
+                    if self.written.elapsed() >= every {
                         self.written = Instant::now();
                         return Some(keepalive(self.ask.format));
                     }

@@ -7,13 +7,14 @@
 //! 1. **10,000 watchers, one prefix each** (`GET /watch/fo/{i}/?from=S`),
 //!    connected from `FANOUT_ADDRS` loopback addresses (127.0.1.x) under the
 //!    edge's `--connections-per-addr`, with `--http-connections` above
-//!    10,000. A writer puts `WRITES_PER_SEC` keys spread over the prefixes
-//!    for `WRITE_SECS`; every watcher must receive exactly the writes under
-//!    its prefix. GET throughput on the same worker (closed loop, `--conns`
-//!    clients, through the edge) is measured with the writer running, once
-//!    before the watchers open and once while they are open, in alternating
-//!    windows. The worker's anonymous memory (RssAnon) is read before the
-//!    watchers open and sampled while they run.
+//!    10,000. In each of `ROUNDS` rounds a writer puts `WRITES_PER_SEC`
+//!    keys spread over the prefixes; GET throughput on the same worker
+//!    (closed loop, `--conns` clients, through the edge) is measured for
+//!    `WINDOW_SECS` with the writer running and no watchers, then with the
+//!    watchers open (every watcher must receive exactly the writes under its
+//!    prefix); then the watchers close. The drop is the median of the
+//!    rounds. The worker's anonymous memory (RssAnon) is read before the
+//!    first round and sampled while watchers are open.
 //! 2. **100 watchers on one prefix** (`fs/`), the same write rate under it:
 //!    every watcher must receive every write.
 //!
@@ -35,8 +36,11 @@ const SHARED_WATCHERS: usize = 100;
 const FANOUT_ADDRS: usize = 200;
 /// Writes per second during the measured windows.
 const WRITES_PER_SEC: u64 = 1_000;
-/// How long the writer runs in each part, s.
+/// How long the writer runs in part 2, s.
 const WRITE_SECS: u64 = 20;
+/// Rounds of part 1, and the GET window of each half round, s.
+const ROUNDS: usize = 3;
+const WINDOW_SECS: u64 = 6;
 /// Keys the GETs read (preloaded).
 const GET_KEYS: u64 = 10_000;
 /// Targets.
@@ -259,54 +263,40 @@ pub(super) fn run(o: &Opts, dir: &Path) -> Result<(), String> {
     raise_open_files(WATCHERS as u64 + 4_096)?;
     eprintln!("case fanout: {WATCHERS} watchers on one worker, then {SHARED_WATCHERS} on one prefix");
     let mut c = start_cluster(o, dir)?;
-    preload(c.http, GET_KEYS, o.conns)?;
+    preload(c.http, GET_KEYS, o.conns).map_err(|e| {
+        let logs: Vec<String> = [&c.master, &c.worker, &c.edge].iter().map(|p| format!("{}:\n{}", p.name, tail(&p.log, 8))).collect();
+        format!("{e}\n{}", logs.join("\n"))
+    })?;
     let worker_pid = c.worker.pid();
-    // Part 1: the GET rate with the writer running, before any watcher.
-    let spread = |i: u64| ((i * 7_919) % WATCHERS as u64) as usize;
-    let get_secs = (WRITE_SECS as f64 / 2.0 - 1.0).max(2.0);
-    let http = c.http;
-    let writes = move || write_paced(http, WRITE_SECS / 2, WATCHERS, |i| (spread(i), format!("/kv/fo/{}/", spread(i))));
-    let writer = thread::spawn(writes);
-    let get_before = get_rate(o, &c, get_secs);
-    writer.join().map_err(|_| "writer panicked")??;
     let rss_before = rss_anon_kib(worker_pid);
-    let from = seq_now(c.http)?;
-    let paths: Vec<String> = (0..WATCHERS).map(|p| format!("/watch/fo/{p}/?from={from}")).collect();
-    let opened = Instant::now();
-    let watchers = Watchers::open(c.http, &paths)?;
-    eprintln!("  {WATCHERS} watchers open in {:.1} s", opened.elapsed().as_secs_f64());
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = peak_sampler(worker_pid, stop.clone());
-    let writer = thread::spawn(move || write_paced(http, WRITE_SECS, WATCHERS, |i| (spread(i), format!("/kv/fo/{}/", spread(i)))));
-    thread::sleep(Duration::from_secs(2));
-    let get_during = get_rate(o, &c, get_secs);
-    let acked = writer.join().map_err(|_| "writer panicked")??;
-    let want: u64 = acked.iter().sum();
-    let got = watchers.wait_total(want, Duration::from_secs(30));
-    let delivered1 = got == want && (0..WATCHERS).all(|i| watchers.counts[i].load(Ordering::Relaxed) == acked[i]);
-    let exact = (0..WATCHERS).filter(|&i| watchers.counts[i].load(Ordering::Relaxed) == acked[i]).count();
-    stop.store(true, Ordering::Relaxed);
-    let rss_peak = sampler.join().map_err(|_| "sampler panicked")?;
-    let edge_rss = rss_anon_kib(c.edge.pid());
-    watchers.close()?;
-    // The same again without the watchers: the baseline is the mean of the
-    // windows before and after (the machine's speed drifts between them).
-    let writer = thread::spawn(writes);
-    let get_after = get_rate(o, &c, get_secs);
-    writer.join().map_err(|_| "writer panicked")??;
-    for p in [&mut c.master, &mut c.worker, &mut c.edge] {
-        p.check_alive()?;
+    let (mut rounds, mut delivered1, mut rss_peak, mut edge_rss) = (Vec::new(), true, 0, 0);
+    for round in 1..=ROUNDS {
+        let r = part1_round(o, &c, worker_pid)?;
+        eprintln!(
+            "  round {round}: GET {:.0}/s without watchers, {:.0}/s with them; {} of {} events, {} of {WATCHERS} watchers exact",
+            r.get_without, r.get_with, r.got, r.want, r.exact
+        );
+        delivered1 &= r.got == r.want && r.exact == WATCHERS;
+        (rss_peak, edge_rss) = (rss_peak.max(r.rss_peak), edge_rss.max(r.edge_rss));
+        rounds.push(r);
+        for p in [&mut c.master, &mut c.worker, &mut c.edge] {
+            p.check_alive()?;
+        }
     }
+    let mut drops: Vec<f64> = rounds.iter().map(|r| (1.0 - r.get_with / r.get_without) * 100.0).collect();
+    drops.sort_by(f64::total_cmp);
+    let drop_pct = drops[drops.len() / 2];
     let grew_mib = rss_peak.saturating_sub(rss_before) as f64 / 1024.0;
-    let drop_pct = (1.0 - 2.0 * get_during / (get_before + get_after)) * 100.0;
+    let (got, want): (u64, u64) = rounds.iter().fold((0, 0), |(g, w), r| (g + r.got, w + r.want));
     println!(
-        "fanout: {WATCHERS} watchers, own prefixes, {WRITES_PER_SEC} writes/s: {got} of {want} events delivered, \
-         {exact} of {WATCHERS} watchers exact; worker RssAnon {:.1} MiB before, peak {:.1} MiB (+{grew_mib:.1} MiB); \
-         edge RssAnon {:.1} MiB; GET {get_before:.0}/s before, {get_during:.0}/s with the watchers, {get_after:.0}/s after \
-         ({drop_pct:+.1} % drop against the mean of before and after)",
+        "fanout: {WATCHERS} watchers, own prefixes, {WRITES_PER_SEC} writes/s, {ROUNDS} rounds: {got} of {want} events \
+         delivered ({}); worker RssAnon {:.1} MiB before, peak {:.1} MiB (+{grew_mib:.1} MiB); edge RssAnon peak {:.1} MiB; \
+         GET drop with the watchers: median {drop_pct:+.1} % (rounds {})",
+        if delivered1 { "every watcher exact" } else { "SOME WATCHERS NOT EXACT" },
         rss_before as f64 / 1024.0,
         rss_peak as f64 / 1024.0,
         edge_rss as f64 / 1024.0,
+        drops.iter().map(|d| format!("{d:+.1} %")).collect::<Vec<_>>().join(", "),
     );
     // Part 2: one shared prefix.
     let rss_before = rss_anon_kib(worker_pid);
@@ -338,6 +328,51 @@ pub(super) fn run(o: &Opts, dir: &Path) -> Result<(), String> {
         eprintln!("  {name} {}", p.stop());
     }
     Ok(())
+}
+
+/// What one round of part 1 measured.
+struct Round {
+    get_without: f64,
+    get_with: f64,
+    got: u64,
+    want: u64,
+    exact: usize,
+    rss_peak: u64,
+    edge_rss: u64,
+}
+
+/// One round of part 1: the GET rate with the writer running and no
+/// watchers, then with `WATCHERS` watchers open (from the seq before the
+/// writes, so none is missed), their events counted; then the watchers
+/// close and their abandoned page waits end on the worker before the next
+/// round.
+fn part1_round(o: &Opts, c: &Cluster, worker_pid: u32) -> Result<Round, String> {
+    let spread = |i: u64| ((i * 7_919) % WATCHERS as u64) as usize;
+    let http = c.http;
+    let writes = move || write_paced(http, WINDOW_SECS + 3, WATCHERS, |i| (spread(i), format!("/kv/fo/{}/", spread(i))));
+    let writer = thread::spawn(writes);
+    thread::sleep(Duration::from_secs(1));
+    let get_without = get_rate(o, c, WINDOW_SECS as f64);
+    writer.join().map_err(|_| "writer panicked")??;
+    let from = seq_now(c.http)?;
+    let paths: Vec<String> = (0..WATCHERS).map(|p| format!("/watch/fo/{p}/?from={from}")).collect();
+    let watchers = Watchers::open(c.http, &paths)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = peak_sampler(worker_pid, stop.clone());
+    let writer = thread::spawn(writes);
+    thread::sleep(Duration::from_secs(1));
+    let get_with = get_rate(o, c, WINDOW_SECS as f64);
+    let acked = writer.join().map_err(|_| "writer panicked")??;
+    let want: u64 = acked.iter().sum();
+    let got = watchers.wait_total(want, Duration::from_secs(30));
+    let exact = (0..WATCHERS).filter(|&i| watchers.counts[i].load(Ordering::Relaxed) == acked[i]).count();
+    stop.store(true, Ordering::Relaxed);
+    let rss_peak = sampler.join().map_err(|_| "sampler panicked")?;
+    let edge_rss = rss_anon_kib(c.edge.pid());
+    watchers.close()?;
+    // The worker answers each closed watcher's last page when its wait ends.
+    thread::sleep(Duration::from_millis(u64::from(hypha_net::limits::WATCH_WAIT_MS_MAX).min(16_000)));
+    Ok(Round { get_without, get_with, got, want, exact, rss_peak, edge_rss })
 }
 
 /// Raises this process's soft open-file limit to at least `want`.
