@@ -13,6 +13,7 @@ pub fn acknowledged(w: &mut World, m: usize, key: u64, seq: u64, term: u64) -> R
         term,
         key,
         conf: None,
+        more: false,
     };
     let conf = w.conf_of(m);
     let (holding, data) = holders(w, want, conf);
@@ -308,6 +309,7 @@ pub fn settled(w: &World) -> Result<(), String> {
                 term,
                 key,
                 conf: None,
+                more: false,
             })
         {
             return Err(format!("acknowledged write {key} at seq {seq} is lost"));

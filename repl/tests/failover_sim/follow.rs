@@ -145,6 +145,9 @@ impl World {
                     self.members[m].store.append(rec)?;
                 }
                 let s = &mut self.members[m].store;
+                if let Some(r) = s.log.last().filter(|r| r.more) {
+                    return Err(format!("member {m} applied half a batch: it ends at {r:?}"));
+                }
                 s.durable = s.log.len();
                 self.log_changed(m)?;
                 self.later(m, Work::Applied);
@@ -169,6 +172,11 @@ impl World {
                 self.stats.truncations += 1;
                 let s = &mut self.members[m].store;
                 s.log.truncate(after as usize);
+                if let Some(r) = s.log.last().filter(|r| r.more) {
+                    return Err(format!(
+                        "member {m} cut its log inside a batch, after {r:?}"
+                    ));
+                }
                 s.durable = s.durable.min(s.log.len());
                 s.terms.truncate_after(after);
                 self.log_changed(m)?;

@@ -22,6 +22,7 @@ impl World {
             term,
             key: 0,
             conf: None,
+            more: false,
         })?;
         let durable = self.members[m].store.durable as u64;
         let params = MasterParams {
@@ -61,17 +62,31 @@ impl World {
         self.master_actions(m, acts)
     }
 
-    /// A client write through `m`, which believes it leads.
+    /// A client write through `m`, which believes it leads: one record, or
+    /// (one write in four) an atomic batch of 2-4 records appended at once
+    /// and acknowledged at its last record's seq.
     pub fn write(&mut self, m: usize, key: u64) -> Result<(), String> {
         let lead = self.members[m].lead.as_ref().expect("leads");
         let term = lead.term;
-        let seq = self.members[m].store.log.len() as u64 + 1;
-        self.members[m].store.append(Rec {
-            seq,
-            term,
-            key,
-            conf: None,
-        })?;
+        let records = if self.rng.below(4) == 0 {
+            2 + self.rng.below(3)
+        } else {
+            1
+        };
+        let first = self.members[m].store.log.len() as u64 + 1;
+        let seq = first + records - 1;
+        for s in first..=seq {
+            self.members[m].store.append(Rec {
+                seq: s,
+                term,
+                key,
+                conf: None,
+                more: s < seq,
+            })?;
+        }
+        if records > 1 {
+            self.stats.batches += 1;
+        }
         self.log_changed(m)?;
         let now = self.local(m);
         let lead = self.members[m].lead.as_mut().expect("leads");
@@ -182,13 +197,19 @@ impl World {
                     Some(MasterEvent::Closed { conn })
                 }
                 MasterAction::ReadLog { conn, after, upto } => {
+                    let take = 1 + self.rng.below(64) as usize;
                     let log = &self.members[m].store.log;
                     let end = (upto as usize).min(log.len());
-                    let records = log[(after as usize).min(end)..end]
+                    let records: Vec<WireRecord> = log[(after as usize).min(end)..end]
                         .iter()
-                        .take(64)
+                        .take(take)
                         .map(wire)
                         .collect();
+                    // A read of 1-64 records may end inside a batch: the
+                    // follower must hold it until the rest arrives.
+                    if records.last().is_some_and(|r| r.meta.batch_more) {
+                        self.stats.split_batches += 1;
+                    }
                     Some(MasterEvent::LogRead { conn, records })
                 }
                 MasterAction::Confirm { waiter } => {

@@ -69,6 +69,11 @@ fn failover_keeps_every_acknowledged_write() {
     assert!(total.elections > n, "few elections: {total}");
     assert!(total.truncations > 0, "no log was ever cut back: {total}");
     assert!(total.changes > n / 10, "few member-list changes: {total}");
+    assert!(total.batches > n, "few atomic batches: {total}");
+    assert!(
+        total.split_batches > 0,
+        "no batch was split between log reads: {total}"
+    );
     assert!(
         total.unknown > 0,
         "no write was ever left in doubt: {total}"

@@ -18,6 +18,10 @@ pub struct Rec {
     pub key: u64,
     /// A member-list record: the list from here on (key 0).
     pub conf: Option<Conf>,
+    /// Not the last record of its atomic batch (`WireMeta.batch_more`): a
+    /// batch's records share its write's key, and a member applies, keeps
+    /// and acknowledges a batch whole or not at all.
+    pub more: bool,
 }
 
 /// A group's member list, as bit masks by member id.
@@ -160,6 +164,7 @@ pub fn wire(r: &Rec) -> WireRecord {
         }),
         meta: WireMeta {
             term: r.term,
+            batch_more: r.more,
             ..WireMeta::default()
         },
     }
@@ -183,6 +188,7 @@ pub fn unwire(r: &WireRecord) -> Result<Rec, String> {
         term: r.meta.term,
         key: u64::from_le_bytes(key),
         conf,
+        more: r.meta.batch_more,
     })
 }
 
@@ -232,6 +238,11 @@ impl World {
         mem.snapshot = None;
         let s = &mut mem.store;
         s.log.truncate(s.durable);
+        // As the engine's open: an unfinished batch at the end is cut.
+        while s.log.last().is_some_and(|r| r.more) {
+            s.log.pop();
+        }
+        s.durable = s.log.len();
         // As the engine's open: entries past the log's end are dropped.
         s.terms.truncate_after(s.log.len() as u64);
     }

@@ -132,6 +132,7 @@ impl World {
             term,
             key: 0,
             conf: Some(next),
+            more: false,
         };
         if self.trace {
             println!("{:>6} ms  member {m} proposes {next:?}", self.now);

@@ -78,6 +78,10 @@ pub struct Stats {
     pub reads_failed: u64,
     /// Member-list changes proposed.
     pub changes: u64,
+    /// Client writes made as an atomic batch of several records, and log
+    /// reads sent to a follower that ended inside one.
+    pub batches: u64,
+    pub split_batches: u64,
     /// A leader's silent crash to the first write another member
     /// acknowledged, in ms, by (election_min, heartbeat).
     pub failovers: BTreeMap<(u64, u64), Vec<u64>>,
@@ -92,6 +96,8 @@ impl Stats {
         self.snapshots += o.snapshots;
         self.crashes += o.crashes;
         self.witness_carried += o.witness_carried;
+        self.batches += o.batches;
+        self.split_batches += o.split_batches;
         self.reads_confirmed += o.reads_confirmed;
         self.reads_failed += o.reads_failed;
         self.changes += o.changes;
@@ -128,7 +134,7 @@ impl std::fmt::Display for Stats {
             f,
             "{} writes acknowledged ({} with a witness in their majority), {} reads answered ({} \
              refused), {} left in doubt, {} elections, {} logs cut back, {} snapshots, {} crashes, \
-             {} member-list changes",
+             {} member-list changes, {} batches ({} split between two log reads)",
             self.acked,
             self.witness_carried,
             self.reads_confirmed,
@@ -138,7 +144,9 @@ impl std::fmt::Display for Stats {
             self.truncations,
             self.snapshots,
             self.crashes,
-            self.changes
+            self.changes,
+            self.batches,
+            self.split_batches
         )
     }
 }

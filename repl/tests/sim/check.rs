@@ -13,6 +13,15 @@ use crate::world::World;
 pub fn step(world: &World) -> Result<(), String> {
     let store = &world.store;
     for (w, ws, _) in world.worker_views() {
+        // Against the log as it is: compaction drops superseded records of
+        // a batch and unmarks the rest (as the engine's copy does).
+        let at = store.log.binary_search_by_key(&ws.applied, |r| r.seq);
+        if at.is_ok_and(|i| store.log[i].meta.batch_more) {
+            return Err(format!(
+                "worker {w} stands at seq {} inside an atomic batch (it applied half of it)",
+                ws.applied
+            ));
+        }
         if ws.applied > store.committed {
             return Err(format!(
                 "worker {w} applied seq {} but the master committed only {}",

@@ -46,7 +46,7 @@ fn seeds_keep_every_invariant() {
     }
     let first = env_u64("SIM_FIRST").unwrap_or(0);
     let n = env_u64("SIM_SEEDS").unwrap_or(2_000);
-    let (mut acked, mut steps, mut snapshots_or_timeouts) = (0, 0, 0);
+    let (mut acked, mut steps, mut snapshots_or_timeouts, mut batches) = (0, 0, 0, 0);
     for seed in first..first + n {
         let outcome = std::panic::catch_unwind(|| run_seed(seed));
         let world = match outcome {
@@ -60,8 +60,13 @@ fn seeds_keep_every_invariant() {
         acked += world.acked;
         steps += world.steps;
         snapshots_or_timeouts += world.sync_failed;
+        batches += world.batches;
     }
-    println!("{n} seeds: {steps} steps, {acked} writes acknowledged, {snapshots_or_timeouts} sync timeouts");
+    println!(
+        "{n} seeds: {steps} steps, {acked} writes acknowledged ({batches} atomic batches), \
+         {snapshots_or_timeouts} sync timeouts"
+    );
+    assert!(batches > n, "few atomic batches: {batches}");
     assert!(
         acked > n,
         "the runs acknowledged almost no writes: the simulator tests nothing"

@@ -102,6 +102,21 @@ impl MasterStore {
         if value.is_none() && !self.state.contains_key(&key) {
             return None;
         }
+        Some(self.append(key, value, false))
+    }
+
+    /// Appends puts as one atomic batch (`Db::batch`): every record but the
+    /// last marked `batch_more`; the seq of the last.
+    pub fn write_batch(&mut self, puts: Vec<(Vec<u8>, Vec<u8>)>) -> u64 {
+        let n = puts.len();
+        let mut seq = self.appended();
+        for (i, (key, value)) in puts.into_iter().enumerate() {
+            seq = self.append(key, Some(value), i + 1 < n);
+        }
+        seq
+    }
+
+    fn append(&mut self, key: Vec<u8>, value: Option<Vec<u8>>, more: bool) -> u64 {
         let seq = self.appended() + 1;
         let r = WireRecord {
             seq,
@@ -115,6 +130,7 @@ impl MasterStore {
             value: value.unwrap_or_default(),
             meta: WireMeta {
                 term: 7,
+                batch_more: more,
                 ..WireMeta::default()
             },
         };
@@ -122,7 +138,7 @@ impl MasterStore {
         self.digests.push(digest(&self.state));
         self.log.push(r.clone());
         self.truth.push(r);
-        Some(seq)
+        seq
     }
 
     /// A crash: what was not committed is gone.
@@ -169,10 +185,13 @@ impl MasterStore {
         }
         let floor = self.floor;
         let mut horizon = self.horizon;
-        self.log.retain(|r| {
+        self.log.retain_mut(|r| {
             if r.seq > upto {
                 return true;
             }
+            // As the engine's copy: superseded records of a batch go, so
+            // the kept ones no longer mark one.
+            r.meta.batch_more = false;
             let is_newest = newest.get(&r.key) == Some(&r.seq);
             if !is_newest {
                 return false;

@@ -140,6 +140,8 @@ pub struct World {
     waiting: BTreeMap<u64, u64>,
     next_waiter: u64,
     master_tick_at: Option<Millis>,
+    /// Client writes made as an atomic batch of several puts.
+    pub batches: u64,
     pub acked: u64,
     pub sync_failed: u64,
     pub steps: u64,
@@ -207,6 +209,7 @@ impl World {
             next_waiter: 1,
             master_tick_at: None,
             acked: 0,
+            batches: 0,
             sync_failed: 0,
             steps: 0,
             trace: std::env::var_os("SIM_TRACE").is_some(),
@@ -372,12 +375,26 @@ impl World {
             return;
         }
         let key = vec![self.rng.range(0, 11) as u8];
-        let value = if self.rng.chance(200) {
-            None
+        let written = if self.rng.chance(200) {
+            // An atomic batch of 2-4 puts (keys may repeat).
+            let n = self.rng.range(2, 5);
+            let puts = (0..n)
+                .map(|_| {
+                    let key = vec![self.rng.range(0, 11) as u8];
+                    (key, self.rng.next().to_le_bytes().to_vec())
+                })
+                .collect();
+            self.batches += 1;
+            Some(self.store.write_batch(puts))
         } else {
-            Some(self.rng.next().to_le_bytes().to_vec())
+            let value = if self.rng.chance(200) {
+                None
+            } else {
+                Some(self.rng.next().to_le_bytes().to_vec())
+            };
+            self.store.write(key, value)
         };
-        if let Some(seq) = self.store.write(key, value) {
+        if let Some(seq) = written {
             // Group commit: commits finish in seq order.
             let t = (self.now + self.rng.range(0, 4)).max(self.last_commit_at);
             self.last_commit_at = t;
