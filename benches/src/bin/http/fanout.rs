@@ -220,8 +220,11 @@ fn peak_sampler(pid: u32, stop: Arc<AtomicBool>) -> thread::JoinHandle<u64> {
 fn seq_now(edge: SocketAddr) -> Result<u64, String> {
     let mut s = TcpStream::connect(edge).map_err(|e| e.to_string())?;
     let req = b"PUT /kv/fanout-mark HTTP/1.1\r\nHost: bench\r\nContent-Length: 1\r\n\r\nm";
-    let (_, _, body) = super::cas::exchange(&mut s, req)?;
+    let (status, _, body) = super::cas::exchange(&mut s, req)?;
     let text = String::from_utf8_lossy(&body);
+    if status != 201 && status != 200 {
+        return Err(format!("PUT answered {status}: {text}"));
+    }
     text.trim().trim_start_matches("{\"seq\":").trim_end_matches('}').parse().map_err(|_| format!("no seq in {text}"))
 }
 
@@ -248,13 +251,29 @@ fn start_cluster(o: &Opts, dir: &Path) -> Result<Cluster, String> {
         s(&["http", "--listen", &http.to_string(), "--master", &m.to_string(), "--workers", &w.to_string(), "--http-connections", &(WATCHERS + 2_000).to_string()]),
     )?;
     wait_ready(&mut edge, http, "/ping")?;
+    // The edge answers before the master listens: wait for a write.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(e) = seq_now(http) {
+        if Instant::now() > deadline {
+            return Err(format!("no write went through the edge within 20 s: {e}"));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
     Ok(Cluster { master, worker, edge, http })
 }
 
 /// GET throughput through the edge for `secs` (closed loop, `o.conns`).
 fn get_rate(o: &Opts, c: &Cluster, secs: f64) -> f64 {
     let pids = [c.edge.pid(), c.worker.pid(), c.master.pid()];
-    let (n, took, ..) = run_load(c.http, Work::Get { keys: GET_KEYS }, o.conns, 0.5, secs, &pids);
+    let (n, took, _, _, cpu, _) = run_load(c.http, Work::Get { keys: GET_KEYS }, o.conns, 0.5, secs, &pids);
+    eprintln!(
+        "    {:.0} GET/s; cores busy: hypha {:.2}, this process {:.2}, others {:.2}, idle {:.2}",
+        n as f64 / took,
+        cpu[0],
+        cpu[1],
+        cpu[2],
+        cpu[3]
+    );
     n as f64 / took
 }
 
