@@ -4,7 +4,7 @@
 //! that names the flag.
 
 mod common;
-use common::{data, free_port, loopback, Node, TempDir};
+use common::{all_in_one, TempDir};
 use rustix::process::{getrlimit, setrlimit, Resource};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -39,32 +39,25 @@ fn an_edge_holds_as_many_connections_as_the_flag_says() {
         2 * HELD + 1024
     );
     let dir = TempDir::new("http-connections");
-    let http = loopback(free_port());
-    let (listen, d, cap) = (http.to_string(), data(&dir, "data"), (HELD + 1).to_string());
+    let cap = (HELD + 1).to_string();
     // The node inherits a low soft limit (this test is alone in its binary,
     // so lowering its own limit for the spawn affects no other test).
     let mut low = limit;
     low.current = Some(SOFT_AT_START);
     setrlimit(Resource::Nofile, low).expect("lower the soft limit");
-    let node = Node::start(
-        http,
-        &[
-            "--data",
-            &d,
-            "--http",
-            &listen,
-            "--workers",
-            "1",
-            "--fsync",
-            "never",
-            "--http-connections",
-            &cap,
-            "--connections-per-addr",
-            &cap,
-        ],
+    let more = [
+        "--workers",
+        "1",
+        "--fsync",
+        "never",
+        "--http-connections",
+        &cap,
+    ];
+    let (node, http) = all_in_one(
+        &dir,
+        &[&more[..], &["--connections-per-addr", &cap]].concat(),
     );
     setrlimit(Resource::Nofile, limit).expect("restore the soft limit");
-    node.wait_log("http: listening", 0, Duration::from_secs(30));
     node.wait_log("open-file limit raised from 256", 0, Duration::from_secs(1));
 
     let mut held = Vec::new();

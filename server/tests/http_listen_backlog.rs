@@ -4,7 +4,7 @@
 //! dropped client waits 1, 3, 7 s to retry.
 
 mod common;
-use common::{data, free_port, loopback, Node, TempDir};
+use common::{all_in_one, TempDir};
 use rustix::process::{kill_process, Pid, Signal};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -15,22 +15,7 @@ const BURST: usize = 1_000;
 #[test]
 fn a_burst_of_connections_waits_in_the_backlog_while_the_edge_is_stopped() {
     let dir = TempDir::new("http-backlog");
-    let http = loopback(free_port());
-    let (listen, d) = (http.to_string(), data(&dir, "data"));
-    let node = Node::start(
-        http,
-        &[
-            "--data",
-            &d,
-            "--http",
-            &listen,
-            "--workers",
-            "0",
-            "--fsync",
-            "never",
-        ],
-    );
-    node.wait_log("http: listening", 0, Duration::from_secs(30));
+    let (node, http) = all_in_one(&dir, &["--workers", "0", "--fsync", "never"]);
     let pid = Pid::from_raw(node.pid() as i32).expect("pid");
     // Stopped, the edge accepts nothing: every handshake the kernel completes
     // waits in the backlog.

@@ -7,7 +7,7 @@
 mod common;
 mod http_support;
 
-use common::{data, free_port, loopback, start_roles, Node, TempDir};
+use common::{start_roles, Node, TempDir};
 use http_support::{expect_status, Client, Server, TestResult};
 use hypha_server::http::HttpConfig;
 use serde_json::Value;
@@ -67,24 +67,7 @@ fn expired_in_history(c: &mut Client, key: &str) -> bool {
 }
 
 fn all_in_one(dir: &TempDir) -> (Node, SocketAddr) {
-    let http = loopback(free_port());
-    let listen = http.to_string();
-    let d = data(dir, "data");
-    let node = Node::start(
-        http,
-        &[
-            "--data",
-            &d,
-            "--http",
-            &listen,
-            "--workers",
-            "1",
-            "--fsync",
-            "always",
-        ],
-    );
-    node.wait_log("http: listening", 0, Duration::from_secs(30));
-    (node, http)
+    common::all_in_one(dir, &["--workers", "1", "--fsync", "always"])
 }
 
 #[test]

@@ -283,6 +283,19 @@ pub fn data(dir: &TempDir, name: &str) -> String {
     dir.join(name).to_string_lossy().into_owned()
 }
 
+/// `hypha --data DIR/data --http ADDR` plus `more`, the whole cluster in
+/// one process, once its edge listens.
+#[allow(dead_code)] // not every test binary uses every helper
+pub fn all_in_one(dir: &TempDir, more: &[&str]) -> (Node, SocketAddr) {
+    let http = loopback(free_port());
+    let (listen, d) = (http.to_string(), data(dir, "data"));
+    let mut args = vec!["--data", &d, "--http", &listen];
+    args.extend_from_slice(more);
+    let node = Node::start(http, &args);
+    node.wait_log("http: listening", 0, Duration::from_secs(30));
+    (node, http)
+}
+
 pub fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
