@@ -217,9 +217,8 @@ fn commit(inner: &Inner, marker: &Marker, dropped_newest: &[DroppedNewest]) -> R
     // readable until no lookup entry points into them.
     {
         let mut core = inner.write();
-        let file_size = core.log.file_size;
         for &n in new {
-            let f = DataFile::open(data_path(dir, n), file_size, &*io)?;
+            let f = DataFile::open(data_path(dir, n), &*io)?;
             core.log.add(f);
         }
         for &n in old {

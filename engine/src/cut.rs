@@ -101,13 +101,14 @@ pub fn cut_tail(log: &mut Log, at: Location, keep: Keep) -> Result<Cut> {
     let mut cut = Cut::default();
     for &n in later.iter().rev() {
         let f = log.close_file(n).expect("later file is open");
-        keep_cut(&dir, n, 0, f.bytes(), keep, &*io)?;
+        keep_cut(&dir, n, 0, &f.whole()?, keep, &*io)?;
         cut.bytes += f.len as u64;
         io.remove_file(&f.path)
             .ctx(|| format!("remove {}", f.path.display()))?;
     }
     let f = log.file(at.file).expect("cut inside a live file");
-    let tail = &f.bytes()[at.offset as usize..];
+    let whole = f.whole()?;
+    let tail = &whole[at.offset as usize..];
     keep_cut(&dir, at.file, at.offset as usize, tail, keep, &*io)?;
     if tail.iter().all(|&b| b == 0) {
         cut.zeros += tail.len() as u64;

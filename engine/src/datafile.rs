@@ -1,9 +1,11 @@
-//! One data file: its handle, its read-only mapping and its header; and
-//! the fsyncs a rollover owes.
+//! One data file: its handle, its mapping and its header; and the fsyncs a
+//! rollover owes.
 //!
-//! Every data file is mapped read-only once, `file_size` bytes long (an
+//! The newest data file is mapped at `file_size` whatever its length (an
 //! address-space reservation; only bytes below the written length are ever
-//! read).
+//! read). A sealed file is mapped at its length only while it is read often
+//! enough to stay within the log's budget (see `maps`), and read with
+//! `pread` otherwise.
 
 use crate::dir::{create_with_header, data_path, sync_dir};
 use crate::error::{Error, IoContext, Result};
@@ -13,8 +15,11 @@ use crate::record::Seq;
 use crate::tables::{FileHeader, DATA_VERSION};
 use memmap2::{Mmap, MmapOptions};
 use std::fs::File;
+use std::ops::Deref;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// The fsyncs a rollover owes: the sealed file's tail (and its trimmed
 /// size), the new file's header and the directory entry that names it.
@@ -51,7 +56,14 @@ impl Seal {
 
 pub struct DataFile {
     pub file: Arc<File>,
-    map: Mmap,
+    /// The mapping readers read, if any: the newest file's at `file_size`,
+    /// a sealed file's at its length.
+    map: OnceLock<Mmap>,
+    /// Bytes of `map` charged to the log's budget (a sealed file's; the
+    /// newest file's mapping is not charged).
+    charged: AtomicUsize,
+    /// The budget's clock when a read last used `map` (`MapBudget::now`).
+    used: AtomicUsize,
     /// Bytes written to the file (header included).
     pub len: u32,
     /// The file's length on disk: `len` plus zeros written ahead
@@ -62,8 +74,8 @@ pub struct DataFile {
 }
 
 impl DataFile {
-    /// Opens an existing data file of `len` bytes.
-    pub fn open(path: PathBuf, file_size: u32, io: &dyn FileIo) -> Result<DataFile> {
+    /// Opens an existing data file, unmapped.
+    pub fn open(path: PathBuf, io: &dyn FileIo) -> Result<DataFile> {
         let file = io
             .open(&path, OpenMode::Existing)
             .ctx(|| format!("open {}", path.display()))?;
@@ -77,10 +89,12 @@ impl DataFile {
                 path.display()
             ),
         })?;
-        let map = map_file(&file, file_size.max(len), &path)?;
+        let mut head = vec![0; (len as usize).min(FILE_HEADER_BYTES)];
+        file.read_exact_at(&mut head, 0)
+            .ctx(|| format!("read the header of {}", path.display()))?;
         // A torn or garbled header (a crash while the file was created) is
         // marked with an impossible number; recovery decides what it means.
-        let header = match FileHeader::decode(&map[..(len as usize).min(FILE_HEADER_BYTES)]) {
+        let header = match FileHeader::decode(&head) {
             Ok(Some(h)) => h,
             Ok(None) | Err(_) => FileHeader {
                 version: DATA_VERSION,
@@ -91,7 +105,9 @@ impl DataFile {
         };
         Ok(DataFile {
             file: Arc::new(file),
-            map,
+            map: OnceLock::new(),
+            charged: AtomicUsize::new(0),
+            used: AtomicUsize::new(0),
             len,
             alloc: len,
             header,
@@ -136,7 +152,9 @@ impl DataFile {
         let map = map_file(&file, file_size, &path)?;
         Ok(DataFile {
             file: Arc::new(file),
-            map,
+            map: OnceLock::from(map),
+            charged: AtomicUsize::new(0),
+            used: AtomicUsize::new(0),
             len: FILE_HEADER_BYTES as u32,
             alloc: FILE_HEADER_BYTES as u32,
             header,
@@ -144,9 +162,123 @@ impl DataFile {
         })
     }
 
-    /// The written bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.map[..self.len as usize]
+    /// The written bytes, if the file is mapped.
+    pub fn mapped(&self) -> Option<&[u8]> {
+        self.map.get().map(|m| &m[..self.len as usize])
+    }
+
+    /// Maps the file as the newest (at `file_size`, not charged), if it is
+    /// not mapped so already.
+    pub fn map_newest(&mut self, file_size: u32) -> Result<usize> {
+        let want = file_size.max(self.len) as usize;
+        if self.map.get().is_some_and(|m| m.len() >= want) {
+            return Ok(0);
+        }
+        let released = self.unmap();
+        let map = map_file(&self.file, want as u32, &self.path)?;
+        self.map = OnceLock::from(map);
+        Ok(released)
+    }
+
+    /// Maps a sealed file at its length for readers, its bytes charged to
+    /// `budget` (`None`: no room, or the mapping failed — the caller reads
+    /// with `pread`).
+    pub fn map_sealed(&self, budget: &crate::maps::MapBudget) -> Option<&[u8]> {
+        let len = self.len as usize;
+        if len == 0 || !budget.reserve(len) {
+            return None;
+        }
+        match map_file(&self.file, self.len, &self.path) {
+            Ok(m) => match self.map.set(m) {
+                Ok(()) => self.charged.store(len, Ordering::Release),
+                // Another reader mapped it first: ours goes.
+                Err(_) => budget.release(len),
+            },
+            Err(e) => {
+                budget.release(len);
+                log::warn!("{e}: reading it without a mapping");
+                return None;
+            }
+        }
+        self.mapped()
+    }
+
+    /// Drops the mapping; returns the bytes it had charged to the budget.
+    pub fn unmap(&mut self) -> usize {
+        self.map.take();
+        std::mem::take(self.charged.get_mut())
+    }
+
+    /// Bytes charged to the budget (0 if unmapped or the newest).
+    pub fn charged(&self) -> usize {
+        self.charged.load(Ordering::Acquire)
+    }
+
+    /// Notes a read at the budget's clock `now`.
+    pub fn touch(&self, now: usize) {
+        if self.used.load(Ordering::Relaxed) != now {
+            self.used.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// The budget's clock at the last read.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Reads written bytes from `offset` on into a fresh buffer: `want`
+    /// bytes, or fewer at the end of the written part.
+    pub fn read(&self, offset: u32, want: usize) -> Result<Vec<u8>> {
+        let end = (offset as usize).saturating_add(want).min(self.len as usize);
+        let mut buf = vec![0; end.saturating_sub(offset as usize)];
+        self.file
+            .read_exact_at(&mut buf, offset as u64)
+            .ctx(|| format!("read {} at offset {offset}", self.path.display()))?;
+        Ok(buf)
+    }
+
+    /// The written bytes, borrowed from the mapping or, for an unmapped
+    /// sealed file, from a mapping made for the caller (recovery, cuts:
+    /// one file at a time).
+    pub fn whole(&self) -> Result<Whole<'_>> {
+        if let Some(b) = self.mapped() {
+            return Ok(Whole::Mapped(b));
+        }
+        self.own_map().map(Whole::Own)
+    }
+
+    /// A mapping of the written bytes the caller owns (empty if none).
+    pub fn own_map(&self) -> Result<Owned> {
+        match self.len {
+            0 => Ok(Owned(None)),
+            len => map_file(&self.file, len, &self.path).map(|m| Owned(Some(m))),
+        }
+    }
+}
+
+/// A data file's written bytes (see [`DataFile::whole`]).
+pub enum Whole<'a> {
+    Mapped(&'a [u8]),
+    Own(Owned),
+}
+
+impl Deref for Whole<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Whole::Mapped(b) => b,
+            Whole::Own(m) => m,
+        }
+    }
+}
+
+/// A mapping of a file's written bytes owned by its reader.
+pub struct Owned(Option<Mmap>);
+
+impl Deref for Owned {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or(&[])
     }
 }
 

@@ -226,6 +226,8 @@ impl Db {
             write_lock_preempted: self.inner.write_holds().map(|h| h.2),
             rollover_stalls: core.log.seal_stalls,
             seek_skipped,
+            sealed_mapped_bytes: core.log.maps.bytes() as u64,
+            unmapped_reads: core.log.maps.misses(),
         }
     }
 

@@ -14,13 +14,16 @@ use crate::error::{Error, IoContext, Result};
 use crate::io::FileIo;
 use crate::limits::{
     FILE_HEADER_BYTES, FILE_NUMBER_MAX, RECORD_EXT_BYTES_MAX, RECORD_HEADER_BYTES,
+    SEALED_MAP_BYTES_DEFAULT, UNMAPPED_READ_BYTES,
 };
 use crate::location::Location;
+use crate::maps::MapBudget;
 use crate::outbuf::{lock, FlushJob, Inflight, Target, Written};
 use crate::outbuf::{WRITE_BUFFER_BYTES, WRITE_BUFFER_MAX};
-use crate::record::{self, Decoded, Seq};
+use crate::record::{self, Seq};
 use crate::seek::SeekMarks;
 use crate::tables::DATA_VERSION;
+use std::borrow::Cow;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -68,11 +71,19 @@ pub struct Log {
     pub seal_stalls: u64,
     /// Where seqs are in the files, noted by iterators (see `seek`).
     pub marks: Mutex<SeekMarks>,
+    /// Address space for sealed files' mappings (see `maps`).
+    pub maps: Arc<MapBudget>,
 }
 
 impl Log {
-    /// A log of the given files (any order; sorted here by first seq).
-    pub fn new(dir: PathBuf, file_size: u32, files: Vec<DataFile>, io: Arc<dyn FileIo>) -> Log {
+    /// A log of the given files (any order; sorted here by first seq), the
+    /// newest mapped.
+    pub fn new(
+        dir: PathBuf,
+        file_size: u32,
+        files: Vec<DataFile>,
+        io: Arc<dyn FileIo>,
+    ) -> Result<Log> {
         let mut log = Log {
             dir,
             file_size,
@@ -91,13 +102,54 @@ impl Log {
             rollovers: 0,
             seal_stalls: 0,
             marks: Mutex::default(),
+            maps: Arc::new(MapBudget::new(SEALED_MAP_BYTES_DEFAULT)),
         };
         for f in files {
             log.order.push(f.header.file_no);
             log.put_slot(f);
         }
         log.sort_order();
-        log
+        log.map_newest()?;
+        Ok(log)
+    }
+
+    /// Maps the newest file at `file_size` (giving back what a sealed
+    /// mapping of it had charged).
+    fn map_newest(&mut self) -> Result<()> {
+        let file_size = self.file_size;
+        let released = self.last_mut().map_newest(file_size)?;
+        self.maps.release(released);
+        Ok(())
+    }
+
+    /// Unmaps the least recently read sealed files until their mappings
+    /// take at most half the budget, if a read asked for it.
+    pub fn unmap_cold(&mut self) {
+        if !self.maps.begin_round() {
+            return;
+        }
+        let last = self.last_no() as usize;
+        let mut mapped: Vec<(usize, usize)> = (self.slots.iter().enumerate())
+            .filter(|&(n, f)| n != last && f.as_ref().is_some_and(|f| f.charged() > 0))
+            .map(|(n, f)| (f.as_ref().map_or(0, |f| f.used()), n))
+            .collect();
+        mapped.sort_unstable();
+        let keep = self.maps.max() / 2;
+        for (_, n) in mapped {
+            if self.maps.bytes() <= keep {
+                break;
+            }
+            if let Some(f) = self.slots[n].as_mut() {
+                let released = f.unmap();
+                self.maps.release(released);
+            }
+        }
+    }
+
+    /// Gives back what file `f` had charged to the budget (it is closed).
+    fn drop_file(&self, mut f: DataFile) -> DataFile {
+        self.maps.release(f.unmap());
+        f
     }
 
     fn put_slot(&mut self, f: DataFile) {
@@ -132,7 +184,8 @@ impl Log {
     /// Closes file `n` (no lookup entry may point into it any more).
     pub fn close_file(&mut self, n: u16) -> Option<DataFile> {
         self.order.retain(|&m| m != n);
-        self.slots.get_mut(n as usize).and_then(|s| s.take())
+        let f = self.slots.get_mut(n as usize).and_then(|s| s.take())?;
+        Some(self.drop_file(f))
     }
 
     /// File `n`, live or retired.
@@ -204,34 +257,43 @@ impl Log {
         }
     }
 
-    /// The readable bytes of file `loc.file` from `loc.offset` on (up to the
-    /// end of the written part, or of the buffer).
-    pub fn tail(&self, loc: Location) -> &[u8] {
+    /// The readable bytes of file `loc.file` from `loc.offset` on: up to
+    /// the end of the written part or of the buffer if the file is mapped,
+    /// else (a sealed file beyond the mapping budget) the record there, read
+    /// with `pread`.
+    fn at(&self, loc: Location) -> Result<Cow<'_, [u8]>> {
         let Some(f) = self.file(loc.file) else {
-            return &[];
+            return Ok(Cow::Borrowed(&[]));
         };
         let off = loc.offset as usize;
         if off < f.len as usize {
-            return &f.bytes()[off..];
+            if let Some(b) = f.mapped().or_else(|| f.map_sealed(&self.maps)) {
+                f.touch(self.maps.now());
+                return Ok(Cow::Borrowed(&b[off..]));
+            }
+            return read_record(f, loc.offset).map(Cow::Owned);
         }
         if loc.file != self.last_no() {
-            return &[];
+            return Ok(Cow::Borrowed(&[]));
         }
         let mut past = off - f.len as usize;
         if let Some(inf) = &self.inflight {
             if past < inf.bytes.len() {
-                return &inf.bytes[past..];
+                return Ok(Cow::Borrowed(&inf.bytes[past..]));
             }
             past -= inf.bytes.len();
         }
-        self.buf.get(past..).unwrap_or(&[])
+        Ok(Cow::Borrowed(self.buf.get(past..).unwrap_or(&[])))
     }
 
     /// Decodes and checks the record at `loc`.
-    pub fn record(&self, loc: Location) -> Result<Decoded<'_>> {
-        let bytes = self.tail(loc);
-        match record::decode(bytes) {
-            Ok(Some(d)) => Ok(d),
+    pub fn record(&self, loc: Location) -> Result<Rec<'_>> {
+        let bytes = self.at(loc)?;
+        match record::decode(&bytes) {
+            Ok(Some(d)) => {
+                let (header, key_len) = (d.header, d.key.len());
+                Ok(Rec { bytes, header, key_len })
+            }
             Ok(None) => Err(self.corrupted(
                 loc,
                 crate::CodecError::BadField {
@@ -244,10 +306,26 @@ impl Log {
 
     /// Decodes the header and key at `loc` without the CRC check (probing the
     /// key index compares keys this way; the record returned is checked).
-    pub fn header_and_key(&self, loc: Location) -> Option<(record::Header, &[u8])> {
-        let bytes = self.tail(loc);
-        let h = record::decode_header(bytes).ok()??;
-        let key = bytes.get(h.header_len()..h.header_len() + h.key_len as usize)?;
+    /// `None` if there is no record there, or it cannot be read (logged).
+    pub fn header_and_key(&self, loc: Location) -> Option<(record::Header, Cow<'_, [u8]>)> {
+        let bytes = match self.at(loc) {
+            Ok(b) => b,
+            Err(e) => {
+                log::error!("{e}");
+                return None;
+            }
+        };
+        let h = record::decode_header(&bytes).ok()??;
+        let key = h.header_len()..h.header_len() + h.key_len as usize;
+        bytes.get(key.clone())?;
+        let key = match bytes {
+            Cow::Borrowed(b) => Cow::Borrowed(&b[key]),
+            Cow::Owned(mut v) => {
+                v.truncate(key.end);
+                v.drain(..key.start);
+                Cow::Owned(v)
+            }
+        };
         Some((h, key))
     }
 
@@ -323,6 +401,8 @@ impl Log {
             }
         }
         let full = self.last().file.clone();
+        // Sealed: readers map it again at its length, within the budget.
+        self.last_mut().unmap();
         let n = self.free_number()?;
         let sealed_len = self.last().len;
         let f = DataFile::create_unsynced(
@@ -519,8 +599,13 @@ impl Log {
     /// Replaces file `n` with a fresh handle (after truncation).
     pub fn reopen(&mut self, n: u16) -> Result<()> {
         let path = self.file(n).expect("reopened file is open").path.clone();
-        let f = DataFile::open(path, self.file_size, &*self.io)?;
-        self.slots[n as usize] = Some(f);
+        let f = DataFile::open(path, &*self.io)?;
+        if let Some(old) = self.slots[n as usize].replace(f) {
+            self.drop_file(old);
+        }
+        if n == self.last_no() {
+            self.map_newest()?;
+        }
         Ok(())
     }
 
@@ -528,4 +613,46 @@ impl Log {
     pub fn data_bytes(&self) -> u64 {
         self.all().map(|f| f.len as u64).sum::<u64>() + self.unwritten() as u64
     }
+}
+
+/// A checked record read from the log (see [`Log::record`]).
+pub struct Rec<'a> {
+    /// The record's bytes from its start (possibly more after it).
+    bytes: Cow<'a, [u8]>,
+    pub header: record::Header,
+    key_len: usize,
+}
+
+impl Rec<'_> {
+    pub fn key(&self) -> &[u8] {
+        let at = self.header.header_len();
+        &self.bytes[at..at + self.key_len]
+    }
+
+    pub fn value(&self) -> &[u8] {
+        let at = self.header.header_len() + self.key_len;
+        &self.bytes[at..self.header.record_len()]
+    }
+
+    /// Copies the record out.
+    pub fn to_record(&self) -> record::Record {
+        record::Decoded {
+            header: self.header,
+            key: self.key(),
+            value: self.value(),
+        }
+        .to_record()
+    }
+}
+
+/// The record at `offset` of a sealed file that is not mapped, read with
+/// `pread` (one read for most records, two for a long one).
+fn read_record(f: &DataFile, offset: u32) -> Result<Vec<u8>> {
+    let mut bytes = f.read(offset, UNMAPPED_READ_BYTES)?;
+    if let Ok(Some(h)) = record::decode_header(&bytes) {
+        if h.record_len() > bytes.len() {
+            bytes = f.read(offset, h.record_len())?;
+        }
+    }
+    Ok(bytes)
 }

@@ -96,7 +96,7 @@ impl Ids<'_> {
                 },
             ));
         }
-        Ok((r.header.kind == RecordKind::Put).then(|| r.value.to_vec()))
+        Ok((r.header.kind == RecordKind::Put).then(|| r.value().to_vec()))
     }
 
     /// Up to `depth` versions of `id`, newest first (deletes included).

@@ -15,6 +15,7 @@ use crate::commit::{GroupCommit, Syncer};
 use crate::error::{Error, Result};
 use crate::keyindex::{Grown, KEY_PENDING_MAX, KEY_PENDING_WRITER_MAX};
 use crate::location::Location;
+use crate::maps::MapBudget;
 use crate::options::{Fsync, Options};
 use crate::outbuf::{FlushJob, WRITE_BUFFER_BYTES};
 use crate::record::Seq;
@@ -23,7 +24,7 @@ use crate::stats::CompactReport;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// A writer takes a checkpoint itself when this many times
 /// `CHECKPOINT_IDS_MAX` ids changed without one (the checkpoint thread is
@@ -79,6 +80,8 @@ pub(crate) struct Inner {
     pub(crate) compactions: Mutex<(u64, Option<CompactReport>)>,
     /// The failover term and vote, as on disk (held while one is saved).
     pub(crate) vote: Mutex<crate::tables::Vote>,
+    /// The log's budget of mapped sealed files (`Log::maps`).
+    maps: Arc<MapBudget>,
     _lock: File,
 }
 
@@ -99,6 +102,8 @@ impl Inner {
         lock_file: File,
     ) -> Inner {
         let synced = core.log.appended;
+        core.log.maps.set_max(opts.sealed_map_bytes);
+        let maps = core.log.maps.clone();
         Inner {
             dir,
             opts,
@@ -119,12 +124,18 @@ impl Inner {
             progress: Mutex::new((0, 0)),
             compactions: Mutex::new((0, None)),
             vote: Mutex::new(vote),
+            maps,
             _lock: lock_file,
         }
     }
 
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Core> {
-        self.core.read().unwrap_or_else(|p| p.into_inner())
+    /// The read lock. Releasing it runs an unmapping round a read asked
+    /// for (see `maps`) if the write lock is free then; never waits for it.
+    pub(crate) fn read(&self) -> ReadGuard<'_> {
+        ReadGuard {
+            guard: Some(self.core.read().unwrap_or_else(|p| p.into_inner())),
+            inner: self,
+        }
     }
     #[track_caller]
     pub(crate) fn write(&self) -> WriteGuard<'_> {
@@ -523,10 +534,35 @@ impl std::ops::DerefMut for WriteGuard<'_> {
     }
 }
 
-#[cfg(feature = "lock-stats")]
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
+        self.guard.log.unmap_cold();
+        #[cfg(feature = "lock-stats")]
         self.stats.end(&self.hold);
+    }
+}
+
+/// The read lock on [`Core`] (see [`Inner::read`]).
+pub(crate) struct ReadGuard<'a> {
+    guard: Option<RwLockReadGuard<'a, Core>>,
+    inner: &'a Inner,
+}
+
+impl std::ops::Deref for ReadGuard<'_> {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        self.guard.as_ref().expect("held until dropped")
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        self.guard = None;
+        if self.inner.maps.evict_due() {
+            if let Ok(mut core) = self.inner.core.try_write() {
+                core.log.unmap_cold();
+            }
+        }
     }
 }
 

@@ -259,7 +259,7 @@ impl Db {
         while id < stop && page.keys.len() < limit {
             if let Some((loc, h, key)) = core.current(id as u32)? {
                 if h.kind == RecordKind::Put && !key.is_empty() && key.starts_with(prefix) {
-                    page.keys.push(core.log.record(loc)?.key.to_vec());
+                    page.keys.push(core.log.record(loc)?.key().to_vec());
                 }
             }
             id += 1;

@@ -67,6 +67,8 @@ mod lookup;
 #[cfg(feature = "std")]
 mod marker;
 #[cfg(feature = "std")]
+mod maps;
+#[cfg(feature = "std")]
 mod options;
 #[cfg(feature = "std")]
 mod outbuf;

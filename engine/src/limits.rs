@@ -102,3 +102,23 @@ pub const SEEK_MARK_STRIDE_BYTES: u32 = 256 << 10;
 /// this many, so that a reader seeking into a large file never holds
 /// writers back for the whole file.
 pub const SEEK_SKIP_RECORDS_PER_LOCK: usize = 4096;
+
+/// Bytes of sealed data files the engine keeps mapped at once by default
+/// (`Options::sealed_map_bytes`). The newest file is mapped at `file_size`
+/// besides, and a compaction maps one input file at a time: with the
+/// lookup table and key index (about 23 bytes per id, see
+/// `docs/design.md`, "Address space"), that bounds the engine's address
+/// space whatever the size of its records. Reads of a sealed file beyond
+/// the budget use `pread` until the least recently read files are
+/// unmapped. 256 MiB on 32-bit targets (a MIPS process has 2 GiB of
+/// address space); on 64-bit ones large enough that a database on one
+/// device never reaches it.
+pub const SEALED_MAP_BYTES_DEFAULT: u64 = if usize::BITS <= 32 {
+    256 << 20
+} else {
+    64 << 30
+};
+
+/// A read of an unmapped sealed file reads this much at once (most records
+/// fit; a longer one takes a second read).
+pub const UNMAPPED_READ_BYTES: usize = 4 << 10;

@@ -45,7 +45,7 @@ pub(crate) fn walk_history(
         }
         out.push(Version {
             seq: r.header.seq,
-            value: (r.header.kind == RecordKind::Put).then(|| r.value.to_vec()),
+            value: (r.header.kind == RecordKind::Put).then(|| r.value().to_vec()),
         });
         let h = r.header;
         loc = core

@@ -4,8 +4,8 @@ use crate::error::{Error, Result};
 use crate::io::{FileIo, RealIo};
 use crate::limits::{
     COMPACT_GARBAGE_PERCENT_DEFAULT, COMPACT_MIN_BYTES_DEFAULT, FILE_SIZE_DEFAULT, FILE_SIZE_MIN,
-    HISTORY_DEPTH_MAX, HISTORY_KEEP_DEFAULT, KEYSIZE_DEFAULT, VALUE_BYTES_LIMIT,
-    VALUE_BYTES_MAX_DEFAULT,
+    HISTORY_DEPTH_MAX, HISTORY_KEEP_DEFAULT, KEYSIZE_DEFAULT, SEALED_MAP_BYTES_DEFAULT,
+    VALUE_BYTES_LIMIT, VALUE_BYTES_MAX_DEFAULT,
 };
 use crate::location::{check_keysize, offset_limit};
 use std::sync::Arc;
@@ -55,6 +55,9 @@ pub struct Options {
     pub compact_min_bytes: u64,
     /// Run the background compaction thread.
     pub auto_compact: bool,
+    /// Bytes of sealed data files kept mapped at once (see
+    /// `SEALED_MAP_BYTES_DEFAULT`); reads beyond it use `pread`.
+    pub sealed_map_bytes: u64,
 }
 
 impl Default for Options {
@@ -71,6 +74,7 @@ impl Default for Options {
             compact_garbage_percent: COMPACT_GARBAGE_PERCENT_DEFAULT,
             compact_min_bytes: COMPACT_MIN_BYTES_DEFAULT,
             auto_compact: true,
+            sealed_map_bytes: SEALED_MAP_BYTES_DEFAULT,
         }
     }
 }

@@ -96,7 +96,7 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
         return Ok((core, report));
     }
     let files = open_files(dir, &numbers, &meta, &mut report, &*io)?;
-    let mut log = Log::new(dir.to_path_buf(), meta.file_size, files, io);
+    let mut log = Log::new(dir.to_path_buf(), meta.file_size, files, io)?;
     let truncating = truncate::pending(dir)?;
     if let Some(after) = truncating {
         // A rejoin's cut: the tables may name cut records, so they are
@@ -148,7 +148,7 @@ pub fn open_core(dir: &Path, opts: &Options) -> Result<(Core, Recovery)> {
 /// A new database in the empty directory `dir`.
 fn create(dir: &Path, mut meta: Meta, io: Arc<dyn FileIo>) -> Result<Core> {
     let f = DataFile::create(dir, 0, 1, meta.file_size, &*io)?;
-    let log = Log::new(dir.to_path_buf(), meta.file_size, vec![f], io);
+    let log = Log::new(dir.to_path_buf(), meta.file_size, vec![f], io)?;
     let lookup = Lookup::create(dir, meta.keysize, &*log.io)?;
     let keys = KeyIndex::create(dir, meta.hash_seed, INDEX_SLOTS_MIN, &*log.io)?;
     meta.ckpt = log.end();
@@ -284,7 +284,7 @@ fn open_files(
     let mut files = Vec::with_capacity(numbers.len());
     let mut torn = Vec::new();
     for &n in numbers {
-        let f = DataFile::open(data_path(dir, n), meta.file_size, io)?;
+        let f = DataFile::open(data_path(dir, n), io)?;
         if f.header.file_no == n {
             files.push(f);
         } else if f.header.file_no == u16::MAX && n != u16::MAX {
@@ -301,7 +301,7 @@ fn open_files(
         }
         1 => {
             let (n, f) = torn.pop().expect("one torn file");
-            keep_cut(dir, n, 0, f.bytes(), Keep::Torn, io)?;
+            keep_cut(dir, n, 0, &f.whole()?, Keep::Torn, io)?;
             report.truncated_bytes += f.len as u64;
             report.truncated_at = Some((n, 0));
             io.remove_file(&f.path)
@@ -365,6 +365,8 @@ fn replay(core: &mut Core, report: &mut Recovery) -> Result<()> {
     loop {
         let file = core.log.file(pos.file).expect("replayed file is open");
         let len = file.len;
+        // Mapped for the replay only (one file at a time).
+        let map = file.own_map()?;
         if pos.offset > len {
             return Err(Error::Corrupted {
                 file: file.path.clone(),
@@ -375,7 +377,7 @@ fn replay(core: &mut Core, report: &mut Recovery) -> Result<()> {
             });
         }
         while pos.offset < len {
-            let bytes = &core.log.file(pos.file).expect("open").bytes()[pos.offset as usize..];
+            let bytes = &map[pos.offset as usize..];
             let decoded = record::decode(bytes);
             let (header, key) = match decoded {
                 Ok(Some(d)) => (d.header, d.key.to_vec()),

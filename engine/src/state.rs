@@ -10,6 +10,7 @@ use crate::location::Location;
 use crate::lookup::Lookup;
 use crate::record::{self, Header, RecordKind, RecordMeta, RecordRef, Seq};
 use crate::tables::Meta;
+use std::borrow::Cow;
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
@@ -117,7 +118,7 @@ impl Core {
     }
 
     /// The header of the newest record of `id`, if any.
-    pub fn current(&self, id: u32) -> Result<Option<(Location, Header, &[u8])>> {
+    pub fn current(&self, id: u32) -> Result<Option<(Location, Header, Cow<'_, [u8]>)>> {
         let loc = self.lookup.get(id)?;
         if loc.is_none() {
             return Ok(None);

@@ -74,6 +74,13 @@ pub struct Stats {
     /// reach the seq they asked for: seek marks keep this within one
     /// `SEEK_MARK_STRIDE_BYTES` per seek.
     pub seek_skipped: u64,
+    /// Bytes of sealed data files mapped now (at most
+    /// `Options::sealed_map_bytes`; the newest file's mapping is not
+    /// counted).
+    pub sealed_mapped_bytes: u64,
+    /// Reads of sealed files that found the mapping budget full and read
+    /// with `pread` instead.
+    pub unmapped_reads: u64,
 }
 
 /// What one compaction did.

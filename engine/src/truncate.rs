@@ -57,7 +57,7 @@ fn first_after(log: &Log, after: Seq) -> Option<Location> {
         }
         let f = log.file(n)?;
         let mut at = FILE_HEADER_BYTES;
-        let bytes = f.bytes();
+        let bytes = f.whole().ok()?;
         while at < bytes.len() {
             let d = record::decode(&bytes[at..]).ok()??;
             if d.header.seq > after {

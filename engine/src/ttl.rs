@@ -34,7 +34,7 @@ impl Db {
         Ok(match r.header.kind {
             RecordKind::Put => Some(LiveValue {
                 seq: r.header.seq,
-                value: r.value.to_vec(),
+                value: r.value().to_vec(),
                 deadline_ms: r.header.meta.deadline_ms,
             }),
             RecordKind::Delete => None,

@@ -298,7 +298,7 @@ fn run_txn(
             // Live, as `plan` found: the value as of the ops before it.
             BatchOp::Refresh { .. } => {
                 let (loc, _) = live(core, key)?.ok_or(Error::WouldBlock)?;
-                kept = core.log.record(loc)?.value.to_vec();
+                kept = core.log.record(loc)?.value().to_vec();
                 (RecordKind::Put, &kept[..])
             }
         };
@@ -351,7 +351,7 @@ fn holds(core: &Core, c: &Cond<'_>) -> Result<bool> {
         Test::Expect(Expect::Absent) => now.is_none(),
         Test::Expect(Expect::Present) => now.is_some(),
         Test::Value(v) => match now {
-            Some((loc, _)) => core.log.record(loc)?.value == v,
+            Some((loc, _)) => core.log.record(loc)?.value() == v,
             None => false,
         },
     })
@@ -364,7 +364,7 @@ fn read_all(core: &Core, keys: &[&[u8]]) -> Result<Vec<Live>> {
     for key in keys {
         let value = match live(core, key)? {
             Some((loc, seq)) => {
-                let value = core.log.record(loc)?.value;
+                let value = core.log.record(loc)?.value().to_vec();
                 bytes += value.len();
                 if bytes > BATCH_READ_BYTES_MAX {
                     return Err(Error::BatchTooLarge {
@@ -374,7 +374,7 @@ fn read_all(core: &Core, keys: &[&[u8]]) -> Result<Vec<Live>> {
                         ),
                     });
                 }
-                Some((seq, value.to_vec()))
+                Some((seq, value))
             }
             None => None,
         };
