@@ -17,6 +17,8 @@ KEYS=1000000
 ETCD_KEYS=
 SAMPLE=100000
 IDLE_SECS=5
+# The big worker's address space (a 64 MiB router's worker: issue "32-bit routers").
+AS_LIMIT_MIB=512
 PARENT=/tmp
 HYPHA=
 while [ $# -gt 0 ]; do
@@ -171,12 +173,29 @@ settle
 measure "hypha master" "$KEYS keys, after $SAMPLE GETs via http" "$BIG_PID"; BIG_ANON_READ=$LAST_ANON
 measure "hypha http" "after $SAMPLE GETs (no worker: to master)" "$BIGEDGE_PID"
 stop "$BIGEDGE_PID"
-start bigworker "$HYPHA" worker --data "$WORK/bigworker" --master "$BIG_ADDR" --listen 127.0.0.1:0
+# The worker runs as on a 64 MiB router: its address space limited to
+# AS_LIMIT_MIB (prlimit execs it, so PID is the worker's).
+start bigworker prlimit --as=$((AS_LIMIT_MIB << 20)) "$HYPHA" worker --data "$WORK/bigworker" --master "$BIG_ADDR" --listen 127.0.0.1:0
 BIGWORKER_PID=$PID
 wait_log bigworker 'snapshot up to seq .* installed' | sed 's/^/worker: /'
+BIGWORKER_ADDR=$(wait_log bigworker 'serving reads on' | sed -E 's/.*serving reads on ([^:]+:[0-9]+).*/\1/')
 settle
 measure "hypha worker" "$KEYS keys, idle after its snapshot" "$BIGWORKER_PID"
 measure "hypha master" "$KEYS keys, after sending that snapshot" "$BIG_PID"; BIG_ANON_SNAP=$LAST_ANON
+start bigedge2 "$HYPHA" http --listen 127.0.0.1:0 --master "$BIG_ADDR" --workers "$BIGWORKER_ADDR"
+BIGEDGE2_PID=$PID
+EDGE2_HTTP=$(wait_log bigedge2 'listening on' | sed -E 's|.*http://([^ ]+).*|\1|')
+"$LOAD" write --http "$EDGE2_HTTP" --keys "$KEYS" --count "$SAMPLE" 2>&1 | sed 's/^/writer: /' &
+WRITER=$!
+"$LOAD" read --http "$EDGE2_HTTP" --keys "$KEYS" --sample "$SAMPLE" 2>&1 | sed 's/^/reader: /'
+wait "$WRITER"
+settle
+measure "hypha worker" "$KEYS keys, after $SAMPLE GETs while following $SAMPLE PUTs, RLIMIT_AS $AS_LIMIT_MIB MiB" "$BIGWORKER_PID"
+ROUTER_ANON=$LAST_ANON
+ROUTER_VMPEAK=$(awk '/^VmPeak:/ {print $2}' "/proc/$BIGWORKER_PID/status")
+ROUTER_VMSIZE=$(awk '/^VmSize:/ {print $2}' "/proc/$BIGWORKER_PID/status")
+echo "worker under RLIMIT_AS $AS_LIMIT_MIB MiB: VmSize $(mib $((ROUTER_VMSIZE * 1024))) MiB, VmPeak $(mib $((ROUTER_VMPEAK * 1024))) MiB"
+stop "$BIGEDGE2_PID"
 stop "$BIGWORKER_PID"; stop "$BIG_PID"
 rm -rf "$WORK/big" "$WORK/bigworker"
 
@@ -252,6 +271,8 @@ for r in "master $IDLE_MASTER" "worker $IDLE_WORKER" "http $IDLE_EDGE"; do
   set -- $r
   echo "  $(verdict "$2" 4096) idle VmRSS of hypha $1 $(mib $(($2 * 1024))) MiB <= 4 MiB"
 done
+echo "  $(verdict "$ROUTER_ANON" $((16 * 1024))) RssAnon of a worker holding $KEYS keys, serving reads and following, $(mib $((ROUTER_ANON * 1024))) MiB <= 16 MiB"
+echo "  $(verdict "$ROUTER_VMPEAK" $((AS_LIMIT_MIB * 1024))) VmPeak of that worker $(mib $((ROUTER_VMPEAK * 1024))) MiB <= $AS_LIMIT_MIB MiB (it ran under RLIMIT_AS $AS_LIMIT_MIB MiB)"
 for a in "$BIG_ANON idle" "$BIG_ANON_READ after-reads" "$BIG_ANON_SNAP after-snapshot"; do
   set -- $a
   echo "  $(verdict "$1" $((32 * 1024))) RssAnon of a master holding $KEYS keys ($2) $(mib $(($1 * 1024))) MiB <= 32 MiB"

@@ -229,7 +229,9 @@ impl DataFile {
     /// Reads written bytes from `offset` on into a fresh buffer: `want`
     /// bytes, or fewer at the end of the written part.
     pub fn read(&self, offset: u32, want: usize) -> Result<Vec<u8>> {
-        let end = (offset as usize).saturating_add(want).min(self.len as usize);
+        let end = (offset as usize)
+            .saturating_add(want)
+            .min(self.len as usize);
         let mut buf = vec![0; end.saturating_sub(offset as usize)];
         self.file
             .read_exact_at(&mut buf, offset as u64)

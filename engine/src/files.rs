@@ -292,7 +292,11 @@ impl Log {
         match record::decode(&bytes) {
             Ok(Some(d)) => {
                 let (header, key_len) = (d.header, d.key.len());
-                Ok(Rec { bytes, header, key_len })
+                Ok(Rec {
+                    bytes,
+                    header,
+                    key_len,
+                })
             }
             Ok(None) => Err(self.corrupted(
                 loc,

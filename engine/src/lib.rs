@@ -65,9 +65,9 @@ mod log_iter;
 #[cfg(feature = "std")]
 mod lookup;
 #[cfg(feature = "std")]
-mod marker;
-#[cfg(feature = "std")]
 mod maps;
+#[cfg(feature = "std")]
+mod marker;
 #[cfg(feature = "std")]
 mod options;
 #[cfg(feature = "std")]

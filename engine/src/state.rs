@@ -15,6 +15,9 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
+/// An id's newest record: where it is, its header and its key.
+pub type Current<'a> = (Location, Header, Cow<'a, [u8]>);
+
 /// A checkpoint is taken when this many ids changed since the last one; it
 /// bounds the overlay's memory and the replay after a crash.
 pub const CHECKPOINT_IDS_MAX: usize = 1 << 16;
@@ -118,7 +121,7 @@ impl Core {
     }
 
     /// The header of the newest record of `id`, if any.
-    pub fn current(&self, id: u32) -> Result<Option<(Location, Header, Cow<'_, [u8]>)>> {
+    pub fn current(&self, id: u32) -> Result<Option<Current<'_>>> {
         let loc = self.lookup.get(id)?;
         if loc.is_none() {
             return Ok(None);

@@ -66,7 +66,10 @@ fn read_all(db: &Db, deleted_odd: bool) -> Result<(), Error> {
 fn vm_peak() -> String {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let peak = status.lines().find(|l| l.starts_with("VmPeak"));
-    peak.unwrap_or("VmPeak unknown").split_whitespace().collect::<Vec<_>>().join(" ")
+    peak.unwrap_or("VmPeak unknown")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The child: runs only when the parent sets `CHILD_ENV`.

@@ -6,6 +6,7 @@
 //! footprint_load redis [--keys N] | redis-cli --pipe  # RESP SET commands on stdout
 //! footprint_load etcd  --endpoint HOST:PORT [--keys N] [--txn-ops 128]   # v3 JSON gateway, batched txns
 //! footprint_load read  --http HOST:PORT [--keys N] [--sample S]          # GET /kv/{key} on a hypha edge
+//! footprint_load write --http HOST:PORT [--keys N] [--count C]           # PUT C keys after the N loaded
 //! ```
 //!
 //! Keys are the 16 hex digits of `splitmix64(i)` (a bijection, so all N
@@ -94,8 +95,10 @@ fn main() -> Res<()> {
             keys,
             flags.number("--sample", 100_000)?,
         ),
+        Some("write") => write_edge(flags.need("--http")?, keys, flags.number("--count", 10_000)?),
         _ => Err(
-            "usage: footprint_load hypha|redis|etcd|read ... (see the file's doc comment)".into(),
+            "usage: footprint_load hypha|redis|etcd|read|write ... (see the file's doc comment)"
+                .into(),
         ),
     }
 }
@@ -303,6 +306,25 @@ fn read_edge(http: &str, keys: u64, sample: u64) -> Res<()> {
     }
     eprintln!(
         "read: {n} keys checked through {http} in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// PUTs keys N..N+count (new keys, so `read` still finds the loaded values).
+fn write_edge(http: &str, keys: u64, count: u64) -> Res<()> {
+    let t = Instant::now();
+    let mut conn = Http::connect(http)?;
+    for i in keys..keys + count {
+        let k = key(i);
+        let path = format!("/kv/{}", std::str::from_utf8(&k)?);
+        let (status, _) = conn.call("PUT", &path, &value(i))?;
+        if status != 200 && status != 201 && status != 204 {
+            return Err(format!("PUT {path}: status {status}").into());
+        }
+    }
+    eprintln!(
+        "write: {count} keys put through {http} in {:.1} s",
         t.elapsed().as_secs_f64()
     );
     Ok(())
