@@ -102,7 +102,8 @@ pub(crate) fn spawn_compactor(inner: Weak<Inner>) -> Worker {
                 rx.recv_timeout(Duration::from_millis(COMPACT_CHECK_MS))
             {
                 let Some(inner) = inner.upgrade() else { return };
-                if inner.writable().is_err() {
+                // Latched by a full disk, a compaction may win space back.
+                if inner.writable().is_err() && !inner.full_disk() {
                     continue;
                 }
                 if let Some(garbage) = inner.compaction_due() {

@@ -55,10 +55,21 @@ impl Inner {
     }
 
     /// Runs one compaction (one at a time) and records its report.
+    /// Under a full disk's latch it runs if the free space covers what it
+    /// writes (`compaction_room`), and writes resume after it.
     pub(crate) fn compact(&self) -> Result<CompactReport> {
-        self.writable()?;
+        if let Err(e) = self.writable() {
+            if !self.full_disk() {
+                return Err(e);
+            }
+            self.compaction_room()?;
+            // The room covers the buffers: they go out first.
+            self.retry_full_now();
+            self.writable()?;
+        }
         let _one = lock(&self.compacting);
         let report = run(self)?;
+        self.retry_full_now();
         let mut c = lock(&self.compactions);
         c.0 += 1;
         c.1 = Some(report.clone());

@@ -228,6 +228,7 @@ impl Db {
             seek_skipped,
             sealed_mapped_bytes: core.log.maps.bytes() as u64,
             unmapped_reads: core.log.maps.misses(),
+            disk_full: self.inner.full_disk_figures(),
         }
     }
 

@@ -151,6 +151,27 @@ mod std_error {
             /// The failure that stopped it.
             cause: String,
         },
+        /// The disk holding the database is full: writes stop until it has
+        /// room for what the database buffered, then resume by themselves.
+        DiskFull {
+            /// The database directory.
+            dir: std::path::PathBuf,
+            /// Bytes free on its filesystem at the last look.
+            free: u64,
+            /// Bytes it needs free to resume.
+            needed: u64,
+            /// The write that failed.
+            cause: String,
+        },
+        /// A compaction would not fit in the free space.
+        CompactionNeedsSpace {
+            /// The database directory.
+            dir: std::path::PathBuf,
+            /// Bytes free on its filesystem.
+            free: u64,
+            /// Bytes the compaction may write.
+            needed: u64,
+        },
         /// An id outside what this database can address.
         IdOutOfRange {
             /// The id.
@@ -266,6 +287,27 @@ mod std_error {
                     f,
                     "the database is read-only after a failed write or fsync ({cause}); \
                      writes since the last successful sync may be lost: fix the disk and reopen"
+                ),
+                Error::DiskFull {
+                    dir,
+                    free,
+                    needed,
+                    cause,
+                } => write!(
+                    f,
+                    "the disk holding {} is full ({cause}): {free} bytes free at the last look, \
+                     writes need at least {needed}; free space there (or compact, which needs the \
+                     live data's size free) and writes resume by themselves; nothing acknowledged \
+                     was lost, and a write that failed as the disk filled may still be applied",
+                    dir.display()
+                ),
+                Error::CompactionNeedsSpace { dir, free, needed } => write!(
+                    f,
+                    "compacting {} needs up to {needed} bytes free on its disk (the buffered \
+                     records, a copy of the live ones and headroom); {free} are free: free \
+                     {} bytes and retry",
+                    dir.display(),
+                    needed.saturating_sub(*free)
                 ),
                 Error::IdOutOfRange { id, max } => {
                     write!(f, "id {id} is out of range: ids run from 1 to {max} (ids_max)")

@@ -14,16 +14,15 @@ use crate::error::{Error, IoContext, Result};
 use crate::io::FileIo;
 use crate::limits::{
     FILE_HEADER_BYTES, FILE_NUMBER_MAX, RECORD_EXT_BYTES_MAX, RECORD_HEADER_BYTES,
-    SEALED_MAP_BYTES_DEFAULT, UNMAPPED_READ_BYTES,
+    SEALED_MAP_BYTES_DEFAULT,
 };
 use crate::location::Location;
 use crate::maps::MapBudget;
 use crate::outbuf::{lock, FlushJob, Inflight, Target, Written};
 use crate::outbuf::{WRITE_BUFFER_BYTES, WRITE_BUFFER_MAX};
-use crate::record::{self, Seq};
+use crate::record::Seq;
 use crate::seek::SeekMarks;
 use crate::tables::DATA_VERSION;
-use std::borrow::Cow;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -255,82 +254,6 @@ impl Log {
         } else {
             f.len
         }
-    }
-
-    /// The readable bytes of file `loc.file` from `loc.offset` on: up to
-    /// the end of the written part or of the buffer if the file is mapped,
-    /// else (a sealed file beyond the mapping budget) the record there, read
-    /// with `pread`.
-    fn at(&self, loc: Location) -> Result<Cow<'_, [u8]>> {
-        let Some(f) = self.file(loc.file) else {
-            return Ok(Cow::Borrowed(&[]));
-        };
-        let off = loc.offset as usize;
-        if off < f.len as usize {
-            if let Some(b) = f.mapped().or_else(|| f.map_sealed(&self.maps)) {
-                f.touch(self.maps.now());
-                return Ok(Cow::Borrowed(&b[off..]));
-            }
-            return read_record(f, loc.offset).map(Cow::Owned);
-        }
-        if loc.file != self.last_no() {
-            return Ok(Cow::Borrowed(&[]));
-        }
-        let mut past = off - f.len as usize;
-        if let Some(inf) = &self.inflight {
-            if past < inf.bytes.len() {
-                return Ok(Cow::Borrowed(&inf.bytes[past..]));
-            }
-            past -= inf.bytes.len();
-        }
-        Ok(Cow::Borrowed(self.buf.get(past..).unwrap_or(&[])))
-    }
-
-    /// Decodes and checks the record at `loc`.
-    pub fn record(&self, loc: Location) -> Result<Rec<'_>> {
-        let bytes = self.at(loc)?;
-        match record::decode(&bytes) {
-            Ok(Some(d)) => {
-                let (header, key_len) = (d.header, d.key.len());
-                Ok(Rec {
-                    bytes,
-                    header,
-                    key_len,
-                })
-            }
-            Ok(None) => Err(self.corrupted(
-                loc,
-                crate::CodecError::BadField {
-                    what: "record runs past the end of its file",
-                },
-            )),
-            Err(cause) => Err(self.corrupted(loc, cause)),
-        }
-    }
-
-    /// Decodes the header and key at `loc` without the CRC check (probing the
-    /// key index compares keys this way; the record returned is checked).
-    /// `None` if there is no record there, or it cannot be read (logged).
-    pub fn header_and_key(&self, loc: Location) -> Option<(record::Header, Cow<'_, [u8]>)> {
-        let bytes = match self.at(loc) {
-            Ok(b) => b,
-            Err(e) => {
-                log::error!("{e}");
-                return None;
-            }
-        };
-        let h = record::decode_header(&bytes).ok()??;
-        let key = h.header_len()..h.header_len() + h.key_len as usize;
-        bytes.get(key.clone())?;
-        let key = match bytes {
-            Cow::Borrowed(b) => Cow::Borrowed(&b[key]),
-            Cow::Owned(mut v) => {
-                v.truncate(key.end);
-                v.drain(..key.start);
-                Cow::Owned(v)
-            }
-        };
-        Some((h, key))
     }
 
     pub fn corrupted(&self, loc: Location, cause: crate::CodecError) -> Error {
@@ -617,46 +540,4 @@ impl Log {
     pub fn data_bytes(&self) -> u64 {
         self.all().map(|f| f.len as u64).sum::<u64>() + self.unwritten() as u64
     }
-}
-
-/// A checked record read from the log (see [`Log::record`]).
-pub struct Rec<'a> {
-    /// The record's bytes from its start (possibly more after it).
-    bytes: Cow<'a, [u8]>,
-    pub header: record::Header,
-    key_len: usize,
-}
-
-impl Rec<'_> {
-    pub fn key(&self) -> &[u8] {
-        let at = self.header.header_len();
-        &self.bytes[at..at + self.key_len]
-    }
-
-    pub fn value(&self) -> &[u8] {
-        let at = self.header.header_len() + self.key_len;
-        &self.bytes[at..self.header.record_len()]
-    }
-
-    /// Copies the record out.
-    pub fn to_record(&self) -> record::Record {
-        record::Decoded {
-            header: self.header,
-            key: self.key(),
-            value: self.value(),
-        }
-        .to_record()
-    }
-}
-
-/// The record at `offset` of a sealed file that is not mapped, read with
-/// `pread` (one read for most records, two for a long one).
-fn read_record(f: &DataFile, offset: u32) -> Result<Vec<u8>> {
-    let mut bytes = f.read(offset, UNMAPPED_READ_BYTES)?;
-    if let Ok(Some(h)) = record::decode_header(&bytes) {
-        if h.record_len() > bytes.len() {
-            bytes = f.read(offset, h.record_len())?;
-        }
-    }
-    Ok(bytes)
 }

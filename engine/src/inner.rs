@@ -13,6 +13,7 @@
 
 use crate::commit::{GroupCommit, Syncer};
 use crate::error::{Error, Result};
+use crate::guards::{ReadGuard, WriteGuard};
 use crate::keyindex::{Grown, KEY_PENDING_MAX, KEY_PENDING_WRITER_MAX};
 use crate::location::Location;
 use crate::maps::MapBudget;
@@ -24,7 +25,7 @@ use crate::stats::CompactReport;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 /// A writer takes a checkpoint itself when this many times
 /// `CHECKPOINT_IDS_MAX` ids changed without one (the checkpoint thread is
@@ -53,7 +54,7 @@ pub(crate) struct Inner {
     core: RwLock<Core>,
     commit: GroupCommit,
     read_only: AtomicBool,
-    failure: Mutex<Option<String>>,
+    pub(crate) failure: Mutex<Option<String>>,
     /// Held while a compaction runs (one at a time).
     pub(crate) compacting: Mutex<()>,
     /// Held while a checkpoint runs (one at a time).
@@ -82,7 +83,23 @@ pub(crate) struct Inner {
     pub(crate) vote: Mutex<crate::tables::Vote>,
     /// The log's budget of mapped sealed files (`Log::maps`).
     maps: Arc<MapBudget>,
+    /// Set when a full disk latched the database read-only (see `full`).
+    pub(crate) full: Mutex<FullDisk>,
+    /// Held while a latch set by a full disk is being lifted.
+    pub(crate) resuming: Mutex<()>,
     _lock: File,
+}
+
+/// The state of a latch a full disk set.
+#[derive(Debug, Default)]
+pub(crate) struct FullDisk {
+    /// The latch was set by a full disk (and nothing worse since).
+    pub(crate) resumable: bool,
+    /// When the free space was last measured.
+    pub(crate) last_try: Option<std::time::Instant>,
+    /// The last measurement: bytes free, bytes needed.
+    pub(crate) free: u64,
+    pub(crate) needed: u64,
 }
 
 /// Locks `m`, ignoring poisoning (a panicked holder left valid state: every
@@ -125,6 +142,8 @@ impl Inner {
             compactions: Mutex::new((0, None)),
             vote: Mutex::new(vote),
             maps,
+            full: Mutex::default(),
+            resuming: Mutex::new(()),
             _lock: lock_file,
         }
     }
@@ -134,7 +153,8 @@ impl Inner {
     pub(crate) fn read(&self) -> ReadGuard<'_> {
         ReadGuard {
             guard: Some(self.core.read().unwrap_or_else(|p| p.into_inner())),
-            inner: self,
+            lock: &self.core,
+            maps: &self.maps,
         }
     }
     #[track_caller]
@@ -169,22 +189,61 @@ impl Inner {
         *lock(&self.progress) = (done, total);
     }
 
+    /// `Ok` if the database takes writes. Latched by a full disk, it
+    /// tries to resume first (see `full`).
     pub(crate) fn writable(&self) -> Result<()> {
-        if self.read_only.load(Ordering::Acquire) {
-            let cause = lock(&self.failure).clone().unwrap_or_default();
-            return Err(Error::ReadOnly { cause });
+        if !self.read_only.load(Ordering::Acquire) {
+            return Ok(());
         }
-        Ok(())
+        if lock(&self.full).resumable {
+            return self.resume_if_room();
+        }
+        Err(self.writable_error())
     }
 
-    /// Records a failed write or fsync: from now on the database is read-only.
+    /// True if a full disk holds the read-only latch (nothing worse).
+    pub(crate) fn full_disk(&self) -> bool {
+        self.read_only.load(Ordering::Acquire) && lock(&self.full).resumable
+    }
+
+    /// True if the read-only latch is set (whatever set it).
+    pub(crate) fn full_disk_latched(&self) -> bool {
+        self.read_only.load(Ordering::Acquire)
+    }
+
+    /// The error writes get while the latch holds.
+    pub(crate) fn writable_error(&self) -> Error {
+        if lock(&self.full).resumable {
+            return self.full_error();
+        }
+        let cause = lock(&self.failure).clone().unwrap_or_default();
+        Error::ReadOnly { cause }
+    }
+
+    /// Records a failed write or fsync: from now on the database is
+    /// read-only — until there is room again if the disk was full (and
+    /// nothing worse happened), for good otherwise.
     pub(crate) fn fail(&self, e: &Error) {
         let mut f = lock(&self.failure);
-        if f.is_none() {
-            log::error!("{}: stopping writes: {e}", self.dir.display());
+        let mut full = lock(&self.full);
+        if f.is_none() || (full.resumable && !e.is_disk_full()) {
+            let until = match e.is_disk_full() {
+                true => "until there is room on its disk",
+                false => "until it is reopened",
+            };
+            log::error!("{}: stopping writes {until}: {e}", self.dir.display());
             *f = Some(e.to_string());
+            full.resumable = e.is_disk_full();
         }
         self.read_only.store(true, Ordering::Release);
+    }
+
+    /// Lifts the read-only latch (a full disk has room again).
+    pub(crate) fn clear_failure(&self) {
+        let mut f = lock(&self.failure);
+        lock(&self.full).resumable = false;
+        *f = None;
+        self.read_only.store(false, Ordering::Release);
     }
 
     /// Runs a mutation that appends at most one record with `bytes` of key
@@ -420,7 +479,7 @@ impl Inner {
 
     /// Writes the buffers and fdatasyncs the newest data file, after the
     /// fsyncs a rollover still owes; returns the position synced.
-    fn sync_active(&self) -> Result<u64> {
+    pub(crate) fn sync_active(&self) -> Result<u64> {
         let end = self.read().log.appended;
         self.flush_out(end)?;
         // A rollover since then wrote the bytes up to `end` into the file it
@@ -507,61 +566,6 @@ impl Inner {
         match self.opts.fsync {
             Fsync::Always => self.commit.commit(end, self),
             Fsync::EveryMs(_) | Fsync::Never => Ok(()),
-        }
-    }
-}
-
-/// The write lock on [`Core`]; with the `lock-stats` feature it records
-/// how long it was held (`Inner::write_holds`).
-pub(crate) struct WriteGuard<'a> {
-    guard: RwLockWriteGuard<'a, Core>,
-    #[cfg(feature = "lock-stats")]
-    hold: crate::lock_stats::Hold,
-    #[cfg(feature = "lock-stats")]
-    stats: &'a crate::lock_stats::HoldStats,
-}
-
-impl std::ops::Deref for WriteGuard<'_> {
-    type Target = Core;
-    fn deref(&self) -> &Core {
-        &self.guard
-    }
-}
-
-impl std::ops::DerefMut for WriteGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Core {
-        &mut self.guard
-    }
-}
-
-impl Drop for WriteGuard<'_> {
-    fn drop(&mut self) {
-        self.guard.log.unmap_cold();
-        #[cfg(feature = "lock-stats")]
-        self.stats.end(&self.hold);
-    }
-}
-
-/// The read lock on [`Core`] (see [`Inner::read`]).
-pub(crate) struct ReadGuard<'a> {
-    guard: Option<RwLockReadGuard<'a, Core>>,
-    inner: &'a Inner,
-}
-
-impl std::ops::Deref for ReadGuard<'_> {
-    type Target = Core;
-    fn deref(&self) -> &Core {
-        self.guard.as_ref().expect("held until dropped")
-    }
-}
-
-impl Drop for ReadGuard<'_> {
-    fn drop(&mut self) {
-        self.guard = None;
-        if self.inner.maps.evict_due() {
-            if let Ok(mut core) = self.inner.core.try_write() {
-                core.log.unmap_cold();
-            }
         }
     }
 }

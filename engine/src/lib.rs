@@ -49,6 +49,10 @@ mod dir;
 #[cfg(feature = "std")]
 mod files;
 #[cfg(feature = "std")]
+mod full;
+#[cfg(feature = "std")]
+mod guards;
+#[cfg(feature = "std")]
 mod ids;
 #[cfg(feature = "std")]
 mod inner;
@@ -62,6 +66,8 @@ mod keys;
 mod lock_stats;
 #[cfg(feature = "std")]
 mod log_iter;
+#[cfg(feature = "std")]
+mod log_read;
 #[cfg(feature = "std")]
 mod lookup;
 #[cfg(feature = "std")]

@@ -81,6 +81,9 @@ pub struct Stats {
     /// Reads of sealed files that found the mapping budget full and read
     /// with `pread` instead.
     pub unmapped_reads: u64,
+    /// Writes are stopped by a full disk: (bytes free, bytes needed to
+    /// resume) at the last look (see `Error::DiskFull`).
+    pub disk_full: Option<(u64, u64)>,
 }
 
 /// What one compaction did.

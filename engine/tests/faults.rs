@@ -78,7 +78,46 @@ fn a_failed_fsync_makes_the_engine_read_only() -> Result<(), Error> {
 
 #[test]
 fn a_failed_write_makes_the_engine_read_only() -> Result<(), Error> {
-    fails_then_read_only(FaultyIo::new(30, 0, ENOSPC), Fsync::Always, "fault-write")
+    // (ENOSPC latches only until there is room: tests/full_disk.rs.)
+    fails_then_read_only(FaultyIo::new(30, 0, EIO), Fsync::Always, "fault-write")
+}
+
+/// ENOSPC on a write latches the engine like any failed write, but as a
+/// full disk: the refusal says so with the figures and the write that
+/// failed, reads go on, and while the writes keep failing (here: whatever
+/// the free space says) the latch holds.
+#[test]
+fn a_write_without_space_latches_as_a_full_disk() -> Result<(), Error> {
+    let dir = TempDir::new("fault-nospace");
+    let opts = Options {
+        io: Arc::new(FaultyIo::new(30, 0, ENOSPC)),
+        file_size: 1 << 16,
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), opts)?;
+    let mut acked = 0u32;
+    let failure = loop {
+        match db.put(format!("k{acked}").as_bytes(), &[7; 500]) {
+            Ok(_) => acked += 1,
+            Err(e) => break e,
+        }
+        assert!(acked < 10_000, "the fault never fired");
+    };
+    assert!(failure.is_disk_full(), "{failure}");
+    for _ in 0..3 {
+        let again = db.put(b"after", b"x").unwrap_err();
+        assert!(matches!(again, Error::DiskFull { .. }), "{again}");
+        let msg = again.to_string();
+        assert!(
+            msg.contains("is full") && msg.contains("No space left"),
+            "{msg}"
+        );
+    }
+    assert!(db.stats().disk_full.is_some());
+    for i in 0..acked {
+        assert_eq!(db.get(format!("k{i}").as_bytes())?, Some(vec![7; 500]));
+    }
+    Ok(())
 }
 
 #[test]

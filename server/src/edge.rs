@@ -85,6 +85,9 @@ pub struct Edge {
     leader_moved: event_listener::Event,
     /// Highest seq this edge acknowledged: reads never go below it.
     written_seq: AtomicU64,
+    /// Why the master last refused a write for its storage (a full disk:
+    /// the space it needs), until a write goes through.
+    storage_refusal: Mutex<Option<String>>,
     /// Highest seq this edge knows a failover group committed (its
     /// acknowledged writes, leaders' welcomes): a retried write's search
     /// for its first attempt starts after it.
@@ -122,6 +125,7 @@ impl Edge {
             next: AtomicUsize::new(0),
             req_ids: AtomicU64::new(1),
             written_seq: AtomicU64::new(0),
+            storage_refusal: Mutex::new(None),
             committed_seq: AtomicU64::new(0),
             master_seq: AtomicU64::new(0),
             compaction: Mutex::new(Vec::new()),
@@ -250,6 +254,7 @@ impl Edge {
             self.written_seq.fetch_max(seq, Ordering::AcqRel);
             self.master_seq.fetch_max(seq, Ordering::Relaxed);
         }
+        answers::note_storage(&self.storage_refusal, &answer, seq.is_some());
         Ok(answer)
     }
 
@@ -484,6 +489,10 @@ impl Backend for Edge {
             "workers": workers,
             "written_seq": self.written_seq.load(Ordering::Relaxed),
         });
+        doc["master"]["storage_error"] = json!(*self
+            .storage_refusal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()));
         if self.failover() {
             doc["members"] = self.member_status(master_seq);
             doc["leader"] = json!(self.reachable_leader().map(|a| a.to_string()));

@@ -20,7 +20,10 @@ pub fn error_message(req_id: u64, e: &Error) -> Message {
         Error::KeyTooLong { .. } | Error::ValueTooLong { .. } | Error::RecordTooLarge { .. } => {
             ErrorCode::TooLarge
         }
-        Error::ReadOnly { .. } | Error::Full { .. } => ErrorCode::ReadOnly,
+        Error::ReadOnly { .. }
+        | Error::Full { .. }
+        | Error::DiskFull { .. }
+        | Error::CompactionNeedsSpace { .. } => ErrorCode::ReadOnly,
         _ => ErrorCode::Internal,
     };
     Message::error(req_id, code, &e.to_string())

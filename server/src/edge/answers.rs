@@ -3,6 +3,7 @@
 
 use crate::http::BackendError;
 use hypha_net::{ErrorCode, Message};
+use std::sync::Mutex;
 
 /// A request the nodes would refuse is the client's mistake: answered here
 /// with 413 or 400 and the limit it broke, never sent, never counted
@@ -47,5 +48,21 @@ pub(super) fn to_error(m: Message) -> BackendError {
             _ => BackendError::Internal(message),
         },
         other => BackendError::Internal(format!("unexpected answer {}", other.name())),
+    }
+}
+
+/// Keeps the master's last refusal of a write for its storage (`/status`
+/// `master.storage_error`: a full disk says how much space it needs) until a
+/// write goes through.
+pub(super) fn note_storage(refusal: &Mutex<Option<String>>, answer: &Message, written: bool) {
+    let mut r = refusal.lock().unwrap_or_else(|p| p.into_inner());
+    match answer {
+        Message::Error {
+            code: ErrorCode::ReadOnly,
+            message,
+            ..
+        } => *r = Some(message.clone()),
+        _ if written => *r = None,
+        _ => {}
     }
 }

@@ -1,0 +1,169 @@
+//! A full disk: writes stop, reads go on, and writes resume by themselves
+//! once there is room.
+//!
+//! A write that fails with ENOSPC or EDQUOT latches the database read-only
+//! like any failed write, but *resumably*: the records appended before it
+//! stay in the write buffer (readable, as before), and every write attempt
+//! — at most once per `FULL_RETRY_MS` — measures the free space (statvfs)
+//! and, once it covers what the database needs to catch up
+//! ([`Core::space_needed`]), writes the buffers out, fsyncs and checkpoints.
+//! If that succeeds the latch is lifted; nothing acknowledged was lost, since
+//! nothing unwritten was ever acknowledged.
+//!
+//! An fsync that fails, even with ENOSPC, latches for good: after a failed
+//! fsync the kernel may have dropped the dirty pages, so only a reopen (which
+//! replays what is really on disk) is safe.
+//!
+//! A compaction may run while the latch holds (it is how space is won back)
+//! if the free space covers what it writes: the buffers, a copy of the live
+//! records, and the headroom.
+
+use crate::error::{Error, Result};
+use crate::inner::{lock, Inner};
+use crate::outbuf::PREALLOC_BYTES;
+use crate::state::Core;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A database latched by a full disk measures the free space again at most
+/// this often (on a write attempt).
+pub const FULL_RETRY_MS: u64 = 1000;
+
+/// Room beyond the buffered records that resuming asks for: a checkpoint's
+/// metadata and table pages, and a rollover's new file.
+pub const FULL_HEADROOM_BYTES: u64 = 1 << 20;
+
+impl Error {
+    /// True for a write (not an fsync) that found no space (ENOSPC,
+    /// EDQUOT), and for the refusals a full disk causes.
+    pub fn is_disk_full(&self) -> bool {
+        let (context, source) = match self {
+            Error::Io { context, source } => (context, source),
+            Error::DiskFull { .. } => return true,
+            _ => return false,
+        };
+        let full = matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
+        full && !context.contains("fsync") && !context.contains("fdatasync")
+    }
+}
+
+impl Core {
+    /// Bytes the database must write before it can take writes again: the
+    /// buffered records, the zeros written ahead of them, the table entries
+    /// a checkpoint writes, and `FULL_HEADROOM_BYTES`.
+    pub(crate) fn space_needed(&self) -> u64 {
+        let prealloc = if self.log.prealloc { PREALLOC_BYTES } else { 0 };
+        let tables = self.lookup.dirty() as u64 * crate::limits::KEYSIZE_DEFAULT as u64
+            + self.keys.pending_len() as u64 * crate::limits::SLOT_BYTES as u64;
+        self.log.unwritten() as u64 + prealloc as u64 + tables + FULL_HEADROOM_BYTES
+    }
+}
+
+/// Bytes available to this process on the filesystem that holds `dir`.
+pub(crate) fn free_bytes(dir: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return 0;
+    };
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `path` is NUL-terminated and `st` is a statvfs to fill.
+    if unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return 0;
+    }
+    // SAFETY: statvfs succeeded, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    // (u32 on 32-bit targets.)
+    #[allow(clippy::unnecessary_cast)]
+    (st.f_bavail as u64).saturating_mul(st.f_frsize as u64)
+}
+
+impl Inner {
+    /// The error a write gets while a full disk holds the latch.
+    pub(crate) fn full_error(&self) -> Error {
+        let cause = lock(&self.failure).clone().unwrap_or_default();
+        let full = lock(&self.full);
+        Error::DiskFull {
+            dir: self.dir.clone(),
+            free: full.free,
+            needed: full.needed,
+            cause,
+        }
+    }
+
+    /// On a database latched by a full disk: measures the free space (at
+    /// most once per `FULL_RETRY_MS`) and, if it covers what is needed,
+    /// writes out what is buffered and lifts the latch. `Err` while the
+    /// latch holds.
+    pub(crate) fn resume_if_room(&self) -> Result<()> {
+        // One thread resumes; the others are refused meanwhile.
+        let Ok(_one) = self.resuming.try_lock() else {
+            return Err(self.full_error());
+        };
+        {
+            let mut full = lock(&self.full);
+            let retry = Duration::from_millis(FULL_RETRY_MS);
+            if full.last_try.is_some_and(|t| t.elapsed() < retry) {
+                drop(full);
+                return Err(self.full_error());
+            }
+            full.last_try = Some(Instant::now());
+        }
+        // (Not under `full`: `Db::stats` takes it under the read lock.)
+        let needed = self.read().space_needed();
+        let free = free_bytes(&self.dir);
+        {
+            let mut full = lock(&self.full);
+            (full.free, full.needed) = (free, needed);
+        }
+        if free < needed {
+            return Err(self.full_error());
+        }
+        let resumed = (self.sync_active()).and_then(|_| self.checkpoint(true));
+        if let Err(e) = resumed {
+            self.fail(&e);
+            return Err(self.writable_error());
+        }
+        let free = free_bytes(&self.dir);
+        self.clear_failure();
+        log::info!(
+            "{}: {free} bytes free on its disk: writes resume",
+            self.dir.display()
+        );
+        Ok(())
+    }
+
+    /// Space a compaction needs now, and whether the disk has it; a
+    /// compaction may run under a full disk's latch only then.
+    pub(crate) fn compaction_room(&self) -> Result<()> {
+        let needed = {
+            let core = self.read();
+            core.space_needed() + core.live_bytes
+        };
+        let free = free_bytes(&self.dir);
+        {
+            let mut full = lock(&self.full);
+            full.free = free;
+            full.needed = full.needed.min(needed);
+        }
+        if free >= needed {
+            return Ok(());
+        }
+        Err(Error::CompactionNeedsSpace {
+            dir: self.dir.clone(),
+            free,
+            needed,
+        })
+    }
+
+    /// (bytes free, bytes needed) while a full disk holds the latch.
+    pub(crate) fn full_disk_figures(&self) -> Option<(u64, u64)> {
+        let full = lock(&self.full);
+        (full.resumable && self.full_disk_latched()).then_some((full.free, full.needed))
+    }
+
+    /// Lets the next write attempt measure the free space at once (after a
+    /// compaction freed some).
+    pub(crate) fn retry_full_now(&self) {
+        lock(&self.full).last_try = None;
+    }
+}
