@@ -14,9 +14,16 @@
 # from nightly's rust-src (as rustc's own build does for musl targets).
 # Needs: rustup with nightly + rust-src, and the Debian packages the script
 # names when one is missing. Output: $CARGO_TARGET_DIR/TARGET/deploy/hypha.
+#
+#   bash deploy/cross.sh TARGET --test
+# instead runs the engine and net test suites for TARGET under qemu-user
+# (Debian's qemu-user and qemu-user-binfmt; binfmt_misc is registered so that
+# the tests that re-execute themselves run too). CI runs armv7-gnueabihf this
+# way (.ci/armv7.sh); the mips run is by hand (deploy/README.md says when).
 set -euo pipefail
 
-TARGET=${1:?usage: deploy/cross.sh TARGET (see the top of this file)}
+TARGET=${1:?usage: deploy/cross.sh TARGET [--test] (see the top of this file)}
+TEST=${2:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 CROSS=$CARGO_TARGET_DIR/cross
@@ -89,6 +96,23 @@ fi
 # OpenWrt does); a static binary runs on any router of the architecture.
 export "CARGO_TARGET_${ENV_TARGET}_LINKER=$MUSL/bin/musl-gcc"
 export "CARGO_TARGET_${ENV_TARGET}_RUSTFLAGS=-C target-feature=+crt-static -C link-self-contained=no -L $UNWIND"
+if [ "$TEST" = --test ]; then
+  QEMU=qemu-${TARGET%%-*}
+  QEMU=${QEMU/qemu-armv7/qemu-arm}
+  need "$QEMU" qemu-user
+  BINFMT=/proc/sys/fs/binfmt_misc
+  [ -e "$BINFMT/register" ] || mount -t binfmt_misc binfmt_misc "$BINFMT" 2>/dev/null || true
+  if [ ! -e "$BINFMT/$QEMU" ] && [ -f "/usr/lib/binfmt.d/$QEMU.conf" ]; then
+    cat "/usr/lib/binfmt.d/$QEMU.conf" > "$BINFMT/register" 2>/dev/null || true
+  fi
+  [ -e "$BINFMT/$QEMU" ] || echo "cross.sh: $QEMU is not registered with binfmt_misc: the tests that re-execute themselves will fail (apt-get install qemu-user-binfmt; run as root)"
+  export "CARGO_TARGET_${ENV_TARGET}_RUNNER=$QEMU"
+  # panic_unwind: the test harness catches panics. Doctests are skipped:
+  # rustdoc does not get the target's RUSTFLAGS.
+  cargo +nightly test -p hypha-engine -p hypha-net --target "$TARGET" --lib --tests \
+    -Zbuild-std=std,panic_unwind -Zbuild-std-features=llvm-libunwind
+  exit 0
+fi
 cargo +nightly build --profile deploy -p hypha-server --target "$TARGET" \
   -Zbuild-std=std,panic_abort -Zbuild-std-features=llvm-libunwind
 ls -l "$CARGO_TARGET_DIR/$TARGET/deploy/hypha"

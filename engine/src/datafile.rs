@@ -1,16 +1,16 @@
 //! One data file: its handle, its mapping and its header; and the fsyncs a
 //! rollover owes.
 //!
-//! The newest data file is mapped at `file_size` whatever its length (an
-//! address-space reservation; only bytes below the written length are ever
-//! read). A sealed file is mapped at its length only while it is read often
+//! The newest data file is mapped a step (`NEWEST_MAP_STEP_BYTES`) beyond
+//! its written length, at most `file_size`, and the mapping grows as the
+//! file does (only bytes below the written length are ever read). A sealed file is mapped at its length only while it is read often
 //! enough to stay within the log's budget (see `maps`), and read with
 //! `pread` otherwise.
 
 use crate::dir::{create_with_header, data_path, sync_dir};
 use crate::error::{Error, IoContext, Result};
 use crate::io::{FileIo, OpenMode};
-use crate::limits::FILE_HEADER_BYTES;
+use crate::limits::{FILE_HEADER_BYTES, NEWEST_MAP_STEP_BYTES};
 use crate::record::Seq;
 use crate::tables::{FileHeader, DATA_VERSION};
 use memmap2::{Mmap, MmapOptions};
@@ -149,7 +149,7 @@ impl DataFile {
             prev_len,
         };
         let file = create_with_header(&path, &header, io)?;
-        let map = map_file(&file, file_size, &path)?;
+        let map = map_file(&file, newest_map_len(FILE_HEADER_BYTES as u32, file_size), &path)?;
         Ok(DataFile {
             file: Arc::new(file),
             map: OnceLock::from(map),
@@ -162,22 +162,52 @@ impl DataFile {
         })
     }
 
-    /// The written bytes, if the file is mapped.
+    /// The written bytes, if the file is mapped (and the mapping covers
+    /// them: the newest file's may not, if growing it failed).
     pub fn mapped(&self) -> Option<&[u8]> {
-        self.map.get().map(|m| &m[..self.len as usize])
+        let m = self.map.get()?;
+        m.get(..self.len as usize)
     }
 
-    /// Maps the file as the newest (at `file_size`, not charged), if it is
-    /// not mapped so already.
+    /// Maps the file as the newest (not charged to the budget: see
+    /// [`DataFile::cover`]); returns what a sealed mapping of it had charged.
     pub fn map_newest(&mut self, file_size: u32) -> Result<usize> {
-        let want = file_size.max(self.len) as usize;
-        if self.map.get().is_some_and(|m| m.len() >= want) {
-            return Ok(0);
-        }
-        let released = self.unmap();
-        let map = map_file(&self.file, want as u32, &self.path)?;
-        self.map = OnceLock::from(map);
+        let released = match self.charged() {
+            0 => 0,
+            _ => self.unmap(),
+        };
+        self.cover(file_size)?;
         Ok(released)
+    }
+
+    /// Grows the newest file's mapping, if it does not cover the written
+    /// bytes, to a step beyond them (`NEWEST_MAP_STEP_BYTES`, at most
+    /// `file_size`). Runs under the write lock: no reader holds a slice of
+    /// the mapping, which `mremap` may move.
+    pub fn cover(&mut self, file_size: u32) -> Result<()> {
+        let len = self.len as usize;
+        if self.map.get().is_some_and(|m| m.len() >= len.max(1)) {
+            return Ok(());
+        }
+        let want = newest_map_len(self.len, file_size);
+        #[cfg(target_os = "linux")]
+        if let Some(m) = self.map.get_mut() {
+            let options = memmap2::RemapOptions::new().may_move(true);
+            // SAFETY: as for `map_file`; the caller holds the write lock, so
+            // no slice of the old mapping is alive.
+            return unsafe { m.remap(want as usize, options) }
+                .ctx(|| format!("grow the mapping of {}", self.path.display()));
+        }
+        self.map = OnceLock::from(map_file(&self.file, want as u32, &self.path)?);
+        Ok(())
+    }
+
+    /// [`DataFile::cover`]; on failure (address space exhausted) readers
+    /// read what the mapping misses with `pread`.
+    pub fn cover_or_read(&mut self, file_size: u32) {
+        if let Err(e) = self.cover(file_size) {
+            log::warn!("{e}: reading the newest records without a mapping");
+        }
     }
 
     /// Maps a sealed file at its length for readers, its bytes charged to
@@ -282,6 +312,13 @@ impl Deref for Owned {
     fn deref(&self) -> &[u8] {
         self.0.as_deref().unwrap_or(&[])
     }
+}
+
+/// The newest file's mapping length for `len` written bytes.
+fn newest_map_len(len: u32, file_size: u32) -> u32 {
+    let step = NEWEST_MAP_STEP_BYTES;
+    let ahead = (len / step).saturating_add(1).saturating_mul(step);
+    ahead.min(file_size.max(len))
 }
 
 fn map_file(file: &File, len: u32, path: &Path) -> Result<Mmap> {

@@ -414,9 +414,11 @@ impl Log {
             .is_some_and(|i| Arc::ptr_eq(&i.bytes, &job.bytes));
         if ours {
             self.inflight = None;
+            let file_size = self.file_size;
             let last = self.last_mut();
             last.len = job.at + job.bytes.len() as u32;
             last.alloc = last.alloc.max(alloc);
+            last.cover_or_read(file_size);
             if let Ok(mut spare) = Arc::try_unwrap(job.bytes) {
                 spare.clear();
                 self.spare = spare;
@@ -475,9 +477,11 @@ impl Log {
             self.buf.shrink_to(WRITE_BUFFER_BYTES);
         }
         let alloc = w.alloc;
+        let file_size = self.file_size;
         let last = self.last_mut();
         last.len = end;
         last.alloc = alloc;
+        last.cover_or_read(file_size);
         Ok(())
     }
 

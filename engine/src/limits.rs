@@ -103,9 +103,15 @@ pub const SEEK_MARK_STRIDE_BYTES: u32 = 256 << 10;
 /// writers back for the whole file.
 pub const SEEK_SKIP_RECORDS_PER_LOCK: usize = 4096;
 
+/// The newest data file's mapping grows in steps of this many bytes (by
+/// `mremap`, under the write lock), a step ahead of what is written, up to
+/// `file_size`: an empty database maps 16 MiB, not the whole rollover size
+/// (a worker installing a snapshot holds two databases open).
+pub const NEWEST_MAP_STEP_BYTES: u32 = 16 << 20;
+
 /// Bytes of sealed data files the engine keeps mapped at once by default
-/// (`Options::sealed_map_bytes`). The newest file is mapped at `file_size`
-/// besides, and a compaction maps one input file at a time: with the
+/// (`Options::sealed_map_bytes`). The newest file is mapped besides (at most
+/// `file_size`), and a compaction maps one input file at a time: with the
 /// lookup table and key index (about 23 bytes per id, see
 /// `docs/design.md`, "Address space"), that bounds the engine's address
 /// space whatever the size of its records. Reads of a sealed file beyond

@@ -21,7 +21,9 @@ impl Log {
         };
         let off = loc.offset as usize;
         if off < f.len as usize {
-            if let Some(b) = f.mapped().or_else(|| f.map_sealed(&self.maps)) {
+            let sealed = loc.file != self.last_no();
+            let mapped = f.mapped();
+            if let Some(b) = mapped.or_else(|| sealed.then(|| f.map_sealed(&self.maps))?) {
                 f.touch(self.maps.now());
                 return Ok(Cow::Borrowed(&b[off..]));
             }
