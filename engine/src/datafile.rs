@@ -149,7 +149,11 @@ impl DataFile {
             prev_len,
         };
         let file = create_with_header(&path, &header, io)?;
-        let map = map_file(&file, newest_map_len(FILE_HEADER_BYTES as u32, file_size), &path)?;
+        let map = map_file(
+            &file,
+            newest_map_len(FILE_HEADER_BYTES as u32, file_size),
+            &path,
+        )?;
         Ok(DataFile {
             file: Arc::new(file),
             map: OnceLock::from(map),
@@ -198,7 +202,7 @@ impl DataFile {
             return unsafe { m.remap(want as usize, options) }
                 .ctx(|| format!("grow the mapping of {}", self.path.display()));
         }
-        self.map = OnceLock::from(map_file(&self.file, want as u32, &self.path)?);
+        self.map = OnceLock::from(map_file(&self.file, want, &self.path)?);
         Ok(())
     }
 
