@@ -98,6 +98,8 @@ pub(crate) fn spawn_compactor(inner: Weak<Inner>) -> Worker {
     let handle = std::thread::Builder::new()
         .name("hypha-compact".into())
         .spawn(move || {
+            // Said once, not every check, while the disk lacks the room.
+            let mut told_no_room = false;
             while let Err(mpsc::RecvTimeoutError::Timeout) =
                 rx.recv_timeout(Duration::from_millis(COMPACT_CHECK_MS))
             {
@@ -107,6 +109,13 @@ pub(crate) fn spawn_compactor(inner: Weak<Inner>) -> Worker {
                     continue;
                 }
                 if let Some(garbage) = inner.compaction_due() {
+                    if let Err(e) = inner.compaction_room() {
+                        if !std::mem::replace(&mut told_no_room, true) {
+                            log::warn!("{}: not compacting: {e}", inner.dir.display());
+                        }
+                        continue;
+                    }
+                    told_no_room = false;
                     log::info!(
                         "{}: {:.1} MB of garbage in the data files: compacting",
                         inner.dir.display(),

@@ -55,14 +55,17 @@ impl Inner {
     }
 
     /// Runs one compaction (one at a time) and records its report.
-    /// Under a full disk's latch it runs if the free space covers what it
-    /// writes (`compaction_room`), and writes resume after it.
+    /// It runs only if the free space covers what it may write
+    /// (`compaction_room`) — under a full disk's latch too, and writes
+    /// resume after it.
     pub(crate) fn compact(&self) -> Result<CompactReport> {
-        if let Err(e) = self.writable() {
-            if !self.full_disk() {
-                return Err(e);
-            }
-            self.compaction_room()?;
+        let latched = match self.writable() {
+            Ok(()) => false,
+            Err(_) if self.full_disk() => true,
+            Err(e) => return Err(e),
+        };
+        self.compaction_room()?;
+        if latched {
             // The room covers the buffers: they go out first.
             self.retry_full_now();
             self.writable()?;

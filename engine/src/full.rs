@@ -59,16 +59,18 @@ impl Core {
     }
 }
 
-/// Bytes available to this process on the filesystem that holds `dir`.
+/// Bytes available to an unprivileged process on the filesystem that holds
+/// `dir` (`u64::MAX` if statvfs fails: then nothing waits for room, and the
+/// writes themselves tell).
 pub(crate) fn free_bytes(dir: &Path) -> u64 {
     use std::os::unix::ffi::OsStrExt;
     let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return 0;
+        return u64::MAX;
     };
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
     // SAFETY: `path` is NUL-terminated and `st` is a statvfs to fill.
     if unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) } != 0 {
-        return 0;
+        return u64::MAX;
     }
     // SAFETY: statvfs succeeded, so it filled `st`.
     let st = unsafe { st.assume_init() };
@@ -132,12 +134,15 @@ impl Inner {
         Ok(())
     }
 
-    /// Space a compaction needs now, and whether the disk has it; a
-    /// compaction may run under a full disk's latch only then.
+    /// Whether the disk has the space a compaction may need: what resuming
+    /// needs (`space_needed`, the headroom included) plus its output, the
+    /// live records times the versions kept (at most the data files).
     pub(crate) fn compaction_room(&self) -> Result<()> {
+        let versions = self.opts.history.max(1) as u64;
         let needed = {
             let core = self.read();
-            core.space_needed() + core.live_bytes
+            let output = core.live_bytes.saturating_mul(versions);
+            core.space_needed() + output.min(core.log.data_bytes())
         };
         let free = free_bytes(&self.dir);
         {

@@ -217,3 +217,26 @@ fn a_full_disk_stops_writes_keeps_reads_and_resumes_with_fsync_always() {
 fn a_full_disk_keeps_acknowledged_buffered_writes_with_fsync_never() {
     full_disk_round(Fsync::Never);
 }
+
+/// A database closed on a full disk opens again there (reads work), and a
+/// compaction says what it needs, then runs once that much is free — as
+/// `hypha compact --data DIR` does on a stopped node.
+#[test]
+fn a_database_on_a_full_disk_reopens_and_compacts_in_the_space_it_reports() {
+    let fs = SmallFs::new(16);
+    let dir = fs.mnt.join("db");
+    let room = filler(&fs.mnt, "filler");
+    let db = Db::open(&dir, opts(Fsync::Always)).expect("open");
+    let mut acked = Acked::default();
+    let _ = acked.fill(&db);
+    let _ = db.close();
+    let db = Db::open(&dir, opts(Fsync::Always)).expect("a full disk still opens");
+    acked.check(&db);
+    let e = db.compact().expect_err("no room to compact");
+    assert!(matches!(e, Error::CompactionNeedsSpace { .. }), "{e}");
+    std::fs::remove_file(&room).unwrap();
+    db.compact()
+        .expect("compaction fits in the space it asked for");
+    acked.until_resumed(&db);
+    acked.check(&db);
+}
