@@ -1,5 +1,6 @@
 //! The `hypha` binary: every role of the cluster, and all of them at once.
 
+mod arenas;
 mod http_cmd;
 mod member_cmd;
 mod members_cmd;
@@ -27,6 +28,7 @@ const COMMON: [&str; 4] = [
 ];
 
 fn main() -> ExitCode {
+    arenas::limit();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
