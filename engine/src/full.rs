@@ -126,7 +126,9 @@ impl Inner {
             return Err(self.writable_error());
         }
         let free = free_bytes(&self.dir);
-        self.clear_failure();
+        if !self.clear_failure() {
+            return Err(self.writable_error());
+        }
         log::info!(
             "{}: {free} bytes free on its disk: writes resume",
             self.dir.display()

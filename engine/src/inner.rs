@@ -238,12 +238,18 @@ impl Inner {
         self.read_only.store(true, Ordering::Release);
     }
 
-    /// Lifts the read-only latch (a full disk has room again).
-    pub(crate) fn clear_failure(&self) {
+    /// Lifts the read-only latch a full disk set (it has room again); false
+    /// if something worse latched it meanwhile.
+    pub(crate) fn clear_failure(&self) -> bool {
         let mut f = lock(&self.failure);
-        lock(&self.full).resumable = false;
+        let mut full = lock(&self.full);
+        if !full.resumable {
+            return false;
+        }
+        full.resumable = false;
         *f = None;
         self.read_only.store(false, Ordering::Release);
+        true
     }
 
     /// Runs a mutation that appends at most one record with `bytes` of key
