@@ -52,7 +52,11 @@ pub fn create_with_header(path: &Path, header: &FileHeader, io: &dyn FileIo) -> 
     let file = io
         .open(path, OpenMode::CreateNew)
         .ctx(|| format!("create {}", path.display()))?;
-    io.write_at(&file, &header.encode(), 0)
-        .ctx(|| format!("write header of {}", path.display()))?;
+    if let Err(e) = io.write_at(&file, &header.encode(), 0) {
+        // Not left behind: a retry (after a full disk has room again)
+        // creates the same file.
+        let _ = io.remove_file(path);
+        return Err(e).ctx(|| format!("write header of {}", path.display()));
+    }
     Ok(file)
 }

@@ -72,6 +72,10 @@ pub struct Log {
     pub marks: Mutex<SeekMarks>,
     /// Address space for sealed files' mappings (see `maps`).
     pub maps: Arc<MapBudget>,
+    /// The last record appended is marked `batch_more`: an atomic batch is
+    /// being appended, and nothing else may be until it ends (a mutation
+    /// that fails half way through one latches the database for good).
+    pub batch_open: bool,
 }
 
 impl Log {
@@ -102,6 +106,7 @@ impl Log {
             seal_stalls: 0,
             marks: Mutex::default(),
             maps: Arc::new(MapBudget::new(SEALED_MAP_BYTES_DEFAULT)),
+            batch_open: false,
         };
         for f in files {
             log.order.push(f.header.file_no);

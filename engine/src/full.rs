@@ -23,6 +23,7 @@ use crate::inner::{lock, Inner};
 use crate::outbuf::PREALLOC_BYTES;
 use crate::state::Core;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// A database latched by a full disk measures the free space again at most
@@ -80,6 +81,56 @@ pub(crate) fn free_bytes(dir: &Path) -> u64 {
 }
 
 impl Inner {
+    /// True if a full disk holds the read-only latch (nothing worse).
+    pub(crate) fn full_disk(&self) -> bool {
+        self.read_only.load(Ordering::Acquire) && lock(&self.full).resumable
+    }
+
+    /// True if the read-only latch is set (whatever set it).
+    pub(crate) fn full_disk_latched(&self) -> bool {
+        self.read_only.load(Ordering::Acquire)
+    }
+
+    /// The error writes get while the latch holds.
+    pub(crate) fn writable_error(&self) -> Error {
+        if lock(&self.full).resumable {
+            return self.full_error();
+        }
+        let cause = lock(&self.failure).clone().unwrap_or_default();
+        Error::ReadOnly { cause }
+    }
+
+    /// Latches read-only until a reopen, whatever `e` is (half an atomic
+    /// batch is in the log: only a reopen, which cuts it, may go on).
+    pub(crate) fn fail_for_good(&self, e: &Error) {
+        let mut f = lock(&self.failure);
+        let mut full = lock(&self.full);
+        if f.is_none() || full.resumable {
+            log::error!(
+                "{}: half an atomic batch is in the log: stopping writes until it is reopened: \
+                 {e}",
+                self.dir.display()
+            );
+            *f = Some(format!("half an atomic batch is in the log after: {e}"));
+        }
+        full.resumable = false;
+        self.read_only.store(true, Ordering::Release);
+    }
+
+    /// Lifts the read-only latch a full disk set (it has room again); false
+    /// if something worse latched it meanwhile.
+    pub(crate) fn clear_failure(&self) -> bool {
+        let mut f = lock(&self.failure);
+        let mut full = lock(&self.full);
+        if !full.resumable {
+            return false;
+        }
+        full.resumable = false;
+        *f = None;
+        self.read_only.store(false, Ordering::Release);
+        true
+    }
+
     /// The error a write gets while a full disk holds the latch.
     pub(crate) fn full_error(&self) -> Error {
         let cause = lock(&self.failure).clone().unwrap_or_default();

@@ -53,7 +53,7 @@ pub(crate) struct Inner {
     pub(crate) opts: Options,
     core: RwLock<Core>,
     commit: GroupCommit,
-    read_only: AtomicBool,
+    pub(crate) read_only: AtomicBool,
     pub(crate) failure: Mutex<Option<String>>,
     /// Held while a compaction runs (one at a time).
     pub(crate) compacting: Mutex<()>,
@@ -201,25 +201,6 @@ impl Inner {
         Err(self.writable_error())
     }
 
-    /// True if a full disk holds the read-only latch (nothing worse).
-    pub(crate) fn full_disk(&self) -> bool {
-        self.read_only.load(Ordering::Acquire) && lock(&self.full).resumable
-    }
-
-    /// True if the read-only latch is set (whatever set it).
-    pub(crate) fn full_disk_latched(&self) -> bool {
-        self.read_only.load(Ordering::Acquire)
-    }
-
-    /// The error writes get while the latch holds.
-    pub(crate) fn writable_error(&self) -> Error {
-        if lock(&self.full).resumable {
-            return self.full_error();
-        }
-        let cause = lock(&self.failure).clone().unwrap_or_default();
-        Error::ReadOnly { cause }
-    }
-
     /// Records a failed write or fsync: from now on the database is
     /// read-only — until there is room again if the disk was full (and
     /// nothing worse happened), for good otherwise.
@@ -236,20 +217,6 @@ impl Inner {
             full.resumable = e.is_disk_full();
         }
         self.read_only.store(true, Ordering::Release);
-    }
-
-    /// Lifts the read-only latch a full disk set (it has room again); false
-    /// if something worse latched it meanwhile.
-    pub(crate) fn clear_failure(&self) -> bool {
-        let mut f = lock(&self.failure);
-        let mut full = lock(&self.full);
-        if !full.resumable {
-            return false;
-        }
-        full.resumable = false;
-        *f = None;
-        self.read_only.store(false, Ordering::Release);
-        true
     }
 
     /// Runs a mutation that appends at most one record with `bytes` of key
@@ -298,8 +265,17 @@ impl Inner {
             if core.log.roll_must_wait(bytes) || core.log.out_must_wait() {
                 return Ok(None);
             }
+            if core.log.batch_open {
+                // Half a batch is in the log (a mutation failed inside it).
+                drop(core);
+                return Err(self.writable_error());
+            }
             let rollovers = core.log.rollovers;
             let r = f(&mut core);
+            if let (Err(e), true) = (&r, core.log.batch_open) {
+                // Latched under the lock: nobody appends after half a batch.
+                self.fail_for_good(e);
+            }
             let due = r.is_ok() && core.checkpoint_due();
             let keys = core.keys.pending_len();
             // A full buffer goes in flight; this writer writes it below.
@@ -562,6 +538,8 @@ impl Inner {
 
     /// Makes everything appended so far durable, whatever the fsync mode.
     pub(crate) fn sync(&self) -> Result<()> {
+        // (Not inside the group commit: a full disk may resume here.)
+        self.writable()?;
         let end = self.read().log.appended;
         self.commit.commit(end, self)
     }
@@ -577,8 +555,14 @@ impl Inner {
 }
 
 impl Syncer for Inner {
+    /// The latch only: a group commit holds its state lock here, and a
+    /// leader whose fdatasync failed needs that lock to latch for good, so
+    /// no resume (see `full`) may run under it.
     fn writable(&self) -> Result<()> {
-        Inner::writable(self)
+        match self.read_only.load(Ordering::Acquire) {
+            true => Err(self.writable_error()),
+            false => Ok(()),
+        }
     }
     fn sync_log(&self) -> Result<u64> {
         self.sync_active()

@@ -231,6 +231,7 @@ impl Core {
             meta,
         };
         record::encode(&mut self.log.buf, &r, prev);
+        self.log.batch_open = meta.batch_more;
         let new = record::decode_header(&self.log.buf[start..])
             .ok()
             .flatten()

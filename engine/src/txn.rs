@@ -202,7 +202,7 @@ impl Db {
                     if appended.get() {
                         // Half a batch is in the log: only a reopen (which
                         // cuts it) may go on from here.
-                        self.inner.fail(&e);
+                        self.inner.fail_for_good(&e);
                     }
                     return Err(e);
                 }

@@ -5,7 +5,7 @@
 mod common;
 use common::TempDir;
 use hypha_engine::io::FaultyIo;
-use hypha_engine::{Db, Error, Fsync, Options};
+use hypha_engine::{BatchOp, Db, Error, Fsync, Options};
 use std::sync::Arc;
 
 const EIO: i32 = 5;
@@ -499,5 +499,63 @@ fn reads_and_updates_go_on_while_the_key_index_grows() -> Result<(), Error> {
         "an update waited for the key index to grow"
     );
     assert_eq!(db.len(), 3001);
+    Ok(())
+}
+
+/// A write that fails for space in the middle of an atomic batch (at the
+/// rollover inside it) latches for good — resuming would make half a batch
+/// durable — while one between batches latches until there is room; either
+/// way a reopen finds every batch whole or absent.
+#[test]
+fn no_space_inside_a_batch_latches_for_good_and_batches_stay_whole() -> Result<(), Error> {
+    let value = |b: u32, i: u32| vec![(b * 4 + i) as u8; 20 << 10];
+    let mut halves = 0;
+    for fail_at in 8..24 {
+        let dir = TempDir::new("fault-batch");
+        let opts = |io: Option<FaultyIo>| Options {
+            io: io.map_or_else(|| Options::default().io, |io| Arc::new(io) as _),
+            fsync: Fsync::Never,
+            file_size: 64 << 10,
+            ..Options::default()
+        };
+        let db = Db::open(dir.path(), opts(Some(FaultyIo::new(fail_at, 0, ENOSPC))))?;
+        // Each batch (4 × 20 KiB) is larger than a data file: it rolls over.
+        let mut b = 0u32;
+        let failure = loop {
+            let keys: Vec<Vec<u8>> = (0..4).map(|i| format!("b{b}-{i}").into_bytes()).collect();
+            let values: Vec<Vec<u8>> = (0..4).map(|i| value(b, i)).collect();
+            let ops: Vec<BatchOp> = (0..4)
+                .map(|i| BatchOp::Put {
+                    key: &keys[i],
+                    value: &values[i],
+                    deadline_ms: 0,
+                })
+                .collect();
+            match db.batch(&ops) {
+                Ok(_) => b += 1,
+                Err(e) => break e,
+            }
+            assert!(b < 1000, "the fault never fired");
+        };
+        let again = db.put(b"after", b"x").unwrap_err();
+        if again.to_string().contains("half an atomic batch") {
+            halves += 1;
+            assert!(matches!(again, Error::ReadOnly { .. }), "{again}");
+        } else {
+            assert!(
+                matches!(again, Error::DiskFull { .. }),
+                "{failure} / {again}"
+            );
+        }
+        drop(db);
+        let db = Db::open(dir.path(), opts(None))?;
+        for n in 0..=b {
+            let got: Vec<bool> = (0..4)
+                .map(|i| db.get(format!("b{n}-{i}").as_bytes()).map(|v| v.is_some()))
+                .collect::<Result<_, _>>()?;
+            assert!(got.iter().all(|&g| g == got[0]), "batch {n} split: {got:?}");
+        }
+    }
+    assert!(halves > 0, "no fault landed inside a batch");
     Ok(())
 }
