@@ -32,7 +32,10 @@ impl std::ops::DerefMut for WriteGuard<'_> {
 
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
-        self.guard.log.unmap_cold();
+        // (A load first: a write pays no atomic swap unless a read asked.)
+        if self.guard.log.maps.evict_due() {
+            self.guard.log.unmap_cold();
+        }
         #[cfg(feature = "lock-stats")]
         self.stats.end(&self.hold);
     }
