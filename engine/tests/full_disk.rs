@@ -91,19 +91,22 @@ struct Acked {
 }
 
 impl Acked {
+    /// Overwrites the next key in turn; notes the write if acknowledged.
+    fn put_next(&mut self, db: &Db) -> Result<(), Error> {
+        let (k, n) = (self.next % KEYS, self.next);
+        self.next += 1;
+        db.put(&key(k), &value(n))?;
+        self.last.insert(k, n);
+        Ok(())
+    }
+
     /// Overwrites the keys in turn until a write fails; returns its error.
     fn fill(&mut self, db: &Db) -> Error {
         loop {
-            let (k, n) = (self.next % KEYS, self.next);
-            self.next += 1;
-            match db.put(&key(k), &value(n)) {
-                Ok(_) => {
-                    self.last.insert(k, n);
-                }
-                Err(e) => {
-                    self.failed = Some((k, n));
-                    return e;
-                }
+            if let Err(e) = self.put_next(db) {
+                let n = self.next - 1;
+                self.failed = Some((n % KEYS, n));
+                return e;
             }
             assert!(self.next < 100_000, "the disk never filled");
         }
@@ -131,16 +134,8 @@ impl Acked {
     /// a second); panics after 10 s.
     fn until_resumed(&mut self, db: &Db) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let (k, n) = (self.next % KEYS, self.next);
-            self.next += 1;
-            match db.put(&key(k), &value(n)) {
-                Ok(_) => {
-                    self.last.insert(k, n);
-                    return;
-                }
-                Err(e) => assert!(Instant::now() < deadline, "writes did not resume: {e}"),
-            }
+        while let Err(e) = self.put_next(db) {
+            assert!(Instant::now() < deadline, "writes did not resume: {e}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
