@@ -40,6 +40,8 @@ pub enum RouteId {
     CompatPutPath,
     CompatGetPath,
     CompatDeletePath,
+    Page,
+    ReadPass,
     NotFound,
     Invalid,
 }
@@ -77,6 +79,8 @@ impl RouteId {
             RouteId::CompatPutPath => "compat_put_path",
             RouteId::CompatGetPath => "compat_get_path",
             RouteId::CompatDeletePath => "compat_delete_path",
+            RouteId::Page => "page",
+            RouteId::ReadPass => "read_pass",
             RouteId::NotFound => "not_found",
             RouteId::Invalid => "invalid",
         }
@@ -111,6 +115,8 @@ impl RouteId {
             CompatPutPath,
             CompatGetPath,
             CompatDeletePath,
+            Page,
+            ReadPass,
             NotFound,
             Invalid,
         ]

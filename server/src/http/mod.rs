@@ -27,6 +27,7 @@ mod etag;
 mod inbuf;
 pub mod mem;
 pub mod metrics;
+pub mod page;
 pub mod params;
 pub mod percent;
 pub mod request;

@@ -30,6 +30,7 @@ use crate::http::backend::{Backend, Version};
 use crate::http::compat;
 use crate::http::config::{BodyKind, HttpConfig, HISTORY_DEPTH_MAX, SCAN_LIMIT_DEFAULT};
 use crate::http::metrics::{Metrics, RouteId};
+use crate::http::page;
 use crate::http::params::{backend_error, consistency, limit_param, number_param};
 use crate::http::percent::{form_value, parse_form, FormPairs};
 use crate::http::request::{BodyFraming, Head, Method};
@@ -195,6 +196,8 @@ impl<B: Backend> Router<B> {
                 crate::http::txn::handle(&*self.backend, &body, self.json_values_max).await
             }
             Route::Watch(prefix) => self.watch_once(head, prefix, query).await,
+            Route::Page => Ok(page::serve()),
+            Route::ReadPass => Ok(page::read_pass(self.token.as_ref(), &body)),
             Route::Compat(route) => {
                 let json_values_max = self.json_values_max;
                 Ok(compat::handle(&*self.backend, route, head, query, body, json_values_max).await)
@@ -219,7 +222,16 @@ impl<B: Backend> Router<B> {
             Route::Txn => true,
             _ => false,
         };
-        if *route == Route::Ping || !(write || self.token_for_reads) {
+        let open = matches!(route, Route::Ping | Route::Page | Route::ReadPass);
+        if open || !(write || self.token_for_reads) {
+            return Ok(());
+        }
+        // The status page's read pass opens reads, never writes.
+        if !write
+            && head
+                .header("cookie")
+                .is_some_and(|c| page::has_read_pass(token, c))
+        {
             return Ok(());
         }
         let refuse = |message: &str| {

@@ -25,6 +25,10 @@ pub(crate) enum Route {
     Txn,
     Watch(Vec<u8>),
     Compat(compat::Route),
+    /// `/`: the status page.
+    Page,
+    /// `POST /ui/token`: the status page's read pass.
+    ReadPass,
 }
 
 pub(crate) fn match_path(path: &str) -> Option<Result<(Route, &'static str), String>> {
@@ -34,6 +38,7 @@ pub(crate) fn match_path(path: &str) -> Option<Result<(Route, &'static str), Str
         "/status" => Some(Route::Status),
         "/metrics" => Some(Route::Metrics),
         "/digest" => Some(Route::Digest),
+        "/" => Some(Route::Page),
         _ => None,
     };
     if let Some(route) = fixed {
@@ -41,6 +46,9 @@ pub(crate) fn match_path(path: &str) -> Option<Result<(Route, &'static str), Str
     }
     if path == "/admin/compact" {
         return Some(Ok((Route::AdminCompact, "POST")));
+    }
+    if path == "/ui/token" {
+        return Some(Ok((Route::ReadPass, "POST")));
     }
     if path == "/txn" {
         return Some(Ok((Route::Txn, "POST")));
@@ -77,6 +85,8 @@ pub(crate) fn route_id(route: &Route, method: &Method, query: &FormPairs) -> Rou
         Route::Txn => RouteId::Txn,
         Route::Watch(_) => RouteId::Watch,
         Route::Compat(route) => compat::route_id(route, method),
+        Route::Page => RouteId::Page,
+        Route::ReadPass => RouteId::ReadPass,
     }
 }
 
@@ -112,7 +122,7 @@ pub(crate) fn member_change(
 
 pub(crate) fn not_found(path: &str) -> Response {
     let message = format!(
-        "no route for {path}; the API is /kv/{{key}}, /kv?prefix=, /ping, /status, /metrics, \
+        "no route for {path}; the status page is /, the API is /kv/{{key}}, /kv?prefix=, /ping, /status, /metrics, \
          /digest, POST /txn, /watch/{{prefix}}, POST /admin/compact, /admin/members and the compat routes /set, /get, /delete, /store, /fetch, /query"
     );
     Response::error(404, message)

@@ -25,7 +25,32 @@ impl Token {
         let token = self.0.read().unwrap_or_else(|p| p.into_inner());
         equal_in_constant_time(presented, token.as_bytes())
     }
+
+    /// The status page's read pass for the current token: the hex of
+    /// HMAC-SHA256(token, [`READ_PASS_CONTEXT`]). It grants reads only, and
+    /// tells nothing about the token.
+    pub fn read_pass(&self) -> String {
+        use hmac::Mac as _;
+        let token = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()) else {
+            unreachable!("HMAC takes keys of any length")
+        };
+        mac.update(READ_PASS_CONTEXT);
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Whether `presented` is the current token's read pass.
+    pub fn matches_read_pass(&self, presented: &[u8]) -> bool {
+        equal_in_constant_time(presented, self.read_pass().as_bytes())
+    }
 }
+
+/// What a read pass is a MAC of (versioned, so a new pass format voids old ones).
+pub const READ_PASS_CONTEXT: &[u8] = b"hypha status page read pass v1";
 
 /// Compares without an early exit, so response time does not leak a token prefix.
 fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {

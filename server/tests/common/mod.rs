@@ -2,6 +2,7 @@
 //! what it logs, and talk the wire protocol to its nodes.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod group;
 pub mod history;
 pub mod netns;
