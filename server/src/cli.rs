@@ -115,6 +115,20 @@ pub fn addr(flag: &str, text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("--{flag} {text:?} resolves to no address"))
 }
 
+/// Why a node could not start, naming the address it was to listen on.
+pub fn start_error(role: &str, listen: SocketAddr, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "cannot start the {role}: {listen} is already in use (TCP or UDP; another hypha, \
+             or another program, listens there): stop it or give another --listen"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            "cannot start the {role}: {listen} is not an address of this machine (--listen)"
+        ),
+        _ => format!("cannot start the {role} (--listen {listen}): {e}"),
+    }
+}
+
 /// `always`, `never`, or `100ms`.
 pub fn fsync(text: &str) -> Result<Fsync, String> {
     match text {

@@ -2,6 +2,7 @@
 //! pieces the single `hypha` binary is made of.
 
 pub mod cli;
+pub mod commands;
 pub mod edge;
 pub mod gate;
 pub mod group;

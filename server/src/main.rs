@@ -9,31 +9,32 @@ use http_cmd::http_config;
 use hypha_server::cli::{self, Args};
 use hypha_server::edge::{Edge, EdgeConfig};
 use hypha_server::gate;
-use hypha_server::help::HELP;
 use hypha_server::http::{serve_on, HttpConfig};
-use hypha_server::keys::{self, INSECURE_FLAG, KEY_FILE_FLAG};
+use hypha_server::keys::{self, KEY_FILE_FLAG};
 use hypha_server::master::{Master, MasterConfig};
 use hypha_server::wire::HANDSHAKE_TIMEOUT_MS;
 use hypha_server::worker::{Worker, WorkerConfig};
+use hypha_server::{commands, help};
 use smol::stream::StreamExt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-const COMMON: [&str; 4] = [
-    "cluster",
-    "heartbeat-ms",
-    "heartbeat-timeout-ms",
-    KEY_FILE_FLAG,
-];
-
 fn main() -> ExitCode {
     arenas::limit();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        print!("{HELP}");
-        return ExitCode::SUCCESS;
+    if let Some(text) = help_asked(&args) {
+        return match text {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("hypha: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
     let result = match args.first().map(String::as_str) {
         Some("master") => run_master(&args[1..]),
@@ -55,9 +56,10 @@ fn main() -> ExitCode {
             Some(path) if args.len() == 2 => keys::keygen(std::path::Path::new(path)),
             _ => Err("usage: hypha keygen PATH".to_string()),
         },
-        Some(other) if !other.starts_with("--") => {
-            Err(format!("unknown command {other:?}; see hypha --help"))
-        }
+        Some(other) if !other.starts_with("--") => Err(format!(
+            "unknown command {other:?}; the commands are {} (hypha --help)",
+            command_names()
+        )),
         _ => run_all(&args),
     };
     match result {
@@ -69,8 +71,43 @@ fn main() -> ExitCode {
     }
 }
 
-fn flags<'a>(own: &[&'a str]) -> Vec<&'a str> {
-    own.iter().copied().chain(COMMON).collect()
+fn command_names() -> String {
+    let names: Vec<&str> = commands::COMMANDS
+        .iter()
+        .map(|c| c.name)
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.join(", ")
+}
+
+/// What to print instead of running: `--version`, `--help` (of the command
+/// named first, if any), `help [COMMAND]`, `man`, `completions bash`.
+fn help_asked(args: &[String]) -> Option<Result<String, String>> {
+    let first = args.first().map(String::as_str);
+    let named = |name: &str| match commands::find(name) {
+        Some(_) if name.is_empty() => Ok(help::overview()),
+        Some(c) => Ok(help::command(c)),
+        None => Err(format!(
+            "no command {name:?}; the commands are {}",
+            command_names()
+        )),
+    };
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        return Some(match first {
+            Some(name) if commands::find(name).is_some() => named(name),
+            _ => named(""),
+        });
+    }
+    match first? {
+        "--version" | "-V" | "version" => Some(Ok(help::version())),
+        "help" => Some(named(args.get(1).map_or("", String::as_str))),
+        "man" => Some(Ok(help::man())),
+        "completions" => Some(match args.get(1).map(String::as_str) {
+            Some("bash") => Ok(help::bash_completion()),
+            _ => Err("usage: hypha completions bash".to_string()),
+        }),
+        _ => None,
+    }
 }
 
 fn engine_options(args: &Args, default_fsync: &str) -> Result<hypha_engine::Options, String> {
@@ -110,15 +147,8 @@ fn compaction_options(
     })
 }
 
-/// The compaction flags every role that stores data takes.
-const COMPACTION_FLAGS: [&str; 3] = ["history", "compact-garbage", "compact-min-mb"];
-
-fn flags_with_compaction<'a>(own: &[&'a str]) -> Vec<&'a str> {
-    flags(own).into_iter().chain(COMPACTION_FLAGS).collect()
-}
-
 fn run_compact(raw: &[String]) -> Result<(), String> {
-    let args = Args::parse(raw, &["data", "history"], &[])?;
+    let args = commands::get("compact").parse(raw)?;
     let data = std::path::PathBuf::from(args.need("data")?);
     // Master and worker keep the engine's files under DIR/db.
     let dir = if data.join("db").join("meta").exists() {
@@ -218,29 +248,17 @@ pub fn master_config(args: &Args) -> Result<(MasterConfig, Option<std::path::Pat
 }
 
 fn run_master(raw: &[String]) -> Result<(), String> {
-    let own = [
-        "data",
-        "listen",
-        "fsync",
-        "allow",
-        "sync",
-        "sync-timeout-ms",
-        "value-max",
-        "forget-after",
-        "max-connections",
-        "idle-timeout-ms",
-        "handshake-timeout-ms",
-    ];
-    let args = Args::parse(raw, &flags_with_compaction(&own), &[INSECURE_FLAG])?;
+    let args = commands::get("master").parse(raw)?;
     let (cfg, key_file) = master_config(&args)?;
     let keys = cfg.keys.clone();
+    let listen = cfg.listen;
     hypha_server::rt::run(with_reload(
         key_reload(key_file, &keys),
         "master",
         async move {
             let master = Master::bind(cfg)
                 .await
-                .map_err(|e| format!("cannot start the master: {e}"))?;
+                .map_err(|e| cli::start_error("master", listen, &e))?;
             let db = master.db().clone();
             smol::future::or(
                 async {
@@ -258,19 +276,7 @@ fn run_master(raw: &[String]) -> Result<(), String> {
 }
 
 fn run_worker(raw: &[String]) -> Result<(), String> {
-    let own = [
-        "data",
-        "master",
-        "listen",
-        "allow",
-        "fsync",
-        "value-max",
-        "max-connections",
-        "idle-timeout-ms",
-        "handshake-timeout-ms",
-    ];
-    let switches = ["accept-new-history", INSECURE_FLAG];
-    let args = Args::parse(raw, &flags_with_compaction(&own), &switches)?;
+    let args = commands::get("worker").parse(raw)?;
     let (master, listen) = (
         cli::addr("master", args.need("master")?)?,
         cli::addr("listen", args.need("listen")?)?,
@@ -298,7 +304,7 @@ fn run_worker(raw: &[String]) -> Result<(), String> {
         async move {
             let worker = Worker::bind(cfg)
                 .await
-                .map_err(|e| format!("cannot start the worker: {e}"))?;
+                .map_err(|e| cli::start_error("worker", listen, &e))?;
             let w = worker.clone();
             smol::future::or(
                 async {
@@ -414,22 +420,7 @@ async fn serve_until_signal(
 }
 
 fn run_http(raw: &[String]) -> Result<(), String> {
-    let own = [
-        "listen",
-        "master",
-        "workers",
-        "members",
-        "token",
-        "token-file",
-        "value-max",
-        "lag-max",
-        "body-budget-mb",
-        "connections-per-addr",
-        "body-total-timeout-ms",
-        "json-values-max",
-        "http-connections",
-    ];
-    let args = Args::parse(raw, &flags(&own), &["token-reads", INSECURE_FLAG])?;
+    let args = commands::get("http").parse(raw)?;
     let list = |flag: &str| -> Result<Vec<SocketAddr>, String> {
         match args.get(flag) {
             Some(list) => list
@@ -477,28 +468,7 @@ fn run_http(raw: &[String]) -> Result<(), String> {
 }
 
 fn run_all(raw: &[String]) -> Result<(), String> {
-    let own = [
-        "data",
-        "http",
-        "workers",
-        "fsync",
-        "sync",
-        "sync-timeout-ms",
-        "token",
-        "token-file",
-        "value-max",
-        "lag-max",
-        "body-budget-mb",
-        "connections-per-addr",
-        "body-total-timeout-ms",
-        "json-values-max",
-        "http-connections",
-    ];
-    let args = Args::parse(
-        raw,
-        &flags_with_compaction(&own),
-        &["token-reads", "failover"],
-    )?;
+    let args = commands::get("").parse(raw)?;
     let data = std::path::PathBuf::from(args.get_or("data", "./hypha-data"));
     let keys = keys::all_in_one_keys(args.get(KEY_FILE_FLAG), &data)?;
     if args.on("failover") {

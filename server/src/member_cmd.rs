@@ -3,13 +3,14 @@
 use super::http_cmd::http_config;
 use super::{
     bind_http, compaction_options, connections_max, edge_config, key_reload, serve_until_signal,
-    shutdown_signal, with_reload, Args, COMPACTION_FLAGS,
+    shutdown_signal, with_reload, Args,
 };
 use hypha_repl::election::{ElectionParams, ELECTION_DEFAULTS};
 use hypha_server::cli;
+use hypha_server::commands;
 use hypha_server::edge::Edge;
 use hypha_server::gate;
-use hypha_server::keys::{self, INSECURE_FLAG, KEY_FILE_FLAG};
+use hypha_server::keys;
 use hypha_server::member::{Member, MemberConfig};
 use hypha_server::wire::HANDSHAKE_TIMEOUT_MS;
 
@@ -95,29 +96,16 @@ fn member_config(args: &Args) -> Result<(MemberConfig, Option<std::path::PathBuf
 
 /// `hypha witness`: votes and counts toward a majority, keeps no data.
 pub fn run_witness(raw: &[String]) -> Result<(), String> {
-    let own = [
-        "data",
-        "listen",
-        "peers",
-        "join",
-        "cluster",
-        "heartbeat-ms",
-        "election-timeout-ms",
-        "allow",
-        "max-connections",
-        "handshake-timeout-ms",
-        KEY_FILE_FLAG,
-    ];
-    let args = Args::parse(raw, &own, &[INSECURE_FLAG])?;
+    let args = commands::get("witness").parse(raw)?;
     let (cfg, key_file) = member_config(&args)?;
-    let keys = cfg.keys.clone();
+    let (keys, listen) = (cfg.keys.clone(), cfg.listen);
     hypha_server::rt::run(with_reload(
         key_reload(key_file, &keys),
         "witness",
         async move {
             let witness = Member::bind_witness(cfg)
                 .await
-                .map_err(|e| format!("cannot start the witness: {e}"))?;
+                .map_err(|e| cli::start_error("witness", listen, &e))?;
             smol::future::or(witness.run(), shutdown_signal()).await?;
             log::info!("witness: stopped");
             Ok(())
@@ -126,33 +114,16 @@ pub fn run_witness(raw: &[String]) -> Result<(), String> {
 }
 
 pub fn run_member(raw: &[String]) -> Result<(), String> {
-    let own = [
-        "data",
-        "listen",
-        "peers",
-        "join",
-        "cluster",
-        "heartbeat-ms",
-        "election-timeout-ms",
-        "sync-timeout-ms",
-        "allow",
-        "value-max",
-        "max-connections",
-        "idle-timeout-ms",
-        "handshake-timeout-ms",
-        KEY_FILE_FLAG,
-    ];
-    let flags: Vec<&str> = own.iter().copied().chain(COMPACTION_FLAGS).collect();
-    let args = Args::parse(raw, &flags, &[INSECURE_FLAG])?;
+    let args = commands::get("member").parse(raw)?;
     let (cfg, key_file) = member_config(&args)?;
-    let keys = cfg.keys.clone();
+    let (keys, listen) = (cfg.keys.clone(), cfg.listen);
     hypha_server::rt::run(with_reload(
         key_reload(key_file, &keys),
         "member",
         async move {
             let member = Member::bind(cfg)
                 .await
-                .map_err(|e| format!("cannot start the member: {e}"))?;
+                .map_err(|e| cli::start_error("member", listen, &e))?;
             let m = member.clone();
             smol::future::or(member.run(), shutdown_signal()).await?;
             if let Some(db) = m.db() {

@@ -2,9 +2,8 @@
 //! shows or changes a failover group's member list through any of its
 //! members (the change goes to whichever leads).
 
-use super::Args;
 use hypha_net::{ErrorCode, MemberChange, Membership, Message, Standing};
-use hypha_server::keys::{self, INSECURE_FLAG, KEY_FILE_FLAG};
+use hypha_server::keys;
 use hypha_server::member::{ask_member, MEMBER_CATCH_UP_MS};
 use std::net::SocketAddr;
 
@@ -38,12 +37,9 @@ pub fn run(raw: &[String]) -> Result<(), Failed> {
             )))
         }
     };
-    let args = Args::parse(
-        flags,
-        &["member", "cluster", KEY_FILE_FLAG],
-        &[INSECURE_FLAG],
-    )
-    .map_err(usage)?;
+    let args = hypha_server::commands::get("members")
+        .parse(flags)
+        .map_err(usage)?;
     let members = args
         .need("member")
         .map_err(usage)?
