@@ -30,6 +30,11 @@ pub struct Command {
 }
 
 impl Command {
+    /// Whether this command talks to an edge (takes [`CLIENT`]).
+    pub fn is_client(&self) -> bool {
+        self.flags.iter().any(|group| std::ptr::eq(*group, CLIENT))
+    }
+
     /// Every flag, in order.
     pub fn all_flags(&self) -> impl Iterator<Item = &'static Flag> + '_ {
         self.flags.iter().flat_map(|group| group.iter())
@@ -130,6 +135,28 @@ pub const EDGE: &[Flag] = &[
     flag("body-total-timeout-ms", "MS", "the longest a whole request body may take (default 120000)"),
     flag("json-values-max", "N", "most values in one JSON body of the curl dialects, counted before parsing (default 16384)"),
 ];
+
+/// How a client reaches an edge.
+pub const CLIENT: &[Flag] = &[
+    flag(
+        "edge",
+        "URL",
+        "the edge to talk to (default http://localhost:8080)",
+    ),
+    flag(
+        "token-file",
+        "PATH",
+        "the edge's token, for writes (and reads under --token-reads)",
+    ),
+    flag(
+        "token",
+        "TOKEN",
+        "the token itself (shows in ps: prefer --token-file or HYPHA_TOKEN)",
+    ),
+];
+
+/// What a client command's exit code means (its help ends with this).
+pub const CLIENT_EXITS: &str = "Exit codes: 0 done, 1 not found, 2 usage error (the command or the request it makes is wrong), 3 cannot reach the edge or it refused (the message says why), 4 a condition (--if-match, --if-absent) did not hold.";
 
 const FSYNC: Flag = flag("fsync", "MODE", "when writes reach the disk: always (a write is acknowledged after fdatasync; concurrent writes share one), never, or MSms (every MS milliseconds)");
 const SYNC: Flag = flag(
@@ -266,14 +293,76 @@ pub const COMMANDS: &[Command] = &[
         ],
     },
     Command {
+        name: "get",
+        usage: "get KEY [--edge URL]",
+        summary: "prints a key's value (raw bytes)",
+        about: "Prints the value of KEY as stored, byte for byte, read from a worker with read-your-writes.",
+        flags: &[CLIENT],
+    },
+    Command {
+        name: "put",
+        usage: "put KEY [VALUE | --file PATH | -] [--ttl 30s] [--if-match SEQ | --if-absent] [--edge URL]",
+        summary: "stores a value (from the argument, a file or stdin) and prints its seq",
+        about: "Stores VALUE under KEY (without VALUE, or with -, the value is standard input, binary-safe) and prints the write's seq, which is the key's version: give it to --if-match to update only if nobody wrote in between.",
+        flags: &[
+            &[
+                flag("file", "PATH", "the value is this file's content"),
+                flag("ttl", "DURATION", "the key vanishes this long after the write (30s, 10m, 2h)"),
+                flag("if-match", "SEQ", "write only if the key's seq is SEQ (else exit 4)"),
+                flag("if-absent", "", "write only if the key does not exist (else exit 4)"),
+            ],
+            CLIENT,
+        ],
+    },
+    Command {
+        name: "del",
+        usage: "del KEY [--if-match SEQ] [--edge URL]",
+        summary: "deletes a key and prints the delete's seq",
+        about: "Deletes KEY and prints the delete's seq; exit 1 when there was no such key.",
+        flags: &[
+            &[flag("if-match", "SEQ", "delete only if the key's seq is SEQ (else exit 4)")],
+            CLIENT,
+        ],
+    },
+    Command {
+        name: "ls",
+        usage: "ls [PREFIX] [--edge URL]",
+        summary: "lists the keys under a prefix, one per line",
+        about: "Prints every key that starts with PREFIX (all keys without it), one per line, as raw bytes, in the order the keys were first written, reading page after page.",
+        flags: &[CLIENT],
+    },
+    Command {
+        name: "watch",
+        usage: "watch PREFIX [--from CURSOR] [--no-values] [--edge URL]",
+        summary: "prints every change under a prefix as it happens",
+        about: "Prints every change under PREFIX (puts, deletes, expiries, refreshes; the writes of one batch together) as one JSON line each, until interrupted. Each line's seq is a cursor: --from SEQ resumes after it. Exit 1 when the cursor is older than what compaction kept (the message names the earliest cursor).",
+        flags: &[
+            &[
+                flag("from", "CURSOR", "resume after this cursor (an event's id) instead of starting now"),
+                flag("no-values", "", "leave the values out of the events"),
+            ],
+            CLIENT,
+        ],
+    },
+    Command {
+        name: "status",
+        usage: "status [--edge URL]",
+        summary: "the cluster's nodes as a table",
+        about: "Prints what the edge's /status says, a line per node: role, term, health, seq and lag (and why the master refuses writes, if it does).",
+        flags: &[CLIENT],
+    },
+    Command {
         name: "compact",
-        usage: "compact --data DIR [--history N]",
-        summary: "compacts a stopped node's data offline",
-        about: "Compacts a stopped node's data (the DIR given to master or worker) offline and prints what it reclaimed. Deletes are dropped: a worker that had not applied them takes a snapshot when it reconnects. A running cluster compacts online: POST /admin/compact.",
-        flags: &[&[
-            flag("data", "DIR", "the node's --data"),
-            flag("history", "N", "versions of each key to keep (default 1)"),
-        ]],
+        usage: "compact (--data DIR [--history N] | [--edge URL])",
+        summary: "compacts a stopped node's data offline, or every node online",
+        about: "With --data: compacts a stopped node's data (the DIR given to master or worker) offline and prints what it reclaimed; deletes are dropped, and a worker that had not applied them takes a snapshot when it reconnects. Without --data: asks the edge to compact the master and every worker now (POST /admin/compact), while reads and writes go on.",
+        flags: &[
+            &[
+                flag("data", "DIR", "the stopped node's --data"),
+                flag("history", "N", "versions of each key to keep (default 1)"),
+            ],
+            CLIENT,
+        ],
     },
     Command {
         name: "keygen",

@@ -83,6 +83,10 @@ pub fn command(c: &Command) -> String {
         c.usage
     );
     wrap(&mut out, c.about, 0, 0);
+    if c.is_client() {
+        out.push('\n');
+        wrap(&mut out, crate::commands::CLIENT_EXITS, 0, 0);
+    }
     if c.all_flags().next().is_some() {
         out.push_str("\nFLAGS:\n");
         c.all_flags().for_each(|f| flag_lines(&mut out, f));
@@ -99,9 +103,8 @@ pub fn overview() -> String {
         env!("CARGO_PKG_VERSION")
     );
     for c in COMMANDS.iter().filter(|c| !c.name.is_empty()) {
-        let name = format!("    {:<12}", c.name);
-        out.push_str(&name);
-        wrap(&mut out, c.summary, 1, 17);
+        out.push_str(&format!("    {:<12} ", c.name));
+        wrap_from(&mut out, c.summary, 17, 17);
     }
     out.push_str("\n`hypha help COMMAND` or `hypha COMMAND --help` shows a command's flags.\n\n");
     let all = crate::commands::get("");

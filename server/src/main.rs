@@ -1,6 +1,7 @@
 //! The `hypha` binary: every role of the cluster, and all of them at once.
 
 mod arenas;
+mod client;
 mod http_cmd;
 mod member_cmd;
 mod members_cmd;
@@ -51,6 +52,10 @@ fn main() -> ExitCode {
             }
         }
         Some("http") => run_http(&args[1..]),
+        Some("compact") if !offline(&args[1..]) => return client_exit("compact", &args[1..]),
+        Some(name @ ("get" | "put" | "del" | "ls" | "watch" | "status")) => {
+            return client_exit(name, &args[1..])
+        }
         Some("compact") => run_compact(&args[1..]),
         Some("keygen") => match args.get(1) {
             Some(path) if args.len() == 2 => keys::keygen(std::path::Path::new(path)),
@@ -67,6 +72,25 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("hypha: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `hypha compact --data DIR` (or `HYPHA_DATA`) works on files; without
+/// it, compact asks an edge.
+fn offline(args: &[String]) -> bool {
+    args.iter()
+        .any(|a| a == "--data" || a.starts_with("--data="))
+        || std::env::var_os(cli::env_name("data")).is_some()
+}
+
+/// Runs a client command; its failure is the documented exit code.
+fn client_exit(name: &str, args: &[String]) -> ExitCode {
+    match client::run(name, args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(client::Failed(code, why)) => {
+            eprintln!("hypha {name}: {why}");
+            ExitCode::from(code)
         }
     }
 }
