@@ -260,6 +260,13 @@ impl Db {
         LogIter::new(self.inner.clone(), 0, Some(upto))
     }
 
+    /// As [`Db::snapshot_at`], with the records after seq `after` only: the
+    /// next part of a copy read in several (a backup resumes after the last
+    /// record it has).
+    pub fn snapshot_at_after(&self, upto: Seq, after: Seq) -> LogIter {
+        LogIter::new(self.inner.clone(), after, Some(upto))
+    }
+
     /// Closes cleanly: writes the buffer, fsyncs and takes a checkpoint so
     /// the next open replays nothing.
     pub fn close(mut self) -> Result<()> {

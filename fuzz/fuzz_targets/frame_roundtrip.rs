@@ -22,7 +22,7 @@ use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
 // A new message kind must get a case in `message` below.
-const _: () = assert!(MESSAGE_TAG_COUNT == 43);
+const _: () = assert!(MESSAGE_TAG_COUNT == 45);
 
 /// (connector, acceptor): one fixed session, made once; each input works
 /// on clones, so its counters start afresh.
@@ -530,6 +530,19 @@ fn message(u: &mut Unstructured) -> Result<Message> {
             upto: u.arbitrary()?,
             events: events(u)?,
         },
+        43 => Message::Backup(hypha_net::BackupAsk {
+            req_id: u.arbitrary()?,
+            upto: u.arbitrary()?,
+            after: u.arbitrary()?,
+            generation: u.arbitrary()?,
+        }),
+        44 => Message::BackupPage(hypha_net::BackupPage {
+            req_id: u.arbitrary()?,
+            upto: u.arbitrary()?,
+            generation: u.arbitrary()?,
+            records: list(u, record)?,
+            done: u.arbitrary()?,
+        }),
         40 => Message::TxnFailed {
             req_id: u.arbitrary()?,
             seq: u.arbitrary()?,

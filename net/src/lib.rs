@@ -89,7 +89,8 @@ pub use heartbeat::{
 pub use limits::*;
 pub use members::{MemberChange, Membership, Slot, Standing, MEMBERS_FORMAT, MEMBERS_KEY};
 pub use message::{
-    Change, ChangeKind, CompactInfo, ErrorCode, Expect, Message, NodeStatus, RecordKind, Txn,
-    TxnCond, TxnOp, TxnRead, TxnTest, Version, WatchEvent, WireMeta, WireRecord, WorkerInfo,
+    BackupAsk, BackupPage, Change, ChangeKind, CompactInfo, ErrorCode, Expect, Message, NodeStatus,
+    RecordKind, Txn, TxnCond, TxnOp, TxnRead, TxnTest, Version, WatchEvent, WireMeta, WireRecord,
+    WorkerInfo,
 };
 pub use session::{BeatOpener, BeatSealer, Opener, ReplayWindow, Sealer};

@@ -11,7 +11,7 @@
 
 /// Number of message tags this version knows: tags are `0..MESSAGE_TAG_COUNT`.
 /// A payload starting with a larger tag is [`DecodeError::UnknownMessage`](crate::DecodeError::UnknownMessage).
-pub const MESSAGE_TAG_COUNT: u32 = 43;
+pub const MESSAGE_TAG_COUNT: u32 = 45;
 
 /// Longest key, in bytes.
 pub const KEY_BYTES_MAX: usize = 4096;
@@ -203,6 +203,11 @@ pub const BATCH_RECORDS_BYTES_WORST: usize = varint_bytes(BATCH_RECORDS_MAX as u
 pub const RECORDS_MESSAGE_BYTES_WORST: usize =
     TAG_BYTES_MAX + 2 * VARINT_U64_BYTES_MAX + BATCH_RECORDS_BYTES_WORST;
 
+/// Largest [`Message::BackupPage`](crate::Message::BackupPage) payload:
+/// request id, `upto`, `generation`, the records, `done`.
+pub const BACKUP_PAGE_MESSAGE_BYTES_WORST: usize =
+    TAG_BYTES_MAX + 3 * VARINT_U64_BYTES_MAX + BATCH_RECORDS_BYTES_WORST + 1;
+
 /// Largest [`Message::Put`](crate::Message::Put) payload.
 pub const PUT_MESSAGE_BYTES_WORST: usize = TAG_BYTES_MAX
     + VARINT_U64_BYTES_MAX
@@ -368,6 +373,7 @@ pub const HEARTBEAT_BYTES_WORST: usize = HEARTBEAT_CRC_BYTES
 
 // Every message a sender may build fits a frame.
 const _: () = assert!(RECORDS_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
+const _: () = assert!(BACKUP_PAGE_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
 const _: () = assert!(PUT_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
 const _: () = assert!(VALUE_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);
 const _: () = assert!(VERSIONS_MESSAGE_BYTES_WORST <= FRAME_PAYLOAD_BYTES_MAX);

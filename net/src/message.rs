@@ -14,11 +14,13 @@ use serde::{Deserialize, Serialize};
 use crate::failover::{Ballot, WriteRequest};
 use crate::members::{MemberChange, Membership};
 
+mod backup;
 mod meta;
 mod txn;
 mod watch;
 use crate::handshake::{Challenge, Hello, Prove, Refuse, Role, Welcome};
 use crate::limits::REQUEST_ID_BYTES;
+pub use backup::{BackupAsk, BackupPage};
 pub use txn::{Txn, TxnCond, TxnOp, TxnRead, TxnTest};
 pub use watch::{Change, ChangeKind, WatchEvent};
 
@@ -411,6 +413,11 @@ pub enum Message {
         /// At most `WATCH_CHANGES_MAX` changes in all, under the batch rule.
         events: Vec<WatchEvent>,
     },
+    /// Tag 43. A page of a consistent copy of the live keys ([`BackupAsk`]).
+    /// Answer: `BackupPage`, or `Error { Compacted }` (start again).
+    Backup(BackupAsk),
+    /// Tag 44. Answers `Backup` ([`BackupPage`]).
+    BackupPage(BackupPage),
 }
 
 /// A node's compaction counters, in [`Message::CompactIs`].

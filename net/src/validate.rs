@@ -41,6 +41,19 @@ const SNAPSHOT_NAMES: BatchNames = BatchNames {
     bytes: "SnapshotChunk.records key+value bytes before the last record",
 };
 
+const BACKUP_NAMES: BatchNames = BatchNames {
+    records: "BackupPage.records",
+    key: "BackupPage.records[].key",
+    value: "BackupPage.records[].value",
+    bytes: "BackupPage.records key+value bytes before the last record",
+};
+
+fn check_watch(prefix: &[u8], wait_ms: u32) -> Result<(), DecodeError> {
+    check_key("Watch.prefix", prefix)?;
+    let (wait, max) = (usize_from(wait_ms), usize_from(WATCH_WAIT_MS_MAX));
+    check_len("Watch.wait_ms", "WATCH_WAIT_MS_MAX", wait, max)
+}
+
 impl Message {
     /// Checks every limit and rule of `net/WIRE.md` that the type system does
     /// not: key, value, string and list lengths, the batch byte rule, the
@@ -71,12 +84,10 @@ impl Message {
             Self::TxnFailed { failed, reads, .. } => check_txn_failed(failed, reads),
             Self::Watch {
                 prefix, wait_ms, ..
-            } => {
-                check_key("Watch.prefix", prefix)?;
-                let (wait, max) = (usize_from(*wait_ms), usize_from(WATCH_WAIT_MS_MAX));
-                check_len("Watch.wait_ms", "WATCH_WAIT_MS_MAX", wait, max)
-            }
+            } => check_watch(prefix, *wait_ms),
             Self::Events { events, .. } => check_events(events),
+            Self::Backup(_) => Ok(()),
+            Self::BackupPage(page) => check_batch(&page.records, &BACKUP_NAMES),
             Self::History { key, depth, .. } => {
                 check_request_key("History.key", key)?;
                 check_len(

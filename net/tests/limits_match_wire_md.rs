@@ -5,7 +5,7 @@ use hypha_net::*;
 
 #[test]
 fn limits_have_the_documented_values() {
-    let documented: [(&str, usize, usize); 36] = [
+    let documented: [(&str, usize, usize); 37] = [
         ("KEY_BYTES_MAX", KEY_BYTES_MAX, 4096),
         ("VALUE_BYTES_MAX", VALUE_BYTES_MAX, 16_777_216),
         ("CLUSTER_NAME_BYTES_MAX", CLUSTER_NAME_BYTES_MAX, 64),
@@ -30,6 +30,11 @@ fn limits_have_the_documented_values() {
             "RECORDS_MESSAGE_BYTES_WORST",
             RECORDS_MESSAGE_BYTES_WORST,
             18_329_623,
+        ),
+        (
+            "BACKUP_PAGE_MESSAGE_BYTES_WORST",
+            BACKUP_PAGE_MESSAGE_BYTES_WORST,
+            18_329_634,
         ),
         (
             "PUT_MESSAGE_BYTES_WORST",
@@ -113,7 +118,7 @@ fn limits_have_the_documented_values() {
 fn protocol_constants_have_the_documented_values() {
     assert_eq!(PROTOCOL_VERSION, 3);
     assert_eq!(HELLO_MAGIC, 0x4859_5048);
-    assert_eq!(MESSAGE_TAG_COUNT, 43);
+    assert_eq!(MESSAGE_TAG_COUNT, 45);
     assert_eq!(FRAME_HEADER_BYTES, 8);
 }
 

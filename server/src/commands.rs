@@ -352,6 +352,20 @@ pub const COMMANDS: &[Command] = &[
         flags: &[CLIENT],
     },
     Command {
+        name: "backup",
+        usage: "backup FILE [--edge URL]",
+        summary: "writes a consistent copy of every key to FILE",
+        about: "Copies every key and value as they were at one seq (writes go on meanwhile) from one node through the edge into FILE (newline-delimited JSON with a digest; written to FILE.partial and renamed when whole; an existing FILE is not overwritten). Needs the token like writes. If the node compacts during the copy, the copy starts again (up to 5 times).",
+        flags: &[CLIENT],
+    },
+    Command {
+        name: "restore",
+        usage: "restore FILE [--edge URL]",
+        summary: "loads a backup into a cluster without keys and checks its digest",
+        about: "Checks FILE whole (every record, its digest), refuses a cluster that already holds keys (exit 4), writes every key in batches (keys whose time to live ran out since the backup are left out; the others keep their deadline), then compares the master's digest with the one expected.",
+        flags: &[CLIENT],
+    },
+    Command {
         name: "compact",
         usage: "compact (--data DIR [--history N] | [--edge URL])",
         summary: "compacts a stopped node's data offline, or every node online",

@@ -1,6 +1,8 @@
 //! hypha-server: the HTTP/1.1 edge, the master and worker roles, and the
 //! pieces the single `hypha` binary is made of.
 
+pub mod backup;
+pub mod backup_file;
 pub mod cli;
 pub mod commands;
 pub mod edge;

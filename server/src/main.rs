@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         }
         Some("http") => run_http(&args[1..]),
         Some("compact") if !offline(&args[1..]) => return client_exit("compact", &args[1..]),
-        Some(name @ ("get" | "put" | "del" | "ls" | "watch" | "status")) => {
+        Some(name @ ("get" | "put" | "del" | "ls" | "watch" | "status" | "backup" | "restore")) => {
             return client_exit(name, &args[1..])
         }
         Some("compact") => run_compact(&args[1..]),
@@ -192,9 +192,7 @@ fn run_compact(raw: &[String]) -> Result<(), String> {
     };
     let db = hypha_engine::Db::open(&dir, opts)
         .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
-    let r = db
-        .compact()
-        .map_err(|e| format!("compaction failed: {e}"))?;
+    let r = compact_with_progress(&db).map_err(|e| format!("compaction failed: {e}"))?;
     db.close()
         .map_err(|e| format!("closing {}: {e}", dir.display()))?;
     println!(
@@ -210,6 +208,35 @@ fn run_compact(raw: &[String]) -> Result<(), String> {
         r.tombstones_dropped
     );
     Ok(())
+}
+
+/// Runs an offline compaction, showing its progress (bytes examined of the
+/// input) on stderr meanwhile.
+fn compact_with_progress(
+    db: &hypha_engine::Db,
+) -> Result<hypha_engine::CompactReport, hypha_engine::Error> {
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut progress: Option<client::Progress> = None;
+            let mut seen = 0;
+            while !finished.load(std::sync::atomic::Ordering::Acquire) {
+                if let Some((done, total)) = db.stats().compacting {
+                    let p = progress
+                        .get_or_insert_with(|| client::Progress::new("compact (bytes)", total));
+                    p.add(done.saturating_sub(seen), done.saturating_sub(seen));
+                    seen = done;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            if let Some(p) = progress.as_mut() {
+                p.done();
+            }
+        });
+        let r = db.compact();
+        finished.store(true, std::sync::atomic::Ordering::Release);
+        r
+    })
 }
 
 fn connections_max(args: &Args) -> Result<usize, String> {

@@ -414,6 +414,7 @@ impl Master {
                 }
             }
             Message::Compact { req_id, run } => Later::Compact(req_id, run),
+            Message::Backup(ask) => Later::Backup(ask),
             Message::Workers { req_id } => {
                 let workers = lock(&self.core).worker_list(self.now(), hypha_net::WORKERS_MAX);
                 return Step::Now(Message::WorkerList { req_id, workers });
@@ -451,6 +452,7 @@ impl Master {
                     .await;
             }
             Later::Linearizable(m) => return self.linearizable_read(m).await,
+            Later::Backup(ask) => return crate::backup::answer(self.db.clone(), ask).await,
         };
         if let Some(seq) = written.seq.filter(|_| self.cfg.group.is_some()) {
             // Followers get it while this member's fdatasync runs.
@@ -558,6 +560,8 @@ enum Later {
     Compact(u64, bool),
     /// A read at a failover group's commit point, after a read index.
     Linearizable(Message),
+    /// A page of a backup, read on the blocking pool.
+    Backup(hypha_net::BackupAsk),
 }
 
 /// How a request goes on.

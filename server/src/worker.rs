@@ -345,7 +345,10 @@ impl Worker {
             ));
         }
         if let Some(db) = self.db() {
-            let later = matches!(m, Message::Compact { .. } | Message::Watch { .. });
+            let later = matches!(
+                m,
+                Message::Compact { .. } | Message::Watch { .. } | Message::Backup(_)
+            );
             if !later && min_seq(&m).is_none_or(|seq| db.seq() >= seq) {
                 return Answer::Now(self.answer_at(&db, &m));
             }
@@ -376,6 +379,9 @@ impl Worker {
         }
         if let (Message::Compact { req_id, run }, Some(db)) = (&m, self.db()) {
             return crate::requests::answer_compact(db, *req_id, *run, 0).await;
+        }
+        if let (Message::Backup(ask), Some(db)) = (&m, self.db()) {
+            return crate::backup::answer(db, ask.clone()).await;
         }
         match self.db() {
             Some(db) => self.answer_at(&db, &m),

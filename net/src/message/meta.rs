@@ -55,6 +55,8 @@ impl Message {
             Self::TxnFailed { .. } => 40,
             Self::Watch { .. } => 41,
             Self::Events { .. } => 42,
+            Self::Backup(_) => 43,
+            Self::BackupPage(_) => 44,
         }
     }
 
@@ -104,6 +106,8 @@ impl Message {
             Self::TxnFailed { .. } => "TxnFailed",
             Self::Watch { .. } => "Watch",
             Self::Events { .. } => "Events",
+            Self::Backup(_) => "Backup",
+            Self::BackupPage(_) => "BackupPage",
         }
     }
 
@@ -141,6 +145,8 @@ impl Message {
             | Self::Watch { req_id, .. }
             | Self::Events { req_id, .. }
             | Self::Error { req_id, .. } => Some(*req_id),
+            Self::Backup(ask) => Some(ask.req_id),
+            Self::BackupPage(page) => Some(page.req_id),
             Self::Hello(_)
             | Self::Welcome(_)
             | Self::Refuse(_)

@@ -400,6 +400,19 @@ pub fn every_message() -> Vec<Message> {
                 },
             ],
         },
+        Message::Backup(hypha_net::BackupAsk {
+            req_id: 89,
+            upto: Some(47),
+            after: 12,
+            generation: Some(3),
+        }),
+        Message::BackupPage(hypha_net::BackupPage {
+            req_id: 89,
+            upto: 47,
+            generation: 3,
+            records: vec![record(13, b"cfg/a", b"1"), record(40, b"cfg/b", b"2")],
+            done: true,
+        }),
     ]
 }
 

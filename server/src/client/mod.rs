@@ -2,6 +2,9 @@
 //! binary as a client of an edge (`--edge URL` or `HYPHA_EDGE`), binary-safe,
 //! with exit codes a script can rely on (0 done, and the `EXIT_` constants).
 
+mod backup;
+mod progress;
+pub use progress::Progress;
 mod transport;
 
 use hypha_server::cli::Args;
@@ -58,6 +61,8 @@ pub fn run(name: &str, raw: &[String]) -> Result<(), Failed> {
         "watch" => extra(1).and_then(|()| watch(&edge, &args, &arg(0, "PREFIX")?)),
         "status" => extra(0).and_then(|()| status(&edge)),
         "compact" => extra(0).and_then(|()| compact(&edge)),
+        "backup" => extra(1).and_then(|()| backup::backup(&edge, &path(&arg(0, "FILE")?)?)),
+        "restore" => extra(1).and_then(|()| backup::restore(&edge, &path(&arg(0, "FILE")?)?)),
         _ => Err(usage(format!("{name} is not a client command"))),
     }
 }
@@ -105,6 +110,11 @@ fn edge(args: &Args) -> Result<Edge, Failed> {
         (None, token) => token.map(str::to_string),
     };
     Edge::parse(args.get_or("edge", EDGE_DEFAULT), token).map_err(usage)
+}
+
+/// A file name argument.
+fn path(bytes: &[u8]) -> Result<String, Failed> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| usage("give the file name in UTF-8".into()))
 }
 
 /// Percent-encodes every byte outside RFC 3986's unreserved set.

@@ -153,6 +153,29 @@ pub struct WatchPage {
     pub events: Vec<hypha_net::WatchEvent>,
 }
 
+/// Which page of a backup to read (`GET /admin/backup`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BackupAsk {
+    /// The node that served the first page (`None`: the first page, any reader).
+    pub node: Option<String>,
+    /// The seq the copy is of (`None`: the first page, the node's seq now).
+    pub upto: Option<u64>,
+    /// Resume after this record's seq.
+    pub after: u64,
+    /// The first page's generation (`None` on the first page).
+    pub generation: Option<u64>,
+}
+
+/// A page of a backup and the node that read it (every later page must
+/// come from the same node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupAnswer {
+    /// The node's address.
+    pub node: String,
+    /// The page.
+    pub page: hypha_net::BackupPage,
+}
+
 /// What a transaction came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxnAnswer {
@@ -232,6 +255,19 @@ pub trait Backend: Send + Sync + 'static {
         async {
             Err(BackendError::BadRequest(
                 "this backend has no transactions".into(),
+            ))
+        }
+    }
+
+    /// A page of a consistent copy of the live keys (`GET /admin/backup`).
+    fn backup(
+        &self,
+        ask: BackupAsk,
+    ) -> impl Future<Output = Result<BackupAnswer, BackendError>> + Send {
+        let _ = ask;
+        async {
+            Err(BackendError::BadRequest(
+                "this backend has no backups".into(),
             ))
         }
     }

@@ -13,6 +13,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod backend;
+mod backup;
 mod body;
 pub mod budget;
 mod cas;
@@ -41,7 +42,8 @@ mod txn;
 mod watch;
 
 pub use backend::{
-    Backend, BackendError, Consistency, Entry, History, ScanPage, TxnAnswer, Version, WatchPage,
+    Backend, BackendError, BackupAnswer, BackupAsk, Consistency, Entry, History, ScanPage,
+    TxnAnswer, Version, WatchPage,
 };
 pub use chunked::ChunkedDecoder;
 pub use config::{HttpConfig, BODY_TIMEOUT_MS, CONNECTIONS_MAX, HEAD_TIMEOUT_MS, IDLE_TIMEOUT_MS};

@@ -196,6 +196,7 @@ impl<B: Backend> Router<B> {
                 crate::http::txn::handle(&*self.backend, &body, self.json_values_max).await
             }
             Route::Watch(prefix) => self.watch_once(head, prefix, query).await,
+            Route::AdminBackup => crate::http::backup::handle(&*self.backend, query).await,
             Route::Page => Ok(page::serve()),
             Route::ReadPass => Ok(page::read_pass(self.token.as_ref(), &body)),
             Route::Compat(route) => {
@@ -217,7 +218,7 @@ impl<B: Backend> Router<B> {
         let write = match route {
             Route::Kv(_) => matches!(head.method, Method::Put | Method::Delete),
             Route::Compat(route) => compat::is_write(route, &head.method),
-            Route::AdminCompact => true,
+            Route::AdminCompact | Route::AdminBackup => true,
             Route::AdminMembers => head.method == Method::Post,
             Route::Txn => true,
             _ => false,

@@ -22,6 +22,7 @@ pub(crate) enum Route {
     Digest,
     AdminCompact,
     AdminMembers,
+    AdminBackup,
     Txn,
     Watch(Vec<u8>),
     Compat(compat::Route),
@@ -43,6 +44,9 @@ pub(crate) fn match_path(path: &str) -> Option<Result<(Route, &'static str), Str
     };
     if let Some(route) = fixed {
         return Some(Ok((route, GET_HEAD)));
+    }
+    if path == "/admin/backup" {
+        return Some(Ok((Route::AdminBackup, GET_HEAD)));
     }
     if path == "/admin/compact" {
         return Some(Ok((Route::AdminCompact, "POST")));
@@ -82,6 +86,7 @@ pub(crate) fn route_id(route: &Route, method: &Method, query: &FormPairs) -> Rou
         Route::Digest => RouteId::Digest,
         Route::AdminCompact => RouteId::AdminCompact,
         Route::AdminMembers => RouteId::AdminMembers,
+        Route::AdminBackup => RouteId::AdminBackup,
         Route::Txn => RouteId::Txn,
         Route::Watch(_) => RouteId::Watch,
         Route::Compat(route) => compat::route_id(route, method),
@@ -123,7 +128,7 @@ pub(crate) fn member_change(
 pub(crate) fn not_found(path: &str) -> Response {
     let message = format!(
         "no route for {path}; the status page is /, the API is /kv/{{key}}, /kv?prefix=, /ping, /status, /metrics, \
-         /digest, POST /txn, /watch/{{prefix}}, POST /admin/compact, /admin/members and the compat routes /set, /get, /delete, /store, /fetch, /query"
+         /digest, POST /txn, /watch/{{prefix}}, POST /admin/compact, /admin/members, /admin/backup and the compat routes /set, /get, /delete, /store, /fetch, /query"
     );
     Response::error(404, message)
 }
