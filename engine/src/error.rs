@@ -271,7 +271,7 @@ mod std_error {
                 ),
                 Error::KeyTooLong { len } => write!(
                     f,
-                    "key is {len} bytes; the limit is {} (KEY_BYTES_MAX)",
+                    "key is {len} bytes; the limit is {} bytes: use a shorter key",
                     crate::limits::KEY_BYTES_MAX
                 ),
                 Error::ValueTooLong { len, max } => write!(

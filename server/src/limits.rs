@@ -3,7 +3,7 @@
 //! are the source; the engine's copies are checked against them at compile
 //! time, the HTTP layer uses these names, and the flags that can lower a
 //! limit are checked against them at startup. A request over a limit is
-//! refused at the edge with 400/413 and the constant's name, before any
+//! refused at the edge with 400/413 naming the limit (and the flag that sets it, if one does), before any
 //! node sees it.
 //!
 //! | limit | value | HTTP | wire | engine |

@@ -240,8 +240,67 @@ fn path_routes_put_get_and_delete() -> TestResult {
     assert_eq!(gone.error()?, "Key not found");
     expect_status(&server.request("DELETE", "/delete/k%2F1", b"")?, 404)?;
     expect_status(&server.request("PUT", "/put/only-key", b"")?, 400)?;
-    let wrong = server.request("GET", "/put/k/v", b"")?;
+    let wrong = server.request("GET", "/put/A/happy", b"")?;
     expect_status(&wrong, 405)?;
     assert_eq!(wrong.header("Allow"), Some("PUT"));
+    // The answer shows the command a script meant (diststore's README
+    // sends GET here).
+    let error = wrong.error()?;
+    assert!(
+        error.ends_with("curl -X PUT 'http://test/put/A/happy'"),
+        "{error}"
+    );
+    // A key with slashes: the value is the last segment, for both routes.
+    expect_status(&server.request("PUT", "/put/a/b/c", b"")?, 200)?;
+    assert_eq!(server.request("GET", "/get/a/b", b"")?.body, b"c");
+    expect_status(&server.request("GET", "/get/a", b"")?, 404)?;
+    Ok(())
+}
+
+#[test]
+fn post_set_with_json_is_the_batch_and_fetch_answers_keys_as_asked() -> TestResult {
+    let server = Server::start(HttpConfig::default())?;
+    let mut c = server.client()?;
+    let batch = br#"[{"key":"j1","value":"one"},{"key":{"encoding":"binary","data":"ajI="},"value":"two"}]"#;
+    let json = [("Content-Type", "application/json")];
+    let reply = c.request("POST", "/set", &json, batch)?;
+    expect_status(&reply, 200)?;
+    assert_eq!(
+        reply.json()?,
+        json!([{"keys_added": 2, "keys_failed": [], "errors": []}])
+    );
+    assert_eq!(server.request("GET", "/get?key=j2", b"")?.body, b"two");
+    // A form is still a form.
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    expect_status(&c.request("POST", "/set", &form, b"key=f&value=v")?, 200)?;
+    assert_eq!(server.request("GET", "/get?key=f", b"")?.body, b"v");
+
+    // "j2" asked as binary comes back binary, though its bytes are UTF-8.
+    let asked =
+        br#"[{"encoding":"binary","data":"ajI="},"j1",{"encoding":"string","data":"nope"}]"#;
+    let reply = c.request("POST", "/fetch", &json, asked)?;
+    expect_status(&reply, 200)?;
+    let answer = reply.json()?;
+    assert_eq!(
+        answer[0]["key"],
+        json!({"encoding": "binary", "data": "ajI="})
+    );
+    assert_eq!(
+        answer[0]["value"],
+        json!({"encoding": "string", "data": "two"})
+    );
+    assert_eq!(
+        answer[1]["key"],
+        json!({"encoding": "string", "data": "j1"})
+    );
+    assert_eq!(
+        answer[2],
+        json!({"key": {"encoding": "string", "data": "nope"}, "value": null})
+    );
+    let reply = c.request("POST", "/query", &json, asked)?;
+    assert_eq!(
+        reply.json()?[0]["key"],
+        json!({"encoding": "binary", "data": "ajI="})
+    );
     Ok(())
 }

@@ -176,7 +176,7 @@ fn curl_upload_over_the_limit_gets_413_without_sending_the_body() -> TestResult 
     let text = String::from_utf8_lossy(&out);
     assert!(text.ends_with("\n413"), "{text}");
     assert!(
-        text.contains("value is 4194304 bytes; the limit is 65536 (value_bytes_max)"),
+        text.contains("value is 4194304 bytes; the limit is 65536 (--value-max)"),
         "{text}"
     );
     Ok(())

@@ -18,8 +18,16 @@ pub(super) fn client_fault(m: &Message) -> Result<(), BackendError> {
     }
     match m.validate() {
         Ok(()) => Ok(()),
-        Err(e @ hypha_net::DecodeError::LimitExceeded { .. }) => {
-            Err(BackendError::TooLarge(e.to_string()))
+        Err(hypha_net::DecodeError::LimitExceeded { what, len, max, .. }) => {
+            // Said for a curl user: what and how much, not the wire's names.
+            let thing = match what {
+                w if w.ends_with("key") || w.ends_with("prefix") => "the key",
+                w if w.ends_with("value") => "the value",
+                w => w,
+            };
+            Err(BackendError::TooLarge(format!(
+                "{thing} is {len} bytes; the limit is {max}"
+            )))
         }
         Err(e) => Err(BackendError::BadRequest(e.to_string())),
     }

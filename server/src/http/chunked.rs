@@ -146,7 +146,9 @@ impl ChunkedDecoder {
             State::TrailerStart | State::Trailer => {
                 self.trailer_bytes += 1;
                 if self.trailer_bytes > TRAILERS_BYTES_MAX {
-                    return Err(bad("trailers are over TRAILERS_BYTES_MAX (8192 bytes)"));
+                    return Err(bad(&format!(
+                        "trailers are over {TRAILERS_BYTES_MAX} bytes"
+                    )));
                 }
                 match byte {
                     b'\r' => State::TrailerLf,
@@ -165,9 +167,9 @@ impl ChunkedDecoder {
     fn count_line_byte(&mut self) -> Result<(), HttpError> {
         self.line_bytes += 1;
         if self.line_bytes > CHUNK_LINE_BYTES_MAX {
-            return Err(bad(
-                "chunk size line is over CHUNK_LINE_BYTES_MAX (1024 bytes)",
-            ));
+            return Err(bad(&format!(
+                "chunk size line is over {CHUNK_LINE_BYTES_MAX} bytes"
+            )));
         }
         Ok(())
     }

@@ -8,15 +8,16 @@
 //! | `POST /store` JSON `{"key":"k","value":"v"}` | 200 `{"seq":N}` |
 //! | `GET /store/key` JSON body `{"key":"k"}` (or `?key=k`) | `{"value":"v"}` (`{"value_base64":…}` if not UTF-8); 404 |
 //! | `GET /store/hash` | `{"hash":"…"}`, the master's digest |
-//! | `PUT /set` JSON `[{"key":T,"value":T}, …]` | `[{"keys_added":N,"keys_failed":[T…],"errors":["…"]}]` |
+//! | `PUT /set` (or `POST /set` with `Content-Type: application/json`) JSON `[{"key":T,"value":T}, …]` | `[{"keys_added":N,"keys_failed":[T…],"errors":["…"]}]` |
 //! | `POST /fetch` JSON `[T, …]` | `[{"key":T,"value":T or null}, …]` |
 //! | `GET /fetch?cursor=C&limit=L&prefix=P` | all pairs as above, paged; next cursor in `X-Hypha-Next-Cursor` (absent on the last page) |
 //! | `POST /query` JSON `[T, …]` | `[{"key":T,"value":true or false}, …]` |
-//! | `PUT /put/{key}/{value}`, `GET /get/{key}`, `DELETE /delete/{key}` | as their names say |
+//! | `PUT /put/{key}/{value}`, `GET /get/{key}`, `DELETE /delete/{key}` | as their names say; the value is the last path segment, so `/put/a/b/c` stores `c` under `a/b` and `/get/a/b` reads it (a `/` in a value is `%2F`) |
 //!
 //! `T` is `{"encoding":"string"|"binary","data":…}` with binary data in base64;
-//! a plain JSON string is accepted as a string key. Answers use `string` when the
-//! bytes are UTF-8, else `binary`. A trailing `/` on path routes is dropped.
+//! a plain JSON string is accepted as a string key. Keys are answered in the
+//! encoding they were asked in; values use `string` when the bytes are UTF-8,
+//! else `binary`. A trailing `/` on path routes is dropped.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -74,7 +75,9 @@ pub(crate) fn match_path(path: &str) -> Option<Result<(Route, &'static str), Str
     };
     if let Some(rest) = rest("/put/") {
         let shape = "/put/{key}/{value}";
-        let Some((key, value)) = rest.split_once('/') else {
+        // The value is the last segment: `/put/a/b/c` stores `c` under `a/b`,
+        // which `/get/a/b` reads (a `/` inside a value is written `%2F`).
+        let Some((key, value)) = rest.rsplit_once('/') else {
             return Some(Err(format!("no value in the path; use {shape}")));
         };
         let pair = decode_key(key, shape).and_then(|key| {
@@ -140,13 +143,15 @@ pub(crate) async fn handle<B: Backend>(
     body: Vec<u8>,
     json_values_max: usize,
 ) -> Response {
-    if takes_json(&route, &head.method) {
+    if takes_json(&route, head) {
         if let Err(refused) = check_json_values(&body, json_values_max) {
             return refused;
         }
     }
     let result = match route {
-        Route::Set if head.method == Method::Put => set_batch(backend, &body).await,
+        Route::Set if head.method == Method::Put || is_json(head) => {
+            set_batch(backend, &body).await
+        }
         Route::Set => form_set(backend, head, &body).await,
         Route::Get => match form_value(query, "key") {
             Some(key) if !key.is_empty() => get_raw(backend, key.to_vec(), query).await,
@@ -238,12 +243,21 @@ async fn form_delete<B: Backend>(
     delete(backend, form_key(&form)?).await
 }
 
+/// Whether the request says its body is JSON (`POST /set` then is the
+/// JSON batch, as `PUT /set` always is).
+fn is_json(head: &Head) -> bool {
+    head.header("content-type").is_some_and(|t| {
+        let t = t.to_ascii_lowercase();
+        t.starts_with(b"application/json") || t.ends_with(b"+json")
+    })
+}
+
 /// Whether `route` carries a JSON body (when it has one).
-fn takes_json(route: &Route, method: &Method) -> bool {
+fn takes_json(route: &Route, head: &Head) -> bool {
     match route {
         Route::Store | Route::StoreKey | Route::Query => true,
-        Route::Set => *method == Method::Put,
-        Route::Fetch => *method == Method::Post,
+        Route::Set => head.method == Method::Put || is_json(head),
+        Route::Fetch => head.method == Method::Post,
         _ => false,
     }
 }
@@ -349,17 +363,16 @@ async fn fetch<B: Backend>(
 ) -> Result<Response, Response> {
     let c = consistency(query)?;
     let (mut pairs, mut bytes) = (Vec::new(), 0usize);
-    for key in batch_keys(body)? {
-        let entry = backend.get(key.clone(), c).await.map_err(backend_error)?;
+    for (key, asked) in batch_keys(body)? {
+        let entry = backend.get(key, c).await.map_err(backend_error)?;
         bytes += entry.as_ref().map_or(0, |e| e.value.len());
         if bytes > FETCH_VALUES_BYTES_MAX && pairs.len() > 1 {
-            let message = format!(
-                "the values are over {FETCH_VALUES_BYTES_MAX} bytes (FETCH_VALUES_BYTES_MAX); ask for fewer keys"
-            );
+            let message =
+                format!("the values are over {FETCH_VALUES_BYTES_MAX} bytes; ask for fewer keys");
             return Err(Response::error(400, message));
         }
         let value = entry.map(|entry| encode_typed(&entry.value));
-        pairs.push(json!({"key": encode_typed(&key), "value": value}));
+        pairs.push(json!({"key": asked, "value": value}));
     }
     Ok(Response::json(200, &Value::Array(pairs)))
 }
@@ -400,13 +413,9 @@ async fn query_keys<B: Backend>(
 ) -> Result<Response, Response> {
     let c = consistency(query)?;
     let mut answers = Vec::new();
-    for key in batch_keys(body)? {
-        let present = backend
-            .get(key.clone(), c)
-            .await
-            .map_err(backend_error)?
-            .is_some();
-        answers.push(json!({"key": encode_typed(&key), "value": present}));
+    for (key, asked) in batch_keys(body)? {
+        let present = backend.get(key, c).await.map_err(backend_error)?.is_some();
+        answers.push(json!({"key": asked, "value": present}));
     }
     Ok(Response::json(200, &Value::Array(answers)))
 }
@@ -424,9 +433,17 @@ mod tests {
         assert_eq!(
             match_path("/put/k%00/v/w"),
             Some(Ok((
-                Route::PutPath(b"k\0".to_vec(), b"v/w".to_vec()),
+                Route::PutPath(b"k\0/v".to_vec(), b"w".to_vec()),
                 "PUT"
             )))
+        );
+        // Where the key ends is the same for writing and reading.
+        let Some(Ok((Route::PutPath(written, _), _))) = match_path("/put/a/b/c") else {
+            panic!("a put path")
+        };
+        assert_eq!(
+            match_path("/get/a/b"),
+            Some(Ok((Route::GetPath(written), "GET, HEAD")))
         );
         assert!(matches!(match_path("/put/k"), Some(Err(_))));
         assert!(matches!(match_path("/delete/"), Some(Err(_))));

@@ -105,7 +105,7 @@ pub(crate) fn batch(body: &[u8], shape: &str) -> Result<Vec<Value>, Response> {
     };
     if items.len() > BATCH_KEYS_MAX {
         let message = format!(
-            "{} items; send at most {BATCH_KEYS_MAX} (BATCH_KEYS_MAX) per request",
+            "{} items; send at most {BATCH_KEYS_MAX} per request",
             items.len()
         );
         return Err(Response::error(400, message));
@@ -113,13 +113,26 @@ pub(crate) fn batch(body: &[u8], shape: &str) -> Result<Vec<Value>, Response> {
     Ok(items)
 }
 
-pub(crate) fn batch_keys(body: &[u8]) -> Result<Vec<Vec<u8>>, Response> {
+pub(crate) fn batch_keys(body: &[u8]) -> Result<Vec<(Vec<u8>, Value)>, Response> {
     let shape = r#"[{"encoding":"string","data":"k"}, ...]"#;
     let items = batch(body, shape)?;
     let decode = |(at, item): (usize, &Value)| {
-        decode_typed(item).map_err(|e| Response::error(400, format!("key {at}: {e}")))
+        let key = decode_typed(item).map_err(|e| Response::error(400, format!("key {at}: {e}")))?;
+        let echo = echo_key(&key, item);
+        Ok((key, echo))
     };
     items.iter().enumerate().map(decode).collect()
+}
+
+/// A key as the answer shows it: in the encoding it was asked in (a
+/// binary key stays binary even when its bytes happen to be UTF-8), with
+/// canonical base64.
+fn echo_key(key: &[u8], item: &Value) -> Value {
+    let binary = item.get("encoding").and_then(Value::as_str) == Some("binary");
+    match binary {
+        true => json!({"encoding": "binary", "data": STANDARD.encode(key)}),
+        false => encode_typed(key),
+    }
 }
 
 #[cfg(test)]

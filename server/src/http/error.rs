@@ -62,22 +62,21 @@ impl fmt::Display for HttpError {
             HttpError::UriTooLong { bytes } => write!(
                 f,
                 "the request line is at least {bytes} bytes; the limit is \
-                 {REQUEST_LINE_BYTES_MAX} (REQUEST_LINE_BYTES_MAX); use a shorter key \
+                 {REQUEST_LINE_BYTES_MAX}; use a shorter key \
                  or send it in a body (POST /set)"
             ),
             HttpError::HeadTooLarge {
                 too_many_headers: true,
             } => write!(
                 f,
-                "the request has more than {HEADERS_COUNT_MAX} headers \
-                 (HEADERS_COUNT_MAX); send fewer headers"
+                "the request has more than {HEADERS_COUNT_MAX} headers; send fewer headers"
             ),
             HttpError::HeadTooLarge {
                 too_many_headers: false,
             } => write!(
                 f,
-                "the request head is over {HEAD_BYTES_MAX} bytes (HEAD_BYTES_MAX); \
-                 send fewer or shorter headers"
+                "the request head is over {HEAD_BYTES_MAX} bytes; send fewer or shorter \
+                 headers"
             ),
             HttpError::VersionNotSupported => {
                 f.write_str("only HTTP/1.0 and HTTP/1.1 are supported; speak HTTP/1.1")

@@ -133,7 +133,7 @@ impl Backend for MemBackend {
         }
         if value.len() > self.value_bytes_max {
             return Err(BackendError::TooLarge(format!(
-                "value is {} bytes; the limit is {} (value_bytes_max)",
+                "value is {} bytes; the limit is {} (--value-max)",
                 value.len(),
                 self.value_bytes_max
             )));

@@ -37,8 +37,9 @@ pub(crate) fn backend_error(error: BackendError) -> Response {
 pub(crate) fn check_value_len<B: Backend>(backend: &B, len: usize) -> Result<(), Response> {
     let max = backend.value_bytes_max();
     if len > max {
-        let message =
-            format!("value is {len} bytes; the limit is {max} (value_bytes_max); store it in smaller pieces");
+        let message = format!(
+            "value is {len} bytes; the limit is {max} (--value-max); store it in smaller pieces"
+        );
         return Err(Response::error(413, message));
     }
     Ok(())
@@ -80,7 +81,7 @@ pub(crate) fn limit_param(query: &FormPairs, default: u32) -> Result<u32, Respon
         Ok(limit) if (1..=SCAN_LIMIT_MAX).contains(&limit) => Ok(limit),
         _ => Err(Response::error(
             400,
-            format!("limit must be 1..={SCAN_LIMIT_MAX} (SCAN_LIMIT_MAX); it is {limit}"),
+            format!("limit must be between 1 and {SCAN_LIMIT_MAX}; it is {limit}"),
         )),
     }
 }
@@ -115,7 +116,7 @@ pub(crate) fn parse_ttl(text: &str) -> Result<u64, String> {
             "a time to live of 0 would expire the key at once; leave the TTL out to keep it".into(),
         ),
         ms if ms > hypha_net::TTL_MS_MAX => Err(format!(
-            "{text} is longer than the longest time to live, 365 days (TTL_MS_MAX)"
+            "{text} is longer than the longest time to live, 365 days"
         )),
         ms => Ok(ms),
     }

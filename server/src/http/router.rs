@@ -94,10 +94,17 @@ impl<B: Backend> Router<B> {
             Some(Ok(found)) => found,
         };
         if !allow.split(", ").any(|m| m == head.method.as_str()) {
-            let message = format!(
+            let mut message = format!(
                 "{} is not allowed on {path}; use {allow}",
                 head.method.as_str()
             );
+            if !allow.contains(',') {
+                // Scripts copied from older systems' READMEs often send GET
+                // where a write is meant: show the command to copy.
+                let host = head.header("host").map(String::from_utf8_lossy);
+                let host = host.as_deref().unwrap_or("HOST");
+                message.push_str(&format!(": curl -X {allow} 'http://{host}{}'", head.target));
+            }
             let route_id = route_id(&route, &head.method, &FormPairs::new());
             return Err((
                 route_id,
@@ -137,15 +144,16 @@ impl<B: Backend> Router<B> {
         let size = len.map_or(format!("over {max} bytes"), |len| format!("{len} bytes"));
         let message = match admitted.body_kind {
             BodyKind::Value => format!(
-                "value is {size}; the limit is {max} (value_bytes_max); store it in smaller pieces"
+                "value is {size}; the limit is {max} (--value-max); store it in smaller pieces"
             ),
             BodyKind::Envelope => format!(
                 "request body is {size}; the limit for this endpoint is {max} \
-                 (value_bytes_max + BODY_ENVELOPE_BYTES); send fewer or smaller values per request"
+                 (--value-max and {} KiB for the rest); send fewer or smaller values per request",
+                crate::http::config::BODY_ENVELOPE_BYTES >> 10
             ),
             BodyKind::Unused => format!(
-                "request body is {size}; this endpoint takes no body (limit {max}, \
-                 BODY_ENVELOPE_BYTES); send the request without one"
+                "request body is {size}; this endpoint takes no body (limit {max}); \
+                 send the request without one"
             ),
         };
         Response::error(413, message).closing()
@@ -284,7 +292,7 @@ impl<B: Backend> Router<B> {
         let depth = number_param(query, "history")?.unwrap_or(1);
         if depth == 0 || depth > u64::from(HISTORY_DEPTH_MAX) {
             let message = format!(
-                "history must be 1..={HISTORY_DEPTH_MAX} (HISTORY_DEPTH_MAX); it is {depth}"
+                "history must be between 1 and {HISTORY_DEPTH_MAX} versions; it is {depth}"
             );
             return Err(Response::error(400, message));
         }
@@ -428,7 +436,7 @@ mod tests {
         );
         let text = String::from_utf8_lossy(&large.body);
         assert!(
-            text.contains("value is 101 bytes; the limit is 100 (value_bytes_max)"),
+            text.contains("value is 101 bytes; the limit is 100 (--value-max)"),
             "{text}"
         );
         assert!(r

@@ -95,7 +95,7 @@ fn parse(document: &Value, value_bytes_max: usize) -> Result<(Txn, Encoding), Re
             None => Ok(&[]),
             Some(Value::Array(items)) if items.len() <= TXN_ITEMS_MAX => Ok(items),
             Some(Value::Array(items)) => Err(bad(format!(
-                "\"{name}\" has {} items; at most {TXN_ITEMS_MAX} (TXN_ITEMS_MAX)",
+                "\"{name}\" has {} items; at most {TXN_ITEMS_MAX}",
                 items.len()
             ))),
             Some(_) => Err(bad(format!("\"{name}\" must be an array: {SHAPE}"))),
@@ -119,8 +119,7 @@ fn parse(document: &Value, value_bytes_max: usize) -> Result<(Txn, Encoding), Re
     }
     if txn.bytes() > TXN_BYTES_MAX {
         let message = format!(
-            "the transaction holds {} bytes of keys and values; at most {TXN_BYTES_MAX} \
-             (TXN_BYTES_MAX)",
+            "the transaction holds {} bytes of keys and values; at most {TXN_BYTES_MAX}",
             txn.bytes()
         );
         return Err(Response::error(413, message));
@@ -159,7 +158,7 @@ fn key_of(o: &Map<String, Value>, name: &str, encoding: Encoding) -> Result<Vec<
     match key.len() {
         0 => Err("the key is empty".into()),
         n if n > hypha_net::KEY_BYTES_MAX => Err(format!(
-            "the key is {n} bytes; at most {} (KEY_BYTES_MAX)",
+            "the key is {n} bytes; at most {}",
             hypha_net::KEY_BYTES_MAX
         )),
         _ => Ok(key),
@@ -213,7 +212,7 @@ fn op(item: &Value, encoding: Encoding, value_bytes_max: usize) -> Result<TxnOp,
             };
             if value.len() > value_bytes_max {
                 let message = format!(
-                    "value is {} bytes; the limit is {value_bytes_max} (value_bytes_max)",
+                    "value is {} bytes; the limit is {value_bytes_max} (--value-max)",
                     value.len()
                 );
                 return Err((413, message));

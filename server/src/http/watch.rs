@@ -253,10 +253,7 @@ impl<B: Backend> Router<B> {
         let wait_ms =
             crate::http::params::parse_ttl(wait).map_err(|e| bad(format!("wait: {e}")))?;
         if wait_ms > KV_WAIT_MS_MAX {
-            return Err(bad(format!(
-                "wait is at most {} s (KV_WAIT_MS_MAX)",
-                KV_WAIT_MS_MAX / 1000
-            )));
+            return Err(bad(format!("wait is at most {} s", KV_WAIT_MS_MAX / 1000)));
         }
         let wait_ms = wait_ms.min(self.kv_wait_ms_max);
         let mut after = match form_value(query, "index") {
