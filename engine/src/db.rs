@@ -260,6 +260,16 @@ impl Db {
         LogIter::new(self.inner.clone(), 0, Some(upto))
     }
 
+    /// Changes whenever versions this database's log held may have been
+    /// dropped: at each compaction's switch to its new files, at a cut of
+    /// the log's tail, and at every open (it starts random). A reader that
+    /// copies the store at one seq over several calls (a backup) compares
+    /// it before and after each part.
+    pub fn log_generation(&self) -> u64 {
+        let generation = self.inner.read().log.generation;
+        self.inner.instance.wrapping_add(generation)
+    }
+
     /// As [`Db::snapshot_at`], with the records after seq `after` only: the
     /// next part of a copy read in several (a backup resumes after the last
     /// record it has).

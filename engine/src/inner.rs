@@ -87,6 +87,8 @@ pub(crate) struct Inner {
     pub(crate) full: Mutex<FullDisk>,
     /// Held while a latch set by a full disk is being lifted.
     pub(crate) resuming: Mutex<()>,
+    /// Random per open: the start of `Db::log_generation`.
+    pub(crate) instance: u64,
     _lock: File,
 }
 
@@ -140,6 +142,7 @@ impl Inner {
             tombstone_floor: Mutex::new(Seq::MAX),
             progress: Mutex::new((0, 0)),
             compactions: Mutex::new((0, None)),
+            instance: crate::random::random_u64(),
             vote: Mutex::new(vote),
             maps,
             full: Mutex::default(),

@@ -13,14 +13,7 @@ use crate::requests::error_message;
 use crate::wire::to_wire;
 use hypha_engine::Db;
 use hypha_net::{BackupAsk, BackupPage, ErrorCode, Message, BATCH_BYTES_MAX, BATCH_RECORDS_MAX};
-use std::sync::{Arc, OnceLock};
-
-/// This process's part of a generation: a restart (which may have compacted
-/// on the way) never matches a copy begun before it.
-fn epoch() -> u64 {
-    static EPOCH: OnceLock<u64> = OnceLock::new();
-    *EPOCH.get_or_init(hypha_engine::random_u64)
-}
+use std::sync::Arc;
 
 /// Answers a `Backup` on the blocking pool: a page reads the log.
 pub async fn answer(db: Arc<Db>, ask: BackupAsk) -> Message {
@@ -29,14 +22,9 @@ pub async fn answer(db: Arc<Db>, ask: BackupAsk) -> Message {
 
 /// One page (see the module doc).
 pub fn page(db: &Db, ask: &BackupAsk) -> Message {
-    let generation = epoch().wrapping_add(db.stats().compactions);
+    let generation = db.log_generation();
     if ask.generation.is_some_and(|g| g != generation) {
-        return Message::error(
-            ask.req_id,
-            ErrorCode::Compacted { earliest: db.seq() },
-            "this node compacted or restarted since the backup began, so versions it was \
-             copying may be gone: start the backup again",
-        );
+        return moved(db, ask);
     }
     let now = db.seq();
     let upto = ask.upto.unwrap_or(now);
@@ -66,6 +54,11 @@ pub fn page(db: &Db, ask: &BackupAsk) -> Message {
         bytes += r.key.len() + r.value.len();
         records.push(to_wire(r));
     }
+    if db.log_generation() != generation {
+        // A compaction switched files (or the log was cut) while this page
+        // was read: versions live at `upto` may have been missed.
+        return moved(db, ask);
+    }
     Message::BackupPage(BackupPage {
         req_id: ask.req_id,
         upto,
@@ -73,4 +66,14 @@ pub fn page(db: &Db, ask: &BackupAsk) -> Message {
         records,
         done,
     })
+}
+
+/// The refusal of a page whose log changed under the copy.
+fn moved(db: &Db, ask: &BackupAsk) -> Message {
+    Message::error(
+        ask.req_id,
+        ErrorCode::Compacted { earliest: db.seq() },
+        "this node compacted, cut its log or reopened its data since the backup began, so \
+         versions it was copying may be gone: start the backup again",
+    )
 }

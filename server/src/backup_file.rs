@@ -49,13 +49,15 @@ pub fn trailer(records: u64, digest: u64) -> Value {
     json!({"end": true, "records": records, "digest": format!("{digest:016x}")})
 }
 
-/// A whole, checked backup.
-#[derive(Debug)]
+/// What checking a whole backup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Checked {
     /// The seq the copy is of.
     pub upto: u64,
-    /// Its records, in file order.
-    pub records: Vec<Value>,
+    /// How many records it holds.
+    pub records: u64,
+    /// Their digest.
+    pub digest: u64,
 }
 
 /// Reads one line of at most [`BACKUP_LINE_BYTES_MAX`] bytes as JSON.
@@ -77,9 +79,19 @@ fn next_line(r: &mut impl BufRead) -> Result<Option<Value>, String> {
         .map_err(|e| format!("a line is not JSON: {e}"))
 }
 
-/// Reads and checks a whole backup: header, every record (key and value
-/// decode, seqs ascend), trailer (count and digest).
-pub fn check(mut r: impl BufRead) -> Result<Checked, String> {
+/// The records of a backup, one at a time, after its header; the trailer
+/// ends them. Use on a file [`check`] accepted (it holds one record in
+/// memory at a time).
+pub struct Records<R> {
+    r: R,
+    /// The header's seq.
+    pub upto: u64,
+    last: u64,
+    ended: bool,
+}
+
+/// Reads the header of a backup and returns its records.
+pub fn records<R: BufRead>(mut r: R) -> Result<Records<R>, String> {
     let header = next_line(&mut r)?.ok_or("it is empty")?;
     if header["hypha_backup"] != json!(BACKUP_FORMAT) {
         return Err(format!(
@@ -88,31 +100,86 @@ pub fn check(mut r: impl BufRead) -> Result<Checked, String> {
         ));
     }
     let upto = header["upto"].as_u64().ok_or("its header has no upto")?;
-    let (mut records, mut digest, mut last) = (Vec::new(), 0u64, 0u64);
-    loop {
-        let line = next_line(&mut r)?.ok_or("it ends before its trailer (a copy cut short?)")?;
+    Ok(Records {
+        r,
+        upto,
+        last: 0,
+        ended: false,
+    })
+}
+
+impl<R: BufRead> Records<R> {
+    /// The next line: a record, or the trailer (then `ended` is set).
+    fn step(&mut self) -> Result<Value, String> {
+        let line =
+            next_line(&mut self.r)?.ok_or("it ends before its trailer (a copy cut short?)")?;
         if line["end"] == json!(true) {
-            let (n, want) = (line["records"].as_u64(), line["digest"].as_str());
-            if n != Some(records.len() as u64) || want != Some(&format!("{digest:016x}")) {
-                return Err(format!(
-                    "{} records with digest {digest:016x}, but the trailer says {n:?} and {want:?}",
-                    records.len()
-                ));
-            }
-            return match next_line(&mut r)? {
-                None => Ok(Checked { upto, records }),
-                Some(_) => Err("something follows its trailer".into()),
-            };
+            self.ended = true;
+            return Ok(line);
         }
         let seq = line["seq"].as_u64().ok_or("a record without a seq")?;
-        if seq <= last || seq > upto {
+        if seq <= self.last || seq > self.upto {
             return Err(format!(
-                "record seq {seq} out of order (after {last}, up to {upto})"
+                "record seq {seq} out of order (after {}, up to {})",
+                self.last, self.upto
             ));
         }
-        last = seq;
-        digest = digest.wrapping_add(pair_hash(&line)?);
-        records.push(line);
+        self.last = seq;
+        pair(&line)?;
+        Ok(line)
+    }
+}
+
+impl<R: BufRead> Iterator for Records<R> {
+    type Item = Result<Value, String>;
+
+    fn next(&mut self) -> Option<Result<Value, String>> {
+        if self.ended {
+            return None;
+        }
+        match self.step() {
+            Ok(_) if self.ended => None,
+            Ok(line) => Some(Ok(line)),
+            Err(e) => {
+                self.ended = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Reads and checks a whole backup in one pass, holding one line at a
+/// time: header, every record (key and value decode, seqs ascend), the
+/// trailer (count and digest), nothing after it.
+pub fn check(mut r: impl BufRead) -> Result<Checked, String> {
+    let mut it = records(&mut r)?;
+    let (mut n, mut digest) = (0u64, 0u64);
+    loop {
+        let line = it.step()?;
+        match it.ended {
+            true => {
+                let (count, want) = (line["records"].as_u64(), line["digest"].as_str());
+                if count != Some(n) || want != Some(&format!("{digest:016x}")) {
+                    return Err(format!(
+                        "{n} records with digest {digest:016x}, but the trailer says \
+                         {count:?} and {want:?}"
+                    ));
+                }
+                let upto = it.upto;
+                return match next_line(&mut r)? {
+                    None => Ok(Checked {
+                        upto,
+                        records: n,
+                        digest,
+                    }),
+                    Some(_) => Err("something follows its trailer".into()),
+                };
+            }
+            false => {
+                n += 1;
+                digest = digest.wrapping_add(pair_hash(&line)?);
+            }
+        }
     }
 }
 
@@ -120,6 +187,10 @@ pub fn check(mut r: impl BufRead) -> Result<Checked, String> {
 #[allow(clippy::expect_used)] // a test fails loudly
 mod tests {
     use super::*;
+
+    fn records_in(lines: &[Value]) -> Vec<Value> {
+        lines[1..lines.len() - 1].to_vec()
+    }
 
     fn file(lines: &[Value]) -> Vec<u8> {
         lines
@@ -130,18 +201,27 @@ mod tests {
 
     #[test]
     fn a_whole_file_checks_and_any_change_is_refused() {
-        let records = [
+        let recs = [
             json!({"seq": 3, "key": "YQ==", "value": "MQ=="}),
             json!({"seq": 9, "key": "Yg==", "value": "Mg==", "deadline_ms": 5}),
         ];
-        let digest = records
+        let digest = recs
             .iter()
             .fold(0u64, |d, r| d.wrapping_add(pair_hash(r).expect("pair")));
         let mut lines = vec![header(10, "n", 1)];
-        lines.extend(records.iter().cloned());
+        lines.extend(recs.iter().cloned());
         lines.push(trailer(2, digest));
         let checked = check(file(&lines).as_slice()).expect("whole");
-        assert_eq!((checked.upto, checked.records.len()), (10, 2));
+        assert_eq!(
+            (checked.upto, checked.records, checked.digest),
+            (10, 2, digest)
+        );
+        let bytes = file(&lines);
+        let read: Vec<Value> = records(bytes.as_slice())
+            .expect("header")
+            .collect::<Result<_, _>>()
+            .expect("records");
+        assert_eq!(read, records_in(&lines));
         let mut changed = lines.clone();
         changed[1]["value"] = json!("Mw==");
         assert!(check(file(&changed).as_slice())

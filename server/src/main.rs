@@ -2,6 +2,7 @@
 
 mod arenas;
 mod client;
+mod compact_cmd;
 mod http_cmd;
 mod member_cmd;
 mod members_cmd;
@@ -24,7 +25,12 @@ use std::sync::Arc;
 fn main() -> ExitCode {
     arenas::limit();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Keys given as arguments may be any bytes: never panic on them (the
+    // client reads their raw bytes again).
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     if let Some(text) = help_asked(&args) {
         return match text {
             Ok(text) => {
@@ -56,7 +62,7 @@ fn main() -> ExitCode {
         Some(name @ ("get" | "put" | "del" | "ls" | "watch" | "status" | "backup" | "restore")) => {
             return client_exit(name, &args[1..])
         }
-        Some("compact") => run_compact(&args[1..]),
+        Some("compact") => compact_cmd::run(&args[1..]),
         Some("keygen") => match args.get(1) {
             Some(path) if args.len() == 2 => keys::keygen(std::path::Path::new(path)),
             _ => Err("usage: hypha keygen PATH".to_string()),
@@ -76,12 +82,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// `hypha compact --data DIR` (or `HYPHA_DATA`) works on files; without
-/// it, compact asks an edge.
+/// `hypha compact --data DIR` works on files, `--edge URL` asks an edge;
+/// with neither on the command line, `HYPHA_DATA` means files.
 fn offline(args: &[String]) -> bool {
-    args.iter()
-        .any(|a| a == "--data" || a.starts_with("--data="))
-        || std::env::var_os(cli::env_name("data")).is_some()
+    let given = |flag: &str| {
+        args.iter()
+            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    };
+    given("--data") || (!given("--edge") && std::env::var_os(cli::env_name("data")).is_some())
 }
 
 /// Runs a client command; its failure is the documented exit code.
@@ -116,7 +124,9 @@ fn help_asked(args: &[String]) -> Option<Result<String, String>> {
             command_names()
         )),
     };
-    if args.iter().any(|a| a == "--help" || a == "-h") {
+    // Not after `--`: what follows is a key or a value, whatever it says.
+    let mut flags = args.iter().take_while(|a| *a != "--");
+    if flags.any(|a| a == "--help" || a == "-h") {
         return Some(match first {
             Some(name) if commands::find(name).is_some() => named(name),
             _ => named(""),
@@ -168,74 +178,6 @@ fn compaction_options(
         compact_garbage_percent: percent as u8,
         compact_min_bytes: args.number("compact-min-mb", base.compact_min_bytes >> 20)? << 20,
         ..base
-    })
-}
-
-fn run_compact(raw: &[String]) -> Result<(), String> {
-    let args = commands::get("compact").parse(raw)?;
-    let data = std::path::PathBuf::from(args.need("data")?);
-    // Master and worker keep the engine's files under DIR/db.
-    let dir = if data.join("db").join("meta").exists() {
-        data.join("db")
-    } else {
-        data.clone()
-    };
-    if !dir.join("meta").exists() {
-        return Err(format!(
-            "{} holds no hypha database (no meta file); give the --data DIR of a master or worker",
-            data.display()
-        ));
-    }
-    let opts = hypha_engine::Options {
-        auto_compact: false,
-        ..compaction_options(&args, hypha_engine::Options::default())?
-    };
-    let db = hypha_engine::Db::open(&dir, opts)
-        .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
-    let r = compact_with_progress(&db).map_err(|e| format!("compaction failed: {e}"))?;
-    db.close()
-        .map_err(|e| format!("closing {}: {e}", dir.display()))?;
-    println!(
-        "compacted {}: {} -> {} bytes in {} ms ({} data files -> {}; kept {} records, dropped {}, of them {} deletes)",
-        dir.display(),
-        r.bytes_before,
-        r.bytes_after,
-        r.millis,
-        r.files_in,
-        r.files_out,
-        r.kept,
-        r.dropped,
-        r.tombstones_dropped
-    );
-    Ok(())
-}
-
-/// Runs an offline compaction, showing its progress (bytes examined of the
-/// input) on stderr meanwhile.
-fn compact_with_progress(
-    db: &hypha_engine::Db,
-) -> Result<hypha_engine::CompactReport, hypha_engine::Error> {
-    let finished = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let mut progress: Option<client::Progress> = None;
-            let mut seen = 0;
-            while !finished.load(std::sync::atomic::Ordering::Acquire) {
-                if let Some((done, total)) = db.stats().compacting {
-                    let p = progress
-                        .get_or_insert_with(|| client::Progress::new("compact (bytes)", total));
-                    p.add(done.saturating_sub(seen), done.saturating_sub(seen));
-                    seen = done;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            if let Some(p) = progress.as_mut() {
-                p.done();
-            }
-        });
-        let r = db.compact();
-        finished.store(true, std::sync::atomic::Ordering::Release);
-        r
     })
 }
 

@@ -58,7 +58,7 @@ fn start(dir: &TempDir) -> (common::Node, SocketAddr, Cli) {
     let token_file = dir.join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token");
     let path = common::path_str(&token_file);
-    let (node, http) = all_in_one(dir, &["--token-file", &path]);
+    let (node, http) = all_in_one(dir, &["--token-file", &path, "--value-max", "200000"]);
     let cli = Cli {
         edge: format!("http://{http}"),
         token_file: path,
@@ -130,6 +130,36 @@ fn values_round_trip_byte_for_byte_and_exit_codes_say_what_happened() {
     cli.expect(&["get", "bin/file"], 1);
     cli.expect(&["del", "bin/file"], 1);
     assert_eq!(cli.expect(&["ls", "bin/"], 0), b"bin/stdin\n");
+
+    // Any bytes as a key (not UTF-8 here), and values that look like flags
+    // after `--`.
+    use std::os::unix::ffi::OsStrExt;
+    let odd = std::ffi::OsStr::from_bytes(b"k\xff\xfe");
+    let out = cli
+        .command(&[])
+        .arg("put")
+        .arg(odd)
+        .arg("--")
+        .arg("-h")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = cli.command(&[]).arg("get").arg(odd).output().expect("run");
+    assert_eq!(
+        (out.status.code(), out.stdout.as_slice()),
+        (Some(0), &b"-h"[..])
+    );
+
+    // A value over the edge's --value-max: its 413 (sent before the body,
+    // after Expect: 100-continue) is a usage error naming the flag.
+    let big = dir.join("big");
+    std::fs::write(&big, vec![7u8; 300_000]).expect("big");
+    let out = cli.run(&["put", "big", "--file", &common::path_str(&big)], b"");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--value-max"),
+        "{out:?}"
+    );
 
     // Usage errors: 2; a refused token and an unreachable edge: 3.
     cli.expect(&["get"], 2);

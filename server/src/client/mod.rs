@@ -4,6 +4,7 @@
 
 mod backup;
 mod progress;
+mod restore;
 pub use progress::Progress;
 mod transport;
 
@@ -36,7 +37,7 @@ fn usage(why: String) -> Failed {
 pub fn run(name: &str, raw: &[String]) -> Result<(), Failed> {
     let (positional, flags) = split(commands::get(name), raw);
     let args = commands::get(name).parse(&flags).map_err(usage)?;
-    let edge = edge(&args)?;
+    let edge = edge(&args, &flags)?;
     let arg = |i: usize, what: &str| {
         positional.get(i).cloned().ok_or_else(|| {
             usage(format!(
@@ -62,7 +63,7 @@ pub fn run(name: &str, raw: &[String]) -> Result<(), Failed> {
         "status" => extra(0).and_then(|()| status(&edge)),
         "compact" => extra(0).and_then(|()| compact(&edge)),
         "backup" => extra(1).and_then(|()| backup::backup(&edge, &path(&arg(0, "FILE")?)?)),
-        "restore" => extra(1).and_then(|()| backup::restore(&edge, &path(&arg(0, "FILE")?)?)),
+        "restore" => extra(1).and_then(|()| restore::restore(&edge, &path(&arg(0, "FILE")?)?)),
         _ => Err(usage(format!("{name} is not a client command"))),
     }
 }
@@ -73,9 +74,14 @@ fn split(command: &commands::Command, raw: &[String]) -> (Vec<Vec<u8>>, Vec<Stri
     let mut positional = Vec::new();
     let mut flags = Vec::new();
     let mut i = 0;
+    let mut only_positional = false;
     while i < raw.len() {
         let a = &raw[i];
-        if a.starts_with("--") {
+        if a == "--" && !only_positional {
+            // Everything after `--` is a key, a value or a file name, even
+            // if it starts with dashes.
+            only_positional = true;
+        } else if a.starts_with("--") && !only_positional {
             flags.push(a.clone());
             let takes_value = !a.contains('=')
                 && command
@@ -99,8 +105,16 @@ fn split(command: &commands::Command, raw: &[String]) -> (Vec<Vec<u8>>, Vec<Stri
     (positional, flags)
 }
 
-fn edge(args: &Args) -> Result<Edge, Failed> {
-    let token = match (args.get("token-file"), args.get("token")) {
+fn edge(args: &Args, raw: &[String]) -> Result<Edge, Failed> {
+    // A flag on the command line wins over the environment's other one.
+    let given = |flag: &str| {
+        raw.iter()
+            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    };
+    let from_file = args
+        .get("token-file")
+        .filter(|_| !given("--token") || given("--token-file"));
+    let token = match (from_file, args.get("token")) {
         (Some(path), _) => Some(
             std::fs::read_to_string(path)
                 .map_err(|e| usage(format!("--token-file {path}: {e}")))?
@@ -109,7 +123,7 @@ fn edge(args: &Args) -> Result<Edge, Failed> {
         ),
         (None, token) => token.map(str::to_string),
     };
-    Edge::parse(args.get_or("edge", EDGE_DEFAULT), token).map_err(usage)
+    Edge::parse(args.get_or("edge", EDGE_DEFAULT), token).map_err(|(code, why)| Failed(code, why))
 }
 
 /// A file name argument.
@@ -306,7 +320,18 @@ fn watch(edge: &Edge, args: &Args, prefix: &[u8]) -> Result<(), Failed> {
         target.push_str(&format!("?{}", query.join("&")));
     }
     let accept = [("Accept", "application/x-ndjson")];
-    let mut sink = |bytes: &[u8]| out(bytes).map_err(|Failed(_, why)| why);
+    // The stream's keep-alives are empty lines: not events, so not printed.
+    let mut last = b'\n';
+    let mut sink = |bytes: &[u8]| {
+        let mut kept = Vec::with_capacity(bytes.len());
+        for &b in bytes {
+            if !(b == b'\n' && last == b'\n') {
+                kept.push(b);
+                last = b;
+            }
+        }
+        out(&kept).map_err(|Failed(_, why)| why)
+    };
     let answer = edge
         .stream(&target, &accept, &mut sink)
         .map_err(unreachable_edge)?;

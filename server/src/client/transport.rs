@@ -3,7 +3,7 @@
 //! until the edge closes (a watch stream, passed on as it arrives).
 
 use hypha_server::http::{ChunkedDecoder, Status};
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -14,6 +14,12 @@ pub const CLIENT_TIMEOUT_MS: u64 = 30_000;
 pub const ANSWER_BYTES_MAX: usize = 64 << 20;
 /// Head bytes before the client gives up on an answer.
 const HEAD_BYTES_MAX: usize = 64 * 1024;
+/// A body over this waits for the edge's `100 Continue` first.
+pub const EXPECT_CONTINUE_BYTES: usize = 64 * 1024;
+/// How long a body waits for `100 Continue` before it is sent anyway.
+pub const EXPECT_WAIT_MS: u64 = 1_000;
+/// A watch stream silent this long (three missed keep-alives) is dead.
+pub const STREAM_SILENCE_MS: u64 = 3 * hypha_server::http::WATCH_KEEPALIVE_MS;
 
 /// Where the edge is, and the token if any.
 pub struct Edge {
@@ -49,22 +55,26 @@ impl Answer {
 }
 
 impl Edge {
-    /// `http://HOST:PORT[/]`, `HOST:PORT` or `[V6]:PORT`.
-    pub fn parse(url: &str, token: Option<String>) -> Result<Edge, String> {
+    /// `http://HOST:PORT[/]`, `HOST:PORT` or `[V6]:PORT`; a malformed URL
+    /// is a usage error (2), a name that does not resolve an unreachable
+    /// edge (3).
+    pub fn parse(url: &str, token: Option<String>) -> Result<Edge, (u8, String)> {
+        let usage = |why: String| (2u8, why);
         if url.starts_with("https://") {
-            return Err(format!(
+            return Err(usage(format!(
                 "--edge {url:?}: the edge speaks plain HTTP (Mycelium encrypts the path); use http://"
-            ));
+            )));
         }
         let host = url.strip_prefix("http://").unwrap_or(url);
         let host = host.strip_suffix('/').unwrap_or(host).to_string();
         if host.is_empty() || host.contains('/') {
-            return Err(format!("--edge {url:?}: give http://HOST:PORT"));
+            return Err(usage(format!("--edge {url:?}: give http://HOST:PORT")));
         }
         let addrs: Vec<SocketAddr> = host
             .to_socket_addrs()
             .map_err(|e| {
-                format!("--edge {url:?}: {e}; give http://HOST:PORT, IPv6 as [ADDR]:PORT")
+                let hint = "give http://HOST:PORT, IPv6 as [ADDR]:PORT";
+                (3u8, format!("--edge {url:?} does not resolve: {e}; {hint}"))
             })?
             .collect();
         Ok(Edge { host, addrs, token })
@@ -81,21 +91,29 @@ impl Edge {
         Err(last.unwrap_or_else(|| std::io::ErrorKind::AddrNotAvailable.into()))
     }
 
+    /// Sends the request. A body over [`EXPECT_CONTINUE_BYTES`] waits for
+    /// the edge's `100 Continue` (at most [`EXPECT_WAIT_MS`]), so a refusal
+    /// (413, 401) arrives instead of a reset mid-upload. Returns the bytes of
+    /// the answer already read.
     fn send(
         &self,
         method: &str,
         target: &str,
         headers: &[(&str, &str)],
         body: &[u8],
-    ) -> Result<TcpStream, String> {
+    ) -> Result<(TcpStream, Vec<u8>), String> {
         let mut stream = self
             .connect()
             .map_err(|e| format!("cannot reach the edge at {}: {e}", self.host))?;
+        let expect = body.len() > EXPECT_CONTINUE_BYTES;
         let mut head = format!(
             "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
             self.host,
             body.len()
         );
+        if expect {
+            head.push_str("Expect: 100-continue\r\n");
+        }
         if let Some(token) = &self.token {
             head.push_str(&format!("Authorization: Bearer {token}\r\n"));
         }
@@ -103,13 +121,22 @@ impl Edge {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
         head.push_str("\r\n");
-        let timeout = Some(Duration::from_millis(CLIENT_TIMEOUT_MS));
-        let sent = stream
-            .set_read_timeout(timeout)
-            .and_then(|()| stream.write_all(head.as_bytes()))
-            .and_then(|()| stream.write_all(body));
-        sent.map_err(|e| format!("sending to the edge at {} failed: {e}", self.host))?;
-        Ok(stream)
+        let failed =
+            |e: std::io::Error| format!("sending to the edge at {} failed: {e}", self.host);
+        stream.write_all(head.as_bytes()).map_err(failed)?;
+        let mut early = Vec::new();
+        if expect {
+            let wait = Some(Duration::from_millis(EXPECT_WAIT_MS));
+            stream.set_read_timeout(wait).map_err(failed)?;
+            if let Some(answer) = await_continue(&mut stream, &mut early)? {
+                return Ok((stream, answer));
+            }
+        }
+        stream
+            .set_read_timeout(Some(Duration::from_millis(CLIENT_TIMEOUT_MS)))
+            .and_then(|()| stream.write_all(body))
+            .map_err(failed)?;
+        Ok((stream, early))
     }
 
     /// Sends one request and reads the whole answer.
@@ -152,11 +179,13 @@ impl Edge {
         streaming: bool,
         sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
     ) -> Result<Answer, String> {
-        let mut stream = self.send(method, target, headers, body)?;
+        let (mut stream, mut buf) = self.send(method, target, headers, body)?;
         let lost = |e: std::io::Error| format!("the edge at {} stopped answering: {e}", self.host);
-        let mut buf = Vec::new();
         let mut chunk = vec![0u8; 64 * 1024];
         let (mut answer, used, framing) = loop {
+            if let Some(parsed) = parse_head(&buf)? {
+                break parsed;
+            }
             let got = stream.read(&mut chunk).map_err(lost)?;
             if got == 0 {
                 return Err(format!(
@@ -165,9 +194,6 @@ impl Edge {
                 ));
             }
             buf.extend_from_slice(&chunk[..got]);
-            if let Some(parsed) = parse_head(&buf)? {
-                break parsed;
-            }
             if buf.len() > HEAD_BYTES_MAX {
                 return Err(format!(
                     "the edge at {} sent a head over {HEAD_BYTES_MAX} bytes",
@@ -180,8 +206,10 @@ impl Edge {
         }
         let mut kept = Vec::new();
         let passes = streaming && answer.status == 200;
-        if streaming && passes {
-            stream.set_read_timeout(None).map_err(lost)?;
+        if passes {
+            // A stream may be quiet, but never longer than a few keep-alives.
+            let silence = Some(Duration::from_millis(STREAM_SILENCE_MS));
+            stream.set_read_timeout(silence).map_err(lost)?;
         }
         let mut deliver = |bytes: &[u8]| -> Result<(), String> {
             match passes || !streaming {
@@ -197,6 +225,33 @@ impl Edge {
             .map_err(|e| e.unwrap_or_else(lost))?;
         answer.body = kept;
         Ok(answer)
+    }
+}
+
+/// Waits for `100 Continue`: `Ok(None)` once it came (or the wait ended:
+/// send the body), `Ok(Some(bytes))` when a final answer came instead.
+fn await_continue(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(Some(std::mem::take(buf))),
+            Ok(got) => buf.extend_from_slice(&chunk[..got]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(format!("the edge stopped answering: {e}")),
+        }
+        let mut slots = [httparse::EMPTY_HEADER; 64];
+        let mut response = httparse::Response::new(&mut slots);
+        match response.parse(buf) {
+            Ok(httparse::Status::Complete(used)) if response.code == Some(100) => {
+                buf.drain(..used);
+                return Ok(None);
+            }
+            Ok(httparse::Status::Complete(_)) => return Ok(Some(std::mem::take(buf))),
+            Ok(httparse::Status::Partial) if buf.len() <= HEAD_BYTES_MAX => {}
+            _ => return Err("the edge's answer did not parse".into()),
+        }
     }
 }
 

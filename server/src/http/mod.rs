@@ -56,3 +56,4 @@ pub use request::{parse_head, BodyFraming, Head, Method, Status};
 pub use response::Response;
 pub use router::{Admitted, Router};
 pub use token::Token;
+pub use watch::WATCH_KEEPALIVE_MS;

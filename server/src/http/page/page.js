@@ -2,7 +2,7 @@
 // The status page: it draws what /status and /metrics say, nothing else.
 const REFRESH_MS = 1000, POINTS = 60;
 const READS = new Set(["kv_get", "kv_history", "kv_scan", "watch", "compat_get", "compat_get_path",
-  "compat_store_hash", "compat_fetch", "compat_fetch_all", "compat_query"]);
+  "compat_store_key", "compat_store_hash", "compat_fetch", "compat_fetch_all", "compat_query"]);
 const $ = id => document.getElementById(id);
 const hist = { w: [], r: [] };
 let last = null, ticks = 0;
