@@ -196,6 +196,33 @@ fn the_compatibility_dialects_through_curl() {
     assert_eq!(curl(&[&u("/get/pk/")]), ("200".into(), b"pv".to_vec()));
     assert_eq!(curl(&["-X", "DELETE", &u("/delete/pk")]).0, "200");
     assert_eq!(curl(&[&u("/get/pk")]).0, "404");
+
+    // The master and its workers, as diststore's routes show them.
+    let (code, body) = curl(&[&u("/status")]);
+    assert_eq!(code, "200");
+    let status: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    let (code, body) = curl(&[&u("/master/")]);
+    assert_eq!(code, "200");
+    let master: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(master["addr"], status["master"]["addr"], "{master}");
+    assert_eq!(
+        master["workers"].as_array().map(Vec::len),
+        Some(2),
+        "{master}"
+    );
+    let (code, body) = curl(&[&u("/worker/2")]);
+    assert_eq!(code, "200");
+    let second: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(second["addr"], status["workers"][1]["addr"], "{second}");
+    assert_eq!(second["idx"], 2);
+    let (code, body) = curl(&[&u("/worker/3")]);
+    assert_eq!(code, "404");
+    assert!(
+        text(&body).contains("hypha worker --data DIR --master"),
+        "{}",
+        text(&body)
+    );
+    assert_eq!(curl(&[&u("/worker/0")]).0, "400");
 }
 
 #[test]

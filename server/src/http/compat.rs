@@ -12,6 +12,8 @@
 //! | `POST /fetch` JSON `[T, …]` | `[{"key":T,"value":T or null}, …]` |
 //! | `GET /fetch?cursor=C&limit=L&prefix=P` | all pairs as above, paged; next cursor in `X-Hypha-Next-Cursor` (absent on the last page) |
 //! | `POST /query` JSON `[T, …]` | `[{"key":T,"value":true or false}, …]` |
+//! | `GET /master/` | the master (`addr`, `healthy`, `seq`) and its `workers` (`idx` from 1, `addr`, `healthy`, `applied_seq`, `lag`), as `/status` has them |
+//! | `GET /worker/{idx}` | that worker; 404 with how to start one |
 //! | `PUT /put/{key}/{value}`, `GET /get/{key}`, `DELETE /delete/{key}` | as their names say; the value is the last path segment, so `/put/a/b/c` stores `c` under `a/b` and `/get/a/b` reads it (a `/` in a value is `%2F`) |
 //!
 //! `T` is `{"encoding":"string"|"binary","data":…}` with binary data in base64;
@@ -51,6 +53,10 @@ pub(crate) enum Route {
     PutPath(Vec<u8>, Vec<u8>),
     GetPath(Vec<u8>),
     DeletePath(Vec<u8>),
+    /// `GET /master/`: the master and its workers.
+    Master,
+    /// `GET /worker/{idx}`: one worker (1-based, in the master's list).
+    Worker(u32),
 }
 
 /// The compat route for `path` and its allowed methods.
@@ -64,6 +70,7 @@ pub(crate) fn match_path(path: &str) -> Option<Result<(Route, &'static str), Str
         "/store/hash" => Some((Route::StoreHash, "GET, HEAD")),
         "/fetch" => Some((Route::Fetch, "GET, HEAD, POST")),
         "/query" => Some((Route::Query, "POST")),
+        "/master" | "/master/" => Some((Route::Master, "GET, HEAD")),
         _ => None,
     };
     if let Some(found) = fixed {
@@ -73,6 +80,14 @@ pub(crate) fn match_path(path: &str) -> Option<Result<(Route, &'static str), Str
         path.strip_prefix(prefix)
             .map(|r| r.strip_suffix('/').unwrap_or(r))
     };
+    if let Some(rest) = rest("/worker/") {
+        let idx = rest.parse::<u32>().ok().filter(|&i| i > 0);
+        let shape = "/worker/{idx}, idx from 1";
+        return Some(
+            idx.map(|i| (Route::Worker(i), "GET, HEAD"))
+                .ok_or(format!("use {shape}")),
+        );
+    }
     if let Some(rest) = rest("/put/") {
         let shape = "/put/{key}/{value}";
         // The value is the last segment: `/put/a/b/c` stores `c` under `a/b`,
@@ -114,6 +129,7 @@ pub(crate) fn route_id(route: &Route, method: &Method) -> RouteId {
         Route::PutPath(..) => RouteId::CompatPutPath,
         Route::GetPath(_) => RouteId::CompatGetPath,
         Route::DeletePath(_) => RouteId::CompatDeletePath,
+        Route::Master | Route::Worker(_) => RouteId::CompatNodes,
     }
 }
 
@@ -167,8 +183,47 @@ pub(crate) async fn handle<B: Backend>(
         Route::PutPath(key, value) => put(backend, key, value).await,
         Route::GetPath(key) => get_raw(backend, key, query).await,
         Route::DeletePath(key) => delete(backend, key).await,
+        Route::Master => Ok(Response::json(200, &nodes(&backend.status().await))),
+        Route::Worker(idx) => worker(&backend.status().await, idx),
     };
     result.unwrap_or_else(|response| response)
+}
+
+/// `GET /master/`: what the master knows of its workers, from `/status`.
+fn nodes(status: &Value) -> Value {
+    let workers: Vec<Value> = status["workers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, w)| {
+            let mut w = w.clone();
+            w["idx"] = json!(i + 1);
+            w
+        })
+        .collect();
+    let mut master = status["master"].clone();
+    master["workers"] = Value::Array(workers);
+    master
+}
+
+/// `GET /worker/{idx}`: that worker, or how to start one.
+fn worker(status: &Value, idx: u32) -> Result<Response, Response> {
+    let master = nodes(status);
+    let workers = master["workers"].as_array().cloned().unwrap_or_default();
+    match workers.get(idx as usize - 1) {
+        Some(w) => Ok(Response::json(200, w)),
+        None => Err(Response::error(
+            404,
+            format!(
+                "no worker {idx}: the master lists {} (1..={}); start another with `hypha \
+                 worker --data DIR --master {} --listen ADDR` (it registers with the master)",
+                workers.len(),
+                workers.len(),
+                master["addr"].as_str().unwrap_or("ADDR")
+            ),
+        )),
+    }
 }
 
 fn key_not_found() -> Response {
