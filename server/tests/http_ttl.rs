@@ -21,7 +21,7 @@ fn ttl_parameters_are_checked() -> TestResult {
     for (target, headers, body, says) in [
         ("/kv/k?ttl=abc", vec![], &b"v"[..], "not a duration"),
         ("/kv/k?ttl=0s", vec![], b"v", "0"),
-        ("/kv/k?ttl=400d", vec![], b"v", "TTL_MS_MAX"),
+        ("/kv/k?ttl=400d", vec![], b"v", "365 days"),
         ("/kv/k?refresh=true", vec![], b"", "ttl=30s"),
         ("/kv/k?ttl=5s&refresh=true", vec![], b"v", "empty body"),
         ("/kv/k?ttl=5s&refresh=yes", vec![], b"", "true or false"),
